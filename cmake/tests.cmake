@@ -1,0 +1,47 @@
+# Every test is registered with ctest: the C unit tests in spec/c and the
+# busted specs in spec/. Specs run under plain lua5.4 against the built
+# module; in a sanitizer build they run inside the (instrumented) host.
+find_program(BUSTED busted REQUIRED)
+find_program(LUA54 lua5.4 REQUIRED)
+
+set(ISOLATE_C_TESTS value signal)
+foreach(t ${ISOLATE_C_TESTS})
+  add_executable(test_${t} spec/c/test_${t}.c)
+  target_link_libraries(test_${t} PRIVATE isolate_core)
+  target_compile_definitions(test_${t} PRIVATE _GNU_SOURCE)
+  add_test(NAME c_${t} COMMAND test_${t})
+endforeach()
+
+set(ISOLATE_SPEC_ENV
+  "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;\;"
+  "LUA_CPATH=${CMAKE_BINARY_DIR}/?.so\;\;"
+  "ISOLATE_HOST=$<TARGET_FILE:luaisolate>"
+  "ISOLATE_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+if(ISOLATE_SANITIZE)
+  # CPython keeps its interned objects alive until exit: leaks are not ours.
+  list(APPEND ISOLATE_SPEC_ENV "ASAN_OPTIONS=detect_leaks=0"
+       "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  set(ISOLATE_SPEC_RUNNER $<TARGET_FILE:luaisolate>)
+else()
+  set(ISOLATE_SPEC_RUNNER ${LUA54})
+endif()
+
+file(GLOB ISOLATE_SPECS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
+foreach(s ${ISOLATE_SPECS})
+  get_filename_component(n ${s} NAME_WE)
+  add_test(NAME ${n} COMMAND ${ISOLATE_SPEC_RUNNER} ${BUSTED} -o utfTerminal ${s}
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(${n} PROPERTIES ENVIRONMENT "${ISOLATE_SPEC_ENV}" LABELS spec)
+endforeach()
+
+# The LuaRocks install, from a copy of the tree, loaded by plain lua5.4
+# (spec/rockspec_test.sh). Not in the sanitizer build: the rock is built
+# without sanitizers, so it would only run the same check twice.
+find_program(LUAROCKS luarocks)
+if(NOT ISOLATE_SANITIZE AND LUAROCKS)
+  add_test(NAME rockspec COMMAND bash ${CMAKE_SOURCE_DIR}/spec/rockspec_test.sh)
+  set_tests_properties(rockspec PROPERTIES LABELS rock TIMEOUT 900
+    ENVIRONMENT "LUAROCKS=${LUAROCKS};LUA54=${LUA54}")
+elseif(NOT ISOLATE_SANITIZE)
+  message(STATUS "luarocks not found: the rockspec test is not registered")
+endif()

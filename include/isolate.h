@@ -1,0 +1,225 @@
+/*
+ * libisolate -- the C core of luaisolate.
+ *
+ * No Lua here and no Python in this header: the binding (src/lua) and the
+ * host see only these types. Every function returns 0 on success or a
+ * negative code and fills the optional iso_error. Nothing here calls exit()
+ * or abort() on bad input.
+ */
+#ifndef ISOLATE_H
+#define ISOLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ISO_VERSION "0.1.0"
+
+/* ---- errors ------------------------------------------------------------ */
+
+typedef enum iso_kind {
+    ISO_OK = 0,
+    ISO_INVALID_ARGUMENT,
+    ISO_NOT_IMPLEMENTED,
+    ISO_POLICY,
+    ISO_UNENFORCEABLE,
+    ISO_GUEST,
+    ISO_TIMEOUT,
+    ISO_CPU,
+    ISO_MEMORY,
+    ISO_CLOSED,
+    ISO_CRASHED,
+    ISO_VALUE,
+} iso_kind;
+
+typedef struct iso_error {
+    iso_kind kind;
+    int code;           /* errno when a system call failed, else 0 */
+    char message[512];
+    char python[64];    /* ISO_GUEST: the exception type name */
+    char *traceback;    /* ISO_GUEST: heap text, owned; iso_error_clear frees */
+} iso_error;
+
+/* The contract name of a kind ("invalid_argument", ...). Static string. */
+const char *iso_kind_name(iso_kind kind);
+/* Fill err (may be NULL) and return -1. Never blocks. */
+int iso_error_set(iso_error *err, iso_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Free the traceback and reset to ISO_OK. */
+void iso_error_clear(iso_error *err);
+/* Move src into dst (dst cleared first); src is left empty. */
+void iso_error_move(iso_error *dst, iso_error *src);
+
+/* ---- values: the one type that crosses every boundary ------------------ */
+
+#define ISO_VALUE_MAX_DEPTH 64
+#define ISO_VALUE_MAX_BYTES ((size_t)64 << 20) /* one payload, all strings */
+
+typedef enum iso_type {
+    ISO_NIL = 0,
+    ISO_BOOL,
+    ISO_INT,
+    ISO_FLOAT,
+    ISO_STR,   /* valid UTF-8 text */
+    ISO_BYTES, /* anything else */
+    ISO_LIST,
+    ISO_MAP, /* keys are ISO_STR, ISO_BYTES or ISO_INT */
+} iso_type;
+
+typedef struct iso_value iso_value;
+struct iso_value {
+    iso_type type;
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        struct {
+            char *ptr; /* owned, NUL-terminated for convenience */
+            size_t len;
+        } str;
+        struct {
+            iso_value *items; /* owned; a map holds 2*len items: k0 v0 k1 v1 */
+            size_t len, cap;
+        } seq;
+    } u;
+};
+
+/* A zeroed iso_value is ISO_NIL; values live inline or in heap boxes. */
+iso_value *iso_value_new(void);          /* heap NIL box, NULL on OOM */
+void iso_value_destroy(iso_value *v);    /* free contents and the box */
+void iso_value_free(iso_value *v);       /* free contents, leave NIL */
+void iso_value_move(iso_value *dst, iso_value *src); /* src left NIL */
+
+void iso_value_set_nil(iso_value *v);
+void iso_value_set_bool(iso_value *v, bool b);
+void iso_value_set_int(iso_value *v, int64_t i);
+void iso_value_set_float(iso_value *v, double f);
+/* Copies len bytes; type is ISO_STR or ISO_BYTES. -1 on OOM. */
+int iso_value_set_string(iso_value *v, iso_type type, const char *p, size_t len);
+void iso_value_set_list(iso_value *v);   /* empty list */
+void iso_value_set_map(iso_value *v);    /* empty map */
+/* Append a NIL slot to a list; NULL on OOM. The pointer is valid until the
+ * next append to the same list. */
+iso_value *iso_list_append(iso_value *list);
+/* Append a NIL key and NIL value to a map; -1 on OOM. Same validity. */
+int iso_map_append(iso_value *map, iso_value **key, iso_value **val);
+/* Deep copy; -1 on OOM (dst left NIL). */
+int iso_value_copy(iso_value *dst, const iso_value *src);
+bool iso_value_equal(const iso_value *a, const iso_value *b);
+/* True when p[0..len) is well-formed UTF-8 (no surrogates, no overlongs). */
+bool iso_utf8_valid(const char *p, size_t len);
+
+/* ---- backends ---------------------------------------------------------- */
+
+typedef enum iso_backend {
+    ISO_BACKEND_SUBINTERPRETER = 0,
+    ISO_BACKEND_PROCESS,
+    ISO_BACKEND_MICROVM,
+    ISO_BACKEND_COUNT,
+} iso_backend;
+
+const char *iso_backend_name(iso_backend b);
+/* -1 when name is not a backend. */
+int iso_backend_from_name(const char *name);
+/* 0 when this build and host can run b; else ISO_NOT_IMPLEMENTED with what
+ * is missing. Probes the host (cheap, never blocks for long). */
+int iso_backend_check(iso_backend b, iso_error *err);
+
+/* ---- runtime ----------------------------------------------------------- */
+
+typedef struct iso_runtime_info {
+    const char *python_version; /* "3.11.2" */
+    bool own_gil;               /* cells have their own GIL */
+    const char *cell_mode;      /* "own GIL" or "shared GIL" */
+} iso_runtime_info;
+
+void iso_runtime_info_get(iso_runtime_info *info);
+
+/* ---- cells ------------------------------------------------------------- */
+
+#define ISO_NAME_MAX 64
+
+typedef struct iso_cell_config {
+    const char *name; /* ^[A-Za-z0-9_-]{1,64}$, unique among live cells */
+    iso_backend backend;
+    const char *const *imports; /* allowed modules (and their submodules) */
+    size_t n_imports;
+    const char *const *capabilities; /* names request() may use */
+    size_t n_capabilities;
+    int64_t wall_ms; /* per exec/call; 0 = unbounded */
+} iso_cell_config;
+
+typedef struct iso_cell iso_cell;
+
+/* What a cell sends to its host. */
+typedef enum iso_msg_type {
+    ISO_MSG_RESULT,  /* value = result, or error set */
+    ISO_MSG_POST,    /* value = the posted value */
+    ISO_MSG_LOG,     /* value = [level, message, fields] */
+    ISO_MSG_METRIC,  /* value = [name, value, tags] */
+    ISO_MSG_REQUEST, /* value = [capability, action, payload]; answer it */
+} iso_msg_type;
+
+typedef struct iso_msg iso_msg;
+struct iso_msg {
+    iso_msg *next;
+    iso_msg_type type;
+    double time; /* CLOCK_REALTIME seconds */
+    iso_value value;
+    iso_error error; /* RESULT only */
+};
+
+void iso_msg_destroy(iso_msg *m);
+
+typedef struct iso_cell_stats {
+    int64_t cpu_ms;
+    uint64_t calls, posts;
+    const char *state; /* "idle", "running", "closed", "dead" */
+} iso_cell_stats;
+
+/* True when name is a valid cell name (not whether it is free). */
+bool iso_cell_name_valid(const char *name);
+/* Start a cell and wait until it is ready. Blocks for the interpreter's
+ * creation (milliseconds). *out is owned by the caller: iso_cell_close,
+ * then iso_cell_release. */
+int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err);
+const char *iso_cell_name(const iso_cell *c);
+iso_backend iso_cell_backend(const iso_cell *c);
+
+/* Start running source in the cell's __main__. Does not block; the result
+ * comes as an ISO_MSG_RESULT from iso_cell_wait. */
+int iso_cell_exec(iso_cell *c, const char *src, size_t len, iso_error *err);
+/* Start calling target ("module.func" or a global name) with args (an
+ * ISO_LIST, moved into the cell). Does not block. */
+int iso_cell_call(iso_cell *c, const char *target, iso_value *args,
+                  iso_error *err);
+
+typedef enum iso_wait {
+    ISO_WAIT_RESULT, /* the running request's result */
+    ISO_WAIT_POST,   /* the next posted value */
+} iso_wait;
+
+/* Block until the cell sends what `what` asks for, or a broker REQUEST that
+ * the caller must answer with iso_cell_reply. Logs and metrics are queued
+ * for iso_cell_next_event; posts seen while waiting for a result are queued
+ * for ISO_WAIT_POST. timeout_s < 0 waits forever; ISO_WAIT_RESULT also
+ * enforces the cell's wall_ms. *out is owned by the caller. */
+int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
+                  iso_error *err);
+/* Answer the pending REQUEST: value (moved) on success, or error text. */
+int iso_cell_reply(iso_cell *c, iso_value *value, const char *error);
+/* Pop the next queued log/metric message, NULL when none. Never blocks. */
+iso_msg *iso_cell_next_event(iso_cell *c);
+
+void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st);
+bool iso_cell_is_open(const iso_cell *c);
+/* Graceful stop: ends the interpreter and joins its thread. Idempotent. A
+ * cell that does not stop within a grace period is abandoned. Blocks. */
+void iso_cell_close(iso_cell *c);
+/* Forced stop: interrupts running guest code, abandons what will not stop.
+ * Idempotent; returns within a bounded grace period. */
+void iso_cell_kill(iso_cell *c);
+/* Drop the caller's reference (after close or kill). */
+void iso_cell_release(iso_cell *c);
+
+#endif

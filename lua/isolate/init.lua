@@ -1,0 +1,204 @@
+-- isolate: run Python code in isolated cells, from Lua.
+--
+--   local sandbox = require "isolate"
+--   local sb <close> = sandbox.spawn{ imports = {"math"} }
+--   sb:exec("from math import sqrt; post(sqrt(2))")
+--   print(sb:recv(1))
+--
+-- This file validates options and keeps the Lua-side registries (live
+-- cells, broker capabilities); isolate.core does the work.
+local core = require "isolate.core"
+local errors = require "isolate.error"
+
+local raise = errors.raise
+local sandbox = {}
+
+sandbox._VERSION = core.info().version
+sandbox.BACKENDS = { "subinterpreter", "process", "microvm" }
+sandbox.DEFAULT_BACKEND = "subinterpreter"
+sandbox.null = core.null
+sandbox.array = core.array
+sandbox.bytes = core.bytes
+sandbox.Error = errors.Error
+
+-- What this build and host can run, probed once at load.
+sandbox.IMPLEMENTED = {}
+for _, b in ipairs(sandbox.BACKENDS) do
+  if core.backend_check(b) then table.insert(sandbox.IMPLEMENTED, b) end
+end
+
+local SPAWN_OPTIONS = { name = true, backend = true, policy = true,
+                        imports = true, capabilities = true, limits = true }
+-- Limits the policy language knows, refused until a backend enforces them:
+-- a limit is never accepted and then ignored.
+local UNENFORCED_LIMITS = { cpu_ms = true, mem = true, open_files = true,
+                            processes = true, output_bytes = true }
+
+local live = setmetatable({}, { __mode = "v" }) -- name -> cell
+local capabilities = {}                          -- name -> handler
+local generated = 0
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  return table.concat(keys, ", ")
+end
+
+local function check_backend(backend)
+  if backend == nil then return sandbox.DEFAULT_BACKEND end
+  local valid = table.concat(sandbox.BACKENDS, ", ")
+  if type(backend) ~= "string" then
+    raise("invalid_argument", "backend must be a string, one of: %s", valid)
+  end
+  for _, b in ipairs(sandbox.BACKENDS) do
+    if b == backend then return backend end
+  end
+  raise("invalid_argument", "unknown backend '%s'; valid backends: %s",
+        backend, valid)
+end
+
+local function check_name(name)
+  if name == nil then
+    repeat
+      generated = generated + 1
+      name = string.format("cell-%d", generated)
+    until not (live[name] and live[name]:is_open())
+    return name
+  end
+  if type(name) ~= "string" or not core.name_valid(name) then
+    raise("invalid_argument", "name must match ^[A-Za-z0-9_-]{1,64}$, got %s",
+          type(name) == "string" and string.format("%q", name) or type(name))
+  end
+  return name
+end
+
+local MODULE_NAME = "^[%a_][%w_]*$"
+
+local function check_module(m, where)
+  if type(m) ~= "string" then
+    raise("invalid_argument", "%s: expected a module name string", where)
+  end
+  for part in (m .. "."):gmatch("(.-)%.") do
+    if not part:match(MODULE_NAME) then
+      raise("invalid_argument", "%s: '%s' is not a module name", where, m)
+    end
+  end
+end
+
+local function check_list(list, what, check_item)
+  if list == nil then return {} end
+  if type(list) ~= "table" then
+    raise("invalid_argument", "%s must be a list of strings", what)
+  end
+  local n = #list
+  for k in pairs(list) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then
+      raise("invalid_argument", "%s must be a list (found key %s)", what,
+            tostring(k))
+    end
+  end
+  local out = {}
+  for i, v in ipairs(list) do
+    check_item(v, string.format("%s[%d]", what, i))
+    out[i] = v
+  end
+  return out
+end
+
+local function check_capability_name(c, where)
+  if type(c) ~= "string" or not c:match("^[%w_.-]+$") then
+    raise("invalid_argument", "%s: expected a capability name", where)
+  end
+end
+
+local function check_limits(limits)
+  if limits == nil then return nil end
+  if type(limits) ~= "table" then
+    raise("invalid_argument", "limits must be a table")
+  end
+  local wall_ms
+  for k, v in pairs(limits) do
+    if UNENFORCED_LIMITS[k] then
+      raise("not_implemented", "limits.%s is not enforced by this build yet; "
+            .. "remove it (a limit is never accepted and ignored)", k)
+    elseif k ~= "wall_ms" then
+      raise("invalid_argument", "unknown limit '%s'; valid limits: wall_ms",
+            tostring(k))
+    end
+    if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) end
+    if math.type(v) ~= "integer" or v <= 0 then
+      raise("invalid_argument", "limits.wall_ms must be a positive integer "
+            .. "(milliseconds)")
+    end
+    wall_ms = v
+  end
+  return wall_ms
+end
+
+local function check_options(opts)
+  if type(opts) ~= "table" then
+    raise("invalid_argument", "spawn expects a table of options, got %s",
+          type(opts))
+  end
+  for k in pairs(opts) do
+    if not SPAWN_OPTIONS[k] then
+      raise("invalid_argument", "unknown spawn option '%s'; valid options: %s",
+            tostring(k), sorted_keys(SPAWN_OPTIONS))
+    end
+  end
+  if opts.policy ~= nil then
+    raise("not_implemented", "the policy option needs the policy engine, "
+          .. "which this build does not have yet; use imports/capabilities")
+  end
+  return {
+    backend = check_backend(opts.backend),
+    name = check_name(opts.name),
+    imports = check_list(opts.imports, "imports", check_module),
+    capabilities = check_list(opts.capabilities, "capabilities",
+                              check_capability_name),
+    wall_ms = check_limits(opts.limits),
+  }
+end
+
+-- The broker: runs on the Lua thread while the host waits on the cell.
+local function broker(capability, action, payload, cell)
+  local handler = capabilities[capability]
+  if not handler then
+    error(string.format("no handler is registered for capability '%s'",
+                        capability), 0)
+  end
+  return handler(action, payload, cell)
+end
+
+function sandbox.spawn(opts)
+  local config = check_options(opts)
+  local ok, err = core.backend_check(config.backend)
+  if not ok then error(err, 2) end
+  local cell = core.spawn(config, broker)
+  live[config.name] = cell
+  return cell
+end
+
+function sandbox.list()
+  local cells = {}
+  for name, cell in pairs(live) do
+    if cell:is_open() then cells[name] = cell end
+  end
+  return cells
+end
+
+function sandbox.capability(name, handler)
+  check_capability_name(name, "capability")
+  if type(handler) ~= "function" then
+    raise("invalid_argument", "capability '%s': handler must be a function",
+          name)
+  end
+  capabilities[name] = handler
+end
+
+function sandbox.info()
+  return core.info()
+end
+
+return sandbox

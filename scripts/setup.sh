@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what the build needs (only what is missing) and build build/.
+# Idempotent; run as root on a fresh Debian 12 (sudo is used if not root and
+# something must be installed). Usage: scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Everything the build and the tests need from Debian, in one place.
+PACKAGES=(
+    build-essential cmake pkg-config git
+    lua5.4 liblua5.4-dev lua-busted luarocks
+    python3 python3-dev
+    clang-format
+)
+# Debian's CPython: the machine may have a pyenv `python3` earlier on PATH,
+# which must never be the one the default build embeds.
+PYTHON=/usr/bin/python3
+
+say() { printf 'setup: %s\n' "$*"; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+        missing+=("$p")
+done
+if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+else
+    say "all ${#PACKAGES[@]} packages present"
+fi
+
+say "configuring build/ (RelWithDebInfo, -Werror, $PYTHON)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DISOLATE_WERROR=ON \
+    -DISOLATE_SANITIZE=OFF -DISOLATE_TESTS=ON -DISOLATE_PYTHON="$PYTHON"
+say "building build/ with $(nproc) jobs"
+cmake --build build -j "$(nproc)"
+say "ok: build/luaisolate, build/isolate/core.so"

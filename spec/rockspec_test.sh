@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The rock as a Lua application gets it: `luarocks make` (offline) from a
+# copy of the source tree into a private tree, then `require "isolate"` from
+# plain lua5.4 (RTLD_LOCAL, no host). Registered with ctest (label `rock`).
+# LUAROCKS and LUA54 may name the programs to use.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+luarocks=${LUAROCKS:-luarocks}
+lua=${LUA54:-lua5.4}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/luaisolate-rock.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/src" "$tmp/run"
+
+# Copy the sources, never build dirs: the files git knows (tracked, or new
+# and not ignored), else the directories the build reads.
+cd "$root"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard |
+        tar --null --ignore-failed-read -T - -cf - 2>/dev/null |
+        tar -xf - -C "$tmp/src"
+else
+    for f in CMakeLists.txt cmake include src lua rockspec policies; do
+        [[ ! -e $f ]] || cp -R "$f" "$tmp/src/"
+    done
+fi
+
+cd "$tmp/src"
+"$luarocks" --lua-version=5.4 make --tree="$tmp/tree" \
+    rockspec/luaisolate-scm-1.rockspec
+
+# Only the rock's tree: drop any path the caller set for Lua 5.4.
+unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
+eval "$("$luarocks" --lua-version=5.4 --tree="$tmp/tree" path)"
+
+cd "$tmp/run"
+out=$("$lua" - "$tmp/tree" 2>&1 <<'LUA'
+local tree = ...
+for _, m in ipairs { { "isolate", package.path }, { "isolate.core", package.cpath } } do
+   local file = assert(package.searchpath(m[1], m[2]))
+   assert(file:sub(1, #tree) == tree, m[1] .. " not from the rock: " .. file)
+end
+local s = require "isolate"
+local sb = s.spawn{}
+sb:exec("post(40 + 2)")
+assert(sb:recv(5) == 42)
+sb:close()
+print("rock ok")
+LUA
+) && rc=0 || rc=$?
+printf '%s\n' "$out"
+[[ $rc == 0 && $out == *"rock ok"* ]]

@@ -1,0 +1,554 @@
+/*
+ * Cells, as the host sees them: spawn, requests, waiting ("pumping"),
+ * broker replies, close and kill. The cell thread's side lives in the
+ * backend (py_cell.c); the two meet only through struct iso_cell.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cell.h"
+
+/* ---- live names -------------------------------------------------------- */
+
+static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
+static iso_cell **live_cells;
+static size_t n_live, cap_live;
+
+static bool name_taken(const char *name)
+{
+    for (size_t i = 0; i < n_live; i++)
+        if (strcmp(live_cells[i]->name, name) == 0)
+            return true;
+    return false;
+}
+
+static int name_claim(iso_cell *c, iso_error *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&names_mu);
+    if (name_taken(c->name)) {
+        rc = iso_error_set(err, ISO_INVALID_ARGUMENT,
+                           "a live cell is already named '%s'; close it or "
+                           "choose another name",
+                           c->name);
+    } else if (n_live == cap_live) {
+        size_t cap = cap_live ? 2 * cap_live : 16;
+        iso_cell **p = realloc(live_cells, cap * sizeof *p);
+        if (!p)
+            rc = iso_error_set(err, ISO_MEMORY, "out of memory");
+        else
+            live_cells = p, cap_live = cap;
+    }
+    if (rc == 0)
+        live_cells[n_live++] = c;
+    pthread_mutex_unlock(&names_mu);
+    return rc;
+}
+
+static void name_release(iso_cell *c)
+{
+    pthread_mutex_lock(&names_mu);
+    for (size_t i = 0; i < n_live; i++)
+        if (live_cells[i] == c) {
+            live_cells[i] = live_cells[--n_live];
+            break;
+        }
+    pthread_mutex_unlock(&names_mu);
+}
+
+bool iso_cell_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n < 1 || n > ISO_NAME_MAX)
+        return false;
+    return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789_-") == n;
+}
+
+/* ---- messages and queues ---------------------------------------------- */
+
+iso_msg *iso_msg_new(iso_msg_type type)
+{
+    iso_msg *m = calloc(1, sizeof *m);
+    if (m) {
+        m->type = type;
+        m->time = iso_wallclock();
+    }
+    return m;
+}
+
+void iso_msg_destroy(iso_msg *m)
+{
+    if (!m)
+        return;
+    iso_value_free(&m->value);
+    iso_error_clear(&m->error);
+    free(m);
+}
+
+static void queue_push(iso_msg_queue *q, iso_msg *m)
+{
+    m->next = NULL;
+    if (q->tail)
+        q->tail->next = m;
+    else
+        q->head = m;
+    q->tail = m;
+}
+
+static iso_msg *queue_pop(iso_msg_queue *q)
+{
+    iso_msg *m = q->head;
+    if (m) {
+        q->head = m->next;
+        if (!q->head)
+            q->tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
+static void queue_clear(iso_msg_queue *q)
+{
+    iso_msg *m;
+    while ((m = queue_pop(q)))
+        iso_msg_destroy(m);
+}
+
+void iso_cell_push(iso_cell *c, iso_msg *m)
+{
+    pthread_mutex_lock(&c->mu);
+    queue_push(&c->outbox, m);
+    pthread_mutex_unlock(&c->mu);
+    iso_signal_notify(&c->to_host);
+}
+
+void iso_req_destroy(iso_req *r)
+{
+    if (!r)
+        return;
+    free(r->text);
+    iso_value_free(&r->args);
+    free(r);
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+static char **copy_strings(const char *const *src, size_t n)
+{
+    char **dst = calloc(n + 1, sizeof *dst);
+    for (size_t i = 0; dst && i < n; i++)
+        if (!(dst[i] = strdup(src[i]))) {
+            while (i > 0)
+                free(dst[--i]);
+            free(dst);
+            return NULL;
+        }
+    return dst;
+}
+
+static void free_strings(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void cell_free(iso_cell *c)
+{
+    queue_clear(&c->outbox);
+    queue_clear(&c->posts);
+    queue_clear(&c->events);
+    iso_msg_destroy(c->pending_result);
+    iso_msg_destroy(c->pending_request);
+    iso_req_destroy(c->req);
+    iso_value_free(&c->reply);
+    free(c->reply_error);
+    iso_error_clear(&c->start_err);
+    free_strings(c->imports, c->n_imports);
+    free_strings(c->capabilities, c->n_capabilities);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+void iso_cell_unref(iso_cell *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+        cell_free(c);
+}
+
+void iso_cell_release(iso_cell *c)
+{
+    if (c && iso_cell_is_open(c))
+        iso_cell_close(c);
+    iso_cell_unref(c);
+}
+
+static iso_cell *cell_new(const iso_cell_config *cfg)
+{
+    iso_cell *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    snprintf(c->name, sizeof c->name, "%s", cfg->name);
+    c->backend = cfg->backend;
+    c->wall_ms = cfg->wall_ms;
+    c->start_rc = 1; /* not started yet */
+    c->imports = copy_strings(cfg->imports, cfg->n_imports);
+    c->capabilities = copy_strings(cfg->capabilities, cfg->n_capabilities);
+    c->n_imports = cfg->n_imports;
+    c->n_capabilities = cfg->n_capabilities;
+    if (!c->imports || !c->capabilities) {
+        cell_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int check_config(const iso_cell_config *cfg, iso_error *err)
+{
+    if (!iso_cell_name_valid(cfg->name))
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "cell name must match ^[A-Za-z0-9_-]{1,64}$");
+    if (cfg->wall_ms < 0)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "limits.wall_ms must be a positive integer");
+    return iso_backend_check(cfg->backend, err);
+}
+
+static int start_thread(iso_cell *c, iso_error *err)
+{
+    atomic_fetch_add(&c->refs, 1); /* the thread's reference */
+    int e = pthread_create(&c->thread, NULL, iso_py_cell_thread, c);
+    if (e) {
+        atomic_fetch_sub(&c->refs, 1);
+        iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
+                      strerror(e));
+        err->code = e;
+        return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->start_rc > 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    int rc = c->start_rc;
+    if (rc)
+        iso_error_move(err, &c->start_err);
+    pthread_mutex_unlock(&c->mu);
+    if (rc)
+        pthread_join(c->thread, NULL);
+    return rc;
+}
+
+int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
+{
+    *out = NULL;
+    if (check_config(cfg, err))
+        return -1;
+    iso_cell *c = cell_new(cfg);
+    if (!c)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    if (name_claim(c, err)) {
+        cell_free(c);
+        return -1;
+    }
+    if (start_thread(c, err)) {
+        name_release(c);
+        iso_cell_unref(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+const char *iso_cell_name(const iso_cell *c) { return c->name; }
+iso_backend iso_cell_backend(const iso_cell *c) { return c->backend; }
+
+bool iso_cell_is_open(const iso_cell *c)
+{
+    int s = atomic_load(&c->state);
+    return s == ISO_STATE_IDLE || s == ISO_STATE_RUNNING;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static int closed_error(iso_cell *c, iso_error *err)
+{
+    return iso_error_set(err, ISO_CLOSED, "cell '%s' is %s", c->name,
+                         atomic_load(&c->state) == ISO_STATE_DEAD
+                             ? "dead (it was killed or abandoned)"
+                             : "closed");
+}
+
+static int submit(iso_cell *c, iso_req *r, iso_error *err)
+{
+    if (!iso_cell_is_open(c)) {
+        iso_req_destroy(r);
+        return closed_error(c, err);
+    }
+    if (c->busy) {
+        iso_req_destroy(r);
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "cell '%s' is already running a request",
+                             c->name);
+    }
+    r->seq = ++c->next_seq;
+    c->busy = true;
+    c->timed_out = false;
+    c->started = iso_now();
+    c->last_interrupt = 0;
+    c->calls++;
+    pthread_mutex_lock(&c->mu);
+    c->req = r;
+    pthread_mutex_unlock(&c->mu);
+    iso_signal_notify(&c->to_cell);
+    return 0;
+}
+
+static iso_req *req_new(iso_req_type type, const char *text, size_t len)
+{
+    iso_req *r = calloc(1, sizeof *r);
+    if (r && !(r->text = malloc(len + 1))) {
+        free(r);
+        return NULL;
+    }
+    if (r) {
+        memcpy(r->text, text, len);
+        r->text[len] = '\0';
+        r->len = len;
+        r->type = type;
+    }
+    return r;
+}
+
+int iso_cell_exec(iso_cell *c, const char *src, size_t len, iso_error *err)
+{
+    iso_req *r = req_new(ISO_REQ_EXEC, src, len);
+    if (!r)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    return submit(c, r, err);
+}
+
+int iso_cell_call(iso_cell *c, const char *target, iso_value *args,
+                  iso_error *err)
+{
+    iso_req *r = req_new(ISO_REQ_CALL, target, strlen(target));
+    if (!r) {
+        iso_value_free(args);
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
+    iso_value_move(&r->args, args);
+    return submit(c, r, err);
+}
+
+/* ---- waiting ----------------------------------------------------------- */
+
+/* Move what the cell sent into the host-side queues. */
+static void drain(iso_cell *c)
+{
+    pthread_mutex_lock(&c->mu);
+    iso_msg_queue q = c->outbox;
+    c->outbox.head = c->outbox.tail = NULL;
+    pthread_mutex_unlock(&c->mu);
+    iso_msg *m;
+    while ((m = queue_pop(&q))) {
+        switch (m->type) {
+        case ISO_MSG_POST:
+            c->posts_count++;
+            queue_push(&c->posts, m);
+            break;
+        case ISO_MSG_RESULT:
+            iso_msg_destroy(c->pending_result);
+            c->pending_result = m;
+            break;
+        case ISO_MSG_REQUEST:
+            iso_msg_destroy(c->pending_request);
+            c->pending_request = m;
+            break;
+        default:
+            queue_push(&c->events, m);
+        }
+    }
+}
+
+static iso_msg *take_ready(iso_cell *c, iso_wait what)
+{
+    iso_msg *m = NULL;
+    if (c->pending_request) {
+        m = c->pending_request;
+        c->pending_request = NULL;
+    } else if (what == ISO_WAIT_RESULT && c->pending_result) {
+        m = c->pending_result;
+        c->pending_result = NULL;
+        c->busy = false;
+    } else if (what == ISO_WAIT_POST) {
+        m = queue_pop(&c->posts);
+    }
+    return m;
+}
+
+/* The cell gave no result within its grace period: give its thread up. */
+static void abandon(iso_cell *c)
+{
+    atomic_store(&c->abandoned, true);
+    atomic_store(&c->stop, true);
+    atomic_store(&c->state, ISO_STATE_DEAD);
+    iso_signal_notify(&c->to_cell);
+    name_release(c);
+    pthread_detach(c->thread);
+    c->busy = false;
+}
+
+/* Past wall_ms: interrupt now and again, abandon after the grace period.
+ * Returns -1 once the cell has been abandoned. */
+static int enforce_wall(iso_cell *c, double now)
+{
+    double wall_end = c->started + (double)c->wall_ms / 1000.0;
+    if (now < wall_end)
+        return 0;
+    c->timed_out = true;
+    if (now >= wall_end + ISO_KILL_GRACE_S) {
+        abandon(c);
+        return -1;
+    }
+    if (now - c->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
+        c->last_interrupt = now;
+        iso_py_cell_interrupt(c, c->next_seq);
+    }
+    return 0;
+}
+
+static double next_deadline(iso_cell *c, iso_wait what, double deadline)
+{
+    if (what != ISO_WAIT_RESULT || c->wall_ms <= 0)
+        return deadline;
+    double wake = c->timed_out ? c->last_interrupt + ISO_INTERRUPT_EVERY_S
+                               : c->started + (double)c->wall_ms / 1000.0;
+    return deadline < 0 || wake < deadline ? wake : deadline;
+}
+
+static int timeout_result(iso_cell *c, iso_msg *m, iso_error *err)
+{
+    iso_msg_destroy(m);
+    return iso_error_set(err, ISO_TIMEOUT,
+                         "cell '%s' exceeded limits.wall_ms=%lld and was "
+                         "interrupted",
+                         c->name, (long long)c->wall_ms);
+}
+
+int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
+                  iso_error *err)
+{
+    *out = NULL;
+    if (!iso_cell_is_open(c))
+        return closed_error(c, err);
+    if (what == ISO_WAIT_RESULT && !c->busy)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT, "no request running");
+    double deadline = timeout_s < 0 ? -1 : iso_now() + timeout_s;
+    for (;;) {
+        uint32_t seen = iso_signal_peek(&c->to_host);
+        drain(c);
+        iso_msg *m = take_ready(c, what);
+        if (m && m->type == ISO_MSG_RESULT && c->timed_out)
+            return timeout_result(c, m, err);
+        if (m) {
+            *out = m;
+            return 0;
+        }
+        double now = iso_now();
+        if (what == ISO_WAIT_RESULT && c->wall_ms > 0 && enforce_wall(c, now))
+            return iso_error_set(err, ISO_TIMEOUT,
+                                 "cell '%s' exceeded limits.wall_ms=%lld and "
+                                 "did not stop: abandoned, cell closed",
+                                 c->name, (long long)c->wall_ms);
+        if (deadline >= 0 && now >= deadline)
+            return iso_error_set(err, ISO_TIMEOUT, "timed out after %gs",
+                                 timeout_s);
+        iso_signal_wait(&c->to_host, seen, next_deadline(c, what, deadline));
+    }
+}
+
+int iso_cell_reply(iso_cell *c, iso_value *value, const char *error)
+{
+    char *e = error ? strdup(error) : NULL;
+    pthread_mutex_lock(&c->mu);
+    iso_value_free(&c->reply);
+    free(c->reply_error);
+    if (value)
+        iso_value_move(&c->reply, value);
+    c->reply_error = e;
+    if (error && !e)
+        c->reply_error = strdup("out of memory");
+    c->reply_ready = true;
+    pthread_mutex_unlock(&c->mu);
+    iso_signal_notify(&c->to_cell);
+    return 0;
+}
+
+iso_msg *iso_cell_next_event(iso_cell *c)
+{
+    drain(c);
+    return queue_pop(&c->events);
+}
+
+void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
+{
+    static const char *const names[] = {"starting", "idle", "running",
+                                        "closed", "dead"};
+    struct timespec ts;
+    memset(st, 0, sizeof *st);
+    drain(c);
+    if (c->has_cpu_clock && iso_cell_is_open(c) &&
+        clock_gettime(c->cpu_clock, &ts) == 0)
+        st->cpu_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    st->calls = c->calls;
+    st->posts = c->posts_count;
+    int s = atomic_load(&c->state);
+    st->state = (s == ISO_STATE_IDLE && c->busy) ? "running" : names[s];
+}
+
+/* ---- close and kill ---------------------------------------------------- */
+
+static bool join_within(iso_cell *c, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + seconds;
+    ts.tv_sec = (time_t)end;
+    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+    return pthread_timedjoin_np(c->thread, NULL, &ts) == 0;
+}
+
+static void stop(iso_cell *c, double grace, bool interrupt)
+{
+    int s = atomic_load(&c->state);
+    if (s == ISO_STATE_CLOSED || s == ISO_STATE_DEAD)
+        return;
+    if (interrupt && c->busy)
+        iso_py_cell_interrupt(c, c->next_seq);
+    atomic_store(&c->stop, true);
+    iso_signal_notify(&c->to_cell);
+    if (!join_within(c, grace)) {
+        abandon(c);
+        return;
+    }
+    atomic_store(&c->state, ISO_STATE_CLOSED);
+    name_release(c);
+    c->busy = false;
+}
+
+void iso_cell_close(iso_cell *c)
+{
+    stop(c, ISO_CLOSE_GRACE_S, false);
+}
+
+void iso_cell_kill(iso_cell *c)
+{
+    stop(c, ISO_KILL_GRACE_S, true);
+    if (atomic_load(&c->state) == ISO_STATE_CLOSED)
+        atomic_store(&c->state, ISO_STATE_DEAD);
+}

@@ -1,0 +1,95 @@
+/*
+ * The cell as both of its threads see it. The host (Lua) thread owns the
+ * host-side queues; everything crossing to the cell thread goes through
+ * `mu` and one of the two signals.
+ */
+#ifndef ISO_CELL_H
+#define ISO_CELL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "isolate.h"
+#include "signal.h"
+
+#define ISO_CLOSE_GRACE_S 2.0   /* close: how long to wait for the thread */
+#define ISO_KILL_GRACE_S 0.25   /* kill / wall_ms: interrupt, then abandon */
+#define ISO_INTERRUPT_EVERY_S 0.05
+
+typedef enum iso_req_type { ISO_REQ_EXEC, ISO_REQ_CALL } iso_req_type;
+
+typedef struct iso_req {
+    iso_req_type type;
+    char *text; /* source, or call target */
+    size_t len;
+    iso_value args; /* ISO_REQ_CALL: list */
+    uint64_t seq;
+} iso_req;
+
+typedef enum iso_state {
+    ISO_STATE_STARTING,
+    ISO_STATE_IDLE,
+    ISO_STATE_RUNNING,
+    ISO_STATE_CLOSED,
+    ISO_STATE_DEAD,
+} iso_state;
+
+typedef struct iso_msg_queue {
+    iso_msg *head, *tail;
+} iso_msg_queue;
+
+struct iso_cell {
+    _Atomic int refs; /* the host handle, the cell thread, interrupters */
+    char name[ISO_NAME_MAX + 1];
+    iso_backend backend;
+    char **imports, **capabilities;
+    size_t n_imports, n_capabilities;
+    int64_t wall_ms;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* slow events only: start-up, interrupters */
+    iso_signal to_cell;       /* a request, a broker reply, or stop */
+    iso_signal to_host;       /* the outbox grew */
+    iso_req *req;             /* mu: the request the cell should run */
+    iso_msg_queue outbox;     /* mu: cell -> host */
+    bool reply_ready;         /* mu: broker answer for the cell */
+    iso_value reply;
+    char *reply_error;
+    _Atomic bool stop;        /* leave the loop and end the interpreter */
+    _Atomic bool abandoned;   /* the host gave up on this thread */
+    _Atomic int state;        /* iso_state */
+    int start_rc;             /* mu: set once the interpreter exists */
+    iso_error start_err;
+    bool interp_alive;        /* mu: interrupters may touch the interp */
+    int interrupters;         /* mu: interrupters in flight */
+
+    /* Cell thread only (and interrupters, under the cell's GIL). */
+    pthread_t thread;
+    clockid_t cpu_clock;
+    bool has_cpu_clock;
+    unsigned long py_thread_id;
+    _Atomic uint64_t running_seq; /* request being run; 0 when idle */
+    void *py;                     /* backend state (py_cell.c) */
+
+    /* Host thread only. */
+    iso_msg_queue posts, events;
+    iso_msg *pending_result, *pending_request;
+    uint64_t next_seq;
+    bool busy;            /* a request was submitted, result not taken */
+    bool timed_out;       /* the running request passed wall_ms */
+    double started, last_interrupt;
+    uint64_t calls, posts_count;
+};
+
+/* Both threads. */
+void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */
+iso_msg *iso_msg_new(iso_msg_type type);
+void iso_cell_unref(iso_cell *c);
+void iso_req_destroy(iso_req *r);
+
+/* Backend entry points (py_cell.c). */
+void *iso_py_cell_thread(void *arg);       /* the cell thread's body */
+void iso_py_cell_interrupt(iso_cell *c, uint64_t seq); /* async, detached */
+
+#endif

@@ -1,0 +1,400 @@
+/*
+ * The sub-interpreter backend: one CPython sub-interpreter per cell, owned
+ * by the cell's own thread. On CPython >= 3.13 each cell has its own GIL
+ * and allocator; before that, legacy sub-interpreters share one GIL.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "py_cell.h"
+#include "py_value.h"
+
+#define CODE_CACHE_MAX 256 /* compiled sources kept per cell */
+
+/* ---- creation and teardown --------------------------------------------- */
+
+#if ISO_OWN_GIL
+static int new_interpreter(iso_py_cell *p, iso_error *err)
+{
+    PyInterpreterConfig cfg = {
+        .use_main_obmalloc = 0,
+        .allow_fork = 0,
+        .allow_exec = 0,
+        .allow_threads = 1,
+        .allow_daemon_threads = 0,
+        .check_multi_interp_extensions = 1,
+        .gil = PyInterpreterConfig_OWN_GIL,
+    };
+    PyStatus st = Py_NewInterpreterFromConfig(&p->ts, &cfg);
+    if (PyStatus_Exception(st))
+        return iso_error_set(err, ISO_CRASHED,
+                             "cannot create a sub-interpreter: %s",
+                             st.err_msg ? st.err_msg : "unknown error");
+    return 0;
+}
+
+static void end_interpreter(iso_py_cell *p)
+{
+    Py_EndInterpreter(p->ts);
+}
+#else
+static int new_interpreter(iso_py_cell *p, iso_error *err)
+{
+    p->aux = PyThreadState_New(iso_py_main_interp());
+    if (!p->aux)
+        return iso_error_set(err, ISO_CRASHED, "cannot create a thread state");
+    PyEval_RestoreThread(p->aux);
+    p->ts = Py_NewInterpreter();
+    if (p->ts)
+        return 0;
+    PyThreadState_Clear(p->aux);
+    PyThreadState_DeleteCurrent();
+    return iso_error_set(err, ISO_CRASHED, "cannot create a sub-interpreter");
+}
+
+static void end_interpreter(iso_py_cell *p)
+{
+    Py_EndInterpreter(p->ts);
+    PyThreadState_Swap(p->aux);
+    PyThreadState_Clear(p->aux);
+    PyThreadState_DeleteCurrent();
+}
+#endif
+
+static int setup_interpreter(iso_cell *c, iso_py_cell *p, iso_error *err)
+{
+    p->interp = PyThreadState_GetInterpreter(p->ts);
+    c->py_thread_id = PyThread_get_thread_ident();
+    PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
+    p->globals = main ? PyModule_GetDict(main) : NULL;
+    Py_XINCREF(p->globals);
+    p->code_cache = PyDict_New();
+    if (!p->globals || !p->code_cache) {
+        PyErr_Clear();
+        return iso_error_set(err, ISO_CRASHED, "cannot set up __main__");
+    }
+    return iso_py_guest_install(c, err);
+}
+
+/* Legacy Py_EndInterpreter aborts the process if other threads remain in
+ * the interpreter (guest threads): leak the interpreter instead. */
+static bool alone_in_interpreter(iso_py_cell *p)
+{
+    PyThreadState *t = PyInterpreterState_ThreadHead(p->interp);
+    return t == p->ts && PyThreadState_Next(t) == NULL;
+}
+
+static void destroy(iso_py_cell *p)
+{
+    Py_CLEAR(p->globals);
+    Py_CLEAR(p->code_cache);
+    Py_CLEAR(p->real_import);
+    if (alone_in_interpreter(p))
+        end_interpreter(p);
+    else
+        PyEval_SaveThread();
+}
+
+static void report_start(iso_cell *c, int rc, iso_error *err)
+{
+    pthread_mutex_lock(&c->mu);
+    c->start_rc = rc;
+    if (rc) {
+        iso_error_move(&c->start_err, err);
+    } else {
+        c->interp_alive = true;
+        atomic_store(&c->state, ISO_STATE_IDLE);
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- guest errors ------------------------------------------------------ */
+
+static char *format_traceback(PyObject *exc)
+{
+    PyObject *tb = iso_py_import("traceback");
+    PyObject *lines =
+        tb ? PyObject_CallMethod(tb, "format_exception", "O", exc) : NULL;
+    PyObject *sep = PyUnicode_FromString("");
+    PyObject *text = lines && sep ? PyUnicode_Join(sep, lines) : NULL;
+    const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
+    char *out = s ? strdup(s) : NULL;
+    Py_XDECREF(tb);
+    Py_XDECREF(lines);
+    Py_XDECREF(sep);
+    Py_XDECREF(text);
+    PyErr_Clear();
+    return out;
+}
+
+static PyObject *fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && tb)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Turn the pending Python exception into err (kind as given). */
+static void take_exception(iso_error *err, iso_kind kind)
+{
+    PyObject *exc = fetch_exception();
+    PyObject *msg = exc ? PyObject_Str(exc) : NULL;
+    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    iso_error_set(err, kind, "%s", m ? m : "unknown error");
+    PyErr_Clear();
+    if (exc) {
+        const char *type = Py_TYPE(exc)->tp_name;
+        const char *dot = strrchr(type, '.');
+        snprintf(err->python, sizeof err->python, "%s", dot ? dot + 1 : type);
+        if (kind == ISO_GUEST)
+            err->traceback = format_traceback(exc);
+    }
+    Py_XDECREF(msg);
+    Py_XDECREF(exc);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static PyObject *compile_cached(iso_cell *c, iso_py_cell *p, iso_req *r)
+{
+    PyObject *key = PyUnicode_DecodeUTF8(r->text, (Py_ssize_t)r->len, NULL);
+    if (!key)
+        return NULL;
+    PyObject *code = PyDict_GetItemWithError(p->code_cache, key);
+    if (code) {
+        Py_INCREF(code);
+    } else if (!PyErr_Occurred()) {
+        char filename[ISO_NAME_MAX + 8];
+        snprintf(filename, sizeof filename, "<%s>", c->name);
+        code = Py_CompileString(r->text, filename, Py_file_input);
+        if (code && PyDict_GET_SIZE(p->code_cache) >= CODE_CACHE_MAX)
+            PyDict_Clear(p->code_cache);
+        if (code && PyDict_SetItem(p->code_cache, key, code) < 0)
+            Py_CLEAR(code);
+    }
+    Py_DECREF(key);
+    return code;
+}
+
+static PyObject *run_exec(iso_cell *c, iso_py_cell *p, iso_req *r)
+{
+    if (strlen(r->text) != r->len)
+        return PyErr_Format(PyExc_ValueError, "source contains a NUL byte");
+    PyObject *code = compile_cached(c, p, r);
+    if (!code)
+        return NULL;
+    PyObject *res = PyEval_EvalCode(code, p->globals, p->globals);
+    Py_DECREF(code);
+    if (!res)
+        return NULL;
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* "name", "name.attr..." from __main__, or "module.func" via the guard. */
+static PyObject *resolve_target(iso_cell *c, iso_py_cell *p, const char *t)
+{
+    size_t head_len = strcspn(t, ".");
+    PyObject *head = PyUnicode_FromStringAndSize(t, (Py_ssize_t)head_len);
+    PyObject *obj = head ? PyDict_GetItemWithError(p->globals, head) : NULL;
+    Py_XDECREF(head);
+    const char *rest = t + head_len;
+    if (obj) {
+        Py_INCREF(obj);
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    } else if (!*rest) {
+        return PyErr_Format(PyExc_NameError, "name '%s' is not defined", t);
+    } else {
+        rest = strrchr(t, '.');
+        char *module = strndup(t, (size_t)(rest - t));
+        obj = module ? iso_py_guest_import(c, module) : PyErr_NoMemory();
+        free(module);
+    }
+    while (obj && *rest == '.') {
+        const char *next = rest + 1 + strcspn(rest + 1, ".");
+        PyObject *name = PyUnicode_FromStringAndSize(
+            rest + 1, (Py_ssize_t)(next - rest - 1));
+        PyObject *attr = name ? PyObject_GetAttr(obj, name) : NULL;
+        Py_XDECREF(name);
+        Py_DECREF(obj);
+        obj = attr;
+        rest = next;
+    }
+    return obj;
+}
+
+static PyObject *run_call(iso_cell *c, iso_py_cell *p, iso_req *r)
+{
+    PyObject *fn = resolve_target(c, p, r->text);
+    PyObject *list = fn ? iso_py_from_value(&r->args) : NULL;
+    PyObject *args = list ? PyList_AsTuple(list) : NULL;
+    PyObject *res = args ? PyObject_Call(fn, args, NULL) : NULL;
+    Py_XDECREF(fn);
+    Py_XDECREF(list);
+    Py_XDECREF(args);
+    return res;
+}
+
+static iso_msg *run(iso_cell *c, iso_py_cell *p, iso_req *r)
+{
+    iso_msg *m = iso_msg_new(ISO_MSG_RESULT);
+    if (!m)
+        return NULL;
+    PyObject *res = r->type == ISO_REQ_EXEC ? run_exec(c, p, r)
+                                            : run_call(c, p, r);
+    if (!res)
+        take_exception(&m->error, ISO_GUEST);
+    else if (iso_py_to_value(res, &m->value) < 0)
+        take_exception(&m->error, ISO_VALUE);
+    Py_XDECREF(res);
+    return m;
+}
+
+/* An interrupt aimed at this request may still be pending: drop it so it
+ * never fires in the next one. Called with running_seq still set. */
+static void clear_interrupt(iso_cell *c)
+{
+    PyThreadState_SetAsyncExc(c->py_thread_id, NULL);
+    PyErr_Clear();
+    atomic_store(&c->running_seq, 0);
+}
+
+/* ---- the cell thread --------------------------------------------------- */
+
+/* Wait (GIL released) for a request; NULL when the cell must stop. */
+static iso_req *wait_request(iso_cell *c)
+{
+    for (;;) {
+        uint32_t seen = iso_signal_peek(&c->to_cell);
+        if (atomic_load(&c->stop))
+            return NULL;
+        pthread_mutex_lock(&c->mu);
+        iso_req *r = c->req;
+        c->req = NULL;
+        pthread_mutex_unlock(&c->mu);
+        if (r)
+            return r;
+        iso_signal_wait(&c->to_cell, seen, -1);
+    }
+}
+
+/* No interrupter may touch the interpreter once we start ending it. */
+static void retire_interrupters(iso_cell *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->interp_alive = false;
+    while (c->interrupters > 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void serve(iso_cell *c, iso_py_cell *p)
+{
+    for (;;) {
+        PyEval_SaveThread();
+        iso_req *r = wait_request(c);
+        if (!r) {
+            retire_interrupters(c);
+            PyEval_RestoreThread(p->ts);
+            return;
+        }
+        PyEval_RestoreThread(p->ts);
+        atomic_store(&c->running_seq, r->seq);
+        iso_msg *m = run(c, p, r);
+        clear_interrupt(c);
+        iso_req_destroy(r);
+        if (m)
+            iso_cell_push(c, m);
+    }
+}
+
+void *iso_py_cell_thread(void *arg)
+{
+    iso_cell *c = arg;
+    iso_py_cell py = {0};
+    iso_error err = {0};
+    c->py = &py;
+    c->has_cpu_clock = pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
+    int rc = iso_py_runtime_init(&err);
+    if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0 &&
+        (rc = setup_interpreter(c, &py, &err)) != 0)
+        destroy(&py);
+    report_start(c, rc, &err);
+    if (rc == 0) {
+        serve(c, &py);
+        destroy(&py);
+    }
+    c->py = NULL;
+    iso_cell_unref(c);
+    return NULL;
+}
+
+/* ---- interrupts -------------------------------------------------------- */
+
+typedef struct interrupt_job {
+    iso_cell *c;
+    uint64_t seq;
+} interrupt_job;
+
+static void interrupter_done(iso_cell *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->interrupters--;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    iso_cell_unref(c);
+}
+
+/* Runs on its own short-lived thread: taking the cell's GIL may wait for
+ * as long as one C call of the guest runs, and nobody else should. */
+static void *interrupter(void *arg)
+{
+    interrupt_job *job = arg;
+    iso_cell *c = job->c;
+    iso_py_cell *p = c->py;
+    PyThreadState *ts = PyThreadState_New(p->interp);
+    PyEval_RestoreThread(ts);
+    if (atomic_load(&c->running_seq) == job->seq)
+        PyThreadState_SetAsyncExc(c->py_thread_id, PyExc_TimeoutError);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    interrupter_done(c);
+    free(job);
+    return NULL;
+}
+
+void iso_py_cell_interrupt(iso_cell *c, uint64_t seq)
+{
+    interrupt_job *job = malloc(sizeof *job);
+    if (!job)
+        return;
+    *job = (interrupt_job){c, seq};
+    pthread_mutex_lock(&c->mu);
+    bool ok = c->interp_alive && c->interrupters == 0;
+    if (ok) {
+        c->interrupters++;
+        atomic_fetch_add(&c->refs, 1);
+    }
+    pthread_mutex_unlock(&c->mu);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (ok && pthread_create(&t, &attr, interrupter, job) == 0)
+        job = NULL;
+    else if (ok)
+        interrupter_done(c);
+    pthread_attr_destroy(&attr);
+    free(job);
+}

@@ -1,0 +1,296 @@
+/*
+ * The guest side of the cell ABI: the builtins post, log, metric and
+ * request, and the import guard. A guardrail, not a boundary: Python code
+ * that wants out of a sub-interpreter can get out (see README).
+ */
+#include <string.h>
+
+#include "py_cell.h"
+#include "py_value.h"
+
+#define CAPSULE_NAME "isolate.cell"
+
+/* Modules that reach host memory or other processes: refused in this
+ * backend whoever imports them. */
+static const char *const refused_modules[] = {
+    "ctypes", "_ctypes", "multiprocessing", "_multiprocessing", NULL};
+
+static iso_cell *cell_of(PyObject *self)
+{
+    return PyCapsule_GetPointer(self, CAPSULE_NAME);
+}
+
+static bool name_under(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) == 0 && (name[n] == '\0' || name[n] == '.');
+}
+
+static bool is_refused(const char *name)
+{
+    for (int i = 0; refused_modules[i]; i++)
+        if (name_under(name, refused_modules[i]))
+            return true;
+    return false;
+}
+
+static bool is_allowed(iso_cell *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_imports; i++)
+        if (name_under(name, c->imports[i]))
+            return true;
+    return false;
+}
+
+/* An import is a module's own (not guest code) when `globals` is the
+ * namespace of a module registered in sys.modules. Guest code runs in
+ * __main__ or in namespaces it made itself. */
+static bool from_module(PyObject *globals)
+{
+    if (!globals || !PyDict_Check(globals))
+        return false;
+    PyObject *name = PyDict_GetItemString(globals, "__name__");
+    if (!name || !PyUnicode_Check(name) ||
+        PyUnicode_CompareWithASCIIString(name, "__main__") == 0)
+        return false;
+    PyObject *mod = PyDict_GetItem(PyImport_GetModuleDict(), name);
+    return mod && PyModule_Check(mod) && PyModule_GetDict(mod) == globals;
+}
+
+static int check_import(iso_cell *c, const char *name, PyObject *globals,
+                        int level)
+{
+    if (is_refused(name)) {
+        PyErr_Format(PyExc_ImportError,
+                     "import of '%s' is refused in subinterpreter cells (it "
+                     "reaches host memory or processes); use "
+                     "backend='process'",
+                     name);
+        return -1;
+    }
+    if (from_module(globals))
+        return 0;
+    if (level > 0) {
+        PyErr_SetString(PyExc_ImportError,
+                        "relative imports are not available to cell code");
+        return -1;
+    }
+    if (!is_allowed(c, name)) {
+        PyErr_Format(PyExc_ImportError,
+                     "import of '%s' is not allowed in this cell: add it to "
+                     "the spawn option imports = {\"%s\"}",
+                     name, name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "globals", "locals", "fromlist", "level",
+                             NULL};
+    const char *name;
+    PyObject *globals = NULL, *locals = NULL, *fromlist = NULL;
+    int level = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OOOi:__import__", kwlist,
+                                     &name, &globals, &locals, &fromlist,
+                                     &level))
+        return NULL;
+    iso_cell *c = cell_of(self);
+    if (check_import(c, name, globals, level) < 0)
+        return NULL;
+    return PyObject_Call(((iso_py_cell *)c->py)->real_import, args, kw);
+}
+
+PyObject *iso_py_guest_import(iso_cell *c, const char *name)
+{
+    if (check_import(c, name, NULL, 0) < 0)
+        return NULL;
+    return iso_py_import(name);
+}
+
+PyObject *iso_py_import(const char *name)
+{
+    /* The import machinery itself, not builtins.__import__ (the guard). */
+    PyObject *top = PyImport_ImportModuleLevel(name, NULL, NULL, NULL, 0);
+    if (!top)
+        return NULL;
+    Py_DECREF(top);
+    PyObject *key = PyUnicode_FromString(name);
+    PyObject *mod = key ? PyImport_GetModule(key) : NULL;
+    Py_XDECREF(key);
+    if (!mod && !PyErr_Occurred())
+        PyErr_Format(PyExc_ImportError, "no module named '%s'", name);
+    return mod;
+}
+
+/* ---- post, log, metric ------------------------------------------------- */
+
+/* Convert args into a message and send it. Steals nothing. */
+static PyObject *send(iso_cell *c, iso_msg_type type, PyObject *payload)
+{
+    iso_msg *m = iso_msg_new(type);
+    if (!m)
+        return PyErr_NoMemory();
+    if (iso_py_to_value(payload, &m->value) < 0) {
+        iso_msg_destroy(m);
+        return NULL;
+    }
+    iso_cell_push(c, m);
+    Py_RETURN_NONE;
+}
+
+static PyObject *guest_post(PyObject *self, PyObject *obj)
+{
+    return send(cell_of(self), ISO_MSG_POST, obj);
+}
+
+static PyObject *guest_log(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *level, *message;
+    if (!PyArg_ParseTuple(args, "UU:log", &level, &message))
+        return NULL;
+    PyObject *fields = kw ? kw : Py_None;
+    PyObject *payload = PyTuple_Pack(3, level, message, fields);
+    if (!payload)
+        return NULL;
+    PyObject *r = send(cell_of(self), ISO_MSG_LOG, payload);
+    Py_DECREF(payload);
+    return r;
+}
+
+static PyObject *guest_metric(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "value", "tags", NULL};
+    PyObject *name, *value, *tags = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UO|O:metric", kwlist, &name,
+                                     &value, &tags))
+        return NULL;
+    if (!PyLong_Check(value) && !PyFloat_Check(value))
+        return PyErr_Format(PyExc_TypeError, "metric value must be a number");
+    if (tags != Py_None && !PyDict_Check(tags))
+        return PyErr_Format(PyExc_TypeError, "metric tags must be a dict");
+    PyObject *payload = PyTuple_Pack(3, name, value, tags);
+    if (!payload)
+        return NULL;
+    PyObject *r = send(cell_of(self), ISO_MSG_METRIC, payload);
+    Py_DECREF(payload);
+    return r;
+}
+
+/* ---- request: the broker ----------------------------------------------- */
+
+static bool granted(iso_cell *c, const char *cap)
+{
+    for (size_t i = 0; i < c->n_capabilities; i++)
+        if (strcmp(cap, c->capabilities[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Block (GIL released) until the host answers or the cell is stopping. */
+static bool wait_reply(iso_cell *c)
+{
+    bool ready = false;
+    Py_BEGIN_ALLOW_THREADS
+    while (!atomic_load(&c->stop)) {
+        uint32_t seen = iso_signal_peek(&c->to_cell);
+        pthread_mutex_lock(&c->mu);
+        ready = c->reply_ready;
+        c->reply_ready = false;
+        pthread_mutex_unlock(&c->mu);
+        if (ready)
+            break;
+        iso_signal_wait(&c->to_cell, seen, -1);
+    }
+    Py_END_ALLOW_THREADS
+    return ready;
+}
+
+static PyObject *take_reply(iso_cell *c)
+{
+    pthread_mutex_lock(&c->mu);
+    char *error = c->reply_error;
+    iso_value v = c->reply;
+    c->reply_error = NULL;
+    memset(&c->reply, 0, sizeof c->reply);
+    pthread_mutex_unlock(&c->mu);
+    PyObject *r = NULL;
+    if (error)
+        PyErr_SetString(PyExc_RuntimeError, error);
+    else
+        r = iso_py_from_value(&v);
+    free(error);
+    iso_value_free(&v);
+    return r;
+}
+
+static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"capability", "action", "payload", NULL};
+    const char *cap;
+    PyObject *action, *payload = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sU|O:request", kwlist, &cap,
+                                     &action, &payload))
+        return NULL;
+    iso_cell *c = cell_of(self);
+    if (!granted(c, cap))
+        return PyErr_Format(PyExc_PermissionError,
+                            "capability '%s' is not granted to this cell: add "
+                            "it to the spawn option capabilities = {\"%s\"}",
+                            cap, cap);
+    PyObject *msg = Py_BuildValue("(sOO)", cap, action, payload);
+    PyObject *sent = msg ? send(c, ISO_MSG_REQUEST, msg) : NULL;
+    Py_XDECREF(msg);
+    if (!sent)
+        return NULL;
+    Py_DECREF(sent);
+    if (!wait_reply(c))
+        return PyErr_Format(PyExc_RuntimeError,
+                            "request('%s'): the cell is closing", cap);
+    return take_reply(c);
+}
+
+/* ---- installation ------------------------------------------------------ */
+
+static PyMethodDef guest_methods[] = {
+    {"post", guest_post, METH_O, "post(obj): send obj to the host's recv()"},
+    {"log", (PyCFunction)(void (*)(void))guest_log,
+     METH_VARARGS | METH_KEYWORDS, "log(level, message, **fields)"},
+    {"metric", (PyCFunction)(void (*)(void))guest_metric,
+     METH_VARARGS | METH_KEYWORDS, "metric(name, value, tags=None)"},
+    {"request", (PyCFunction)(void (*)(void))guest_request,
+     METH_VARARGS | METH_KEYWORDS,
+     "request(capability, action, payload=None): ask the host's broker"},
+    {"__import__", (PyCFunction)(void (*)(void))guard_import,
+     METH_VARARGS | METH_KEYWORDS, "import guard of this cell"},
+    {NULL, NULL, 0, NULL},
+};
+
+static int install_one(PyObject *builtins, PyMethodDef *def, PyObject *self)
+{
+    PyObject *fn = PyCFunction_New(def, self);
+    int rc = fn ? PyDict_SetItemString(builtins, def->ml_name, fn) : -1;
+    Py_XDECREF(fn);
+    return rc;
+}
+
+int iso_py_guest_install(iso_cell *c, iso_error *err)
+{
+    iso_py_cell *p = c->py;
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    PyObject *self = PyCapsule_New(c, CAPSULE_NAME, NULL);
+    p->real_import = builtins ? PyDict_GetItemString(builtins, "__import__")
+                              : NULL;
+    Py_XINCREF(p->real_import);
+    int rc = self && p->real_import ? 0 : -1;
+    for (PyMethodDef *d = guest_methods; rc == 0 && d->ml_name; d++)
+        rc = install_one(builtins, d, self);
+    Py_XDECREF(self);
+    if (rc) {
+        PyErr_Clear();
+        return iso_error_set(err, ISO_CRASHED,
+                             "cannot install the guest builtins");
+    }
+    return 0;
+}

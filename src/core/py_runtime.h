@@ -1,0 +1,21 @@
+/* The embedded CPython runtime, initialised once per process. */
+#ifndef ISO_PY_RUNTIME_H
+#define ISO_PY_RUNTIME_H
+
+#include <Python.h>
+
+#include "isolate.h"
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define ISO_OWN_GIL 1 /* each cell: own GIL, own allocator */
+#else
+#define ISO_OWN_GIL 0 /* legacy sub-interpreters sharing one GIL */
+#endif
+
+/* Initialise CPython on first use. Safe from any thread; blocks the first
+ * caller for the runtime's start-up. Returns 0 or -1 with err. */
+int iso_py_runtime_init(iso_error *err);
+/* The main interpreter (the legacy cells' parent). */
+PyInterpreterState *iso_py_main_interp(void);
+
+#endif

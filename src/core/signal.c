@@ -1,0 +1,86 @@
+/* Spin-then-futex wake-ups between the Lua thread and cell threads. */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "signal.h"
+
+double iso_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double iso_wallclock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+void iso_signal_notify(iso_signal *s)
+{
+    atomic_fetch_add_explicit(&s->seq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->sleepers, memory_order_seq_cst))
+        syscall(SYS_futex, &s->seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL,
+                NULL, 0);
+}
+
+static int spin(iso_signal *s, uint32_t seen, double until)
+{
+    for (unsigned i = 0;; i++) {
+        if (iso_signal_peek(s) != seen)
+            return 0;
+        cpu_relax();
+        if ((i & 63) == 63 && iso_now() >= until)
+            return -1;
+    }
+}
+
+static void to_timespec(double seconds, struct timespec *ts)
+{
+    if (seconds < 0)
+        seconds = 0;
+    ts->tv_sec = (time_t)seconds;
+    ts->tv_nsec = (long)((seconds - (double)ts->tv_sec) * 1e9);
+}
+
+int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
+{
+    double start = iso_now();
+    double spin_until = start + ISO_SPIN_NS * 1e-9;
+    if (deadline >= 0 && deadline < spin_until)
+        spin_until = deadline;
+    if (spin(s, seen, spin_until) == 0)
+        return 0;
+    atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
+    int rc = 0;
+    while (iso_signal_peek(s) == seen) {
+        struct timespec rel, *timeout = NULL;
+        if (deadline >= 0) {
+            double left = deadline - iso_now();
+            if (left <= 0) {
+                rc = -1;
+                break;
+            }
+            to_timespec(left, &rel);
+            timeout = &rel;
+        }
+        syscall(SYS_futex, &s->seq, FUTEX_WAIT_PRIVATE, seen, timeout, NULL,
+                0);
+    }
+    atomic_fetch_sub_explicit(&s->sleepers, 1, memory_order_seq_cst);
+    return rc;
+}

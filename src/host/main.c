@@ -1,0 +1,167 @@
+/*
+ * luaisolate: the host. Embeds Lua 5.4, preloads isolate.core and the
+ * pure-Lua modules, sets the global `sandbox`, and runs scripts the way
+ * lua.c does: under lua_pcall with a message handler that keeps
+ * isolate.Error's __tostring and adds a traceback.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "binding.h"
+#include "embedded.h"
+
+static const char *progname = "luaisolate";
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: %s run FILE [args...]   run a Lua script (also: %s FILE)\n"
+            "       %s version              versions and cell mode\n"
+            "       %s --help               this text\n",
+            progname, progname, progname, progname);
+}
+
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static int report(lua_State *L, int status)
+{
+    if (status != LUA_OK) {
+        fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+static int load_embedded(lua_State *L)
+{
+    const iso_embedded_module *m = lua_touserdata(L, lua_upvalueindex(1));
+    if (luaL_loadbuffer(L, m->source, m->len, m->chunk) != LUA_OK)
+        return lua_error(L);
+    lua_pushstring(L, m->name);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static void preload_modules(lua_State *L)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_isolate_core);
+    lua_setfield(L, -2, "isolate.core");
+    for (const iso_embedded_module *m = iso_embedded_modules; m->name; m++) {
+        lua_pushlightuserdata(L, (void *)m);
+        lua_pushcclosure(L, load_embedded, 1);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_pop(L, 1);
+}
+
+/* arg table as lua.c builds it: arg[0] = script, arg[1..] = its args. */
+static void create_arg_table(lua_State *L, char **argv, int argc, int script)
+{
+    lua_createtable(L, argc - script - 1, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+static int run_script(lua_State *L)
+{
+    char **argv = lua_touserdata(L, 1);
+    int argc = (int)lua_tointeger(L, 2);
+    int script = (int)lua_tointeger(L, 3);
+    luaL_openlibs(L);
+    preload_modules(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "isolate");
+    lua_call(L, 1, 1);
+    lua_setglobal(L, "sandbox");
+    create_arg_table(L, argv, argc, script);
+    if (luaL_loadfile(L, argv[script]) != LUA_OK)
+        return lua_error(L);
+    int n = argc - script - 1;
+    luaL_checkstack(L, n, "too many arguments to script");
+    for (int i = script + 1; i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    lua_call(L, n, 0);
+    return 0;
+}
+
+static int print_version(lua_State *L)
+{
+    luaL_openlibs(L);
+    preload_modules(L);
+    const char *code =
+        "local i = require 'isolate.core'.info()\n"
+        "print(string.format('luaisolate %s\\n%s\\nCPython %s (%s "
+        "sub-interpreter cells)', i.version, i.lua, i.python, i.cell_mode))";
+    if (luaL_dostring(L, code) != LUA_OK)
+        return lua_error(L);
+    return 0;
+}
+
+static int protected_main(lua_State *L, lua_CFunction fn, char **argv,
+                          int argc, int script)
+{
+    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, argv);
+    lua_pushinteger(L, argc);
+    lua_pushinteger(L, script);
+    return report(L, lua_pcall(L, 3, 0, 1));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    lua_CFunction fn = run_script;
+    int script = 1;
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version"))
+        fn = print_version;
+    else if (!strcmp(cmd, "run"))
+        script = 2;
+    else if (access(cmd, F_OK) != 0) {
+        fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
+        usage(stderr);
+        return 2;
+    }
+    if (fn == run_script && script >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "%s: cannot create a Lua state\n", progname);
+        return 1;
+    }
+    int status = protected_main(L, fn, argv, argc, script);
+    lua_close(L);
+    return status == LUA_OK ? 0 : 1;
+}

@@ -1,0 +1,26 @@
+/* Shared pieces of the isolate.core binding (no Python here). */
+#ifndef ISO_BINDING_H
+#define ISO_BINDING_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "isolate.h"
+
+#define ISO_CELL_MT "isolate.Cell"
+#define ISO_ERROR_MT "isolate.Error"
+
+/* Push an isolate.Error table for err; err is cleared. */
+void iso_lua_push_error(lua_State *L, iso_error *err);
+/* Raise err as an isolate.Error (err is cleared first: nothing leaks). */
+int iso_lua_raise(lua_State *L, iso_error *err);
+/* Raise a fresh error of the given kind. */
+int iso_lua_raisef(lua_State *L, iso_kind kind, const char *fmt, ...);
+
+/* lcell.c */
+void iso_lua_cell_register(lua_State *L); /* the isolate.Cell metatable */
+int iso_lua_cell_spawn(lua_State *L);     /* core.spawn(config, broker) */
+
+int luaopen_isolate_core(lua_State *L);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * isolate.core: the thin binding between the pure-Lua module and
+ * libisolate. It converts values, turns C errors into isolate.Error tables
+ * and owns the userdata; all policy about options lives in lua/isolate.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "binding.h"
+#include "lvalue.h"
+
+static void set_string_field(lua_State *L, const char *key, const char *v)
+{
+    if (v && *v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, key);
+    }
+}
+
+void iso_lua_push_error(lua_State *L, iso_error *err)
+{
+    lua_createtable(L, 0, 4); /* [error] */
+    set_string_field(L, "kind", iso_kind_name(err->kind));
+    lua_pushstring(L, err->message);
+    lua_setfield(L, -2, "message");
+    set_string_field(L, "python", err->python);
+    set_string_field(L, "traceback", err->traceback);
+    luaL_setmetatable(L, ISO_ERROR_MT);
+    iso_error_clear(err);
+}
+
+int iso_lua_raise(lua_State *L, iso_error *err)
+{
+    iso_lua_push_error(L, err);
+    return lua_error(L);
+}
+
+int iso_lua_raisef(lua_State *L, iso_kind kind, const char *fmt, ...)
+{
+    iso_error err = {.kind = kind};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.message, sizeof err.message, fmt, ap);
+    va_end(ap);
+    return iso_lua_raise(L, &err);
+}
+
+static int l_error_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "kind");
+    lua_getfield(L, 1, "message");
+    lua_pushfstring(L, "isolate: %s: %s", luaL_optstring(L, -2, "error"),
+                    luaL_optstring(L, -1, "(no message)"));
+    return 1;
+}
+
+/* core.backend_check(name) -> true | false, isolate.Error */
+static int l_backend_check(lua_State *L)
+{
+    iso_error err = {0};
+    int b = iso_backend_from_name(luaL_checkstring(L, 1));
+    if (b < 0)
+        iso_error_set(&err, ISO_INVALID_ARGUMENT, "unknown backend");
+    else if (iso_backend_check((iso_backend)b, &err) == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    iso_lua_push_error(L, &err);
+    return 2;
+}
+
+static int l_name_valid(lua_State *L)
+{
+    lua_pushboolean(L, iso_cell_name_valid(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+/* core.info() -> {version=, python=, own_gil=, cell_mode=, lua=} */
+static int l_info(lua_State *L)
+{
+    iso_runtime_info info;
+    iso_runtime_info_get(&info);
+    lua_createtable(L, 0, 5);
+    set_string_field(L, "version", ISO_VERSION);
+    set_string_field(L, "python", info.python_version);
+    set_string_field(L, "cell_mode", info.cell_mode);
+    set_string_field(L, "lua", LUA_RELEASE);
+    lua_pushboolean(L, info.own_gil);
+    lua_setfield(L, -2, "own_gil");
+    return 1;
+}
+
+static const luaL_Reg core_functions[] = {
+    {"spawn", iso_lua_cell_spawn},
+    {"backend_check", l_backend_check},
+    {"name_valid", l_name_valid},
+    {"info", l_info},
+    {"array", iso_lua_array},
+    {"bytes", iso_lua_bytes},
+    {NULL, NULL},
+};
+
+int luaopen_isolate_core(lua_State *L)
+{
+    iso_lua_value_init(L);
+    iso_lua_cell_register(L);
+    luaL_newlib(L, core_functions); /* [core] */
+    luaL_newmetatable(L, ISO_ERROR_MT);
+    lua_pushcfunction(L, l_error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_setfield(L, -2, "Error");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    return 1;
+}

@@ -1,0 +1,362 @@
+/*
+ * isolate.Cell userdata. Created closed, then the cell is spawned (as
+ * liolib's newprefile does); one idempotent close serves :close(),
+ * __close and __gc. While a method waits on its cell it "pumps": broker
+ * requests from the guest run their Lua handler here, on the Lua thread.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "lvalue.h"
+
+#define UV_BROKER 1 /* uservalue: the Lua broker function */
+
+typedef struct lcell {
+    iso_cell *cell; /* NULL only before spawn succeeded */
+} lcell;
+
+static lcell *check_cell(lua_State *L)
+{
+    return luaL_checkudata(L, 1, ISO_CELL_MT);
+}
+
+/* Raise err with err.cell set; err is cleared. */
+static int raise_cell(lua_State *L, lcell *u, iso_error *err)
+{
+    iso_lua_push_error(L, err);
+    if (u->cell) {
+        lua_pushstring(L, iso_cell_name(u->cell));
+        lua_setfield(L, -2, "cell");
+    }
+    return lua_error(L);
+}
+
+static lcell *open_cell(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    if (!u->cell || !iso_cell_is_open(u->cell)) {
+        iso_error err = {0};
+        iso_error_set(&err, ISO_CLOSED, "attempt to use a closed cell");
+        raise_cell(L, u, &err);
+    }
+    return u;
+}
+
+/* ---- the broker -------------------------------------------------------- */
+
+/* Message of a Lua error object, for the guest's exception. Raw access
+ * only: nothing here may raise while the guest waits for its answer. */
+static const char *error_text(lua_State *L, int idx)
+{
+    if (lua_istable(L, idx)) {
+        lua_pushliteral(L, "message");
+        lua_rawget(L, idx);
+        idx = lua_gettop(L);
+    }
+    if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+        return lua_tostring(L, idx);
+    return "the broker handler raised a non-string error";
+}
+
+/* Run the Lua broker for msg = [capability, action, payload]; answer. */
+static void serve_request(lua_State *L, lcell *u, iso_msg *m)
+{
+    int top = lua_gettop(L);
+    iso_value *v = m->value.u.seq.items;
+    lua_getiuservalue(L, 1, UV_BROKER); /* [broker] */
+    for (int i = 0; i < 3; i++)
+        iso_lua_push_value(L, &v[i]);
+    lua_pushvalue(L, 1); /* [broker cap action payload cell] */
+    iso_msg_destroy(m);
+    if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+        iso_cell_reply(u->cell, NULL, error_text(L, -1));
+    } else {
+        iso_value result = {0};
+        iso_error err = {0};
+        if (iso_lua_to_value(L, -1, &result, &err) == 0)
+            iso_cell_reply(u->cell, &result, NULL);
+        else
+            iso_cell_reply(u->cell, NULL, err.message);
+        iso_value_free(&result);
+        iso_error_clear(&err);
+    }
+    lua_settop(L, top);
+}
+
+/* Wait for `what`, serving broker requests meanwhile. Returns the message
+ * (owned by the caller), or NULL with err set. */
+static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
+                     iso_error *err)
+{
+    for (;;) {
+        iso_msg *m;
+        if (iso_cell_wait(u->cell, what, timeout, &m, err))
+            return NULL;
+        if (m->type != ISO_MSG_REQUEST)
+            return m;
+        serve_request(L, u, m);
+    }
+}
+
+/* Push the result of the running request, or raise its error. */
+static int finish_request(lua_State *L, lcell *u)
+{
+    iso_error err = {0};
+    iso_msg *m = pump(L, u, ISO_WAIT_RESULT, -1, &err);
+    if (m && m->error.kind != ISO_OK)
+        iso_error_move(&err, &m->error);
+    if (!m || err.kind != ISO_OK) {
+        iso_msg_destroy(m);
+        return raise_cell(L, u, &err);
+    }
+    iso_lua_push_value(L, &m->value);
+    iso_msg_destroy(m);
+    return 1;
+}
+
+/* ---- methods ----------------------------------------------------------- */
+
+static int l_cell_exec(lua_State *L)
+{
+    lcell *u = open_cell(L);
+    size_t len;
+    const char *src = luaL_checklstring(L, 2, &len);
+    iso_error err = {0};
+    if (iso_cell_exec(u->cell, src, len, &err))
+        return raise_cell(L, u, &err);
+    finish_request(L, u);
+    return 0;
+}
+
+static int l_cell_call(lua_State *L)
+{
+    lcell *u = open_cell(L);
+    const char *target = luaL_checkstring(L, 2);
+    iso_value args = {0};
+    iso_error err = {0};
+    iso_value_set_list(&args);
+    for (int i = 3; i <= lua_gettop(L); i++) {
+        iso_value *slot = iso_list_append(&args);
+        if (!slot || iso_lua_to_value(L, i, slot, &err)) {
+            iso_value_free(&args);
+            if (!slot)
+                iso_error_set(&err, ISO_MEMORY, "out of memory");
+            return raise_cell(L, u, &err);
+        }
+    }
+    if (iso_cell_call(u->cell, target, &args, &err))
+        return raise_cell(L, u, &err);
+    return finish_request(L, u);
+}
+
+/* sb:recv([timeout_s]) -> value | nil, isolate.Error (timeout) */
+static int l_cell_recv(lua_State *L)
+{
+    lcell *u = open_cell(L);
+    double timeout = luaL_optnumber(L, 2, -1);
+    if (lua_gettop(L) >= 2 && timeout < 0)
+        return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                              "recv timeout must be >= 0 seconds");
+    iso_error err = {0};
+    iso_msg *m = pump(L, u, ISO_WAIT_POST, timeout, &err);
+    if (!m && err.kind == ISO_TIMEOUT) {
+        lua_pushnil(L);
+        iso_lua_push_error(L, &err);
+        return 2;
+    }
+    if (!m)
+        return raise_cell(L, u, &err);
+    iso_lua_push_value(L, &m->value);
+    iso_msg_destroy(m);
+    return 1;
+}
+
+static void set_item(lua_State *L, const char *key, const iso_value *items,
+                     int i)
+{
+    iso_lua_push_value(L, &items[i]);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L); /* fields / tags: always a table */
+    }
+    lua_setfield(L, -2, key);
+}
+
+/* {type="log", level=, message=, fields=} / {type="metric", name=, ...} */
+static void push_event(lua_State *L, lcell *u, iso_msg *m)
+{
+    static const char *const log_keys[] = {"level", "message", "fields"};
+    static const char *const metric_keys[] = {"name", "value", "tags"};
+    bool is_log = m->type == ISO_MSG_LOG;
+    const char *const *keys = is_log ? log_keys : metric_keys;
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, is_log ? "log" : "metric");
+    lua_setfield(L, -2, "type");
+    for (int i = 0; i < 3; i++)
+        set_item(L, keys[i], m->value.u.seq.items, i);
+    lua_pushstring(L, iso_cell_name(u->cell));
+    lua_setfield(L, -2, "cell");
+    lua_pushnumber(L, m->time);
+    lua_setfield(L, -2, "time");
+}
+
+static int next_event(lua_State *L)
+{
+    lcell *u = luaL_checkudata(L, lua_upvalueindex(1), ISO_CELL_MT);
+    iso_msg *m = u->cell ? iso_cell_next_event(u->cell) : NULL;
+    if (!m)
+        return 0;
+    push_event(L, u, m);
+    iso_msg_destroy(m);
+    return 1;
+}
+
+/* for ev in sb:events() do ... end: pops (consumes) pending events. */
+static int l_cell_events(lua_State *L)
+{
+    check_cell(L);
+    lua_settop(L, 1);
+    lua_pushcclosure(L, next_event, 1);
+    return 1;
+}
+
+static int l_cell_stats(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    iso_cell_stats st;
+    iso_cell_stats_get(u->cell, &st);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, st.cpu_ms);
+    lua_setfield(L, -2, "cpu_ms");
+    lua_pushinteger(L, (lua_Integer)st.calls);
+    lua_setfield(L, -2, "calls");
+    lua_pushinteger(L, (lua_Integer)st.posts);
+    lua_setfield(L, -2, "posts");
+    lua_pushstring(L, st.state);
+    lua_setfield(L, -2, "state");
+    return 1;
+}
+
+static int l_cell_close(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    if (u->cell)
+        iso_cell_close(u->cell);
+    return 0;
+}
+
+static int l_cell_kill(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    if (u->cell)
+        iso_cell_kill(u->cell);
+    return 0;
+}
+
+static int l_cell_gc(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    if (u->cell)
+        iso_cell_release(u->cell); /* closes first if still open */
+    u->cell = NULL;
+    return 0;
+}
+
+static int l_cell_is_open(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    lua_pushboolean(L, u->cell && iso_cell_is_open(u->cell));
+    return 1;
+}
+
+static int l_cell_tostring(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    lua_pushfstring(L, "isolate.Cell: %s (%s%s)", iso_cell_name(u->cell),
+                    iso_backend_name(iso_cell_backend(u->cell)),
+                    iso_cell_is_open(u->cell) ? "" : ", closed");
+    return 1;
+}
+
+static const luaL_Reg cell_methods[] = {
+    {"exec", l_cell_exec},   {"call", l_cell_call},
+    {"recv", l_cell_recv},   {"events", l_cell_events},
+    {"stats", l_cell_stats}, {"close", l_cell_close},
+    {"kill", l_cell_kill},   {"is_open", l_cell_is_open},
+    {NULL, NULL},
+};
+
+/* sb.name, sb.backend, then methods. */
+static int l_cell_index(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "name") == 0)
+        lua_pushstring(L, iso_cell_name(u->cell));
+    else if (strcmp(key, "backend") == 0)
+        lua_pushstring(L, iso_backend_name(iso_cell_backend(u->cell)));
+    else
+        lua_getfield(L, lua_upvalueindex(1), key);
+    return 1;
+}
+
+void iso_lua_cell_register(lua_State *L)
+{
+    luaL_newmetatable(L, ISO_CELL_MT); /* [mt] */
+    luaL_newlib(L, cell_methods);      /* [mt methods] */
+    lua_pushcclosure(L, l_cell_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_cell_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_cell_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_cell_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
+/* ---- spawn ------------------------------------------------------------- */
+
+/* config.<key> as a list of strings, copied into a Lua-owned array. */
+static const char **string_list(lua_State *L, int cfg, const char *key,
+                                size_t *n)
+{
+    lua_getfield(L, cfg, key);
+    *n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    const char **v = lua_newuserdatauv(L, (*n + 1) * sizeof *v, 0);
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i + 1);
+        v[i] = luaL_checkstring(L, -1);
+        lua_pop(L, 1); /* still anchored by the list table */
+    }
+    return v; /* [list array] stay on the stack until spawn returns */
+}
+
+/* core.spawn{name=, backend=, imports=, capabilities=, wall_ms=}, broker */
+int iso_lua_cell_spawn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    iso_cell_config cfg = {0};
+    lua_getfield(L, 1, "name");
+    lua_getfield(L, 1, "backend");
+    lua_getfield(L, 1, "wall_ms");
+    cfg.name = luaL_checkstring(L, -3);
+    int b = iso_backend_from_name(luaL_checkstring(L, -2));
+    cfg.wall_ms = (int64_t)luaL_optinteger(L, -1, 0);
+    if (b < 0)
+        return iso_lua_raisef(L, ISO_INVALID_ARGUMENT, "unknown backend");
+    cfg.backend = (iso_backend)b;
+    cfg.imports = string_list(L, 1, "imports", &cfg.n_imports);
+    cfg.capabilities = string_list(L, 1, "capabilities", &cfg.n_capabilities);
+    lcell *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->cell = NULL; /* closed until spawned: __gc is always safe */
+    luaL_setmetatable(L, ISO_CELL_MT);
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, -2, UV_BROKER);
+    iso_error err = {0};
+    if (iso_cell_spawn(&cfg, &u->cell, &err))
+        return iso_lua_raise(L, &err);
+    return 1;
+}
