@@ -27,9 +27,12 @@ if ((${#missing[@]})); then
     say "installing ${missing[*]}"
     sudo=()
     ((EUID == 0)) || sudo=(sudo)
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
     export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+    { "${sudo[@]}" apt-get update -qq &&
+        "${sudo[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}"; } \
+        >"$log" 2>&1 || { cat "$log"; say "apt-get failed"; exit 1; }
 else
     say "all ${#PACKAGES[@]} packages present"
 fi

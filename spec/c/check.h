@@ -67,11 +67,12 @@ static int check_total;   /* checks evaluated */
         test();                                                              \
         printf("%s %s\n", check_failed == check_before_ ? "ok  " : "FAIL",   \
                #test);                                                       \
+        fflush(stdout);                                                      \
     } while (0)
 
 /* Print the summary; evaluates to main's exit status. */
 #define CHECK_EXIT()                                                         \
     (printf("%d checks, %d failed\n", check_total, check_failed),            \
-     check_failed ? 1 : 0)
+     fflush(stdout), check_failed ? 1 : 0)
 
 #endif

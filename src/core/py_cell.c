@@ -207,6 +207,8 @@ static PyObject *resolve_target(iso_cell *c, iso_py_cell *p, const char *t)
     size_t head_len = strcspn(t, ".");
     PyObject *head = PyUnicode_FromStringAndSize(t, (Py_ssize_t)head_len);
     PyObject *obj = head ? PyDict_GetItemWithError(p->globals, head) : NULL;
+    if (head && !obj && !PyErr_Occurred()) /* then builtins, as Python does */
+        obj = PyDict_GetItemWithError(PyEval_GetBuiltins(), head);
     Py_XDECREF(head);
     const char *rest = t + head_len;
     if (obj) {

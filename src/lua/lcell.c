@@ -49,6 +49,7 @@ static lcell *open_cell(lua_State *L)
  * only: nothing here may raise while the guest waits for its answer. */
 static const char *error_text(lua_State *L, int idx)
 {
+    idx = lua_absindex(L, idx);
     if (lua_istable(L, idx)) {
         lua_pushliteral(L, "message");
         lua_rawget(L, idx);

@@ -235,7 +235,8 @@ static int lv_array(lv_conv *c, int idx, iso_value *out)
         lua_Integer k = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
         if (k < 1 || k > n)
             return lv_fail(c, "cannot convert a sandbox.array table with "
-                              "a %s key outside 1..#t", lv_what(L, -2));
+                              "a %s key (keys must be 1..#t)",
+                           lv_what(L, -2));
         lua_pop(L, 1);
     }
     return lv_list(c, idx, n, out);

@@ -1,0 +1,138 @@
+-- The module's surface: constants, spawn's option checking, names, backends.
+local sandbox = require "isolate"
+
+local function err_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  assert.are.equal(sandbox.Error, getmetatable(err), "not an isolate.Error: " .. tostring(err))
+  return err
+end
+
+local function spawn_err(opts) return err_of(sandbox.spawn, opts) end
+
+describe("isolate module", function()
+  it("lists the backends in contract order", function()
+    assert.are.same({ "subinterpreter", "process", "microvm" }, sandbox.BACKENDS)
+    assert.are.equal("subinterpreter", sandbox.DEFAULT_BACKEND)
+  end)
+
+  it("reports what this build can run, never microvm", function()
+    assert.are.same({ "subinterpreter" }, sandbox.IMPLEMENTED)
+  end)
+
+  it("exposes null, array and bytes helpers", function()
+    assert.are.equal("userdata", type(sandbox.null))
+    local t = {}
+    assert.are.equal(t, sandbox.array(t))
+    assert.are.equal("table", type(sandbox.bytes("x")))
+  end)
+
+  it("formats errors as isolate: <kind>: <message>", function()
+    local e = spawn_err(42)
+    assert.are.equal("isolate: invalid_argument: " .. e.message, tostring(e))
+  end)
+end)
+
+describe("spawn option checking", function()
+  it("refuses a non-table argument", function()
+    for _, v in ipairs({ 1, "x", true }) do
+      assert.are.equal("invalid_argument", spawn_err(v).kind)
+    end
+    assert.are.equal("invalid_argument", err_of(sandbox.spawn).kind)
+  end)
+
+  it("refuses an unknown option such as a typo", function()
+    assert.are.equal("invalid_argument", spawn_err({ bakend = "process" }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ [1] = "x" }).kind)
+  end)
+
+  it("refuses unknown and non-string backends, listing the valid ones", function()
+    for _, b in ipairs({ "nope", "Subinterpreter", 3, true, {} }) do
+      local e = spawn_err({ backend = b })
+      assert.are.equal("invalid_argument", e.kind)
+      for _, valid in ipairs(sandbox.BACKENDS) do
+        assert.is_truthy(e.message:find(valid, 1, true))
+      end
+    end
+  end)
+
+  it("fails closed for process until the worker exists", function()
+    assert.are.equal("not_implemented", spawn_err({ backend = "process" }).kind)
+  end)
+
+  it("always fails closed for microvm, naming what is missing", function()
+    local e = spawn_err({ backend = "microvm" })
+    assert.are.equal("not_implemented", e.kind)
+    assert.is_truthy(e.message:find("/dev/kvm", 1, true))
+    assert.is_truthy(e.message:find("VMM", 1, true))
+  end)
+
+  it("never creates a cell when a backend is refused", function()
+    spawn_err({ backend = "microvm", name = "never" })
+    assert.is_nil(sandbox.list().never)
+  end)
+
+  it("checks names", function()
+    for _, n in ipairs({ "", "a b", "x/y", "é", string.rep("a", 65), 7, {} }) do
+      assert.are.equal("invalid_argument", spawn_err({ name = n }).kind)
+    end
+    local sb <close> = sandbox.spawn({ name = string.rep("a", 64) })
+    assert.are.equal(string.rep("a", 64), sb.name)
+  end)
+
+  it("refuses a name used by a live cell and frees it on close", function()
+    local a = sandbox.spawn({ name = "dup" })
+    assert.are.equal("invalid_argument", spawn_err({ name = "dup" }).kind)
+    a:close()
+    local b <close> = sandbox.spawn({ name = "dup" })
+    assert.are.equal("dup", b.name)
+  end)
+
+  it("generates distinct names when omitted", function()
+    local a <close> = sandbox.spawn({})
+    local b <close> = sandbox.spawn({})
+    assert.are_not.equal(a.name, b.name)
+    assert.is_truthy(a.name:match("^[A-Za-z0-9_-]+$"))
+    assert.are.equal("subinterpreter", a.backend)
+  end)
+
+  it("checks imports and capabilities", function()
+    assert.are.equal("invalid_argument", spawn_err({ imports = "math" }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ imports = { 1 } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ imports = { "a..b" } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ imports = { x = "math" } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ capabilities = { true } }).kind)
+  end)
+
+  it("accepts wall_ms and refuses every other limit", function()
+    local sb <close> = sandbox.spawn({ limits = { wall_ms = 1000 } })
+    assert.are.equal("invalid_argument", spawn_err({ limits = { wal_ms = 1 } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ limits = { wall_ms = 0 } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ limits = { wall_ms = 1.5 } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ limits = { wall_ms = "1" } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ limits = 5 }).kind)
+    for _, k in ipairs({ "cpu_ms", "mem", "open_files", "processes", "output_bytes" }) do
+      assert.are.equal("not_implemented", spawn_err({ limits = { [k] = 1 } }).kind)
+    end
+  end)
+
+  it("refuses policies until the policy engine exists", function()
+    assert.are.equal("not_implemented", spawn_err({ policy = "stdlib.readonly" }).kind)
+  end)
+end)
+
+describe("sandbox.list", function()
+  it("returns live cells keyed by name", function()
+    local sb = sandbox.spawn({ name = "listed" })
+    assert.are.equal(sb, sandbox.list().listed)
+    sb:close()
+    assert.is_nil(sandbox.list().listed)
+  end)
+end)
+
+describe("sandbox.capability", function()
+  it("checks its arguments", function()
+    assert.are.equal("invalid_argument", err_of(sandbox.capability, 1, print).kind)
+    assert.are.equal("invalid_argument", err_of(sandbox.capability, "kv", "nope").kind)
+  end)
+end)

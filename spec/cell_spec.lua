@@ -1,0 +1,284 @@
+-- Cells: the seven-operation ABI, errors, lifetime, broker, imports, wall_ms.
+local sandbox = require "isolate"
+
+local function err_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  assert.are.equal(sandbox.Error, getmetatable(err), "not an isolate.Error: " .. tostring(err))
+  return err
+end
+
+local function drain(sb)
+  local evs = {}
+  for ev in sb:events() do evs[#evs + 1] = ev end
+  return evs
+end
+
+describe("a cell", function()
+  local sb
+  before_each(function() sb = sandbox.spawn({ imports = { "math", "json" } }) end)
+  after_each(function() sb:close() end)
+
+  it("runs the quickstart", function()
+    sb:exec("from math import sqrt; post(sqrt(2))")
+    assert.are.equal(math.sqrt(2), sb:recv(1))
+  end)
+
+  it("keeps __main__ globals across exec and call", function()
+    sb:exec("x = 20")
+    sb:exec("def add(a, b=1):\n    return x + a + b\n")
+    assert.are.equal(42, sb:call("add", 21, 1))
+    assert.are.equal(3.0, sb:call("math.sqrt", 9))
+    assert.are.equal(3, sb:call("len", "abc"))
+  end)
+
+  it("never confuses a call result with posted messages", function()
+    sb:exec("post('a')")
+    sb:exec("def f():\n    post('b')\n    return 'result'\n")
+    assert.are.equal("result", sb:call("f"))
+    assert.are.equal("a", sb:recv(1))
+    assert.are.equal("b", sb:recv(1))
+  end)
+
+  it("returns nil, timeout error when nothing is posted", function()
+    local v, err = sb:recv(0.02)
+    assert.is_nil(v)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal(sandbox.Error, getmetatable(err))
+  end)
+
+  it("refuses a negative recv timeout", function()
+    assert.are.equal("invalid_argument", err_of(sb.recv, sb, -1).kind)
+  end)
+
+  it("raises guest errors with type, message and traceback, and survives", function()
+    local e = err_of(sb.exec, sb, "def boom():\n    raise KeyError('k')\nboom()")
+    assert.are.equal("guest", e.kind)
+    assert.are.equal("KeyError", e.python)
+    assert.are.equal(sb.name, e.cell)
+    assert.is_truthy(e.traceback:find("boom", 1, true))
+    e = err_of(sb.exec, sb, "def (")
+    assert.are.equal("SyntaxError", e.python)
+    e = err_of(sb.call, sb, "missing")
+    assert.are.equal("NameError", e.python)
+    e = err_of(sb.call, sb, "math.nope")
+    assert.are.equal("AttributeError", e.python)
+    sb:exec("post(1)")
+    assert.are.equal(1, sb:recv(1))
+  end)
+
+  it("refuses a call result that cannot cross and survives", function()
+    sb:exec("def s():\n    return {1, 2}\n")
+    assert.are.equal("value", err_of(sb.call, sb, "s").kind)
+    assert.are.equal("value", err_of(sb.call, sb, "len", print).kind)
+    assert.are.equal(2, sb:call("len", { 1, 2 }))
+  end)
+
+  it("raises TypeError/ValueError in the guest for unpostable values", function()
+    sb:exec([==[
+errs = []
+for bad in ({1}, object(), 2**63, [[[]]]):
+    try:
+        post(bad)
+    except (TypeError, ValueError) as e:
+        errs.append(type(e).__name__)
+def get_errs():
+    return errs
+]==])
+    local errs = sb:call("get_errs")
+    assert.are.same({ "TypeError", "TypeError", "ValueError" }, { errs[1], errs[2], errs[3] })
+    local v = sb:recv(0.05)
+    assert.are.same(sandbox.array({ sandbox.array({ sandbox.array({}) }) }), v)
+  end)
+
+  it("delivers log and metric events, consuming them", function()
+    sb:exec("log('warning', 'disk low', pct=93)\nmetric('rows', 12, {'table': 't'})\nmetric('lat', 0.5)")
+    local evs = drain(sb)
+    assert.are.equal(3, #evs)
+    assert.are.equal("log", evs[1].type)
+    assert.are.equal("warning", evs[1].level)
+    assert.are.equal("disk low", evs[1].message)
+    assert.are.same({ pct = 93 }, evs[1].fields)
+    assert.are.equal(sb.name, evs[1].cell)
+    assert.is_number(evs[1].time)
+    assert.are.equal("metric", evs[2].type)
+    assert.are.equal("rows", evs[2].name)
+    assert.are.equal(12, evs[2].value)
+    assert.are.same({ table = "t" }, evs[2].tags)
+    assert.are.same({}, evs[3].tags)
+    assert.are.same({}, drain(sb))
+    assert.are.equal("guest", err_of(sb.exec, sb, "metric('m', 'x')").kind)
+    assert.are.equal("guest", err_of(sb.exec, sb, "log(1, 'x')").kind)
+  end)
+
+  it("counts calls and posts in stats", function()
+    sb:exec("post(1)")
+    sb:call("len", "ab")
+    sb:recv(1)
+    local st = sb:stats()
+    assert.are.equal(2, st.calls)
+    assert.are.equal(1, st.posts)
+    assert.are.equal("idle", st.state)
+    assert.is_true(st.cpu_ms >= 0)
+  end)
+end)
+
+describe("imports", function()
+  it("are denied by default with ImportError naming the option", function()
+    local sb <close> = sandbox.spawn({})
+    local e = err_of(sb.exec, sb, "import math")
+    assert.are.equal("ImportError", e.python)
+    assert.is_truthy(e.message:find("imports", 1, true))
+    assert.are.equal("ImportError", err_of(sb.exec, sb, "__import__('os')").python)
+    assert.are.equal("ImportError", err_of(sb.exec, sb, "exec('import os', {})").python)
+    assert.are.equal("ImportError", err_of(sb.call, sb, "os.getcwd").python)
+  end)
+
+  it("allow listed modules, their submodules and their own imports", function()
+    local sb <close> = sandbox.spawn({ imports = { "json", "xml" } })
+    sb:exec("import json, xml.dom\npost(json.dumps({'a': [1, 2]}))")
+    assert.are.equal('{"a": [1, 2]}', sb:recv(1))
+    -- json imports re internally; the guest still may not
+    assert.are.equal("ImportError", err_of(sb.exec, sb, "import re").python)
+  end)
+
+  it("refuse ctypes and multiprocessing even when listed", function()
+    local sb <close> = sandbox.spawn({ imports = { "ctypes", "multiprocessing", "_ctypes" } })
+    for _, m in ipairs({ "ctypes", "_ctypes", "multiprocessing", "multiprocessing.pool" }) do
+      assert.are.equal("ImportError", err_of(sb.exec, sb, "import " .. m).python)
+    end
+  end)
+end)
+
+describe("the broker", function()
+  sandbox.capability("kv", function(action, payload, cell)
+    if action == "fail" then error({ message = "no such key" }) end
+    if action == "raw" then error("plain failure", 0) end
+    if action == "bad" then return print end
+    return { action = action, payload = payload, cell = cell.name }
+  end)
+
+  it("answers granted requests on the Lua thread during exec, call and recv", function()
+    local sb <close> = sandbox.spawn({ capabilities = { "kv" } })
+    local r = sb:call("request", "kv", "get", { 1, 2 })
+    assert.are.same({ action = "get", payload = { 1, 2 }, cell = sb.name }, r)
+    sb:exec("post(request('kv', 'put', 'x')['payload'])")
+    assert.are.equal("x", sb:recv(1))
+  end)
+
+  it("raises PermissionError for an ungranted capability", function()
+    local sb <close> = sandbox.spawn({})
+    assert.are.equal("PermissionError", err_of(sb.exec, sb, "request('kv', 'get')").python)
+  end)
+
+  it("turns handler errors into guest exceptions carrying the message", function()
+    local sb <close> = sandbox.spawn({ capabilities = { "kv", "nohandler" } })
+    sb:exec([[
+msgs = []
+for a in ('fail', 'raw', 'bad'):
+    try:
+        request('kv', a)
+    except RuntimeError as e:
+        msgs.append(str(e))
+try:
+    request('nohandler', 'x')
+except RuntimeError as e:
+    msgs.append(str(e))
+post(msgs)
+]])
+    local msgs = sb:recv(1)
+    assert.are.equal(4, #msgs)
+    assert.are.equal("no such key", msgs[1])
+    assert.are.equal("plain failure", msgs[2])
+  end)
+end)
+
+describe("lifetime", function()
+  it("close is idempotent and every method then raises closed", function()
+    local sb = sandbox.spawn({})
+    sb:close()
+    sb:close()
+    for _, m in ipairs({ "exec", "call", "recv" }) do
+      assert.are.equal("closed", err_of(sb[m], sb, "x").kind)
+    end
+    assert.are.equal("closed", sb:stats().state)
+    assert.is_false(sb:is_open())
+  end)
+
+  it("closes through <close> and through the garbage collector", function()
+    do
+      local sb <close> = sandbox.spawn({ name = "scoped" })
+    end
+    assert.is_nil(sandbox.list().scoped)
+    sandbox.spawn({ name = "collected" })
+    collectgarbage()
+    collectgarbage()
+    local again <close> = sandbox.spawn({ name = "collected" })
+    assert.are.equal("collected", again.name)
+  end)
+
+  it("kill stops a cell and frees its name", function()
+    local sb = sandbox.spawn({ name = "killed" })
+    sb:kill()
+    sb:kill()
+    assert.are.equal("closed", err_of(sb.exec, sb, "pass").kind)
+    assert.is_nil(sandbox.list().killed)
+  end)
+
+  it("spawns and closes many cells", function()
+    for i = 1, 50 do
+      local sb <close> = sandbox.spawn({})
+      sb:exec("post(" .. i .. ")")
+      assert.are.equal(i, sb:recv(1))
+    end
+  end)
+end)
+
+describe("limits.wall_ms", function()
+  it("interrupts a runaway guest with kind timeout; the cell stays usable", function()
+    local sb <close> = sandbox.spawn({ limits = { wall_ms = 100 } })
+    assert.are.equal("timeout", err_of(sb.exec, sb, "while True: pass").kind)
+    assert.are.equal("timeout", err_of(sb.call, sb, "exec", "while True: pass", {}).kind)
+    sb:exec("post('alive')")
+    assert.are.equal("alive", sb:recv(1))
+  end)
+
+  it("never leaks an interrupt into the next request", function()
+    local sb <close> = sandbox.spawn({ limits = { wall_ms = 50 } })
+    for _ = 1, 5 do
+      err_of(sb.exec, sb, "while True: pass")
+      for _ = 1, 20 do sb:exec("n = 0\nfor i in range(20000): n += i") end
+    end
+  end)
+
+  it("abandons a guest that swallows interrupts and closes the cell", function()
+    local sb = sandbox.spawn({ limits = { wall_ms = 50 } })
+    -- swallows every interrupt for a while, then finishes on its own
+    local e = err_of(sb.exec, sb, [[
+def spin():
+    i = 0
+    while i < 2000000:
+        i += 1
+for _ in range(200):
+    try:
+        spin()
+    except BaseException:
+        pass
+]])
+    assert.are.equal("timeout", e.kind)
+    assert.is_false(sb:is_open())
+    assert.are.equal("closed", err_of(sb.exec, sb, "pass").kind)
+    -- the host stays responsive
+    local other <close> = sandbox.spawn({})
+    other:exec("post(1)")
+    assert.are.equal(1, other:recv(5))
+  end)
+
+  it("kill from a broker handler stops the cell mid-request", function()
+    sandbox.capability("killer", function(_, _, cell) cell:kill() return true end)
+    local sb = sandbox.spawn({ capabilities = { "killer" } })
+    local e = err_of(sb.exec, sb, "request('killer', 'now')\nwhile True: pass")
+    assert.are.equal("closed", e.kind)
+    assert.is_false(sb:is_open())
+  end)
+end)
