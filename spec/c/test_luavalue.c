@@ -244,7 +244,8 @@ static void test_payload_limit(void)
     CHECK_EQ_INT(convert("return {string.rep('a', 64 << 20)}", &v, &err), 0);
     iso_value_free(&v);
     refuse("return {string.rep('a', 32 << 20), "
-           "{[string.rep('b', (32 << 20) + 1)] = 1}}", "MiB");
+           "{[string.rep('b', (32 << 20) + 1)] = 1}}",
+           "MiB");
 }
 
 static void test_metamethods_ignored(void)

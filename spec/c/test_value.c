@@ -58,8 +58,7 @@ static void test_new_destroy(void)
     CHECK(v != NULL);
     CHECK_EQ_INT(v->type, ISO_NIL);
     iso_value_set_list(v);
-    CHECK_EQ_INT(iso_value_set_string(iso_list_append(v), ISO_STR, U8("x")),
-                 0);
+    CHECK_EQ_INT(iso_value_set_string(iso_list_append(v), ISO_STR, U8("x")), 0);
     iso_value_destroy(v);
     iso_value_destroy(NULL);
 }
@@ -67,10 +66,13 @@ static void test_new_destroy(void)
 static void test_list_growth(void)
 {
     iso_value list = {0};
+    size_t cap = 0, regrowths = 0;
     iso_value_set_list(&list);
     CHECK_EQ_INT(list.u.seq.len, 0);
     for (int i = 0; i < 5000; i++) {
         iso_value *slot = iso_list_append(&list);
+        regrowths += list.u.seq.cap != cap;
+        cap = list.u.seq.cap;
         CHECK(slot != NULL && slot->type == ISO_NIL);
         if (!slot)
             break;
@@ -78,6 +80,7 @@ static void test_list_growth(void)
     }
     CHECK_EQ_INT(list.u.seq.len, 5000);
     CHECK(list.u.seq.cap >= 5000 && list.u.seq.cap < 10000 * 2);
+    CHECK(regrowths <= 16); /* geometric: O(log n) reallocations */
     int bad = 0;
     for (int i = 0; i < 5000; i++)
         bad += list.u.seq.items[i].type != ISO_INT ||
@@ -267,42 +270,44 @@ static void test_utf8_valid(void)
     CHECK(utf8(U8("plain ascii text, longer than eight bytes")));
     CHECK(utf8("a\0b", 3)); /* NUL is a valid code point */
     CHECK(utf8(U8("\x7f")));
-    CHECK(utf8(U8("\xc2\x80")));            /* U+0080 */
-    CHECK(utf8(U8("\xdf\xbf")));            /* U+07FF */
-    CHECK(utf8(U8("\xe0\xa0\x80")));        /* U+0800 */
-    CHECK(utf8(U8("\xe2\x82\xac")));        /* U+20AC */
-    CHECK(utf8(U8("\xed\x9f\xbf")));        /* U+D7FF */
-    CHECK(utf8(U8("\xee\x80\x80")));        /* U+E000 */
-    CHECK(utf8(U8("\xef\xbf\xbf")));        /* U+FFFF */
-    CHECK(utf8(U8("\xf0\x90\x80\x80")));    /* U+10000 */
-    CHECK(utf8(U8("\xf0\x9f\x98\x80")));    /* U+1F600 */
-    CHECK(utf8(U8("\xf4\x8f\xbf\xbf")));    /* U+10FFFF */
+    CHECK(utf8(U8("\xc2\x80")));         /* U+0080 */
+    CHECK(utf8(U8("\xdf\xbf")));         /* U+07FF */
+    CHECK(utf8(U8("\xe0\xa0\x80")));     /* U+0800 */
+    CHECK(utf8(U8("\xe2\x82\xac")));     /* U+20AC */
+    CHECK(utf8(U8("\xed\x9f\xbf")));     /* U+D7FF */
+    CHECK(utf8(U8("\xee\x80\x80")));     /* U+E000 */
+    CHECK(utf8(U8("\xef\xbf\xbf")));     /* U+FFFF */
+    CHECK(utf8(U8("\xf0\x90\x80\x80"))); /* U+10000 */
+    CHECK(utf8(U8("\xf0\x9f\x98\x80"))); /* U+1F600 */
+    CHECK(utf8(U8("\xf4\x8f\xbf\xbf"))); /* U+10FFFF */
     CHECK(utf8(U8("caf\xc3\xa9 na\xc3\xafve \xe2\x9c\x93 ok ok ok")));
 }
 
 static void test_utf8_invalid(void)
 {
-    CHECK(!utf8(U8("\xc0\x80")));             /* overlong NUL */
-    CHECK(!utf8(U8("\xc1\xbf")));             /* overlong 2-byte */
-    CHECK(!utf8(U8("\xe0\x80\x80")));         /* overlong 3-byte */
-    CHECK(!utf8(U8("\xe0\x9f\xbf")));         /* overlong U+07FF */
-    CHECK(!utf8(U8("\xf0\x80\x80\x80")));     /* overlong 4-byte */
-    CHECK(!utf8(U8("\xf0\x8f\xbf\xbf")));     /* overlong U+FFFF */
-    CHECK(!utf8(U8("\xed\xa0\x80")));         /* U+D800 */
-    CHECK(!utf8(U8("\xed\xbf\xbf")));         /* U+DFFF */
+    CHECK(!utf8(U8("\xc0\x80")));                 /* overlong NUL */
+    CHECK(!utf8(U8("\xc1\xbf")));                 /* overlong 2-byte */
+    CHECK(!utf8(U8("\xe0\x80\x80")));             /* overlong 3-byte */
+    CHECK(!utf8(U8("\xe0\x9f\xbf")));             /* overlong U+07FF */
+    CHECK(!utf8(U8("\xf0\x80\x80\x80")));         /* overlong 4-byte */
+    CHECK(!utf8(U8("\xf0\x8f\xbf\xbf")));         /* overlong U+FFFF */
+    CHECK(!utf8(U8("\xed\xa0\x80")));             /* U+D800 */
+    CHECK(!utf8(U8("\xed\xbf\xbf")));             /* U+DFFF */
     CHECK(!utf8(U8("\xed\xa0\xbd\xed\xb8\x80"))); /* CESU pair */
-    CHECK(!utf8(U8("\xf4\x90\x80\x80")));     /* U+110000 */
+    CHECK(!utf8(U8("\xf4\x90\x80\x80")));         /* U+110000 */
     CHECK(!utf8(U8("\xf5\x80\x80\x80")));
     CHECK(!utf8(U8("\xff")));
     CHECK(!utf8(U8("\xfe")));
-    CHECK(!utf8(U8("\x80")));                 /* lone continuation */
+    CHECK(!utf8(U8("\x80"))); /* lone continuation */
     CHECK(!utf8(U8("abc\xbf")));
-    CHECK(!utf8(U8("\xc3")));                 /* truncated */
+    CHECK(!utf8(U8("\xc3"))); /* truncated */
     CHECK(!utf8(U8("\xe2\x82")));
     CHECK(!utf8(U8("\xf0\x9f\x98")));
-    CHECK(!utf8(U8("\xc3" "a")));             /* bad continuation */
+    CHECK(!utf8(U8("\xc3"
+                   "a"))); /* bad continuation */
     CHECK(!utf8(U8("\xe2\x28\xa1")));
-    CHECK(!utf8(U8("\xf0\x9f\x98" "a")));
+    CHECK(!utf8(U8("\xf0\x9f\x98"
+                   "a")));
     /* A bad byte after a long ASCII run (past the 8-byte fast path). */
     CHECK(!utf8(U8("0123456789abcdefghij\x80")));
     CHECK(!utf8(U8("0123456789abcdef\xe2\x82")));

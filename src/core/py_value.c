@@ -20,9 +20,9 @@ static int to_value(py_conv *c, PyObject *obj, iso_value *out);
 static PyObject *from_value(const iso_value *v, int depth);
 
 static const char *const iso_type_names[] = {
-    [ISO_NIL] = "nil",   [ISO_BOOL] = "bool",   [ISO_INT] = "int",
+    [ISO_NIL] = "nil",     [ISO_BOOL] = "bool", [ISO_INT] = "int",
     [ISO_FLOAT] = "float", [ISO_STR] = "str",   [ISO_BYTES] = "bytes",
-    [ISO_LIST] = "list", [ISO_MAP] = "map",
+    [ISO_LIST] = "list",   [ISO_MAP] = "map",
 };
 
 static const char *type_name(iso_type t)
@@ -32,8 +32,8 @@ static const char *type_name(iso_type t)
     return iso_type_names[t];
 }
 
-static int set_payload(py_conv *c, iso_value *out, iso_type type,
-                       const char *p, Py_ssize_t len)
+static int set_payload(py_conv *c, iso_value *out, iso_type type, const char *p,
+                       Py_ssize_t len)
 {
     /* c->bytes never exceeds the limit, so the subtraction cannot wrap. */
     if ((size_t)len > ISO_VALUE_MAX_BYTES - c->bytes) {
@@ -163,8 +163,10 @@ static int to_value(py_conv *c, PyObject *obj, iso_value *out)
                            PyByteArray_GET_SIZE(obj));
     if (PyList_Check(obj) || PyTuple_Check(obj) || PyDict_Check(obj))
         return container_to_value(c, obj, out);
-    PyErr_Format(PyExc_TypeError, "cannot send a '%.200s' across the cell "
-                 "boundary", Py_TYPE(obj)->tp_name);
+    PyErr_Format(PyExc_TypeError,
+                 "cannot send a '%.200s' across the cell "
+                 "boundary",
+                 Py_TYPE(obj)->tp_name);
     return -1;
 }
 
@@ -187,7 +189,8 @@ static PyObject *list_from_value(const iso_value *v, int depth)
     for (size_t i = 0; i < v->u.seq.len; i++) {
         PyObject *item = from_value(&v->u.seq.items[i], depth);
         if (!item) {
-            Py_DECREF(list); /* unset slots are NULL, which list_dealloc skips */
+            Py_DECREF(
+                list); /* unset slots are NULL, which list_dealloc skips */
             return NULL;
         }
         PyList_SET_ITEM(list, (Py_ssize_t)i, item);

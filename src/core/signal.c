@@ -1,6 +1,7 @@
 /* Spin-then-futex wake-ups between the Lua thread and cell threads. */
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,14 +39,22 @@ void iso_signal_notify(iso_signal *s)
                 NULL, 0);
 }
 
-static int spin(iso_signal *s, uint32_t seen, double until)
+/* Spin until `until`; past `yield_after`, also yield the CPU, in case the
+ * thread we wait for is runnable on this very CPU (a busy 2-vCPU VM). */
+static int spin(iso_signal *s, uint32_t seen, double yield_after,
+                double until)
 {
     for (unsigned i = 0;; i++) {
         if (iso_signal_peek(s) != seen)
             return 0;
         cpu_relax();
-        if ((i & 63) == 63 && iso_now() >= until)
+        if ((i & 63) != 63)
+            continue;
+        double t = iso_now();
+        if (t >= until)
             return -1;
+        if (t >= yield_after)
+            sched_yield();
     }
 }
 
@@ -63,7 +72,7 @@ int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
     double spin_until = start + ISO_SPIN_NS * 1e-9;
     if (deadline >= 0 && deadline < spin_until)
         spin_until = deadline;
-    if (spin(s, seen, spin_until) == 0)
+    if (spin(s, seen, start + ISO_SPIN_NS * 0.2e-9, spin_until) == 0)
         return 0;
     atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
     int rc = 0;

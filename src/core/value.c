@@ -288,7 +288,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t avail)
         lo = c == 0xF0 ? 0x90 : lo;
         hi = c == 0xF4 ? 0x8F : hi;
     } else {
-        return 0; /* ASCII is handled by the caller; 80..C1, F5..FF never lead */
+        return 0; /* 80..C1 and F5..FF never lead; ASCII is not seen here */
     }
     if (avail < n || s[1] < lo || s[1] > hi)
         return 0;

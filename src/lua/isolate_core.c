@@ -5,6 +5,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "binding.h"
 #include "lvalue.h"
@@ -91,7 +92,17 @@ static int l_info(lua_State *L)
     return 1;
 }
 
+/* core.now() -> monotonic seconds (benchmarks, deadlines in Lua). */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
+    {"now", l_now},
     {"spawn", iso_lua_cell_spawn},
     {"backend_check", l_backend_check},
     {"name_valid", l_name_valid},

@@ -57,8 +57,8 @@ static void buf_printf(lv_buf *b, const char *fmt, ...)
     int n = vsnprintf(b->p + b->len, b->size - b->len, fmt, ap);
     va_end(ap);
     if (n > 0)
-        b->len += (size_t)n < b->size - b->len ? (size_t)n
-                                                : b->size - b->len - 1;
+        b->len +=
+            (size_t)n < b->size - b->len ? (size_t)n : b->size - b->len - 1;
 }
 
 static bool is_ident(const char *s, size_t len)
@@ -114,7 +114,8 @@ static int lv_fail(lv_conv *c, const char *fmt, ...)
 
 static int lv_oom(lv_conv *c)
 {
-    return iso_error_set(c->err, ISO_MEMORY, "out of memory converting a "
+    return iso_error_set(c->err, ISO_MEMORY,
+                         "out of memory converting a "
                          "Lua value");
 }
 
@@ -234,8 +235,9 @@ static int lv_array(lv_conv *c, int idx, iso_value *out)
     while (lua_next(L, idx)) { /* [key, value] */
         lua_Integer k = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
         if (k < 1 || k > n)
-            return lv_fail(c, "cannot convert a sandbox.array table with "
-                              "a %s key (keys must be 1..#t)",
+            return lv_fail(c,
+                           "cannot convert a sandbox.array table with "
+                           "a %s key (keys must be 1..#t)",
                            lv_what(L, -2));
         lua_pop(L, 1);
     }
@@ -276,8 +278,7 @@ static int lv_key(lv_conv *c, int idx, iso_value *out, lv_seg *seg)
         iso_value_set_int(out, (int64_t)seg->i);
         return 0;
     }
-    return lv_fail(c, "cannot convert a table with a %s key",
-                   lv_what(L, idx));
+    return lv_fail(c, "cannot convert a table with a %s key", lv_what(L, idx));
 }
 
 static int lv_map(lv_conv *c, int idx, iso_value *out)
@@ -307,8 +308,10 @@ static int lv_enter(lv_conv *c, int idx)
             return lv_fail(c, "cannot convert a cyclic table (it contains "
                               "itself)");
     if (c->depth >= ISO_VALUE_MAX_DEPTH)
-        return lv_fail(c, "cannot convert tables nested deeper than %d "
-                          "levels", ISO_VALUE_MAX_DEPTH);
+        return lv_fail(c,
+                       "cannot convert tables nested deeper than %d "
+                       "levels",
+                       ISO_VALUE_MAX_DEPTH);
     c->tables[c->depth++] = t;
     return 0;
 }

@@ -1,0 +1,95 @@
+-- Cell benchmarks: run with `build/luaisolate bench/cells.lua [scale]`.
+-- Prints one row per measurement: median and p95 over many samples, or a
+-- single figure for RSS. These VMs are noisy: compare rows from one run.
+local sandbox = require "isolate"
+local now = require("isolate.core").now
+
+local scale = tonumber(arg and arg[1]) or 1
+
+local function percentile(sorted, p)
+  return sorted[math.max(1, math.ceil(#sorted * p))]
+end
+
+-- Time fn() n times; returns median and p95 in microseconds.
+local function sample(n, fn)
+  local t = {}
+  for i = 1, n do
+    local t0 = now()
+    fn(i)
+    t[i] = (now() - t0) * 1e6
+  end
+  table.sort(t)
+  return percentile(t, 0.5), percentile(t, 0.95)
+end
+
+local function rss_kib()
+  for line in io.lines("/proc/self/status") do
+    local kib = line:match("^VmRSS:%s+(%d+)")
+    if kib then return tonumber(kib) end
+  end
+end
+
+local rows = {}
+local function row(name, unit, median, p95)
+  rows[#rows + 1] = string.format("| %-38s | %12s | %12s |", name,
+    string.format("%.1f %s", median, unit),
+    p95 and string.format("%.1f %s", p95, unit) or "-")
+end
+
+local function bench_spawn_first_result()
+  return sample(math.ceil(200 * scale), function()
+    local sb <close> = sandbox.spawn({})
+    sb:exec("post(1)")
+    assert(sb:recv() == 1)
+  end)
+end
+
+local function bench_spawn_close()
+  return sample(math.ceil(200 * scale), function()
+    sandbox.spawn({}):close()
+  end)
+end
+
+local function bench_round_trip()
+  local sb <close> = sandbox.spawn({})
+  for _ = 1, 1000 do sb:exec("post(1)"); sb:recv() end -- warm up
+  return sample(math.ceil(20000 * scale), function()
+    sb:exec("post(1)")
+    assert(sb:recv() == 1)
+  end)
+end
+
+local function bench_call_1k()
+  local sb <close> = sandbox.spawn({})
+  sb:exec("def echo(x):\n    return x\n")
+  local s = string.rep("x", 1024)
+  for _ = 1, 1000 do sb:call("echo", s) end
+  return sample(math.ceil(20000 * scale), function()
+    assert(#sb:call("echo", s) == 1024)
+  end)
+end
+
+local function bench_idle_rss()
+  collectgarbage()
+  local cells, before = {}, rss_kib()
+  for i = 1, 100 do
+    cells[i] = sandbox.spawn({})
+    cells[i]:exec("post(1)")
+    cells[i]:recv()
+  end
+  local per_cell = (rss_kib() - before) / 100
+  for _, sb in ipairs(cells) do sb:close() end
+  return per_cell
+end
+
+local info = sandbox.info()
+print(string.format("luaisolate %s, CPython %s (%s), Lua %s", info.version,
+  info.python, info.cell_mode, info.lua:match("%d[%d.]*")))
+row("subinterpreter: spawn -> first result", "us", bench_spawn_first_result())
+row("subinterpreter: spawn + close", "us", bench_spawn_close())
+row("subinterpreter: exec('post(1)') + recv", "us", bench_round_trip())
+row("subinterpreter: call echo(1 KiB str)", "us", bench_call_1k())
+row("subinterpreter: RSS per idle cell (100)", "KiB", bench_idle_rss())
+print("| measurement                            |       median |          p95 |")
+print("| -------------------------------------- | ------------ | ------------ |")
+for _, r in ipairs(rows) do print(r) end
