@@ -84,7 +84,9 @@ struct iso_value {
     } u;
 };
 
-/* A zeroed iso_value is ISO_NIL; values live inline or in heap boxes. */
+/* A zeroed iso_value is ISO_NIL; values live inline or in heap boxes.
+ * Setters and iso_value_move free what the destination held, so it must be
+ * initialised; iso_value_copy and the converters treat it as output only. */
 iso_value *iso_value_new(void);          /* heap NIL box, NULL on OOM */
 void iso_value_destroy(iso_value *v);    /* free contents and the box */
 void iso_value_free(iso_value *v);       /* free contents, leave NIL */
@@ -106,6 +108,8 @@ int iso_map_append(iso_value *map, iso_value **key, iso_value **val);
 /* Deep copy; -1 on OOM (dst left NIL). */
 int iso_value_copy(iso_value *dst, const iso_value *src);
 bool iso_value_equal(const iso_value *a, const iso_value *b);
+/* Total length of all strings and bytes in v (the payload size limit). */
+size_t iso_value_string_bytes(const iso_value *v);
 /* True when p[0..len) is well-formed UTF-8 (no surrogates, no overlongs). */
 bool iso_utf8_valid(const char *p, size_t len);
 

@@ -13,6 +13,12 @@ local HELPERS = [[
 def echo(x):
     return x
 
+def count(*args):
+    return len(args)
+
+def kinds_of(*args):
+    return [type(a).__name__ for a in args]
+
 def type_name(x):
     return type(x).__name__
 
@@ -75,6 +81,11 @@ describe("values", function()
       assert.is_nil(sb:call("echo", sandbox.null))
     end)
 
+    it("keeps nil arguments in their positions, trailing ones included", function()
+      assert.are.equal(3, sb:call("count", nil, 1, nil))
+      assert.are.same({ "NoneType", "int", "NoneType" }, sb:call("kinds_of", nil, 1, nil))
+    end)
+
     it("round-trips booleans as bool", function()
       assert.are.equal("bool", sb:call("type_name", true))
       assert.is_true(sb:call("echo", true))
@@ -84,7 +95,7 @@ describe("values", function()
 
   describe("integers", function()
     it("cross as int both ways", function()
-      for _, i in ipairs({ 0, 1, -1, 42, 2 ^ 53 // 1, -(2 ^ 53 // 1) }) do
+      for _, i in ipairs({ 0, 1, -1, 42, 1 << 53, -(1 << 53) }) do
         assert.are.equal("int", sb:call("type_name", i))
         local back = sb:call("echo", i)
         assert.are.equal(i, back)
@@ -281,9 +292,16 @@ def texts():
       assert.are.same(v, sb:call("echo", v))
     end)
 
-    it("allow exactly 64 levels", function()
+    -- The argument list that carries a call's arguments is not a nesting
+    -- level of the argument itself: 64 levels pass in Lua, so in Python too.
+    it("cross with exactly 64 levels as a call argument", function()
       assert.are.same(nested(64), sb:call("echo", nested(64)))
+    end)
+
+    it("cross with exactly 64 levels as a call result and a post", function()
       assert.are.same(nested(64), sb:call("deep", 64))
+      sb:exec("post(deep(64))")
+      assert.are.same(nested(64), sb:recv(1))
     end)
   end)
 
@@ -356,6 +374,13 @@ def texts():
     it("strings above 64 MiB in total", function()
       local s = string.rep("a", 33 * 1024 * 1024)
       refused_arg({ s, s })
+    end)
+
+    -- A call's arguments are one payload: the limit holds for their sum.
+    it("call arguments above 64 MiB in total", function()
+      local s = string.rep("a", 33 * 1024 * 1024)
+      assert.are.equal("value", err_of(sb.call, sb, "count", s, s).kind)
+      assert_alive()
     end)
 
     it("a Python result carrying more than 64 MiB of strings", function()

@@ -15,64 +15,64 @@
 static int check_failed; /* failed checks in the whole run */
 static int check_total;  /* checks evaluated */
 
-#define CHECK_FAIL_(...)                                                       \
-    do {                                                                       \
-        check_failed++;                                                        \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                        \
-        fprintf(stderr, __VA_ARGS__);                                          \
-        fputc('\n', stderr);                                                   \
+#define CHECK_FAIL_(...)                                \
+    do {                                                \
+        check_failed++;                                 \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
+        fprintf(stderr, __VA_ARGS__);                   \
+        fputc('\n', stderr);                            \
     } while (0)
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        check_total++;                                                         \
-        if (!(cond))                                                           \
-            CHECK_FAIL_("CHECK(%s) failed", #cond);                            \
+#define CHECK(cond)                                 \
+    do {                                            \
+        check_total++;                              \
+        if (!(cond))                                \
+            CHECK_FAIL_("CHECK(%s) failed", #cond); \
     } while (0)
 
-#define CHECK_EQ_INT(actual, expected)                                         \
-    do {                                                                       \
-        long long check_a_ = (long long)(actual);                              \
-        long long check_e_ = (long long)(expected);                            \
-        check_total++;                                                         \
-        if (check_a_ != check_e_)                                              \
-            CHECK_FAIL_("%s == %lld, expected %s == %lld", #actual, check_a_,  \
-                        #expected, check_e_);                                  \
+#define CHECK_EQ_INT(actual, expected)                                        \
+    do {                                                                      \
+        long long check_a_ = (long long)(actual);                             \
+        long long check_e_ = (long long)(expected);                           \
+        check_total++;                                                        \
+        if (check_a_ != check_e_)                                             \
+            CHECK_FAIL_("%s == %lld, expected %s == %lld", #actual, check_a_, \
+                        #expected, check_e_);                                 \
     } while (0)
 
 /* NUL-terminated strings; a NULL actual fails instead of crashing. */
-#define CHECK_EQ_STR(actual, expected)                                         \
-    do {                                                                       \
-        const char *check_a_ = (actual);                                       \
-        const char *check_e_ = (expected);                                     \
-        check_total++;                                                         \
-        if (!check_a_ || strcmp(check_a_, check_e_) != 0)                      \
-            CHECK_FAIL_("%s == \"%s\", expected \"%s\"", #actual,              \
-                        check_a_ ? check_a_ : "(null)", check_e_);             \
+#define CHECK_EQ_STR(actual, expected)                             \
+    do {                                                           \
+        const char *check_a_ = (actual);                           \
+        const char *check_e_ = (expected);                         \
+        check_total++;                                             \
+        if (!check_a_ || strcmp(check_a_, check_e_) != 0)          \
+            CHECK_FAIL_("%s == \"%s\", expected \"%s\"", #actual,  \
+                        check_a_ ? check_a_ : "(null)", check_e_); \
     } while (0)
 
 /* haystack contains needle */
-#define CHECK_HAS_STR(haystack, needle)                                        \
-    do {                                                                       \
-        const char *check_h_ = (haystack);                                     \
-        check_total++;                                                         \
-        if (!check_h_ || !strstr(check_h_, (needle)))                          \
-            CHECK_FAIL_("%s == \"%s\" does not contain \"%s\"", #haystack,     \
-                        check_h_ ? check_h_ : "(null)", (needle));             \
+#define CHECK_HAS_STR(haystack, needle)                                    \
+    do {                                                                   \
+        const char *check_h_ = (haystack);                                 \
+        check_total++;                                                     \
+        if (!check_h_ || !strstr(check_h_, (needle)))                      \
+            CHECK_FAIL_("%s == \"%s\" does not contain \"%s\"", #haystack, \
+                        check_h_ ? check_h_ : "(null)", (needle));         \
     } while (0)
 
-#define RUN(test)                                                              \
-    do {                                                                       \
-        int check_before_ = check_failed;                                      \
-        test();                                                                \
-        printf("%s %s\n", check_failed == check_before_ ? "ok  " : "FAIL",     \
-               #test);                                                         \
-        fflush(stdout);                                                        \
+#define RUN(test)                                                          \
+    do {                                                                   \
+        int check_before_ = check_failed;                                  \
+        test();                                                            \
+        printf("%s %s\n", check_failed == check_before_ ? "ok  " : "FAIL", \
+               #test);                                                     \
+        fflush(stdout);                                                    \
     } while (0)
 
 /* Print the summary; evaluates to main's exit status. */
-#define CHECK_EXIT()                                                           \
-    (printf("%d checks, %d failed\n", check_total, check_failed),              \
+#define CHECK_EXIT()                                              \
+    (printf("%d checks, %d failed\n", check_total, check_failed), \
      fflush(stdout), check_failed ? 1 : 0)
 
 #endif

@@ -344,6 +344,23 @@ static void test_error(void)
     CHECK_EQ_STR(iso_kind_name(ISO_INVALID_ARGUMENT), "invalid_argument");
 }
 
+/* The payload limit counts every string and bytes value, keys included. */
+static void test_string_bytes(void)
+{
+    iso_value v = {0}, *k, *val;
+    iso_value_set_list(&v);
+    CHECK_EQ_INT(iso_value_string_bytes(&v), 0);
+    iso_value_set_string(iso_list_append(&v), ISO_STR, "abc", 3);
+    iso_value_set_int(iso_list_append(&v), 7);
+    iso_value *map = iso_list_append(&v);
+    iso_value_set_map(map);
+    iso_map_append(map, &k, &val);
+    iso_value_set_string(k, ISO_STR, "key", 3);
+    iso_value_set_string(val, ISO_BYTES, "\xff\x00", 2);
+    CHECK_EQ_INT(iso_value_string_bytes(&v), 8);
+    iso_value_free(&v);
+}
+
 int main(void)
 {
     RUN(test_setters);
@@ -359,5 +376,6 @@ int main(void)
     RUN(test_utf8_valid);
     RUN(test_utf8_invalid);
     RUN(test_error);
+    RUN(test_string_bytes);
     return CHECK_EXIT();
 }

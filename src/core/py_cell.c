@@ -236,14 +236,27 @@ static PyObject *resolve_target(iso_cell *c, iso_py_cell *p, const char *t)
     return obj;
 }
 
+/* Arguments one by one, so each may nest as deep as a posted value. */
+static PyObject *call_args(const iso_value *list)
+{
+    size_t n = list->u.seq.len;
+    PyObject *args = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; args && i < n; i++) {
+        PyObject *item = iso_py_from_value(&list->u.seq.items[i]);
+        if (!item)
+            Py_CLEAR(args);
+        else
+            PyTuple_SET_ITEM(args, (Py_ssize_t)i, item);
+    }
+    return args;
+}
+
 static PyObject *run_call(iso_cell *c, iso_py_cell *p, iso_req *r)
 {
     PyObject *fn = resolve_target(c, p, r->text);
-    PyObject *list = fn ? iso_py_from_value(&r->args) : NULL;
-    PyObject *args = list ? PyList_AsTuple(list) : NULL;
+    PyObject *args = fn ? call_args(&r->args) : NULL;
     PyObject *res = args ? PyObject_Call(fn, args, NULL) : NULL;
     Py_XDECREF(fn);
-    Py_XDECREF(list);
     Py_XDECREF(args);
     return res;
 }

@@ -126,13 +126,9 @@ PyObject *iso_py_import(const char *name)
 
 /* ---- post, log, metric ------------------------------------------------- */
 
-/* Convert args into a message and send it. Steals nothing. */
-static PyObject *send(iso_cell *c, iso_msg_type type, PyObject *payload)
+static PyObject *post_value(iso_cell *c, iso_msg *m, PyObject *obj)
 {
-    iso_msg *m = iso_msg_new(type);
-    if (!m)
-        return PyErr_NoMemory();
-    if (iso_py_to_value(payload, &m->value) < 0) {
+    if (iso_py_to_value(obj, &m->value) < 0) {
         iso_msg_destroy(m);
         return NULL;
     }
@@ -140,9 +136,33 @@ static PyObject *send(iso_cell *c, iso_msg_type type, PyObject *payload)
     Py_RETURN_NONE;
 }
 
+/* Send a message whose value is the list of items (borrowed). Each item
+ * is converted on its own, so it may nest as deep as a posted value. */
+static PyObject *send(iso_cell *c, iso_msg_type type, PyObject **items,
+                      size_t n)
+{
+    iso_msg *m = iso_msg_new(type);
+    if (!m)
+        return PyErr_NoMemory();
+    if (type == ISO_MSG_POST) /* a post carries the value itself */
+        return post_value(c, m, items[0]);
+    iso_value_set_list(&m->value);
+    for (size_t i = 0; i < n; i++) {
+        iso_value *slot = iso_list_append(&m->value);
+        if (!slot || iso_py_to_value(items[i], slot) < 0) {
+            if (!slot)
+                PyErr_NoMemory();
+            iso_msg_destroy(m);
+            return NULL;
+        }
+    }
+    iso_cell_push(c, m);
+    Py_RETURN_NONE;
+}
+
 static PyObject *guest_post(PyObject *self, PyObject *obj)
 {
-    return send(cell_of(self), ISO_MSG_POST, obj);
+    return send(cell_of(self), ISO_MSG_POST, &obj, 1);
 }
 
 static PyObject *guest_log(PyObject *self, PyObject *args, PyObject *kw)
@@ -150,13 +170,8 @@ static PyObject *guest_log(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *level, *message;
     if (!PyArg_ParseTuple(args, "UU:log", &level, &message))
         return NULL;
-    PyObject *fields = kw ? kw : Py_None;
-    PyObject *payload = PyTuple_Pack(3, level, message, fields);
-    if (!payload)
-        return NULL;
-    PyObject *r = send(cell_of(self), ISO_MSG_LOG, payload);
-    Py_DECREF(payload);
-    return r;
+    PyObject *items[] = {level, message, kw ? kw : Py_None};
+    return send(cell_of(self), ISO_MSG_LOG, items, 3);
 }
 
 static PyObject *guest_metric(PyObject *self, PyObject *args, PyObject *kw)
@@ -170,12 +185,8 @@ static PyObject *guest_metric(PyObject *self, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_TypeError, "metric value must be a number");
     if (tags != Py_None && !PyDict_Check(tags))
         return PyErr_Format(PyExc_TypeError, "metric tags must be a dict");
-    PyObject *payload = PyTuple_Pack(3, name, value, tags);
-    if (!payload)
-        return NULL;
-    PyObject *r = send(cell_of(self), ISO_MSG_METRIC, payload);
-    Py_DECREF(payload);
-    return r;
+    PyObject *items[] = {name, value, tags};
+    return send(cell_of(self), ISO_MSG_METRIC, items, 3);
 }
 
 /* ---- request: the broker ----------------------------------------------- */
@@ -239,9 +250,10 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
                             "capability '%s' is not granted to this cell: add "
                             "it to the spawn option capabilities = {\"%s\"}",
                             cap, cap);
-    PyObject *msg = Py_BuildValue("(sOO)", cap, action, payload);
-    PyObject *sent = msg ? send(c, ISO_MSG_REQUEST, msg) : NULL;
-    Py_XDECREF(msg);
+    PyObject *name = PyUnicode_FromString(cap);
+    PyObject *items[] = {name, action, payload};
+    PyObject *sent = name ? send(c, ISO_MSG_REQUEST, items, 3) : NULL;
+    Py_XDECREF(name);
     if (!sent)
         return NULL;
     Py_DECREF(sent);

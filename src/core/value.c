@@ -328,3 +328,21 @@ bool iso_utf8_valid(const char *p, size_t len)
     }
     return true;
 }
+
+size_t iso_value_string_bytes(const iso_value *v)
+{
+    switch (v->type) {
+    case ISO_STR:
+    case ISO_BYTES:
+        return v->u.str.len;
+    case ISO_LIST:
+    case ISO_MAP: {
+        size_t total = 0;
+        for (size_t i = 0; i < v->u.seq.len * seq_width(v); i++)
+            total += iso_value_string_bytes(&v->u.seq.items[i]);
+        return total;
+    }
+    default:
+        return 0;
+    }
+}

@@ -146,6 +146,12 @@ static int l_cell_call(lua_State *L)
             return raise_cell(L, u, &err);
         }
     }
+    if (iso_value_string_bytes(&args) > ISO_VALUE_MAX_BYTES) {
+        iso_value_free(&args);
+        iso_error_set(&err, ISO_VALUE, "call arguments exceed %zu MiB",
+                      ISO_VALUE_MAX_BYTES >> 20);
+        return raise_cell(L, u, &err);
+    }
     if (iso_cell_call(u->cell, target, &args, &err))
         return raise_cell(L, u, &err);
     return finish_request(L, u);
