@@ -34,10 +34,10 @@ typedef enum iso_kind {
 
 typedef struct iso_error {
     iso_kind kind;
-    int code;           /* errno when a system call failed, else 0 */
+    int code; /* errno when a system call failed, else 0 */
     char message[512];
-    char python[64];    /* ISO_GUEST: the exception type name */
-    char *traceback;    /* ISO_GUEST: heap text, owned; iso_error_clear frees */
+    char python[64]; /* ISO_GUEST: the exception type name */
+    char *traceback; /* ISO_GUEST: heap text, owned; iso_error_clear frees */
 } iso_error;
 
 /* The contract name of a kind ("invalid_argument", ...). Static string. */
@@ -87,9 +87,9 @@ struct iso_value {
 /* A zeroed iso_value is ISO_NIL; values live inline or in heap boxes.
  * Setters and iso_value_move free what the destination held, so it must be
  * initialised; iso_value_copy and the converters treat it as output only. */
-iso_value *iso_value_new(void);          /* heap NIL box, NULL on OOM */
-void iso_value_destroy(iso_value *v);    /* free contents and the box */
-void iso_value_free(iso_value *v);       /* free contents, leave NIL */
+iso_value *iso_value_new(void);       /* heap NIL box, NULL on OOM */
+void iso_value_destroy(iso_value *v); /* free contents and the box */
+void iso_value_free(iso_value *v);    /* free contents, leave NIL */
 void iso_value_move(iso_value *dst, iso_value *src); /* src left NIL */
 
 void iso_value_set_nil(iso_value *v);
@@ -97,9 +97,10 @@ void iso_value_set_bool(iso_value *v, bool b);
 void iso_value_set_int(iso_value *v, int64_t i);
 void iso_value_set_float(iso_value *v, double f);
 /* Copies len bytes; type is ISO_STR or ISO_BYTES. -1 on OOM. */
-int iso_value_set_string(iso_value *v, iso_type type, const char *p, size_t len);
-void iso_value_set_list(iso_value *v);   /* empty list */
-void iso_value_set_map(iso_value *v);    /* empty map */
+int iso_value_set_string(iso_value *v, iso_type type, const char *p,
+                         size_t len);
+void iso_value_set_list(iso_value *v); /* empty list */
+void iso_value_set_map(iso_value *v);  /* empty map */
 /* Append a NIL slot to a list; NULL on OOM. The pointer is valid until the
  * next append to the same list. */
 iso_value *iso_list_append(iso_value *list);

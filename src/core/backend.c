@@ -18,8 +18,8 @@ static const char *const backend_names[ISO_BACKEND_COUNT] = {
 };
 
 /* VMMs a microvm runtime could drive, looked up on PATH. */
-static const char *const vmm_binaries[] = {
-    "firecracker", "cloud-hypervisor", "qemu-system-x86_64", NULL};
+static const char *const vmm_binaries[] = {"firecracker", "cloud-hypervisor",
+                                           "qemu-system-x86_64", NULL};
 
 const char *iso_backend_name(iso_backend b)
 {
@@ -61,7 +61,8 @@ static const char *find_vmm(void)
 static int microvm_missing(iso_error *err)
 {
     struct stat st;
-    bool kvm = stat("/dev/kvm", &st) == 0 && access("/dev/kvm", R_OK | W_OK) == 0;
+    bool kvm =
+        stat("/dev/kvm", &st) == 0 && access("/dev/kvm", R_OK | W_OK) == 0;
     const char *vmm = find_vmm();
     return iso_error_set(
         err, ISO_NOT_IMPLEMENTED,
@@ -69,8 +70,9 @@ static int microvm_missing(iso_error *err)
         "runtime; this host has %s and %s%s; use backend='process' for an "
         "OS boundary",
         kvm ? "/dev/kvm" : "no usable /dev/kvm",
-        vmm ? "a VMM binary: " : "no VMM binary (firecracker, "
-                                 "cloud-hypervisor, qemu-system-x86_64)",
+        vmm ? "a VMM binary: "
+            : "no VMM binary (firecracker, "
+              "cloud-hypervisor, qemu-system-x86_64)",
         vmm ? vmm : "");
 }
 

@@ -265,8 +265,14 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
     return 0;
 }
 
-const char *iso_cell_name(const iso_cell *c) { return c->name; }
-iso_backend iso_cell_backend(const iso_cell *c) { return c->backend; }
+const char *iso_cell_name(const iso_cell *c)
+{
+    return c->name;
+}
+iso_backend iso_cell_backend(const iso_cell *c)
+{
+    return c->backend;
+}
 
 bool iso_cell_is_open(const iso_cell *c)
 {
@@ -293,8 +299,7 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     if (c->busy) {
         iso_req_destroy(r);
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                             "cell '%s' is already running a request",
-                             c->name);
+                             "cell '%s' is already running a request", c->name);
     }
     r->seq = ++c->next_seq;
     c->busy = true;
@@ -497,8 +502,8 @@ iso_msg *iso_cell_next_event(iso_cell *c)
 
 void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
 {
-    static const char *const names[] = {"starting", "idle", "running",
-                                        "closed", "dead"};
+    static const char *const names[] = {"starting", "idle", "running", "closed",
+                                        "dead"};
     struct timespec ts;
     memset(st, 0, sizeof *st);
     drain(c);

@@ -13,8 +13,8 @@
 #include "isolate.h"
 #include "signal.h"
 
-#define ISO_CLOSE_GRACE_S 2.0   /* close: how long to wait for the thread */
-#define ISO_KILL_GRACE_S 0.25   /* kill / wall_ms: interrupt, then abandon */
+#define ISO_CLOSE_GRACE_S 2.0 /* close: how long to wait for the thread */
+#define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
 #define ISO_INTERRUPT_EVERY_S 0.05
 
 typedef enum iso_req_type { ISO_REQ_EXEC, ISO_REQ_CALL } iso_req_type;
@@ -48,21 +48,21 @@ struct iso_cell {
     int64_t wall_ms;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;        /* slow events only: start-up, interrupters */
-    iso_signal to_cell;       /* a request, a broker reply, or stop */
-    iso_signal to_host;       /* the outbox grew */
-    iso_req *req;             /* mu: the request the cell should run */
-    iso_msg_queue outbox;     /* mu: cell -> host */
-    bool reply_ready;         /* mu: broker answer for the cell */
+    pthread_cond_t cv;    /* slow events only: start-up, interrupters */
+    iso_signal to_cell;   /* a request, a broker reply, or stop */
+    iso_signal to_host;   /* the outbox grew */
+    iso_req *req;         /* mu: the request the cell should run */
+    iso_msg_queue outbox; /* mu: cell -> host */
+    bool reply_ready;     /* mu: broker answer for the cell */
     iso_value reply;
     char *reply_error;
-    _Atomic bool stop;        /* leave the loop and end the interpreter */
-    _Atomic bool abandoned;   /* the host gave up on this thread */
-    _Atomic int state;        /* iso_state */
-    int start_rc;             /* mu: set once the interpreter exists */
+    _Atomic bool stop;      /* leave the loop and end the interpreter */
+    _Atomic bool abandoned; /* the host gave up on this thread */
+    _Atomic int state;      /* iso_state */
+    int start_rc;           /* mu: set once the interpreter exists */
     iso_error start_err;
-    bool interp_alive;        /* mu: interrupters may touch the interp */
-    int interrupters;         /* mu: interrupters in flight */
+    bool interp_alive; /* mu: interrupters may touch the interp */
+    int interrupters;  /* mu: interrupters in flight */
 
     /* Cell thread only (and interrupters, under the cell's GIL). */
     pthread_t thread;
@@ -76,8 +76,8 @@ struct iso_cell {
     iso_msg_queue posts, events;
     iso_msg *pending_result, *pending_request;
     uint64_t next_seq;
-    bool busy;            /* a request was submitted, result not taken */
-    bool timed_out;       /* the running request passed wall_ms */
+    bool busy;      /* a request was submitted, result not taken */
+    bool timed_out; /* the running request passed wall_ms */
     double started, last_interrupt;
     uint64_t calls, posts_count;
 };
@@ -89,7 +89,7 @@ void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);
 
 /* Backend entry points (py_cell.c). */
-void *iso_py_cell_thread(void *arg);       /* the cell thread's body */
+void *iso_py_cell_thread(void *arg); /* the cell thread's body */
 void iso_py_cell_interrupt(iso_cell *c, uint64_t seq); /* async, detached */
 
 #endif

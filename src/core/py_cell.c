@@ -266,8 +266,8 @@ static iso_msg *run(iso_cell *c, iso_py_cell *p, iso_req *r)
     iso_msg *m = iso_msg_new(ISO_MSG_RESULT);
     if (!m)
         return NULL;
-    PyObject *res = r->type == ISO_REQ_EXEC ? run_exec(c, p, r)
-                                            : run_call(c, p, r);
+    PyObject *res =
+        r->type == ISO_REQ_EXEC ? run_exec(c, p, r) : run_call(c, p, r);
     if (!res)
         take_exception(&m->error, ISO_GUEST);
     else if (iso_py_to_value(res, &m->value) < 0)
@@ -340,7 +340,8 @@ void *iso_py_cell_thread(void *arg)
     iso_py_cell py = {0};
     iso_error err = {0};
     c->py = &py;
-    c->has_cpu_clock = pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
+    c->has_cpu_clock =
+        pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
     int rc = iso_py_runtime_init(&err);
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0 &&
         (rc = setup_interpreter(c, &py, &err)) != 0)

@@ -6,11 +6,11 @@
 #include "py_runtime.h"
 
 typedef struct iso_py_cell {
-    PyThreadState *ts;   /* the cell's own thread state */
-    PyThreadState *aux;  /* legacy: main-interpreter state that parented it */
+    PyThreadState *ts;  /* the cell's own thread state */
+    PyThreadState *aux; /* legacy: main-interpreter state that parented it */
     PyInterpreterState *interp;
-    PyObject *globals;    /* __main__.__dict__, persistent across requests */
-    PyObject *code_cache; /* source text -> code object */
+    PyObject *globals;     /* __main__.__dict__, persistent across requests */
+    PyObject *code_cache;  /* source text -> code object */
     PyObject *real_import; /* builtins.__import__ before the guard */
 } iso_py_cell;
 

@@ -87,8 +87,8 @@ static int check_import(iso_cell *c, const char *name, PyObject *globals,
 
 static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"name", "globals", "locals", "fromlist", "level",
-                             NULL};
+    static char *kwlist[] = {"name",     "globals", "locals",
+                             "fromlist", "level",   NULL};
     const char *name;
     PyObject *globals = NULL, *locals = NULL, *fromlist = NULL;
     int level = 0;
@@ -203,8 +203,8 @@ static bool granted(iso_cell *c, const char *cap)
 static bool wait_reply(iso_cell *c)
 {
     bool ready = false;
-    Py_BEGIN_ALLOW_THREADS
-    while (!atomic_load(&c->stop)) {
+    Py_BEGIN_ALLOW_THREADS while (!atomic_load(&c->stop))
+    {
         uint32_t seen = iso_signal_peek(&c->to_cell);
         pthread_mutex_lock(&c->mu);
         ready = c->reply_ready;
@@ -214,8 +214,7 @@ static bool wait_reply(iso_cell *c)
             break;
         iso_signal_wait(&c->to_cell, seen, -1);
     }
-    Py_END_ALLOW_THREADS
-    return ready;
+    Py_END_ALLOW_THREADS return ready;
 }
 
 static PyObject *take_reply(iso_cell *c)
@@ -292,8 +291,8 @@ int iso_py_guest_install(iso_cell *c, iso_error *err)
     iso_py_cell *p = c->py;
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
     PyObject *self = PyCapsule_New(c, CAPSULE_NAME, NULL);
-    p->real_import = builtins ? PyDict_GetItemString(builtins, "__import__")
-                              : NULL;
+    p->real_import =
+        builtins ? PyDict_GetItemString(builtins, "__import__") : NULL;
     Py_XINCREF(p->real_import);
     int rc = self && p->real_import ? 0 : -1;
     for (PyMethodDef *d = guest_methods; rc == 0 && d->ml_name; d++)

@@ -32,7 +32,7 @@ static void init_once(void)
     promote_symbols();
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
-    config.site_import = 0;           /* cells see the stdlib only */
+    config.site_import = 0;             /* cells see the stdlib only */
     config.install_signal_handlers = 0; /* signals belong to the host */
     config.write_bytecode = 0;
     config.user_site_directory = 0;

@@ -35,14 +35,13 @@ void iso_signal_notify(iso_signal *s)
 {
     atomic_fetch_add_explicit(&s->seq, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&s->sleepers, memory_order_seq_cst))
-        syscall(SYS_futex, &s->seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL,
-                NULL, 0);
+        syscall(SYS_futex, &s->seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL,
+                0);
 }
 
 /* Spin until `until`; past `yield_after`, also yield the CPU, in case the
  * thread we wait for is runnable on this very CPU (a busy 2-vCPU VM). */
-static int spin(iso_signal *s, uint32_t seen, double yield_after,
-                double until)
+static int spin(iso_signal *s, uint32_t seen, double yield_after, double until)
 {
     for (unsigned i = 0;; i++) {
         if (iso_signal_peek(s) != seen)
@@ -87,8 +86,7 @@ int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
             to_timespec(left, &rel);
             timeout = &rel;
         }
-        syscall(SYS_futex, &s->seq, FUTEX_WAIT_PRIVATE, seen, timeout, NULL,
-                0);
+        syscall(SYS_futex, &s->seq, FUTEX_WAIT_PRIVATE, seen, timeout, NULL, 0);
     }
     atomic_fetch_sub_explicit(&s->sleepers, 1, memory_order_seq_cst);
     return rc;

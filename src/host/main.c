@@ -119,8 +119,8 @@ static int print_version(lua_State *L)
     return 0;
 }
 
-static int protected_main(lua_State *L, lua_CFunction fn, char **argv,
-                          int argc, int script)
+static int protected_main(lua_State *L, lua_CFunction fn, char **argv, int argc,
+                          int script)
 {
     lua_pushcfunction(L, msghandler);
     lua_pushcfunction(L, fn);

@@ -287,10 +287,14 @@ static int l_cell_tostring(lua_State *L)
 }
 
 static const luaL_Reg cell_methods[] = {
-    {"exec", l_cell_exec},   {"call", l_cell_call},
-    {"recv", l_cell_recv},   {"events", l_cell_events},
-    {"stats", l_cell_stats}, {"close", l_cell_close},
-    {"kill", l_cell_kill},   {"is_open", l_cell_is_open},
+    {"exec", l_cell_exec},
+    {"call", l_cell_call},
+    {"recv", l_cell_recv},
+    {"events", l_cell_events},
+    {"stats", l_cell_stats},
+    {"close", l_cell_close},
+    {"kill", l_cell_kill},
+    {"is_open", l_cell_is_open},
     {NULL, NULL},
 };
 
