@@ -31,7 +31,7 @@ end
 
 local rows = {}
 local function row(name, unit, median, p95)
-  rows[#rows + 1] = string.format("| %-38s | %12s | %12s |", name,
+  rows[#rows + 1] = string.format("| %-40s | %12s | %12s |", name,
     string.format("%.1f %s", median, unit),
     p95 and string.format("%.1f %s", p95, unit) or "-")
 end
@@ -90,6 +90,6 @@ row("subinterpreter: spawn + close", "us", bench_spawn_close())
 row("subinterpreter: exec('post(1)') + recv", "us", bench_round_trip())
 row("subinterpreter: call echo(1 KiB str)", "us", bench_call_1k())
 row("subinterpreter: RSS per idle cell (100)", "KiB", bench_idle_rss())
-print("| measurement                            |       median |          p95 |")
-print("| -------------------------------------- | ------------ | ------------ |")
+print("| measurement                              |       median |          p95 |")
+print("| ---------------------------------------- | ------------ | ------------ |")
 for _, r in ipairs(rows) do print(r) end
