@@ -142,6 +142,23 @@ describe("imports", function()
     assert.are.equal("ImportError", err_of(sb.exec, sb, "import re").python)
   end)
 
+  it("let cells use datetime and zoneinfo and still end cleanly", function()
+    -- CPython 3.13.0 corrupts the heap when two isolated interpreters that
+    -- imported _datetime end; own-GIL cells use the pure-Python fallback.
+    local code = "import datetime, zoneinfo\n"
+      .. "post(str(datetime.datetime(2020, 1, 2, tzinfo=zoneinfo.ZoneInfo('UTC'))))"
+    for _ = 1, 3 do
+      local a = sandbox.spawn({ imports = { "datetime", "zoneinfo" } })
+      local b = sandbox.spawn({ imports = { "datetime", "zoneinfo" } })
+      a:exec(code)
+      b:exec(code)
+      assert.are.equal("2020-01-02 00:00:00+00:00", a:recv(1))
+      assert.are.equal("2020-01-02 00:00:00+00:00", b:recv(1))
+      a:close()
+      b:close()
+    end
+  end)
+
   it("refuse ctypes and multiprocessing even when listed", function()
     local sb <close> = sandbox.spawn({ imports = { "ctypes", "multiprocessing", "_ctypes" } })
     for _, m in ipairs({ "ctypes", "_ctypes", "multiprocessing", "multiprocessing.pool" }) do
