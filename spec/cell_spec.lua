@@ -143,8 +143,8 @@ describe("imports", function()
   end)
 
   it("let cells use datetime and zoneinfo and still end cleanly", function()
-    -- CPython 3.13.0 corrupts the heap when two isolated interpreters that
-    -- imported _datetime end; own-GIL cells use the pure-Python fallback.
+    -- _zoneinfo (3.11) and _datetime (3.13.0, own GIL) break when cells
+    -- end; cells get the pure-Python fallbacks instead.
     local code = "import datetime, zoneinfo\n"
       .. "post(str(datetime.datetime(2020, 1, 2, tzinfo=zoneinfo.ZoneInfo('UTC'))))"
     for _ = 1, 3 do

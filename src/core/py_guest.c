@@ -15,12 +15,17 @@
 static const char *const refused_modules[] = {
     "ctypes", "_ctypes", "multiprocessing", "_multiprocessing", NULL};
 
-/* Extension modules that corrupt the heap when isolated interpreters end
- * (measured on CPython 3.13.0: two cells that import datetime crash the
- * host at Py_EndInterpreter). Refusing the accelerator makes the stdlib
- * fall back to its pure-Python twin (_pydatetime); _zoneinfo needs the
- * accelerator's C API, and zoneinfo falls back the same way. */
-static const char *const unsafe_in_own_gil[] = {"_datetime", "_zoneinfo", NULL};
+/* C accelerators that break across cells, refused so that the stdlib
+ * falls back to its pure-Python twin (_pydatetime, zoneinfo._zoneinfo).
+ * Measured here: in legacy cells (3.11), _zoneinfo keeps state from the
+ * first interpreter that imported it, and later cells fail with NameError
+ * once that one ended; in own-GIL cells (3.13.0), two cells that imported
+ * _datetime corrupt the heap when they end. */
+static const char *const broken_accelerators[] = {"_zoneinfo",
+#if ISO_OWN_GIL
+                                                  "_datetime",
+#endif
+                                                  NULL};
 
 static iso_cell *cell_of(PyObject *self)
 {
@@ -41,10 +46,10 @@ static bool is_refused(const char *name)
     return false;
 }
 
-static bool is_unsafe_here(const char *name)
+static bool is_broken_accelerator(const char *name)
 {
-    for (int i = 0; ISO_OWN_GIL && unsafe_in_own_gil[i]; i++)
-        if (strcmp(name, unsafe_in_own_gil[i]) == 0)
+    for (int i = 0; broken_accelerators[i]; i++)
+        if (strcmp(name, broken_accelerators[i]) == 0)
             return true;
     return false;
 }
@@ -86,10 +91,11 @@ static int check_import(iso_cell *c, const char *name, PyObject *globals,
                      name);
         return -1;
     }
-    if (is_unsafe_here(name)) {
+    if (is_broken_accelerator(name)) {
         PyErr_Format(PyExc_ImportError,
-                     "'%s' is unavailable in own-GIL cells: it corrupts the "
-                     "heap when an isolated interpreter ends",
+                     "'%s' is unavailable in cells: this C accelerator "
+                     "breaks when interpreters end (the pure-Python module "
+                     "is used instead)",
                      name);
         return -1;
     }
