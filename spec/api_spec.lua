@@ -1,12 +1,7 @@
 -- The module's surface: constants, spawn's option checking, names, backends.
 local sandbox = require "isolate"
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.are.equal(sandbox.Error, getmetatable(err), "not an isolate.Error: " .. tostring(err))
-  return err
-end
+local err_of = require("support").err_of
 
 local function spawn_err(opts) return err_of(sandbox.spawn, opts) end
 

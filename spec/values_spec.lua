@@ -2,12 +2,7 @@
 -- Python sees, what comes back, and what is refused with kind `value`.
 local sandbox = require "isolate"
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.are.equal(sandbox.Error, getmetatable(err), "not an isolate.Error: " .. tostring(err))
-  return err
-end
+local err_of = require("support").err_of
 
 local HELPERS = [[
 def echo(x):
