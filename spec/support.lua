@@ -1,5 +1,6 @@
 -- Helpers shared by the specs (spec/ is on LUA_PATH under ctest).
 local sandbox = require "isolate"
+local assert = require "luassert"
 
 local support = {}
 
