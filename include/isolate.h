@@ -114,6 +114,70 @@ size_t iso_value_string_bytes(const iso_value *v);
 /* True when p[0..len) is well-formed UTF-8 (no surrogates, no overlongs). */
 bool iso_utf8_valid(const char *p, size_t len);
 
+/* ---- plans: compiled fs and net rules ---------------------------------- */
+
+/*
+ * A plan is what the Lua policy compiler hands to C: ordered fs and net
+ * rules with their policy text. Deny beats every allow; anything unmatched
+ * is denied. Built once, then immutable and shared (reference counted).
+ *
+ * fs patterns are absolute and normalised lexically. A pattern without
+ * wildcards matches that path and everything beneath it (never a sibling
+ * with the same prefix); `*` and `?` match within one segment, `**` any
+ * number of whole segments.
+ */
+typedef enum iso_fs_access {
+    ISO_FS_READ = 1,
+    ISO_FS_WRITE = 2,
+    ISO_FS_ALLOW = 3, /* read and write */
+    ISO_FS_DENY = 4,
+} iso_fs_access;
+
+typedef enum iso_net_action { ISO_NET_CONNECT, ISO_NET_DENY } iso_net_action;
+
+/* An IP endpoint: family 4 or 6, address in network order. */
+typedef struct iso_addr {
+    int family;
+    uint8_t bytes[16];
+} iso_addr;
+
+typedef struct iso_plan iso_plan;
+
+#define ISO_PATH_MAX 4096
+
+iso_plan *iso_plan_new(void); /* NULL on OOM; one reference */
+iso_plan *iso_plan_ref(iso_plan *p);
+void iso_plan_unref(iso_plan *p);
+/* Append a rule; text is its policy syntax (copied), e.g.
+ * fs {read="/srv/data"}. -1 with ISO_POLICY for a bad glob or spec. */
+int iso_plan_add_fs(iso_plan *p, iso_fs_access access, const char *glob,
+                    const char *text, iso_error *err);
+int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
+                     const char *text, iso_error *err);
+size_t iso_plan_fs_count(const iso_plan *p);
+size_t iso_plan_net_count(const iso_plan *p);
+
+/* Decide. op is ISO_FS_READ or ISO_FS_WRITE; path absolute and normalised.
+ * *rule is the deciding rule's index, or -1 for the default deny. */
+bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
+                       int *rule);
+bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr,
+                        uint16_t port, int *rule);
+/* Text of rule i ("default deny" for -1). */
+const char *iso_plan_fs_text(const iso_plan *p, int rule);
+const char *iso_plan_net_text(const iso_plan *p, int rule);
+
+/* Lexical normalisation of an absolute path: //, . and .. resolved. */
+int iso_path_normalize(const char *in, char *out, size_t size, iso_error *err);
+/* Validate a glob or a net spec ("host:port") without a plan. */
+int iso_glob_check(const char *glob, iso_error *err);
+int iso_net_check(const char *spec, iso_error *err);
+/* Parse "host:port" with host an IP, [IPv6] or localhost (127.0.0.1). */
+int iso_endpoint_parse(const char *s, iso_addr *addr, uint16_t *port,
+                       iso_error *err);
+/* True when name is a system call of this machine (libseccomp's table). */
+bool iso_syscall_known(const char *name);
+
 /* ---- backends ---------------------------------------------------------- */
 
 typedef enum iso_backend {
@@ -152,6 +216,7 @@ typedef struct iso_cell_config {
     const char *const *capabilities; /* names request() may use */
     size_t n_capabilities;
     int64_t wall_ms; /* per exec/call; 0 = unbounded */
+    iso_plan *plan;  /* fs and net rules; NULL denies all (a ref is taken) */
 } iso_cell_config;
 
 typedef struct iso_cell iso_cell;
@@ -163,6 +228,7 @@ typedef enum iso_msg_type {
     ISO_MSG_LOG,     /* value = [level, message, fields] */
     ISO_MSG_METRIC,  /* value = [name, value, tags] */
     ISO_MSG_REQUEST, /* value = [capability, action, payload]; answer it */
+    ISO_MSG_DENIAL,  /* value = [capability, action, target, rule, layer] */
 } iso_msg_type;
 
 typedef struct iso_msg iso_msg;
@@ -178,7 +244,7 @@ void iso_msg_destroy(iso_msg *m);
 
 typedef struct iso_cell_stats {
     int64_t cpu_ms;
-    uint64_t calls, posts;
+    uint64_t calls, posts, denials;
     const char *state; /* "idle", "running", "closed", "dead" */
 } iso_cell_stats;
 

@@ -10,6 +10,7 @@ PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
     python3 python3-dev
+    libseccomp-dev
     clang-format
 )
 # Debian's CPython: the machine may have a pyenv `python3` earlier on PATH,

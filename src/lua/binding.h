@@ -21,6 +21,10 @@ int iso_lua_raisef(lua_State *L, iso_kind kind, const char *fmt, ...);
 void iso_lua_cell_register(lua_State *L); /* the isolate.Cell metatable */
 int iso_lua_cell_spawn(lua_State *L);     /* core.spawn(config, broker) */
 
+/* lplan.c */
+void iso_lua_plan_register(lua_State *L); /* into the module table on top */
+iso_plan *iso_lua_check_plan(lua_State *L, int idx);
+
 int luaopen_isolate_core(lua_State *L);
 
 #endif

@@ -117,6 +117,7 @@ int luaopen_isolate_core(lua_State *L)
     iso_lua_value_init(L);
     iso_lua_cell_register(L);
     luaL_newlib(L, core_functions); /* [core] */
+    iso_lua_plan_register(L);
     luaL_newmetatable(L, ISO_ERROR_MT);
     lua_pushcfunction(L, l_error_tostring);
     lua_setfield(L, -2, "__tostring");
