@@ -169,6 +169,7 @@ static void cell_free(iso_cell *c)
     iso_error_clear(&c->start_err);
     free_strings(c->imports, c->n_imports);
     free_strings(c->capabilities, c->n_capabilities);
+    iso_plan_unref(c->plan);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
@@ -198,6 +199,7 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     c->backend = cfg->backend;
     c->wall_ms = cfg->wall_ms;
+    c->plan = iso_plan_ref(cfg->plan);
     c->start_rc = 1; /* not started yet */
     c->imports = copy_strings(cfg->imports, cfg->n_imports);
     c->capabilities = copy_strings(cfg->capabilities, cfg->n_capabilities);
@@ -374,6 +376,10 @@ static void drain(iso_cell *c)
             iso_msg_destroy(c->pending_request);
             c->pending_request = m;
             break;
+        case ISO_MSG_DENIAL:
+            c->denials++;
+            queue_push(&c->events, m);
+            break;
         default:
             queue_push(&c->events, m);
         }
@@ -512,6 +518,7 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
         st->cpu_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     st->calls = c->calls;
     st->posts = c->posts_count;
+    st->denials = c->denials;
     int s = atomic_load(&c->state);
     st->state = (s == ISO_STATE_IDLE && c->busy) ? "running" : names[s];
 }

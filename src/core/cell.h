@@ -46,6 +46,7 @@ struct iso_cell {
     char **imports, **capabilities;
     size_t n_imports, n_capabilities;
     int64_t wall_ms;
+    iso_plan *plan; /* immutable; NULL denies every fs and net access */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;    /* slow events only: start-up, interrupters */
@@ -79,7 +80,7 @@ struct iso_cell {
     bool busy;      /* a request was submitted, result not taken */
     bool timed_out; /* the running request passed wall_ms */
     double started, last_interrupt;
-    uint64_t calls, posts_count;
+    uint64_t calls, posts_count, denials;
 };
 
 /* Both threads. */

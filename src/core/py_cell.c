@@ -73,7 +73,9 @@ static int setup_interpreter(iso_cell *c, iso_py_cell *p, iso_error *err)
         PyErr_Clear();
         return iso_error_set(err, ISO_CRASHED, "cannot set up __main__");
     }
-    return iso_py_guest_install(c, err);
+    if (iso_py_guest_install(c, err))
+        return -1;
+    return iso_py_guard_install(c, err);
 }
 
 /* Legacy Py_EndInterpreter aborts the process if other threads remain in
@@ -86,6 +88,10 @@ static bool alone_in_interpreter(iso_py_cell *p)
 
 static void destroy(iso_py_cell *p)
 {
+    PyObject *d = PyInterpreterState_GetDict(p->interp);
+    if (d && PyDict_DelItemString(d, "isolate.cell") < 0)
+        PyErr_Clear(); /* the guards stop seeing this cell */
+    iso_py_guard_clear(p);
     Py_CLEAR(p->globals);
     Py_CLEAR(p->code_cache);
     Py_CLEAR(p->real_import);

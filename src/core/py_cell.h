@@ -12,6 +12,10 @@ typedef struct iso_py_cell {
     PyObject *globals;     /* __main__.__dict__, persistent across requests */
     PyObject *code_cache;  /* source text -> code object */
     PyObject *real_import; /* builtins.__import__ before the guard */
+    /* py_guard.c: the originals behind the guarded functions */
+    PyObject *real_open, *real_stat, *real_lstat, *opener;
+    char **roots; /* what the interpreter itself reads: sys.path */
+    size_t n_roots;
 } iso_py_cell;
 
 /* Guest ABI (py_guest.c): install post/log/metric/request and the import
@@ -22,5 +26,15 @@ int iso_py_guest_install(iso_cell *c, iso_error *err);
 PyObject *iso_py_guest_import(iso_cell *c, const char *name);
 /* Import for the runtime itself, bypassing the guard. */
 PyObject *iso_py_import(const char *name);
+
+/* Guards (py_guard.c). The audit hook is process-wide: install it once,
+ * before the runtime starts. The rest runs per cell with its GIL held. */
+int iso_py_guard_hook_install(void);
+int iso_py_guard_install(iso_cell *c, iso_error *err);
+void iso_py_guard_clear(iso_py_cell *p);
+/* Send a denial event: [capability, action, target, rule, "python-guard"]. */
+void iso_py_emit_denial(iso_cell *c, const char *capability,
+                        const char *action, const char *target,
+                        const char *rule);
 
 #endif

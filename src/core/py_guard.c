@@ -1,1 +1,623 @@
-/* placeholder */
+/*
+ * Python-level guards of the cell's fs and net rules, and the refusal of
+ * process creation. A guardrail, not a boundary (see README): a guest that
+ * escapes Python can bypass all of it.
+ *
+ * Two mechanisms, both deciding with the cell's plan (plan.c):
+ *  - an audit hook (PEP 578), process-wide, that finds the cell of the
+ *    current interpreter and vets every audited open, directory listing,
+ *    file-system change, connect/sendto and process creation;
+ *  - replacements for open/io.open/os.open/os.stat/os.lstat: paths are
+ *    resolved through symlinks before deciding, and opens then go through
+ *    openat2(RESOLVE_NO_SYMLINKS) on the resolved path, so swapping a path
+ *    component for a symlink between the check and the open fails.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "py_cell.h"
+
+#define CELL_KEY "isolate.cell"
+
+/* ---- which cell is running --------------------------------------------- */
+
+static iso_cell *current_cell(void)
+{
+    PyObject *d = PyInterpreterState_GetDict(PyInterpreterState_Get());
+    PyObject *cap = d ? PyDict_GetItemString(d, CELL_KEY) : NULL;
+    return cap ? PyCapsule_GetPointer(cap, CELL_KEY) : NULL;
+}
+
+/* ---- denials ----------------------------------------------------------- */
+
+void iso_py_emit_denial(iso_cell *c, const char *capability,
+                        const char *action, const char *target,
+                        const char *rule)
+{
+    iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
+    if (!m)
+        return;
+    const char *items[] = {capability, action, target, rule, "python-guard"};
+    iso_value_set_list(&m->value);
+    for (size_t i = 0; i < 5; i++) {
+        iso_value *slot = iso_list_append(&m->value);
+        if (!slot || iso_value_set_string(slot, ISO_STR, items[i],
+                                          strlen(items[i]))) {
+            iso_msg_destroy(m);
+            return;
+        }
+    }
+    iso_cell_push(c, m);
+}
+
+/* Raise PermissionError naming what would allow it; returns -1. */
+static int deny(iso_cell *c, const char *capability, const char *action,
+                const char *target, const char *rule, const char *advice)
+{
+    iso_py_emit_denial(c, capability, action, target, rule);
+    PyErr_Format(PyExc_PermissionError, "%s %s of '%s' denied by %s: %s",
+                 capability, action, target, rule, advice);
+    return -1;
+}
+
+/* ---- paths ------------------------------------------------------------- */
+
+/* in made absolute against dir_fd (or the cwd when dir_fd < 0). */
+static int absolute(const char *in, int dir_fd, char *out, size_t size)
+{
+    char base[PATH_MAX], link[64];
+    if (in[0] == '/')
+        return snprintf(out, size, "%s", in) < (int)size ? 0 : -1;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", dir_fd);
+    ssize_t n = dir_fd >= 0 ? readlink(link, base, sizeof base - 1)
+                : getcwd(base, sizeof base) ? (ssize_t)strlen(base)
+                                            : -1;
+    if (n < 0)
+        return -1;
+    base[n] = '\0';
+    return snprintf(out, size, "%s/%s", base, in) < (int)size ? 0 : -1;
+}
+
+/* realpath() of the longest existing prefix of abs, then the rest (which
+ * does not exist yet, so holds no symlink) appended lexically. */
+static int resolve_existing(const char *abs, char *out)
+{
+    char head[ISO_PATH_MAX], joined[2 * ISO_PATH_MAX];
+    for (size_t cut = strlen(abs);;) {
+        snprintf(head, sizeof head, "%.*s", (int)cut, abs);
+        if (realpath(cut ? head : "/", out)) {
+            snprintf(joined, sizeof joined, "%s/%s", out, abs + cut);
+            return iso_path_normalize(joined, out, ISO_PATH_MAX, NULL);
+        }
+        if (cut == 0 || (errno != ENOENT && errno != ENOTDIR))
+            return -1;
+        while (cut > 0 && abs[--cut] != '/')
+            ;
+    }
+}
+
+/* Resolve what `in` names (relative to dir_fd or the cwd) through symlinks,
+ * as the kernel would. With follow = false a final symlink is not
+ * followed (unlink, rename, lstat act on the link itself). */
+static int resolve(const char *in, int dir_fd, bool follow, char *out)
+{
+    char abs[ISO_PATH_MAX];
+    if (absolute(in, dir_fd, abs, sizeof abs)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    const char *name = strrchr(abs, '/') + 1;
+    bool plain = *name && strcmp(name, ".") && strcmp(name, "..");
+    if (follow || !plain || name == abs + 1)
+        return resolve_existing(abs, out);
+    char parent[ISO_PATH_MAX];
+    snprintf(parent, sizeof parent, "%.*s", (int)(name - 1 - abs), abs);
+    if (resolve_existing(parent, out))
+        return -1;
+    size_t n = strlen(out);
+    return snprintf(out + n, ISO_PATH_MAX - n, "%s%s", n > 1 ? "/" : "",
+                    name) < (int)(ISO_PATH_MAX - n) ? 0 : -1;
+}
+
+/* Path argument -> resolved path. 1 when it is an fd (nothing to check). */
+static int path_arg(PyObject *arg, int dir_fd, bool follow, char *out)
+{
+    if (arg == Py_None)
+        arg = NULL;
+    if (arg && PyLong_Check(arg))
+        return 1;
+    PyObject *bytes = NULL;
+    if (arg && !PyUnicode_FSConverter(arg, &bytes))
+        return -1;
+    const char *p = bytes ? PyBytes_AS_STRING(bytes) : ".";
+    int rc = resolve(p, dir_fd, follow, out);
+    Py_XDECREF(bytes);
+    if (rc)
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
+    return rc;
+}
+
+static bool runtime_readable(iso_py_cell *p, const char *path)
+{
+    for (size_t i = 0; i < p->n_roots; i++) {
+        size_t n = strlen(p->roots[i]);
+        if (strncmp(path, p->roots[i], n) == 0 &&
+            (path[n] == '\0' || path[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
+static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
+                    const char *path)
+{
+    int rule;
+    if (op == ISO_FS_READ && runtime_readable(c->py, path))
+        return 0;
+    if (iso_plan_check_fs(c->plan, op, path, &rule))
+        return 0;
+    const char *verb = op == ISO_FS_READ ? "read" : "write";
+    char advice[ISO_PATH_MAX + 64];
+    if (rule < 0)
+        snprintf(advice, sizeof advice, "add fs {%s=\"%s\"}", verb, path);
+    else
+        snprintf(advice, sizeof advice, "that deny rule must change first");
+    char what[32];
+    snprintf(what, sizeof what, "%s (%s)", verb, action);
+    return deny(c, "fs", what, path, iso_plan_fs_text(c->plan, rule), advice);
+}
+
+/* Check op on the path argument; fds pass (they were opened already). */
+static int check_path(iso_cell *c, iso_fs_access op, const char *action,
+                      PyObject *arg, int dir_fd, bool follow)
+{
+    char path[ISO_PATH_MAX];
+    int rc = path_arg(arg, dir_fd, follow, path);
+    if (rc)
+        return rc > 0 ? 0 : -1;
+    return check_fs(c, op, action, path);
+}
+
+static iso_fs_access flags_access(int flags)
+{
+    int acc = flags & O_ACCMODE;
+    int write = acc != O_RDONLY || (flags & (O_CREAT | O_TRUNC | O_APPEND));
+    return acc == O_RDWR ? ISO_FS_ALLOW : write ? ISO_FS_WRITE : ISO_FS_READ;
+}
+
+static int check_open(iso_cell *c, const char *path, int flags)
+{
+    iso_fs_access op = flags_access(flags);
+    if ((op & ISO_FS_READ) && check_fs(c, ISO_FS_READ, "open", path))
+        return -1;
+    if ((op & ISO_FS_WRITE) && check_fs(c, ISO_FS_WRITE, "open", path))
+        return -1;
+    return 0;
+}
+
+/* ---- the race-free open ------------------------------------------------ */
+
+/* Open the checked, fully resolved path; a symlink anywhere in it (one
+ * swapped in since the check) makes this fail instead of following it. */
+static PyObject *open_checked(iso_cell *c, PyObject *path_obj, int flags,
+                              int mode)
+{
+    char path[ISO_PATH_MAX];
+    if (path_arg(path_obj, -1, true, path) < 0 || check_open(c, path, flags))
+        return NULL;
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .mode = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)mode : 0,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd;
+    Py_BEGIN_ALLOW_THREADS
+    fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    Py_END_ALLOW_THREADS
+    if (fd >= 0)
+        return PyLong_FromLong(fd);
+    if (errno == ELOOP) {
+        deny(c, "fs", "open", path, "a symlink swapped in after the check",
+             "the path changed while it was being opened");
+        return NULL;
+    }
+    return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+}
+
+/* opener(path, flags) for io.open */
+static PyObject *guard_opener(PyObject *self, PyObject *args)
+{
+    PyObject *path;
+    int flags;
+    if (!PyArg_ParseTuple(args, "Oi:opener", &path, &flags))
+        return NULL;
+    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags,
+                        0666);
+}
+
+/* os.open(path, flags, mode=0o777, *, dir_fd=None) */
+static PyObject *guard_os_open(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"path", "flags", "mode", "dir_fd", NULL};
+    PyObject *path, *dir_fd = Py_None;
+    int flags, mode = 0777;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|i$O:open", kwlist, &path,
+                                     &flags, &mode, &dir_fd))
+        return NULL;
+    if (dir_fd != Py_None)
+        return PyErr_Format(PyExc_PermissionError,
+                            "os.open with dir_fd is not available in cells");
+    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags,
+                        mode);
+}
+
+/* open()/io.open(): the real io.open with our opener, unless the caller
+ * brought one (then the audit hook still vets the path). */
+static PyObject *guard_io_open(PyObject *self, PyObject *args, PyObject *kw)
+{
+    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
+    iso_py_cell *p = c->py;
+    PyObject *file = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0)
+                     : kw ? PyDict_GetItemString(kw, "file")
+                          : NULL;
+    PyObject *opener = kw ? PyDict_GetItemString(kw, "opener") : NULL;
+    if ((file && PyLong_Check(file)) || PyTuple_GET_SIZE(args) >= 8 ||
+        (opener && opener != Py_None))
+        return PyObject_Call(p->real_open, args, kw);
+    PyObject *kw2 = kw ? PyDict_Copy(kw) : PyDict_New();
+    if (!kw2 || PyDict_SetItemString(kw2, "opener", p->opener) < 0) {
+        Py_XDECREF(kw2);
+        return NULL;
+    }
+    PyObject *r = PyObject_Call(p->real_open, args, kw2);
+    Py_DECREF(kw2);
+    return r;
+}
+
+/* os.stat / os.lstat: no audit event exists for them. */
+static PyObject *guarded_stat(PyObject *self, PyObject *args, PyObject *kw,
+                              bool lstat)
+{
+    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
+    iso_py_cell *p = c->py;
+    PyObject *path = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0)
+                     : kw ? PyDict_GetItemString(kw, "path")
+                          : NULL;
+    PyObject *follow = kw ? PyDict_GetItemString(kw, "follow_symlinks") : NULL;
+    PyObject *dir_fd = kw ? PyDict_GetItemString(kw, "dir_fd") : NULL;
+    if (dir_fd && dir_fd != Py_None)
+        return PyErr_Format(PyExc_PermissionError,
+                            "stat with dir_fd is not available in cells");
+    bool follows = !lstat && (!follow || PyObject_IsTrue(follow));
+    if (path && check_path(c, ISO_FS_READ, lstat ? "lstat" : "stat", path, -1,
+                           follows))
+        return NULL;
+    return PyObject_Call(lstat ? p->real_lstat : p->real_stat, args, kw);
+}
+
+static PyObject *guard_stat(PyObject *self, PyObject *args, PyObject *kw)
+{
+    return guarded_stat(self, args, kw, false);
+}
+
+static PyObject *guard_lstat(PyObject *self, PyObject *args, PyObject *kw)
+{
+    return guarded_stat(self, args, kw, true);
+}
+
+/* ---- network ----------------------------------------------------------- */
+
+static int check_endpoint(iso_cell *c, const char *action, const iso_addr *a,
+                          uint16_t port)
+{
+    int rule;
+    if (iso_plan_check_net(c->plan, a, port, &rule))
+        return 0;
+    char host[INET6_ADDRSTRLEN], target[INET6_ADDRSTRLEN + 16];
+    inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, host, sizeof host);
+    snprintf(target, sizeof target, a->family == 4 ? "%s:%u" : "[%s]:%u", host,
+             port);
+    char advice[sizeof target + 32];
+    if (rule < 0)
+        snprintf(advice, sizeof advice, "add net {connect=\"%s\"}", target);
+    else
+        snprintf(advice, sizeof advice, "that deny rule must change first");
+    return deny(c, "net", action, target, iso_plan_net_text(c->plan, rule),
+                advice);
+}
+
+static void addr_from_sockaddr(const struct sockaddr *sa, iso_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (sa->sa_family == AF_INET) {
+        a->family = 4;
+        memcpy(a->bytes, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else {
+        a->family = 6;
+        memcpy(a->bytes, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+}
+
+/* Every address host resolves to must be allowed (a name is resolved here
+ * and again by connect: DNS can change in between; BPF sees the truth). */
+static int check_host(iso_cell *c, const char *action, int family,
+                      const char *host, uint16_t port)
+{
+    struct addrinfo hints = {.ai_family = family}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    int e;
+    Py_BEGIN_ALLOW_THREADS
+    e = getaddrinfo(*host ? host : NULL, "0", &hints, &res);
+    Py_END_ALLOW_THREADS
+    if (e) {
+        PyErr_Format(PyExc_OSError, "cannot resolve '%s': %s", host,
+                     gai_strerror(e));
+        return -1;
+    }
+    int rc = 0;
+    for (struct addrinfo *ai = res; ai && rc == 0; ai = ai->ai_next) {
+        iso_addr a;
+        addr_from_sockaddr(ai->ai_addr, &a);
+        rc = check_endpoint(c, action, &a, port);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* socket.connect / sendto / sendmsg: (sock, address) */
+static int guard_socket(iso_cell *c, const char *event, PyObject *args)
+{
+    const char *action = strchr(event, '.') + 1;
+    PyObject *sock = PyTuple_GetItem(args, 0);
+    PyObject *address = PyTuple_GetItem(args, 1);
+    if (!sock || !address)
+        return -1;
+    if (address == Py_None) /* sendmsg on a connected socket */
+        return 0;
+    PyObject *fam = PyObject_GetAttrString(sock, "family");
+    long family = fam ? PyLong_AsLong(fam) : -1;
+    Py_XDECREF(fam);
+    if (family == AF_UNIX)
+        return check_path(c, ISO_FS_WRITE, action, address, -1, true);
+    const char *host;
+    int port;
+    if ((family != AF_INET && family != AF_INET6) ||
+        !PyArg_ParseTuple(address, "si|II", &host, &port, &(unsigned){0},
+                          &(unsigned){0})) {
+        PyErr_Clear();
+        return deny(c, "net", action, "a non-IP socket address", "default deny",
+                    "cells may only use IPv4, IPv6 and allowed unix sockets");
+    }
+    return check_host(c, action, family == AF_INET ? AF_INET : AF_INET6, host,
+                      (uint16_t)port);
+}
+
+/* ---- the audit hook ---------------------------------------------------- */
+
+/* What the guest tried to run: the first argument, when it has one. */
+static int refuse_exec(iso_cell *c, const char *event, PyObject *args)
+{
+    PyObject *first = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
+    PyObject *text = !first             ? NULL
+                     : PyBytes_Check(first) ? PyUnicode_DecodeFSDefaultAndSize(
+                                                  PyBytes_AS_STRING(first),
+                                                  PyBytes_GET_SIZE(first))
+                                            : PyObject_Str(first);
+    const char *target = text ? PyUnicode_AsUTF8(text) : NULL;
+    PyErr_Clear();
+    deny(c, "exec", event, target ? target : event, "default deny",
+         "cells cannot run programs or create processes");
+    Py_XDECREF(text);
+    return -1;
+}
+
+/* Events with path arguments: which argument, which access, whether the
+ * last component is followed, and where the dir_fd argument is (-1: none). */
+typedef struct fs_event {
+    const char *name;
+    int arg;
+    iso_fs_access op;
+    bool follow;
+    int dir_fd_arg;
+} fs_event;
+
+static const fs_event fs_events[] = {
+    {"os.listdir", 0, ISO_FS_READ, true, -1},
+    {"os.scandir", 0, ISO_FS_READ, true, -1},
+    {"os.chdir", 0, ISO_FS_READ, true, -1},
+    {"os.mkdir", 0, ISO_FS_WRITE, false, 2},
+    {"os.rmdir", 0, ISO_FS_WRITE, false, 1},
+    {"os.remove", 0, ISO_FS_WRITE, false, 1},
+    {"os.truncate", 0, ISO_FS_WRITE, true, -1},
+    {"os.chmod", 0, ISO_FS_WRITE, true, 2},
+    {"os.chown", 0, ISO_FS_WRITE, true, 3},
+    {"os.utime", 0, ISO_FS_WRITE, true, 3},
+    {"os.rename", 0, ISO_FS_WRITE, false, 2},
+    {"os.rename", 1, ISO_FS_WRITE, false, 3},
+    {"os.link", 0, ISO_FS_READ, true, 2},
+    {"os.link", 1, ISO_FS_WRITE, false, 3},
+    {"os.symlink", 1, ISO_FS_WRITE, false, 2},
+};
+
+static const char *const exec_events[] = {
+    "os.system", "os.exec",      "os.fork",          "os.forkpty",
+    "os.spawn",  "os.posix_spawn", "subprocess.Popen", "os.startfile",
+    "os.kill",   "os.killpg",    NULL};
+
+static int dir_fd_of(PyObject *args, int idx)
+{
+    PyObject *v = idx >= 0 ? PyTuple_GetItem(args, idx) : NULL;
+    long fd = v && PyLong_Check(v) ? PyLong_AsLong(v) : -1;
+    PyErr_Clear();
+    return (int)fd;
+}
+
+static int audit_fs(iso_cell *c, const char *event, PyObject *args)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof fs_events / sizeof *fs_events;
+         i++) {
+        const fs_event *e = &fs_events[i];
+        if (strcmp(event, e->name) != 0)
+            continue;
+        PyObject *arg = PyTuple_GetItem(args, e->arg);
+        if (!arg)
+            return -1;
+        rc = check_path(c, e->op, event + 3, arg, dir_fd_of(args, e->dir_fd_arg),
+                        e->follow);
+    }
+    return rc;
+}
+
+/* "open": (path, mode, flags) from io.open, os.open and io.open_code. */
+static int audit_open(iso_cell *c, PyObject *args)
+{
+    PyObject *path = PyTuple_GetItem(args, 0);
+    PyObject *flags = PyTuple_GetItem(args, 2);
+    if (!path || !flags)
+        return -1;
+    char resolved[ISO_PATH_MAX];
+    int rc = path_arg(path, -1, true, resolved);
+    if (rc)
+        return rc > 0 ? 0 : -1;
+    return check_open(c, resolved, (int)PyLong_AsLong(flags));
+}
+
+static int audit_hook(const char *event, PyObject *args, void *unused)
+{
+    (void)unused;
+    if (event[0] != 'o' && event[0] != 's')
+        return 0; /* the fast way out for exec, compile, import, ... */
+    iso_cell *c = current_cell();
+    if (!c)
+        return 0;
+    if (strcmp(event, "open") == 0)
+        return audit_open(c, args);
+    if (strncmp(event, "socket.", 7) == 0)
+        return strcmp(event, "socket.connect") == 0 ||
+                       strcmp(event, "socket.sendto") == 0 ||
+                       strcmp(event, "socket.sendmsg") == 0
+                   ? guard_socket(c, event, args)
+                   : 0;
+    for (int i = 0; exec_events[i]; i++)
+        if (strcmp(event, exec_events[i]) == 0)
+            return refuse_exec(c, event, args);
+    return audit_fs(c, event, args);
+}
+
+int iso_py_guard_hook_install(void)
+{
+    return PySys_AddAuditHook(audit_hook, NULL);
+}
+
+/* ---- installation into a cell ------------------------------------------ */
+
+static PyMethodDef guard_methods[] = {
+    {"open", (PyCFunction)(void (*)(void))guard_io_open,
+     METH_VARARGS | METH_KEYWORDS, "open() vetted by the cell's fs rules"},
+    {"os_open", (PyCFunction)(void (*)(void))guard_os_open,
+     METH_VARARGS | METH_KEYWORDS, "os.open() vetted by the cell's fs rules"},
+    {"stat", (PyCFunction)(void (*)(void))guard_stat,
+     METH_VARARGS | METH_KEYWORDS, "os.stat() vetted by the cell's fs rules"},
+    {"lstat", (PyCFunction)(void (*)(void))guard_lstat,
+     METH_VARARGS | METH_KEYWORDS, "os.lstat() vetted by the cell's fs rules"},
+    {"opener", guard_opener, METH_VARARGS, "the cell's race-free opener"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *guard_fn(PyObject *self, const char *name)
+{
+    for (PyMethodDef *d = guard_methods; d->ml_name; d++)
+        if (strcmp(d->ml_name, name) == 0)
+            return PyCFunction_New(d, self);
+    return NULL;
+}
+
+/* module.attr = fn, remembering the original in *real. */
+static int replace(PyObject *module, const char *attr, PyObject *fn,
+                   PyObject **real)
+{
+    if (real && !(*real = PyObject_GetAttrString(module, attr)))
+        return -1;
+    return fn ? PyObject_SetAttrString(module, attr, fn) : -1;
+}
+
+static int install_wrappers(iso_py_cell *p, PyObject *self)
+{
+    PyObject *io = iso_py_import("io"), *os = iso_py_import("os");
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    PyObject *open = guard_fn(self, "open"), *os_open = guard_fn(self, "os_open");
+    PyObject *stat = guard_fn(self, "stat"), *lstat = guard_fn(self, "lstat");
+    p->opener = guard_fn(self, "opener");
+    int rc = io && os && p->opener ? 0 : -1;
+    if (rc == 0)
+        rc = replace(io, "open", open, &p->real_open) ||
+             PyDict_SetItemString(builtins, "open", open) ||
+             replace(os, "open", os_open, NULL) ||
+             replace(os, "stat", stat, &p->real_stat) ||
+             replace(os, "lstat", lstat, &p->real_lstat);
+    Py_XDECREF(io), Py_XDECREF(os), Py_XDECREF(open), Py_XDECREF(os_open);
+    Py_XDECREF(stat), Py_XDECREF(lstat);
+    return rc ? -1 : 0;
+}
+
+/* What the interpreter itself must read: every sys.path entry. */
+static int collect_roots(iso_py_cell *p)
+{
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    Py_ssize_t n = path && PyList_Check(path) ? PyList_GET_SIZE(path) : 0;
+    p->roots = calloc((size_t)n + 1, sizeof *p->roots);
+    if (!p->roots)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *s = PyUnicode_Check(PyList_GET_ITEM(path, i))
+                            ? PyUnicode_AsUTF8(PyList_GET_ITEM(path, i))
+                            : NULL;
+        char real[PATH_MAX];
+        if (s && *s == '/' && resolve(s, -1, true, real) == 0)
+            p->roots[p->n_roots++] = strdup(real);
+    }
+    PyErr_Clear();
+    return 0;
+}
+
+int iso_py_guard_install(iso_cell *c, iso_error *err)
+{
+    iso_py_cell *p = c->py;
+    PyObject *d = PyInterpreterState_GetDict(p->interp);
+    PyObject *self = PyCapsule_New(c, CELL_KEY, NULL);
+    int rc = d && self ? PyDict_SetItemString(d, CELL_KEY, self) : -1;
+    if (rc == 0)
+        rc = collect_roots(p) || install_wrappers(p, self);
+    Py_XDECREF(self);
+    if (rc) {
+        PyErr_Clear();
+        return iso_error_set(err, ISO_CRASHED, "cannot install the fs and net "
+                                               "guards");
+    }
+    return 0;
+}
+
+void iso_py_guard_clear(iso_py_cell *p)
+{
+    Py_CLEAR(p->real_open);
+    Py_CLEAR(p->real_stat);
+    Py_CLEAR(p->real_lstat);
+    Py_CLEAR(p->opener);
+    for (size_t i = 0; i < p->n_roots; i++)
+        free(p->roots[i]);
+    free(p->roots);
+    p->roots = NULL;
+    p->n_roots = 0;
+}

@@ -62,11 +62,13 @@ static bool is_allowed(iso_cell *c, const char *name)
     return false;
 }
 
-/* An import is a module's own (not guest code) when `globals` is the
- * namespace of a module registered in sys.modules. Guest code runs in
- * __main__ or in namespaces it made itself. */
-static bool from_module(PyObject *globals)
+/* An import is a module's own (not guest code) when the code asking for
+ * it runs in the namespace of a module registered in sys.modules. The
+ * caller's frame tells, not __import__'s globals argument: modules call
+ * __import__() without one, and guest code could pass any dict. */
+static bool from_module(void)
 {
+    PyObject *globals = PyEval_GetGlobals(); /* borrowed; the caller's */
     if (!globals || !PyDict_Check(globals))
         return false;
     PyObject *name = PyDict_GetItemString(globals, "__name__");
@@ -77,13 +79,13 @@ static bool from_module(PyObject *globals)
     return mod && PyModule_Check(mod) && PyModule_GetDict(mod) == globals;
 }
 
-static int check_import(iso_cell *c, const char *name, PyObject *globals,
-                        int level)
+static int check_import(iso_cell *c, const char *name, int level)
 {
     /* A relative import stays inside a package that already passed. */
-    if (level > 0 && from_module(globals))
+    if (level > 0 && from_module())
         return 0;
     if (is_refused(name)) {
+        iso_py_emit_denial(c, "import", "import", name, "refused");
         PyErr_Format(PyExc_ImportError,
                      "import of '%s' is refused in subinterpreter cells (it "
                      "reaches host memory or processes); use "
@@ -99,7 +101,7 @@ static int check_import(iso_cell *c, const char *name, PyObject *globals,
                      name);
         return -1;
     }
-    if (from_module(globals))
+    if (from_module())
         return 0;
     if (level > 0) {
         PyErr_SetString(PyExc_ImportError,
@@ -107,6 +109,7 @@ static int check_import(iso_cell *c, const char *name, PyObject *globals,
         return -1;
     }
     if (!is_allowed(c, name)) {
+        iso_py_emit_denial(c, "import", "import", name, "default deny");
         PyErr_Format(PyExc_ImportError,
                      "import of '%s' is not allowed in this cell: add it to "
                      "the spawn option imports = {\"%s\"}",
@@ -128,14 +131,14 @@ static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
                                      &level))
         return NULL;
     iso_cell *c = cell_of(self);
-    if (check_import(c, name, globals, level) < 0)
+    if (check_import(c, name, level) < 0)
         return NULL;
     return PyObject_Call(((iso_py_cell *)c->py)->real_import, args, kw);
 }
 
 PyObject *iso_py_guest_import(iso_cell *c, const char *name)
 {
-    if (check_import(c, name, NULL, 0) < 0)
+    if (check_import(c, name, 0) < 0)
         return NULL;
     return iso_py_import(name);
 }
@@ -275,11 +278,13 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
                                      &action, &payload))
         return NULL;
     iso_cell *c = cell_of(self);
-    if (!granted(c, cap))
+    if (!granted(c, cap)) {
+        iso_py_emit_denial(c, "capability", "request", cap, "default deny");
         return PyErr_Format(PyExc_PermissionError,
                             "capability '%s' is not granted to this cell: add "
                             "it to the spawn option capabilities = {\"%s\"}",
                             cap, cap);
+    }
     PyObject *name = PyUnicode_FromString(cap);
     PyObject *items[] = {name, action, payload};
     PyObject *sent = name ? send(c, ISO_MSG_REQUEST, items, 3) : NULL;

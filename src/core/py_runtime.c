@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "py_cell.h"
 #include "py_runtime.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -30,6 +31,7 @@ static void promote_symbols(void)
 static void init_once(void)
 {
     promote_symbols();
+    iso_py_guard_hook_install(); /* before start-up: nothing escapes it */
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
     config.site_import = 0;             /* cells see the stdlib only */

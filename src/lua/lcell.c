@@ -190,20 +190,32 @@ static void set_item(lua_State *L, const char *key, const iso_value *items,
     lua_setfield(L, -2, key);
 }
 
-/* {type="log", level=, message=, fields=} / {type="metric", name=, ...} */
+static void set_string(lua_State *L, const char *key, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* {type="log", level=, message=, fields=}, {type="metric", name=, value=,
+ * tags=}, {type="denial", capability=, action=, target=, rule=, layer=} */
 static void push_event(lua_State *L, lcell *u, iso_msg *m)
 {
     static const char *const log_keys[] = {"level", "message", "fields"};
     static const char *const metric_keys[] = {"name", "value", "tags"};
-    bool is_log = m->type == ISO_MSG_LOG;
-    const char *const *keys = is_log ? log_keys : metric_keys;
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, is_log ? "log" : "metric");
-    lua_setfield(L, -2, "type");
-    for (int i = 0; i < 3; i++)
-        set_item(L, keys[i], m->value.u.seq.items, i);
-    lua_pushstring(L, iso_cell_name(u->cell));
-    lua_setfield(L, -2, "cell");
+    static const char *const denial_keys[] = {"capability", "action",
+                                              "target", "rule", "layer"};
+    const char *type = m->type == ISO_MSG_LOG      ? "log"
+                       : m->type == ISO_MSG_METRIC ? "metric"
+                                                   : "denial";
+    const char *const *keys = m->type == ISO_MSG_LOG      ? log_keys
+                              : m->type == ISO_MSG_METRIC ? metric_keys
+                                                          : denial_keys;
+    size_t n = m->type == ISO_MSG_DENIAL ? 5 : 3;
+    lua_createtable(L, 0, 8);
+    set_string(L, "type", type);
+    for (size_t i = 0; i < n && i < m->value.u.seq.len; i++)
+        set_item(L, keys[i], m->value.u.seq.items, (int)i);
+    set_string(L, "cell", iso_cell_name(u->cell));
     lua_pushnumber(L, m->time);
     lua_setfield(L, -2, "time");
 }
@@ -240,6 +252,8 @@ static int l_cell_stats(lua_State *L)
     lua_setfield(L, -2, "calls");
     lua_pushinteger(L, (lua_Integer)st.posts);
     lua_setfield(L, -2, "posts");
+    lua_pushinteger(L, (lua_Integer)st.denials);
+    lua_setfield(L, -2, "denials");
     lua_pushstring(L, st.state);
     lua_setfield(L, -2, "state");
     return 1;
@@ -353,6 +367,9 @@ int iso_lua_cell_spawn(lua_State *L)
     lua_getfield(L, 1, "name");
     lua_getfield(L, 1, "backend");
     lua_getfield(L, 1, "wall_ms");
+    lua_getfield(L, 1, "plan"); /* [name backend wall_ms plan] */
+    cfg.plan = lua_isnil(L, -1) ? NULL : iso_lua_check_plan(L, -1);
+    lua_pop(L, 1); /* the config table keeps the plan alive */
     cfg.name = luaL_checkstring(L, -3);
     int b = iso_backend_from_name(luaL_checkstring(L, -2));
     cfg.wall_ms = (int64_t)luaL_optinteger(L, -1, 0);
