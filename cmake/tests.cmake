@@ -18,6 +18,7 @@ endfunction()
 
 isolate_c_test(value)
 isolate_c_test(signal)
+isolate_c_test(plan)
 isolate_c_test(pyvalue)
 isolate_c_test(luavalue src/lua/lvalue.c)
 target_link_libraries(test_luavalue PRIVATE isolate_lua_lib)

@@ -193,9 +193,9 @@ function Problems:seq(t, path, what)
 end
 
 -- Strings of a list that pass ok(v), deduplicated, in order.
-function Problems:names(t, path, ok, expected)
+function Problems:names(t, path, noun, ok, expected)
   local out = {}
-  for _, item in ipairs(self:seq(t, path, "names")) do
+  for _, item in ipairs(self:seq(t, path, noun)) do
     local k, v = item[1], item[2]
     if not ok(v) then
       self:add(string.format("%s[%d]", path, k), "expected %s, got %s", expected,
@@ -268,13 +268,13 @@ function sections.extends(P, v, spec)
 end
 
 function sections.imports(P, v, spec)
-  spec.imports = P:names(v, "imports", module_name,
+  spec.imports = P:names(v, "imports", "module names", module_name,
                          "a module name such as \"json\" or \"os.path\"")
 end
 
 function sections.capabilities(P, v, spec)
   local function ok(c) return type(c) == "string" and c:match("^[%w_.-]+$") ~= nil end
-  spec.capabilities = P:names(v, "capabilities", ok,
+  spec.capabilities = P:names(v, "capabilities", "capability names", ok,
                               "a capability name matching ^[%w_.-]+$")
 end
 
@@ -349,7 +349,8 @@ function sections.limits(P, v, spec)
     else
       local n, msg
       if COUNT_MIN[k] then n, msg = count_of(k, x) else n, msg = size_of(x) end
-      if n then spec.limits[k], spec.limit_src[k] = n, x
+      -- Keep the operator's spelling of sizes for rule text and totable().
+      if n then spec.limits[k], spec.limit_src[k] = n, type(x) == "string" and x or n
       else P:add(path, "%s", msg) end
     end
   end
@@ -365,7 +366,7 @@ function sections.syscalls(P, v, spec)
     if k ~= "deny" then P:unknown_key(key_path("syscalls", k), k, { "deny" }) end
   end
   if v.deny ~= nil then
-    spec.syscalls = P:names(v.deny, "syscalls.deny", function(s)
+    spec.syscalls = P:names(v.deny, "syscalls.deny", "syscall names", function(s)
       return type(s) == "string" and core.syscall_known(s)
     end, "a syscall name known to this machine, such as \"ptrace\"")
   end

@@ -14,7 +14,7 @@
 
 typedef struct fs_rule {
     iso_fs_access access;
-    char *glob; /* normalised */
+    char *glob;   /* normalised */
     bool literal; /* no wildcard: matches the path and what is beneath */
     char *text;
 } fs_rule;
@@ -163,8 +163,7 @@ static bool fs_match(const fs_rule *r, const char *path)
 
 /* ---- net specs --------------------------------------------------------- */
 
-static int parse_port(const char *s, uint16_t *lo, uint16_t *hi,
-                      iso_error *err)
+static int parse_port(const char *s, uint16_t *lo, uint16_t *hi, iso_error *err)
 {
     if (strcmp(s, "*") == 0) {
         *lo = 0, *hi = 65535;
@@ -277,7 +276,8 @@ static bool prefix_match(const uint8_t *a, const uint8_t *b, int bits)
 /* IPv4-mapped IPv6 (::ffff:a.b.c.d) is judged as the IPv4 address. */
 static iso_addr unmap(const iso_addr *a)
 {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+                                       0, 0, 0, 0, 0xff, 0xff};
     iso_addr out = *a;
     if (a->family == 6 && memcmp(a->bytes, mapped, 12) == 0) {
         out.family = 4;
@@ -348,7 +348,8 @@ int iso_plan_add_fs(iso_plan *p, iso_fs_access access, const char *glob,
                     const char *text, iso_error *err)
 {
     char norm[ISO_PATH_MAX];
-    if (iso_glob_check(glob, err) || iso_path_normalize(glob, norm, sizeof norm, err))
+    if (iso_glob_check(glob, err) ||
+        iso_path_normalize(glob, norm, sizeof norm, err))
         return -1;
     if (grow((void **)&p->fs, &p->cap_fs, p->n_fs, sizeof *p->fs))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -380,8 +381,14 @@ int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
     return 0;
 }
 
-size_t iso_plan_fs_count(const iso_plan *p) { return p ? p->n_fs : 0; }
-size_t iso_plan_net_count(const iso_plan *p) { return p ? p->n_net : 0; }
+size_t iso_plan_fs_count(const iso_plan *p)
+{
+    return p ? p->n_fs : 0;
+}
+size_t iso_plan_net_count(const iso_plan *p)
+{
+    return p ? p->n_net : 0;
+}
 
 bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
                        int *rule)
@@ -403,8 +410,8 @@ bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
     return allow >= 0;
 }
 
-bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr,
-                        uint16_t port, int *rule)
+bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
+                        int *rule)
 {
     iso_addr a = unmap(addr);
     int allow = -1;

@@ -41,9 +41,8 @@ static iso_cell *current_cell(void)
 
 /* ---- denials ----------------------------------------------------------- */
 
-void iso_py_emit_denial(iso_cell *c, const char *capability,
-                        const char *action, const char *target,
-                        const char *rule)
+void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
+                        const char *target, const char *rule)
 {
     iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
     if (!m)
@@ -52,8 +51,8 @@ void iso_py_emit_denial(iso_cell *c, const char *capability,
     iso_value_set_list(&m->value);
     for (size_t i = 0; i < 5; i++) {
         iso_value *slot = iso_list_append(&m->value);
-        if (!slot || iso_value_set_string(slot, ISO_STR, items[i],
-                                          strlen(items[i]))) {
+        if (!slot ||
+            iso_value_set_string(slot, ISO_STR, items[i], strlen(items[i]))) {
             iso_msg_destroy(m);
             return;
         }
@@ -126,8 +125,10 @@ static int resolve(const char *in, int dir_fd, bool follow, char *out)
     if (resolve_existing(parent, out))
         return -1;
     size_t n = strlen(out);
-    return snprintf(out + n, ISO_PATH_MAX - n, "%s%s", n > 1 ? "/" : "",
-                    name) < (int)(ISO_PATH_MAX - n) ? 0 : -1;
+    return snprintf(out + n, ISO_PATH_MAX - n, "%s%s", n > 1 ? "/" : "", name) <
+                   (int)(ISO_PATH_MAX - n)
+               ? 0
+               : -1;
 }
 
 /* Path argument -> resolved path. 1 when it is an fd (nothing to check). */
@@ -222,11 +223,9 @@ static PyObject *open_checked(iso_cell *c, PyObject *path_obj, int flags,
         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     long fd;
-    Py_BEGIN_ALLOW_THREADS
-    fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
-    Py_END_ALLOW_THREADS
-    if (fd >= 0)
-        return PyLong_FromLong(fd);
+    Py_BEGIN_ALLOW_THREADS fd =
+        syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    Py_END_ALLOW_THREADS if (fd >= 0) return PyLong_FromLong(fd);
     if (errno == ELOOP) {
         deny(c, "fs", "open", path, "a symlink swapped in after the check",
              "the path changed while it was being opened");
@@ -300,8 +299,8 @@ static PyObject *guarded_stat(PyObject *self, PyObject *args, PyObject *kw,
         return PyErr_Format(PyExc_PermissionError,
                             "stat with dir_fd is not available in cells");
     bool follows = !lstat && (!follow || PyObject_IsTrue(follow));
-    if (path && check_path(c, ISO_FS_READ, lstat ? "lstat" : "stat", path, -1,
-                           follows))
+    if (path &&
+        check_path(c, ISO_FS_READ, lstat ? "lstat" : "stat", path, -1, follows))
         return NULL;
     return PyObject_Call(lstat ? p->real_lstat : p->real_stat, args, kw);
 }
@@ -357,10 +356,10 @@ static int check_host(iso_cell *c, const char *action, int family,
     struct addrinfo hints = {.ai_family = family}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
     int e;
-    Py_BEGIN_ALLOW_THREADS
-    e = getaddrinfo(*host ? host : NULL, "0", &hints, &res);
-    Py_END_ALLOW_THREADS
-    if (e) {
+    Py_BEGIN_ALLOW_THREADS e =
+        getaddrinfo(*host ? host : NULL, "0", &hints, &res);
+    Py_END_ALLOW_THREADS if (e)
+    {
         PyErr_Format(PyExc_OSError, "cannot resolve '%s': %s", host,
                      gai_strerror(e));
         return -1;
@@ -409,11 +408,12 @@ static int guard_socket(iso_cell *c, const char *event, PyObject *args)
 static int refuse_exec(iso_cell *c, const char *event, PyObject *args)
 {
     PyObject *first = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
-    PyObject *text = !first             ? NULL
-                     : PyBytes_Check(first) ? PyUnicode_DecodeFSDefaultAndSize(
-                                                  PyBytes_AS_STRING(first),
-                                                  PyBytes_GET_SIZE(first))
-                                            : PyObject_Str(first);
+    PyObject *text =
+        !first ? NULL
+        : PyBytes_Check(first)
+            ? PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(first),
+                                               PyBytes_GET_SIZE(first))
+            : PyObject_Str(first);
     const char *target = text ? PyUnicode_AsUTF8(text) : NULL;
     PyErr_Clear();
     deny(c, "exec", event, target ? target : event, "default deny",
@@ -450,10 +450,17 @@ static const fs_event fs_events[] = {
     {"os.symlink", 1, ISO_FS_WRITE, false, 2},
 };
 
-static const char *const exec_events[] = {
-    "os.system", "os.exec",      "os.fork",          "os.forkpty",
-    "os.spawn",  "os.posix_spawn", "subprocess.Popen", "os.startfile",
-    "os.kill",   "os.killpg",    NULL};
+static const char *const exec_events[] = {"os.system",
+                                          "os.exec",
+                                          "os.fork",
+                                          "os.forkpty",
+                                          "os.spawn",
+                                          "os.posix_spawn",
+                                          "subprocess.Popen",
+                                          "os.startfile",
+                                          "os.kill",
+                                          "os.killpg",
+                                          NULL};
 
 static int dir_fd_of(PyObject *args, int idx)
 {
@@ -474,8 +481,8 @@ static int audit_fs(iso_cell *c, const char *event, PyObject *args)
         PyObject *arg = PyTuple_GetItem(args, e->arg);
         if (!arg)
             return -1;
-        rc = check_path(c, e->op, event + 3, arg, dir_fd_of(args, e->dir_fd_arg),
-                        e->follow);
+        rc = check_path(c, e->op, event + 3, arg,
+                        dir_fd_of(args, e->dir_fd_arg), e->follow);
     }
     return rc;
 }
@@ -557,7 +564,8 @@ static int install_wrappers(iso_py_cell *p, PyObject *self)
 {
     PyObject *io = iso_py_import("io"), *os = iso_py_import("os");
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *open = guard_fn(self, "open"), *os_open = guard_fn(self, "os_open");
+    PyObject *open = guard_fn(self, "open"),
+             *os_open = guard_fn(self, "os_open");
     PyObject *stat = guard_fn(self, "stat"), *lstat = guard_fn(self, "lstat");
     p->opener = guard_fn(self, "opener");
     int rc = io && os && p->opener ? 0 : -1;
@@ -603,8 +611,9 @@ int iso_py_guard_install(iso_cell *c, iso_error *err)
     Py_XDECREF(self);
     if (rc) {
         PyErr_Clear();
-        return iso_error_set(err, ISO_CRASHED, "cannot install the fs and net "
-                                               "guards");
+        return iso_error_set(err, ISO_CRASHED,
+                             "cannot install the fs and net "
+                             "guards");
     }
     return 0;
 }

@@ -138,7 +138,8 @@ static int l_plan_check_fs(lua_State *L)
         return iso_lua_raise(L, &err);
     }
     int rule;
-    bool ok = iso_plan_check_fs(p, op ? ISO_FS_WRITE : ISO_FS_READ, path, &rule);
+    bool ok =
+        iso_plan_check_fs(p, op ? ISO_FS_WRITE : ISO_FS_READ, path, &rule);
     return push_decision(L, ok, rule);
 }
 
