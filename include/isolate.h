@@ -175,6 +175,9 @@ int iso_net_check(const char *spec, iso_error *err);
 /* Parse "host:port" with host an IP, [IPv6] or localhost (127.0.0.1). */
 int iso_endpoint_parse(const char *s, iso_addr *addr, uint16_t *port,
                        iso_error *err);
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it is;
+ * anything else unchanged. */
+iso_addr iso_addr_unmap(const iso_addr *a);
 /* True when name is a system call of this machine (libseccomp's table). */
 bool iso_syscall_known(const char *name);
 

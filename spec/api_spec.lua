@@ -111,8 +111,24 @@ describe("spawn option checking", function()
     end
   end)
 
-  it("refuses policies until the policy engine exists", function()
-    assert.are.equal("not_implemented", spawn_err({ policy = "stdlib.readonly" }).kind)
+  it("resolves policies and fails closed on unknown ones", function()
+    assert.are.equal("policy", spawn_err({ policy = "no-such-policy" }).kind)
+    assert.are.equal("policy", spawn_err({ policy = { fss = {} } }).kind)
+    assert.are.equal("invalid_argument", spawn_err({ policy = 42 }).kind)
+    local sb <close> = sandbox.spawn({ policy = "stdlib.readonly" })
+    sb:exec("import json; post(json.dumps([1]))")
+    assert.are.equal("[1]", sb:recv(1))
+  end)
+
+  it("refuses policy rules this build cannot enforce", function()
+    assert.are.equal("not_implemented", spawn_err({ policy = { limits = { cpu_ms = 10 } } }).kind)
+    assert.are.equal("not_implemented", spawn_err({ policy = { syscalls = { deny = { "ptrace" } } } }).kind)
+  end)
+
+  it("merges spawn options on top of the policy", function()
+    local sb <close> = sandbox.spawn({ policy = "compute-only", imports = { "json" } })
+    sb:exec("import json, math; post(json.dumps(math.floor(2.5)))")
+    assert.are.equal("2", sb:recv(1))
   end)
 end)
 

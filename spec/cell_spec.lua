@@ -143,8 +143,9 @@ describe("imports", function()
     local code = "import datetime, zoneinfo\n"
       .. "post(str(datetime.datetime(2020, 1, 2, tzinfo=zoneinfo.ZoneInfo('UTC'))))"
     for _ = 1, 3 do
-      local a = sandbox.spawn({ imports = { "datetime", "zoneinfo" } })
-      local b = sandbox.spawn({ imports = { "datetime", "zoneinfo" } })
+      local policy = { imports = { "datetime", "zoneinfo" }, fs = { { read = "/usr/share/zoneinfo" } } }
+      local a = sandbox.spawn({ policy = policy })
+      local b = sandbox.spawn({ policy = policy })
       a:exec(code)
       b:exec(code)
       assert.are.equal("2020-01-02 00:00:00+00:00", a:recv(1))

@@ -132,48 +132,48 @@ describe("fs guard", function()
     sb:exec(string.format("open(%q, 'w').write('ok')", root .. "/data/out/f.txt"))
     sb:exec(string.format("import os; os.makedirs(%q)", root .. "/data/out/x/y"))
     -- write-only: reading it back is not allowed
-    denied(sb, string.format("open(%q).read()", root .. "/data/out/f.txt"))
+    local wo <close> = sandbox.spawn({ policy = { fs = { { write = root .. "/data/out/**" } } } })
+    denied(wo, string.format("open(%q).read()", root .. "/data/out/f.txt"))
   end)
 
   it("does not let a symlink swapped in between check and open win", function()
-    -- A guest thread flips data/out/flip between a real directory and a
-    -- symlink to other/ while the main thread keeps opening data/out/flip/f.
-    sh("mkdir -p " .. root .. "/data/out/real && echo inside > " .. root .. "/data/out/real/secret.txt")
-    local sb2 <close> = fs_cell({ fs = {
-      { allow = root .. "/data/out/**" },
-    } })
-    local flip, real, evil = root .. "/data/out/flip", root .. "/data/out/real", root .. "/data/out/evil"
-    sb2:exec(string.format([[
-import os, threading
-os.symlink(%q, %q)
-stop = False
-def flipper():
-    while not stop:
-        try:
-            os.rename(%q, %q)   # flip -> the real directory
-            os.rename(%q, %q)
-            os.rename(%q, %q)   # flip -> the symlink to other/
-            os.rename(%q, %q)
-        except OSError:
-            pass
-t = threading.Thread(target=flipper)
-t.start()
+    -- Another process atomically exchanges data/out/flip (a real directory)
+    -- and data/out/evil (a symlink to other/) as fast as it can, while the
+    -- cell keeps opening data/out/flip/secret.txt. A check-then-open guard
+    -- sooner or later opens other/secret.txt; ours must never.
+    local out = root .. "/data/out"
+    sh("mkdir -p " .. out .. "/flip && echo inside > " .. out .. "/flip/secret.txt")
+    sh("ln -s " .. root .. "/other " .. out .. "/evil")
+    local running = root .. "/flipper-running"
+    write(running, "")
+    sh(string.format([[/usr/bin/python3 -c '
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+a, b, flag = (s.encode() for s in sys.argv[1:4])
+end = time.time() + 60
+while os.path.exists(flag) and time.time() < end:
+    libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE
+' %s %s %s >/dev/null 2>&1 &]], out .. "/flip", out .. "/evil", running))
+    local sb2 <close> = sandbox.spawn({ policy = { fs = { { allow = out .. "/**" } } } })
+    local ok, seen = pcall(function()
+      sb2:exec(string.format([[
 seen = {}
-try:
-    for _ in range(3000):
-        try:
-            with open(%q) as f:
-                v = f.read().strip()
-            seen[v] = seen.get(v, 0) + 1
-        except OSError as e:
-            seen[type(e).__name__] = seen.get(type(e).__name__, 0) + 1
-finally:
-    stop = True
-    t.join()
+for _ in range(20000):
+    try:
+        with open(%q) as f:
+            v = f.read().strip()
+    except OSError as e:
+        v = type(e).__name__
+    seen[v] = seen.get(v, 0) + 1
 post(seen)
-]], root .. "/other", evil, real, flip, flip, real, evil, flip, flip, evil, flip .. "/secret.txt"))
-    local seen = sb2:recv(5)
+]], out .. "/flip/secret.txt"))
+      return sb2:recv(5)
+    end)
+    os.remove(running)
+    assert(ok, seen)
     assert.is_nil(seen.secret)
+    assert.is_true((seen.inside or 0) > 0)
+    assert.is_true((seen.PermissionError or 0) > 0)
   end)
 end)
 

@@ -9,6 +9,7 @@
 -- cells, broker capabilities); isolate.core does the work.
 local core = require "isolate.core"
 local errors = require "isolate.error"
+local policy = require "isolate.policy"
 
 local raise = errors.raise
 local sandbox = {}
@@ -20,6 +21,7 @@ sandbox.null = core.null
 sandbox.array = core.array
 sandbox.bytes = core.bytes
 sandbox.Error = errors.Error
+sandbox.policy = policy
 
 -- What this build and host can run, probed once at load.
 sandbox.IMPLEMENTED = {}
@@ -147,10 +149,6 @@ local function check_options(opts)
             tostring(k), sorted_keys(SPAWN_OPTIONS))
     end
   end
-  if opts.policy ~= nil then
-    raise("not_implemented", "the policy option needs the policy engine, "
-          .. "which this build does not have yet; use imports/capabilities")
-  end
   return {
     backend = check_backend(opts.backend),
     name = check_name(opts.name),
@@ -159,6 +157,34 @@ local function check_options(opts)
                               check_capability_name),
     wall_ms = check_limits(opts.limits),
   }
+end
+
+-- What this build cannot enforce is refused, never accepted and ignored.
+local function check_enforceable(p)
+  for k in pairs(p.limits) do
+    if UNENFORCED_LIMITS[k] then
+      raise("not_implemented", "the policy sets limits.%s, which this build "
+            .. "does not enforce yet; remove it", k)
+    end
+  end
+  if #p.syscalls.deny > 0 then
+    raise("not_implemented", "the policy sets syscalls.deny, which needs "
+          .. "seccomp; this build does not apply it to cells yet")
+  end
+end
+
+-- The cell's policy: the named/given one (or an empty one: deny all), with
+-- the spawn options on top.
+local function cell_policy(opts, config)
+  local base = opts.policy == nil and policy.compile({})
+    or policy.resolve(opts.policy)
+  local p = policy.merge(base, {
+    imports = config.imports,
+    capabilities = config.capabilities,
+    limits = config.wall_ms and { wall_ms = config.wall_ms } or nil,
+  })
+  check_enforceable(p)
+  return p
 end
 
 -- The broker: runs on the Lua thread while the host waits on the cell.
@@ -175,6 +201,9 @@ function sandbox.spawn(opts)
   local config = check_options(opts)
   local ok, err = core.backend_check(config.backend)
   if not ok then error(err, 2) end
+  local p = cell_policy(opts, config)
+  config.imports, config.capabilities = p.imports, p.capabilities
+  config.wall_ms, config.plan = p.limits.wall_ms, p:plan()
   local cell = core.spawn(config, broker)
   live[config.name] = cell
   return cell

@@ -53,7 +53,7 @@ local function number(x)
     s = string.format("%." .. digits .. "g", x)
     if tonumber(s) == x then break end
   end
-  return s:find("[.eEn]") and s or s .. ".0"
+  return s:find("[.eE]") and s or s .. ".0"
 end
 
 -- n when t's keys are exactly 1..n, else nil.

@@ -147,18 +147,20 @@ function Problems:unknown_key(path, k, valid)
            table.concat(valid, ", "))
 end
 
-local function summary(label, list)
+-- "invalid <subject>: <path>: <message>; ..." so tostring(err) alone
+-- tells an operator everything the problems list does.
+local function summary(subject, list)
   local parts = {}
   for i, p in ipairs(list) do
     parts[i] = p.path == "" and p.message or p.path .. ": " .. p.message
   end
-  return string.format("policy %s is invalid: %s", label, table.concat(parts, "; "))
+  return string.format("invalid %s: %s", subject, table.concat(parts, "; "))
 end
 
-local function raise_problems(kind, label, list, fields)
+local function raise_problems(kind, subject, list, fields)
   fields = fields or {}
   fields.problems = list
-  error(errors.new(kind, summary(label, list), fields), 3)
+  error(errors.new(kind, summary(subject, list), fields), 3)
 end
 
 -- ---- shape checks -----------------------------------------------------------
@@ -557,7 +559,8 @@ function compile_spec(t, meta, stack)
   local base = empty_spec()
   if spec.extends then base = parent_spec(P, spec.extends, meta, stack) or base end
   if #P.list > 0 then
-    raise_problems("policy", label_of(meta), P.list, { source = meta.source })
+    raise_problems("policy", "policy " .. label_of(meta), P.list,
+                   { source = meta.source })
   end
   return combine(base, spec)
 end
@@ -595,7 +598,8 @@ function policy.compile(t, opts)
                  describe(t))
   end
   local meta = check_meta(opts)
-  local stack = meta.source and { { id = identity(meta.source), label = meta.source } } or {}
+  local stack = {}
+  if meta.source then stack[1] = { id = identity(meta.source), label = meta.source } end
   return new_policy(compile_spec(t, meta, stack), meta)
 end
 
@@ -649,7 +653,7 @@ function policy.merge(p, opts)
     if contains(MERGE_KEYS, k) then sections[k](P, v, spec)
     else P:unknown_key(key_path("", k), k, MERGE_KEYS) end
   end
-  if #P.list > 0 then raise_problems("invalid_argument", "options", P.list) end
+  if #P.list > 0 then raise_problems("invalid_argument", "spawn options", P.list) end
   return new_policy(combine(s.spec, spec), s)
 end
 
@@ -831,19 +835,28 @@ local function is_dir(path)
   return code == 21 -- EISDIR
 end
 
+-- The folder of this file when it was loaded from one, by absolute path.
+-- The host embeds the module under the relative chunk name
+-- "@lua/isolate/policy.lua": trusting it would make template names
+-- resolve against whatever folder the operator happens to be in.
+local function module_dir()
+  local source = debug and debug.getinfo(1, "S").source or ""
+  local file = source:match("^@(/.*)$")
+  return file and exists(file) and dir_of(file) or nil
+end
+
 -- ISOLATE_POLICY_PATH first, then the templates installed next to this
 -- module (<LUADIR>/isolate/policies, or policies/ of a source checkout),
--- then the build-time folder isolate.core may report.
-function policy.default_path()
+-- then the build-time folder isolate.core may report. getenv defaults to
+-- os.getenv (a parameter so the order can be tested).
+function policy.default_path(getenv)
   local dirs = {}
-  for d in (os.getenv("ISOLATE_POLICY_PATH") or ""):gmatch("[^:]+") do
+  for d in ((getenv or os.getenv)("ISOLATE_POLICY_PATH") or ""):gmatch("[^:]+") do
     dirs[#dirs + 1] = d
   end
-  local source = debug and debug.getinfo(1, "S").source or ""
-  local here = source:sub(1, 1) == "@" and dir_of(source:sub(2))
+  local here = module_dir()
   if here then
     local root = here:match("^(.*)/lua/isolate$")
-                 or (here == "lua/isolate" and ".")
     local checkout = root and root .. "/policies"
     if is_dir(here .. "/policies") then dirs[#dirs + 1] = here .. "/policies"
     elseif checkout and is_dir(checkout) then dirs[#dirs + 1] = checkout end

@@ -274,7 +274,7 @@ static bool prefix_match(const uint8_t *a, const uint8_t *b, int bits)
 }
 
 /* IPv4-mapped IPv6 (::ffff:a.b.c.d) is judged as the IPv4 address. */
-static iso_addr unmap(const iso_addr *a)
+iso_addr iso_addr_unmap(const iso_addr *a)
 {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
                                        0, 0, 0, 0, 0xff, 0xff};
@@ -413,7 +413,7 @@ bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
 bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
                         int *rule)
 {
-    iso_addr a = unmap(addr);
+    iso_addr a = iso_addr_unmap(addr);
     int allow = -1;
     *rule = -1;
     for (size_t i = 0; p && i < p->n_net; i++) {

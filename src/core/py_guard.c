@@ -368,6 +368,7 @@ static int check_host(iso_cell *c, const char *action, int family,
     for (struct addrinfo *ai = res; ai && rc == 0; ai = ai->ai_next) {
         iso_addr a;
         addr_from_sockaddr(ai->ai_addr, &a);
+        a = iso_addr_unmap(&a); /* judged and reported as IPv4 */
         rc = check_endpoint(c, action, &a, port);
     }
     freeaddrinfo(res);

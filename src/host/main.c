@@ -17,14 +17,17 @@
 #include "embedded.h"
 
 static const char *progname = "luaisolate";
+static int exit_status; /* set by subcommands that choose their own */
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: %s run FILE [args...]   run a Lua script (also: %s FILE)\n"
+            "       %s check [--explain] [--json] FILE|NAME...\n"
+            "                                validate and compile policies\n"
             "       %s version              versions and cell mode\n"
             "       %s --help               this text\n",
-            progname, progname, progname, progname);
+            progname, progname, progname, progname, progname);
 }
 
 static int msghandler(lua_State *L)
@@ -119,6 +122,27 @@ static int print_version(lua_State *L)
     return 0;
 }
 
+/* `luaisolate check ...`: isolate.cli.check(args) returns the exit code. */
+static int run_check(lua_State *L)
+{
+    char **argv = lua_touserdata(L, 1);
+    int argc = (int)lua_tointeger(L, 2);
+    luaL_openlibs(L);
+    preload_modules(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "isolate.cli");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "check");
+    lua_createtable(L, argc - 2, 0);
+    for (int i = 2; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - 1);
+    }
+    lua_call(L, 1, 1);
+    exit_status = (int)luaL_checkinteger(L, -1);
+    return 0;
+}
+
 static int protected_main(lua_State *L, lua_CFunction fn, char **argv, int argc,
                           int script)
 {
@@ -145,6 +169,8 @@ int main(int argc, char **argv)
     int script = 1;
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version"))
         fn = print_version;
+    else if (!strcmp(cmd, "check"))
+        fn = run_check;
     else if (!strcmp(cmd, "run"))
         script = 2;
     else if (access(cmd, F_OK) != 0) {
@@ -163,5 +189,5 @@ int main(int argc, char **argv)
     }
     int status = protected_main(L, fn, argv, argc, script);
     lua_close(L);
-    return status == LUA_OK ? 0 : 1;
+    return status == LUA_OK ? exit_status : 1;
 }

@@ -1,0 +1,315 @@
+-- `luaisolate check`: exit codes, text and JSON output, --explain; and the
+-- JSON encoder it prints with. The CLI is called in-process with io.stdout
+-- and io.stderr swapped for collectors.
+local cli = require "isolate.cli"
+local json = require "isolate.json"
+local policy = require "isolate.policy"
+
+-- ---- helpers ----------------------------------------------------------------
+
+local function collector()
+  local parts = {}
+  return { write = function(self, ...)
+    for _, s in ipairs({ ... }) do parts[#parts + 1] = tostring(s) end
+    return self
+  end, text = function() return table.concat(parts) end }
+end
+
+-- code, stdout, stderr of cli.check(argv)
+local function run(argv)
+  local out, err = collector(), collector()
+  local saved_out, saved_err = io.stdout, io.stderr
+  io.stdout, io.stderr = out, err
+  local ok, code = pcall(cli.check, argv)
+  io.stdout, io.stderr = saved_out, saved_err
+  assert(ok, code)
+  return code, out.text(), err.text()
+end
+
+local function lines(s)
+  local out = {}
+  for line in s:gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+-- A small JSON decoder, enough to read the CLI's output back.
+local function decode(s)
+  local pos = 1
+  local value
+  local function skip() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local function lit(word, v)
+    assert(s:sub(pos, pos + #word - 1) == word, "bad literal at " .. pos)
+    pos = pos + #word
+    return v
+  end
+  local function str()
+    local out = {}
+    pos = pos + 1
+    while true do
+      local c = s:sub(pos, pos)
+      if c == '"' then pos = pos + 1; return table.concat(out) end
+      if c == "\\" then
+        local e = s:sub(pos + 1, pos + 1)
+        if e == "u" then
+          out[#out + 1] = utf8.char(tonumber(s:sub(pos + 2, pos + 5), 16))
+          pos = pos + 6
+        else
+          out[#out + 1] = ({ b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" })[e] or e
+          pos = pos + 2
+        end
+      else
+        assert(c ~= "" and c:byte() >= 32, "bad string at " .. pos)
+        out[#out + 1] = c
+        pos = pos + 1
+      end
+    end
+  end
+  local function list(open, close, item)
+    local out = {}
+    pos = pos + 1
+    skip()
+    if s:sub(pos, pos) == close then pos = pos + 1; return out end
+    repeat
+      item(out)
+      skip()
+      local c = s:sub(pos, pos)
+      pos = pos + 1
+    until c ~= ","
+    assert(s:sub(pos - 1, pos - 1) == close, "expected " .. close .. " at " .. pos)
+    return out
+  end
+  function value()
+    skip()
+    local c = s:sub(pos, pos)
+    if c == "{" then
+      return list("{", "}", function(t)
+        skip()
+        local k = str()
+        skip()
+        assert(s:sub(pos, pos) == ":")
+        pos = pos + 1
+        t[k] = value()
+      end)
+    elseif c == "[" then
+      return list("[", "]", function(t) t[#t + 1] = value() end)
+    elseif c == '"' then return str()
+    elseif c == "t" then return lit("true", true)
+    elseif c == "f" then return lit("false", false)
+    elseif c == "n" then return lit("null", nil)
+    end
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+    assert(num and #num > 0, "bad value at " .. pos)
+    pos = pos + #num
+    return math.tointeger(tonumber(num)) or tonumber(num)
+  end
+  local v = value()
+  skip()
+  assert(pos == #s + 1, "trailing data at " .. pos)
+  return v
+end
+
+local function tmpfile(text)
+  local base = os.tmpname() -- created empty; the policy goes next to it
+  os.remove(base)
+  local path = base .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- ---- exit codes and text ------------------------------------------------------
+
+describe("luaisolate check", function()
+  local bad, broken
+  before_each(function()
+    bad = tmpfile('return {\n  fs = { { read = 3 } },\n  limits = { mem = "1.5GiB" },\n}\n')
+    broken = tmpfile("return {\n  x = io.stdout,\n}\n")
+  end)
+  after_each(function()
+    os.remove(bad)
+    os.remove(broken)
+  end)
+
+  it("exits 0 and prints OK for valid policies, names or paths", function()
+    local path = policy.load("web-scraper").source
+    local code, out, err = run({ "compute-only", path })
+    assert.are.equal(0, code)
+    assert.are.same({ "OK compute-only", "OK " .. path }, lines(out))
+    assert.are.equal("", err)
+  end)
+
+  it("exits 1 and prints every problem as <file>: <path>: <message>", function()
+    local code, out = run({ "compute-only", bad })
+    assert.are.equal(1, code)
+    local l = lines(out)
+    assert.are.equal(4, #l)
+    assert.are.equal("OK compute-only", l[1])
+    assert.are.equal("FAIL " .. bad, l[2])
+    local escaped = bad:gsub("%p", "%%%0")
+    local seen = {}
+    for i = 3, 4 do
+      local path, message = l[i]:match("^" .. escaped .. ": ([%w_.%[%]]+): (.+)$")
+      assert.is_truthy(path, l[i])
+      assert.is_true(#message > 0)
+      seen[#seen + 1] = path
+    end
+    table.sort(seen)
+    assert.are.same({ "fs[1].read", "limits.mem" }, seen)
+  end)
+
+  it("fails unknown names and files that do not load, saying where", function()
+    local code, out = run({ "no-such-policy", broken })
+    assert.are.equal(1, code)
+    local l = lines(out)
+    assert.are.equal("FAIL no-such-policy", l[1])
+    assert.are.equal("no-such-policy: ", l[2]:sub(1, 16))
+    assert.are.equal("FAIL " .. broken, l[3])
+    assert.are.equal(broken .. ":2:", l[4]:sub(1, #broken + 3))
+  end)
+
+  it("exits 2 on usage errors, with the usage on stderr", function()
+    for _, argv in ipairs({ {}, { "--bogus", "compute-only" }, { "--explain" },
+                            { "--backend", "nope", "compute-only" }, { "--backend" },
+                            { "--backend=vm", "compute-only" }, { 1 } }) do
+      local code, out, err = run(argv)
+      assert.are.equal(2, code)
+      assert.are.equal("", out)
+      assert.is_truthy(err:find("usage:", 1, true))
+    end
+    assert.are.equal(2, (run("compute-only")))
+  end)
+
+  it("prints help on --help and exits 0", function()
+    local code, out, err = run({ "--help" })
+    assert.are.equal(0, code)
+    assert.is_truthy(out:find("usage:", 1, true))
+    assert.are.equal("", err)
+  end)
+
+  it("treats everything after -- as a target", function()
+    local code, out = run({ "--", "--explain" })
+    assert.are.equal(1, code)
+    assert.are.equal("FAIL --explain", lines(out)[1])
+  end)
+end)
+
+describe("luaisolate check --explain", function()
+  it("prints each rule with its layer under a valid target", function()
+    local code, out = run({ "--explain", "readonly-fs" })
+    assert.are.equal(0, code)
+    local l = lines(out)
+    assert.are.equal("OK readonly-fs", l[1])
+    local rows = policy.load("readonly-fs"):explain()
+    for _, row in ipairs(rows) do
+      local found = false
+      for _, line in ipairs(l) do
+        if line:find(row.rule, 1, true) and line:find(row.layer, 1, true) then found = true end
+      end
+      -- a long rule sits on its own line, with layer and note below it
+      if not found then
+        for i, line in ipairs(l) do
+          if line == "  " .. row.rule and l[i + 1]:find(row.layer, 1, true) then found = true end
+        end
+      end
+      assert.is_true(found, row.rule)
+    end
+  end)
+
+  it("uses --backend and prints no table for invalid targets", function()
+    local bad = tmpfile("return { fss = 1 }")
+    local code, out = run({ "--explain", "--backend=process", "ml-inference", bad })
+    os.remove(bad)
+    assert.are.equal(1, code)
+    local l = lines(out)
+    assert.are.equal("OK ml-inference", l[1])
+    local nones = 0
+    for _, line in ipairs(l) do
+      if line:find("  none  ", 1, true) then nones = nones + 1 end
+      assert.is_falsy(line:find("python-guard", 1, true))
+    end
+    assert.are.equal(#policy.load("ml-inference"):explain(), nones)
+    assert.are.equal("FAIL " .. bad, l[#l - 1])
+    assert.are.equal(bad .. ": fss: ", l[#l]:sub(1, #bad + 7))
+  end)
+end)
+
+describe("luaisolate check --json", function()
+  it("prints one document with results in order", function()
+    local bad = tmpfile("return { fs = { { read = 3 } }, version = 2 }")
+    local code, out, err = run({ "--json", "compute-only", bad, "no-such-policy" })
+    os.remove(bad)
+    assert.are.equal(1, code)
+    assert.are.equal("", err)
+    local doc = decode(out)
+    assert.is_false(doc.ok)
+    assert.are.equal(3, #doc.results)
+    local ok, invalid, unknown = doc.results[1], doc.results[2], doc.results[3]
+    assert.are.same({ "compute-only", true, {} }, { ok.target, ok.ok, ok.problems })
+    assert.is_truthy(ok.source:find("compute-only.lua", 1, true))
+    assert.is_nil(ok.explain)
+    assert.are.same({ bad, false }, { invalid.target, invalid.ok })
+    local paths = {}
+    for i, p in ipairs(invalid.problems) do
+      assert.are.equal("string", type(p.message))
+      paths[i] = p.path
+    end
+    table.sort(paths)
+    assert.are.same({ "fs[1].read", "version" }, paths)
+    assert.are.same({ "no-such-policy", false }, { unknown.target, unknown.ok })
+    assert.are.equal(1, #unknown.problems)
+    assert.is_truthy(out:find('"problems":[]', 1, true))
+  end)
+
+  it("includes explain rows with --explain, and ok=true when all are valid", function()
+    local code, out = run({ "--json", "--explain", "web-scraper" })
+    assert.are.equal(0, code)
+    local doc = decode(out)
+    assert.is_true(doc.ok)
+    local rows = doc.results[1].explain
+    assert.are.equal(#policy.load("web-scraper"):explain(), #rows)
+    for _, r in ipairs(rows) do
+      assert.are.equal("python-guard", r.layer)
+      assert.are.equal("string", type(r.rule))
+      assert.are.equal("string", type(r.note))
+    end
+  end)
+end)
+
+-- ---- the encoder ------------------------------------------------------------------
+
+describe("isolate.json", function()
+  it("escapes strings per RFC 8259, control characters included", function()
+    assert.are.equal([["a\"b\\c\n\t\r\b\f\u0001\u001f\u007f/é"]],
+                     json.encode('a"b\\c\n\t\r\b\f\1\31\127/é'))
+    assert.are.equal('"\u{FFFD}x"', json.encode("\255x"))
+  end)
+
+  it("keeps integers and floats apart, and refuses NaN and infinity", function()
+    assert.are.equal("3", json.encode(3))
+    assert.are.equal("3.0", json.encode(3.0))
+    assert.are.equal("0.1", json.encode(0.1))
+    assert.are.equal("-2.5e-300", json.encode(-2.5e-300))
+    assert.are.equal(0.1 + 0.2, decode(json.encode(0.1 + 0.2)))
+    for _, v in ipairs({ 0 / 0, math.huge, -math.huge }) do
+      assert.is_false(pcall(json.encode, v))
+    end
+  end)
+
+  it("tells arrays from objects and sorts object keys", function()
+    assert.are.equal("[1,2,3]", json.encode({ 1, 2, 3 }))
+    assert.are.equal("{}", json.encode({}))
+    assert.are.equal("[]", json.encode(json.array({})))
+    assert.are.equal("[]", json.encode(json.array()))
+    assert.are.equal('{"a":1,"b":[true,false],"c":{"d":"e"}}',
+                     json.encode({ c = { d = "e" }, b = { true, false }, a = 1 }))
+    assert.are.equal('{"1":1,"x":2}', json.encode({ ["1"] = 1, x = 2 }))
+    assert.are.equal("null", json.encode(nil))
+  end)
+
+  it("refuses what JSON cannot hold", function()
+    assert.is_false(pcall(json.encode, { [1] = 1, x = 2 }))
+    assert.is_false(pcall(json.encode, { [2] = 1 }))
+    assert.is_false(pcall(json.encode, print))
+  end)
+end)
