@@ -44,8 +44,16 @@ local sb = s.spawn{}
 sb:exec("post(40 + 2)")
 assert(sb:recv(5) == 42)
 sb:close()
+-- the templates are installed with the module and found by name
+local p = s.policy.load("web-scraper")
+assert(p.source:sub(1, #tree) == tree, "template not from the rock: " .. p.source)
+local web <close> = s.spawn{ policy = "stdlib.readonly" }
+web:exec("import json; post(json.dumps({'a': 1}))")
+assert(web:recv(5) == '{"a": 1}')
 print("rock ok")
 LUA
 ) && rc=0 || rc=$?
 printf '%s\n' "$out"
 [[ $rc == 0 && $out == *"rock ok"* ]]
+# the installed host finds the installed templates too
+"$tmp/tree/bin/luaisolate" check compute-only web-scraper

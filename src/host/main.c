@@ -23,7 +23,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: %s run FILE [args...]   run a Lua script (also: %s FILE)\n"
-            "       %s check [--explain] [--json] FILE|NAME...\n"
+            "       %s check [--explain] [--json] [--backend B] FILE|NAME...\n"
             "                                validate and compile policies\n"
             "       %s version              versions and cell mode\n"
             "       %s --help               this text\n",

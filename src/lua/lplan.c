@@ -3,7 +3,10 @@
  * the validators the Lua policy compiler uses, so that globs and net specs
  * have exactly one parser.
  */
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "binding.h"
 
@@ -182,6 +185,27 @@ static const luaL_Reg plan_functions[] = {
     {NULL, NULL},
 };
 
+/* Where the templates are: next to an installed host
+ * (<prefix>/bin/luaisolate -> <prefix>/share/lua/5.4/isolate/policies),
+ * else the source tree this was built from. */
+static void push_policy_dir(lua_State *L)
+{
+#ifdef ISOLATE_HOST
+    char exe[PATH_MAX], dir[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? memrchr(exe, '/', (size_t)n) : NULL;
+    if (slash) {
+        snprintf(dir, sizeof dir, "%.*s/../share/lua/5.4/isolate/policies",
+                 (int)(slash - exe), exe);
+        if (access(dir, R_OK | X_OK) == 0) {
+            lua_pushstring(L, dir);
+            return;
+        }
+    }
+#endif
+    lua_pushliteral(L, ISO_POLICY_DIR);
+}
+
 /* Add the plan functions to the module table at the top of the stack. */
 void iso_lua_plan_register(lua_State *L)
 {
@@ -192,8 +216,6 @@ void iso_lua_plan_register(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_setfuncs(L, plan_functions, 0);
-#ifdef ISO_POLICY_DIR
-    lua_pushliteral(L, ISO_POLICY_DIR);
+    push_policy_dir(L);
     lua_setfield(L, -2, "policy_dir");
-#endif
 }
