@@ -71,6 +71,7 @@ struct iso_cell {
     bool has_cpu_clock;
     unsigned long py_thread_id;
     _Atomic uint64_t running_seq; /* request being run; 0 when idle */
+    bool quiet;                   /* the runtime's own work: no denial events */
     void *py;                     /* backend state (py_cell.c) */
 
     /* Host thread only. */

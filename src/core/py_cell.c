@@ -151,7 +151,7 @@ static PyObject *fetch_exception(void)
 }
 
 /* Turn the pending Python exception into err (kind as given). */
-static void take_exception(iso_error *err, iso_kind kind)
+static void take_exception(iso_cell *c, iso_error *err, iso_kind kind)
 {
     PyObject *exc = fetch_exception();
     PyObject *msg = exc ? PyObject_Str(exc) : NULL;
@@ -162,8 +162,10 @@ static void take_exception(iso_error *err, iso_kind kind)
         const char *type = Py_TYPE(exc)->tp_name;
         const char *dot = strrchr(type, '.');
         snprintf(err->python, sizeof err->python, "%s", dot ? dot + 1 : type);
+        c->quiet = true; /* reading source for the traceback is ours */
         if (kind == ISO_GUEST)
             err->traceback = format_traceback(exc);
+        c->quiet = false;
     }
     Py_XDECREF(msg);
     Py_XDECREF(exc);
@@ -275,9 +277,9 @@ static iso_msg *run(iso_cell *c, iso_py_cell *p, iso_req *r)
     PyObject *res =
         r->type == ISO_REQ_EXEC ? run_exec(c, p, r) : run_call(c, p, r);
     if (!res)
-        take_exception(&m->error, ISO_GUEST);
+        take_exception(c, &m->error, ISO_GUEST);
     else if (iso_py_to_value(res, &m->value) < 0)
-        take_exception(&m->error, ISO_VALUE);
+        take_exception(c, &m->error, ISO_VALUE);
     Py_XDECREF(res);
     return m;
 }

@@ -44,7 +44,7 @@ static iso_cell *current_cell(void)
 void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
                         const char *target, const char *rule)
 {
-    iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
+    iso_msg *m = c->quiet ? NULL : iso_msg_new(ISO_MSG_DENIAL);
     if (!m)
         return;
     const char *items[] = {capability, action, target, rule, "python-guard"};
@@ -529,6 +529,16 @@ int iso_py_guard_hook_install(void)
     return PySys_AddAuditHook(audit_hook, NULL);
 }
 
+/* os.fork, os.forkpty, os.execv, os.execve: own-GIL interpreters refuse
+ * them with RuntimeError before any audit event; refuse them the same way
+ * in every mode, with the denial the guest and the host expect. */
+static PyObject *guard_process(PyObject *self, PyObject *args)
+{
+    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
+    refuse_exec(c, "os.fork/os.exec", args);
+    return NULL;
+}
+
 /* ---- installation into a cell ------------------------------------------ */
 
 static PyMethodDef guard_methods[] = {
@@ -541,6 +551,7 @@ static PyMethodDef guard_methods[] = {
     {"lstat", (PyCFunction)(void (*)(void))guard_lstat,
      METH_VARARGS | METH_KEYWORDS, "os.lstat() vetted by the cell's fs rules"},
     {"opener", guard_opener, METH_VARARGS, "the cell's race-free opener"},
+    {"process", guard_process, METH_VARARGS, "refused in cells"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -561,6 +572,19 @@ static int replace(PyObject *module, const char *attr, PyObject *fn,
     return fn ? PyObject_SetAttrString(module, attr, fn) : -1;
 }
 
+static int replace_process_functions(PyObject *os, PyObject *self)
+{
+    static const char *const names[] = {"fork", "forkpty", "execv", "execve",
+                                        NULL};
+    PyObject *fn = guard_fn(self, "process");
+    int rc = fn ? 0 : -1;
+    for (int i = 0; rc == 0 && names[i]; i++)
+        if (PyObject_HasAttrString(os, names[i]))
+            rc = PyObject_SetAttrString(os, names[i], fn);
+    Py_XDECREF(fn);
+    return rc;
+}
+
 static int install_wrappers(iso_py_cell *p, PyObject *self)
 {
     PyObject *io = iso_py_import("io"), *os = iso_py_import("os");
@@ -575,7 +599,8 @@ static int install_wrappers(iso_py_cell *p, PyObject *self)
              PyDict_SetItemString(builtins, "open", open) ||
              replace(os, "open", os_open, NULL) ||
              replace(os, "stat", stat, &p->real_stat) ||
-             replace(os, "lstat", lstat, &p->real_lstat);
+             replace(os, "lstat", lstat, &p->real_lstat) ||
+             replace_process_functions(os, self);
     Py_XDECREF(io), Py_XDECREF(os), Py_XDECREF(open), Py_XDECREF(os_open);
     Py_XDECREF(stat), Py_XDECREF(lstat);
     return rc ? -1 : 0;
