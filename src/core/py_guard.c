@@ -261,15 +261,21 @@ static PyObject *guard_os_open(PyObject *self, PyObject *args, PyObject *kw)
                         mode);
 }
 
+/* Argument 0 of a call, given positionally or by keyword (borrowed). */
+static PyObject *first_arg(PyObject *args, PyObject *kw, const char *name)
+{
+    if (PyTuple_GET_SIZE(args) > 0)
+        return PyTuple_GET_ITEM(args, 0);
+    return kw ? PyDict_GetItemString(kw, name) : NULL;
+}
+
 /* open()/io.open(): the real io.open with our opener, unless the caller
  * brought one (then the audit hook still vets the path). */
 static PyObject *guard_io_open(PyObject *self, PyObject *args, PyObject *kw)
 {
     iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
     iso_py_cell *p = c->py;
-    PyObject *file = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0)
-                     : kw ? PyDict_GetItemString(kw, "file")
-                          : NULL;
+    PyObject *file = first_arg(args, kw, "file");
     PyObject *opener = kw ? PyDict_GetItemString(kw, "opener") : NULL;
     if ((file && PyLong_Check(file)) || PyTuple_GET_SIZE(args) >= 8 ||
         (opener && opener != Py_None))
@@ -290,9 +296,7 @@ static PyObject *guarded_stat(PyObject *self, PyObject *args, PyObject *kw,
 {
     iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
     iso_py_cell *p = c->py;
-    PyObject *path = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0)
-                     : kw ? PyDict_GetItemString(kw, "path")
-                          : NULL;
+    PyObject *path = first_arg(args, kw, "path");
     PyObject *follow = kw ? PyDict_GetItemString(kw, "follow_symlinks") : NULL;
     PyObject *dir_fd = kw ? PyDict_GetItemString(kw, "dir_fd") : NULL;
     if (dir_fd && dir_fd != Py_None)

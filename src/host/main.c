@@ -87,16 +87,22 @@ static void create_arg_table(lua_State *L, char **argv, int argc, int script)
     lua_setglobal(L, "arg");
 }
 
+/* Standard libraries, the built-in modules, and require(module) pushed. */
+static void open_host(lua_State *L, const char *module)
+{
+    luaL_openlibs(L);
+    preload_modules(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    lua_call(L, 1, 1);
+}
+
 static int run_script(lua_State *L)
 {
     char **argv = lua_touserdata(L, 1);
     int argc = (int)lua_tointeger(L, 2);
     int script = (int)lua_tointeger(L, 3);
-    luaL_openlibs(L);
-    preload_modules(L);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "isolate");
-    lua_call(L, 1, 1);
+    open_host(L, "isolate");
     lua_setglobal(L, "sandbox");
     create_arg_table(L, argv, argc, script);
     if (luaL_loadfile(L, argv[script]) != LUA_OK)
@@ -111,14 +117,16 @@ static int run_script(lua_State *L)
 
 static int print_version(lua_State *L)
 {
-    luaL_openlibs(L);
-    preload_modules(L);
-    const char *code =
-        "local i = require 'isolate.core'.info()\n"
-        "print(string.format('luaisolate %s\\n%s\\nCPython %s (%s "
-        "sub-interpreter cells)', i.version, i.lua, i.python, i.cell_mode))";
-    if (luaL_dostring(L, code) != LUA_OK)
-        return lua_error(L);
+    open_host(L, "isolate.core");
+    lua_getfield(L, -1, "info");
+    lua_call(L, 0, 1); /* [core info] */
+    lua_getfield(L, -1, "version");
+    lua_getfield(L, -2, "lua");
+    lua_getfield(L, -3, "python");
+    lua_getfield(L, -4, "cell_mode");
+    printf("luaisolate %s\n%s\nCPython %s (%s sub-interpreter cells)\n",
+           lua_tostring(L, -4), lua_tostring(L, -3), lua_tostring(L, -2),
+           lua_tostring(L, -1));
     return 0;
 }
 
@@ -127,11 +135,7 @@ static int run_check(lua_State *L)
 {
     char **argv = lua_touserdata(L, 1);
     int argc = (int)lua_tointeger(L, 2);
-    luaL_openlibs(L);
-    preload_modules(L);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "isolate.cli");
-    lua_call(L, 1, 1);
+    open_host(L, "isolate.cli");
     lua_getfield(L, -1, "check");
     lua_createtable(L, argc - 2, 0);
     for (int i = 2; i < argc; i++) {
