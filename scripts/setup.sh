@@ -10,7 +10,8 @@ PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
     python3 python3-dev
-    libseccomp-dev
+    libseccomp-dev libmsgpack-dev
+    clang libclang-rt-14-dev
     clang-format
 )
 # Debian's CPython: the machine may have a pyenv `python3` earlier on PATH,

@@ -1,0 +1,4 @@
+#ifndef ISO_CONFINE_H
+#define ISO_CONFINE_H
+/* placeholder: being written */
+#endif
