@@ -17,7 +17,7 @@ function(isolate_c_test name)
 endfunction()
 
 isolate_c_test(value)
-isolate_c_test(signal)
+isolate_c_test(handoff)
 isolate_c_test(plan)
 isolate_c_test(wire)
 isolate_c_test(cgroup)

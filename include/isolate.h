@@ -52,7 +52,18 @@ void iso_error_move(iso_error *dst, iso_error *src);
 
 /* ---- values: the one type that crosses every boundary ------------------ */
 
-#define ISO_VALUE_MAX_DEPTH 64
+/*
+ * How many containers a value may nest, the same for every backend. The
+ * process backend's unpacker, msgpack-c, holds at most 32 open containers
+ * (MSGPACK_EMBED_STACK_SIZE, compiled into libmsgpackc: 32 nested arrays
+ * unpack, 33 fail). Frames wrap call arguments, log fields, metric values
+ * and request payloads in one list that is not a level of the values inside
+ * (as for a sub-interpreter call), so a value gets 32 - 1 = 31 levels. The
+ * Lua and Python converters could carry more; they use this limit too so
+ * that no value crosses one backend and not the other. src/core/wire.c
+ * asserts the relation at compile time.
+ */
+#define ISO_VALUE_MAX_DEPTH 31
 #define ISO_VALUE_MAX_BYTES ((size_t)64 << 20) /* one payload, all strings */
 
 typedef enum iso_type {
@@ -167,6 +178,16 @@ bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr,
 const char *iso_plan_fs_text(const iso_plan *p, int rule);
 const char *iso_plan_net_text(const iso_plan *p, int rule);
 
+/* The rules as two lists of [kind, target, text] (a worker rebuilds the
+ * plan from them), and back. */
+int iso_plan_to_value(const iso_plan *p, iso_value *fs, iso_value *net);
+iso_plan *iso_plan_from_value(const iso_value *fs, const iso_value *net,
+                              iso_error *err);
+/* The TCP ports the connect rules allow (what Landlock can express):
+ * *ports is malloc'd; *any when a rule spans more than ISO_PORTS_MAX. */
+#define ISO_PORTS_MAX 1024
+int iso_plan_connect_ports(const iso_plan *p, uint16_t **ports, size_t *n,
+                           bool *any);
 /* Lexical normalisation of an absolute path: //, . and .. resolved. */
 int iso_path_normalize(const char *in, char *out, size_t size, iso_error *err);
 /* Validate a glob or a net spec ("host:port") without a plan. */
@@ -220,6 +241,10 @@ typedef struct iso_cell_config {
     size_t n_capabilities;
     int64_t wall_ms; /* per exec/call; 0 = unbounded */
     iso_plan *plan;  /* fs and net rules; NULL denies all (a ref is taken) */
+    /* Process backend only (0 = not set; processes: how many children). */
+    int64_t cpu_ms, mem_bytes, open_files, output_bytes, processes;
+    const char *const *deny_syscalls; /* the policy's syscalls.deny */
+    size_t n_deny_syscalls;
 } iso_cell_config;
 
 typedef struct iso_cell iso_cell;
@@ -287,6 +312,12 @@ iso_msg *iso_cell_next_event(iso_cell *c);
 
 void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st);
 bool iso_cell_is_open(const iso_cell *c);
+/* One map per enforcement layer: {layer=, state="active"|"missing"|
+ * "not needed", scope="cell thread"|"process", detail=}. Owned by c. */
+const iso_value *iso_cell_confinement(const iso_cell *c);
+/* Append such a row to list (an ISO_LIST). -1 on OOM. */
+int iso_confinement_add(iso_value *list, const char *layer, const char *state,
+                        const char *scope, const char *detail);
 /* Graceful stop: ends the interpreter and joins its thread. Idempotent. A
  * cell that does not stop within a grace period is abandoned. Blocks. */
 void iso_cell_close(iso_cell *c);

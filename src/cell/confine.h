@@ -1,4 +1,103 @@
+/*
+ * Confinement of a process cell's worker, applied in a freshly forked,
+ * single-threaded child before any guest code runs.
+ *
+ * A flat, ordered list of steps (as nsjail's containProc); each records
+ * whether its layer is active, missing (the kernel lacks it; the detail
+ * says why) or not needed. A step that fails for any other reason fails
+ * the whole call and the caller must exit: a half-confined worker must
+ * never run guest code.
+ *
+ * Report layers, in order: close_fds, session, environment, rlimits,
+ * cgroup, capabilities, no_new_privs, landlock_fs, landlock_net,
+ * landlock_scope, seccomp.
+ */
 #ifndef ISO_CONFINE_H
 #define ISO_CONFINE_H
-/* placeholder: being written */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "isolate.h"
+
+typedef enum iso_step_state {
+    ISO_STEP_ACTIVE,
+    ISO_STEP_MISSING,
+    ISO_STEP_NOT_NEEDED,
+} iso_step_state;
+
+/* "active", "missing", "not needed". Static string. */
+const char *iso_step_state_name(iso_step_state s);
+
+typedef struct iso_step {
+    const char *layer; /* static string, see the list above */
+    iso_step_state state;
+    char detail[256];
+} iso_step;
+
+#define ISO_CONFINE_MAX_STEPS 16
+
+typedef struct iso_confine_report {
+    iso_step steps[ISO_CONFINE_MAX_STEPS];
+    size_t n;
+} iso_confine_report;
+
+typedef struct iso_fs_grant {
+    const char *path; /* absolute; a missing path is skipped (counted) */
+    bool read, write, exec;
+} iso_fs_grant;
+
+typedef struct iso_confine_config {
+    /* Every other fd is closed; 0, 1 and 2 are pointed at /dev/null unless
+     * listed. death_note_fd is always kept. */
+    const int *keep_fds;
+    size_t n_keep;
+    const char *const *env; /* the complete environment afterwards, "K=V" */
+    size_t n_env;
+    /* < 0: not set. processes > 0 also allows fork (pids.max counts). */
+    int64_t mem_bytes, cpu_ms, open_files, output_bytes, processes;
+    const char *cgroup_procs; /* "0" is written there; NULL: none (missing) */
+    const iso_fs_grant *grants; /* Landlock path-beneath rules */
+    size_t n_grants;
+    const uint16_t *connect_ports; /* Landlock TCP connect allow-list */
+    size_t n_ports;
+    bool any_port; /* a net rule allows every port: connect unrestricted */
+    const char *const *deny_syscalls; /* added to the built-in list */
+    size_t n_deny;
+    int death_note_fd; /* "seccomp: <name>" is written here on a trap */
+} iso_confine_config;
+
+/*
+ * Apply every step in order, recording each in rep (may be NULL):
+ *
+ *   close_fds       close_range around the kept fds; stdio -> /dev/null
+ *   session         setsid()
+ *   environment     clearenv, then exactly cfg->env
+ *   rlimits         mem -> RLIMIT_AS, cpu_ms -> RLIMIT_CPU (seconds, rounded
+ *                   up; soft, hard one second later: SIGXCPU then SIGKILL),
+ *                   open_files -> RLIMIT_NOFILE, output_bytes ->
+ *                   RLIMIT_FSIZE, RLIMIT_CORE = 0 always
+ *   cgroup          join cfg->cgroup_procs
+ *   capabilities    bounding, ambient, permitted, effective and inheritable
+ *                   sets emptied (a root host forks a root worker)
+ *   no_new_privs    PR_SET_NO_NEW_PRIVS (Landlock and seccomp need it)
+ *   landlock_fs     every fs right of the ABI handled, only grants allowed
+ *   landlock_net    ABI >= 4: TCP bind denied; connect only to the ports
+ *                   (unless any_port)
+ *   landlock_scope  ABI >= 6: abstract unix sockets and signals scoped
+ *   seccomp         the deny list traps (SIGSYS handler writes the death
+ *                   note and _exit(159)); clone3 -> ENOSYS; foreign
+ *                   architectures and x32 kill the process
+ *
+ * Returns 0, or -1 with err (ISO_INVALID_ARGUMENT for a bad config,
+ * ISO_CRASHED for a failed system call). Blocks only briefly. Not
+ * thread-safe and not reversible: call it once, in the child.
+ */
+int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
+                      iso_error *err);
+
+/* The exit status of a worker whose seccomp handler caught a denied call. */
+#define ISO_CONFINE_SECCOMP_EXIT 159
+
 #endif

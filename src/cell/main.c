@@ -1,2 +1,253 @@
-/* placeholder */
-int main(void) { return 0; }
+/*
+ * luaisolate-cell: the process backend's worker.
+ *
+ *   luaisolate-cell --zygote      (fd 3: the host's control socket)
+ *
+ * The zygote initialises CPython once, single-threaded, runs no guest code
+ * and forks one child per cell. A child reads its CONFIG frame, confines
+ * itself (confine.c) and only then becomes a cell: the same cell runtime as
+ * the sub-interpreter backend (py_cell.c), running on the main thread of
+ * its own process, talking to the host in frames (wire.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "py_cell.h"
+#include "setup.h"
+#include "wire.h"
+#include "zygote.h"
+
+#define CONFIG_TIMEOUT_S 10.0
+
+static iso_wire wire; /* the child's connection to its host */
+
+/* ---- frames <-> messages ----------------------------------------------- */
+
+static const int msg_frame_types[] = {
+    [ISO_MSG_RESULT] = ISO_FRAME_RESULT, [ISO_MSG_POST] = ISO_FRAME_POST,
+    [ISO_MSG_LOG] = ISO_FRAME_LOG,       [ISO_MSG_METRIC] = ISO_FRAME_METRIC,
+    [ISO_MSG_REQUEST] = ISO_FRAME_REQUEST, [ISO_MSG_DENIAL] = ISO_FRAME_DENIAL,
+};
+
+/* Send m (consumed) to the host; a host that is gone ends the cell. */
+static void send_msg(iso_cell *c, iso_msg *m, uint64_t seq)
+{
+    (void)c;
+    iso_frame f = {.type = msg_frame_types[m->type], .seq = seq,
+                   .time = m->time};
+    iso_value_move(&f.value, &m->value);
+    iso_error_move(&f.error, &m->error);
+    iso_msg_destroy(m);
+    iso_error err = {0};
+    int rc = iso_wire_send(&wire, &f, &err);
+    iso_frame_clear(&f);
+    if (rc)
+        _exit(0);
+}
+
+static void send_hook(iso_cell *c, iso_msg *m)
+{
+    send_msg(c, m, 0);
+}
+
+/* request(): wait for the host's REPLY frame. */
+static bool await_reply(iso_cell *c)
+{
+    iso_frame f = {0};
+    iso_error err = {0};
+    if (iso_wire_recv(&wire, &f, -1, &err) || f.type != ISO_FRAME_REPLY) {
+        iso_frame_clear(&f);
+        iso_error_clear(&err);
+        _exit(0); /* STOP, EOF or nonsense while a request waits: done */
+    }
+    iso_value_move(&c->reply, &f.value);
+    c->reply_error = f.error.kind ? strdup(f.error.message) : NULL;
+    iso_frame_clear(&f);
+    return true;
+}
+
+/* ---- the config -------------------------------------------------------- */
+
+static int read_config(iso_value *config, iso_error *err)
+{
+    iso_frame f = {0};
+    if (iso_wire_recv(&wire, &f, iso_now() + CONFIG_TIMEOUT_S, err))
+        return -1;
+    if (f.type != ISO_FRAME_CONFIG) {
+        iso_frame_clear(&f);
+        return iso_error_set(err, ISO_CRASHED, "protocol: expected CONFIG");
+    }
+    iso_value_move(config, &f.value);
+    iso_frame_clear(&f);
+    return 0;
+}
+
+/* ---- the cell ---------------------------------------------------------- */
+
+static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
+{
+    iso_cell *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    const char *name = iso_config_str(config, "name");
+    snprintf(c->name, sizeof c->name, "%s", name ? name : "cell");
+    c->backend = ISO_BACKEND_PROCESS;
+    c->imports = (char **)iso_config_strings(config, "imports", &c->n_imports);
+    c->capabilities = (char **)iso_config_strings(config, "capabilities",
+                                                  &c->n_capabilities);
+    c->plan = plan;
+    c->send_hook = send_hook;
+    c->await_reply_hook = await_reply;
+    return c->imports && c->capabilities ? c : NULL;
+}
+
+static void serve(iso_cell *c, iso_py_cell *p)
+{
+    for (;;) {
+        iso_frame f = {0};
+        iso_error err = {0};
+        if (iso_wire_recv(&wire, &f, -1, &err) ||
+            (f.type != ISO_FRAME_EXEC && f.type != ISO_FRAME_CALL))
+            _exit(err.kind == ISO_CRASHED && err.message[0] == 'p' ? 2 : 0);
+        iso_req r = {.type = f.type == ISO_FRAME_EXEC ? ISO_REQ_EXEC
+                                                      : ISO_REQ_CALL,
+                     .text = f.text ? f.text : "",
+                     .seq = f.seq};
+        r.len = strlen(r.text);
+        iso_value_move(&r.args, &f.value);
+        iso_msg *m = iso_py_cell_run(c, p, &r);
+        iso_value_free(&r.args);
+        uint64_t seq = f.seq;
+        iso_frame_clear(&f);
+        if (!m)
+            _exit(3);
+        send_msg(c, m, seq);
+    }
+}
+
+/* The child: config, confinement, then serve until STOP or EOF. */
+static void run_cell(int sock, int note)
+{
+    iso_value config = {0};
+    iso_error err = {0};
+    iso_confine_report report = {0};
+    iso_wire_init(&wire, sock);
+    if (read_config(&config, &err))
+        _exit(4);
+    iso_plan *plan = iso_worker_plan(&config, &err);
+    if (!plan ||
+        iso_worker_confine(&config, plan, sock, note, &report, &err)) {
+        dprintf(note, "confinement: %s", err.message);
+        _exit(5);
+    }
+    iso_cell *c = new_cell(&config, plan);
+    iso_py_cell p = {.ts = PyThreadState_Get()};
+    if (!c || (c->py = &p, iso_py_cell_setup(c, &p, &err))) {
+        dprintf(note, "cell set-up: %s", err.message);
+        _exit(6);
+    }
+    iso_frame ready = {.type = ISO_FRAME_READY, .time = iso_wallclock()};
+    if (iso_worker_report(&report, &ready.value) ||
+        iso_wire_send(&wire, &ready, &err))
+        _exit(7);
+    iso_frame_clear(&ready);
+    serve(c, &p);
+}
+
+/* ---- the zygote -------------------------------------------------------- */
+
+/* Fork a cell child for (sock, note); the parent keeps neither fd. */
+static pid_t fork_cell(int ctl, int sigfd, int sock, int note)
+{
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    if (pid == 0) {
+        PyOS_AfterFork_Child();
+        close(ctl);
+        close(sigfd);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        run_cell(sock, note);
+        _exit(0);
+    }
+    PyOS_AfterFork_Parent();
+    close(sock);
+    close(note);
+    return pid;
+}
+
+static int reap(int ctl)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        iso_zygote_msg m = {.type = ISO_ZYGOTE_EXIT, .pid = pid,
+                            .status = status};
+        if (send(ctl, &m, sizeof m, MSG_NOSIGNAL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int spawn_one(int ctl, int sigfd)
+{
+    int fds[2];
+    iso_zygote_msg m;
+    ssize_t n = iso_zygote_recv(ctl, &m, fds);
+    if (n <= 0)
+        return -1; /* the host is gone: so are we */
+    if (m.type != ISO_ZYGOTE_SPAWN)
+        return 0;
+    pid_t pid = fork_cell(ctl, sigfd, fds[0], fds[1]);
+    iso_zygote_msg r = {.type = ISO_ZYGOTE_SPAWNED, .pid = pid,
+                        .status = pid < 0 ? errno : 0};
+    return send(ctl, &r, sizeof r, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+static int zygote(int ctl)
+{
+    iso_error err = {0};
+    if (iso_py_runtime_init(&err)) {
+        fprintf(stderr, "luaisolate-cell: %s\n", err.message);
+        return 1;
+    }
+    PyEval_RestoreThread(iso_py_main_thread_state()); /* ours from now on */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC);
+    struct pollfd pfd[2] = {{.fd = ctl, .events = POLLIN},
+                            {.fd = sigfd, .events = POLLIN}};
+    for (;;) {
+        if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+            return 1;
+        if (pfd[1].revents) {
+            struct signalfd_siginfo si;
+            if (read(sigfd, &si, sizeof si) < 0 && errno != EAGAIN)
+                return 1;
+        }
+        if (reap(ctl) || (pfd[0].revents && spawn_one(ctl, sigfd)))
+            return 0;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--zygote") == 0)
+        return zygote(ISO_ZYGOTE_FD);
+    fprintf(stderr, "usage: luaisolate-cell --zygote  (started by the "
+                    "luaisolate host, not by hand)\n");
+    return 2;
+}

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "isolate.h"
+#include "cell.h"
 
 static const char *const backend_names[ISO_BACKEND_COUNT] = {
     [ISO_BACKEND_SUBINTERPRETER] = "subinterpreter",
@@ -82,11 +82,7 @@ int iso_backend_check(iso_backend b, iso_error *err)
     case ISO_BACKEND_SUBINTERPRETER:
         return 0;
     case ISO_BACKEND_PROCESS:
-        return iso_error_set(
-            err, ISO_NOT_IMPLEMENTED,
-            "backend 'process' is not available: this build has no "
-            "luaisolate-cell worker yet; use backend='subinterpreter' "
-            "(an execution cell, not a security boundary)");
+        return iso_process_backend_check(err);
     case ISO_BACKEND_MICROVM:
         return microvm_missing(err);
     default:

@@ -119,6 +119,10 @@ static void queue_clear(iso_msg_queue *q)
 
 void iso_cell_push(iso_cell *c, iso_msg *m)
 {
+    if (c->send_hook) {
+        c->send_hook(c, m);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     queue_push(&c->outbox, m);
     pthread_mutex_unlock(&c->mu);
@@ -158,6 +162,9 @@ static void free_strings(char **v, size_t n)
 
 static void cell_free(iso_cell *c)
 {
+    if (c->ops && c->ops->destroy)
+        c->ops->destroy(c);
+    iso_value_free(&c->confinement);
     queue_clear(&c->outbox);
     queue_clear(&c->posts);
     queue_clear(&c->events);
@@ -198,6 +205,8 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     pthread_cond_init(&c->cv, NULL);
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     c->backend = cfg->backend;
+    c->ops = cfg->backend == ISO_BACKEND_PROCESS ? &iso_process_ops
+                                                 : &iso_subinterpreter_ops;
     c->wall_ms = cfg->wall_ms;
     c->plan = iso_plan_ref(cfg->plan);
     c->start_rc = 1; /* not started yet */
@@ -223,29 +232,6 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
     return iso_backend_check(cfg->backend, err);
 }
 
-static int start_thread(iso_cell *c, iso_error *err)
-{
-    atomic_fetch_add(&c->refs, 1); /* the thread's reference */
-    int e = pthread_create(&c->thread, NULL, iso_py_cell_thread, c);
-    if (e) {
-        atomic_fetch_sub(&c->refs, 1);
-        iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
-                      strerror(e));
-        err->code = e;
-        return -1;
-    }
-    pthread_mutex_lock(&c->mu);
-    while (c->start_rc > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
-    int rc = c->start_rc;
-    if (rc)
-        iso_error_move(err, &c->start_err);
-    pthread_mutex_unlock(&c->mu);
-    if (rc)
-        pthread_join(c->thread, NULL);
-    return rc;
-}
-
 int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
 {
     *out = NULL;
@@ -258,7 +244,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         cell_free(c);
         return -1;
     }
-    if (start_thread(c, err)) {
+    if (c->ops->start(c, cfg, err)) {
         name_release(c);
         iso_cell_unref(c);
         return -1;
@@ -309,11 +295,7 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->started = iso_now();
     c->last_interrupt = 0;
     c->calls++;
-    pthread_mutex_lock(&c->mu);
-    c->req = r;
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_cell);
-    return 0;
+    return c->ops->submit(c, r, err);
 }
 
 static iso_req *req_new(iso_req_type type, const char *text, size_t len)
@@ -354,36 +336,41 @@ int iso_cell_call(iso_cell *c, const char *target, iso_value *args,
 
 /* ---- waiting ----------------------------------------------------------- */
 
-/* Move what the cell sent into the host-side queues. */
-static void drain(iso_cell *c)
+void iso_cell_deliver(iso_cell *c, iso_msg *m)
+{
+    switch (m->type) {
+    case ISO_MSG_POST:
+        c->posts_count++;
+        queue_push(&c->posts, m);
+        break;
+    case ISO_MSG_RESULT:
+        iso_msg_destroy(c->pending_result);
+        c->pending_result = m;
+        break;
+    case ISO_MSG_REQUEST:
+        iso_msg_destroy(c->pending_request);
+        c->pending_request = m;
+        break;
+    case ISO_MSG_DENIAL:
+        c->denials++;
+        queue_push(&c->events, m);
+        break;
+    default:
+        queue_push(&c->events, m);
+    }
+}
+
+bool iso_cell_drain_outbox(iso_cell *c)
 {
     pthread_mutex_lock(&c->mu);
     iso_msg_queue q = c->outbox;
     c->outbox.head = c->outbox.tail = NULL;
     pthread_mutex_unlock(&c->mu);
+    bool any = q.head != NULL;
     iso_msg *m;
-    while ((m = queue_pop(&q))) {
-        switch (m->type) {
-        case ISO_MSG_POST:
-            c->posts_count++;
-            queue_push(&c->posts, m);
-            break;
-        case ISO_MSG_RESULT:
-            iso_msg_destroy(c->pending_result);
-            c->pending_result = m;
-            break;
-        case ISO_MSG_REQUEST:
-            iso_msg_destroy(c->pending_request);
-            c->pending_request = m;
-            break;
-        case ISO_MSG_DENIAL:
-            c->denials++;
-            queue_push(&c->events, m);
-            break;
-        default:
-            queue_push(&c->events, m);
-        }
-    }
+    while ((m = queue_pop(&q)))
+        iso_cell_deliver(c, m);
+    return any;
 }
 
 static iso_msg *take_ready(iso_cell *c, iso_wait what)
@@ -402,35 +389,21 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
     return m;
 }
 
-/* The cell gave no result within its grace period: give its thread up. */
-static void abandon(iso_cell *c)
+void iso_cell_retire(iso_cell *c, iso_state state)
 {
-    atomic_store(&c->abandoned, true);
-    atomic_store(&c->stop, true);
-    atomic_store(&c->state, ISO_STATE_DEAD);
-    iso_signal_notify(&c->to_cell);
+    atomic_store(&c->state, state);
     name_release(c);
-    pthread_detach(c->thread);
     c->busy = false;
 }
 
-/* Past wall_ms: interrupt now and again, abandon after the grace period.
- * Returns -1 once the cell has been abandoned. */
+/* Past wall_ms: the backend interrupts or kills. -1 once it is retired. */
 static int enforce_wall(iso_cell *c, double now)
 {
     double wall_end = c->started + (double)c->wall_ms / 1000.0;
     if (now < wall_end)
         return 0;
     c->timed_out = true;
-    if (now >= wall_end + ISO_KILL_GRACE_S) {
-        abandon(c);
-        return -1;
-    }
-    if (now - c->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
-        c->last_interrupt = now;
-        iso_py_cell_interrupt(c, c->next_seq);
-    }
-    return 0;
+    return c->ops->overrun(c, now - wall_end) ? 0 : -1;
 }
 
 static double next_deadline(iso_cell *c, iso_wait what, double deadline)
@@ -461,8 +434,6 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
         return iso_error_set(err, ISO_INVALID_ARGUMENT, "no request running");
     double deadline = timeout_s < 0 ? -1 : iso_now() + timeout_s;
     for (;;) {
-        uint32_t seen = iso_signal_peek(&c->to_host);
-        drain(c);
         iso_msg *m = take_ready(c, what);
         if (m && m->type == ISO_MSG_RESULT && c->timed_out)
             return timeout_result(c, m, err);
@@ -474,35 +445,29 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
         if (what == ISO_WAIT_RESULT && c->wall_ms > 0 && enforce_wall(c, now))
             return iso_error_set(err, ISO_TIMEOUT,
                                  "cell '%s' exceeded limits.wall_ms=%lld and "
-                                 "did not stop: abandoned, cell closed",
+                                 "was stopped: cell closed",
                                  c->name, (long long)c->wall_ms);
         if (deadline >= 0 && now >= deadline)
             return iso_error_set(err, ISO_TIMEOUT, "timed out after %gs",
                                  timeout_s);
-        iso_signal_wait(&c->to_host, seen, next_deadline(c, what, deadline));
+        if (c->ops->receive(c, next_deadline(c, what, deadline), err))
+            return -1;
     }
 }
 
 int iso_cell_reply(iso_cell *c, iso_value *value, const char *error)
 {
-    char *e = error ? strdup(error) : NULL;
-    pthread_mutex_lock(&c->mu);
-    iso_value_free(&c->reply);
-    free(c->reply_error);
-    if (value)
-        iso_value_move(&c->reply, value);
-    c->reply_error = e;
-    if (error && !e)
-        c->reply_error = strdup("out of memory");
-    c->reply_ready = true;
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_cell);
+    if (iso_cell_is_open(c))
+        c->ops->reply(c, value, error);
     return 0;
 }
 
 iso_msg *iso_cell_next_event(iso_cell *c)
 {
-    drain(c);
+    iso_error err = {0};
+    if (iso_cell_is_open(c)) /* without waiting */
+        c->ops->receive(c, 0, &err);
+    iso_error_clear(&err);
     return queue_pop(&c->events);
 }
 
@@ -512,9 +477,10 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
                                         "dead"};
     struct timespec ts;
     memset(st, 0, sizeof *st);
-    drain(c);
-    if (c->has_cpu_clock && iso_cell_is_open(c) &&
-        clock_gettime(c->cpu_clock, &ts) == 0)
+    if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
+        st->cpu_ms = iso_process_cpu_ms(c);
+    else if (c->has_cpu_clock && iso_cell_is_open(c) &&
+             clock_gettime(c->cpu_clock, &ts) == 0)
         st->cpu_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     st->calls = c->calls;
     st->posts = c->posts_count;
@@ -525,42 +491,42 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
 
 /* ---- close and kill ---------------------------------------------------- */
 
-static bool join_within(iso_cell *c, double seconds)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + seconds;
-    ts.tv_sec = (time_t)end;
-    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    return pthread_timedjoin_np(c->thread, NULL, &ts) == 0;
-}
-
-static void stop(iso_cell *c, double grace, bool interrupt)
-{
-    int s = atomic_load(&c->state);
-    if (s == ISO_STATE_CLOSED || s == ISO_STATE_DEAD)
-        return;
-    if (interrupt && c->busy)
-        iso_py_cell_interrupt(c, c->next_seq);
-    atomic_store(&c->stop, true);
-    iso_signal_notify(&c->to_cell);
-    if (!join_within(c, grace)) {
-        abandon(c);
-        return;
-    }
-    atomic_store(&c->state, ISO_STATE_CLOSED);
-    name_release(c);
-    c->busy = false;
-}
-
 void iso_cell_close(iso_cell *c)
 {
-    stop(c, ISO_CLOSE_GRACE_S, false);
+    if (iso_cell_is_open(c))
+        c->ops->stop(c, false);
 }
 
 void iso_cell_kill(iso_cell *c)
 {
-    stop(c, ISO_KILL_GRACE_S, true);
+    if (iso_cell_is_open(c))
+        c->ops->stop(c, true);
     if (atomic_load(&c->state) == ISO_STATE_CLOSED)
         atomic_store(&c->state, ISO_STATE_DEAD);
+}
+
+const iso_value *iso_cell_confinement(const iso_cell *c)
+{
+    return &c->confinement;
+}
+
+static int add_field(iso_value *map, const char *key, const char *value)
+{
+    iso_value *k, *v;
+    if (iso_map_append(map, &k, &v))
+        return -1;
+    return iso_value_set_string(k, ISO_STR, key, strlen(key)) ||
+           iso_value_set_string(v, ISO_STR, value, strlen(value));
+}
+
+int iso_confinement_add(iso_value *list, const char *layer, const char *state,
+                        const char *scope, const char *detail)
+{
+    iso_value *row = iso_list_append(list);
+    if (!row)
+        return -1;
+    iso_value_set_map(row);
+    return add_field(row, "layer", layer) || add_field(row, "state", state) ||
+           add_field(row, "scope", scope) ||
+           add_field(row, "detail", detail ? detail : "");
 }

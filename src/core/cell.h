@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "isolate.h"
-#include "signal.h"
+#include "handoff.h"
 
 #define ISO_CLOSE_GRACE_S 2.0 /* close: how long to wait for the thread */
 #define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
@@ -39,10 +39,41 @@ typedef struct iso_msg_queue {
     iso_msg *head, *tail;
 } iso_msg_queue;
 
+/* What the generic host side (cell.c) needs from a backend: the
+ * sub-interpreter backend (py_cell.c) and the process backend (proc.c). */
+typedef struct iso_cell_ops {
+    /* Create the cell and wait until it is ready. */
+    int (*start)(iso_cell *c, const iso_cell_config *cfg, iso_error *err);
+    /* Hand over request r (owned). */
+    int (*submit)(iso_cell *c, iso_req *r, iso_error *err);
+    /* Deliver what the cell sent (iso_cell_deliver), waiting for something
+     * until deadline (iso_now() seconds, < 0 forever). -1 with err when
+     * the cell died. */
+    int (*receive)(iso_cell *c, double deadline, iso_error *err);
+    /* Answer the cell's broker request. */
+    void (*reply)(iso_cell *c, iso_value *value, const char *error);
+    /* The running request is past wall_ms by `overdue` seconds. Returns
+     * true while the cell may still answer (it was interrupted), false
+     * once it was killed or abandoned (retired). */
+    bool (*overrun)(iso_cell *c, double overdue);
+    /* End the cell (force: without waiting for it). Leaves it retired. */
+    void (*stop)(iso_cell *c, bool force);
+    /* Free backend state (last reference gone). */
+    void (*destroy)(iso_cell *c);
+} iso_cell_ops;
+
+extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
+/* proc.c: is the worker installed; a process cell's CPU time. */
+int iso_process_backend_check(iso_error *err);
+int64_t iso_process_cpu_ms(const iso_cell *c);
+
 struct iso_cell {
     _Atomic int refs; /* the host handle, the cell thread, interrupters */
     char name[ISO_NAME_MAX + 1];
     iso_backend backend;
+    const iso_cell_ops *ops;
+    void *backend_data; /* proc.c: the worker process */
+    iso_value confinement; /* per layer: what confines this cell */
     char **imports, **capabilities;
     size_t n_imports, n_capabilities;
     int64_t wall_ms;
@@ -73,6 +104,10 @@ struct iso_cell {
     _Atomic uint64_t running_seq; /* request being run; 0 when idle */
     bool quiet;                   /* the runtime's own work: no denial events */
     void *py;                     /* backend state (py_cell.c) */
+    /* In a worker process the cell talks to its host over a socket
+     * instead of the outbox and the reply slot. */
+    void (*send_hook)(iso_cell *c, iso_msg *m);
+    bool (*await_reply_hook)(iso_cell *c);
 
     /* Host thread only. */
     iso_msg_queue posts, events;
@@ -86,12 +121,16 @@ struct iso_cell {
 
 /* Both threads. */
 void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */
+void *iso_py_cell_thread(void *arg);         /* py_cell.c: the cell thread */
 iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);
 
-/* Backend entry points (py_cell.c). */
-void *iso_py_cell_thread(void *arg); /* the cell thread's body */
-void iso_py_cell_interrupt(iso_cell *c, uint64_t seq); /* async, detached */
+/* Host thread, for backends. */
+void iso_cell_deliver(iso_cell *c, iso_msg *m); /* sort into host queues */
+/* The cell is over: state CLOSED or DEAD, name free, nothing running. */
+void iso_cell_retire(iso_cell *c, iso_state state);
+/* Move the outbox into the host queues; true when anything moved. */
+bool iso_cell_drain_outbox(iso_cell *c);
 
 #endif

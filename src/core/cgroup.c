@@ -1,1 +1,320 @@
-/* placeholder: being written */
+/* cgroup v2 directories for process cells: create, kill, remove, count. */
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* src/core/signal.h (iso_signal) shadows the C library's <signal.h> for
+ * every target built with -I src/core, so name the system one by path. */
+#include "/usr/include/signal.h"
+
+#define ROOT_NAME "luaisolate"
+
+static int sys_error(iso_error *err, const char *what, const char *path)
+{
+    int e = errno;
+    iso_error_set(err, ISO_CRASHED, "cgroup: %s %s: %s", what, path,
+                  strerror(e));
+    if (err)
+        err->code = e;
+    return -1;
+}
+
+/* Write s to a control file; 0 or -errno. */
+static int write_file(const char *path, const char *s)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t len = (ssize_t)strlen(s);
+    int rc = write(fd, s, (size_t)len) == len ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Read a small control file as a string; 0 or -errno. */
+static int read_file(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t got = read(fd, buf, n - 1);
+    int rc = got < 0 ? -errno : 0;
+    buf[got < 0 ? 0 : got] = '\0';
+    close(fd);
+    return rc;
+}
+
+/* Is word one of the space-separated words of list? */
+static bool has_word(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n) {
+        bool start = p == list || p[-1] == ' ';
+        bool end = p[n] == '\0' || p[n] == ' ' || p[n] == '\n';
+        if (start && end)
+            return true;
+    }
+    return false;
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape_octal(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r; w++) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' &&
+            r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+            *w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 4;
+        } else {
+            *w = *r++;
+        }
+    }
+    *w = '\0';
+}
+
+/* The mount point of a mountinfo line if its type is cgroup2, else NULL.
+ * Fields: id parent dev root mountpoint opts [optional...] - type src. */
+static char *cgroup2_mountpoint(char *line)
+{
+    char *sep = strstr(line, " - ");
+    if (!sep || strncmp(sep + 3, "cgroup2 ", 8) != 0)
+        return NULL;
+    char *save = NULL, *field = strtok_r(line, " ", &save);
+    for (int i = 0; field && i < 4; i++)
+        field = strtok_r(NULL, " ", &save);
+    if (field)
+        unescape_octal(field);
+    return field;
+}
+
+int iso_cgroup_mount(char *out, size_t n, iso_error *err)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return sys_error(err, "open", "/proc/self/mountinfo");
+    char line[8192];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        char *mp = cgroup2_mountpoint(line);
+        if (mp && strlen(mp) < n) {
+            snprintf(out, n, "%s", mp);
+            found = true;
+        }
+    }
+    fclose(f);
+    if (!found)
+        return iso_error_set(err, ISO_NOT_IMPLEMENTED,
+                             "cgroup: no cgroup v2 filesystem is mounted "
+                             "(none in /proc/self/mountinfo)");
+    return 0;
+}
+
+/* Turn on pids and memory for the children of dir when dir has them.
+ * Best effort: a controller that cannot be enabled is simply absent from
+ * the cells, and iso_cgroup_create reports that per cell. */
+static void enable_controllers(const char *dir)
+{
+    static const char *const wanted[] = {"pids", "memory"};
+    char path[ISO_PATH_MAX + 32], have[512], enabled[512];
+    snprintf(path, sizeof path, "%s/cgroup.controllers", dir);
+    if (read_file(path, have, sizeof have) < 0)
+        return;
+    snprintf(path, sizeof path, "%s/cgroup.subtree_control", dir);
+    if (read_file(path, enabled, sizeof enabled) < 0)
+        return;
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+        char cmd[16];
+        if (!has_word(have, wanted[i]) || has_word(enabled, wanted[i]))
+            continue;
+        snprintf(cmd, sizeof cmd, "+%s", wanted[i]);
+        (void)write_file(path, cmd);
+    }
+}
+
+int iso_cgroup_root(char *out, size_t n, iso_error *err)
+{
+    char mount[ISO_PATH_MAX];
+    if (iso_cgroup_mount(mount, sizeof mount, err) < 0)
+        return -1;
+    if ((size_t)snprintf(out, n, "%s/" ROOT_NAME, mount) >= n)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "cgroup: path buffer too small");
+    if (mkdir(out, 0755) < 0 && errno != EEXIST) {
+        if (errno == EACCES || errno == EPERM || errno == EROFS)
+            return iso_error_set(err, ISO_NOT_IMPLEMENTED,
+                                 "cgroup: the cgroup v2 mount %s is not "
+                                 "writable (%s)",
+                                 mount, strerror(errno));
+        return sys_error(err, "mkdir", out);
+    }
+    enable_controllers(out);
+    return 0;
+}
+
+/* mkdir <root>/<name>-<pid>-<n> with a process-wide counter; EEXIST (a
+ * leftover from an earlier process with the same pid) tries the next n. */
+static int make_cell_dir(const char *root, const char *name, iso_cgroup *cg,
+                         iso_error *err)
+{
+    static atomic_uint counter;
+    for (int tries = 0; tries < 1000; tries++) {
+        unsigned k = atomic_fetch_add(&counter, 1);
+        snprintf(cg->path, sizeof cg->path, "%s/%s-%ld-%u", root, name,
+                 (long)getpid(), k);
+        if (mkdir(cg->path, 0755) == 0)
+            return 0;
+        if (errno != EEXIST) {
+            sys_error(err, "mkdir", cg->path);
+            cg->path[0] = '\0';
+            return -1;
+        }
+    }
+    cg->path[0] = '\0';
+    return iso_error_set(err, ISO_CRASHED, "cgroup: no free name under %s",
+                         root);
+}
+
+/* Write one limit file of the cell; a missing optional file is fine. */
+static int write_limit(iso_cgroup *cg, const char *file, const char *value,
+                       bool optional, iso_error *err)
+{
+    char path[ISO_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", cg->path, file);
+    int rc = write_file(path, value);
+    if (rc == 0 || (optional && rc == -ENOENT))
+        return 0;
+    errno = -rc;
+    return sys_error(err, "write", path);
+}
+
+/* memory.max and pids.max; swap is capped too or memory.max would only
+ * push the cell into swap, and an OOM kill takes the whole cell. */
+static int write_limits(iso_cgroup *cg, int64_t mem, int64_t pids,
+                        iso_error *err)
+{
+    char v[32];
+    if (cg->memory && mem >= 0) {
+        snprintf(v, sizeof v, "%" PRId64, mem);
+        if (write_limit(cg, "memory.max", v, false, err) < 0 ||
+            write_limit(cg, "memory.swap.max", "0", true, err) < 0 ||
+            write_limit(cg, "memory.oom.group", "1", true, err) < 0)
+            return -1;
+    }
+    if (cg->pids && pids >= 0) {
+        snprintf(v, sizeof v, "%" PRId64, pids);
+        if (write_limit(cg, "pids.max", v, false, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
+                      iso_cgroup *cg, iso_error *err)
+{
+    char root[ISO_PATH_MAX], path[ISO_PATH_MAX + 32], have[512];
+    memset(cg, 0, sizeof *cg);
+    if (!iso_cell_name_valid(name))
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "cgroup: name must match ^[A-Za-z0-9_-]{1,64}$");
+    if (iso_cgroup_root(root, sizeof root, err) < 0 ||
+        make_cell_dir(root, name, cg, err) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/cgroup.controllers", cg->path);
+    if (read_file(path, have, sizeof have) == 0) {
+        cg->pids = has_word(have, "pids");
+        cg->memory = has_word(have, "memory");
+    }
+    if (write_limits(cg, mem_bytes, pids_max, err) < 0) {
+        rmdir(cg->path);
+        memset(cg, 0, sizeof *cg);
+        return -1;
+    }
+    return 0;
+}
+
+void iso_cgroup_procs_path(const iso_cgroup *cg, char *out, size_t n)
+{
+    snprintf(out, n, "%s/cgroup.procs", cg->path);
+}
+
+/* Kernels before 5.14 have no cgroup.kill: kill the listed pids, again
+ * until none is left, since a member may fork while we read the list. */
+static int kill_each(const iso_cgroup *cg, iso_error *err)
+{
+    char path[ISO_PATH_MAX + 32];
+    iso_cgroup_procs_path(cg, path, sizeof path);
+    for (int round = 0; round < 100; round++) {
+        FILE *f = fopen(path, "re");
+        if (!f)
+            return errno == ENOENT ? 0 : sys_error(err, "open", path);
+        long pid;
+        int killed = 0;
+        while (fscanf(f, "%ld", &pid) == 1)
+            killed += kill((pid_t)pid, SIGKILL) == 0;
+        fclose(f);
+        if (killed == 0)
+            return 0;
+    }
+    return iso_error_set(err, ISO_CRASHED,
+                         "cgroup: %s keeps gaining processes", cg->path);
+}
+
+int iso_cgroup_kill(const iso_cgroup *cg, iso_error *err)
+{
+    char path[ISO_PATH_MAX + 32];
+    struct stat st;
+    if (!cg->path[0])
+        return 0;
+    snprintf(path, sizeof path, "%s/cgroup.kill", cg->path);
+    int rc = write_file(path, "1");
+    if (rc == 0)
+        return 0;
+    if (rc == -ENOENT && stat(cg->path, &st) < 0 && errno == ENOENT)
+        return 0; /* already removed */
+    if (rc == -ENOENT)
+        return kill_each(cg, err);
+    errno = -rc;
+    return sys_error(err, "write", path);
+}
+
+int iso_cgroup_remove(const iso_cgroup *cg, iso_error *err)
+{
+    struct timespec pause = {0, 2 * 1000 * 1000};
+    if (!cg->path[0])
+        return 0;
+    for (int waited_ms = 0;; waited_ms += 2) {
+        if (rmdir(cg->path) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY || waited_ms >= 200)
+            return sys_error(err, "rmdir", cg->path);
+        nanosleep(&pause, NULL);
+    }
+}
+
+int iso_cgroup_count(size_t *n, iso_error *err)
+{
+    char mount[ISO_PATH_MAX], root[ISO_PATH_MAX + 16];
+    *n = 0;
+    if (iso_cgroup_mount(mount, sizeof mount, err) < 0)
+        return -1;
+    snprintf(root, sizeof root, "%s/" ROOT_NAME, mount);
+    DIR *d = opendir(root);
+    if (!d)
+        return errno == ENOENT ? 0 : sys_error(err, "opendir", root);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_type == DT_DIR && e->d_name[0] != '.')
+            (*n)++;
+    closedir(d);
+    return 0;
+}

@@ -25,6 +25,7 @@ typedef struct net_rule {
     iso_addr addr;
     int prefix; /* bits */
     uint16_t port_lo, port_hi;
+    char *spec;
     char *text;
 } net_rule;
 
@@ -324,8 +325,10 @@ void iso_plan_unref(iso_plan *p)
         free(p->fs[i].glob);
         free(p->fs[i].text);
     }
-    for (size_t i = 0; i < p->n_net; i++)
+    for (size_t i = 0; i < p->n_net; i++) {
+        free(p->net[i].spec);
         free(p->net[i].text);
+    }
     free(p->fs);
     free(p->net);
     free(p);
@@ -375,8 +378,12 @@ int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
     if (grow((void **)&p->net, &p->cap_net, p->n_net, sizeof *p->net))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     r.action = action;
-    if (!(r.text = strdup(text ? text : spec)))
+    r.spec = strdup(spec);
+    r.text = strdup(text ? text : spec);
+    if (!r.spec || !r.text) {
+        free(r.spec), free(r.text);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
     p->net[p->n_net++] = r;
     return 0;
 }
@@ -440,4 +447,102 @@ const char *iso_plan_net_text(const iso_plan *p, int rule)
 {
     return p && rule >= 0 && (size_t)rule < p->n_net ? p->net[rule].text
                                                      : "default deny";
+}
+
+/* ---- crossing to a worker ---------------------------------------------- */
+
+static const char *const access_names[] = {[ISO_FS_READ] = "read",
+                                           [ISO_FS_WRITE] = "write",
+                                           [ISO_FS_ALLOW] = "allow",
+                                           [ISO_FS_DENY] = "deny"};
+
+static int push_rule(iso_value *list, const char *kind, const char *target,
+                     const char *text)
+{
+    const char *items[] = {kind, target, text};
+    iso_value *rule = iso_list_append(list);
+    if (!rule)
+        return -1;
+    iso_value_set_list(rule);
+    for (int i = 0; i < 3; i++) {
+        iso_value *v = iso_list_append(rule);
+        if (!v || iso_value_set_string(v, ISO_STR, items[i], strlen(items[i])))
+            return -1;
+    }
+    return 0;
+}
+
+int iso_plan_to_value(const iso_plan *p, iso_value *fs, iso_value *net)
+{
+    iso_value_set_list(fs);
+    iso_value_set_list(net);
+    for (size_t i = 0; p && i < p->n_fs; i++)
+        if (push_rule(fs, access_names[p->fs[i].access], p->fs[i].glob,
+                      p->fs[i].text))
+            return -1;
+    for (size_t i = 0; p && i < p->n_net; i++)
+        if (push_rule(net, p->net[i].action == ISO_NET_DENY ? "deny" : "connect",
+                      p->net[i].spec, p->net[i].text))
+            return -1;
+    return 0;
+}
+
+/* Rule [kind, target, text] of a list made by iso_plan_to_value. */
+static int add_from_value(iso_plan *p, const iso_value *r, bool fs,
+                          iso_error *err)
+{
+    if (r->type != ISO_LIST || r->u.seq.len != 3)
+        return iso_error_set(err, ISO_POLICY, "malformed plan rule");
+    const char *s[3];
+    for (int i = 0; i < 3; i++) {
+        if (r->u.seq.items[i].type != ISO_STR)
+            return iso_error_set(err, ISO_POLICY, "malformed plan rule");
+        s[i] = r->u.seq.items[i].u.str.ptr;
+    }
+    if (!fs)
+        return iso_plan_add_net(p, strcmp(s[0], "deny") ? ISO_NET_CONNECT
+                                                        : ISO_NET_DENY,
+                                s[1], s[2], err);
+    for (int a = ISO_FS_READ; a <= ISO_FS_DENY; a++)
+        if (strcmp(s[0], access_names[a]) == 0)
+            return iso_plan_add_fs(p, (iso_fs_access)a, s[1], s[2], err);
+    return iso_error_set(err, ISO_POLICY, "unknown fs access '%s'", s[0]);
+}
+
+iso_plan *iso_plan_from_value(const iso_value *fs, const iso_value *net,
+                              iso_error *err)
+{
+    iso_plan *p = iso_plan_new();
+    int rc = p ? 0 : iso_error_set(err, ISO_MEMORY, "out of memory");
+    for (size_t i = 0; rc == 0 && fs && i < fs->u.seq.len; i++)
+        rc = add_from_value(p, &fs->u.seq.items[i], true, err);
+    for (size_t i = 0; rc == 0 && net && i < net->u.seq.len; i++)
+        rc = add_from_value(p, &net->u.seq.items[i], false, err);
+    if (rc) {
+        iso_plan_unref(p);
+        return NULL;
+    }
+    return p;
+}
+
+int iso_plan_connect_ports(const iso_plan *p, uint16_t **ports, size_t *n,
+                           bool *any)
+{
+    *ports = NULL, *n = 0, *any = false;
+    size_t cap = 0;
+    for (size_t i = 0; p && i < p->n_net && !*any; i++) {
+        const net_rule *r = &p->net[i];
+        if (r->action == ISO_NET_DENY)
+            continue;
+        if ((unsigned)r->port_hi - r->port_lo >= ISO_PORTS_MAX) {
+            *any = true;
+            break;
+        }
+        for (unsigned port = r->port_lo; port <= r->port_hi; port++) {
+            if (grow((void **)ports, &cap, *n, sizeof **ports))
+                return -1;
+            (*ports)[(*n)++] = (uint16_t)port;
+        }
+    }
+    return 0;
 }

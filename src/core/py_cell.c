@@ -61,7 +61,7 @@ static void end_interpreter(iso_py_cell *p)
 }
 #endif
 
-static int setup_interpreter(iso_cell *c, iso_py_cell *p, iso_error *err)
+int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
 {
     p->interp = PyThreadState_GetInterpreter(p->ts);
     c->py_thread_id = PyThread_get_thread_ident();
@@ -156,7 +156,11 @@ static void take_exception(iso_cell *c, iso_error *err, iso_kind kind)
     PyObject *exc = fetch_exception();
     PyObject *msg = exc ? PyObject_Str(exc) : NULL;
     const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
-    iso_error_set(err, kind, "%s", m ? m : "unknown error");
+    if (exc && PyErr_GivenExceptionMatches(exc, PyExc_MemoryError))
+        kind = ISO_MEMORY; /* the cell ran out of its memory limit */
+    if (!m || (!*m && kind == ISO_MEMORY))
+        m = kind == ISO_MEMORY ? "out of memory" : "unknown error";
+    iso_error_set(err, kind, "%s", m);
     PyErr_Clear();
     if (exc) {
         const char *type = Py_TYPE(exc)->tp_name;
@@ -269,7 +273,7 @@ static PyObject *run_call(iso_cell *c, iso_py_cell *p, iso_req *r)
     return res;
 }
 
-static iso_msg *run(iso_cell *c, iso_py_cell *p, iso_req *r)
+iso_msg *iso_py_cell_run(iso_cell *c, iso_py_cell *p, iso_req *r)
 {
     iso_msg *m = iso_msg_new(ISO_MSG_RESULT);
     if (!m)
@@ -334,7 +338,7 @@ static void serve(iso_cell *c, iso_py_cell *p)
         }
         PyEval_RestoreThread(p->ts);
         atomic_store(&c->running_seq, r->seq);
-        iso_msg *m = run(c, p, r);
+        iso_msg *m = iso_py_cell_run(c, p, r);
         clear_interrupt(c);
         iso_req_destroy(r);
         if (m)
@@ -352,7 +356,7 @@ void *iso_py_cell_thread(void *arg)
         pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
     int rc = iso_py_runtime_init(&err);
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0 &&
-        (rc = setup_interpreter(c, &py, &err)) != 0)
+        (rc = iso_py_cell_setup(c, &py, &err)) != 0)
         destroy(&py);
     report_start(c, rc, &err);
     if (rc == 0) {
@@ -363,6 +367,146 @@ void *iso_py_cell_thread(void *arg)
     iso_cell_unref(c);
     return NULL;
 }
+
+/* ---- the host side: iso_cell_ops ---------------------------------------- */
+
+static void interrupt(iso_cell *c, uint64_t seq);
+
+/* What confines a sub-interpreter cell in this build. */
+static int describe_confinement(iso_cell *c)
+{
+    static const char *const kernel[] = {"landlock", "seccomp", "bpf", "cgroup",
+                                         "rlimit", NULL};
+    iso_value *v = &c->confinement;
+    iso_value_set_list(v);
+    int rc = iso_confinement_add(v, "python-guard", "active", "cell thread",
+                                 "imports, fs, net, exec and capabilities in "
+                                 "Python: a guardrail, not a boundary");
+    for (int i = 0; rc == 0 && kernel[i]; i++)
+        rc = iso_confinement_add(v, kernel[i], "missing", "cell thread",
+                                 "kernel layers are not applied to "
+                                 "sub-interpreter cells in this build");
+    return rc;
+}
+
+static int sub_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+{
+    (void)cfg;
+    if (describe_confinement(c))
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    atomic_fetch_add(&c->refs, 1); /* the thread's reference */
+    int e = pthread_create(&c->thread, NULL, iso_py_cell_thread, c);
+    if (e) {
+        atomic_fetch_sub(&c->refs, 1);
+        iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
+                      strerror(e));
+        err->code = e;
+        return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->start_rc > 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    int rc = c->start_rc;
+    if (rc)
+        iso_error_move(err, &c->start_err);
+    pthread_mutex_unlock(&c->mu);
+    if (rc)
+        pthread_join(c->thread, NULL);
+    return rc;
+}
+
+static int sub_submit(iso_cell *c, iso_req *r, iso_error *err)
+{
+    (void)err;
+    pthread_mutex_lock(&c->mu);
+    c->req = r;
+    pthread_mutex_unlock(&c->mu);
+    iso_signal_notify(&c->to_cell);
+    return 0;
+}
+
+static int sub_receive(iso_cell *c, double deadline, iso_error *err)
+{
+    (void)err;
+    uint32_t seen = iso_signal_peek(&c->to_host);
+    if (iso_cell_drain_outbox(c) || deadline == 0)
+        return 0;
+    iso_signal_wait(&c->to_host, seen, deadline);
+    iso_cell_drain_outbox(c);
+    return 0;
+}
+
+static void sub_reply(iso_cell *c, iso_value *value, const char *error)
+{
+    char *e = error ? strdup(error) : NULL;
+    pthread_mutex_lock(&c->mu);
+    iso_value_free(&c->reply);
+    free(c->reply_error);
+    if (value)
+        iso_value_move(&c->reply, value);
+    c->reply_error = e;
+    if (error && !e)
+        c->reply_error = strdup("out of memory");
+    c->reply_ready = true;
+    pthread_mutex_unlock(&c->mu);
+    iso_signal_notify(&c->to_cell);
+}
+
+/* The cell gave no result within its grace period: give its thread up. */
+static void abandon(iso_cell *c)
+{
+    atomic_store(&c->abandoned, true);
+    atomic_store(&c->stop, true);
+    iso_signal_notify(&c->to_cell);
+    pthread_detach(c->thread);
+    iso_cell_retire(c, ISO_STATE_DEAD);
+}
+
+/* Interrupt now and again; abandon after the grace period. */
+static bool sub_overrun(iso_cell *c, double overdue)
+{
+    if (overdue >= ISO_KILL_GRACE_S) {
+        abandon(c);
+        return false;
+    }
+    double now = iso_now();
+    if (now - c->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
+        c->last_interrupt = now;
+        interrupt(c, c->next_seq);
+    }
+    return true;
+}
+
+static bool join_within(iso_cell *c, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + seconds;
+    ts.tv_sec = (time_t)end;
+    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+    return pthread_timedjoin_np(c->thread, NULL, &ts) == 0;
+}
+
+static void sub_stop(iso_cell *c, bool force)
+{
+    if (force && c->busy)
+        interrupt(c, c->next_seq);
+    atomic_store(&c->stop, true);
+    iso_signal_notify(&c->to_cell);
+    if (!join_within(c, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
+        abandon(c);
+    else
+        iso_cell_retire(c, ISO_STATE_CLOSED);
+}
+
+const iso_cell_ops iso_subinterpreter_ops = {
+    .start = sub_start,
+    .submit = sub_submit,
+    .receive = sub_receive,
+    .reply = sub_reply,
+    .overrun = sub_overrun,
+    .stop = sub_stop,
+};
 
 /* ---- interrupts -------------------------------------------------------- */
 
@@ -398,7 +542,7 @@ static void *interrupter(void *arg)
     return NULL;
 }
 
-void iso_py_cell_interrupt(iso_cell *c, uint64_t seq)
+static void interrupt(iso_cell *c, uint64_t seq)
 {
     interrupt_job *job = malloc(sizeof *job);
     if (!job)

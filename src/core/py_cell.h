@@ -18,6 +18,12 @@ typedef struct iso_py_cell {
     size_t n_roots;
 } iso_py_cell;
 
+/* Set up the current interpreter (p->ts current, GIL held) as cell c:
+ * persistent __main__, guest builtins, import guard, fs/net guards. */
+int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err);
+/* Run one request; the RESULT message (NULL on OOM). */
+iso_msg *iso_py_cell_run(iso_cell *c, iso_py_cell *p, iso_req *r);
+
 /* Guest ABI (py_guest.c): install post/log/metric/request and the import
  * guard into the current interpreter. GIL held. */
 int iso_py_guest_install(iso_cell *c, iso_error *err);

@@ -14,6 +14,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int init_rc;
 static char init_msg[256];
 static PyInterpreterState *main_interp;
+static PyThreadState *main_ts;
 
 /* lua5.4 dlopens C modules RTLD_LOCAL, which hides libpython's symbols
  * from Python's own extension modules (_json, _socket...). Re-open it
@@ -47,7 +48,7 @@ static void init_once(void)
         return;
     }
     main_interp = PyInterpreterState_Main();
-    PyEval_SaveThread(); /* release the GIL: cells take it as they need */
+    main_ts = PyEval_SaveThread(); /* cells take the GIL as they need it */
 }
 
 int iso_py_runtime_init(iso_error *err)
@@ -56,6 +57,11 @@ int iso_py_runtime_init(iso_error *err)
     if (init_rc)
         return iso_error_set(err, ISO_CRASHED, "%s", init_msg);
     return 0;
+}
+
+PyThreadState *iso_py_main_thread_state(void)
+{
+    return main_ts;
 }
 
 PyInterpreterState *iso_py_main_interp(void)

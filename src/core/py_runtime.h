@@ -15,6 +15,9 @@
 /* Initialise CPython on first use. Safe from any thread; blocks the first
  * caller for the runtime's start-up. Returns 0 or -1 with err. */
 int iso_py_runtime_init(iso_error *err);
+/* The initialising thread's state, released: a worker process runs its
+ * cell on the main thread and takes it back with PyEval_RestoreThread. */
+PyThreadState *iso_py_main_thread_state(void);
 /* The main interpreter (the legacy cells' parent). */
 PyInterpreterState *iso_py_main_interp(void);
 

@@ -259,6 +259,14 @@ static int l_cell_stats(lua_State *L)
     return 1;
 }
 
+/* sb:confinement() -> {{layer=, state=, scope=, detail=}, ...} in order */
+static int l_cell_confinement(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    iso_lua_push_value(L, iso_cell_confinement(u->cell));
+    return 1;
+}
+
 static int l_cell_close(lua_State *L)
 {
     lcell *u = check_cell(L);
@@ -309,6 +317,7 @@ static const luaL_Reg cell_methods[] = {
     {"close", l_cell_close},
     {"kill", l_cell_kill},
     {"is_open", l_cell_is_open},
+    {"confinement", l_cell_confinement},
     {NULL, NULL},
 };
 

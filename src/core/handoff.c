@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "signal.h"
+#include "handoff.h"
 
 double iso_now(void)
 {

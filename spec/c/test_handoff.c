@@ -2,7 +2,7 @@
 #include <pthread.h>
 
 #include "check.h"
-#include "signal.h"
+#include "handoff.h"
 
 static iso_signal ping, pong;
 enum { ROUNDS = 20000 };

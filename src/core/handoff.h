@@ -5,8 +5,8 @@
  * woken), a spin 0.4 us. So the waiter spins briefly, then sleeps on a
  * futex; the notifier only pays for FUTEX_WAKE when someone sleeps.
  */
-#ifndef ISO_SIGNAL_H
-#define ISO_SIGNAL_H
+#ifndef ISO_HANDOFF_H
+#define ISO_HANDOFF_H
 
 #include <stdatomic.h>
 #include <stdint.h>

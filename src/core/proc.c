@@ -1,0 +1,579 @@
+/*
+ * The process backend, host side: one confined luaisolate-cell process per
+ * cell, forked by a zygote (a worker with CPython initialised and no guest
+ * code), spoken to in frames (wire.c) on the Lua thread itself: no extra
+ * thread, no extra hop. Everything a guest sends is decoded as data,
+ * checked against the frame rules, and a malformed frame kills the cell.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cell.h"
+#include "cgroup.h"
+#include "wire.h"
+#include "zygote.h"
+
+#define START_TIMEOUT_S 10.0
+#define STOP_GRACE_S 2.0
+#define EXITS_MAX 1024
+
+extern char **environ;
+
+typedef struct proc {
+    pid_t pid;
+    iso_wire wire;
+    int sock, note; /* frames; the read end of the death note */
+    iso_cgroup cg;
+    bool has_cg;
+} proc;
+
+/* The zygote, shared by every process cell of this host. */
+static struct {
+    pthread_mutex_t mu;
+    pid_t pid;
+    int ctl;
+    struct {
+        pid_t pid;
+        int status;
+    } exits[EXITS_MAX]; /* reported by the zygote, not yet claimed */
+    size_t n_exits;
+} zyg = {PTHREAD_MUTEX_INITIALIZER, 0, -1, {{0, 0}}, 0};
+
+/* ---- finding and starting the worker ----------------------------------- */
+
+static bool executable(const char *path)
+{
+    return access(path, X_OK) == 0;
+}
+
+/* Next to the host, next to the module in a build tree or a rock tree, or
+ * where this build put it. */
+static bool find_worker(char *out, size_t n)
+{
+    char base[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", base, sizeof base - 1);
+    if (len > 0) {
+        base[len] = '\0';
+        snprintf(out, n, "%.*s/luaisolate-cell",
+                 (int)(strrchr(base, '/') - base), base);
+        if (executable(out))
+            return true;
+    }
+    Dl_info self;
+    if (dladdr((void *)find_worker, &self) && self.dli_fname) {
+        const char *slash = strrchr(self.dli_fname, '/');
+        int dir = slash ? (int)(slash - self.dli_fname) : 0;
+        const char *up[] = {"/../luaisolate-cell", "/../../../../bin/luaisolate-cell"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(out, n, "%.*s%s", dir, self.dli_fname, up[i]);
+            if (executable(out))
+                return true;
+        }
+    }
+    snprintf(out, n, "%s", ISO_CELL_BIN);
+    return executable(out);
+}
+
+int iso_process_backend_check(iso_error *err)
+{
+    char path[PATH_MAX];
+    if (!find_worker(path, sizeof path))
+        return iso_error_set(err, ISO_NOT_IMPLEMENTED,
+                             "backend 'process' is not available: the "
+                             "luaisolate-cell worker is not installed next "
+                             "to the host or the module (looked for %s)",
+                             ISO_CELL_BIN);
+    return 0;
+}
+
+/* posix_spawn, so a host with cell threads never forks itself. */
+static int zygote_start(iso_error *err)
+{
+    char path[PATH_MAX];
+    int sv[2];
+    if (!find_worker(path, sizeof path))
+        return iso_process_backend_check(err);
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+        return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
+                             strerror(errno));
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], ISO_ZYGOTE_FD);
+    char *argv[] = {"luaisolate-cell", "--zygote", NULL};
+    char *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "LANG=C.UTF-8",
+                    NULL}; /* no host variable reaches a cell */
+    int e = posix_spawn(&zyg.pid, path, &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    close(sv[1]);
+    if (e) {
+        close(sv[0]);
+        return iso_error_set(err, ISO_CRASHED, "cannot start %s: %s", path,
+                             strerror(e));
+    }
+    zyg.ctl = sv[0];
+    return 0;
+}
+
+/* Read one control record (waiting until deadline); EXITs are filed. */
+static int zygote_read(iso_zygote_msg *m, double deadline)
+{
+    struct pollfd p = {.fd = zyg.ctl, .events = POLLIN};
+    double left = deadline - iso_now();
+    int ms = deadline < 0 ? -1 : left > 0 ? (int)(left * 1000) + 1 : 0;
+    if (poll(&p, 1, ms) <= 0)
+        return -1;
+    int fds[2];
+    if (iso_zygote_recv(zyg.ctl, m, fds) <= 0)
+        return -2; /* the zygote is gone */
+    if (m->type == ISO_ZYGOTE_EXIT && zyg.n_exits < EXITS_MAX) {
+        zyg.exits[zyg.n_exits].pid = m->pid;
+        zyg.exits[zyg.n_exits++].status = m->status;
+    }
+    return 0;
+}
+
+static void zygote_lost(void)
+{
+    close(zyg.ctl);
+    zyg.ctl = -1;
+    waitpid(zyg.pid, NULL, 0);
+    zyg.pid = 0;
+}
+
+/* The wait status of pid, once the zygote reaped it; -1 if not by then. */
+static int exit_status(pid_t pid, double deadline)
+{
+    iso_zygote_msg m;
+    for (;;) {
+        for (size_t i = 0; i < zyg.n_exits; i++)
+            if (zyg.exits[i].pid == pid) {
+                int status = zyg.exits[i].status;
+                zyg.exits[i] = zyg.exits[--zyg.n_exits];
+                return status;
+            }
+        int rc = zygote_read(&m, deadline);
+        if (rc == -2)
+            zygote_lost();
+        if (rc)
+            return -1;
+    }
+}
+
+/* Ask the zygote for a child serving (sock, note). */
+static pid_t zygote_spawn(int sock, int note, iso_error *err)
+{
+    if (zyg.ctl < 0 && zygote_start(err))
+        return -1;
+    iso_zygote_msg m = {.type = ISO_ZYGOTE_SPAWN};
+    int fds[2] = {sock, note};
+    if (iso_zygote_send(zyg.ctl, &m, fds, 2)) {
+        zygote_lost(); /* it died since: once more with a new one */
+        if (zygote_start(err) || iso_zygote_send(zyg.ctl, &m, fds, 2))
+            return iso_error_set(err, ISO_CRASHED, "the zygote is gone");
+    }
+    double deadline = iso_now() + START_TIMEOUT_S;
+    do {
+        int rc = zygote_read(&m, deadline);
+        if (rc)
+            return iso_error_set(err, ISO_CRASHED,
+                                 "the zygote did not answer");
+    } while (m.type != ISO_ZYGOTE_SPAWNED);
+    if (m.pid < 0)
+        return iso_error_set(err, ISO_CRASHED, "fork: %s",
+                             strerror(m.status));
+    return m.pid;
+}
+
+/* ---- the config frame -------------------------------------------------- */
+
+static int put(iso_value *map, const char *key, iso_value **v)
+{
+    iso_value *k;
+    if (iso_map_append(map, &k, v))
+        return -1;
+    return iso_value_set_string(k, ISO_STR, key, strlen(key));
+}
+
+static int put_str(iso_value *map, const char *key, const char *s)
+{
+    iso_value *v;
+    return put(map, key, &v) || iso_value_set_string(v, ISO_STR, s, strlen(s));
+}
+
+static int put_strings(iso_value *map, const char *key,
+                       const char *const *list, size_t n)
+{
+    iso_value *v;
+    if (put(map, key, &v))
+        return -1;
+    iso_value_set_list(v);
+    for (size_t i = 0; i < n; i++) {
+        iso_value *item = iso_list_append(v);
+        if (!item ||
+            iso_value_set_string(item, ISO_STR, list[i], strlen(list[i])))
+            return -1;
+    }
+    return 0;
+}
+
+static int put_limits(iso_value *map, const iso_cell_config *cfg)
+{
+    const char *names[] = {"cpu_ms", "mem", "open_files", "output_bytes",
+                           "processes"};
+    int64_t values[] = {cfg->cpu_ms, cfg->mem_bytes, cfg->open_files,
+                        cfg->output_bytes, cfg->processes};
+    iso_value *limits, *v;
+    if (put(map, "limits", &limits))
+        return -1;
+    iso_value_set_map(limits);
+    for (int i = 0; i < 5; i++) {
+        if (values[i] <= 0 && i != 4)
+            continue; /* not set */
+        if (put(limits, names[i], &v))
+            return -1;
+        iso_value_set_int(v, values[i]);
+    }
+    return 0;
+}
+
+static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
+                        iso_value *map)
+{
+    iso_value *fs, *net;
+    iso_value_set_map(map);
+    int rc = put_str(map, "name", c->name) ||
+             put_strings(map, "imports", (const char *const *)c->imports,
+                         c->n_imports) ||
+             put_strings(map, "capabilities",
+                         (const char *const *)c->capabilities,
+                         c->n_capabilities) ||
+             put_strings(map, "syscalls_deny", cfg->deny_syscalls,
+                         cfg->n_deny_syscalls) ||
+             put_limits(map, cfg) || put(map, "fs", &fs) ||
+             put(map, "net", &net) || iso_plan_to_value(c->plan, fs, net);
+    char procs[PATH_MAX];
+    if (rc == 0 && p->has_cg) {
+        iso_cgroup_procs_path(&p->cg, procs, sizeof procs);
+        rc = put_str(map, "cgroup_procs", procs);
+    }
+    return rc;
+}
+
+/* ---- death ------------------------------------------------------------- */
+
+static void cleanup(proc *p)
+{
+    iso_error err = {0};
+    if (p->has_cg) {
+        iso_cgroup_kill(&p->cg, &err);
+        iso_cgroup_remove(&p->cg, &err);
+        p->has_cg = false;
+    }
+    iso_error_clear(&err);
+    if (p->sock >= 0)
+        close(p->sock);
+    if (p->note >= 0)
+        close(p->note);
+    p->sock = p->note = -1;
+    iso_wire_free(&p->wire);
+}
+
+static void kill_worker(proc *p)
+{
+    iso_error err = {0};
+    if (!p->has_cg || iso_cgroup_kill(&p->cg, &err))
+        kill(p->pid, SIGKILL);
+    iso_error_clear(&err);
+}
+
+/* Why it died, from its death note and its wait status. */
+static int death_reason(iso_cell *c, proc *p, iso_error *err)
+{
+    char note[256] = "";
+    fcntl(p->note, F_SETFL, O_NONBLOCK);
+    ssize_t n = read(p->note, note, sizeof note - 1);
+    note[n > 0 ? n : 0] = '\0';
+    pthread_mutex_lock(&zyg.mu);
+    int st = exit_status(p->pid, iso_now() + 1.0);
+    pthread_mutex_unlock(&zyg.mu);
+    if (note[0])
+        return iso_error_set(err, ISO_CRASHED, "cell '%s' stopped: %s",
+                             c->name, note);
+    if (st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU)
+        return iso_error_set(err, ISO_CPU, "cell '%s' exceeded limits.cpu_ms",
+                             c->name);
+    if (st != -1 && WIFSIGNALED(st))
+        return iso_error_set(err, ISO_CRASHED, "cell '%s' was killed by %s",
+                             c->name, strsignal(WTERMSIG(st)));
+    return iso_error_set(err, ISO_CRASHED, "cell '%s' exited (status %d)",
+                         c->name, st != -1 ? WEXITSTATUS(st) : -1);
+}
+
+/* The worker is gone or misbehaved: make sure of it and say why. */
+static int died(iso_cell *c, proc *p, iso_error *err)
+{
+    if (strncmp(err->message, "protocol", 8) == 0) {
+        kill_worker(p);
+        char why[sizeof err->message];
+        snprintf(why, sizeof why, "%s", err->message);
+        iso_error_set(err, ISO_CRASHED, "cell '%s' broke the protocol (%s)",
+                      c->name, why);
+    } else {
+        death_reason(c, p, err);
+    }
+    cleanup(p);
+    iso_cell_retire(c, ISO_STATE_DEAD);
+    return -1;
+}
+
+/* ---- frames <-> messages ----------------------------------------------- */
+
+static const int frame_msg_types[] = {
+    [ISO_FRAME_RESULT] = ISO_MSG_RESULT, [ISO_FRAME_POST] = ISO_MSG_POST,
+    [ISO_FRAME_LOG] = ISO_MSG_LOG,       [ISO_FRAME_METRIC] = ISO_MSG_METRIC,
+    [ISO_FRAME_REQUEST] = ISO_MSG_REQUEST, [ISO_FRAME_DENIAL] = ISO_MSG_DENIAL,
+};
+
+/* Frames a worker may send once it is ready. */
+static bool from_worker(int type)
+{
+    return type >= ISO_FRAME_RESULT && type <= ISO_FRAME_DENIAL;
+}
+
+static int deliver(iso_cell *c, iso_frame *f, iso_error *err)
+{
+    if (!from_worker(f->type))
+        return iso_error_set(err, ISO_CRASHED, "protocol: unexpected %s frame",
+                             iso_frame_type_name(f->type));
+    iso_msg *m = iso_msg_new(frame_msg_types[f->type]);
+    if (!m)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    m->time = f->time;
+    iso_value_move(&m->value, &f->value);
+    iso_error_move(&m->error, &f->error);
+    iso_cell_deliver(c, m);
+    return 0;
+}
+
+static int send_frame(proc *p, iso_frame *f, iso_error *err)
+{
+    int rc = iso_wire_send(&p->wire, f, err);
+    iso_frame_clear(f);
+    return rc;
+}
+
+/* ---- iso_cell_ops ------------------------------------------------------ */
+
+static int proc_receive(iso_cell *c, double deadline, iso_error *err)
+{
+    proc *p = c->backend_data;
+    for (int n = 0;; n++) {
+        iso_frame f = {0};
+        if (iso_wire_recv(&p->wire, &f, n ? 0 : deadline, err)) {
+            if (err->kind != ISO_TIMEOUT)
+                return died(c, p, err);
+            iso_error_clear(err);
+            return 0;
+        }
+        int rc = deliver(c, &f, err);
+        iso_frame_clear(&f);
+        if (rc)
+            return died(c, p, err);
+    }
+}
+
+static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
+{
+    proc *p = c->backend_data;
+    iso_frame f = {.type = r->type == ISO_REQ_EXEC ? ISO_FRAME_EXEC
+                                                   : ISO_FRAME_CALL,
+                   .seq = r->seq, .time = iso_wallclock()};
+    f.text = r->text;
+    r->text = NULL;
+    iso_value_move(&f.value, &r->args);
+    iso_req_destroy(r);
+    if (f.type == ISO_FRAME_CALL && f.value.type != ISO_LIST)
+        iso_value_set_list(&f.value);
+    if (send_frame(p, &f, err) == 0)
+        return 0;
+    c->busy = false;
+    return err->kind == ISO_CRASHED ? died(c, p, err) : -1;
+}
+
+static void proc_reply(iso_cell *c, iso_value *value, const char *error)
+{
+    proc *p = c->backend_data;
+    iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
+    iso_error err = {0};
+    if (error)
+        iso_error_set(&f.error, ISO_GUEST, "%s", error);
+    else if (value)
+        iso_value_move(&f.value, value);
+    send_frame(p, &f, &err); /* a dead worker shows up at the next receive */
+    iso_error_clear(&err);
+}
+
+/* Past wall_ms: the whole cgroup dies; the cell is closed. */
+static bool proc_overrun(iso_cell *c, double overdue)
+{
+    (void)overdue;
+    proc *p = c->backend_data;
+    kill_worker(p);
+    pthread_mutex_lock(&zyg.mu);
+    exit_status(p->pid, iso_now() + 1.0);
+    pthread_mutex_unlock(&zyg.mu);
+    cleanup(p);
+    iso_cell_retire(c, ISO_STATE_DEAD);
+    return false;
+}
+
+static void proc_stop(iso_cell *c, bool force)
+{
+    proc *p = c->backend_data;
+    iso_frame f = {.type = ISO_FRAME_STOP, .time = iso_wallclock()};
+    iso_error err = {0};
+    if (force || c->busy || send_frame(p, &f, &err))
+        kill_worker(p);
+    iso_error_clear(&err);
+    pthread_mutex_lock(&zyg.mu);
+    if (exit_status(p->pid, iso_now() + STOP_GRACE_S) == -1) {
+        kill_worker(p);
+        exit_status(p->pid, iso_now() + STOP_GRACE_S);
+    }
+    pthread_mutex_unlock(&zyg.mu);
+    cleanup(p);
+    iso_cell_retire(c, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
+}
+
+static void proc_destroy(iso_cell *c)
+{
+    proc *p = c->backend_data;
+    if (p)
+        cleanup(p);
+    free(p);
+    c->backend_data = NULL;
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+static int make_cgroup(iso_cell *c, const iso_cell_config *cfg, proc *p,
+                       iso_error *err)
+{
+    iso_error cg_err = {0};
+    p->has_cg = iso_cgroup_create(c->name, cfg->mem_bytes ? cfg->mem_bytes : -1,
+                                  cfg->processes > 0 ? cfg->processes : -1,
+                                  &p->cg, &cg_err) == 0;
+    iso_error_clear(&cg_err);
+    if (cfg->processes > 0 && !(p->has_cg && p->cg.pids))
+        return iso_error_set(err, ISO_NOT_IMPLEMENTED,
+                             "limits.processes needs the pids controller of "
+                             "cgroup v2, which this host does not offer");
+    return 0;
+}
+
+static int await_ready(iso_cell *c, proc *p, iso_error *err)
+{
+    iso_frame f = {0};
+    if (iso_wire_recv(&p->wire, &f, iso_now() + START_TIMEOUT_S, err)) {
+        if (err->kind == ISO_TIMEOUT)
+            kill_worker(p);
+        death_reason(c, p, err);
+        return -1;
+    }
+    int rc = f.type == ISO_FRAME_READY ? 0 : -1;
+    if (rc)
+        iso_error_set(err, ISO_CRASHED, "protocol: expected READY");
+    else
+        iso_value_move(&c->confinement, &f.value);
+    iso_frame_clear(&f);
+    return rc;
+}
+
+static int launch(iso_cell *c, const iso_cell_config *cfg, proc *p,
+                  iso_error *err)
+{
+    int sv[2], note[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
+                             strerror(errno));
+    if (pipe2(note, O_CLOEXEC)) {
+        close(sv[0]), close(sv[1]);
+        return iso_error_set(err, ISO_CRASHED, "pipe: %s", strerror(errno));
+    }
+    p->sock = sv[0], p->note = note[0];
+    iso_wire_init(&p->wire, p->sock);
+    pthread_mutex_lock(&zyg.mu);
+    p->pid = zygote_spawn(sv[1], note[1], err);
+    pthread_mutex_unlock(&zyg.mu);
+    close(sv[1]), close(note[1]);
+    if (p->pid < 0)
+        return -1;
+    iso_frame f = {.type = ISO_FRAME_CONFIG, .time = iso_wallclock()};
+    if (config_value(c, cfg, p, &f.value)) {
+        iso_frame_clear(&f);
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
+    if (send_frame(p, &f, err))
+        return death_reason(c, p, err);
+    return await_ready(c, p, err);
+}
+
+static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+{
+    proc *p = calloc(1, sizeof *p);
+    if (!p)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    p->sock = p->note = -1;
+    p->pid = -1;
+    c->backend_data = p;
+    int rc = make_cgroup(c, cfg, p, err);
+    if (rc == 0)
+        rc = launch(c, cfg, p, err);
+    if (rc) {
+        if (p->pid > 0)
+            kill_worker(p);
+        cleanup(p);
+        return -1;
+    }
+    atomic_store(&c->state, ISO_STATE_IDLE);
+    return 0;
+}
+
+int64_t iso_process_cpu_ms(const iso_cell *c)
+{
+    const proc *p = c->backend_data;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", p ? p->pid : -1);
+    FILE *f = p ? fopen(path, "r") : NULL;
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *s = strrchr(buf, ')'); /* fields 14, 15: utime, stime in ticks */
+    unsigned long ut = 0, stime = 0;
+    if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                     &ut, &stime) != 2)
+        return 0;
+    return (int64_t)(ut + stime) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+const iso_cell_ops iso_process_ops = {
+    .start = proc_start,
+    .submit = proc_submit,
+    .receive = proc_receive,
+    .reply = proc_reply,
+    .overrun = proc_overrun,
+    .stop = proc_stop,
+    .destroy = proc_destroy,
+};

@@ -1,0 +1,54 @@
+/* The host <-> zygote control records, with fds passed as SCM_RIGHTS. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "zygote.h"
+
+int iso_zygote_send(int sock, const iso_zygote_msg *m, const int *fds,
+                    int nfds)
+{
+    char control[CMSG_SPACE(2 * sizeof(int))] = {0};
+    struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+    }
+    ssize_t n;
+    do
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof *m ? 0 : -1;
+}
+
+ssize_t iso_zygote_recv(int sock, iso_zygote_msg *m, int fds[2])
+{
+    char control[CMSG_SPACE(2 * sizeof(int))];
+    struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control,
+                         .msg_controllen = sizeof control};
+    fds[0] = fds[1] = -1;
+    ssize_t n;
+    do
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        memcpy(fds, CMSG_DATA(cm), (k > 2 ? 2 : k) * sizeof(int));
+    }
+    if (n > 0 && n != (ssize_t)sizeof *m) {
+        errno = EPROTO;
+        return -1;
+    }
+    return n;
+}
