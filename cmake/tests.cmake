@@ -57,3 +57,17 @@ if(NOT ISOLATE_SANITIZE)
   set_tests_properties(rockspec PROPERTIES LABELS rock TIMEOUT 900
     ENVIRONMENT "LUAROCKS=${LUAROCKS};LUA54=${LUA54}")
 endif()
+
+# ---- fuzzing ----------------------------------------------------------------
+# The frame decoder under libFuzzer for 30 s from the seed corpus
+# (cmake/fuzz.cmake builds fuzz_frame; spec/fuzz/run.cmake runs it on a copy
+# of the corpus in the build tree). scripts/test.sh runs it in build-fuzz/.
+if(ISOLATE_FUZZ)
+  add_test(NAME fuzz_frame COMMAND ${CMAKE_COMMAND}
+           -DFUZZER=$<TARGET_FILE:fuzz_frame>
+           -DSEEDS=${CMAKE_SOURCE_DIR}/spec/fuzz/corpus
+           -DWORK=${CMAKE_BINARY_DIR}/fuzz/corpus
+           -DARTIFACTS=${CMAKE_BINARY_DIR}/fuzz/artifacts
+           -DSECONDS=30 -P ${CMAKE_SOURCE_DIR}/spec/fuzz/run.cmake)
+  set_tests_properties(fuzz_frame PROPERTIES LABELS fuzz TIMEOUT 120)
+endif()

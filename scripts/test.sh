@@ -2,7 +2,8 @@
 # Build and run every test suite (README's second line; CI runs this):
 #   build/        scripts/setup.sh, warnings as errors, Debian's CPython;
 #   build-asan/   ASan + UBSan: C unit tests and specs in the instrumented host;
-#   build-py313/  a shared CPython >= 3.13 (own-GIL cells), when one is found.
+#   build-py313/  a shared CPython >= 3.13 (own-GIL cells), when one is found;
+#   build-fuzz/   clang + libFuzzer: the wire frame decoder fuzzed for ~30 s.
 # Every suite runs even if an earlier one failed. Each ctest prints its own
 # summary; the LAST line is that summary totalled over all suites, in ctest's
 # own words, so a reader of the closing line sees a failure in any suite, not
@@ -98,6 +99,16 @@ else
     say "own-GIL run (build-py313/) skipped: no shared CPython >= 3.13: $py"
     report+=("build-py313: skipped")
 fi
+
+# Only fuzz_frame is built here (clang, -fsanitize=fuzzer); the suites above
+# already build and test everything else. A crash, leak or UB report found
+# while fuzzing fails the suite; the input is kept in build-fuzz/fuzz/artifacts.
+say "building build-fuzz/"
+if CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DISOLATE_FUZZ=ON && cmake --build build-fuzz --target fuzz_frame -j "$(nproc)"; then
+    built=0
+else built=1; fi
+suite build-fuzz "$built" -L fuzz
 
 total=$((passed + failed))
 pct=$(((passed * 200 + total) / (2 * total))) # rounded, as ctest does

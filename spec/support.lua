@@ -12,4 +12,23 @@ function support.err_of(fn, ...)
   return err
 end
 
+-- The backends the ABI and value specs run against: every implemented one
+-- that runs guest code (so the two cannot drift apart).
+function support.backends()
+  local out = {}
+  for _, b in ipairs(sandbox.IMPLEMENTED) do
+    if b ~= "microvm" then out[#out + 1] = b end
+  end
+  return out
+end
+
+-- spawn(opts) for one backend.
+function support.spawner(backend)
+  return function(opts)
+    opts = opts or {}
+    opts.backend = backend
+    return sandbox.spawn(opts)
+  end
+end
+
 return support

@@ -228,13 +228,17 @@ static void test_cycles_and_depth(void)
     refuse("local t = {}; t.self = t; return t", "cyclic");
     refuse("local a, b = {}, {}; a[1] = b; b[1] = a; return {a}", "cyclic");
     refuse("local t = array({}); t[1] = t; return t", "cyclic");
-    /* 64 nested tables convert, 65 do not. */
-#define NEST(n) "local t = 'leaf' for i = 1, " #n " do t = {t} end return t"
-    CHECK_EQ_INT(convert(NEST(64), &v, &err), 0);
+    /* ISO_VALUE_MAX_DEPTH nested tables convert, one more does not. */
+    char code[128], limit[64];
+#define NEST "local t = 'leaf' for i = 1, %d do t = {t} end return t"
+    snprintf(code, sizeof code, NEST, ISO_VALUE_MAX_DEPTH);
+    CHECK_EQ_INT(convert(code, &v, &err), 0);
     CHECK_EQ_INT(v.type, ISO_LIST);
     iso_value_free(&v);
-    refuse(NEST(65), "deeper than 64");
+    snprintf(code, sizeof code, NEST, ISO_VALUE_MAX_DEPTH + 1);
 #undef NEST
+    snprintf(limit, sizeof limit, "deeper than %d", ISO_VALUE_MAX_DEPTH);
+    refuse(code, limit);
 }
 
 static void test_payload_limit(void)

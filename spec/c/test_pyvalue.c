@@ -171,7 +171,10 @@ static PyObject *nested_lists(int depth)
 
 static void test_py_depth_and_cycles(void)
 {
-    PyObject *ok = nested_lists(64), *deep = nested_lists(65);
+    PyObject *ok = nested_lists(ISO_VALUE_MAX_DEPTH);
+    PyObject *deep = nested_lists(ISO_VALUE_MAX_DEPTH + 1);
+    char limit[64];
+    snprintf(limit, sizeof limit, "deeper than %d", ISO_VALUE_MAX_DEPTH);
     iso_value v = {0};
     CHECK_EQ_INT(iso_py_to_value(ok, &v), 0);
     CHECK_EQ_INT(v.type, ISO_LIST);
@@ -179,7 +182,7 @@ static void test_py_depth_and_cycles(void)
     CHECK(back && PyObject_RichCompareBool(back, ok, Py_EQ) == 1);
     Py_XDECREF(back);
     iso_value_free(&v);
-    refuse_obj(deep, PyExc_ValueError, "deeper than 64");
+    refuse_obj(deep, PyExc_ValueError, limit);
     Py_DECREF(ok);
     Py_DECREF(deep);
     run("l = []\nl.append(l)\nd = {}\nd['me'] = [d]\n");
@@ -261,14 +264,16 @@ static void test_iso_refused(void)
     iso_value_set_string(&bad, ISO_STR, "\xff", 1); /* a lying STR */
     CHECK(iso_py_from_value(&bad) == NULL);
     check_raised(PyExc_ValueError, "utf-8");
-    /* 65 nested lists built in C (a decoder could) are refused. */
+    /* One level too many, built in C (a decoder could), is refused. */
     iso_value *cur = &bad;
-    for (int i = 0; i < 65; i++) {
+    for (int i = 0; i < ISO_VALUE_MAX_DEPTH + 1; i++) {
         iso_value_set_list(cur);
         cur = iso_list_append(cur);
     }
     CHECK(iso_py_from_value(&bad) == NULL);
-    check_raised(PyExc_ValueError, "deeper than 64");
+    char limit[64];
+    snprintf(limit, sizeof limit, "deeper than %d", ISO_VALUE_MAX_DEPTH);
+    check_raised(PyExc_ValueError, limit);
     iso_value_free(&bad);
 }
 

@@ -1,7 +1,6 @@
 /* The process backend's wire protocol: codec rules and framed socket I/O. */
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +11,7 @@
 
 #include "check.h"
 #include "isolate.h"
-#include "signal.h"
+#include "handoff.h"
 #include "wire.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -86,9 +85,9 @@ static size_t unhex(const char *s, unsigned char *out)
 {
     size_t n = 0;
     for (int hi = -1; *s; s++) {
-        int d = *s >= 'a' ? *s - 'a' + 10 : *s >= 'A' ? *s - 'A' + 10 : *s - '0';
         if (*s == ' ')
             continue;
+        int d = *s >= 'a' ? *s - 'a' + 10 : *s - '0';
         if (hi < 0) {
             hi = d;
         } else {
@@ -102,6 +101,7 @@ static size_t unhex(const char *s, unsigned char *out)
 /* A header [type, 0, nil, nil, 0.0]; type as two hex digits. */
 #define HDR(type) "95 " type " 00 c0 c0 cb 0000000000000000 "
 #define POST HDR("0c")
+#define CALL_F "95 02 00 a1 66 c0 cb 0000000000000000 " /* target "f" */
 
 /* The body must be refused as a protocol error that mentions needle. */
 static void refused(const char *hex, const char *needle)
@@ -145,13 +145,11 @@ static void encode_refused(const iso_frame *f, iso_kind kind,
     CHECK(body == NULL);
 }
 
-/* A body with n containers nested, innermost holding 1, in a frame of
- * type (hex); deep values are longer than refused()'s buffer. */
-static int decode_nested(const char *type, int n, iso_error *err)
+/* A body of the header (hex) and n containers nested, the innermost holding
+ * 1, or when wrap, a list holding that. */
+static int decode_nested(const char *hdr, int n, iso_error *err)
 {
     unsigned char body[128];
-    char hdr[64];
-    snprintf(hdr, sizeof hdr, HDR("%s"), type);
     size_t len = unhex(hdr, body);
     for (int i = 0; i < n; i++)
         body[len++] = 0x91;
@@ -171,12 +169,11 @@ static double ms_since(double t0)
 
 static void test_value_types(void)
 {
-    static const int64_t ints[] = {0,   1,    -1,  127,  128,      -32,
-                                   -33, 255,  256, 65535, 1 << 20, -129,
-                                   INT32_MAX, INT32_MIN, INT64_MAX,
-                                   INT64_MIN};
-    static const double floats[] = {0.0, -0.0, 1.5, -1e300, 5e-324,
-                                    INFINITY, -INFINITY, NAN};
+    static const int64_t ints[] = {
+        0,   1,     -1,      127,  128,       -32,       -33,       255,
+        256, 65535, 1 << 20, -129, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN};
+    static const double floats[] = {0.0,    -0.0,     1.5,       -1e300,
+                                    5e-324, INFINITY, -INFINITY, NAN};
     iso_value v = {0};
     roundtrip_value(&v); /* nil */
     iso_value_set_bool(&v, true);
@@ -232,7 +229,7 @@ static void test_containers(void)
 static void test_header_fields(void)
 {
     static const int types[] = {
-        ISO_FRAME_REPLY, ISO_FRAME_STOP,   ISO_FRAME_READY,
+        ISO_FRAME_REPLY,  ISO_FRAME_STOP, ISO_FRAME_READY,
         ISO_FRAME_RESULT, ISO_FRAME_POST,
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
@@ -312,9 +309,7 @@ static void test_error_truncation(void)
      * boundary. */
     size_t n = 0;
     unsigned char body[1024];
-    n += unhex(HDR("0b") , body);
-    n -= 10; /* re-emit error and time below */
-    n += unhex("94 05 da 0258", body + n);
+    n += unhex("95 0b 00 c0 94 05 da 0258", body);
     for (int i = 0; i < 300; i++)
         n += unhex("c3a9", body + n);
     n += unhex("d9 46", body + n);
@@ -373,15 +368,21 @@ static void test_depth(void)
     nested(&f.value.u.seq.items[0], ISO_VALUE_MAX_DEPTH + 1, ISO_LIST);
     encode_refused(&f, ISO_VALUE, "deeper than 31");
     iso_frame_clear(&f);
-    /* hand-built: a POST of 31 passes, 32 is refused by our rule, 33 (and
-     * a CALL of 33) by msgpack-c's stack; a CALL of 32 passes */
-    CHECK_EQ_INT(decode_nested("0c", 31, &err), 0);
-    CHECK_EQ_INT(decode_nested("0c", 32, &err), -1);
+    /* hand-built: a POST of 31 passes, 32 is refused by our rule, 33 by
+     * msgpack-c's stack; a CALL (or a LOG) carries 32 but not 33 */
+    CHECK_EQ_INT(decode_nested(POST, 31, &err), 0);
+    CHECK_EQ_INT(decode_nested(POST, 32, &err), -1);
     CHECK_HAS_STR(err.message, "protocol: a value nested deeper than 31");
-    CHECK_EQ_INT(decode_nested("0c", 33, &err), -1);
+    CHECK_EQ_INT(decode_nested(POST, 33, &err), -1);
     CHECK_HAS_STR(err.message, "protocol: nested deeper than 32");
-    CHECK_EQ_INT(decode_nested("0c", 100, &err), -1);
+    CHECK_EQ_INT(decode_nested(POST, 100, &err), -1);
     CHECK_HAS_STR(err.message, "protocol:");
+    CHECK_EQ_INT(decode_nested(CALL_F, 32, &err), 0);
+    CHECK_EQ_INT(decode_nested(CALL_F, 33, &err), -1);
+    CHECK_HAS_STR(err.message, "protocol: nested deeper than 32");
+    CHECK_EQ_INT(decode_nested(HDR("0d") "93 01 01", 31, &err), 0);
+    CHECK_EQ_INT(decode_nested(HDR("0d") "93 01 01", 32, &err), -1);
+    CHECK_HAS_STR(err.message, "protocol: nested deeper than 32");
     iso_error_clear(&err);
 }
 
@@ -395,8 +396,8 @@ static void test_malformed_header(void)
     refused(HDR("00") "c0", "frame type");
     refused(HDR("06") "c0", "frame type");
     refused(HDR("11") "c0", "frame type");
-    refused(HDR("ff") "c0", "frame type");              /* -1 */
-    refused(HDR("a1 78") "c0", "frame type");           /* "x" */
+    refused(HDR("ff") "c0", "frame type");    /* -1 */
+    refused(HDR("a1 78") "c0", "frame type"); /* "x" */
     refused(HDR("cf 800000000000000b") "c0", "frame type");
     refused("95 0c ff c0 c0 cb 0000000000000000 c0", "seq");
     refused("95 0c a0 c0 c0 cb 0000000000000000 c0", "seq");
@@ -407,7 +408,8 @@ static void test_malformed_header(void)
     refused("95 01 00 a3 610062 c0 cb 0000000000000000 c0", "NUL");
 }
 
-#define ERR(e) "95 0b 00 c0 " e " cb 0000000000000000 c0"
+#define ERRV(e, v) "95 0b 00 c0 " e " cb 0000000000000000 " v
+#define ERR(e) ERRV(e, "c0")
 
 static void test_malformed_error(void)
 {
@@ -433,11 +435,11 @@ static void test_malformed_value(void)
 {
     refused(POST, "no value");
     refused(POST "c0 c0", "after the value");
-    refused(POST "c0 00 00 00", "3 bytes after the value");
-    refused(POST "d4 01 00", "not allowed");          /* fixext 1 */
-    refused(POST "c7 01 05 00", "not allowed");       /* ext 8 */
-    refused(POST "d8 01 " "00000000000000000000000000000000", "not allowed");
-    refused(POST "c1", "not allowed");                /* never used */
+    refused(POST "c0 00 00 00", "3 trailing byte(s)");
+    refused(POST "d4 01 00", "not allowed");    /* fixext 1 */
+    refused(POST "c7 01 05 00", "not allowed"); /* ext 8 */
+    refused(POST "d8 01 00000000 00000000 00000000 00000000", "not allowed");
+    refused(POST "c1", "not allowed"); /* never used */
     refused(POST "91 c1", "not allowed");
     refused(POST "81 c0 01", "map key");
     refused(POST "81 c2 01", "map key");
@@ -448,10 +450,10 @@ static void test_malformed_value(void)
     refused(POST "cf 8000000000000000", "int64");
     refused(POST "cf ffffffffffffffff", "int64");
     refused(POST "a2 c328", "UTF-8");
-    refused(POST "a3 eda080", "UTF-8");                /* a surrogate */
-    refused(POST "a2 c0af", "UTF-8");                  /* overlong */
+    refused(POST "a3 eda080", "UTF-8"); /* a surrogate */
+    refused(POST "a2 c0af", "UTF-8");   /* overlong */
     refused(POST "92 01 a1 ff", "UTF-8");
-    refused(POST "81 a1 ff 01", "UTF-8");              /* in a key */
+    refused(POST "81 a1 ff 01", "UTF-8"); /* in a key */
     refused(POST "a5 61", "truncated");
     refused(POST "db 0000", "truncated");
     refused(POST "c6 00000010 00", "truncated");
@@ -466,7 +468,7 @@ static void test_malformed_value(void)
 
 static void test_frame_shapes(void)
 {
-    refused(HDR("01") "c0", "an exec frame needs text");
+    refused(HDR("01") "c0", "exec frame needs text");
     refused("95 01 00 a0 c0 cb 0000000000000000 01", "carries no value");
     refused("95 0c 00 a0 c0 cb 0000000000000000 01", "carries no text");
     refused("95 02 00 a1 66 c0 cb 0000000000000000 80", "list value");
@@ -475,7 +477,7 @@ static void test_frame_shapes(void)
     refused(HDR("10") "93 01 01 01", "wrong length");
     refused("95 0c 00 c0 94 05 a0 a0 c0 cb 0000000000000000 c0",
             "carries no error");
-    refused(ERR("94 05 a0 a0 c0") "01", "carries no value"); /* ERR ends c0 */
+    refused(ERRV("94 05 a0 a0 c0", "01"), "carries no value");
     iso_frame f = {.type = ISO_FRAME_EXEC};
     encode_refused(&f, ISO_INVALID_ARGUMENT, "needs text");
     f.type = 0;
@@ -520,14 +522,14 @@ static void test_size_limit(void)
     encode_refused(&f, ISO_VALUE, "bytes of strings");
     iso_frame_clear(&f);
     /* hand-built: [bin32 half, bin32 half + 1] */
-    size_t n = 0, len = 22 + 2 * 5 + 2 * half + 1;
+    size_t n = 0, len = 15 + 2 * 5 + 2 * half + 1;
     unsigned char *body = malloc(len);
     n += unhex(POST "92", body);
     for (int i = 0; i < 2; i++) {
         uint32_t m = (uint32_t)(half + (size_t)i);
         body[n++] = 0xc6;
-        body[n++] = (unsigned char)(m >> 24), body[n++] = (unsigned char)(m >> 16);
-        body[n++] = (unsigned char)(m >> 8), body[n++] = (unsigned char)m;
+        for (int shift = 24; shift >= 0; shift -= 8)
+            body[n++] = (unsigned char)(m >> shift);
         memset(body + n, 'a', m);
         n += m;
     }
@@ -735,7 +737,7 @@ static void test_deadlines(void)
     iso_frame f = sample(1, 10);
     CHECK_EQ_INT(iso_wire_send(&out, &f, &err), 0);
     CHECK_EQ_INT(iso_wire_send(&out, &f, &err), 0);
-    expect_frame(&w, &f, 0);          /* readable */
+    expect_frame(&w, &f, 0);             /* readable */
     expect_frame(&w, &f, iso_now() - 1); /* already buffered */
     t0 = iso_now();
     expect_fail(&w, 0, ISO_TIMEOUT, "");
@@ -772,7 +774,6 @@ static void test_eof(void)
     iso_wire_init(&w, sv[0]);
     close(sv[1]);
     expect_fail(&w, -1, ISO_CRASHED, "eof");
-    CHECK_EQ_STR(err.message, "");
     iso_wire_free(&w);
     close(sv[0]);
     /* a close in the middle of a frame */
@@ -851,7 +852,10 @@ static void echo_peer(int fd)
     iso_error err = {0};
     iso_wire_init(&w, fd);
     while (iso_wire_recv(&w, &f, -1, &err) == 0) {
-        f.type = ISO_FRAME_RESULT;
+        f.type = ISO_FRAME_RESULT; /* sqrt(9), as far as the test cares */
+        free(f.text);
+        f.text = NULL;
+        iso_value_set_float(&f.value, 3.0);
         iso_wire_send(&w, &f, &err);
         iso_frame_clear(&f);
     }
@@ -877,20 +881,21 @@ static void test_round_trip_speed(void)
     iso_value_set_int(iso_list_append(&call.value), 9);
     int ok = 0;
     for (int i = 0; i < N; i++) {
-        iso_frame back;
+        iso_frame back = {0};
         iso_error err = {0};
         double t0 = iso_now();
-        if (iso_wire_send(&w, &call, &err) == 0 &&
-            iso_wire_recv(&w, &back, iso_now() + 5, &err) == 0)
-            ok++;
-        us[i] = (iso_now() - t0) * 1e6;
+        if (iso_wire_send(&w, &call, &err) < 0 ||
+            iso_wire_recv(&w, &back, iso_now() + 5, &err) < 0)
+            break;
+        us[ok++] = (iso_now() - t0) * 1e6;
         iso_frame_clear(&back);
     }
     CHECK_EQ_INT(ok, N);
-    qsort(us, N, sizeof us[0], cmp_double);
-    printf("     round trip through a forked peer: median %.1f us, p90 %.1f "
-           "us\n",
-           us[N / 2], us[N * 9 / 10]);
+    qsort(us, (size_t)ok, sizeof us[0], cmp_double);
+    if (ok == N)
+        printf("     round trip through a forked peer: median %.1f us, p90 "
+               "%.1f us\n",
+               us[N / 2], us[N * 9 / 10]);
     iso_frame_clear(&call);
     iso_wire_free(&w);
     close(sv[0]);

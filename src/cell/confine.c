@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +21,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-/* src/core/signal.h (iso_signal) shadows the C library's <signal.h> for
- * every target built with -I src/core, so name the system one by path. */
-#include "/usr/include/signal.h"
 
 #include "landlock.h"
 
@@ -269,8 +266,8 @@ static int step_rlimits(const iso_confine_config *cfg, iso_confine_report *rep,
          * limit sends SIGXCPU (the host's "cpu"), the hard one SIGKILL */
         int64_t s = cfg->cpu_ms / 1000 + (cfg->cpu_ms % 1000 != 0);
         s = s < 1 ? 1 : s;
-        if (set_limit(RLIMIT_CPU, "RLIMIT_CPU", (uint64_t)s,
-                      (uint64_t)s + 1, err) < 0)
+        if (set_limit(RLIMIT_CPU, "RLIMIT_CPU", (uint64_t)s, (uint64_t)s + 1,
+                      err) < 0)
             return -1;
         detail_append(d, sizeof d, "cpu", s, "s");
     }
@@ -316,9 +313,23 @@ static int step_cgroup(const iso_confine_config *cfg, iso_confine_report *rep,
     return 0;
 }
 
+/* Empty the bounding set, so that no execve can regain a capability. It
+ * takes CAP_SETPCAP; without it the set stays, which is safe here too:
+ * execve traps, and no_new_privs caps what an execve could grant at the
+ * (then empty) permitted set. Returns how many were dropped, or -1. */
+static int drop_bounding_set(bool setpcap, iso_error *err)
+{
+    int dropped = 0;
+    for (int c = 0; setpcap && prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0; c++) {
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+            return fail_sys(err, "drop capability %d from the bounding set", c);
+        dropped++;
+    }
+    return dropped;
+}
+
 /* A root host forks a root worker with every capability: CAP_NET_ADMIN,
- * CAP_SYS_RAWIO, CAP_MKNOD... reach past Landlock and the syscall list.
- * Drop the bounding set (no execve can regain them) and all sets. */
+ * CAP_SYS_RAWIO, CAP_MKNOD... reach past Landlock and the syscall list. */
 static int step_capabilities(const iso_confine_config *cfg,
                              iso_confine_report *rep, iso_error *err)
 {
@@ -327,25 +338,22 @@ static int step_capabilities(const iso_confine_config *cfg,
     struct __user_cap_data_struct d[2];
     if (syscall(SYS_capget, &h, d) < 0)
         return fail_sys(err, "capget");
-    bool held = d[0].permitted | d[1].permitted | d[0].inheritable |
-                d[1].inheritable;
-    int dropped = 0;
-    for (int c = 0; held && prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0; c++) {
-        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
-            return fail_sys(err, "drop capability %d from the bounding set",
-                            c);
-        dropped++;
-    }
-    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    memset(d, 0, sizeof d);
-    if (held && syscall(SYS_capset, &h, d) < 0)
-        return fail_sys(err, "capset");
-    if (held)
-        step_add(rep, "capabilities", ISO_STEP_ACTIVE,
-                 "all dropped (%d in the bounding set)", dropped);
-    else
+    bool held =
+        d[0].permitted | d[1].permitted | d[0].inheritable | d[1].inheritable;
+    if (!held) {
         step_add(rep, "capabilities", ISO_STEP_NOT_NEEDED,
                  "no capabilities held");
+        return 0;
+    }
+    int dropped = drop_bounding_set(d[0].effective & (1U << CAP_SETPCAP), err);
+    if (dropped < 0)
+        return -1;
+    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    memset(d, 0, sizeof d);
+    if (syscall(SYS_capset, &h, d) < 0)
+        return fail_sys(err, "capset");
+    step_add(rep, "capabilities", ISO_STEP_ACTIVE,
+             "all dropped (%d from the bounding set)", dropped);
     return 0;
 }
 
@@ -407,9 +415,9 @@ static int add_path_rule(int rfd, const iso_fs_grant *g, uint64_t handled,
         want &= ISO_LANDLOCK_FILE_RIGHTS;
     struct landlock_path_beneath_attr pb = {.allowed_access = want,
                                             .parent_fd = fd};
-    int rc = want ? iso_landlock_add_rule(rfd, ISO_LANDLOCK_RULE_PATH_BENEATH,
-                                          &pb)
-                  : 0;
+    int rc =
+        want ? iso_landlock_add_rule(rfd, ISO_LANDLOCK_RULE_PATH_BENEATH, &pb)
+             : 0;
     int e = errno;
     close(fd);
     errno = e;
@@ -433,21 +441,20 @@ static int add_port_rules(int rfd, const iso_confine_config *cfg,
 /* What the ruleset handles: every fs right (deny by default), TCP bind
  * always (the policy has no bind rules) and connect unless a net rule
  * allows every port, and both scopes. */
-static struct iso_landlock_ruleset_attr ruleset_for(
-    const iso_confine_config *cfg, int abi)
+static struct iso_landlock_ruleset_attr
+ruleset_for(const iso_confine_config *cfg, int abi)
 {
     struct iso_landlock_ruleset_attr a = {iso_landlock_fs_rights(abi), 0, 0};
     if (abi >= 4)
-        a.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
-                               (cfg->any_port ? 0
-                                              : LANDLOCK_ACCESS_NET_CONNECT_TCP);
+        a.handled_access_net =
+            LANDLOCK_ACCESS_NET_BIND_TCP |
+            (cfg->any_port ? 0 : LANDLOCK_ACCESS_NET_CONNECT_TCP);
     if (abi >= 6)
         a.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL;
     return a;
 }
 
-static void report_ports(const iso_confine_config *cfg,
-                         iso_confine_report *rep)
+static void report_ports(const iso_confine_config *cfg, iso_confine_report *rep)
 {
     char ports[200] = "";
     for (size_t i = 0, len = 0; i < cfg->n_ports && len < 180; i++)
@@ -495,8 +502,8 @@ static void report_no_landlock(iso_confine_report *rep, int abi_errno)
     step_add(rep, "landlock_scope", ISO_STEP_MISSING, "%s", why);
 }
 
-static int step_landlock(const iso_confine_config *cfg,
-                         iso_confine_report *rep, iso_error *err)
+static int step_landlock(const iso_confine_config *cfg, iso_confine_report *rep,
+                         iso_error *err)
 {
     int abi = iso_landlock_abi();
     if (abi < 0) {
@@ -510,8 +517,8 @@ static int step_landlock(const iso_confine_config *cfg,
     size_t skipped = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < cfg->n_grants; i++)
-        rc = add_path_rule(rfd, &cfg->grants[i], a.handled_access_fs,
-                           &skipped, err);
+        rc = add_path_rule(rfd, &cfg->grants[i], a.handled_access_fs, &skipped,
+                           err);
     if (rc == 0 && (a.handled_access_net & LANDLOCK_ACCESS_NET_CONNECT_TCP))
         rc = add_port_rules(rfd, cfg, err);
     if (rc == 0 && iso_landlock_restrict_self(rfd) < 0)
@@ -536,18 +543,24 @@ static struct {
 static size_t n_trap_names;
 static volatile int death_fd = -1;
 
+/* The issue's list, plus pidfd_getfd, process_madvise and kcmp (another
+ * process's fds or memory, reachable for the same uid) and mount_setattr
+ * (the new mount API's last call). One group of related calls a line. */
+/* clang-format off */
 static const char *const builtin_deny[] = {
-    "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev",
-    /* another process's fds or memory, reachable for the same uid */
+    "execve", "execveat", "personality",
+    "ptrace", "process_vm_readv", "process_vm_writev",
     "pidfd_getfd", "process_madvise", "kcmp",
-    "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount",
-    "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-    "setns", "unshare", "bpf", "perf_event_open",
-    "init_module", "finit_module", "delete_module", "kexec_load",
-    "kexec_file_load", "keyctl", "add_key", "request_key",
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd",
-    "open_by_handle_at", "reboot", "swapon", "swapoff", "personality",
+    "mount", "umount2", "pivot_root", "chroot", "mount_setattr",
+    "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+    "setns", "unshare",
+    "bpf", "perf_event_open", "userfaultfd", "open_by_handle_at",
+    "init_module", "finit_module", "delete_module",
+    "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff",
+    "keyctl", "add_key", "request_key",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
 };
+/* clang-format on */
 
 static const char *trap_name(int nr)
 {
@@ -599,7 +612,7 @@ static int seccomp_fail(iso_error *err, int rc, const char *what)
     return -1;
 }
 
-/* Record nr's name; 1 when new, 0 when already there. */
+/* Record nr's name for the handler (once). */
 static int trap_record(int nr, const char *name, iso_error *err)
 {
     if (trap_name(nr))
@@ -612,7 +625,7 @@ static int trap_record(int nr, const char *name, iso_error *err)
     snprintf(trap_names[n_trap_names].name, sizeof trap_names[0].name, "%s",
              name);
     n_trap_names++;
-    return 1;
+    return 0;
 }
 
 /* Trap name unconditionally. A built-in name this architecture lacks is
@@ -627,10 +640,11 @@ static int trap_syscall(scmp_filter_ctx ctx, const char *name, bool policy,
                                       "in syscalls.deny",
                                       name ? name : "(null)")
                       : 0;
-    int rc = trap_record(nr, name, err);
-    if (rc <= 0)
-        return rc;
-    rc = seccomp_rule_add(ctx, SCMP_ACT_TRAP, nr, 0);
+    if (trap_record(nr, name, err) < 0)
+        return -1;
+    /* also for a name already recorded: "clone" in syscalls.deny traps
+     * every clone, not only the conditional built-in ones */
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_TRAP, nr, 0);
     /* EEXIST: a built-in rule already acts on it (clone3 -> ENOSYS) */
     return rc < 0 && rc != -EEXIST ? seccomp_fail(err, rc, name) : 0;
 }
@@ -654,8 +668,7 @@ static int clone_rules(scmp_filter_ctx ctx, const iso_confine_config *cfg,
     /* clone3's flags sit in memory seccomp cannot read: ENOSYS makes glibc
      * fall back to clone, which the rules above can judge */
     if (rc == 0)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
-                              0);
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     if (rc < 0)
         return seccomp_fail(err, rc, "clone rules");
     if (cfg->processes <= 0 && (trap_syscall(ctx, "fork", false, err) < 0 ||
@@ -669,17 +682,16 @@ static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
 {
     /* x86_64: libseccomp's filter also sends x32 numbers (nr | 1 << 30) to
      * this bad-arch action (visible in the BPF, not in the PFC dump) */
-    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
-                              SCMP_ACT_KILL_PROCESS);
+    int rc =
+        seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
     /* no_new_privs is its own, earlier step */
     if (rc == 0)
         rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     /* keep the SIGSYS handler (and so the death note) in place */
     if (rc == 0)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
-                              SCMP_SYS(rt_sigaction), 2,
-                              SCMP_A0(SCMP_CMP_EQ, SIGSYS),
-                              SCMP_A1(SCMP_CMP_NE, 0));
+        rc = seccomp_rule_add(
+            ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(rt_sigaction), 2,
+            SCMP_A0(SCMP_CMP_EQ, SIGSYS), SCMP_A1(SCMP_CMP_NE, 0));
     if (rc < 0)
         return seccomp_fail(err, rc, "filter attributes");
     n_trap_names = 0;
@@ -752,9 +764,9 @@ static int step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
 /* ---- the list ----------------------------------------------------------- */
 
 static const confine_step steps[] = {
-    step_close_fds,    step_session,      step_environment,
-    step_rlimits,      step_cgroup,       step_capabilities,
-    step_no_new_privs, step_landlock,     step_seccomp,
+    step_close_fds,    step_session,  step_environment,
+    step_rlimits,      step_cgroup,   step_capabilities,
+    step_no_new_privs, step_landlock, step_seccomp,
 };
 
 int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,

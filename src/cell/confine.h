@@ -57,7 +57,7 @@ typedef struct iso_confine_config {
     size_t n_env;
     /* < 0: not set. processes > 0 also allows fork (pids.max counts). */
     int64_t mem_bytes, cpu_ms, open_files, output_bytes, processes;
-    const char *cgroup_procs; /* "0" is written there; NULL: none (missing) */
+    const char *cgroup_procs;   /* "0" is written there; NULL: none (missing) */
     const iso_fs_grant *grants; /* Landlock path-beneath rules */
     size_t n_grants;
     const uint16_t *connect_ports; /* Landlock TCP connect allow-list */
@@ -88,7 +88,13 @@ typedef struct iso_confine_config {
  *   landlock_scope  ABI >= 6: abstract unix sockets and signals scoped
  *   seccomp         the deny list traps (SIGSYS handler writes the death
  *                   note and _exit(159)); clone3 -> ENOSYS; foreign
- *                   architectures and x32 kill the process
+ *                   architectures and x32 kill the process (SIGSYS)
+ *
+ * A trap while SIGSYS is blocked cannot run the handler: the kernel kills
+ * the process with SIGSYS and no note is written. glibc's pthread_create
+ * and posix_spawn, and CPython's subprocess, block every signal around
+ * clone/vfork, so a denied process creation usually ends that way. Treat
+ * any death by SIGSYS as a seccomp stop, named when a note came.
  *
  * Returns 0, or -1 with err (ISO_INVALID_ARGUMENT for a bad config,
  * ISO_CRASHED for a failed system call). Blocks only briefly. Not

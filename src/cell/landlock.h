@@ -80,9 +80,9 @@ static inline uint64_t iso_landlock_fs_rights(int abi)
 
 /* The rights that apply to a non-directory; the kernel refuses a rule on a
  * file that names directory rights. */
-#define ISO_LANDLOCK_FILE_RIGHTS                                         \
-    (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |        \
-     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |        \
+#define ISO_LANDLOCK_FILE_RIGHTS                                  \
+    (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | \
+     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE | \
      LANDLOCK_ACCESS_FS_IOCTL_DEV)
 
 static inline int iso_landlock_create_ruleset(const void *attr, size_t size,
@@ -105,8 +105,8 @@ static inline int iso_landlock_restrict_self(int fd)
  * at boot). */
 static inline int iso_landlock_abi(void)
 {
-    int abi = iso_landlock_create_ruleset(NULL, 0,
-                                          LANDLOCK_CREATE_RULESET_VERSION);
+    int abi =
+        iso_landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
     return abi < 0 ? -errno : abi;
 }
 

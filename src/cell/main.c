@@ -34,8 +34,8 @@ static iso_wire wire; /* the child's connection to its host */
 /* ---- frames <-> messages ----------------------------------------------- */
 
 static const int msg_frame_types[] = {
-    [ISO_MSG_RESULT] = ISO_FRAME_RESULT, [ISO_MSG_POST] = ISO_FRAME_POST,
-    [ISO_MSG_LOG] = ISO_FRAME_LOG,       [ISO_MSG_METRIC] = ISO_FRAME_METRIC,
+    [ISO_MSG_RESULT] = ISO_FRAME_RESULT,   [ISO_MSG_POST] = ISO_FRAME_POST,
+    [ISO_MSG_LOG] = ISO_FRAME_LOG,         [ISO_MSG_METRIC] = ISO_FRAME_METRIC,
     [ISO_MSG_REQUEST] = ISO_FRAME_REQUEST, [ISO_MSG_DENIAL] = ISO_FRAME_DENIAL,
 };
 
@@ -43,8 +43,8 @@ static const int msg_frame_types[] = {
 static void send_msg(iso_cell *c, iso_msg *m, uint64_t seq)
 {
     (void)c;
-    iso_frame f = {.type = msg_frame_types[m->type], .seq = seq,
-                   .time = m->time};
+    iso_frame f = {
+        .type = msg_frame_types[m->type], .seq = seq, .time = m->time};
     iso_value_move(&f.value, &m->value);
     iso_error_move(&f.error, &m->error);
     iso_msg_destroy(m);
@@ -103,8 +103,8 @@ static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
     snprintf(c->name, sizeof c->name, "%s", name ? name : "cell");
     c->backend = ISO_BACKEND_PROCESS;
     c->imports = (char **)iso_config_strings(config, "imports", &c->n_imports);
-    c->capabilities = (char **)iso_config_strings(config, "capabilities",
-                                                  &c->n_capabilities);
+    c->capabilities =
+        (char **)iso_config_strings(config, "capabilities", &c->n_capabilities);
     c->plan = plan;
     c->send_hook = send_hook;
     c->await_reply_hook = await_reply;
@@ -119,8 +119,8 @@ static void serve(iso_cell *c, iso_py_cell *p)
         if (iso_wire_recv(&wire, &f, -1, &err) ||
             (f.type != ISO_FRAME_EXEC && f.type != ISO_FRAME_CALL))
             _exit(err.kind == ISO_CRASHED && err.message[0] == 'p' ? 2 : 0);
-        iso_req r = {.type = f.type == ISO_FRAME_EXEC ? ISO_REQ_EXEC
-                                                      : ISO_REQ_CALL,
+        iso_req r = {.type =
+                         f.type == ISO_FRAME_EXEC ? ISO_REQ_EXEC : ISO_REQ_CALL,
                      .text = f.text ? f.text : "",
                      .seq = f.seq};
         r.len = strlen(r.text);
@@ -145,8 +145,7 @@ static void run_cell(int sock, int note)
     if (read_config(&config, &err))
         _exit(4);
     iso_plan *plan = iso_worker_plan(&config, &err);
-    if (!plan ||
-        iso_worker_confine(&config, plan, sock, note, &report, &err)) {
+    if (!plan || iso_worker_confine(&config, plan, sock, note, &report, &err)) {
         dprintf(note, "confinement: %s", err.message);
         _exit(5);
     }
@@ -192,8 +191,8 @@ static int reap(int ctl)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        iso_zygote_msg m = {.type = ISO_ZYGOTE_EXIT, .pid = pid,
-                            .status = status};
+        iso_zygote_msg m = {
+            .type = ISO_ZYGOTE_EXIT, .pid = pid, .status = status};
         if (send(ctl, &m, sizeof m, MSG_NOSIGNAL) < 0)
             return -1;
     }
@@ -210,8 +209,8 @@ static int spawn_one(int ctl, int sigfd)
     if (m.type != ISO_ZYGOTE_SPAWN)
         return 0;
     pid_t pid = fork_cell(ctl, sigfd, fds[0], fds[1]);
-    iso_zygote_msg r = {.type = ISO_ZYGOTE_SPAWNED, .pid = pid,
-                        .status = pid < 0 ? errno : 0};
+    iso_zygote_msg r = {
+        .type = ISO_ZYGOTE_SPAWNED, .pid = pid, .status = pid < 0 ? errno : 0};
     return send(ctl, &r, sizeof r, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 

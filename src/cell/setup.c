@@ -19,8 +19,8 @@
 
 /* Read-only (with exec) paths the interpreter needs besides sys.path:
  * shared libraries that extension modules load. */
-static const char *const system_paths[] = {"/usr/lib", "/lib", "/usr/lib64",
-                                           "/lib64", "/etc/ld.so.cache", NULL};
+static const char *const system_paths[] = {
+    "/usr/lib", "/lib", "/usr/lib64", "/lib64", "/etc/ld.so.cache", NULL};
 static const char *const environment[] = {"PATH=/usr/bin:/bin",
                                           "LC_ALL=C.UTF-8", "LANG=C.UTF-8"};
 
@@ -145,9 +145,8 @@ const char **iso_config_strings(const iso_value *map, const char *key,
     return out;
 }
 
-int iso_worker_confine(const iso_value *config, const iso_plan *plan,
-                       int sock, int note, iso_confine_report *rep,
-                       iso_error *err)
+int iso_worker_confine(const iso_value *config, const iso_plan *plan, int sock,
+                       int note, iso_confine_report *rep, iso_error *err)
 {
     const iso_value *limits = iso_config_field(config, "limits");
     int keep[] = {sock, note};
@@ -155,15 +154,18 @@ int iso_worker_confine(const iso_value *config, const iso_plan *plan,
     grant_runtime(&gs);
     grant_policy(&gs, config);
     iso_confine_config cc = {
-        .keep_fds = keep, .n_keep = 2,
-        .env = environment, .n_env = sizeof environment / sizeof *environment,
+        .keep_fds = keep,
+        .n_keep = 2,
+        .env = environment,
+        .n_env = sizeof environment / sizeof *environment,
         .mem_bytes = iso_config_int(limits, "mem"),
         .cpu_ms = iso_config_int(limits, "cpu_ms"),
         .open_files = iso_config_int(limits, "open_files"),
         .output_bytes = iso_config_int(limits, "output_bytes"),
         .processes = iso_config_int(limits, "processes"),
         .cgroup_procs = iso_config_str(config, "cgroup_procs"),
-        .grants = gs.g, .n_grants = gs.n,
+        .grants = gs.g,
+        .n_grants = gs.n,
         .death_note_fd = note,
     };
     uint16_t *ports = NULL;

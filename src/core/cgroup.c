@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* src/core/signal.h (iso_signal) shadows the C library's <signal.h> for
- * every target built with -I src/core, so name the system one by path. */
-#include "/usr/include/signal.h"
 
 #define ROOT_NAME "luaisolate"
 
@@ -170,8 +167,10 @@ static int make_cell_dir(const char *root, const char *name, iso_cgroup *cg,
     static atomic_uint counter;
     for (int tries = 0; tries < 1000; tries++) {
         unsigned k = atomic_fetch_add(&counter, 1);
-        snprintf(cg->path, sizeof cg->path, "%s/%s-%ld-%u", root, name,
-                 (long)getpid(), k);
+        int len = snprintf(cg->path, sizeof cg->path, "%s/%s-%ld-%u", root,
+                           name, (long)getpid(), k);
+        if (len < 0 || (size_t)len >= sizeof cg->path)
+            break;
         if (mkdir(cg->path, 0755) == 0)
             return 0;
         if (errno != EEXIST) {
@@ -181,7 +180,7 @@ static int make_cell_dir(const char *root, const char *name, iso_cgroup *cg,
         }
     }
     cg->path[0] = '\0';
-    return iso_error_set(err, ISO_CRASHED, "cgroup: no free name under %s",
+    return iso_error_set(err, ISO_CRASHED, "cgroup: no usable name under %s",
                          root);
 }
 
@@ -266,8 +265,8 @@ static int kill_each(const iso_cgroup *cg, iso_error *err)
         if (killed == 0)
             return 0;
     }
-    return iso_error_set(err, ISO_CRASHED,
-                         "cgroup: %s keeps gaining processes", cg->path);
+    return iso_error_set(err, ISO_CRASHED, "cgroup: %s keeps gaining processes",
+                         cg->path);
 }
 
 int iso_cgroup_kill(const iso_cgroup *cg, iso_error *err)

@@ -21,7 +21,7 @@
 #include "isolate.h"
 
 typedef struct iso_cgroup {
-    char path[4096]; /* the cell's directory; "" = none */
+    char path[4096];   /* the cell's directory; "" = none */
     bool pids, memory; /* controllers enabled in it (limits enforceable) */
 } iso_cgroup;
 

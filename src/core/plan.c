@@ -481,7 +481,8 @@ int iso_plan_to_value(const iso_plan *p, iso_value *fs, iso_value *net)
                       p->fs[i].text))
             return -1;
     for (size_t i = 0; p && i < p->n_net; i++)
-        if (push_rule(net, p->net[i].action == ISO_NET_DENY ? "deny" : "connect",
+        if (push_rule(net,
+                      p->net[i].action == ISO_NET_DENY ? "deny" : "connect",
                       p->net[i].spec, p->net[i].text))
             return -1;
     return 0;
@@ -500,9 +501,9 @@ static int add_from_value(iso_plan *p, const iso_value *r, bool fs,
         s[i] = r->u.seq.items[i].u.str.ptr;
     }
     if (!fs)
-        return iso_plan_add_net(p, strcmp(s[0], "deny") ? ISO_NET_CONNECT
-                                                        : ISO_NET_DENY,
-                                s[1], s[2], err);
+        return iso_plan_add_net(
+            p, strcmp(s[0], "deny") ? ISO_NET_CONNECT : ISO_NET_DENY, s[1],
+            s[2], err);
     for (int a = ISO_FS_READ; a <= ISO_FS_DENY; a++)
         if (strcmp(s[0], access_names[a]) == 0)
             return iso_plan_add_fs(p, (iso_fs_access)a, s[1], s[2], err);

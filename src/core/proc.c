@@ -74,7 +74,8 @@ static bool find_worker(char *out, size_t n)
     if (dladdr((void *)find_worker, &self) && self.dli_fname) {
         const char *slash = strrchr(self.dli_fname, '/');
         int dir = slash ? (int)(slash - self.dli_fname) : 0;
-        const char *up[] = {"/../luaisolate-cell", "/../../../../bin/luaisolate-cell"};
+        const char *up[] = {"/../luaisolate-cell",
+                            "/../../../../bin/luaisolate-cell"};
         for (int i = 0; i < 2; i++) {
             snprintf(out, n, "%.*s%s", dir, self.dli_fname, up[i]);
             if (executable(out))
@@ -186,12 +187,10 @@ static pid_t zygote_spawn(int sock, int note, iso_error *err)
     do {
         int rc = zygote_read(&m, deadline);
         if (rc)
-            return iso_error_set(err, ISO_CRASHED,
-                                 "the zygote did not answer");
+            return iso_error_set(err, ISO_CRASHED, "the zygote did not answer");
     } while (m.type != ISO_ZYGOTE_SPAWNED);
     if (m.pid < 0)
-        return iso_error_set(err, ISO_CRASHED, "fork: %s",
-                             strerror(m.status));
+        return iso_error_set(err, ISO_CRASHED, "fork: %s", strerror(m.status));
     return m.pid;
 }
 
@@ -211,8 +210,8 @@ static int put_str(iso_value *map, const char *key, const char *s)
     return put(map, key, &v) || iso_value_set_string(v, ISO_STR, s, strlen(s));
 }
 
-static int put_strings(iso_value *map, const char *key,
-                       const char *const *list, size_t n)
+static int put_strings(iso_value *map, const char *key, const char *const *list,
+                       size_t n)
 {
     iso_value *v;
     if (put(map, key, &v))
@@ -252,16 +251,16 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
 {
     iso_value *fs, *net;
     iso_value_set_map(map);
-    int rc = put_str(map, "name", c->name) ||
-             put_strings(map, "imports", (const char *const *)c->imports,
-                         c->n_imports) ||
-             put_strings(map, "capabilities",
-                         (const char *const *)c->capabilities,
-                         c->n_capabilities) ||
-             put_strings(map, "syscalls_deny", cfg->deny_syscalls,
-                         cfg->n_deny_syscalls) ||
-             put_limits(map, cfg) || put(map, "fs", &fs) ||
-             put(map, "net", &net) || iso_plan_to_value(c->plan, fs, net);
+    int rc =
+        put_str(map, "name", c->name) ||
+        put_strings(map, "imports", (const char *const *)c->imports,
+                    c->n_imports) ||
+        put_strings(map, "capabilities", (const char *const *)c->capabilities,
+                    c->n_capabilities) ||
+        put_strings(map, "syscalls_deny", cfg->deny_syscalls,
+                    cfg->n_deny_syscalls) ||
+        put_limits(map, cfg) || put(map, "fs", &fs) || put(map, "net", &net) ||
+        iso_plan_to_value(c->plan, fs, net);
     char procs[PATH_MAX];
     if (rc == 0 && p->has_cg) {
         iso_cgroup_procs_path(&p->cg, procs, sizeof procs);
@@ -308,8 +307,8 @@ static int death_reason(iso_cell *c, proc *p, iso_error *err)
     int st = exit_status(p->pid, iso_now() + 1.0);
     pthread_mutex_unlock(&zyg.mu);
     if (note[0])
-        return iso_error_set(err, ISO_CRASHED, "cell '%s' stopped: %s",
-                             c->name, note);
+        return iso_error_set(err, ISO_CRASHED, "cell '%s' stopped: %s", c->name,
+                             note);
     if (st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU)
         return iso_error_set(err, ISO_CPU, "cell '%s' exceeded limits.cpu_ms",
                              c->name);
@@ -340,8 +339,8 @@ static int died(iso_cell *c, proc *p, iso_error *err)
 /* ---- frames <-> messages ----------------------------------------------- */
 
 static const int frame_msg_types[] = {
-    [ISO_FRAME_RESULT] = ISO_MSG_RESULT, [ISO_FRAME_POST] = ISO_MSG_POST,
-    [ISO_FRAME_LOG] = ISO_MSG_LOG,       [ISO_FRAME_METRIC] = ISO_MSG_METRIC,
+    [ISO_FRAME_RESULT] = ISO_MSG_RESULT,   [ISO_FRAME_POST] = ISO_MSG_POST,
+    [ISO_FRAME_LOG] = ISO_MSG_LOG,         [ISO_FRAME_METRIC] = ISO_MSG_METRIC,
     [ISO_FRAME_REQUEST] = ISO_MSG_REQUEST, [ISO_FRAME_DENIAL] = ISO_MSG_DENIAL,
 };
 
@@ -398,7 +397,8 @@ static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
     proc *p = c->backend_data;
     iso_frame f = {.type = r->type == ISO_REQ_EXEC ? ISO_FRAME_EXEC
                                                    : ISO_FRAME_CALL,
-                   .seq = r->seq, .time = iso_wallclock()};
+                   .seq = r->seq,
+                   .time = iso_wallclock()};
     f.text = r->text;
     r->text = NULL;
     iso_value_move(&f.value, &r->args);
@@ -562,8 +562,9 @@ int64_t iso_process_cpu_ms(const iso_cell *c)
     buf[n] = '\0';
     char *s = strrchr(buf, ')'); /* fields 14, 15: utime, stime in ticks */
     unsigned long ut = 0, stime = 0;
-    if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                     &ut, &stime) != 2)
+    if (!s ||
+        sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &stime) != 2)
         return 0;
     return (int64_t)(ut + stime) * 1000 / sysconf(_SC_CLK_TCK);
 }

@@ -375,8 +375,8 @@ static void interrupt(iso_cell *c, uint64_t seq);
 /* What confines a sub-interpreter cell in this build. */
 static int describe_confinement(iso_cell *c)
 {
-    static const char *const kernel[] = {"landlock", "seccomp", "bpf", "cgroup",
-                                         "rlimit", NULL};
+    static const char *const kernel[] = {"landlock", "seccomp", "bpf",
+                                         "cgroup",   "rlimit",  NULL};
     iso_value *v = &c->confinement;
     iso_value_set_list(v);
     int rc = iso_confinement_add(v, "python-guard", "active", "cell thread",

@@ -38,8 +38,10 @@ static bool name_under(const char *name, const char *prefix)
     return strncmp(name, prefix, n) == 0 && (name[n] == '\0' || name[n] == '.');
 }
 
-static bool is_refused(const char *name)
+static bool is_refused(iso_cell *c, const char *name)
 {
+    if (c->backend != ISO_BACKEND_SUBINTERPRETER)
+        return false; /* a process cell is contained by the kernel layers */
     for (int i = 0; refused_modules[i]; i++)
         if (name_under(name, refused_modules[i]))
             return true;
@@ -84,7 +86,7 @@ static int check_import(iso_cell *c, const char *name, int level)
     /* A relative import stays inside a package that already passed. */
     if (level > 0 && from_module())
         return 0;
-    if (is_refused(name)) {
+    if (is_refused(c, name)) {
         iso_py_emit_denial(c, "import", "import", name, "refused");
         PyErr_Format(PyExc_ImportError,
                      "import of '%s' is refused in subinterpreter cells (it "
@@ -237,18 +239,20 @@ static bool granted(iso_cell *c, const char *cap)
 static bool wait_reply(iso_cell *c)
 {
     bool ready = false;
-    Py_BEGIN_ALLOW_THREADS while (!atomic_load(&c->stop))
-    {
+    Py_BEGIN_ALLOW_THREADS;
+    if (c->await_reply_hook) /* a worker process: the answer is a frame */
+        ready = c->await_reply_hook(c);
+    while (!ready && !atomic_load(&c->stop)) {
         uint32_t seen = iso_signal_peek(&c->to_cell);
         pthread_mutex_lock(&c->mu);
         ready = c->reply_ready;
         c->reply_ready = false;
         pthread_mutex_unlock(&c->mu);
-        if (ready)
-            break;
-        iso_signal_wait(&c->to_cell, seen, -1);
+        if (!ready)
+            iso_signal_wait(&c->to_cell, seen, -1);
     }
-    Py_END_ALLOW_THREADS return ready;
+    Py_END_ALLOW_THREADS;
+    return ready;
 }
 
 static PyObject *take_reply(iso_cell *c)

@@ -30,11 +30,11 @@ _Static_assert(ISO_FRAME_MAX <= UINT32_MAX, "a length prefix is 32 bits");
 
 #define WIRE_PREFIX 4
 #define WIRE_BUF_MIN ((size_t)64 << 10) /* a first read takes most frames */
-#define WIRE_BUF_KEEP ((size_t)1 << 20) /* give back more than this when idle */
+#define WIRE_BUF_KEEP ((size_t)1 << 20) /* idle and bigger: give it back */
 #define WIRE_SPIN_S 50e-6  /* poll's wake-up costs ~20 us: spin this long */
 #define WIRE_YIELD_S 10e-6 /* then yield, the peer may need this very CPU */
 
-/* ---- the frame types ------------------------------------------------------ */
+/* ---- the frame types ---------------------------------------------------- */
 
 typedef enum shape { SHAPE_NIL, SHAPE_ANY, SHAPE_MAP, SHAPE_LIST } shape;
 
@@ -129,7 +129,7 @@ void iso_frame_clear(iso_frame *f)
     memset(f, 0, sizeof *f);
 }
 
-/* ---- decoding: checks first, then msgpack-c, then iso_value --------------- */
+/* ---- decoding: checks first, then msgpack-c, then iso_value ------------- */
 
 static int proto(iso_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -227,12 +227,12 @@ static int scan_body(const unsigned char *p, size_t n, iso_error *err)
             return proto(err, "the frame is truncated");
         pos += t.head + (size_t)t.body;
         owed = owed - 1 + t.slots;
-        if (owed > n - pos)
+        if (t.slots && owed > n - pos)
             return proto(err, "a container claims more items than the "
                               "frame holds");
     }
     if (pos != n)
-        return proto(err, "%zu bytes after the value", n - pos);
+        return proto(err, "%zu trailing byte(s) after the value", n - pos);
     return 0;
 }
 
@@ -334,6 +334,12 @@ static int dec_value(decoder *d, const msgpack_object *o, int depth,
     }
 }
 
+/* msgpack-c gives an empty str a NULL pointer: keep it from mem*(). */
+static bool has_nul(const char *p, size_t n)
+{
+    return n > 0 && memchr(p, '\0', n) != NULL;
+}
+
 /* A header string: a C string, so no NUL inside. */
 static int dec_cstr(const msgpack_object *o, const char *what, char **out,
                     iso_error *err)
@@ -342,10 +348,16 @@ static int dec_cstr(const msgpack_object *o, const char *what, char **out,
         return 0;
     if (o->type != MSGPACK_OBJECT_STR)
         return proto(err, "the header's %s is not a str or nil", what);
-    if (memchr(o->via.str.ptr, '\0', o->via.str.size))
+    size_t n = o->via.str.size;
+    if (has_nul(o->via.str.ptr, n))
         return proto(err, "the header's %s contains a NUL byte", what);
-    *out = strndup(o->via.str.ptr, o->via.str.size);
-    return *out ? 0 : oom(err);
+    *out = malloc(n + 1);
+    if (!*out)
+        return oom(err);
+    if (n > 0)
+        memcpy(*out, o->via.str.ptr, n);
+    (*out)[n] = '\0';
+    return 0;
 }
 
 /* Copy a str into a fixed buffer, cutting at a UTF-8 character boundary. */
@@ -356,14 +368,15 @@ static int dec_fixed(const msgpack_object *o, const char *what, char *dst,
         return proto(err, "the error's %s is not a str", what);
     const char *p = o->via.str.ptr;
     size_t n = o->via.str.size;
-    if (memchr(p, '\0', n))
+    if (has_nul(p, n))
         return proto(err, "the error's %s contains a NUL byte", what);
     if (n >= size) {
         n = size - 1;
         while (n > 0 && ((unsigned char)p[n] & 0xC0) == 0x80)
             n--;
     }
-    memcpy(dst, p, n);
+    if (n > 0)
+        memcpy(dst, p, n);
     dst[n] = '\0';
     return 0;
 }
@@ -436,10 +449,10 @@ static int decode_parts(msgpack_unpacked *u, const char *body, size_t n,
     if (dec_value(&d, &u->data, value_depth(r), &f->value) < 0)
         return -1;
     if (off != n)
-        return proto(err, "%zu bytes after the value", n - off);
+        return proto(err, "%zu trailing byte(s) after the value", n - off);
     const char *why = frame_problem(r, f);
     if (why)
-        return proto(err, "a %s frame %s", r->name, why);
+        return proto(err, "%s frame %s", r->name, why);
     return 0;
 }
 
@@ -603,16 +616,15 @@ static int enc_frame(encoder *e, const iso_frame *f)
                              "wire: unknown frame type %d", f->type);
     const char *why = frame_problem(r, f);
     if (why)
-        return iso_error_set(e->err, ISO_INVALID_ARGUMENT,
-                             "wire: a %s frame %s", r->name, why);
+        return iso_error_set(e->err, ISO_INVALID_ARGUMENT, "wire: %s frame %s",
+                             r->name, why);
     enc_header(e, f);
     if (enc_value(e, &f->value, value_depth(r)) < 0 && !e->failed)
         return -1; /* a value rule, with its message */
     if (e->failed == ENC_OOM)
         return oom(e->err);
     if (e->failed == ENC_TOO_BIG)
-        return iso_error_set(e->err, ISO_VALUE,
-                             "frame larger than %zu bytes",
+        return iso_error_set(e->err, ISO_VALUE, "frame larger than %zu bytes",
                              (size_t)ISO_FRAME_MAX);
     return 0;
 }
@@ -760,8 +772,7 @@ static int wire_fill(iso_wire *w, iso_error *err)
     if (w->len == w->cap && wire_room(w, err) < 0)
         return -1;
     for (;;) {
-        ssize_t r = recv(w->fd, w->buf + w->len, w->cap - w->len,
-                         MSG_DONTWAIT);
+        ssize_t r = recv(w->fd, w->buf + w->len, w->cap - w->len, MSG_DONTWAIT);
         if (r > 0) {
             w->len += (size_t)r;
             return 1;

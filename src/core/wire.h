@@ -78,7 +78,7 @@ typedef enum iso_frame_type {
 } iso_frame_type;
 
 typedef struct iso_frame {
-    int type;        /* an iso_frame_type */
+    int type; /* an iso_frame_type */
     uint64_t seq;
     char *text;      /* owned, NULL when absent */
     iso_error error; /* kind ISO_OK when absent; traceback owned */
@@ -98,8 +98,7 @@ int iso_frame_encode(const iso_frame *f, char **out, size_t *len,
                      iso_error *err);
 /* Decode exactly one body of n bytes into f, which is output only
  * (overwritten, not freed; left zeroed on failure). Never blocks. */
-int iso_frame_decode(const char *body, size_t n, iso_frame *f,
-                     iso_error *err);
+int iso_frame_decode(const char *body, size_t n, iso_frame *f, iso_error *err);
 
 /* A connection end: the fd (not owned) and the bytes received past the last
  * frame taken, buf[off, len). One thread may send while another receives;
@@ -128,7 +127,6 @@ int iso_wire_send(iso_wire *w, const iso_frame *f, iso_error *err);
  * Returns 0; -1 with ISO_TIMEOUT at the deadline; -1 with ISO_CRASHED and
  * "protocol: ..." for a malformed or oversized frame, or exactly "eof" when
  * the peer closed (even in the middle of a frame). */
-int iso_wire_recv(iso_wire *w, iso_frame *f, double deadline,
-                  iso_error *err);
+int iso_wire_recv(iso_wire *w, iso_frame *f, double deadline, iso_error *err);
 
 #endif

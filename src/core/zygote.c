@@ -6,8 +6,7 @@
 
 #include "zygote.h"
 
-int iso_zygote_send(int sock, const iso_zygote_msg *m, const int *fds,
-                    int nfds)
+int iso_zygote_send(int sock, const iso_zygote_msg *m, const int *fds, int nfds)
 {
     char control[CMSG_SPACE(2 * sizeof(int))] = {0};
     struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
