@@ -12,7 +12,7 @@ describe("isolate module", function()
   end)
 
   it("reports what this build can run, never microvm", function()
-    assert.are.same({ "subinterpreter" }, sandbox.IMPLEMENTED)
+    assert.are.same({ "subinterpreter", "process" }, sandbox.IMPLEMENTED)
   end)
 
   it("exposes null, array and bytes helpers", function()
@@ -51,8 +51,13 @@ describe("spawn option checking", function()
     end
   end)
 
-  it("fails closed for process until the worker exists", function()
-    assert.are.equal("not_implemented", spawn_err({ backend = "process" }).kind)
+  it("spawns process cells: a separate process", function()
+    local sb <close> = sandbox.spawn({ backend = "process", imports = { "os" } })
+    assert.are.equal("process", sb.backend)
+    sb:exec("import os; post(os.getpid())")
+    local pid = sb:recv(5)
+    assert.is_number(pid)
+    assert.are_not.equal(tonumber(io.open("/proc/self/stat"):read("l"):match("^%d+")), pid)
   end)
 
   it("always fails closed for microvm, naming what is missing", function()
@@ -99,7 +104,7 @@ describe("spawn option checking", function()
     assert.are.equal("invalid_argument", spawn_err({ capabilities = { true } }).kind)
   end)
 
-  it("accepts wall_ms and refuses every other limit", function()
+  it("accepts wall_ms and refuses limits a subinterpreter cell cannot enforce", function()
     local sb <close> = sandbox.spawn({ limits = { wall_ms = 1000 } })
     assert.are.equal("invalid_argument", spawn_err({ limits = { wal_ms = 1 } }).kind)
     assert.are.equal("invalid_argument", spawn_err({ limits = { wall_ms = 0 } }).kind)
@@ -120,9 +125,29 @@ describe("spawn option checking", function()
     assert.are.equal("[1]", sb:recv(1))
   end)
 
-  it("refuses policy rules this build cannot enforce", function()
+  it("refuses policy rules a subinterpreter cell cannot enforce", function()
     assert.are.equal("not_implemented", spawn_err({ policy = { limits = { cpu_ms = 10 } } }).kind)
     assert.are.equal("not_implemented", spawn_err({ policy = { syscalls = { deny = { "ptrace" } } } }).kind)
+  end)
+
+  it("accepts every limit and syscalls.deny on process cells", function()
+    local sb <close> = sandbox.spawn({ backend = "process",
+      policy = { syscalls = { deny = { "getcwd" } } },
+      limits = { cpu_ms = 5000, mem = "1GiB", open_files = 64, output_bytes = "1MiB", wall_ms = 5000 } })
+    sb:exec("post(1)")
+    assert.are.equal(1, sb:recv(5))
+  end)
+
+  it("refuses limits.processes where no pids controller can enforce it", function()
+    local f = io.open("/sys/fs/cgroup/unified/cgroup.controllers") or io.open("/sys/fs/cgroup/cgroup.controllers")
+    local controllers = f and f:read("a") or ""
+    if f then f:close() end
+    if controllers:find("pids", 1, true) then
+      print("pids controller present: limits.processes is enforceable here")
+      return
+    end
+    assert.are.equal("not_implemented",
+      spawn_err({ backend = "process", limits = { processes = 4 } }).kind)
   end)
 
   it("merges spawn options on top of the policy", function()

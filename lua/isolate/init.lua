@@ -31,10 +31,13 @@ end
 
 local SPAWN_OPTIONS = { name = true, backend = true, policy = true,
                         imports = true, capabilities = true, limits = true }
--- Limits the policy language knows, refused until a backend enforces them:
--- a limit is never accepted and then ignored.
-local UNENFORCED_LIMITS = { cpu_ms = true, mem = true, open_files = true,
-                            processes = true, output_bytes = true }
+-- What each backend enforces beyond wall_ms: a limit is never accepted and
+-- then ignored.
+local ENFORCED = {
+  subinterpreter = { wall_ms = true },
+  process = { wall_ms = true, cpu_ms = true, mem = true, open_files = true,
+              output_bytes = true, processes = true, syscalls = true },
+}
 
 local live = setmetatable({}, { __mode = "v" }) -- name -> cell
 local capabilities = {}                          -- name -> handler
@@ -115,27 +118,10 @@ local function check_capability_name(c, where)
 end
 
 local function check_limits(limits)
-  if limits == nil then return nil end
-  if type(limits) ~= "table" then
+  if limits ~= nil and type(limits) ~= "table" then
     raise("invalid_argument", "limits must be a table")
   end
-  local wall_ms
-  for k, v in pairs(limits) do
-    if UNENFORCED_LIMITS[k] then
-      raise("not_implemented", "limits.%s is not enforced by this build yet; "
-            .. "remove it (a limit is never accepted and ignored)", k)
-    elseif k ~= "wall_ms" then
-      raise("invalid_argument", "unknown limit '%s'; valid limits: wall_ms",
-            tostring(k))
-    end
-    if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) end
-    if math.type(v) ~= "integer" or v <= 0 then
-      raise("invalid_argument", "limits.wall_ms must be a positive integer "
-            .. "(milliseconds)")
-    end
-    wall_ms = v
-  end
-  return wall_ms
+  return limits -- its keys and values are checked by policy.merge
 end
 
 local function check_options(opts)
@@ -155,21 +141,22 @@ local function check_options(opts)
     imports = check_list(opts.imports, "imports", check_module),
     capabilities = check_list(opts.capabilities, "capabilities",
                               check_capability_name),
-    wall_ms = check_limits(opts.limits),
+    limits = check_limits(opts.limits),
   }
 end
 
--- What this build cannot enforce is refused, never accepted and ignored.
-local function check_enforceable(p)
+-- What a backend cannot enforce is refused, never accepted and ignored.
+local function check_enforceable(p, backend)
+  local enforced = ENFORCED[backend]
   for k in pairs(p.limits) do
-    if UNENFORCED_LIMITS[k] then
-      raise("not_implemented", "the policy sets limits.%s, which this build "
-            .. "does not enforce yet; remove it", k)
+    if not enforced[k] then
+      raise("not_implemented", "limits.%s is not enforced by %s cells in "
+            .. "this build; remove it or use backend='process'", k, backend)
     end
   end
-  if #p.syscalls.deny > 0 then
-    raise("not_implemented", "the policy sets syscalls.deny, which needs "
-          .. "seccomp; this build does not apply it to cells yet")
+  if #p.syscalls.deny > 0 and not enforced.syscalls then
+    raise("not_implemented", "syscalls.deny needs seccomp, which %s cells "
+          .. "in this build do not apply; use backend='process'", backend)
   end
 end
 
@@ -181,10 +168,22 @@ local function cell_policy(opts, config)
   local p = policy.merge(base, {
     imports = config.imports,
     capabilities = config.capabilities,
-    limits = config.wall_ms and { wall_ms = config.wall_ms } or nil,
+    limits = config.limits,
   })
-  check_enforceable(p)
+  check_enforceable(p, config.backend)
   return p
+end
+
+-- What isolate.core.spawn takes.
+local function core_config(config, p)
+  local limits = p.limits
+  return {
+    name = config.name, backend = config.backend,
+    imports = p.imports, capabilities = p.capabilities, plan = p:plan(),
+    wall_ms = limits.wall_ms, cpu_ms = limits.cpu_ms, mem = limits.mem,
+    open_files = limits.open_files, output_bytes = limits.output_bytes,
+    processes = limits.processes, syscalls_deny = p.syscalls.deny,
+  }
 end
 
 -- The broker: runs on the Lua thread while the host waits on the cell.
@@ -201,10 +200,8 @@ function sandbox.spawn(opts)
   local config = check_options(opts)
   local ok, err = core.backend_check(config.backend)
   if not ok then error(err, 2) end
-  local p = cell_policy(opts, config)
-  config.imports, config.capabilities = p.imports, p.capabilities
-  config.wall_ms, config.plan = p.limits.wall_ms, p:plan()
-  local cell = core.spawn(config, broker)
+  local cell = core.spawn(core_config(config, cell_policy(opts, config)),
+                         broker)
   live[config.name] = cell
   return cell
 end

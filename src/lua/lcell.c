@@ -367,7 +367,17 @@ static const char **string_list(lua_State *L, int cfg, const char *key,
     return v; /* [list array] stay on the stack until spawn returns */
 }
 
-/* core.spawn{name=, backend=, imports=, capabilities=, wall_ms=}, broker */
+static int64_t opt_int(lua_State *L, int cfg, const char *key)
+{
+    lua_getfield(L, cfg, key);
+    int64_t v = (int64_t)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* core.spawn({name=, backend=, imports=, capabilities=, plan=, wall_ms=,
+ * cpu_ms=, mem=, open_files=, output_bytes=, processes=, syscalls_deny=},
+ * broker): the options are already checked by lua/isolate. */
 int iso_lua_cell_spawn(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -375,18 +385,23 @@ int iso_lua_cell_spawn(lua_State *L)
     iso_cell_config cfg = {0};
     lua_getfield(L, 1, "name");
     lua_getfield(L, 1, "backend");
-    lua_getfield(L, 1, "wall_ms");
-    lua_getfield(L, 1, "plan"); /* [name backend wall_ms plan] */
-    cfg.plan = lua_isnil(L, -1) ? NULL : iso_lua_check_plan(L, -1);
-    lua_pop(L, 1); /* the config table keeps the plan alive */
+    lua_getfield(L, 1, "plan"); /* [name backend plan]: anchored by cfg */
     cfg.name = luaL_checkstring(L, -3);
     int b = iso_backend_from_name(luaL_checkstring(L, -2));
-    cfg.wall_ms = (int64_t)luaL_optinteger(L, -1, 0);
+    cfg.plan = lua_isnil(L, -1) ? NULL : iso_lua_check_plan(L, -1);
     if (b < 0)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT, "unknown backend");
     cfg.backend = (iso_backend)b;
+    cfg.wall_ms = opt_int(L, 1, "wall_ms");
+    cfg.cpu_ms = opt_int(L, 1, "cpu_ms");
+    cfg.mem_bytes = opt_int(L, 1, "mem");
+    cfg.open_files = opt_int(L, 1, "open_files");
+    cfg.output_bytes = opt_int(L, 1, "output_bytes");
+    cfg.processes = opt_int(L, 1, "processes");
     cfg.imports = string_list(L, 1, "imports", &cfg.n_imports);
     cfg.capabilities = string_list(L, 1, "capabilities", &cfg.n_capabilities);
+    cfg.deny_syscalls =
+        string_list(L, 1, "syscalls_deny", &cfg.n_deny_syscalls);
     lcell *u = lua_newuserdatauv(L, sizeof *u, 1);
     u->cell = NULL; /* closed until spawned: __gc is always safe */
     luaL_setmetatable(L, ISO_CELL_MT);
