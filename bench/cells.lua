@@ -36,22 +36,22 @@ local function row(name, unit, median, p95)
     p95 and string.format("%.1f %s", p95, unit) or "-")
 end
 
-local function bench_spawn_first_result()
+local function bench_spawn_first_result(backend)
   return sample(math.ceil(200 * scale), function()
-    local sb <close> = sandbox.spawn({})
+    local sb <close> = sandbox.spawn({ backend = backend })
     sb:exec("post(1)")
     assert(sb:recv() == 1)
   end)
 end
 
-local function bench_spawn_close()
+local function bench_spawn_close(backend)
   return sample(math.ceil(200 * scale), function()
-    sandbox.spawn({}):close()
+    sandbox.spawn({ backend = backend }):close()
   end)
 end
 
-local function bench_round_trip()
-  local sb <close> = sandbox.spawn({})
+local function bench_round_trip(backend)
+  local sb <close> = sandbox.spawn({ backend = backend })
   for _ = 1, 1000 do sb:exec("post(1)"); sb:recv() end -- warm up
   return sample(math.ceil(20000 * scale), function()
     sb:exec("post(1)")
@@ -59,8 +59,8 @@ local function bench_round_trip()
   end)
 end
 
-local function bench_call_1k()
-  local sb <close> = sandbox.spawn({})
+local function bench_call_1k(backend)
+  local sb <close> = sandbox.spawn({ backend = backend })
   sb:exec("def echo(x):\n    return x\n")
   local s = string.rep("x", 1024)
   for _ = 1, 1000 do sb:call("echo", s) end
@@ -69,27 +69,50 @@ local function bench_call_1k()
   end)
 end
 
+local function spawn_idle(backend, n)
+  local cells = {}
+  for i = 1, n do
+    cells[i] = sandbox.spawn({ backend = backend, imports = { "os" } })
+    cells[i]:exec("import os; post(os.getpid())")
+  end
+  return cells
+end
+
 local function bench_idle_rss()
   collectgarbage()
-  local cells, before = {}, rss_kib()
-  for i = 1, 100 do
-    cells[i] = sandbox.spawn({})
-    cells[i]:exec("post(1)")
-    cells[i]:recv()
-  end
+  local before = rss_kib()
+  local cells = spawn_idle("subinterpreter", 100)
   local per_cell = (rss_kib() - before) / 100
   for _, sb in ipairs(cells) do sb:close() end
   return per_cell
 end
 
+-- Proportional set size of each worker: what one more cell really costs,
+-- counting pages shared with the zygote once.
+local function bench_idle_pss()
+  local cells, total = spawn_idle("process", 100), 0
+  for _, sb in ipairs(cells) do
+    local pid = sb:recv()
+    for line in io.lines("/proc/" .. pid .. "/smaps_rollup") do
+      local kib = line:match("^Pss:%s+(%d+)")
+      if kib then total = total + tonumber(kib) end
+    end
+  end
+  for _, sb in ipairs(cells) do sb:close() end
+  return total / 100
+end
+
 local info = sandbox.info()
 print(string.format("luaisolate %s, CPython %s (%s), Lua %s", info.version,
   info.python, info.cell_mode, info.lua:match("%d[%d.]*")))
-row("subinterpreter: spawn -> first result", "us", bench_spawn_first_result())
-row("subinterpreter: spawn + close", "us", bench_spawn_close())
-row("subinterpreter: exec('post(1)') + recv", "us", bench_round_trip())
-row("subinterpreter: call echo(1 KiB str)", "us", bench_call_1k())
+for _, backend in ipairs({ "subinterpreter", "process" }) do
+  row(backend .. ": spawn -> first result", "us", bench_spawn_first_result(backend))
+  row(backend .. ": spawn + close", "us", bench_spawn_close(backend))
+  row(backend .. ": exec('post(1)') + recv", "us", bench_round_trip(backend))
+  row(backend .. ": call echo(1 KiB str)", "us", bench_call_1k(backend))
+end
 row("subinterpreter: RSS per idle cell (100)", "KiB", bench_idle_rss())
+row("process: PSS per idle cell (100)", "KiB", bench_idle_pss())
 print("| measurement                              |       median |          p95 |")
 print("| ---------------------------------------- | ------------ | ------------ |")
 for _, r in ipairs(rows) do print(r) end

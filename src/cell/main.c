@@ -223,6 +223,10 @@ static int zygote(int ctl)
         return 1;
     }
     PyEval_RestoreThread(iso_py_main_thread_state()); /* ours from now on */
+    /* What every cell's runtime needs, imported once for all children. */
+    PyObject *warm = iso_py_import("os"), *tb = iso_py_import("traceback");
+    Py_XDECREF(warm), Py_XDECREF(tb);
+    PyErr_Clear();
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

@@ -591,22 +591,55 @@ static int replace_process_functions(PyObject *os, PyObject *self)
 
 static int install_wrappers(iso_py_cell *p, PyObject *self)
 {
-    PyObject *io = iso_py_import("io"), *os = iso_py_import("os");
+    PyObject *io = iso_py_import("io");        /* imported at start-up anyway */
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *open = guard_fn(self, "open"),
-             *os_open = guard_fn(self, "os_open");
-    PyObject *stat = guard_fn(self, "stat"), *lstat = guard_fn(self, "lstat");
+    PyObject *open = guard_fn(self, "open");
     p->opener = guard_fn(self, "opener");
-    int rc = io && os && p->opener ? 0 : -1;
+    int rc = io && p->opener ? 0 : -1;
     if (rc == 0)
         rc = replace(io, "open", open, &p->real_open) ||
-             PyDict_SetItemString(builtins, "open", open) ||
-             replace(os, "open", os_open, NULL) ||
+             PyDict_SetItemString(builtins, "open", open);
+    Py_XDECREF(io), Py_XDECREF(open);
+    return rc ? -1 : 0;
+}
+
+/* Importing os costs a millisecond per interpreter, so its functions are
+ * wrapped when something first imports it (every import statement passes
+ * the import guard, which calls this), not at start-up. */
+/* Still running its own body (its imports come through the guard too). */
+static bool initializing(PyObject *module)
+{
+    PyObject *spec = PyObject_GetAttrString(module, "__spec__");
+    PyObject *flag =
+        spec ? PyObject_GetAttrString(spec, "_initializing") : NULL;
+    bool busy = flag && PyObject_IsTrue(flag) == 1;
+    Py_XDECREF(spec), Py_XDECREF(flag);
+    PyErr_Clear();
+    return busy;
+}
+
+int iso_py_guard_patch_os(iso_cell *c)
+{
+    iso_py_cell *p = c->py;
+    PyObject *os = p->os_patched
+                       ? NULL
+                       : PyDict_GetItemString(PyImport_GetModuleDict(),
+                                              "os"); /* borrowed */
+    if (!os || initializing(os))
+        return 0;
+    PyObject *self = PyCapsule_New(c, CELL_KEY, NULL);
+    PyObject *os_open = self ? guard_fn(self, "os_open") : NULL;
+    PyObject *stat = self ? guard_fn(self, "stat") : NULL;
+    PyObject *lstat = self ? guard_fn(self, "lstat") : NULL;
+    int rc = os_open && stat && lstat ? 0 : -1;
+    if (rc == 0)
+        rc = replace(os, "open", os_open, NULL) ||
              replace(os, "stat", stat, &p->real_stat) ||
              replace(os, "lstat", lstat, &p->real_lstat) ||
              replace_process_functions(os, self);
-    Py_XDECREF(io), Py_XDECREF(os), Py_XDECREF(open), Py_XDECREF(os_open);
-    Py_XDECREF(stat), Py_XDECREF(lstat);
+    Py_XDECREF(self), Py_XDECREF(os_open), Py_XDECREF(stat);
+    Py_XDECREF(lstat);
+    p->os_patched = rc == 0;
     return rc ? -1 : 0;
 }
 
@@ -637,7 +670,8 @@ int iso_py_guard_install(iso_cell *c, iso_error *err)
     PyObject *self = PyCapsule_New(c, CELL_KEY, NULL);
     int rc = d && self ? PyDict_SetItemString(d, CELL_KEY, self) : -1;
     if (rc == 0)
-        rc = collect_roots(p) || install_wrappers(p, self);
+        rc = collect_roots(p) || install_wrappers(p, self) ||
+             iso_py_guard_patch_os(c);
     Py_XDECREF(self);
     if (rc) {
         PyErr_Clear();

@@ -135,7 +135,10 @@ static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
     iso_cell *c = cell_of(self);
     if (check_import(c, name, level) < 0)
         return NULL;
-    return PyObject_Call(((iso_py_cell *)c->py)->real_import, args, kw);
+    PyObject *m = PyObject_Call(((iso_py_cell *)c->py)->real_import, args, kw);
+    if (m && iso_py_guard_patch_os(c) < 0)
+        Py_CLEAR(m);
+    return m;
 }
 
 PyObject *iso_py_guest_import(iso_cell *c, const char *name)
