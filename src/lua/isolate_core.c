@@ -89,6 +89,10 @@ static int l_info(lua_State *L)
     set_string_field(L, "lua", LUA_RELEASE);
     lua_pushboolean(L, info.own_gil);
     lua_setfield(L, -2, "own_gil");
+#ifdef ISO_SANITIZE
+    lua_pushboolean(L, 1); /* ASan reserves terabytes: no RLIMIT_AS */
+    lua_setfield(L, -2, "sanitized");
+#endif
     return 1;
 }
 
