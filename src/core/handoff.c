@@ -22,15 +22,6 @@ double iso_wallclock(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 void iso_signal_notify(iso_signal *s)
 {
     atomic_fetch_add_explicit(&s->seq, 1, memory_order_seq_cst);
@@ -46,7 +37,7 @@ static int spin(iso_signal *s, uint32_t seen, double yield_after, double until)
     for (unsigned i = 0;; i++) {
         if (iso_signal_peek(s) != seen)
             return 0;
-        cpu_relax();
+        iso_cpu_relax();
         if ((i & 63) != 63)
             continue;
         double t = iso_now();

@@ -23,6 +23,16 @@ static inline uint32_t iso_signal_peek(iso_signal *s)
     return atomic_load_explicit(&s->seq, memory_order_acquire);
 }
 
+/* A polite busy-wait step. */
+static inline void iso_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 void iso_signal_notify(iso_signal *s);
 /* Wait until the sequence moves past seen or the CLOCK_MONOTONIC deadline
  * (seconds; < 0 waits forever) passes. Returns 0, or -1 on deadline. */

@@ -786,15 +786,6 @@ static int wire_fill(iso_wire *w, iso_error *err)
     }
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* Let time pass until the fd may be readable: spin for the first ~50 us
  * since `start` (the caller retries recv in between), then sleep in ppoll
  * until data, hang-up or the deadline. */
@@ -802,7 +793,7 @@ static void wire_wait(iso_wire *w, double start, double now, double deadline)
 {
     if (now - start < WIRE_SPIN_S) {
         for (int i = 0; i < 32; i++)
-            cpu_relax();
+            iso_cpu_relax();
         if (now - start > WIRE_YIELD_S)
             sched_yield();
         return;
