@@ -65,6 +65,10 @@ void iso_error_move(iso_error *dst, iso_error *src);
  */
 #define ISO_VALUE_MAX_DEPTH 31
 #define ISO_VALUE_MAX_BYTES ((size_t)64 << 20) /* one payload, all strings */
+/* Values (scalars and containers, map keys included) in one payload: a
+ * process cell must not make its host build a 3 GB tree from a 60 MiB
+ * frame of nils. */
+#define ISO_VALUE_MAX_ITEMS ((size_t)1 << 22)
 
 typedef enum iso_type {
     ISO_NIL = 0,

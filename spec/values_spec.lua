@@ -112,6 +112,22 @@ describe("values (" .. backend .. ")", function()
       assert.are.same({ math.maxinteger, math.mininteger }, sb:call("extremes"))
     end)
 
+    it("refuses more than ISO_VALUE_MAX_ITEMS (4Mi) values in one payload", function()
+      local max = 4 * 1024 * 1024
+      sb:exec(string.format([[
+try:
+    post([None] * %d)
+except ValueError as e:
+    post('refused')
+]], max + 1))
+      assert.are.equal("refused", sb:recv(5))
+      local big = {}
+      for i = 1, max + 1 do big[i] = true end
+      assert.are.equal("value", err_of(sb.call, sb, "len", big).kind)
+      big = nil
+      assert.are.equal(3, sb:call("len", { 1, 2, 3 }))
+    end)
+
     it("refuses a Python int above int64 as a call result", function()
       refused_result("2**63")
     end)

@@ -346,6 +346,41 @@ static void test_float32_accepted(void)
 
 /* The limit is one number for every backend: ISO_VALUE_MAX_DEPTH levels in
  * a value; frames that wrap values in a list carry one level more. */
+/* A POST body whose value is a list of n nils, built by hand. */
+static char *nil_list_body(size_t n, size_t *len)
+{
+    static const unsigned char header[] = {
+        0x95, 0x0c, 0x00, 0xc0, 0xc0, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0};
+    *len = sizeof header + 5 + n;
+    unsigned char *b = malloc(*len);
+    memcpy(b, header, sizeof header);
+    unsigned char *p = b + sizeof header;
+    p[0] = 0xdd; /* array 32 */
+    for (int i = 0; i < 4; i++)
+        p[1 + i] = (unsigned char)(n >> (24 - 8 * i));
+    memset(p + 5, 0xc0, n);
+    return (char *)b;
+}
+
+/* Item count: a frame of nils small in bytes must not become a huge tree. */
+static void test_item_limit(void)
+{
+    iso_frame f = {0};
+    iso_error err = {0};
+    size_t len;
+    char *body = nil_list_body(1000, &len);
+    CHECK_EQ_INT(iso_frame_decode(body, len, &f, &err), 0);
+    CHECK_EQ_INT(f.value.u.seq.len, 1000);
+    iso_frame_clear(&f);
+    free(body);
+    body = nil_list_body(ISO_VALUE_MAX_ITEMS + 64, &len); /* header slack */
+    CHECK_EQ_INT(iso_frame_decode(body, len, &f, &err), -1);
+    CHECK_EQ_INT(err.kind, ISO_CRASHED);
+    CHECK_HAS_STR(err.message, "protocol: the frame holds more than");
+    free(body);
+    iso_error_clear(&err);
+}
+
 static void test_depth(void)
 {
     iso_frame f = {.type = ISO_FRAME_POST};
@@ -912,6 +947,7 @@ int main(void)
     RUN(test_error_truncation);
     RUN(test_float32_accepted);
     RUN(test_depth);
+    RUN(test_item_limit);
     RUN(test_malformed_header);
     RUN(test_malformed_error);
     RUN(test_malformed_value);

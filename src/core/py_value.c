@@ -14,9 +14,11 @@
 typedef struct py_conv {
     int depth;
     size_t bytes;
+    size_t items; /* values converted so far */
 } py_conv;
 
 static int to_value(py_conv *c, PyObject *obj, iso_value *out);
+static int count_item(py_conv *c);
 static PyObject *from_value(const iso_value *v, int depth);
 
 static const char *const iso_type_names[] = {
@@ -116,7 +118,8 @@ static int dict_to_value(py_conv *c, PyObject *obj, iso_value *out)
             PyErr_NoMemory();
             return -1;
         }
-        if (key_to_value(c, key, k) < 0 || to_value(c, val, v) < 0)
+        if (count_item(c) < 0 || key_to_value(c, key, k) < 0 ||
+            to_value(c, val, v) < 0)
             return -1;
     }
     return 0;
@@ -139,8 +142,20 @@ static int container_to_value(py_conv *c, PyObject *obj, iso_value *out)
 }
 
 /* out is NIL on entry. Order matters: bool is an int subclass. */
+/* One more value (map keys count too, as on the wire). */
+static int count_item(py_conv *c)
+{
+    if (++c->items <= ISO_VALUE_MAX_ITEMS)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "value holds more than %zu items",
+                 ISO_VALUE_MAX_ITEMS);
+    return -1;
+}
+
 static int to_value(py_conv *c, PyObject *obj, iso_value *out)
 {
+    if (count_item(c) < 0)
+        return -1;
     if (obj == Py_None)
         return 0;
     if (PyBool_Check(obj)) {

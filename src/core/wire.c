@@ -205,6 +205,10 @@ static int token_at(const unsigned char *p, size_t avail, token *t)
     return 0;
 }
 
+/* The header's own items ([type, seq, text, [error...], time]) and the list
+ * wrapping call arguments or log/metric/request/denial items. */
+#define FRAME_HEADER_ITEMS 16
+
 /* Walk the body's tokens before msgpack-c sees it: the unpacker allocates a
  * container's slots as soon as it reads the count, so five bytes could make
  * it allocate 100 GB. Every slot still owed by an open container needs at
@@ -213,7 +217,7 @@ static int token_at(const unsigned char *p, size_t avail, token *t)
 static int scan_body(const unsigned char *p, size_t n, iso_error *err)
 {
     size_t pos = 0;
-    uint64_t owed = 2; /* the header and the value */
+    uint64_t owed = 2, items = 0; /* the header and the value */
     while (owed > 0) {
         token t;
         if (pos == n)
@@ -227,6 +231,9 @@ static int scan_body(const unsigned char *p, size_t n, iso_error *err)
             return proto(err, "the frame is truncated");
         pos += t.head + (size_t)t.body;
         owed = owed - 1 + t.slots;
+        if (++items > ISO_VALUE_MAX_ITEMS + FRAME_HEADER_ITEMS)
+            return proto(err, "the frame holds more than %zu values",
+                         ISO_VALUE_MAX_ITEMS);
         if (t.slots && owed > n - pos)
             return proto(err, "a container claims more items than the "
                               "frame holds");

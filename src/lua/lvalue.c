@@ -32,6 +32,7 @@ typedef struct lv_conv {
     lua_State *L;
     iso_error *err;
     size_t bytes;                            /* string payload so far */
+    size_t items;                            /* values converted so far */
     int depth;                               /* tables on the current path */
     int npath;                               /* valid entries of path */
     const void *tables[ISO_VALUE_MAX_DEPTH]; /* for cycle detection */
@@ -281,6 +282,15 @@ static int lv_key(lv_conv *c, int idx, iso_value *out, lv_seg *seg)
     return lv_fail(c, "cannot convert a table with a %s key", lv_what(L, idx));
 }
 
+/* One more value (map keys count too, as on the wire). */
+static int lv_count(lv_conv *c)
+{
+    if (++c->items <= ISO_VALUE_MAX_ITEMS)
+        return 0;
+    return lv_fail(c, "cannot convert more than %zu values at once",
+                   ISO_VALUE_MAX_ITEMS);
+}
+
 static int lv_map(lv_conv *c, int idx, iso_value *out)
 {
     lua_State *L = c->L;
@@ -291,7 +301,7 @@ static int lv_map(lv_conv *c, int idx, iso_value *out)
         lv_seg seg;
         if (iso_map_append(out, &k, &v) < 0)
             return lv_oom(c);
-        if (lv_key(c, lua_gettop(L) - 1, k, &seg) < 0 ||
+        if (lv_count(c) < 0 || lv_key(c, lua_gettop(L) - 1, k, &seg) < 0 ||
             lv_child(c, seg, lua_gettop(L), v) < 0)
             return -1;
         lua_pop(L, 1);
@@ -341,6 +351,8 @@ static int lv_table(lv_conv *c, int idx, iso_value *out)
 static int lv_value(lv_conv *c, int idx, iso_value *out)
 {
     lua_State *L = c->L;
+    if (lv_count(c) < 0)
+        return -1;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         return 0;
