@@ -218,7 +218,7 @@ describe("luaisolate check --explain", function()
 
   it("uses --backend and prints no table for invalid targets", function()
     local bad = tmpfile("return { fss = 1 }")
-    local code, out = run({ "--explain", "--backend=process", "ml-inference", bad })
+    local code, out = run({ "--explain", "--backend=microvm", "ml-inference", bad })
     os.remove(bad)
     assert.are.equal(1, code)
     local l = lines(out)

@@ -533,12 +533,29 @@ describe("Policy:explain", function()
     assert.are.same(p:explain(), p:explain("subinterpreter"))
   end)
 
-  it("says every rule is unenforced for backends this build lacks", function()
-    for _, backend in ipairs({ "process", "microvm" }) do
-      local rows = p:explain(backend)
-      assert.are.equal(13, #rows)
-      for _, r in ipairs(rows) do assert.are.equal("none", r.layer) end
-    end
+  it("lists the kernel layers of a process cell", function()
+    local guard = "python-guard"
+    assert.are.same({
+      { 'imports {"json"}', guard },
+      { 'fs {read="/a"}', "landlock" },
+      { 'fs {deny="/a/b"}', guard },
+      { 'net {connect="127.0.0.1:80"}', "landlock" },
+      { 'capabilities {"kv"}', guard },
+      { "limits {cpu_ms=5}", "rlimit" },
+      { "limits {wall_ms=1000}", "cgroup" },
+      { 'limits {mem="1MiB"}', "rlimit" },
+      { "limits {open_files=3}", "rlimit" },
+      { "limits {processes=0}", "seccomp" },
+      { 'limits {output_bytes="1KiB"}', "rlimit" },
+      { 'syscalls {deny={"ptrace"}}', "seccomp" },
+      { 'syscalls {deny={"mount"}}', "seccomp" },
+    }, layers(p:explain("process")))
+  end)
+
+  it("says every rule is unenforced for microvm, which this build lacks", function()
+    local rows = p:explain("microvm")
+    assert.are.equal(13, #rows)
+    for _, r in ipairs(rows) do assert.are.equal("none", r.layer) end
   end)
 
   it("has no rows for an empty policy, and refuses unknown backends", function()

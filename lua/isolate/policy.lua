@@ -755,8 +755,12 @@ local function rule_rows(spec)
     rows[#rows + 1] = { rule = rule, kind = kind, origin = origin }
   end
   if #spec.imports > 0 then add("imports " .. quote_list(spec.imports), "imports") end
-  for _, r in ipairs(spec.fs) do add(r.text, "fs", r.origin) end
-  for _, r in ipairs(spec.net) do add(r.text, "net", r.origin) end
+  for _, r in ipairs(spec.fs) do
+    add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin)
+  end
+  for _, r in ipairs(spec.net) do
+    add(r.text, r.action == "deny" and "net-deny" or "net", r.origin)
+  end
   if #spec.capabilities > 0 then
     add("capabilities " .. quote_list(spec.capabilities), "capabilities")
   end
@@ -770,20 +774,55 @@ local function rule_rows(spec)
 end
 
 local GUARDRAIL = "guardrail, not a boundary: "
-local SUBINTERPRETER = {
+local GUARD = {
   imports = GUARDRAIL .. "the cell's import hook refuses other modules",
   fs = GUARDRAIL .. "audited opens and a race-free opener in the cell",
   net = GUARDRAIL .. "audited socket connect/sendto in the cell",
   capabilities = GUARDRAIL .. "request() refuses ungranted capabilities",
-  wall_ms = "watchdog interrupt; a guest stuck in one C call is abandoned",
 }
-local UNENFORCED = "not enforced by this build; spawn refuses it"
+GUARD["fs-deny"], GUARD["net-deny"] = GUARD.fs, GUARD.net
+
+-- Per backend: kind -> {layer, note}.
+local LAYERS = {
+  subinterpreter = {
+    wall_ms = { "python-guard", "watchdog interrupt; a guest stuck in one C "
+                .. "call is abandoned" },
+  },
+  process = {
+    imports = { "python-guard", "the import hook; what escapes it is still "
+                .. "inside the kernel layers" },
+    fs = { "landlock", "the directory the rule lives under, deny by default; "
+           .. "the python-guard applies wildcards exactly" },
+    ["fs-deny"] = { "python-guard", "Landlock cannot take away inside a "
+                    .. "grant: the python-guard enforces deny rules" },
+    net = { "landlock", "TCP connect to the rule's ports; addresses by the "
+            .. "python-guard" },
+    ["net-deny"] = { "python-guard", "Landlock rules are per port: the "
+                     .. "python-guard enforces deny rules" },
+    capabilities = { "python-guard", "request() in the cell; the broker runs "
+                     .. "in the host" },
+    wall_ms = { "cgroup", "the host kills the cell's cgroup" },
+    cpu_ms = { "rlimit", "RLIMIT_CPU: SIGXCPU, then SIGKILL" },
+    mem = { "rlimit", "RLIMIT_AS (memory.max too where cgroup v2 has the "
+            .. "memory controller)" },
+    open_files = { "rlimit", "RLIMIT_NOFILE" },
+    output_bytes = { "rlimit", "RLIMIT_FSIZE" },
+    processes = { "seccomp", "0: process creation traps; more needs the "
+                  .. "cgroup v2 pids controller" },
+    syscall = { "seccomp", "traps and stops the cell, naming the call" },
+  },
+}
+local UNENFORCED = "not enforced by this backend in this build; spawn "
+  .. "refuses it"
 local UNAVAILABLE = "backend not available in this build"
 
 local function enforcement(backend, kind)
-  if backend ~= "subinterpreter" then return "none", UNAVAILABLE end
-  local note = SUBINTERPRETER[kind]
-  if note then return "python-guard", note end
+  if backend == "microvm" then return "none", UNAVAILABLE end
+  local row = LAYERS[backend][kind]
+  if row then return row[1], row[2] end
+  if backend == "subinterpreter" and GUARD[kind] then
+    return "python-guard", GUARD[kind]
+  end
   return "none", UNENFORCED
 end
 
