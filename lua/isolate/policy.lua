@@ -9,8 +9,19 @@
 -- error of kind "policy" (err.problems = {{path=, message=}, ...}). Globs
 -- and net specs are parsed by isolate.core only, so the validator, check()
 -- and the guards in cells can never disagree about what a rule means.
+--
+-- What a policy table may say (each section's checks, sizes and counts,
+-- rule text) lives in isolate.rules; this module loads policies, follows
+-- extends and answers for a compiled policy.
 local core = require "isolate.core"
 local errors = require "isolate.error"
+local rules = require "isolate.rules"
+
+local contains, quote, describe = rules.contains, rules.quote, rules.describe
+local key_path, module_name = rules.key_path, rules.module_name
+local copy_list, copy_rules = rules.copy_list, rules.copy_rules
+local new_problems, raise_problems = rules.new_problems, rules.raise_problems
+local empty_spec, combine = rules.empty_spec, rules.combine
 
 local policy = {}
 
@@ -21,394 +32,10 @@ local methods = {}
 local private = setmetatable({}, { __mode = "k" })
 
 local BACKENDS = { "subinterpreter", "process", "microvm" }
-local TOP_KEYS = { "version", "extends", "imports", "fs", "net",
-                   "capabilities", "limits", "syscalls" }
-local FS_KEYS = { "read", "write", "allow", "deny" }
-local NET_KEYS = { "connect", "deny" }
-local LIMIT_KEYS = { "cpu_ms", "wall_ms", "mem", "open_files", "processes",
-                     "output_bytes" }
-local MERGE_KEYS = { "imports", "capabilities", "limits" }
--- Smallest value of each counted limit: no processes at all is meaningful,
--- zero milliseconds or zero open files is not.
-local COUNT_MIN = { cpu_ms = 1, wall_ms = 1, open_files = 1, processes = 0 }
--- Sizes are "<integer><unit>", case-sensitive, no space: one spelling per
--- size, so "256mb" (bits? bytes?) and "1.5GiB" are refused, not guessed.
-local UNITS = { B = 1, KiB = 1 << 10, MiB = 1 << 20, GiB = 1 << 30,
-                TiB = 1 << 40, KB = 1000, MB = 1000000, GB = 1000000000,
-                TB = 1000000000000 }
-local UNIT_LIST = "B, KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB "
-                  .. "(powers of 1000)"
 local MAX_EXTENDS = 16
 -- A policy file is data: it gets this many VM instructions to build its
 -- table, so a stray loop fails instead of hanging `luaisolate check`.
 local FILE_BUDGET = 10000000
-
--- ---- small helpers --------------------------------------------------------
-
-local function contains(list, v)
-  for _, x in ipairs(list) do if x == v then return true end end
-  return false
-end
-
-local function copy_list(list)
-  return table.move(list, 1, #list, 1, {})
-end
-
-local function copy_rules(rules)
-  local out = {}
-  for i, r in ipairs(rules) do
-    out[i] = {}
-    for k, v in pairs(r) do out[i][k] = v end
-  end
-  return out
-end
-
--- A string literal in Lua syntax, for rule text an operator can paste.
-local function quote(s)
-  local named = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r",
-                  ['"'] = '\\"', ["\\"] = "\\\\" }
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    return named[c] or string.format("\\%03d", c:byte())
-  end) .. '"'
-end
-
-local function quote_list(list)
-  local parts = {}
-  for i, v in ipairs(list) do parts[i] = quote(v) end
-  return "{" .. table.concat(parts, ", ") .. "}"
-end
-
-local function describe(v)
-  local t = type(v)
-  if t == "string" then return "the string " .. quote(v) end
-  if t == "number" or t == "boolean" then return t .. " " .. tostring(v) end
-  return t == "nil" and "nothing" or "a " .. t
-end
-
--- Edit distance, for "did you mean" hints on misspelt keys.
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
-local function suggestion(k, valid)
-  if type(k) ~= "string" then return "" end
-  local best, best_d = nil, 3
-  for _, v in ipairs(valid) do
-    local d = distance(k, v)
-    if d < best_d then best, best_d = v, d end
-  end
-  return best and string.format(" (did you mean '%s'?)", best) or ""
-end
-
-local function key_path(base, k)
-  if type(k) == "string" and k:match("^[%a_][%w_]*$") then
-    return base == "" and k or base .. "." .. k
-  end
-  if math.type(k) == "integer" then return string.format("%s[%d]", base, k) end
-  return string.format("%s[%s]", base, type(k) == "string" and quote(k) or tostring(k))
-end
-
-local function integer_of(v)
-  if math.type(v) == "float" and v == math.floor(v) then return math.tointeger(v) end
-  return math.type(v) == "integer" and v or nil
-end
-
-local function module_name(s)
-  if type(s) ~= "string" then return false end
-  for part in (s .. "."):gmatch("(.-)%.") do
-    if not part:match("^[%a_][%w_]*$") then return false end
-  end
-  return true
-end
-
--- ---- problems -------------------------------------------------------------
-
-local Problems = {}
-Problems.__index = Problems
-
-local function new_problems() return setmetatable({ list = {} }, Problems) end
-
-function Problems:add(path, fmt, ...)
-  self.list[#self.list + 1] = { path = path, message = string.format(fmt, ...) }
-end
-
-function Problems:unknown_key(path, k, valid)
-  self:add(path, "unknown key%s; valid keys: %s", suggestion(k, valid),
-           table.concat(valid, ", "))
-end
-
--- "invalid <subject>: <path>: <message>; ..." so tostring(err) alone
--- tells an operator everything the problems list does.
-local function summary(subject, list)
-  local parts = {}
-  for i, p in ipairs(list) do
-    parts[i] = p.path == "" and p.message or p.path .. ": " .. p.message
-  end
-  return string.format("invalid %s: %s", subject, table.concat(parts, "; "))
-end
-
-local function raise_problems(kind, subject, list, fields)
-  fields = fields or {}
-  fields.problems = list
-  error(errors.new(kind, summary(subject, list), fields), 3)
-end
-
--- ---- shape checks -----------------------------------------------------------
-
--- The {key, value} items of a list in key order; a problem when t is not a
--- real sequence (a non-integer key, or a hole left by a nil item).
-function Problems:seq(t, path, what)
-  if type(t) ~= "table" then
-    self:add(path, "expected a list of %s, got %s", what, describe(t))
-    return {}
-  end
-  local keys, bad = {}, {}
-  for k in next, t do
-    if math.type(k) == "integer" and k >= 1 then keys[#keys + 1] = k
-    else bad[#bad + 1] = key_path("", k) end
-  end
-  table.sort(keys)
-  table.sort(bad)
-  if #bad > 0 then
-    self:add(path, "expected a list of %s, found key(s) %s; write the items "
-             .. "as { a, b, ... } without keys", what, table.concat(bad, ", "))
-  end
-  for i, k in ipairs(keys) do
-    if k ~= i then
-      self:add(path, "the list has a hole at [%d] (a nil item?); remove it", i)
-      break
-    end
-  end
-  local items = {}
-  for i, k in ipairs(keys) do items[i] = { k, t[k] } end
-  return items
-end
-
--- Strings of a list that pass ok(v), deduplicated, in order.
-function Problems:names(t, path, noun, ok, expected)
-  local out = {}
-  for _, item in ipairs(self:seq(t, path, noun)) do
-    local k, v = item[1], item[2]
-    if not ok(v) then
-      self:add(string.format("%s[%d]", path, k), "expected %s, got %s", expected,
-               describe(v))
-    elseif not contains(out, v) then
-      out[#out + 1] = v
-    end
-  end
-  return out
-end
-
--- One rule: a table with exactly one of `keys`, whose value passes check().
-function Problems:rule(rule, path, keys, example, check)
-  if type(rule) ~= "table" then
-    self:add(path, "expected a rule such as %s, got %s", example, describe(rule))
-    return nil
-  end
-  local found = {}
-  for k, v in next, rule do
-    if not contains(keys, k) then
-      self:unknown_key(key_path(path, k), k, keys)
-    elseif type(v) ~= "string" then
-      self:add(path .. "." .. k, "expected a string, got %s", describe(v))
-    else
-      local ok, msg = check(v)
-      if ok then found[#found + 1] = k
-      else self:add(path .. "." .. k, "%s", msg or "invalid") end
-    end
-  end
-  if next(rule) == nil then
-    self:add(path, "empty rule; give exactly one of %s, e.g. %s",
-             table.concat(keys, ", "), example)
-  elseif #found > 1 then
-    table.sort(found)
-    self:add(path, "a rule has exactly one of %s (found %s); split it into "
-             .. "one rule per key", table.concat(keys, ", "), table.concat(found, ", "))
-  elseif #found == 1 then
-    return found[1], rule[found[1]]
-  end
-  return nil
-end
-
--- ---- sections ---------------------------------------------------------------
-
-local function empty_spec()
-  return { imports = {}, capabilities = {}, fs = {}, net = {}, limits = {},
-           limit_src = {}, syscalls = {} }
-end
-
-local function rule_text(section, kind, target)
-  return string.format("%s {%s=%s}", section, kind, quote(target))
-end
-
-local sections = {}
-
-function sections.version(P, v)
-  if not (type(v) == "number" and v == 1) then
-    P:add("version", "expected 1 (the only policy language version), got %s",
-          describe(v))
-  end
-end
-
-function sections.extends(P, v, spec)
-  if type(v) ~= "string" or v == "" then
-    P:add("extends", "expected a policy name such as \"stdlib.readonly\" or a "
-          .. "file path, got %s", describe(v))
-  else
-    spec.extends = v
-  end
-end
-
-function sections.imports(P, v, spec)
-  spec.imports = P:names(v, "imports", "module names", module_name,
-                         "a module name such as \"json\" or \"os.path\"")
-end
-
-function sections.capabilities(P, v, spec)
-  local function ok(c) return type(c) == "string" and c:match("^[%w_.-]+$") ~= nil end
-  spec.capabilities = P:names(v, "capabilities", "capability names", ok,
-                              "a capability name matching ^[%w_.-]+$")
-end
-
-local function add_rules(P, v, spec, section, keys, example, check, label)
-  local field, target = section == "fs" and "access" or "action",
-                        section == "fs" and "pattern" or "spec"
-  for _, item in ipairs(P:seq(v, section, "rules")) do
-    local path = string.format("%s[%d]", section, item[1])
-    local kind, value = P:rule(item[2], path, keys, example, check)
-    if kind then
-      spec[section][#spec[section] + 1] = {
-        [field] = kind, [target] = value, text = rule_text(section, kind, value),
-        origin = string.format("%s %s", label, path),
-      }
-    end
-  end
-end
-
-function sections.fs(P, v, spec, label)
-  add_rules(P, v, spec, "fs", FS_KEYS, '{read="/srv/data/**"}', core.check_glob,
-            label)
-end
-
-function sections.net(P, v, spec, label)
-  add_rules(P, v, spec, "net", NET_KEYS, '{connect="127.0.0.1:6379"}',
-            core.check_net, label)
-end
-
--- bytes, or nil and what to write instead.
-local function size_of(v)
-  local n = integer_of(v)
-  if type(v) == "number" then
-    if n and n > 0 then return n end
-    return nil, "expected a positive integer number of bytes or a size such "
-                .. "as \"256MiB\", got " .. describe(v)
-  elseif type(v) ~= "string" then
-    return nil, "expected a size such as \"256MiB\" or a number of bytes, got "
-                .. describe(v)
-  end
-  local digits, unit = v:match("^(%d+)(%a+)$")
-  if not digits then
-    return nil, string.format("%s is not a size; write an integer and a unit "
-                .. "with no space, e.g. \"256MiB\"; units: %s", quote(v), UNIT_LIST)
-  end
-  local mult = UNITS[unit]
-  if not mult then
-    return nil, string.format("unknown unit %s (units are case-sensitive); "
-                .. "use one of %s", quote(unit), UNIT_LIST)
-  end
-  n = math.tointeger(tonumber(digits))
-  if not n or n > math.maxinteger // mult then return nil, "size is too large" end
-  if n == 0 then return nil, "expected a size greater than zero" end
-  return n * mult
-end
-
-local function count_of(k, v)
-  local n, min = integer_of(v), COUNT_MIN[k]
-  if n and n >= min then return n end
-  return nil, string.format("expected an integer >= %d%s, got %s", min,
-                            k:match("_ms$") and " (milliseconds)" or "", describe(v))
-end
-
-function sections.limits(P, v, spec)
-  if type(v) ~= "table" then
-    P:add("limits", "expected a table such as {wall_ms = 5000}, got %s", describe(v))
-    return
-  end
-  for k, x in next, v do
-    local path = key_path("limits", k)
-    if not contains(LIMIT_KEYS, k) then
-      P:unknown_key(path, k, LIMIT_KEYS)
-    else
-      local n, msg
-      if COUNT_MIN[k] then n, msg = count_of(k, x) else n, msg = size_of(x) end
-      -- Keep the operator's spelling of sizes for rule text and totable().
-      if n then spec.limits[k], spec.limit_src[k] = n, type(x) == "string" and x or n
-      else P:add(path, "%s", msg) end
-    end
-  end
-end
-
-function sections.syscalls(P, v, spec)
-  if type(v) ~= "table" then
-    P:add("syscalls", "expected a table such as {deny = {\"ptrace\"}}, got %s",
-          describe(v))
-    return
-  end
-  for k in next, v do
-    if k ~= "deny" then P:unknown_key(key_path("syscalls", k), k, { "deny" }) end
-  end
-  if v.deny ~= nil then
-    spec.syscalls = P:names(v.deny, "syscalls.deny", "syscall names", function(s)
-      return type(s) == "string" and core.syscall_known(s)
-    end, "a syscall name known to this machine, such as \"ptrace\"")
-  end
-end
-
--- Validate one policy table (not its parents) into a spec.
-local function validate(P, t, label)
-  local spec = empty_spec()
-  for k in next, t do
-    if not sections[k] then P:unknown_key(key_path("", k), k, TOP_KEYS) end
-  end
-  for _, k in ipairs(TOP_KEYS) do
-    if t[k] ~= nil then sections[k](P, t[k], spec, label) end
-  end
-  return spec
-end
-
--- ---- composition ------------------------------------------------------------
-
-local function append_unique(dst, src)
-  for _, v in ipairs(src) do
-    if not contains(dst, v) then dst[#dst + 1] = v end
-  end
-end
-
--- Parent first, then child: lists concatenate, limits take the child's value.
-local function combine(base, child)
-  local out = empty_spec()
-  for _, part in ipairs({ base, child }) do
-    append_unique(out.imports, part.imports)
-    append_unique(out.capabilities, part.capabilities)
-    append_unique(out.syscalls, part.syscalls)
-    for _, r in ipairs(copy_rules(part.fs)) do out.fs[#out.fs + 1] = r end
-    for _, r in ipairs(copy_rules(part.net)) do out.net[#out.net + 1] = r end
-    for k, v in pairs(part.limits) do
-      out.limits[k], out.limit_src[k] = v, part.limit_src[k]
-    end
-  end
-  return out
-end
 
 -- ---- files --------------------------------------------------------------------
 
@@ -555,7 +182,7 @@ end
 -- Validate t and its extends chain into one merged spec, or raise.
 function compile_spec(t, meta, stack)
   local P = new_problems()
-  local spec = validate(P, t, meta.name or meta.source or "table")
+  local spec = rules.validate(P, t, meta.name or meta.source or "table")
   local base = empty_spec()
   if spec.extends then base = parent_spec(P, spec.extends, meta, stack) or base end
   if #P.list > 0 then
@@ -648,11 +275,8 @@ function policy.merge(p, opts)
   if type(opts) ~= "table" then
     errors.raise("invalid_argument", "merge options must be a table")
   end
-  local P, spec = new_problems(), empty_spec()
-  for k, v in next, opts do
-    if contains(MERGE_KEYS, k) then sections[k](P, v, spec)
-    else P:unknown_key(key_path("", k), k, MERGE_KEYS) end
-  end
+  local P = new_problems()
+  local spec = rules.validate_options(P, opts)
   if #P.list > 0 then raise_problems("invalid_argument", "spawn options", P.list) end
   return new_policy(combine(s.spec, spec), s)
 end
@@ -743,36 +367,6 @@ function methods.check(p, op, target)
   return decide(s, op, target)
 end
 
-local function limit_text(k, v)
-  return string.format("limits {%s=%s}", k, type(v) == "string" and quote(v)
-                       or tostring(v))
-end
-
--- Every rule of the policy in explain order: {rule=, kind=, origin=}.
-local function rule_rows(spec)
-  local rows = {}
-  local function add(rule, kind, origin)
-    rows[#rows + 1] = { rule = rule, kind = kind, origin = origin }
-  end
-  if #spec.imports > 0 then add("imports " .. quote_list(spec.imports), "imports") end
-  for _, r in ipairs(spec.fs) do
-    add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin)
-  end
-  for _, r in ipairs(spec.net) do
-    add(r.text, r.action == "deny" and "net-deny" or "net", r.origin)
-  end
-  if #spec.capabilities > 0 then
-    add("capabilities " .. quote_list(spec.capabilities), "capabilities")
-  end
-  for _, k in ipairs(LIMIT_KEYS) do
-    if spec.limits[k] then add(limit_text(k, spec.limit_src[k]), k) end
-  end
-  for _, name in ipairs(spec.syscalls) do
-    add(string.format("syscalls {deny={%s}}", quote(name)), "syscall")
-  end
-  return rows
-end
-
 local GUARDRAIL = "guardrail, not a boundary: "
 local GUARD = {
   imports = GUARDRAIL .. "the cell's import hook refuses other modules",
@@ -835,7 +429,7 @@ function methods.explain(p, backend)
                  describe(backend), table.concat(BACKENDS, ", "))
   end
   local rows = {}
-  for i, r in ipairs(rule_rows(s.spec)) do
+  for i, r in ipairs(rules.rule_rows(s.spec)) do
     local layer, note = enforcement(backend, r.kind)
     rows[i] = { rule = r.rule, layer = layer, note = note, origin = r.origin }
   end
@@ -846,14 +440,14 @@ end
 function methods.totable(p)
   local spec = state(p).spec
   local t = { version = 1 }
-  local function rules(list, field, target)
+  local function rule_list(list, field, target)
     local out = {}
     for i, r in ipairs(list) do out[i] = { [r[field]] = r[target] } end
     return out
   end
   if #spec.imports > 0 then t.imports = copy_list(spec.imports) end
-  if #spec.fs > 0 then t.fs = rules(spec.fs, "access", "pattern") end
-  if #spec.net > 0 then t.net = rules(spec.net, "action", "spec") end
+  if #spec.fs > 0 then t.fs = rule_list(spec.fs, "access", "pattern") end
+  if #spec.net > 0 then t.net = rule_list(spec.net, "action", "spec") end
   if #spec.capabilities > 0 then t.capabilities = copy_list(spec.capabilities) end
   if next(spec.limits) then
     t.limits = {}
