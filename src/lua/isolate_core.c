@@ -105,8 +105,21 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* core.sleep(seconds): lets a Lua loop that polls cells give the CPU to
+ * them (nanosleep; never raises for a non-positive time). */
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (s > 0) {
+        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 static const luaL_Reg core_functions[] = {
     {"now", l_now},
+    {"sleep", l_sleep},
     {"spawn", iso_lua_cell_spawn},
     {"backend_check", l_backend_check},
     {"name_valid", l_name_valid},

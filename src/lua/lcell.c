@@ -100,11 +100,15 @@ static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
     }
 }
 
-/* Push the result of the running request, or raise its error. */
-static int finish_request(lua_State *L, lcell *u)
+/* Push the result of the running request, or raise its error. With
+ * timeout >= 0, return 0 (nothing pushed) while it is still running. */
+static int finish_request(lua_State *L, lcell *u, double timeout)
 {
     iso_error err = {0};
-    iso_msg *m = pump(L, u, ISO_WAIT_RESULT, -1, &err);
+    iso_msg *m = pump(L, u, ISO_WAIT_RESULT, timeout, &err);
+    if (!m && timeout >= 0 && err.kind == ISO_TIMEOUT &&
+        iso_cell_is_open(u->cell))
+        return 0;
     if (m && m->error.kind != ISO_OK)
         iso_error_move(&err, &m->error);
     if (!m || err.kind != ISO_OK) {
@@ -118,21 +122,18 @@ static int finish_request(lua_State *L, lcell *u)
 
 /* ---- methods ----------------------------------------------------------- */
 
-static int l_cell_exec(lua_State *L)
+static void start_exec(lua_State *L, lcell *u)
 {
-    lcell *u = open_cell(L);
     size_t len;
     const char *src = luaL_checklstring(L, 2, &len);
     iso_error err = {0};
     if (iso_cell_exec(u->cell, src, len, &err))
-        return raise_cell(L, u, &err);
-    finish_request(L, u);
-    return 0;
+        raise_cell(L, u, &err);
 }
 
-static int l_cell_call(lua_State *L)
+/* Arguments 3.. as one list; submit the call. */
+static void start_call(lua_State *L, lcell *u)
 {
-    lcell *u = open_cell(L);
     const char *target = luaL_checkstring(L, 2);
     iso_value args = {0};
     iso_error err = {0};
@@ -143,18 +144,66 @@ static int l_cell_call(lua_State *L)
             iso_value_free(&args);
             if (!slot)
                 iso_error_set(&err, ISO_MEMORY, "out of memory");
-            return raise_cell(L, u, &err);
+            raise_cell(L, u, &err);
         }
     }
     if (iso_value_string_bytes(&args) > ISO_VALUE_MAX_BYTES) {
         iso_value_free(&args);
         iso_error_set(&err, ISO_VALUE, "call arguments exceed %zu MiB",
                       ISO_VALUE_MAX_BYTES >> 20);
-        return raise_cell(L, u, &err);
+        raise_cell(L, u, &err);
     }
     if (iso_cell_call(u->cell, target, &args, &err))
-        return raise_cell(L, u, &err);
-    return finish_request(L, u);
+        raise_cell(L, u, &err);
+}
+
+static int l_cell_exec(lua_State *L)
+{
+    lcell *u = open_cell(L);
+    start_exec(L, u);
+    finish_request(L, u, -1);
+    return 0;
+}
+
+static int l_cell_call(lua_State *L)
+{
+    lcell *u = open_cell(L);
+    start_call(L, u);
+    return finish_request(L, u, -1);
+}
+
+/* sb:start_exec(src), sb:start_call(target, ...): submit and return at
+ * once; sb:result([timeout_s]) collects (several cells can run at once). */
+static int l_cell_start_exec(lua_State *L)
+{
+    start_exec(L, open_cell(L));
+    return 0;
+}
+
+static int l_cell_start_call(lua_State *L)
+{
+    start_call(L, open_cell(L));
+    return 0;
+}
+
+/* sb:result([timeout_s]) -> true, value | false (still running); raises
+ * the request's error. Serves broker requests while it waits. */
+static int l_cell_result(lua_State *L)
+{
+    lcell *u = open_cell(L);
+    bool bounded = !lua_isnoneornil(L, 2);
+    double timeout = bounded ? luaL_checknumber(L, 2) : -1;
+    if (bounded && timeout < 0)
+        return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                              "result timeout must be >= 0 seconds");
+    lua_settop(L, 1);
+    if (!finish_request(L, u, timeout)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -2); /* [cell true value] */
+    return 2;
 }
 
 /* sb:recv([timeout_s]) -> value | nil, isolate.Error (timeout) */
@@ -317,6 +366,9 @@ static const luaL_Reg cell_methods[] = {
     {"close", l_cell_close},
     {"kill", l_cell_kill},
     {"is_open", l_cell_is_open},
+    {"start_exec", l_cell_start_exec},
+    {"start_call", l_cell_start_call},
+    {"result", l_cell_result},
     {"confinement", l_cell_confinement},
     {NULL, NULL},
 };
