@@ -304,3 +304,34 @@ for _ in range(40):
     assert.is_false(sb:is_open())
   end)
 end)
+
+describe("limits.cpu_ms and limits.output_bytes", function()
+  for _, backend in ipairs(support.backends()) do
+    local spawn = support.spawner(backend)
+
+    it("stop a guest that spends its CPU budget with kind cpu (" .. backend .. ")", function()
+      local sb <close> = spawn({ limits = { cpu_ms = 200 } })
+      local t0 = require("isolate.core").now()
+      assert.are.equal("cpu", err_of(sb.exec, sb, "while True:\n    pass").kind)
+      assert.is_true(require("isolate.core").now() - t0 < 5)
+    end)
+
+    it("bound what a cell posts and logs (" .. backend .. ")", function()
+      local sb <close> = spawn({ limits = { output_bytes = 100 } })
+      sb:exec([[
+sent = 0
+try:
+    for i in range(100):
+        post('x' * 10)
+        sent += 1
+except OSError as e:
+    outcome = ['refused', sent, e.errno]  # call results are not output
+def get_outcome():
+    return outcome
+]])
+      for _ = 1, 10 do assert.are.equal(string.rep("x", 10), sb:recv(1)) end
+      assert.are.same({ "refused", 10, 27 }, sb:call("get_outcome")) -- EFBIG
+      assert.are.equal("guest", err_of(sb.exec, sb, "log('info', 'y' * 10)").kind)
+    end)
+  end
+end)

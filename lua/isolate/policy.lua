@@ -381,6 +381,9 @@ local LAYERS = {
   subinterpreter = {
     wall_ms = { "python-guard", "watchdog interrupt; a guest stuck in one C "
                 .. "call is abandoned" },
+    cpu_ms = { "python-guard", "the cell thread's CPU clock, watched while "
+               .. "a request runs; interrupt, then abandon" },
+    output_bytes = { "python-guard", "posts and logs counted in the cell" },
   },
   process = {
     imports = { "python-guard", "the import hook; what escapes it is still "
@@ -400,7 +403,8 @@ local LAYERS = {
     mem = { "rlimit", "RLIMIT_AS (memory.max too where cgroup v2 has the "
             .. "memory controller)" },
     open_files = { "rlimit", "RLIMIT_NOFILE" },
-    output_bytes = { "rlimit", "RLIMIT_FSIZE" },
+    output_bytes = { "rlimit", "RLIMIT_FSIZE for files; posts and logs "
+                     .. "counted in the cell" },
     processes = { "seccomp", "0: process creation traps; more needs the "
                   .. "cgroup v2 pids controller" },
     syscall = { "seccomp", "traps and stops the cell, naming the call" },

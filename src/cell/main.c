@@ -106,6 +106,8 @@ static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
     c->capabilities =
         (char **)iso_config_strings(config, "capabilities", &c->n_capabilities);
     c->plan = plan;
+    c->output_bytes =
+        iso_config_int(iso_config_field(config, "limits"), "output_bytes");
     c->send_hook = send_hook;
     c->await_reply_hook = await_reply;
     return c->imports && c->capabilities ? c : NULL;

@@ -208,6 +208,8 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     c->ops = cfg->backend == ISO_BACKEND_PROCESS ? &iso_process_ops
                                                  : &iso_subinterpreter_ops;
     c->wall_ms = cfg->wall_ms;
+    c->cpu_ms = cfg->cpu_ms;
+    c->output_bytes = cfg->output_bytes;
     c->plan = iso_plan_ref(cfg->plan);
     c->start_rc = 1; /* not started yet */
     c->imports = copy_strings(cfg->imports, cfg->n_imports);
@@ -291,7 +293,7 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     }
     r->seq = ++c->next_seq;
     c->busy = true;
-    c->timed_out = false;
+    c->overrun = ISO_OK;
     c->started = iso_now();
     c->last_interrupt = 0;
     c->calls++;
@@ -396,32 +398,65 @@ void iso_cell_retire(iso_cell *c, iso_state state)
     c->busy = false;
 }
 
-/* Past wall_ms: the backend interrupts or kills. -1 once it is retired. */
-static int enforce_wall(iso_cell *c, double now)
+/* CPU time of a sub-interpreter cell's thread, in ms (process cells have
+ * RLIMIT_CPU in their worker instead). */
+static int64_t thread_cpu_ms(iso_cell *c)
 {
-    double wall_end = c->started + (double)c->wall_ms / 1000.0;
-    if (now < wall_end)
+    struct timespec ts;
+    if (!c->has_cpu_clock || clock_gettime(c->cpu_clock, &ts) != 0)
         return 0;
-    c->timed_out = true;
-    return c->ops->overrun(c, now - wall_end) ? 0 : -1;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* Which limit the running request passed, and since when. */
+static bool over_limit(iso_cell *c, double now)
+{
+    if (c->overrun)
+        return true;
+    double wall_end = c->started + (double)c->wall_ms / 1000.0;
+    if (c->wall_ms > 0 && now >= wall_end)
+        c->overrun = ISO_TIMEOUT, c->overrun_since = wall_end;
+    else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER &&
+             thread_cpu_ms(c) >= c->cpu_ms)
+        c->overrun = ISO_CPU, c->overrun_since = now;
+    return c->overrun != ISO_OK;
+}
+
+/* Past a limit the backend interrupts or kills: -1 once it is retired. */
+static int enforce_limits(iso_cell *c, double now)
+{
+    if (!over_limit(c, now))
+        return 0;
+    return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
+}
+
+#define CPU_CHECK_EVERY_S 0.01
 
 static double next_deadline(iso_cell *c, iso_wait what, double deadline)
 {
-    if (what != ISO_WAIT_RESULT || c->wall_ms <= 0)
+    if (what != ISO_WAIT_RESULT)
         return deadline;
-    double wake = c->timed_out ? c->last_interrupt + ISO_INTERRUPT_EVERY_S
-                               : c->started + (double)c->wall_ms / 1000.0;
+    double wake = -1;
+    if (c->overrun)
+        wake = c->last_interrupt + ISO_INTERRUPT_EVERY_S;
+    else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER)
+        wake = iso_now() + CPU_CHECK_EVERY_S;
+    else if (c->wall_ms > 0)
+        wake = c->started + (double)c->wall_ms / 1000.0;
+    if (wake < 0)
+        return deadline;
     return deadline < 0 || wake < deadline ? wake : deadline;
 }
 
-static int timeout_result(iso_cell *c, iso_msg *m, iso_error *err)
+static int overrun_error(iso_cell *c, iso_error *err, bool closed)
 {
-    iso_msg_destroy(m);
-    return iso_error_set(err, ISO_TIMEOUT,
-                         "cell '%s' exceeded limits.wall_ms=%lld and was "
-                         "interrupted",
-                         c->name, (long long)c->wall_ms);
+    bool cpu = c->overrun == ISO_CPU;
+    return iso_error_set(err, c->overrun,
+                         "cell '%s' exceeded limits.%s=%lld "
+                         "and was %s",
+                         c->name, cpu ? "cpu_ms" : "wall_ms",
+                         (long long)(cpu ? c->cpu_ms : c->wall_ms),
+                         closed ? "stopped: cell closed" : "interrupted");
 }
 
 int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
@@ -435,18 +470,17 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
     double deadline = timeout_s < 0 ? -1 : iso_now() + timeout_s;
     for (;;) {
         iso_msg *m = take_ready(c, what);
-        if (m && m->type == ISO_MSG_RESULT && c->timed_out)
-            return timeout_result(c, m, err);
+        if (m && m->type == ISO_MSG_RESULT && c->overrun) {
+            iso_msg_destroy(m);
+            return overrun_error(c, err, false);
+        }
         if (m) {
             *out = m;
             return 0;
         }
         double now = iso_now();
-        if (what == ISO_WAIT_RESULT && c->wall_ms > 0 && enforce_wall(c, now))
-            return iso_error_set(err, ISO_TIMEOUT,
-                                 "cell '%s' exceeded limits.wall_ms=%lld and "
-                                 "was stopped: cell closed",
-                                 c->name, (long long)c->wall_ms);
+        if (what == ISO_WAIT_RESULT && enforce_limits(c, now))
+            return overrun_error(c, err, true);
         if (deadline >= 0 && now >= deadline)
             return iso_error_set(err, ISO_TIMEOUT, "timed out after %gs",
                                  timeout_s);
@@ -475,13 +509,11 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
 {
     static const char *const names[] = {"starting", "idle", "running", "closed",
                                         "dead"};
-    struct timespec ts;
     memset(st, 0, sizeof *st);
     if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
         st->cpu_ms = iso_process_cpu_ms(c);
-    else if (c->has_cpu_clock && iso_cell_is_open(c) &&
-             clock_gettime(c->cpu_clock, &ts) == 0)
-        st->cpu_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    else if (iso_cell_is_open(c))
+        st->cpu_ms = thread_cpu_ms(c);
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;

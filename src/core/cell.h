@@ -76,7 +76,9 @@ struct iso_cell {
     iso_value confinement; /* per layer: what confines this cell */
     char **imports, **capabilities;
     size_t n_imports, n_capabilities;
-    int64_t wall_ms;
+    int64_t wall_ms, cpu_ms; /* 0: none */
+    int64_t output_bytes;    /* posts and logs; 0: none */
+    int64_t output_used;     /* cell thread */
     iso_plan *plan; /* immutable; NULL denies every fs and net access */
 
     pthread_mutex_t mu;
@@ -114,7 +116,8 @@ struct iso_cell {
     iso_msg *pending_result, *pending_request;
     uint64_t next_seq;
     bool busy;      /* a request was submitted, result not taken */
-    bool timed_out; /* the running request passed wall_ms */
+    iso_kind overrun;     /* ISO_TIMEOUT / ISO_CPU: the request passed a limit */
+    double overrun_since; /* when it did */
     double started, last_interrupt;
     uint64_t calls, posts_count, denials;
 };

@@ -3,6 +3,7 @@
  * request, and the import guard. A guardrail, not a boundary: Python code
  * that wants out of a sub-interpreter can get out (see README).
  */
+#include <errno.h>
 #include <string.h>
 
 #include "py_cell.h"
@@ -165,12 +166,36 @@ PyObject *iso_py_import(const char *name)
 
 /* ---- post, log, metric ------------------------------------------------- */
 
+/* limits.output_bytes bounds what a cell posts and logs (strings and
+ * bytes in them), whatever the backend. */
+static int charge_output(iso_cell *c, iso_msg *m)
+{
+    int64_t n = (int64_t)iso_value_string_bytes(&m->value);
+    if (c->output_bytes <= 0 || c->output_used + n <= c->output_bytes) {
+        c->output_used += n;
+        return 0;
+    }
+    iso_msg_destroy(m);
+    char msg[128];
+    snprintf(msg, sizeof msg,
+             "limits.output_bytes=%lld exceeded: this cell "
+             "has posted and logged %lld bytes",
+             (long long)c->output_bytes, (long long)c->output_used);
+    PyObject *args = Py_BuildValue("(is)", EFBIG, msg); /* OSError.errno */
+    if (args)
+        PyErr_SetObject(PyExc_OSError, args);
+    Py_XDECREF(args);
+    return -1;
+}
+
 static PyObject *post_value(iso_cell *c, iso_msg *m, PyObject *obj)
 {
     if (iso_py_to_value(obj, &m->value) < 0) {
         iso_msg_destroy(m);
         return NULL;
     }
+    if (charge_output(c, m) < 0)
+        return NULL;
     iso_cell_push(c, m);
     Py_RETURN_NONE;
 }
@@ -195,6 +220,8 @@ static PyObject *send(iso_cell *c, iso_msg_type type, PyObject **items,
             return NULL;
         }
     }
+    if (type == ISO_MSG_LOG && charge_output(c, m) < 0)
+        return NULL;
     iso_cell_push(c, m);
     Py_RETURN_NONE;
 }
