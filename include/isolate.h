@@ -277,6 +277,7 @@ void iso_msg_destroy(iso_msg *m);
 typedef struct iso_cell_stats {
     int64_t cpu_ms;
     uint64_t calls, posts, denials;
+    int64_t uptime_ms;
     const char *state; /* "idle", "running", "closed", "dead" */
 } iso_cell_stats;
 
@@ -306,7 +307,9 @@ typedef enum iso_wait {
  * the caller must answer with iso_cell_reply. Logs and metrics are queued
  * for iso_cell_next_event; posts seen while waiting for a result are queued
  * for ISO_WAIT_POST. timeout_s < 0 waits forever; ISO_WAIT_RESULT also
- * enforces the cell's wall_ms. *out is owned by the caller. */
+ * enforces the cell's wall_ms and cpu_ms. *out is owned by the caller.
+ * Returns 0, 1 when timeout_s passed with nothing (err says ISO_TIMEOUT),
+ * or -1 with err (a limit, a dead cell, ...). */
 int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
                   iso_error *err);
 /* Answer the pending REQUEST: value (moved) on success, or error text. */

@@ -43,6 +43,66 @@ local live = setmetatable({}, { __mode = "v" }) -- name -> cell
 local capabilities = {}                          -- name -> handler
 local generated = 0
 
+-- ---- events ---------------------------------------------------------------
+-- Every event a cell produces reaches the sink below on the Lua thread
+-- (while the host waits in exec/call/recv/result, and at close). It is
+-- queued for sb:events() and handed to the handlers of its type.
+local EVENT_TYPES = { log = true, metric = true, denial = true, exit = true,
+                      warning = true, reload = true }
+local EVENT_NAMES = "denial, exit, log, metric, reload, warning"
+local handlers = {}                               -- type -> {fn, ...}
+local queues = setmetatable({}, { __mode = "k" }) -- cell -> {first, last, ...}
+local totals = { spawned = 0, exited = 0 }
+
+local function sink(cell, ev)
+  local q = queues[cell]
+  if not q then q = { first = 1, last = 0 }; queues[cell] = q end
+  q.last = q.last + 1
+  q[q.last] = ev
+  if ev.type == "exit" then totals.exited = totals.exited + 1 end
+  for _, fn in ipairs(handlers[ev.type] or {}) do fn(ev) end
+end
+core.set_event_sink(sink)
+
+-- for ev in sb:events() do ... end: yields and consumes pending events.
+function core.cell_methods.events(cell)
+  cell:_dispatch()
+  return function()
+    local q = queues[cell]
+    if not q or q.first > q.last then return nil end
+    local ev = q[q.first]
+    q[q.first], q.first = nil, q.first + 1
+    return ev
+  end
+end
+
+function sandbox.on(type_, fn)
+  if not EVENT_TYPES[type_] then
+    raise("invalid_argument", "unknown event type %s; valid types: %s",
+          tostring(type_), EVENT_NAMES)
+  end
+  if type(fn) ~= "function" then
+    raise("invalid_argument", "sandbox.on('%s', fn): fn must be a function",
+          type_)
+  end
+  handlers[type_] = handlers[type_] or {}
+  table.insert(handlers[type_], fn)
+  return fn
+end
+
+-- One warning per spawn when a layer that could confine the cell is missing.
+local function warn_missing(cell)
+  local missing = {}
+  for _, row in ipairs(cell:confinement()) do
+    if row.state == "missing" then missing[#missing + 1] = row.layer end
+  end
+  if #missing > 0 then
+    sink(cell, { type = "warning", cell = cell.name, time = os.time(),
+                 message = "confinement layers missing: "
+                   .. table.concat(missing, ", ") })
+  end
+end
+
 local function sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = tostring(k) end
@@ -203,6 +263,8 @@ function sandbox.spawn(opts)
   local cell = core.spawn(core_config(config, cell_policy(opts, config)),
                          broker)
   live[config.name] = cell
+  totals.spawned = totals.spawned + 1
+  warn_missing(cell)
   return cell
 end
 
@@ -225,6 +287,46 @@ end
 
 function sandbox.info()
   return core.info()
+end
+
+-- ---- metrics ----------------------------------------------------------------
+
+local CELL_METRICS = {
+  { "isolate_cell_calls_total", "counter", "Requests (exec and call) run.", "calls" },
+  { "isolate_cell_posts_total", "counter", "Values posted to the host.", "posts" },
+  { "isolate_cell_denials_total", "counter", "Actions denied by the policy.", "denials" },
+  { "isolate_cell_cpu_seconds_total", "counter", "CPU time used.", "cpu_ms", 1000 },
+  { "isolate_cell_uptime_seconds", "gauge", "Time since spawn.", "uptime_ms", 1000 },
+}
+
+local function label(s)
+  return (s:gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
+end
+
+-- Prometheus text exposition (version 0.0.4) of the live cells and totals.
+function sandbox.metrics()
+  local out, cells = {}, {}
+  for name, cell in pairs(sandbox.list()) do cells[#cells + 1] = { name, cell } end
+  table.sort(cells, function(a, b) return a[1] < b[1] end)
+  local stats = {}
+  for i, c in ipairs(cells) do stats[i] = c[2]:stats() end
+  for _, m in ipairs(CELL_METRICS) do
+    out[#out + 1] = string.format("# HELP %s %s\n# TYPE %s %s", m[1], m[3], m[1], m[2])
+    for i, c in ipairs(cells) do
+      local v = stats[i][m[4]]
+      if m[5] then v = string.format("%.3f", v / m[5]) end
+      out[#out + 1] = string.format('%s{cell="%s",backend="%s"} %s', m[1],
+        label(c[1]), c[2].backend, v)
+    end
+  end
+  local function total(name, kind, help, v)
+    out[#out + 1] = string.format("# HELP %s %s\n# TYPE %s %s\n%s %d", name, help,
+                                  name, kind, name, v)
+  end
+  total("isolate_cells_live", "gauge", "Cells open now.", #cells)
+  total("isolate_cells_spawned_total", "counter", "Cells spawned.", totals.spawned)
+  total("isolate_cells_exited_total", "counter", "Cells closed, killed or dead.", totals.exited)
+  return table.concat(out, "\n") .. "\n"
 end
 
 return sandbox

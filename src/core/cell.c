@@ -251,6 +251,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         iso_cell_unref(c);
         return -1;
     }
+    c->spawned_at = iso_now();
     *out = c;
     return 0;
 }
@@ -262,6 +263,12 @@ const char *iso_cell_name(const iso_cell *c)
 iso_backend iso_cell_backend(const iso_cell *c)
 {
     return c->backend;
+}
+
+static int64_t uptime_ms(const iso_cell *c)
+{
+    double end = iso_cell_is_open(c) ? iso_now() : c->ended_at;
+    return (int64_t)((end - c->spawned_at) * 1000);
 }
 
 bool iso_cell_is_open(const iso_cell *c)
@@ -393,6 +400,7 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
 
 void iso_cell_retire(iso_cell *c, iso_state state)
 {
+    c->ended_at = iso_now();
     atomic_store(&c->state, state);
     name_release(c);
     c->busy = false;
@@ -481,9 +489,10 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
         double now = iso_now();
         if (what == ISO_WAIT_RESULT && enforce_limits(c, now))
             return overrun_error(c, err, true);
-        if (deadline >= 0 && now >= deadline)
-            return iso_error_set(err, ISO_TIMEOUT, "timed out after %gs",
-                                 timeout_s);
+        if (deadline >= 0 && now >= deadline) {
+            iso_error_set(err, ISO_TIMEOUT, "timed out after %gs", timeout_s);
+            return 1; /* the caller's own deadline, not a limit */
+        }
         if (c->ops->receive(c, next_deadline(c, what, deadline), err))
             return -1;
     }
@@ -517,6 +526,7 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;
+    st->uptime_ms = uptime_ms(c);
     int s = atomic_load(&c->state);
     st->state = (s == ISO_STATE_IDLE && c->busy) ? "running" : names[s];
 }

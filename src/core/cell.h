@@ -119,6 +119,7 @@ struct iso_cell {
     iso_kind overrun;     /* ISO_TIMEOUT / ISO_CPU: the request passed a limit */
     double overrun_since; /* when it did */
     double started, last_interrupt;
+    double spawned_at, ended_at;
     uint64_t calls, posts_count, denials;
 };
 

@@ -117,7 +117,17 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+/* core.set_event_sink(fn): fn(cell, event) receives every event. */
+static int l_set_event_sink(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "isolate.event_sink");
+    return 0;
+}
+
 static const luaL_Reg core_functions[] = {
+    {"set_event_sink", l_set_event_sink},
     {"now", l_now},
     {"sleep", l_sleep},
     {"spawn", iso_lua_cell_spawn},
@@ -141,5 +151,7 @@ int luaopen_isolate_core(lua_State *L)
     lua_setfield(L, -2, "Error");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
+    lua_getfield(L, LUA_REGISTRYINDEX, "isolate.cell_methods");
+    lua_setfield(L, -2, "cell_methods");
     return 1;
 }

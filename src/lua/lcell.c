@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "binding.h"
 #include "lvalue.h"
@@ -14,16 +15,26 @@
 
 typedef struct lcell {
     iso_cell *cell; /* NULL only before spawn succeeded */
+    bool exited;    /* its exit event was sent */
 } lcell;
+
+#define SINK_KEY "isolate.event_sink" /* registry: fn(cell, event) */
+#define HANDLER_ERROR_KEY "isolate.handler_error"
+#define PUMP_SLICE_S 0.05 /* events reach handlers at least this often */
 
 static lcell *check_cell(lua_State *L)
 {
     return luaL_checkudata(L, 1, ISO_CELL_MT);
 }
 
+static void emit_exit(lua_State *L, lcell *u, const char *reason,
+                      const char *message);
+
 /* Raise err with err.cell set; err is cleared. */
 static int raise_cell(lua_State *L, lcell *u, iso_error *err)
 {
+    if (u->cell && !iso_cell_is_open(u->cell) && !u->exited)
+        emit_exit(L, u, iso_kind_name(err->kind), err->message);
     iso_lua_push_error(L, err);
     if (u->cell) {
         lua_pushstring(L, iso_cell_name(u->cell));
@@ -41,6 +52,87 @@ static lcell *open_cell(lua_State *L)
         raise_cell(L, u, &err);
     }
     return u;
+}
+
+static void push_event(lua_State *L, lcell *u, iso_msg *m);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+/* Hand ev (on top, popped) to the Lua sink with cell at index 1. A failing
+ * handler must not leave a request half-served: its error is kept and
+ * raised once the operation that was waiting is over. */
+static void to_sink(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, SINK_KEY); /* [ev sink] */
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_insert(L, -2);
+    lua_pushvalue(L, 1);
+    lua_insert(L, -2); /* [sink cell ev] */
+    if (lua_pcall(L, 2, 0, 0) == LUA_OK)
+        return;
+    lua_getfield(L, LUA_REGISTRYINDEX, HANDLER_ERROR_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_setfield(L, LUA_REGISTRYINDEX, HANDLER_ERROR_KEY);
+    } else {
+        lua_pop(L, 2); /* the first error is the one to see */
+    }
+}
+
+/* Everything the cell logged, measured or was denied, to the sink. */
+static void dispatch_events(lua_State *L, lcell *u)
+{
+    iso_msg *m;
+    while (u->cell && (m = iso_cell_next_event(u->cell))) {
+        push_event(L, u, m);
+        iso_msg_destroy(m);
+        to_sink(L);
+    }
+}
+
+/* Raise a handler's error kept by to_sink, if any. */
+static void raise_handler_error(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, HANDLER_ERROR_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, HANDLER_ERROR_KEY);
+    lua_error(L);
+}
+
+/* {type="exit", cell=, reason=, message=}, once per cell. */
+static void emit_exit(lua_State *L, lcell *u, const char *reason,
+                      const char *message)
+{
+    if (u->exited || !u->cell)
+        return;
+    u->exited = true;
+    dispatch_events(L, u); /* what it said before it ended comes first */
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, "exit");
+    lua_setfield(L, -2, "type");
+    lua_pushstring(L, iso_cell_name(u->cell));
+    lua_setfield(L, -2, "cell");
+    lua_pushstring(L, reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushstring(L, message ? message : "");
+    lua_setfield(L, -2, "message");
+    lua_pushnumber(L, (lua_Number)time(NULL));
+    lua_setfield(L, -2, "time");
+    to_sink(L);
 }
 
 /* ---- the broker -------------------------------------------------------- */
@@ -85,15 +177,28 @@ static void serve_request(lua_State *L, lcell *u, iso_msg *m)
     lua_settop(L, top);
 }
 
-/* Wait for `what`, serving broker requests meanwhile. Returns the message
- * (owned by the caller), or NULL with err set. */
+/* Wait for `what`, serving broker requests and handing events to the sink
+ * meanwhile. Returns the message (owned by the caller), or NULL with err
+ * set; err->code is 1 exactly when the caller's own timeout passed. */
 static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
                      iso_error *err)
 {
+    double deadline = timeout < 0 ? -1 : now_s() + timeout;
     for (;;) {
         iso_msg *m;
-        if (iso_cell_wait(u->cell, what, timeout, &m, err))
+        double left = deadline < 0 ? PUMP_SLICE_S : deadline - now_s();
+        double slice =
+            left < PUMP_SLICE_S ? (left > 0 ? left : 0) : PUMP_SLICE_S;
+        int rc = iso_cell_wait(u->cell, what, slice, &m, err);
+        dispatch_events(L, u);
+        if (rc == 1 && (deadline < 0 || now_s() < deadline)) {
+            iso_error_clear(err); /* only a slice ended */
+            continue;
+        }
+        if (rc) {
+            err->code = rc == 1;
             return NULL;
+        }
         if (m->type != ISO_MSG_REQUEST)
             return m;
         serve_request(L, u, m);
@@ -106,8 +211,7 @@ static int finish_request(lua_State *L, lcell *u, double timeout)
 {
     iso_error err = {0};
     iso_msg *m = pump(L, u, ISO_WAIT_RESULT, timeout, &err);
-    if (!m && timeout >= 0 && err.kind == ISO_TIMEOUT &&
-        iso_cell_is_open(u->cell))
+    if (!m && err.code == 1) /* still running at the caller's timeout */
         return 0;
     if (m && m->error.kind != ISO_OK)
         iso_error_move(&err, &m->error);
@@ -117,6 +221,7 @@ static int finish_request(lua_State *L, lcell *u, double timeout)
     }
     iso_lua_push_value(L, &m->value);
     iso_msg_destroy(m);
+    raise_handler_error(L);
     return 1;
 }
 
@@ -216,7 +321,7 @@ static int l_cell_recv(lua_State *L)
                               "recv timeout must be >= 0 seconds");
     iso_error err = {0};
     iso_msg *m = pump(L, u, ISO_WAIT_POST, timeout, &err);
-    if (!m && err.kind == ISO_TIMEOUT) {
+    if (!m && err.code == 1) {
         lua_pushnil(L);
         iso_lua_push_error(L, &err);
         return 2;
@@ -225,6 +330,7 @@ static int l_cell_recv(lua_State *L)
         return raise_cell(L, u, &err);
     iso_lua_push_value(L, &m->value);
     iso_msg_destroy(m);
+    raise_handler_error(L);
     return 1;
 }
 
@@ -269,26 +375,6 @@ static void push_event(lua_State *L, lcell *u, iso_msg *m)
     lua_setfield(L, -2, "time");
 }
 
-static int next_event(lua_State *L)
-{
-    lcell *u = luaL_checkudata(L, lua_upvalueindex(1), ISO_CELL_MT);
-    iso_msg *m = u->cell ? iso_cell_next_event(u->cell) : NULL;
-    if (!m)
-        return 0;
-    push_event(L, u, m);
-    iso_msg_destroy(m);
-    return 1;
-}
-
-/* for ev in sb:events() do ... end: pops (consumes) pending events. */
-static int l_cell_events(lua_State *L)
-{
-    check_cell(L);
-    lua_settop(L, 1);
-    lua_pushcclosure(L, next_event, 1);
-    return 1;
-}
-
 static int l_cell_stats(lua_State *L)
 {
     lcell *u = check_cell(L);
@@ -303,6 +389,8 @@ static int l_cell_stats(lua_State *L)
     lua_setfield(L, -2, "posts");
     lua_pushinteger(L, (lua_Integer)st.denials);
     lua_setfield(L, -2, "denials");
+    lua_pushinteger(L, (lua_Integer)st.uptime_ms);
+    lua_setfield(L, -2, "uptime_ms");
     lua_pushstring(L, st.state);
     lua_setfield(L, -2, "state");
     return 1;
@@ -316,19 +404,36 @@ static int l_cell_confinement(lua_State *L)
     return 1;
 }
 
-static int l_cell_close(lua_State *L)
+static int stop_cell(lua_State *L, bool kill)
 {
     lcell *u = check_cell(L);
-    if (u->cell)
+    if (!u->cell || !iso_cell_is_open(u->cell))
+        return 0;
+    if (kill)
+        iso_cell_kill(u->cell);
+    else
         iso_cell_close(u->cell);
+    lua_settop(L, 1);
+    emit_exit(L, u, kill ? "kill" : "close", NULL);
     return 0;
+}
+
+static int l_cell_close(lua_State *L)
+{
+    return stop_cell(L, false);
 }
 
 static int l_cell_kill(lua_State *L)
 {
+    return stop_cell(L, true);
+}
+
+/* sb:_dispatch(): hand pending events to the sink now (sb:events()). */
+static int l_cell_dispatch(lua_State *L)
+{
     lcell *u = check_cell(L);
-    if (u->cell)
-        iso_cell_kill(u->cell);
+    lua_settop(L, 1);
+    dispatch_events(L, u);
     return 0;
 }
 
@@ -361,11 +466,11 @@ static const luaL_Reg cell_methods[] = {
     {"exec", l_cell_exec},
     {"call", l_cell_call},
     {"recv", l_cell_recv},
-    {"events", l_cell_events},
     {"stats", l_cell_stats},
     {"close", l_cell_close},
     {"kill", l_cell_kill},
     {"is_open", l_cell_is_open},
+    {"_dispatch", l_cell_dispatch},
     {"start_exec", l_cell_start_exec},
     {"start_call", l_cell_start_call},
     {"result", l_cell_result},
@@ -391,6 +496,8 @@ void iso_lua_cell_register(lua_State *L)
 {
     luaL_newmetatable(L, ISO_CELL_MT); /* [mt] */
     luaL_newlib(L, cell_methods);      /* [mt methods] */
+    lua_pushvalue(L, -1); /* the Lua layer adds methods (events) to it */
+    lua_setfield(L, LUA_REGISTRYINDEX, "isolate.cell_methods");
     lua_pushcclosure(L, l_cell_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_cell_gc);
@@ -455,7 +562,7 @@ int iso_lua_cell_spawn(lua_State *L)
     cfg.deny_syscalls =
         string_list(L, 1, "syscalls_deny", &cfg.n_deny_syscalls);
     lcell *u = lua_newuserdatauv(L, sizeof *u, 1);
-    u->cell = NULL; /* closed until spawned: __gc is always safe */
+    *u = (lcell){0}; /* closed until spawned: __gc is always safe */
     luaL_setmetatable(L, ISO_CELL_MT);
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, -2, UV_BROKER);
