@@ -62,6 +62,33 @@ print(#arg, arg[1], arg[2])
 print(select("#", ...), ...)
 ]]
 
+  describe("run --log-format", function()
+    it("writes guest logs as JSON lines on stderr with json", function()
+      local path = script([[
+local sb <close> = sandbox.spawn{}
+sb:exec("log('warning', 'disk low', pct=93)")
+print("ok", ...)
+]])
+      local code, out, err = host("run", "--log-format", "json", path, "x")
+      assert.are.equal(0, code, err)
+      assert.are.equal("ok\tx\n", out)
+      local line = err:match("^(%b{})\n$")
+      assert.is_truthy(line, err)
+      assert.is_truthy(has(line, '"type":"log"'))
+      assert.is_truthy(has(line, '"message":"disk low"'))
+      assert.is_truthy(has(line, '"fields":{"pct":93}'))
+      code, out, err = host("run", "--log-format", "text", path)
+      assert.are.equal(0, code)
+      assert.are.equal("", err)
+    end)
+
+    it("refuses an unknown format with usage and exit 2", function()
+      local code, _, err = host("run", "--log-format", "xml", script("print(1)"))
+      assert.are.equal(2, code)
+      assert.is_truthy(has(err, "usage"))
+    end)
+  end)
+
   describe("run FILE args", function()
     it("sets arg as lua does: arg[0] = script, arg[1..n]", function()
       local path = script(ARGS)

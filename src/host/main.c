@@ -4,6 +4,7 @@
  * lua.c does: under lua_pcall with a message handler that keeps
  * isolate.Error's __tostring and adds a traceback.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +19,21 @@
 
 static const char *progname = "luaisolate";
 static int exit_status; /* set by subcommands that choose their own */
+static bool json_logs;  /* run --log-format json */
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: %s run FILE [args...]   run a Lua script (also: %s FILE)\n"
-            "       %s check [--explain] [--json] [--backend B] FILE|NAME...\n"
-            "                                validate and compile policies\n"
-            "       %s version              versions and cell mode\n"
-            "       %s --help               this text\n",
-            progname, progname, progname, progname, progname);
+    fprintf(
+        out,
+        "usage: %s run [--log-format json] FILE [args...]\n"
+        "                                run a Lua script (also: %s FILE);\n"
+        "                                json: guest logs as JSON lines on "
+        "stderr\n"
+        "       %s check [--explain] [--json] [--backend B] FILE|NAME...\n"
+        "                                validate and compile policies\n"
+        "       %s version              versions and cell mode\n"
+        "       %s --help               this text\n",
+        progname, progname, progname, progname, progname);
 }
 
 static int msghandler(lua_State *L)
@@ -104,6 +110,12 @@ static int run_script(lua_State *L)
     int script = (int)lua_tointeger(L, 3);
     open_host(L, "isolate");
     lua_setglobal(L, "sandbox");
+    if (json_logs &&
+        luaL_dostring(L, "local json = require 'isolate.json'\n"
+                         "sandbox.on('log', function(ev)\n"
+                         "  io.stderr:write(json.encode(ev), '\\n')\n"
+                         "end)") != LUA_OK)
+        return lua_error(L);
     create_arg_table(L, argv, argc, script);
     if (luaL_loadfile(L, argv[script]) != LUA_OK)
         return lua_error(L);
@@ -158,6 +170,19 @@ static int protected_main(lua_State *L, lua_CFunction fn, char **argv, int argc,
     return report(L, lua_pcall(L, 3, 0, 1));
 }
 
+/* run [--log-format json|text] FILE: the index of FILE, or -1. */
+static int run_options(int argc, char **argv)
+{
+    int i = 2;
+    while (i + 1 < argc && !strcmp(argv[i], "--log-format")) {
+        if (strcmp(argv[i + 1], "json") && strcmp(argv[i + 1], "text"))
+            return -1;
+        json_logs = !strcmp(argv[i + 1], "json");
+        i += 2;
+    }
+    return i < argc && strncmp(argv[i], "--", 2) ? i : -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -176,13 +201,13 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "check"))
         fn = run_check;
     else if (!strcmp(cmd, "run"))
-        script = 2;
+        script = run_options(argc, argv);
     else if (access(cmd, F_OK) != 0) {
         fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
         usage(stderr);
         return 2;
     }
-    if (fn == run_script && script >= argc) {
+    if (fn == run_script && (script < 0 || script >= argc)) {
         usage(stderr);
         return 2;
     }
