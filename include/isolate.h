@@ -319,6 +319,12 @@ iso_msg *iso_cell_next_event(iso_cell *c);
 
 void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st);
 bool iso_cell_is_open(const iso_cell *c);
+/* Keep `target` sub-interpreter cells warm (created ahead, no guest code
+ * run, no rules yet) for spawn to take; 0 drains the pool. A background
+ * thread refills it. Blocks only to close what is drained. */
+int iso_pool_configure(size_t target, iso_error *err);
+void iso_pool_stats(size_t *ready, size_t *target);
+
 /* One map per enforcement layer: {layer=, state="active"|"missing"|
  * "not needed", scope="cell thread"|"process", detail=}. Owned by c. */
 const iso_value *iso_cell_confinement(const iso_cell *c);

@@ -90,16 +90,29 @@ function sandbox.on(type_, fn)
   return fn
 end
 
--- One warning per spawn when a layer that could confine the cell is missing.
-local function warn_missing(cell)
+-- One warning per spawn when a layer that could confine the cell is
+-- missing. A sub-interpreter cell's layers are the same for every cell of
+-- this build: worked out once.
+local subinterpreter_missing
+
+local function missing_layers(cell)
+  if cell.backend == "subinterpreter" and subinterpreter_missing then
+    return subinterpreter_missing
+  end
   local missing = {}
   for _, row in ipairs(cell:confinement()) do
     if row.state == "missing" then missing[#missing + 1] = row.layer end
   end
-  if #missing > 0 then
+  missing = table.concat(missing, ", ")
+  if cell.backend == "subinterpreter" then subinterpreter_missing = missing end
+  return missing
+end
+
+local function warn_missing(cell)
+  local missing = missing_layers(cell)
+  if missing ~= "" then
     sink(cell, { type = "warning", cell = cell.name, time = os.time(),
-                 message = "confinement layers missing: "
-                   .. table.concat(missing, ", ") })
+                 message = "confinement layers missing: " .. missing })
   end
 end
 
@@ -222,27 +235,31 @@ end
 
 -- The cell's policy: the named/given one (or an empty one: deny all), with
 -- the spawn options on top.
+local EMPTY_POLICY -- compiled once: spawn is on the warm path
+
 local function cell_policy(opts, config)
-  local base = opts.policy == nil and policy.compile({})
-    or policy.resolve(opts.policy)
-  local p = policy.merge(base, {
-    imports = config.imports,
-    capabilities = config.capabilities,
-    limits = config.limits,
-  })
+  EMPTY_POLICY = EMPTY_POLICY or policy.compile({})
+  local p = opts.policy == nil and EMPTY_POLICY or policy.resolve(opts.policy)
+  if #config.imports > 0 or #config.capabilities > 0 or config.limits then
+    p = policy.merge(p, {
+      imports = config.imports,
+      capabilities = config.capabilities,
+      limits = config.limits,
+    })
+  end
   check_enforceable(p, config.backend)
   return p
 end
 
 -- What isolate.core.spawn takes.
 local function core_config(config, p)
-  local limits = p.limits
+  local imports, caps, limits, syscalls, plan = policy.spawn_fields(p)
   return {
     name = config.name, backend = config.backend,
-    imports = p.imports, capabilities = p.capabilities, plan = p:plan(),
+    imports = imports, capabilities = caps, plan = plan,
     wall_ms = limits.wall_ms, cpu_ms = limits.cpu_ms, mem = limits.mem,
     open_files = limits.open_files, output_bytes = limits.output_bytes,
-    processes = limits.processes, syscalls_deny = p.syscalls.deny,
+    processes = limits.processes, syscalls_deny = syscalls,
   }
 end
 
@@ -283,6 +300,32 @@ function sandbox.capability(name, handler)
           name)
   end
   capabilities[name] = handler
+end
+
+-- sandbox.configure{ warm_pool = N }: keep N sub-interpreter cells created
+-- ahead for spawn to take (0 drains). Rollout modes and thread cgroups
+-- belong to the kernel layers this build does not apply yet: refused.
+function sandbox.configure(opts)
+  if type(opts) ~= "table" then
+    raise("invalid_argument", "configure expects a table of options")
+  end
+  for k, v in pairs(opts) do
+    if k == "mode" or k == "thread_cgroups" then
+      raise("not_implemented", "configure{%s=...} needs the kernel layers for "
+            .. "sub-interpreter cells, which this build does not apply", k)
+    elseif k ~= "warm_pool" then
+      raise("invalid_argument", "unknown configure option '%s'; valid "
+            .. "options: warm_pool", tostring(k))
+    elseif math.type(v) ~= "integer" or v < 0 then
+      raise("invalid_argument", "warm_pool must be a non-negative integer")
+    end
+  end
+  if opts.warm_pool then core.pool_configure(opts.warm_pool) end
+end
+
+-- {ready=, target=}: the warm pool now.
+function sandbox.pool()
+  return core.pool_stats()
 end
 
 function sandbox.info()

@@ -319,6 +319,14 @@ function methods.plan(p)
   return state(p).plan
 end
 
+-- What isolate.core.spawn needs, without the defensive copies of the
+-- public fields (spawn is on the warm path; core.spawn copies in C).
+function policy.spawn_fields(p)
+  local s = state(p)
+  local spec = s.spec
+  return spec.imports, spec.capabilities, spec.limits, spec.syscalls, s.plan
+end
+
 local deciders = {}
 
 local function decide_fs(s, op, target)

@@ -195,6 +195,30 @@ void iso_cell_release(iso_cell *c)
     iso_cell_unref(c);
 }
 
+/* Give c its name, rules and limits (a new cell, or a warm one that has
+ * not run anything: the runtime reads these only while serving). */
+static int configure(iso_cell *c, const iso_cell_config *cfg)
+{
+    char **imports = copy_strings(cfg->imports, cfg->n_imports);
+    char **caps = copy_strings(cfg->capabilities, cfg->n_capabilities);
+    if (!imports || !caps) {
+        free_strings(imports, cfg->n_imports);
+        free_strings(caps, cfg->n_capabilities);
+        return -1;
+    }
+    free_strings(c->imports, c->n_imports);
+    free_strings(c->capabilities, c->n_capabilities);
+    c->imports = imports, c->n_imports = cfg->n_imports;
+    c->capabilities = caps, c->n_capabilities = cfg->n_capabilities;
+    snprintf(c->name, sizeof c->name, "%s", cfg->name);
+    c->wall_ms = cfg->wall_ms;
+    c->cpu_ms = cfg->cpu_ms;
+    c->output_bytes = cfg->output_bytes;
+    iso_plan_unref(c->plan);
+    c->plan = iso_plan_ref(cfg->plan);
+    return 0;
+}
+
 static iso_cell *cell_new(const iso_cell_config *cfg)
 {
     iso_cell *c = calloc(1, sizeof *c);
@@ -203,20 +227,11 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    snprintf(c->name, sizeof c->name, "%s", cfg->name);
     c->backend = cfg->backend;
     c->ops = cfg->backend == ISO_BACKEND_PROCESS ? &iso_process_ops
                                                  : &iso_subinterpreter_ops;
-    c->wall_ms = cfg->wall_ms;
-    c->cpu_ms = cfg->cpu_ms;
-    c->output_bytes = cfg->output_bytes;
-    c->plan = iso_plan_ref(cfg->plan);
     c->start_rc = 1; /* not started yet */
-    c->imports = copy_strings(cfg->imports, cfg->n_imports);
-    c->capabilities = copy_strings(cfg->capabilities, cfg->n_capabilities);
-    c->n_imports = cfg->n_imports;
-    c->n_capabilities = cfg->n_capabilities;
-    if (!c->imports || !c->capabilities) {
+    if (configure(c, cfg)) {
         cell_free(c);
         return NULL;
     }
@@ -234,11 +249,48 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
     return iso_backend_check(cfg->backend, err);
 }
 
+/* A sub-interpreter cell with no name and no rules, for the warm pool. */
+iso_cell *iso_cell_new_blank(iso_error *err)
+{
+    iso_cell_config cfg = {.name = "", .backend = ISO_BACKEND_SUBINTERPRETER};
+    iso_cell *c = cell_new(&cfg);
+    if (!c) {
+        iso_error_set(err, ISO_MEMORY, "out of memory");
+        return NULL;
+    }
+    if (c->ops->start(c, &cfg, err)) {
+        iso_cell_unref(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Make a warm cell (iso_pool_take) the cell cfg asks for. */
+static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+{
+    if (configure(c, cfg)) {
+        iso_error_set(err, ISO_MEMORY, "out of memory");
+    } else if (name_claim(c, err) == 0) {
+        c->spawned_at = iso_now();
+        return 0;
+    }
+    iso_cell_release(c);
+    return -1;
+}
+
 int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
 {
     *out = NULL;
     if (check_config(cfg, err))
         return -1;
+    iso_cell *warm =
+        cfg->backend == ISO_BACKEND_SUBINTERPRETER ? iso_pool_take() : NULL;
+    if (warm) {
+        if (adopt(warm, cfg, err))
+            return -1;
+        *out = warm;
+        return 0;
+    }
     iso_cell *c = cell_new(cfg);
     if (!c)
         return iso_error_set(err, ISO_MEMORY, "out of memory");

@@ -130,6 +130,10 @@ iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);
 
+/* The warm pool (pool.c). */
+iso_cell *iso_cell_new_blank(iso_error *err); /* started, unnamed, no rules */
+iso_cell *iso_pool_take(void); /* a warm cell, or NULL when there is none */
+
 /* Host thread, for backends. */
 void iso_cell_deliver(iso_cell *c, iso_msg *m); /* sort into host queues */
 /* The cell is over: state CLOSED or DEAD, name free, nothing running. */

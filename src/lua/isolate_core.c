@@ -126,7 +126,34 @@ static int l_set_event_sink(lua_State *L)
     return 0;
 }
 
+/* core.pool_configure(n); core.pool_stats() -> {ready=, target=} */
+static int l_pool_configure(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    iso_error err = {0};
+    if (n < 0)
+        return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                              "warm_pool must be a non-negative integer");
+    if (iso_pool_configure((size_t)n, &err))
+        return iso_lua_raise(L, &err);
+    return 0;
+}
+
+static int l_pool_stats(lua_State *L)
+{
+    size_t ready, target;
+    iso_pool_stats(&ready, &target);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)ready);
+    lua_setfield(L, -2, "ready");
+    lua_pushinteger(L, (lua_Integer)target);
+    lua_setfield(L, -2, "target");
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
+    {"pool_configure", l_pool_configure},
+    {"pool_stats", l_pool_stats},
     {"set_event_sink", l_set_event_sink},
     {"now", l_now},
     {"sleep", l_sleep},

@@ -1,0 +1,61 @@
+-- The warm pool: sub-interpreter cells created ahead, taken by spawn,
+-- refilled in the background, never reused once guest code ran.
+local sandbox = require "isolate"
+local support = require "support"
+local err_of = support.err_of
+local sleep = require("isolate.core").sleep
+
+local function wait_ready(n)
+  for _ = 1, 2000 do
+    if sandbox.pool().ready == n then return end
+    sleep(0.005)
+  end
+  error("the pool never reached " .. n)
+end
+
+describe("the warm pool", function()
+  after_each(function()
+    sandbox.configure({ warm_pool = 0 })
+  end)
+
+  it("checks sandbox.configure's options", function()
+    for _, bad in ipairs({ { warm_pool = -1 }, { warm_pool = 1.5 }, { warm_pool = "2" },
+                           { warm_pol = 1 }, { warm_pool = 100000 } }) do
+      assert.are.equal("invalid_argument", err_of(sandbox.configure, bad).kind)
+    end
+    assert.are.equal("invalid_argument", err_of(sandbox.configure, 3).kind)
+    assert.are.equal("not_implemented", err_of(sandbox.configure, { mode = "hardened" }).kind)
+  end)
+
+  it("fills up, hands cells to spawn, and refills", function()
+    sandbox.configure({ warm_pool = 2 })
+    wait_ready(2)
+    local sb <close> = sandbox.spawn({ imports = { "math" }, name = "warm" })
+    assert.is_true(sandbox.pool().ready < 2)
+    sb:exec("import math; post(math.sqrt(16))")
+    assert.are.equal(4.0, sb:recv(1))
+    -- the policy it was given applies: nothing else may be imported
+    assert.are.equal("ImportError", err_of(sb.exec, sb, "import json").python)
+    assert.are.equal("warm", sb.name)
+    assert.are.equal(sb, sandbox.list().warm)
+    wait_ready(2)
+  end)
+
+  it("never hands out a cell that ran guest code", function()
+    sandbox.configure({ warm_pool = 2 })
+    for i = 1, 6 do
+      wait_ready(2)
+      local sb <close> = sandbox.spawn({})
+      assert.are.equal("NameError", err_of(sb.exec, sb, "leftover").python, "round " .. i)
+      sb:exec("leftover = 1")
+    end
+  end)
+
+  it("drains to zero", function()
+    sandbox.configure({ warm_pool = 3 })
+    wait_ready(3)
+    sandbox.configure({ warm_pool = 0 })
+    assert.are.equal(0, sandbox.pool().ready)
+    assert.are.equal(0, sandbox.pool().target)
+  end)
+end)

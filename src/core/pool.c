@@ -1,0 +1,98 @@
+/*
+ * The warm pool: sub-interpreter cells created ahead of time (their own
+ * thread, a fresh interpreter, the guest runtime installed, no name and no
+ * rules yet), so that spawn only hands one its rules. The runtime reads a
+ * cell's rules only while it serves a request, and a pool cell has served
+ * none: it leaves the pool before any guest code runs in it, never to come
+ * back. A background thread keeps the pool full.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "cell.h"
+
+#define POOL_MAX 256
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    iso_cell *cells[POOL_MAX];
+    size_t n, target;
+    bool running; /* the refill thread */
+} pool = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, false};
+
+static void *refill(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&pool.mu);
+    while (pool.target > 0) {
+        if (pool.n >= pool.target) {
+            pthread_cond_wait(&pool.cv, &pool.mu);
+            continue;
+        }
+        pthread_mutex_unlock(&pool.mu);
+        iso_error err = {0};
+        iso_cell *c = iso_cell_new_blank(&err); /* milliseconds: unlocked */
+        iso_error_clear(&err);
+        pthread_mutex_lock(&pool.mu);
+        if (!c)
+            break; /* spawn will say why, on the cold path */
+        if (pool.n < pool.target)
+            pool.cells[pool.n++] = c;
+        else
+            iso_cell_release(c);
+    }
+    pool.running = false;
+    pthread_mutex_unlock(&pool.mu);
+    return NULL;
+}
+
+/* Close what is beyond the target (outside the lock: closing joins). */
+static void shrink(void)
+{
+    iso_cell *extra[POOL_MAX];
+    size_t k = 0;
+    pthread_mutex_lock(&pool.mu);
+    while (pool.n > pool.target)
+        extra[k++] = pool.cells[--pool.n];
+    pthread_mutex_unlock(&pool.mu);
+    while (k > 0)
+        iso_cell_release(extra[--k]);
+}
+
+int iso_pool_configure(size_t target, iso_error *err)
+{
+    if (target > POOL_MAX)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "warm_pool must be at most %d", POOL_MAX);
+    pthread_mutex_lock(&pool.mu);
+    pool.target = target;
+    bool start = target > 0 && !pool.running;
+    pthread_t t;
+    if (start && pthread_create(&t, NULL, refill, NULL) == 0) {
+        pool.running = true;
+        pthread_detach(t);
+    }
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    shrink();
+    return 0;
+}
+
+iso_cell *iso_pool_take(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    iso_cell *c = pool.n > 0 ? pool.cells[--pool.n] : NULL;
+    pthread_cond_broadcast(&pool.cv); /* refill */
+    pthread_mutex_unlock(&pool.mu);
+    return c;
+}
+
+void iso_pool_stats(size_t *ready, size_t *target)
+{
+    pthread_mutex_lock(&pool.mu);
+    *ready = pool.n;
+    *target = pool.target;
+    pthread_mutex_unlock(&pool.mu);
+}
