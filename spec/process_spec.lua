@@ -137,7 +137,8 @@ describe("process cells: nothing leaks", function()
       threads = count("/proc/self/task"),
       children = #kids - 1, -- ps itself
       grandchildren = grandkids,
-      cgroups = count("/sys/fs/cgroup/unified/luaisolate"),
+      -- cell directories are <name>-<host pid>-<n>: count this host's only
+      cgroups = count("/sys/fs/cgroup/unified/luaisolate | grep -e '-" .. self .. "-'"),
     }
   end
 
