@@ -10,6 +10,7 @@
 local core = require "isolate.core"
 local errors = require "isolate.error"
 local policy = require "isolate.policy"
+local pipeline = require "isolate.pipeline"
 
 local raise = errors.raise
 local sandbox = {}
@@ -330,6 +331,16 @@ end
 
 function sandbox.info()
   return core.info()
+end
+
+-- Pipelines and wrap live in isolate.pipeline, which gets this module
+-- passed in (it does not require "isolate": no cycle).
+function sandbox.pipeline(defaults)
+  return pipeline.new(sandbox, defaults)
+end
+
+function sandbox.wrap(target, opts)
+  return pipeline.wrap(sandbox, target, opts)
 end
 
 -- ---- metrics ----------------------------------------------------------------
