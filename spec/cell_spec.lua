@@ -338,3 +338,19 @@ def get_outcome():
     end)
   end
 end)
+
+describe("sub-interpreter cells sharing a GIL", function()
+  it("do not let a busy cell hold up another one", function()
+    local now = require("isolate.core").now
+    local busy <close> = sandbox.spawn({})
+    local other <close> = sandbox.spawn({})
+    busy:start_exec("i = 0\nwhile i < 40000000:\n    i += 1")
+    require("isolate.core").sleep(0.05)
+    local t0 = now()
+    other:exec("post('through')")
+    local waited = now() - t0
+    assert.are.equal("through", other:recv(1))
+    assert.is_true(waited < 0.5, string.format("waited %.3f s", waited))
+    busy:kill()
+  end)
+end)

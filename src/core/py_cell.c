@@ -43,7 +43,7 @@ static int new_interpreter(iso_py_cell *p, iso_error *err)
     p->aux = PyThreadState_New(iso_py_main_interp());
     if (!p->aux)
         return iso_error_set(err, ISO_CRASHED, "cannot create a thread state");
-    PyEval_RestoreThread(p->aux);
+    iso_py_take_gil(p->aux);
     p->ts = Py_NewInterpreter();
     if (p->ts)
         return 0;
@@ -88,6 +88,7 @@ static bool alone_in_interpreter(iso_py_cell *p)
 
 static void destroy(iso_py_cell *p)
 {
+    iso_py_forget_interp(p->interp);
     PyObject *d = PyInterpreterState_GetDict(p->interp);
     if (d && PyDict_DelItemString(d, "isolate.cell") < 0)
         PyErr_Clear(); /* the guards stop seeing this cell */
@@ -333,10 +334,10 @@ static void serve(iso_cell *c, iso_py_cell *p)
         iso_req *r = wait_request(c);
         if (!r) {
             retire_interrupters(c);
-            PyEval_RestoreThread(p->ts);
+            iso_py_take_gil(p->ts);
             return;
         }
-        PyEval_RestoreThread(p->ts);
+        iso_py_take_gil(p->ts);
         atomic_store(&c->running_seq, r->seq);
         iso_msg *m = iso_py_cell_run(c, p, r);
         clear_interrupt(c);

@@ -222,10 +222,13 @@ static PyObject *open_checked(iso_cell *c, PyObject *path_obj, int flags,
         .mode = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)mode : 0,
         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
-    long fd;
-    Py_BEGIN_ALLOW_THREADS fd =
-        syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
-    Py_END_ALLOW_THREADS if (fd >= 0) return PyLong_FromLong(fd);
+    PyThreadState *ts = PyEval_SaveThread();
+    long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    int saved = errno; /* taking the GIL back may change errno */
+    iso_py_take_gil(ts);
+    if (fd >= 0)
+        return PyLong_FromLong(fd);
+    errno = saved;
     if (errno == ELOOP) {
         deny(c, "fs", "open", path, "a symlink swapped in after the check",
              "the path changed while it was being opened");
@@ -360,10 +363,10 @@ static int check_host(iso_cell *c, const char *action, int family,
     struct addrinfo hints = {.ai_family = family}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
     int e;
-    Py_BEGIN_ALLOW_THREADS e =
-        getaddrinfo(*host ? host : NULL, "0", &hints, &res);
-    Py_END_ALLOW_THREADS if (e)
-    {
+    PyThreadState *ts = PyEval_SaveThread();
+    e = getaddrinfo(*host ? host : NULL, "0", &hints, &res);
+    iso_py_take_gil(ts);
+    if (e) {
         PyErr_Format(PyExc_OSError, "cannot resolve '%s': %s", host,
                      gai_strerror(e));
         return -1;

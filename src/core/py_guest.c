@@ -269,7 +269,7 @@ static bool granted(iso_cell *c, const char *cap)
 static bool wait_reply(iso_cell *c)
 {
     bool ready = false;
-    Py_BEGIN_ALLOW_THREADS;
+    PyThreadState *ts = PyEval_SaveThread();
     if (c->await_reply_hook) /* a worker process: the answer is a frame */
         ready = c->await_reply_hook(c);
     while (!ready && !atomic_load(&c->stop)) {
@@ -281,7 +281,7 @@ static bool wait_reply(iso_cell *c)
         if (!ready)
             iso_signal_wait(&c->to_cell, seen, -1);
     }
-    Py_END_ALLOW_THREADS;
+    iso_py_take_gil(ts);
     return ready;
 }
 

@@ -79,3 +79,52 @@ void iso_runtime_info_get(iso_runtime_info *info)
     info->own_gil = ISO_OWN_GIL;
     info->cell_mode = ISO_OWN_GIL ? "own GIL" : "shared GIL";
 }
+
+#if !ISO_OWN_GIL
+static pthread_mutex_t owner_mu = PTHREAD_MUTEX_INITIALIZER;
+static PyInterpreterState *owner; /* the interpreter that took the GIL last */
+#endif
+
+/* Legacy sub-interpreters share one GIL, and CPython 3.11 raises the drop
+ * request in the *waiting* thread's interpreter, which the running one
+ * never checks: a busy cell would never let another cell in (measured:
+ * a 1.5 s loop in one cell held up a post(1) in another for 1.5 s). So a
+ * cell asks through the running interpreter's door: a temporary thread
+ * state of that interpreter waits for the GIL, which puts the request
+ * where the running thread looks; once in, it switches to its own. */
+void iso_py_take_gil(PyThreadState *ts)
+{
+#if ISO_OWN_GIL
+    PyEval_RestoreThread(ts);
+#else
+    PyInterpreterState *mine = PyThreadState_GetInterpreter(ts);
+    PyThreadState *door = NULL;
+    pthread_mutex_lock(&owner_mu);
+    if (owner && owner != mine)
+        door = PyThreadState_New(owner);
+    pthread_mutex_unlock(&owner_mu);
+    if (door) {
+        PyEval_RestoreThread(door);
+        PyThreadState_Swap(ts);
+        PyThreadState_Clear(door);
+        PyThreadState_Delete(door);
+    } else {
+        PyEval_RestoreThread(ts);
+    }
+    pthread_mutex_lock(&owner_mu);
+    owner = mine;
+    pthread_mutex_unlock(&owner_mu);
+#endif
+}
+
+void iso_py_forget_interp(PyInterpreterState *interp)
+{
+#if !ISO_OWN_GIL
+    pthread_mutex_lock(&owner_mu);
+    if (owner == interp)
+        owner = NULL;
+    pthread_mutex_unlock(&owner_mu);
+#else
+    (void)interp;
+#endif
+}

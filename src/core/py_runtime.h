@@ -18,6 +18,12 @@ int iso_py_runtime_init(iso_error *err);
 /* The initialising thread's state, released: a worker process runs its
  * cell on the main thread and takes it back with PyEval_RestoreThread. */
 PyThreadState *iso_py_main_thread_state(void);
+/* Take the GIL as ts (PyEval_RestoreThread), fairly between legacy
+ * sub-interpreters; every cell thread takes it this way. */
+void iso_py_take_gil(PyThreadState *ts);
+/* An interpreter about to end: no thread may wait at its door again.
+ * One that waits already keeps it from ending (see alone_in_interpreter). */
+void iso_py_forget_interp(PyInterpreterState *interp);
 /* The main interpreter (the legacy cells' parent). */
 PyInterpreterState *iso_py_main_interp(void);
 
