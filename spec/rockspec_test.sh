@@ -50,6 +50,10 @@ assert(p.source:sub(1, #tree) == tree, "template not from the rock: " .. p.sourc
 local web <close> = s.spawn{ policy = "stdlib.readonly" }
 web:exec("import json; post(json.dumps({'a': 1}))")
 assert(web:recv(5) == '{"a": 1}')
+-- the installed worker serves process cells to plain lua5.4 too
+local pc <close> = s.spawn{ backend = "process" }
+pc:exec("post(6 * 7)")
+assert(pc:recv(5) == 42)
 print("rock ok")
 LUA
 ) && rc=0 || rc=$?
