@@ -169,8 +169,6 @@ int iso_plan_add_fs(iso_plan *p, iso_fs_access access, const char *glob,
                     const char *text, iso_error *err);
 int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
                      const char *text, iso_error *err);
-size_t iso_plan_fs_count(const iso_plan *p);
-size_t iso_plan_net_count(const iso_plan *p);
 
 /* Decide. op is ISO_FS_READ or ISO_FS_WRITE; path absolute and normalised.
  * *rule is the deciding rule's index, or -1 for the default deny. */

@@ -326,7 +326,7 @@ static int64_t uptime_ms(const iso_cell *c)
 bool iso_cell_is_open(const iso_cell *c)
 {
     int s = atomic_load(&c->state);
-    return s == ISO_STATE_IDLE || s == ISO_STATE_RUNNING;
+    return s == ISO_STATE_IDLE;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -568,8 +568,7 @@ iso_msg *iso_cell_next_event(iso_cell *c)
 
 void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
 {
-    static const char *const names[] = {"starting", "idle", "running", "closed",
-                                        "dead"};
+    static const char *const names[] = {"starting", "idle", "closed", "dead"};
     memset(st, 0, sizeof *st);
     if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
         st->cpu_ms = iso_process_cpu_ms(c);

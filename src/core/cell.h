@@ -30,7 +30,6 @@ typedef struct iso_req {
 typedef enum iso_state {
     ISO_STATE_STARTING,
     ISO_STATE_IDLE,
-    ISO_STATE_RUNNING,
     ISO_STATE_CLOSED,
     ISO_STATE_DEAD,
 } iso_state;

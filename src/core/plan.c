@@ -388,15 +388,6 @@ int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
     return 0;
 }
 
-size_t iso_plan_fs_count(const iso_plan *p)
-{
-    return p ? p->n_fs : 0;
-}
-size_t iso_plan_net_count(const iso_plan *p)
-{
-    return p ? p->n_net : 0;
-}
-
 bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
                        int *rule)
 {
