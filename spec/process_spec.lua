@@ -80,6 +80,17 @@ post(errors)
     assert.are.equal("still here", other:recv(5))
   end)
 
+  it("give a request its death even when an event poll saw it first", function()
+    local sb = spawn({ imports = { "os" } })
+    sb:start_exec("import os\nos._exit(3)")
+    local deadline = require("isolate.core").now() + 5
+    while sb:is_open() and require("isolate.core").now() < deadline do sb:_dispatch() end
+    local ok, e = pcall(sb.result, sb, 5)
+    assert.is_false(ok)
+    assert.are.equal("crashed", e.kind)
+    dead(sb)
+  end)
+
   it("kill a cell whose guest breaks the protocol", function()
     local sb = spawn({ imports = { "os", "stat" } })
     local e = fatal(sb, [[

@@ -174,6 +174,7 @@ static void cell_free(iso_cell *c)
     iso_value_free(&c->reply);
     free(c->reply_error);
     iso_error_clear(&c->start_err);
+    iso_error_clear(&c->lost);
     free_strings(c->imports, c->n_imports);
     free_strings(c->capabilities, c->n_capabilities);
     iso_plan_unref(c->plan);
@@ -523,6 +524,10 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
                   iso_error *err)
 {
     *out = NULL;
+    if (what == ISO_WAIT_RESULT && c->lost.kind != ISO_OK) {
+        iso_error_move(err, &c->lost);
+        return -1;
+    }
     if (!iso_cell_is_open(c))
         return closed_error(c, err);
     if (what == ISO_WAIT_RESULT && !c->busy)
@@ -560,8 +565,11 @@ int iso_cell_reply(iso_cell *c, iso_value *value, const char *error)
 iso_msg *iso_cell_next_event(iso_cell *c)
 {
     iso_error err = {0};
-    if (iso_cell_is_open(c)) /* without waiting */
-        c->ops->receive(c, 0, &err);
+    bool busy = c->busy;
+    /* Without waiting; a death found here is the running request's
+     * outcome, kept for whoever waits for its result. */
+    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
+        iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
     return queue_pop(&c->events);
 }

@@ -71,7 +71,7 @@ struct iso_cell {
     char name[ISO_NAME_MAX + 1];
     iso_backend backend;
     const iso_cell_ops *ops;
-    void *backend_data; /* proc.c: the worker process */
+    void *backend_data;    /* proc.c: the worker process */
     iso_value confinement; /* per layer: what confines this cell */
     char **imports, **capabilities;
     size_t n_imports, n_capabilities;
@@ -114,8 +114,10 @@ struct iso_cell {
     iso_msg_queue posts, events;
     iso_msg *pending_result, *pending_request;
     uint64_t next_seq;
-    bool busy;      /* a request was submitted, result not taken */
-    iso_kind overrun;     /* ISO_TIMEOUT / ISO_CPU: the request passed a limit */
+    bool busy;        /* a request was submitted, result not taken */
+    iso_error lost;   /* why the cell died under a request, found by an
+                         event poll: the next wait for the result gets it */
+    iso_kind overrun; /* ISO_TIMEOUT / ISO_CPU: the request passed a limit */
     double overrun_since; /* when it did */
     double started, last_interrupt;
     double spawned_at, ended_at;

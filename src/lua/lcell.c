@@ -43,15 +43,20 @@ static int raise_cell(lua_State *L, lcell *u, iso_error *err)
     return lua_error(L);
 }
 
-static lcell *open_cell(lua_State *L)
+static lcell *cell_in_use(lua_State *L, bool must_be_open)
 {
     lcell *u = check_cell(L);
-    if (!u->cell || !iso_cell_is_open(u->cell)) {
+    if (!u->cell || (must_be_open && !iso_cell_is_open(u->cell))) {
         iso_error err = {0};
         iso_error_set(&err, ISO_CLOSED, "attempt to use a closed cell");
         raise_cell(L, u, &err);
     }
     return u;
+}
+
+static lcell *open_cell(lua_State *L)
+{
+    return cell_in_use(L, true);
 }
 
 static void push_event(lua_State *L, lcell *u, iso_msg *m);
@@ -295,7 +300,8 @@ static int l_cell_start_call(lua_State *L)
  * the request's error. Serves broker requests while it waits. */
 static int l_cell_result(lua_State *L)
 {
-    lcell *u = open_cell(L);
+    /* A cell that died under the request still owes its reason. */
+    lcell *u = cell_in_use(L, false);
     bool bounded = !lua_isnoneornil(L, 2);
     double timeout = bounded ? luaL_checknumber(L, 2) : -1;
     if (bounded && timeout < 0)
