@@ -10,7 +10,7 @@ PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
     python3 python3-dev
-    libseccomp-dev libmsgpack-dev
+    libseccomp-dev libmsgpack-dev libbpf-dev bpftool
     clang libclang-rt-14-dev
     clang-format
 )
