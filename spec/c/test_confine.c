@@ -28,8 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../src/cell/confine.h"
-#include "../../src/cell/landlock.h"
+#include "confine.h"
+#include "landlock.h"
 #include "cgroup.h"
 #include "check.h"
 
