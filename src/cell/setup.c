@@ -1,26 +1,16 @@
 /*
  * What a worker child needs from its CONFIG frame: the plan its guards
- * decide with, and the confinement (confine.c) that the kernel enforces.
- * Landlock can only express "this directory and what is beneath it" and
- * TCP ports, so its grants are a superset of the policy: deny rules,
- * wildcards and addresses are the python-guard's to enforce on top.
+ * decide with, and the confinement (confine.c, grants.c) that the kernel
+ * enforces.
  */
-#include <dlfcn.h>
-#include <libgen.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "grants.h"
 #include "py_runtime.h"
 #include "setup.h"
 
-#define GRANTS_MAX 128
-
-/* Read-only (with exec) paths the interpreter needs besides sys.path:
- * shared libraries that extension modules load. */
-static const char *const system_paths[] = {
-    "/usr/lib", "/lib", "/usr/lib64", "/lib64", "/etc/ld.so.cache", NULL};
 static const char *const environment[] = {"PATH=/usr/bin:/bin",
                                           "LC_ALL=C.UTF-8", "LANG=C.UTF-8"};
 
@@ -57,80 +47,6 @@ iso_plan *iso_worker_plan(const iso_value *config, iso_error *err)
     return iso_plan_from_value(fs, net, err);
 }
 
-/* ---- Landlock grants --------------------------------------------------- */
-
-typedef struct grants {
-    iso_fs_grant g[GRANTS_MAX];
-    char *owned[GRANTS_MAX];
-    size_t n;
-} grants;
-
-static void grant(grants *gs, const char *path, bool read, bool write,
-                  bool exec)
-{
-    char *copy = path ? strdup(path) : NULL;
-    if (!copy || gs->n == GRANTS_MAX || access(path, F_OK) != 0) {
-        free(copy); /* Landlock needs the path to exist */
-        return;
-    }
-    gs->owned[gs->n] = copy;
-    gs->g[gs->n++] = (iso_fs_grant){copy, read, write, exec};
-}
-
-static void grant_runtime(grants *gs)
-{
-    PyObject *path = PySys_GetObject("path"); /* borrowed */
-    Py_ssize_t n = path && PyList_Check(path) ? PyList_GET_SIZE(path) : 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(path, i);
-        const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
-        grant(gs, s, true, false, true);
-    }
-    PyErr_Clear();
-    Dl_info self; /* where libpython lives, wherever it was built */
-    char dir[PATH_MAX];
-    if (dladdr((void *)Py_Initialize, &self) && self.dli_fname) {
-        snprintf(dir, sizeof dir, "%s", self.dli_fname);
-        grant(gs, dirname(dir), true, false, true);
-    }
-    for (int i = 0; system_paths[i]; i++)
-        grant(gs, system_paths[i], true, false, true);
-    grant(gs, "/dev/null", true, true, false);
-}
-
-/* A policy glob's directory: the segments before the first wildcard. */
-static void grant_rule(grants *gs, const char *kind, const char *glob)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", glob);
-    char *wild = strpbrk(dir, "*?");
-    if (wild) {
-        *wild = '\0';
-        char *slash = strrchr(dir, '/');
-        slash[slash == dir ? 1 : 0] = '\0';
-    }
-    bool all = strcmp(kind, "allow") == 0;
-    grant(gs, dir, all || strcmp(kind, "read") == 0,
-          all || strcmp(kind, "write") == 0, false);
-}
-
-static void grant_policy(grants *gs, const iso_value *config)
-{
-    const iso_value *fs = iso_config_field(config, "fs");
-    for (size_t i = 0; fs && i < fs->u.seq.len; i++) {
-        const iso_value *r = &fs->u.seq.items[i]; /* [kind, glob, text] */
-        if (strcmp(r->u.seq.items[0].u.str.ptr, "deny") != 0)
-            grant_rule(gs, r->u.seq.items[0].u.str.ptr,
-                       r->u.seq.items[1].u.str.ptr);
-    }
-}
-
-static void grants_free(grants *gs)
-{
-    for (size_t i = 0; i < gs->n; i++)
-        free(gs->owned[i]);
-}
-
 /* ---- confinement ------------------------------------------------------- */
 
 const char **iso_config_strings(const iso_value *map, const char *key,
@@ -150,9 +66,9 @@ int iso_worker_confine(const iso_value *config, const iso_plan *plan, int sock,
 {
     const iso_value *limits = iso_config_field(config, "limits");
     int keep[] = {sock, note};
-    grants gs = {.n = 0};
-    grant_runtime(&gs);
-    grant_policy(&gs, config);
+    iso_grants gs = {.n = 0};
+    iso_grants_runtime(&gs);
+    iso_grants_plan(&gs, plan);
     iso_confine_config cc = {
         .keep_fds = keep,
         .n_keep = 2,
@@ -180,7 +96,7 @@ int iso_worker_confine(const iso_value *config, const iso_plan *plan, int sock,
         rc = iso_confine_apply(&cc, rep, err);
     free(ports);
     free(deny);
-    grants_free(&gs);
+    iso_grants_free(&gs);
     return rc;
 }
 
