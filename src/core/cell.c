@@ -175,6 +175,9 @@ static void cell_free(iso_cell *c)
     free(c->reply_error);
     iso_error_clear(&c->start_err);
     iso_error_clear(&c->lost);
+    iso_error_clear(&c->confine_err);
+    iso_cell_unconfine(c);
+    free_strings(c->deny_syscalls, c->n_deny_syscalls);
     free_strings(c->imports, c->n_imports);
     free_strings(c->capabilities, c->n_capabilities);
     iso_plan_unref(c->plan);
@@ -202,15 +205,19 @@ static int configure(iso_cell *c, const iso_cell_config *cfg)
 {
     char **imports = copy_strings(cfg->imports, cfg->n_imports);
     char **caps = copy_strings(cfg->capabilities, cfg->n_capabilities);
-    if (!imports || !caps) {
+    char **deny = copy_strings(cfg->deny_syscalls, cfg->n_deny_syscalls);
+    if (!imports || !caps || !deny) {
         free_strings(imports, cfg->n_imports);
         free_strings(caps, cfg->n_capabilities);
+        free_strings(deny, cfg->n_deny_syscalls);
         return -1;
     }
     free_strings(c->imports, c->n_imports);
     free_strings(c->capabilities, c->n_capabilities);
+    free_strings(c->deny_syscalls, c->n_deny_syscalls);
     c->imports = imports, c->n_imports = cfg->n_imports;
     c->capabilities = caps, c->n_capabilities = cfg->n_capabilities;
+    c->deny_syscalls = deny, c->n_deny_syscalls = cfg->n_deny_syscalls;
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     c->wall_ms = cfg->wall_ms;
     c->cpu_ms = cfg->cpu_ms;
@@ -279,6 +286,17 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     return -1;
 }
 
+/* Kernel layers on a sub-interpreter cell's thread before any guest code;
+ * a cell that cannot be confined is closed, never handed out. */
+static int confine(iso_cell *c, iso_error *err)
+{
+    if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
+        iso_cell_confine(c, err) == 0)
+        return 0;
+    iso_cell_release(c);
+    return -1;
+}
+
 int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
 {
     *out = NULL;
@@ -287,7 +305,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
     iso_cell *warm =
         cfg->backend == ISO_BACKEND_SUBINTERPRETER ? iso_pool_take() : NULL;
     if (warm) {
-        if (adopt(warm, cfg, err))
+        if (adopt(warm, cfg, err) || confine(warm, err))
             return -1;
         *out = warm;
         return 0;
@@ -304,6 +322,8 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         iso_cell_unref(c);
         return -1;
     }
+    if (confine(c, err))
+        return -1;
     c->spawned_at = iso_now();
     *out = c;
     return 0;

@@ -17,7 +17,11 @@
 #define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
 #define ISO_INTERRUPT_EVERY_S 0.05
 
-typedef enum iso_req_type { ISO_REQ_EXEC, ISO_REQ_CALL } iso_req_type;
+typedef enum iso_req_type {
+    ISO_REQ_EXEC,
+    ISO_REQ_CALL,
+    ISO_REQ_CONFINE, /* cell_confine.c: the thread confines itself */
+} iso_req_type;
 
 typedef struct iso_req {
     iso_req_type type;
@@ -78,7 +82,11 @@ struct iso_cell {
     int64_t wall_ms, cpu_ms; /* 0: none */
     int64_t output_bytes;    /* posts and logs; 0: none */
     int64_t output_used;     /* cell thread */
-    iso_plan *plan; /* immutable; NULL denies every fs and net access */
+    iso_plan *plan;       /* immutable; NULL denies every fs and net access */
+    char **deny_syscalls; /* the policy's syscalls.deny */
+    size_t n_deny_syscalls;
+    struct iso_cell_kernel *kernel; /* cell_confine.c */
+    char kernel_missing[600];       /* why the thread has no cgroup */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;    /* slow events only: start-up, interrupters */
@@ -94,6 +102,8 @@ struct iso_cell {
     _Atomic int state;      /* iso_state */
     int start_rc;           /* mu: set once the interpreter exists */
     iso_error start_err;
+    int confine_rc; /* mu: 1 while the thread confines itself */
+    iso_error confine_err;
     bool interp_alive; /* mu: interrupters may touch the interp */
     int interrupters;  /* mu: interrupters in flight */
 
@@ -123,6 +133,18 @@ struct iso_cell {
     double spawned_at, ended_at;
     uint64_t calls, posts_count, denials;
 };
+
+/* cell_confine.c: kernel layers on a sub-interpreter cell's thread. */
+typedef enum iso_mode {
+    ISO_MODE_DEV,
+    ISO_MODE_HARDENED,
+    ISO_MODE_COMPAT
+} iso_mode;
+int iso_mode_set(const char *name, iso_error *err);
+iso_mode iso_mode_get(void);
+int iso_cell_confine(iso_cell *c, iso_error *err); /* host: spawn waits */
+void iso_cell_confine_run(iso_cell *c);            /* the cell thread */
+void iso_cell_unconfine(iso_cell *c);              /* host: close */
 
 /* Both threads. */
 void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */

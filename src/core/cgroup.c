@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -316,4 +317,167 @@ int iso_cgroup_count(size_t *n, iso_error *err)
             (*n)++;
     closedir(d);
     return 0;
+}
+
+/* ---- threaded cgroups for sub-interpreter cells ------------------------- */
+
+/* The host's own domain cgroup <root>/host-<pid> (cell threads get
+ * threaded children of it), and where the host was before, to go back. */
+static struct {
+    pthread_mutex_t mu;
+    bool entered;
+    char dir[ISO_PATH_MAX + 32], origin[ISO_PATH_MAX + 16];
+} host = {PTHREAD_MUTEX_INITIALIZER, false, "", ""};
+
+/* <mount><path of "0::<path>" in /proc/self/cgroup>: where we are now. */
+static int current_cgroup(const char *mount, char *out, size_t n,
+                          iso_error *err)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return sys_error(err, "open", "/proc/self/cgroup");
+    char line[ISO_PATH_MAX];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        if (strncmp(line, "0::", 3) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(out, n, "%s%s", mount, line + 3);
+            found = true;
+        }
+    fclose(f);
+    return found ? 0
+                 : iso_error_set(err, ISO_NOT_IMPLEMENTED,
+                                 "cgroup: this process has no cgroup v2 path");
+}
+
+/* Remove dir's subdirectories (empty cgroups) and dir itself. */
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    char sub[ISO_PATH_MAX + 300];
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            rmdir(sub);
+        }
+    if (d)
+        closedir(d);
+    iso_cgroup c = {.pids = false};
+    snprintf(c.path, sizeof c.path, "%s", dir);
+    iso_error err = {0};
+    iso_cgroup_remove(&c, &err);
+    iso_error_clear(&err);
+}
+
+/* At exit: every thread goes back where the host came from, and the host
+ * directory with its (now empty) cell directories goes away. */
+static void leave_host_cgroup(void)
+{
+    char procs[ISO_PATH_MAX + 32], pid[24];
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", host.origin);
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (write_file(procs, pid) == 0)
+        remove_tree(host.dir);
+}
+
+/* host-<pid> directories whose process is gone (a host killed before its
+ * exit handler ran). */
+static void reap_stale_hosts(const char *root)
+{
+    DIR *d = opendir(root);
+    char path[ISO_PATH_MAX + 300];
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        long pid;
+        char tail;
+        if (sscanf(e->d_name, "host-%ld%c", &pid, &tail) != 1)
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld", pid);
+        if (access(path, F_OK) == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
+        remove_tree(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+static int enter_host_cgroup(iso_error *err)
+{
+    char mount[ISO_PATH_MAX], root[ISO_PATH_MAX], procs[ISO_PATH_MAX + 64];
+    if (iso_cgroup_mount(mount, sizeof mount, err) < 0 ||
+        iso_cgroup_root(root, sizeof root, err) < 0 ||
+        current_cgroup(mount, host.origin, sizeof host.origin, err) < 0)
+        return -1;
+    reap_stale_hosts(root);
+    snprintf(host.dir, sizeof host.dir, "%s/host-%ld", root, (long)getpid());
+    if (mkdir(host.dir, 0755) < 0 && errno != EEXIST)
+        return sys_error(err, "mkdir", host.dir);
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", host.dir);
+    char pid[24];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    int rc = write_file(procs, pid);
+    if (rc < 0) {
+        rmdir(host.dir);
+        errno = -rc;
+        return sys_error(err, "move the host into", host.dir);
+    }
+    atexit(leave_host_cgroup);
+    return 0;
+}
+
+int iso_cgroup_host_enter(iso_error *err)
+{
+    pthread_mutex_lock(&host.mu);
+    int rc = host.entered ? 0 : enter_host_cgroup(err);
+    if (rc == 0)
+        host.entered = true;
+    pthread_mutex_unlock(&host.mu);
+    return rc;
+}
+
+bool iso_cgroup_host_entered(void)
+{
+    pthread_mutex_lock(&host.mu);
+    bool entered = host.entered;
+    pthread_mutex_unlock(&host.mu);
+    return entered;
+}
+
+int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err)
+{
+    memset(cg, 0, sizeof *cg);
+    if (!iso_cgroup_host_entered())
+        return iso_error_set(err, ISO_NOT_IMPLEMENTED,
+                             "cgroup: thread cgroups are off (the luaisolate "
+                             "host turns them on; a Lua app calls "
+                             "sandbox.configure{thread_cgroups=true})");
+    if (make_cell_dir(host.dir, name, cg, err) < 0)
+        return -1;
+    char path[ISO_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/cgroup.type", cg->path);
+    int rc = write_file(path, "threaded");
+    if (rc < 0) {
+        rmdir(cg->path);
+        errno = -rc;
+        sys_error(err, "make threaded", cg->path);
+        cg->path[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+void iso_cgroup_threads_path(const iso_cgroup *cg, char *out, size_t n)
+{
+    snprintf(out, n, "%s/cgroup.threads", cg->path);
+}
+
+int iso_cgroup_thread_release(const iso_cgroup *cg, long tid, iso_error *err)
+{
+    if (!cg->path[0])
+        return 0;
+    char path[ISO_PATH_MAX + 64], id[24];
+    snprintf(path, sizeof path, "%s/cgroup.threads", host.dir);
+    snprintf(id, sizeof id, "%ld", tid);
+    (void)write_file(path, id); /* a thread that ended has left already */
+    return iso_cgroup_remove(cg, err);
 }

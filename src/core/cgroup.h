@@ -49,4 +49,21 @@ int iso_cgroup_remove(const iso_cgroup *cg, iso_error *err);
 /* Number of cell directories under the root (0 when there is no root). */
 int iso_cgroup_count(size_t *n, iso_error *err);
 
+/*
+ * Threaded cgroups, so that kernel layers keyed by cgroup (the BPF guard)
+ * see each sub-interpreter cell thread on its own. The host process must
+ * first move into its own domain cgroup <root>/host-<pid>
+ * (iso_cgroup_host_enter: idempotent; at exit the process moves back and
+ * the directory is removed; directories of dead hosts are reaped). A cell
+ * directory is then <root>/host-<pid>/<name>-<pid>-<n> of type threaded;
+ * the cell thread writes its tid to cgroup.threads.
+ */
+int iso_cgroup_host_enter(iso_error *err);
+bool iso_cgroup_host_entered(void);
+/* ISO_NOT_IMPLEMENTED (saying how to turn them on) before host_enter. */
+int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err);
+void iso_cgroup_threads_path(const iso_cgroup *cg, char *out, size_t n);
+/* Move thread tid (if alive) back to the host directory; remove cg. */
+int iso_cgroup_thread_release(const iso_cgroup *cg, long tid, iso_error *err);
+
 #endif

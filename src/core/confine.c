@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -313,6 +314,35 @@ static int step_cgroup(const iso_confine_config *cfg, iso_confine_report *rep,
     return 0;
 }
 
+/* A cell thread joins its own threaded cgroup (the BPF guard keys its
+ * rules by that cgroup). Only the calling thread moves. */
+static int step_thread_cgroup(const iso_confine_config *cfg,
+                              iso_confine_report *rep, iso_error *err)
+{
+    if (!cfg->cgroup_threads) {
+        step_add(rep, "cgroup", ISO_STEP_MISSING, "%s",
+                 cfg->cgroup_missing ? cfg->cgroup_missing
+                                     : "no threaded cgroup from the host");
+        return 0;
+    }
+    char tid[24];
+    snprintf(tid, sizeof tid, "%ld", (long)syscall(SYS_gettid));
+    int fd = open(cfg->cgroup_threads, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail_sys(err, "open %s", cfg->cgroup_threads);
+    ssize_t w = write(fd, tid, strlen(tid));
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (w != (ssize_t)strlen(tid))
+        return fail_sys(err, "join %s", cfg->cgroup_threads);
+    const char *end = strrchr(cfg->cgroup_threads, '/');
+    int len = end ? (int)(end - cfg->cgroup_threads) : 0;
+    step_add(rep, "cgroup", ISO_STEP_ACTIVE, "thread joined %.*s", len,
+             cfg->cgroup_threads);
+    return 0;
+}
+
 /* Empty the bounding set, so that no execve can regain a capability. It
  * takes CAP_SETPCAP; without it the set stays, which is safe here too:
  * execve traps, and no_new_privs caps what an execve could grant at the
@@ -560,6 +590,16 @@ static const char *const builtin_deny[] = {
     "keyctl", "add_key", "request_key",
     "io_uring_setup", "io_uring_enter", "io_uring_register",
 };
+/* compat mode: only what no ordinary program needs and what would hand a
+ * guest the machine (code execution, other processes' memory, the kernel).
+ * Kept for programs that break under the full list, e.g. ones that
+ * mount, unshare or use io_uring. */
+static const char *const compat_deny[] = {
+    "execve", "execveat",
+    "ptrace", "process_vm_readv", "process_vm_writev",
+    "bpf", "init_module", "finit_module", "delete_module",
+    "kexec_load", "kexec_file_load", "reboot",
+};
 /* clang-format on */
 
 static const char *trap_name(int nr)
@@ -630,8 +670,8 @@ static int trap_record(int nr, const char *name, iso_error *err)
 
 /* Trap name unconditionally. A built-in name this architecture lacks is
  * skipped; a policy name must exist. */
-static int trap_syscall(scmp_filter_ctx ctx, const char *name, bool policy,
-                        iso_error *err)
+static int trap_syscall(scmp_filter_ctx ctx, uint32_t act, const char *name,
+                        bool policy, iso_error *err)
 {
     int nr = name ? seccomp_syscall_resolve_name(name) : __NR_SCMP_ERROR;
     if (nr < 0) /* unknown, or a pseudo number: not a syscall here */
@@ -644,13 +684,13 @@ static int trap_syscall(scmp_filter_ctx ctx, const char *name, bool policy,
         return -1;
     /* also for a name already recorded: "clone" in syscalls.deny traps
      * every clone, not only the conditional built-in ones */
-    int rc = seccomp_rule_add(ctx, SCMP_ACT_TRAP, nr, 0);
+    int rc = seccomp_rule_add(ctx, act, nr, 0);
     /* EEXIST: a built-in rule already acts on it (clone3 -> ENOSYS) */
     return rc < 0 && rc != -EEXIST ? seccomp_fail(err, rc, name) : 0;
 }
 
-static int clone_rules(scmp_filter_ctx ctx, const iso_confine_config *cfg,
-                       iso_error *err)
+static int clone_rules(scmp_filter_ctx ctx, uint32_t act,
+                       const iso_confine_config *cfg, iso_error *err)
 {
     /* clone takes its flags in a0 everywhere; only the low 32 bits count */
     static const uint64_t ns[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS,
@@ -660,10 +700,10 @@ static int clone_rules(scmp_filter_ctx ctx, const iso_confine_config *cfg,
         return -1;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof ns / sizeof ns[0]; i++)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(clone), 1,
+        rc = seccomp_rule_add(ctx, act, SCMP_SYS(clone), 1,
                               SCMP_A0(SCMP_CMP_MASKED_EQ, ns[i], ns[i]));
     if (rc == 0 && cfg->processes <= 0) /* a thread is fine, a process not */
-        rc = seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(clone), 1,
+        rc = seccomp_rule_add(ctx, act, SCMP_SYS(clone), 1,
                               SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
     /* clone3's flags sit in memory seccomp cannot read: ENOSYS makes glibc
      * fall back to clone, which the rules above can judge */
@@ -671,37 +711,57 @@ static int clone_rules(scmp_filter_ctx ctx, const iso_confine_config *cfg,
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     if (rc < 0)
         return seccomp_fail(err, rc, "clone rules");
-    if (cfg->processes <= 0 && (trap_syscall(ctx, "fork", false, err) < 0 ||
-                                trap_syscall(ctx, "vfork", false, err) < 0))
+    if (cfg->processes <= 0 &&
+        (trap_syscall(ctx, act, "fork", false, err) < 0 ||
+         trap_syscall(ctx, act, "vfork", false, err) < 0))
         return -1;
     return 0;
+}
+
+/* A process traps (its handler writes the death note, the worker ends);
+ * a cell thread gets EPERM, since killing a thread that may hold the GIL
+ * would stop every cell. */
+static uint32_t deny_action(const iso_confine_config *cfg)
+{
+    return cfg->in_thread ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_TRAP;
+}
+
+static int filter_attributes(scmp_filter_ctx ctx, const iso_confine_config *cfg)
+{
+    /* x86_64: libseccomp's filter also sends x32 numbers (nr | 1 << 30) to
+     * this bad-arch action (visible in the BPF, not in the PFC dump) */
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+                              cfg->in_thread ? SCMP_ACT_ERRNO(ENOSYS)
+                                             : SCMP_ACT_KILL_PROCESS);
+    /* no_new_privs is its own, earlier step */
+    if (rc == 0)
+        rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    /* keep the SIGSYS handler (and so the death note) in place */
+    if (rc == 0 && !cfg->in_thread)
+        rc = seccomp_rule_add(
+            ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(rt_sigaction), 2,
+            SCMP_A0(SCMP_CMP_EQ, SIGSYS), SCMP_A1(SCMP_CMP_NE, 0));
+    return rc;
 }
 
 static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
                         iso_error *err)
 {
-    /* x86_64: libseccomp's filter also sends x32 numbers (nr | 1 << 30) to
-     * this bad-arch action (visible in the BPF, not in the PFC dump) */
-    int rc =
-        seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-    /* no_new_privs is its own, earlier step */
-    if (rc == 0)
-        rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-    /* keep the SIGSYS handler (and so the death note) in place */
-    if (rc == 0)
-        rc = seccomp_rule_add(
-            ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(rt_sigaction), 2,
-            SCMP_A0(SCMP_CMP_EQ, SIGSYS), SCMP_A1(SCMP_CMP_NE, 0));
+    int rc = filter_attributes(ctx, cfg);
     if (rc < 0)
         return seccomp_fail(err, rc, "filter attributes");
+    uint32_t act = deny_action(cfg);
+    const char *const *list = cfg->compat ? compat_deny : builtin_deny;
+    size_t n = cfg->compat ? sizeof compat_deny / sizeof *compat_deny
+                           : sizeof builtin_deny / sizeof *builtin_deny;
     n_trap_names = 0;
-    for (size_t i = 0; i < sizeof builtin_deny / sizeof builtin_deny[0]; i++)
-        if (trap_syscall(ctx, builtin_deny[i], false, err) < 0)
+    for (size_t i = 0; i < n; i++)
+        if (trap_syscall(ctx, act, list[i], false, err) < 0)
             return -1;
-    if (clone_rules(ctx, cfg, err) < 0)
+    if (clone_rules(ctx, act, cfg, err) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_deny; i++)
-        if (trap_syscall(ctx, cfg->deny_syscalls[i], true, err) < 0)
+        if (trap_syscall(ctx, act, cfg->deny_syscalls[i], true, err) < 0)
             return -1;
     return 0;
 }
@@ -745,19 +805,26 @@ static int step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx)
         return iso_error_set(err, ISO_CRASHED, "confine: seccomp_init failed");
+    /* the name table is shared: cell threads build their filters in turn */
+    static pthread_mutex_t building = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&building);
     int rc = build_filter(ctx, cfg, err);
-    if (rc == 0)
+    if (rc == 0 && !cfg->in_thread)
         rc = install_sigsys(cfg, err);
     if (rc == 0 && (rc = seccomp_load(ctx)) < 0)
         rc = seccomp_fail(err, rc, "load");
     seccomp_release(ctx);
+    size_t denied = n_trap_names;
+    pthread_mutex_unlock(&building);
     if (rc < 0)
         return -1;
     step_add(rep, "seccomp", ISO_STEP_ACTIVE,
-             "%zu system calls trap; clone3 -> ENOSYS; %s; foreign and x32 "
-             "system calls kill",
-             n_trap_names,
-             cfg->processes > 0 ? "fork allowed" : "no process creation");
+             "%s list: %zu system calls %s; clone3 -> ENOSYS; %s; foreign "
+             "and x32 system calls %s",
+             cfg->compat ? "compat" : "full", denied,
+             cfg->in_thread ? "fail with EPERM" : "trap",
+             cfg->processes > 0 ? "fork allowed" : "no process creation",
+             cfg->in_thread ? "fail with ENOSYS" : "kill");
     return 0;
 }
 
@@ -769,15 +836,39 @@ static const confine_step steps[] = {
     step_no_new_privs, step_landlock, step_seccomp,
 };
 
-int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
-                      iso_error *err)
+static const confine_step thread_steps[] = {
+    step_thread_cgroup,
+    step_no_new_privs,
+    step_landlock,
+    step_seccomp,
+};
+
+static int run_steps(const confine_step *list, size_t n,
+                     const iso_confine_config *cfg, iso_confine_report *rep,
+                     iso_error *err)
 {
     iso_confine_report scratch;
     if (!rep)
         rep = &scratch;
     rep->n = 0;
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
-        if (steps[i](cfg, rep, err) < 0)
+    for (size_t i = 0; i < n; i++)
+        if (list[i](cfg, rep, err) < 0)
             return -1;
     return 0;
+}
+
+int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
+                      iso_error *err)
+{
+    return run_steps(steps, sizeof steps / sizeof *steps, cfg, rep, err);
+}
+
+int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
+                       iso_error *err)
+{
+    if (!cfg->in_thread)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "confine: iso_confine_thread needs in_thread");
+    return run_steps(thread_steps, sizeof thread_steps / sizeof *thread_steps,
+                     cfg, rep, err);
 }

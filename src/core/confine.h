@@ -66,6 +66,12 @@ typedef struct iso_confine_config {
     const char *const *deny_syscalls; /* added to the built-in list */
     size_t n_deny;
     int death_note_fd; /* "seccomp: <name>" is written here on a trap */
+    /* iso_confine_thread only: seccomp answers EPERM instead of trapping;
+     * the thread writes its tid to cgroup_threads (NULL: the cgroup layer
+     * is missing, cgroup_missing says why). */
+    bool in_thread;
+    const char *cgroup_threads, *cgroup_missing;
+    bool compat; /* the minimal seccomp list (compat mode) */
 } iso_confine_config;
 
 /*
@@ -102,6 +108,18 @@ typedef struct iso_confine_config {
  */
 int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
                       iso_error *err);
+
+/*
+ * Confine the calling thread only (a sub-interpreter cell's thread, before
+ * its first guest code): cgroup (its threaded cgroup), no_new_privs,
+ * landlock_fs, landlock_net, landlock_scope, seccomp, as above but with
+ * ERRNO actions (EPERM for the deny list, ENOSYS for foreign
+ * architectures): a thread killed while holding the GIL would stop every
+ * cell. Threads the cell starts later inherit all of it. cfg->in_thread
+ * must be set. Not reversible.
+ */
+int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
+                       iso_error *err);
 
 /* The exit status of a worker whose seccomp handler caught a denied call. */
 #define ISO_CONFINE_SECCOMP_EXIT 159

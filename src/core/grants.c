@@ -14,6 +14,12 @@
 static const char *const system_paths[] = {
     "/usr/lib", "/lib", "/usr/lib64", "/lib64", "/etc/ld.so.cache", NULL};
 
+/* Read-only: what name resolution reads (getaddrinfo, getservbyname), so
+ * that a policy's net rules can name hosts. */
+static const char *const resolver_files[] = {
+    "/etc/hosts",    "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/host.conf",
+    "/etc/gai.conf", "/etc/services",    "/etc/protocols",     NULL};
+
 static void grant(iso_grants *gs, const char *path, bool read, bool write,
                   bool exec)
 {
@@ -44,6 +50,8 @@ void iso_grants_runtime(iso_grants *gs)
     }
     for (int i = 0; system_paths[i]; i++)
         grant(gs, system_paths[i], true, false, true);
+    for (int i = 0; resolver_files[i]; i++)
+        grant(gs, resolver_files[i], true, false, false);
     grant(gs, "/dev/null", true, true, false);
 }
 

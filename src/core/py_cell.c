@@ -338,6 +338,11 @@ static void serve(iso_cell *c, iso_py_cell *p)
             return;
         }
         iso_py_take_gil(p->ts);
+        if (r->type == ISO_REQ_CONFINE) {
+            iso_req_destroy(r);
+            iso_cell_confine_run(c);
+            continue;
+        }
         atomic_store(&c->running_seq, r->seq);
         iso_msg *m = iso_py_cell_run(c, p, r);
         clear_interrupt(c);
