@@ -174,8 +174,8 @@ int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
  * *rule is the deciding rule's index, or -1 for the default deny. */
 bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
                        int *rule);
-bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr,
-                        uint16_t port, int *rule);
+bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
+                        int *rule);
 /* Text of rule i ("default deny" for -1). */
 const char *iso_plan_fs_text(const iso_plan *p, int rule);
 const char *iso_plan_net_text(const iso_plan *p, int rule);
@@ -322,6 +322,17 @@ bool iso_cell_is_open(const iso_cell *c);
  * thread refills it. Blocks only to close what is drained. */
 int iso_pool_configure(size_t target, iso_error *err);
 void iso_pool_stats(size_t *ready, size_t *target);
+
+/* Rollout mode: "dev" (default), "hardened" or "compat" (the minimal
+ * seccomp list). ISO_INVALID_ARGUMENT for another name. */
+int iso_mode_set(const char *name, iso_error *err);
+const char *iso_mode_name(void);
+/* Move this process into its own cgroup under the luaisolate cgroup so
+ * each sub-interpreter cell thread can get a threaded cgroup of its own
+ * (idempotent; undone at exit). ISO_NOT_IMPLEMENTED without a writable
+ * cgroup v2. */
+int iso_thread_cgroups_enable(iso_error *err);
+bool iso_thread_cgroups_enabled(void);
 
 /* One map per enforcement layer: {layer=, state="active"|"missing"|
  * "not needed", scope="cell thread"|"process", detail=}. Owned by c. */

@@ -303,22 +303,46 @@ function sandbox.capability(name, handler)
   capabilities[name] = handler
 end
 
--- sandbox.configure{ warm_pool = N }: keep N sub-interpreter cells created
--- ahead for spawn to take (0 drains). Rollout modes and thread cgroups
--- belong to the kernel layers this build does not apply yet: refused.
-function sandbox.configure(opts)
+local MODES = { dev = true, hardened = true, compat = true }
+
+local function check_configure(opts)
   if type(opts) ~= "table" then
     raise("invalid_argument", "configure expects a table of options")
   end
   for k, v in pairs(opts) do
-    if k == "mode" or k == "thread_cgroups" then
-      raise("not_implemented", "configure{%s=...} needs the kernel layers for "
-            .. "sub-interpreter cells, which this build does not apply", k)
-    elseif k ~= "warm_pool" then
+    if k == "warm_pool" then
+      if math.type(v) ~= "integer" or v < 0 then
+        raise("invalid_argument", "warm_pool must be a non-negative integer")
+      end
+    elseif k == "mode" then
+      if not MODES[v] then
+        raise("invalid_argument", "mode must be dev, hardened or compat")
+      end
+    elseif k == "thread_cgroups" then
+      if type(v) ~= "boolean" then
+        raise("invalid_argument", "thread_cgroups must be a boolean")
+      end
+    else
       raise("invalid_argument", "unknown configure option '%s'; valid "
-            .. "options: warm_pool", tostring(k))
-    elseif math.type(v) ~= "integer" or v < 0 then
-      raise("invalid_argument", "warm_pool must be a non-negative integer")
+            .. "options: warm_pool, mode, thread_cgroups", tostring(k))
+    end
+  end
+end
+
+-- sandbox.configure{ warm_pool = N, mode = "dev"|"hardened"|"compat",
+-- thread_cgroups = true }. warm_pool keeps N sub-interpreter cells created
+-- ahead for spawn (0 drains). thread_cgroups moves this process into its
+-- own cgroup so each sub-interpreter cell thread gets one (the luaisolate
+-- host does this at start); it cannot be turned off again, and where the
+-- kernel refuses it the cgroup layer is reported missing (hardened mode:
+-- raises kind unenforceable). Returns nothing.
+function sandbox.configure(opts)
+  check_configure(opts)
+  if opts.mode then core.set_mode(opts.mode) end
+  if opts.thread_cgroups then
+    local ok, why = core.thread_cgroups()
+    if not ok and core.info().mode == "hardened" then
+      raise("unenforceable", "thread cgroups: %s", why)
     end
   end
   if opts.warm_pool then core.pool_configure(opts.warm_pool) end

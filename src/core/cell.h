@@ -140,7 +140,6 @@ typedef enum iso_mode {
     ISO_MODE_HARDENED,
     ISO_MODE_COMPAT
 } iso_mode;
-int iso_mode_set(const char *name, iso_error *err);
 iso_mode iso_mode_get(void);
 int iso_cell_confine(iso_cell *c, iso_error *err); /* host: spawn waits */
 void iso_cell_confine_run(iso_cell *c);            /* the cell thread */

@@ -29,9 +29,11 @@ struct iso_cell_kernel {
 
 static _Atomic int mode = ISO_MODE_DEV;
 
+static const char *const mode_names[] = {"dev", "hardened", "compat"};
+
 int iso_mode_set(const char *name, iso_error *err)
 {
-    static const char *const names[] = {"dev", "hardened", "compat"};
+    const char *const *names = mode_names;
     for (int i = 0; i < 3; i++)
         if (strcmp(name, names[i]) == 0) {
             atomic_store(&mode, i);
@@ -45,6 +47,21 @@ int iso_mode_set(const char *name, iso_error *err)
 iso_mode iso_mode_get(void)
 {
     return (iso_mode)atomic_load(&mode);
+}
+
+const char *iso_mode_name(void)
+{
+    return mode_names[iso_mode_get()];
+}
+
+int iso_thread_cgroups_enable(iso_error *err)
+{
+    return iso_cgroup_host_enter(err);
+}
+
+bool iso_thread_cgroups_enabled(void)
+{
+    return iso_cgroup_host_entered();
 }
 
 /* ---- the cell thread ---------------------------------------------------- */

@@ -18,17 +18,19 @@
 #include "embedded.h"
 
 static const char *progname = "luaisolate";
-static int exit_status; /* set by subcommands that choose their own */
-static bool json_logs;  /* run --log-format json */
+static int exit_status;      /* set by subcommands that choose their own */
+static bool json_logs;       /* run --log-format json */
+static const char *run_mode; /* run --mode dev|hardened|compat */
 
 static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: %s run [--log-format json] FILE [args...]\n"
+        "usage: %s run [--log-format json] [--mode M] FILE [args...]\n"
         "                                run a Lua script (also: %s FILE);\n"
         "                                json: guest logs as JSON lines on "
-        "stderr\n"
+        "stderr;\n"
+        "                                M: dev (default), hardened, compat\n"
         "       %s check [--explain] [--json] [--backend B] FILE|NAME...\n"
         "                                validate and compile policies\n"
         "       %s version              versions and cell mode\n"
@@ -110,6 +112,19 @@ static int run_script(lua_State *L)
     int script = (int)lua_tointeger(L, 3);
     open_host(L, "isolate");
     lua_setglobal(L, "sandbox");
+    /* every cell thread gets a cgroup of its own; where the kernel
+     * refuses, cells report that layer missing (hardened: refuse) */
+    lua_getglobal(L, "sandbox");
+    lua_getfield(L, -1, "configure");
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "thread_cgroups");
+    if (run_mode) {
+        lua_pushstring(L, run_mode);
+        lua_setfield(L, -2, "mode");
+    }
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
     if (json_logs &&
         luaL_dostring(L, "local json = require 'isolate.json'\n"
                          "sandbox.on('log', function(ev)\n"
@@ -170,15 +185,21 @@ static int protected_main(lua_State *L, lua_CFunction fn, char **argv, int argc,
     return report(L, lua_pcall(L, 3, 0, 1));
 }
 
-/* run [--log-format json|text] FILE: the index of FILE, or -1. */
+/* run [--log-format json|text] [--mode M] FILE: the index of FILE, or -1
+ * (the mode's value is checked by sandbox.configure). */
 static int run_options(int argc, char **argv)
 {
     int i = 2;
-    while (i + 1 < argc && !strcmp(argv[i], "--log-format")) {
-        if (strcmp(argv[i + 1], "json") && strcmp(argv[i + 1], "text"))
-            return -1;
-        json_logs = !strcmp(argv[i + 1], "json");
-        i += 2;
+    for (; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--mode")) {
+            run_mode = argv[i + 1];
+        } else if (!strcmp(argv[i], "--log-format")) {
+            if (strcmp(argv[i + 1], "json") && strcmp(argv[i + 1], "text"))
+                return -1;
+            json_logs = !strcmp(argv[i + 1], "json");
+        } else {
+            break;
+        }
     }
     return i < argc && strncmp(argv[i], "--", 2) ? i : -1;
 }

@@ -77,7 +77,8 @@ static int l_name_valid(lua_State *L)
     return 1;
 }
 
-/* core.info() -> {version=, python=, own_gil=, cell_mode=, lua=} */
+/* core.info() -> {version=, python=, own_gil=, cell_mode=, lua=, mode=,
+ * thread_cgroups=} */
 static int l_info(lua_State *L)
 {
     iso_runtime_info info;
@@ -89,6 +90,9 @@ static int l_info(lua_State *L)
     set_string_field(L, "lua", LUA_RELEASE);
     lua_pushboolean(L, info.own_gil);
     lua_setfield(L, -2, "own_gil");
+    set_string_field(L, "mode", iso_mode_name());
+    lua_pushboolean(L, iso_thread_cgroups_enabled());
+    lua_setfield(L, -2, "thread_cgroups");
 #ifdef ISO_SANITIZE
     lua_pushboolean(L, 1); /* ASan reserves terabytes: no RLIMIT_AS */
     lua_setfield(L, -2, "sanitized");
@@ -151,7 +155,31 @@ static int l_pool_stats(lua_State *L)
     return 1;
 }
 
+/* core.set_mode(name); core.thread_cgroups() -> true | false, why */
+static int l_set_mode(lua_State *L)
+{
+    iso_error err = {0};
+    if (iso_mode_set(luaL_checkstring(L, 1), &err))
+        return iso_lua_raise(L, &err);
+    return 0;
+}
+
+static int l_thread_cgroups(lua_State *L)
+{
+    iso_error err = {0};
+    if (iso_thread_cgroups_enable(&err) == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, err.message);
+    iso_error_clear(&err);
+    return 2;
+}
+
 static const luaL_Reg core_functions[] = {
+    {"set_mode", l_set_mode},
+    {"thread_cgroups", l_thread_cgroups},
     {"pool_configure", l_pool_configure},
     {"pool_stats", l_pool_stats},
     {"set_event_sink", l_set_event_sink},
@@ -161,6 +189,7 @@ static const luaL_Reg core_functions[] = {
     {"backend_check", l_backend_check},
     {"name_valid", l_name_valid},
     {"info", l_info},
+    {"probe", iso_lua_probe},
     {"array", iso_lua_array},
     {"bytes", iso_lua_bytes},
     {NULL, NULL},
