@@ -20,11 +20,13 @@ describe("the warm pool", function()
 
   it("checks sandbox.configure's options", function()
     for _, bad in ipairs({ { warm_pool = -1 }, { warm_pool = 1.5 }, { warm_pool = "2" },
-                           { warm_pol = 1 }, { warm_pool = 100000 } }) do
+                           { warm_pol = 1 }, { warm_pool = 100000 }, { mode = "strict" },
+                           { thread_cgroups = 1 } }) do
       assert.are.equal("invalid_argument", err_of(sandbox.configure, bad).kind)
     end
     assert.are.equal("invalid_argument", err_of(sandbox.configure, 3).kind)
-    assert.are.equal("not_implemented", err_of(sandbox.configure, { mode = "hardened" }).kind)
+    assert.are.equal("invalid_argument", err_of(sandbox.configure, { warm_pool = 1, mode = "x" }).kind)
+    assert.are.equal(0, sandbox.pool().target) -- nothing half-applied
   end)
 
   it("fills up, hands cells to spawn, and refills", function()

@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,7 +33,16 @@ static void grant(iso_grants *gs, const char *path, bool read, bool write,
     gs->g[gs->n++] = (iso_fs_grant){copy, read, write, exec};
 }
 
-void iso_grants_runtime(iso_grants *gs)
+/* The runtime's grants are the same for every cell of a process: found
+ * once (with the GIL), then copied without it, so that a cell thread can
+ * confine itself while another holds the GIL. */
+static struct {
+    pthread_mutex_t mu;
+    bool ready;
+    iso_grants g;
+} runtime = {PTHREAD_MUTEX_INITIALIZER, false, {.n = 0}};
+
+static void collect_runtime(iso_grants *gs)
 {
     PyObject *path = PySys_GetObject("path"); /* borrowed */
     Py_ssize_t n = path && PyList_Check(path) ? PyList_GET_SIZE(path) : 0;
@@ -53,6 +63,25 @@ void iso_grants_runtime(iso_grants *gs)
     for (int i = 0; resolver_files[i]; i++)
         grant(gs, resolver_files[i], true, false, false);
     grant(gs, "/dev/null", true, true, false);
+}
+
+void iso_grants_prepare(void)
+{
+    pthread_mutex_lock(&runtime.mu);
+    if (!runtime.ready)
+        collect_runtime(&runtime.g);
+    runtime.ready = true;
+    pthread_mutex_unlock(&runtime.mu);
+}
+
+void iso_grants_runtime(iso_grants *gs)
+{
+    pthread_mutex_lock(&runtime.mu);
+    for (size_t i = 0; i < runtime.g.n; i++) {
+        const iso_fs_grant *g = &runtime.g.g[i];
+        grant(gs, g->path, g->read, g->write, g->exec);
+    }
+    pthread_mutex_unlock(&runtime.mu);
 }
 
 /* A policy glob's directory: the segments before the first wildcard. */

@@ -18,7 +18,11 @@ typedef struct iso_grants {
     size_t n;
 } iso_grants;
 
-/* The runtime's paths; needs an attached thread state (reads sys.path). */
+/* Find the runtime's paths (sys.path, libpython's directory, shared
+ * libraries, name resolution files) once per process; needs an attached
+ * thread state. Later calls do nothing. */
+void iso_grants_prepare(void);
+/* Add the runtime's paths found by iso_grants_prepare (none before it). */
 void iso_grants_runtime(iso_grants *gs);
 /* The directory of every allow/read/write rule of plan (NULL: none). */
 void iso_grants_plan(iso_grants *gs, const iso_plan *plan);

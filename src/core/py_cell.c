@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grants.h"
 #include "py_cell.h"
 #include "py_value.h"
 
@@ -75,6 +76,7 @@ int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
     }
     if (iso_py_guest_install(c, err))
         return -1;
+    iso_grants_prepare(); /* cells confine themselves without the GIL */
     return iso_py_guard_install(c, err);
 }
 
@@ -331,18 +333,17 @@ static void serve(iso_cell *c, iso_py_cell *p)
 {
     for (;;) {
         PyEval_SaveThread();
-        iso_req *r = wait_request(c);
+        iso_req *r;
+        while ((r = wait_request(c)) && r->type == ISO_REQ_CONFINE) {
+            iso_req_destroy(r); /* no Python in it: no GIL */
+            iso_cell_confine_run(c);
+        }
         if (!r) {
             retire_interrupters(c);
             iso_py_take_gil(p->ts);
             return;
         }
         iso_py_take_gil(p->ts);
-        if (r->type == ISO_REQ_CONFINE) {
-            iso_req_destroy(r);
-            iso_cell_confine_run(c);
-            continue;
-        }
         atomic_store(&c->running_seq, r->seq);
         iso_msg *m = iso_py_cell_run(c, p, r);
         clear_interrupt(c);
