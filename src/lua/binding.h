@@ -25,6 +25,8 @@ int iso_lua_cell_spawn(lua_State *L);     /* core.spawn(config, broker) */
 void iso_lua_plan_register(lua_State *L); /* into the module table on top */
 iso_plan *iso_lua_check_plan(lua_State *L, int idx);
 
+int iso_lua_probe(lua_State *L); /* lprobe.c: core.probe() */
+
 int luaopen_isolate_core(lua_State *L);
 
 #endif
