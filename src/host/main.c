@@ -33,9 +33,11 @@ static void usage(FILE *out)
         "                                M: dev (default), hardened, compat\n"
         "       %s check [--explain] [--json] [--backend B] FILE|NAME...\n"
         "                                validate and compile policies\n"
+        "       %s doctor [--json] [--mode hardened]\n"
+        "                                probe what this host can enforce\n"
         "       %s version              versions and cell mode\n"
         "       %s --help               this text\n",
-        progname, progname, progname, progname, progname);
+        progname, progname, progname, progname, progname, progname);
 }
 
 static int msghandler(lua_State *L)
@@ -157,13 +159,14 @@ static int print_version(lua_State *L)
     return 0;
 }
 
-/* `luaisolate check ...`: isolate.cli.check(args) returns the exit code. */
-static int run_check(lua_State *L)
+/* `luaisolate <cmd> ...`: require(module)[fn](args after cmd) returns the
+ * exit code. */
+static int run_cli(lua_State *L, const char *module, const char *fn)
 {
     char **argv = lua_touserdata(L, 1);
     int argc = (int)lua_tointeger(L, 2);
-    open_host(L, "isolate.cli");
-    lua_getfield(L, -1, "check");
+    open_host(L, module);
+    lua_getfield(L, -1, fn);
     lua_createtable(L, argc - 2, 0);
     for (int i = 2; i < argc; i++) {
         lua_pushstring(L, argv[i]);
@@ -172,6 +175,16 @@ static int run_check(lua_State *L)
     lua_call(L, 1, 1);
     exit_status = (int)luaL_checkinteger(L, -1);
     return 0;
+}
+
+static int run_check(lua_State *L)
+{
+    return run_cli(L, "isolate.cli", "check");
+}
+
+static int run_doctor(lua_State *L)
+{
+    return run_cli(L, "isolate.doctor", "doctor");
 }
 
 static int protected_main(lua_State *L, lua_CFunction fn, char **argv, int argc,
@@ -221,6 +234,8 @@ int main(int argc, char **argv)
         fn = print_version;
     else if (!strcmp(cmd, "check"))
         fn = run_check;
+    else if (!strcmp(cmd, "doctor"))
+        fn = run_doctor;
     else if (!strcmp(cmd, "run"))
         script = run_options(argc, argv);
     else if (access(cmd, F_OK) != 0) {

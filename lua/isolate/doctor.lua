@@ -1,0 +1,217 @@
+-- isolate.doctor: the `luaisolate doctor` subcommand. What this host can
+-- enforce, found by trying each layer (isolate.core.probe, in short-lived
+-- children), graded out of ten with one line of advice per missing point.
+--
+--   os.exit(require("isolate.doctor").doctor({ "--json" }))
+--
+-- Output goes through io.stdout / io.stderr at call time, so a caller can
+-- swap them to capture it.
+local core = require "isolate.core"
+local json = require "isolate.json"
+
+local doctor = {}
+
+local USAGE = [[
+usage: luaisolate doctor [--json] [--mode dev|hardened|compat]
+
+Probe what this host can enforce by trying each layer in a short-lived
+child (seccomp, no_new_privs, Landlock, user namespaces) or for a moment
+(BPF programs, cgroup v2 directories, /dev/kvm), grade it out of 10 and
+give one line of advice per missing point. Nothing is left behind.
+
+  --json          print one JSON document: every probe under its name,
+                  grade, missing (the points lost, with advice), hardened
+  --mode hardened exit 1 when a layer hardened mode requires is missing
+                  (seccomp, landlock fs, no_new_privs, and for network
+                  rules bpf cgroup_sock_addr or landlock net)
+
+Exit status: 0; 1 with --mode hardened when a required layer is missing;
+2 on a usage error.
+]]
+
+local EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
+local MODES = { dev = true, hardened = true, compat = true }
+
+-- The probes, in report order (the keys of core.probe()).
+doctor.PROBES = { "python", "seccomp", "no_new_privs", "landlock", "bpf",
+                  "cgroup", "userns", "kvm", "vmm" }
+
+local function out(s) io.stdout:write(s) end
+
+local function has(list, word)
+  for _, w in ipairs(list or {}) do if w == word then return true end end
+  return false
+end
+
+local function missing_controllers(p)
+  local lack = {}
+  for _, c in ipairs({ "pids", "memory" }) do
+    if not has(p.cgroup.controllers, c) then lack[#lack + 1] = c end
+  end
+  return lack
+end
+
+-- One point each; advice(p) says what the point would take.
+doctor.POINTS = {
+  { name = "seccomp",
+    test = function(p) return p.seccomp.ok end,
+    advice = function(p) return p.seccomp.advice end },
+  { name = "landlock fs",
+    test = function(p) return p.landlock.fs end,
+    advice = function(p) return p.landlock.advice end },
+  { name = "landlock net",
+    test = function(p) return p.landlock.net end,
+    advice = function(p)
+      return string.format("Landlock ABI %d has no TCP connect rules (ABI 4, "
+        .. "Linux >= 6.7): network rules rest on the BPF hooks alone", p.landlock.abi)
+    end },
+  { name = "landlock scope",
+    test = function(p) return p.landlock.scope end,
+    advice = function(p)
+      return string.format("Landlock ABI %d cannot scope signals and abstract "
+        .. "unix sockets (ABI 6, Linux >= 6.12)", p.landlock.abi)
+    end },
+  { name = "bpf cgroup_sock_addr",
+    test = function(p) return p.bpf.cgroup_sock_addr end,
+    advice = function(p) return p.bpf.advice end },
+  { name = "bpf lsm",
+    test = function(p) return p.bpf.lsm end,
+    advice = function()
+      return "BPF-LSM programs do not load (CONFIG_BPF_LSM and bpf in lsm=); "
+        .. "optional: Landlock and seccomp already cover files and system calls"
+    end },
+  { name = "cgroup writable",
+    test = function(p) return p.cgroup.writable end,
+    advice = function(p) return p.cgroup.advice end },
+  { name = "cgroup threaded",
+    test = function(p) return p.cgroup.threaded end,
+    advice = function()
+      return "no threaded cgroups: BPF network rules cannot single out a "
+        .. "sub-interpreter cell's thread (cgroup v2, Linux >= 4.14)"
+    end },
+  { name = "cgroup controllers",
+    test = function(p) return #missing_controllers(p) == 0 end,
+    advice = function(p)
+      return string.format("cgroup v2 here has no %s controller: process cells "
+        .. "get no memory or process-count limit from it (give v2 the controllers, "
+        .. "e.g. boot with systemd.unified_cgroup_hierarchy=1)",
+        table.concat(missing_controllers(p), " or "))
+    end },
+  { name = "microvm",
+    test = function(p) return p.kvm.ok and p.vmm.ok end,
+    advice = function(p)
+      local why = {}
+      if not p.kvm.ok then why[#why + 1] = p.kvm.advice end
+      if not p.vmm.ok then why[#why + 1] = p.vmm.advice end
+      return table.concat(why, "; ")
+    end },
+}
+
+-- What hardened mode cannot run without.
+doctor.HARDENED = {
+  { name = "seccomp", test = function(p) return p.seccomp.ok end },
+  { name = "landlock fs", test = function(p) return p.landlock.fs end },
+  { name = "no_new_privs", test = function(p) return p.no_new_privs.ok end },
+  { name = "network rules (bpf cgroup_sock_addr or landlock net)",
+    test = function(p) return p.bpf.cgroup_sock_addr or p.landlock.net end },
+}
+
+-- grade, and the points lost as a list of {point=, advice=}.
+function doctor.grade(probes)
+  local grade, missing = 0, json.array()
+  for _, point in ipairs(doctor.POINTS) do
+    if point.test(probes) then
+      grade = grade + 1
+    else
+      missing[#missing + 1] = { point = point.name, advice = point.advice(probes) }
+    end
+  end
+  return grade, missing
+end
+
+-- {ok=, missing={names}}: whether hardened mode can run here.
+function doctor.hardened(probes)
+  local lack = json.array()
+  for _, layer in ipairs(doctor.HARDENED) do
+    if not layer.test(probes) then lack[#lack + 1] = layer.name end
+  end
+  return { ok = #lack == 0, missing = lack }
+end
+
+-- opts; or nil and what is wrong with the command line.
+local function parse(argv)
+  local opts, i = { mode = "dev" }, 1
+  while i <= #argv do
+    local a = argv[i]
+    if type(a) ~= "string" then return nil, "arguments must be strings" end
+    if a == "--json" then opts.json = true
+    elseif a == "-h" or a == "--help" then opts.help = true
+    elseif a == "--mode" then
+      i = i + 1
+      opts.mode = argv[i]
+      if opts.mode == nil then return nil, "--mode needs a name" end
+    elseif a:sub(1, 7) == "--mode=" then opts.mode = a:sub(8)
+    elseif a:sub(1, 1) == "-" then return nil, "unknown option " .. a
+    else return nil, "unexpected argument " .. a
+    end
+    i = i + 1
+  end
+  if not MODES[opts.mode] then
+    return nil, string.format("unknown mode '%s'; valid modes: dev, hardened, compat",
+                              tostring(opts.mode))
+  end
+  return opts
+end
+
+-- ---- output -------------------------------------------------------------------
+
+local function print_text(probes, grade, missing, hardened)
+  out("luaisolate doctor: what this host can enforce, each layer tried\n")
+  local width = 0
+  for _, name in ipairs(doctor.PROBES) do width = math.max(width, #name) end
+  for _, name in ipairs(doctor.PROBES) do
+    local p = probes[name]
+    out(string.format("  %-7s  %-" .. width .. "s  %s\n",
+                      p.ok and "ok" or "missing", name, p.detail))
+  end
+  out(string.format("grade: %d/%d\n", grade, #doctor.POINTS))
+  for _, m in ipairs(missing) do
+    out(string.format("  advice: %s: %s\n", m.point, m.advice))
+  end
+  if hardened.ok then
+    out("hardened mode: every layer it requires is present\n")
+  else
+    out("hardened mode: missing " .. table.concat(hardened.missing, ", ") .. "\n")
+  end
+end
+
+local function print_json(probes, grade, missing, hardened)
+  local doc = { grade = grade, missing = missing, hardened = hardened }
+  for _, name in ipairs(doctor.PROBES) do doc[name] = probes[name] end
+  out(json.encode(doc) .. "\n")
+end
+
+-- doctor.doctor(argv) -> exit status; argv is what follows `doctor`.
+function doctor.doctor(argv)
+  local opts, why = nil, "arguments must be a list of strings"
+  if type(argv) == "table" then opts, why = parse(argv) end
+  if not opts then
+    io.stderr:write("luaisolate doctor: ", why, "\n", USAGE)
+    return EXIT_USAGE
+  end
+  if opts.help then out(USAGE); return EXIT_OK end
+  local probes = core.probe()
+  local grade, missing = doctor.grade(probes)
+  local hardened = doctor.hardened(probes)
+  if opts.json then
+    print_json(probes, grade, missing, hardened)
+  else
+    print_text(probes, grade, missing, hardened)
+  end
+  if opts.mode == "hardened" and not hardened.ok then return EXIT_MISSING end
+  return EXIT_OK
+end
+
+doctor.USAGE = USAGE
+
+return doctor
