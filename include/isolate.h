@@ -190,6 +190,20 @@ iso_plan *iso_plan_from_value(const iso_value *fs, const iso_value *net,
 #define ISO_PORTS_MAX 1024
 int iso_plan_connect_ports(const iso_plan *p, uint16_t **ports, size_t *n,
                            bool *any);
+/* The net rules one by one, for guards that compile them into their own
+ * form (the eBPF network guard). `localhost` stands for 127.0.0.0/8 and
+ * ::1; addr and prefix are then unset. */
+typedef struct iso_plan_net {
+    iso_net_action action;
+    bool localhost;
+    iso_addr addr; /* network order; IPv4 in bytes[0..3] */
+    int prefix;    /* bits */
+    uint16_t port_lo, port_hi;
+} iso_plan_net;
+size_t iso_plan_net_count(const iso_plan *p); /* 0 for NULL */
+/* Rule i (0 <= i < count) into *out; ISO_INVALID_ARGUMENT past the end. */
+int iso_plan_net_rule(const iso_plan *p, size_t i, iso_plan_net *out,
+                      iso_error *err);
 /* Lexical normalisation of an absolute path: //, . and .. resolved. */
 int iso_path_normalize(const char *in, char *out, size_t size, iso_error *err);
 /* Validate a glob or a net spec ("host:port") without a plan. */
@@ -332,6 +346,14 @@ const char *iso_mode_name(void);
  * (idempotent; undone at exit). ISO_NOT_IMPLEMENTED without a writable
  * cgroup v2. */
 int iso_thread_cgroups_enable(iso_error *err);
+/* What the kernel layers can do on this host (probed once). */
+typedef struct iso_kernel_info {
+    int landlock_abi; /* 0: no Landlock */
+    bool seccomp;
+    bool bpf;          /* the BPF network guard is loaded and attached */
+    char bpf_why[256]; /* why not, when !bpf */
+} iso_kernel_info;
+void iso_kernel_info_get(iso_kernel_info *ki);
 bool iso_thread_cgroups_enabled(void);
 
 /* One map per enforcement layer: {layer=, state="active"|"missing"|

@@ -128,7 +128,14 @@ describe("spawn option checking", function()
 
   it("refuses policy rules a subinterpreter cell cannot enforce", function()
     assert.are.equal("not_implemented", spawn_err({ policy = { limits = { mem = "1GiB" } } }).kind)
-    assert.are.equal("not_implemented", spawn_err({ policy = { syscalls = { deny = { "ptrace" } } } }).kind)
+    assert.are.equal("not_implemented", spawn_err({ policy = { limits = { open_files = 8 } } }).kind)
+  end)
+
+  it("applies syscalls.deny on a sub-interpreter cell's thread (EPERM)", function()
+    if not require("isolate.core").kernel().seccomp then return print("SKIP: no seccomp") end
+    local sb <close> = sandbox.spawn({ imports = { "os" }, policy = { syscalls = { deny = { "getcwd" } } } })
+    sb:exec("import os\ntry:\n    os.getcwd()\nexcept OSError as e:\n    post(e.errno)")
+    assert.are.equal(1, sb:recv(5))
   end)
 
   it("accepts every limit and syscalls.deny on process cells", function()

@@ -35,7 +35,8 @@ local SPAWN_OPTIONS = { name = true, backend = true, policy = true,
 -- What each backend enforces beyond wall_ms: a limit is never accepted and
 -- then ignored.
 local ENFORCED = {
-  subinterpreter = { wall_ms = true, cpu_ms = true, output_bytes = true },
+  subinterpreter = { wall_ms = true, cpu_ms = true, output_bytes = true,
+                     syscalls = true },
   process = { wall_ms = true, cpu_ms = true, mem = true, open_files = true,
               output_bytes = true, processes = true, syscalls = true },
 }
@@ -91,29 +92,39 @@ function sandbox.on(type_, fn)
   return fn
 end
 
--- One warning per spawn when a layer that could confine the cell is
--- missing. A sub-interpreter cell's layers are the same for every cell of
--- this build: worked out once.
-local subinterpreter_missing
-
 local function missing_layers(cell)
-  if cell.backend == "subinterpreter" and subinterpreter_missing then
-    return subinterpreter_missing
-  end
   local missing = {}
   for _, row in ipairs(cell:confinement()) do
     if row.state == "missing" then missing[#missing + 1] = row.layer end
   end
-  missing = table.concat(missing, ", ")
-  if cell.backend == "subinterpreter" then subinterpreter_missing = missing end
   return missing
 end
 
-local function warn_missing(cell)
+-- dev mode: one warning per cell that lacks a layer; hardened mode: such
+-- a cell is closed and spawn raises.
+local function check_layers(cell)
   local missing = missing_layers(cell)
-  if missing ~= "" then
-    sink(cell, { type = "warning", cell = cell.name, time = os.time(),
-                 message = "confinement layers missing: " .. missing })
+  if #missing == 0 then return end
+  if core.info().mode == "hardened" then
+    cell:close()
+    errors.raise("unenforceable", "hardened mode: cell '%s' would run "
+                 .. "without %s; see sb:confinement() or luaisolate doctor",
+                 cell.name, table.concat(missing, ", "))
+  end
+  sink(cell, { type = "warning", cell = cell.name, time = os.time(),
+               message = "confinement layers missing: "
+                 .. table.concat(missing, ", ") })
+end
+
+-- hardened mode: every rule must have a kernel layer on this host.
+local function check_hardened(p, backend)
+  if core.info().mode ~= "hardened" then return end
+  local rules = p:unenforceable(backend)
+  if #rules > 0 then
+    error(errors.new("unenforceable", string.format(
+      "hardened mode: no kernel layer enforces %s for %s cells on this "
+      .. "host; change the rules, or use mode dev", table.concat(rules, ", "),
+      backend), { rules = rules }), 3)
   end
 end
 
@@ -249,6 +260,7 @@ local function cell_policy(opts, config)
     })
   end
   check_enforceable(p, config.backend)
+  check_hardened(p, config.backend)
   return p
 end
 
@@ -282,7 +294,7 @@ function sandbox.spawn(opts)
                          broker)
   live[config.name] = cell
   totals.spawned = totals.spawned + 1
-  warn_missing(cell)
+  check_layers(cell)
   return cell
 end
 

@@ -422,8 +422,29 @@ local UNENFORCED = "not enforced by this backend in this build; spawn "
   .. "refuses it"
 local UNAVAILABLE = "backend not available in this build"
 
+-- Layers that depend on what this host's kernel can do (core.kernel()).
+local function host_layer(backend, kind)
+  local k = core.kernel()
+  if (kind == "net" or kind == "net-deny") and k.bpf then
+    return "bpf", "cgroup connect/sendmsg programs judge the exact address "
+      .. "and port (reloadable)"
+  end
+  if backend ~= "subinterpreter" then return nil end
+  if kind == "fs" and k.landlock > 0 then
+    return "landlock", "on the cell thread: the directory the rule lives "
+      .. "under, deny by default; the python-guard applies wildcards exactly"
+  elseif kind == "net" and k.landlock >= 4 then
+    return "landlock", "on the cell thread: TCP connect to the rule's ports; "
+      .. "addresses by the python-guard"
+  elseif kind == "syscall" and k.seccomp then
+    return "seccomp", "on the cell thread: the call fails with EPERM"
+  end
+end
+
 local function enforcement(backend, kind)
   if backend == "microvm" then return "none", UNAVAILABLE end
+  local layer, note = host_layer(backend, kind)
+  if layer then return layer, note end
   local row = LAYERS[backend][kind]
   if row then return row[1], row[2] end
   if backend == "subinterpreter" and GUARD[kind] then
@@ -446,6 +467,27 @@ function methods.explain(p, backend)
     rows[i] = { rule = r.rule, layer = layer, note = note, origin = r.origin }
   end
   return rows
+end
+
+-- Rules that are not kernel objects: the python-guard is their layer by
+-- nature, in every mode (limits are enforced or refused at spawn).
+local NOT_KERNEL = { imports = true, capabilities = true }
+for _, k in ipairs(rules.LIMIT_KEYS) do NOT_KERNEL[k] = true end
+
+-- p:unenforceable(backend) -> the rule texts no kernel layer of this host
+-- enforces exactly for that backend (what hardened mode refuses).
+function methods.unenforceable(p, backend)
+  local out = {}
+  for _, r in ipairs(rules.rule_rows(state(p).spec)) do
+    local layer = enforcement(backend, r.kind)
+    local partial = (r.kind == "fs" and r.rule:find("[*?]"))
+      or (r.kind == "net" and layer == "landlock") -- ports only
+    if not NOT_KERNEL[r.kind] and (layer == "python-guard" or layer == "none"
+                                   or partial) then
+      out[#out + 1] = r.rule
+    end
+  end
+  return out
 end
 
 -- p:totable() -> a plain policy table (no extends) that compiles to p.

@@ -466,6 +466,6 @@ M.module_name = module_name
 
 M.new_problems, M.raise_problems = new_problems, raise_problems
 M.empty_spec, M.validate, M.validate_options = empty_spec, validate, validate_options
-M.combine, M.rule_rows = combine, rule_rows
+M.combine, M.rule_rows, M.LIMIT_KEYS = combine, rule_rows, LIMIT_KEYS
 
 return M

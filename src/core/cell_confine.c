@@ -21,6 +21,7 @@
 #include "cgroup.h"
 #include "confine.h"
 #include "grants.h"
+#include "landlock.h"
 
 struct iso_cell_kernel {
     iso_cgroup cg; /* the thread's cgroup; path "" when missing */
@@ -62,6 +63,16 @@ int iso_thread_cgroups_enable(iso_error *err)
 bool iso_thread_cgroups_enabled(void)
 {
     return iso_cgroup_host_entered();
+}
+
+void iso_kernel_info_get(iso_kernel_info *ki)
+{
+    memset(ki, 0, sizeof *ki);
+    int abi = iso_landlock_abi();
+    ki->landlock_abi = abi > 0 ? abi : 0;
+    ki->seccomp = iso_seccomp_missing() == NULL;
+    snprintf(ki->bpf_why, sizeof ki->bpf_why, "%s",
+             "the BPF network guard is not part of this build");
 }
 
 /* ---- the cell thread ---------------------------------------------------- */

@@ -341,8 +341,8 @@ static int current_cgroup(const char *mount, char *out, size_t n,
     while (!found && fgets(line, sizeof line, f))
         if (strncmp(line, "0::", 3) == 0) {
             line[strcspn(line, "\n")] = '\0';
-            snprintf(out, n, "%s%s", mount, line + 3);
-            found = true;
+            int len = snprintf(out, n, "%s%s", mount, line + 3);
+            found = len > 0 && (size_t)len < n;
         }
     fclose(f);
     return found ? 0

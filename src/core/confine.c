@@ -784,7 +784,7 @@ static int install_sigsys(const iso_confine_config *cfg, iso_error *err)
 }
 
 /* Probe with a NULL program: EFAULT means filters exist, EINVAL not. */
-static const char *seccomp_missing(void)
+const char *iso_seccomp_missing(void)
 {
     if (prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0 && errno == EINVAL)
         return "kernel built without seccomp";
@@ -797,7 +797,7 @@ static const char *seccomp_missing(void)
 static int step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
                         iso_error *err)
 {
-    const char *missing = seccomp_missing();
+    const char *missing = iso_seccomp_missing();
     if (missing) {
         step_add(rep, "seccomp", ISO_STEP_MISSING, "%s", missing);
         return 0;

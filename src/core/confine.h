@@ -121,6 +121,9 @@ int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
 int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
                        iso_error *err);
 
+/* Why this kernel cannot load seccomp filters, or NULL when it can. */
+const char *iso_seccomp_missing(void);
+
 /* The exit status of a worker whose seccomp handler caught a denied call. */
 #define ISO_CONFINE_SECCOMP_EXIT 159
 

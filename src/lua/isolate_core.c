@@ -177,7 +177,25 @@ static int l_thread_cgroups(lua_State *L)
     return 2;
 }
 
+/* core.kernel() -> {landlock=abi, seccomp=, bpf=, bpf_why=} */
+static int l_kernel(lua_State *L)
+{
+    iso_kernel_info ki;
+    iso_kernel_info_get(&ki);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, ki.landlock_abi);
+    lua_setfield(L, -2, "landlock");
+    lua_pushboolean(L, ki.seccomp);
+    lua_setfield(L, -2, "seccomp");
+    lua_pushboolean(L, ki.bpf);
+    lua_setfield(L, -2, "bpf");
+    if (!ki.bpf)
+        set_string_field(L, "bpf_why", ki.bpf_why);
+    return 1;
+}
+
 static const luaL_Reg core_functions[] = {
+    {"kernel", l_kernel},
     {"set_mode", l_set_mode},
     {"thread_cgroups", l_thread_cgroups},
     {"pool_configure", l_pool_configure},
