@@ -266,6 +266,8 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
         iso_cgroup_procs_path(&p->cg, procs, sizeof procs);
         rc = put_str(map, "cgroup_procs", procs);
     }
+    if (rc == 0) /* compat mode: the minimal seccomp list */
+        rc = put_str(map, "mode", iso_mode_name());
     return rc;
 }
 
