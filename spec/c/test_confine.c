@@ -914,6 +914,96 @@ static void test_rlimits(void)
     CHECK(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGXCPU);
 }
 
+/* ---- one thread of a process (sub-interpreter cells) -------------------- */
+
+typedef struct thread_probe {
+    const char *secret; /* a file outside the grants */
+    uint16_t closed_port, other_port;
+    int rc;
+    char out[512];
+} thread_probe;
+
+/* errno of a TCP connect to 127.0.0.1:port (0 when it connected). */
+static int connect_errno(uint16_t port)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int e = connect(s, (struct sockaddr *)&a, sizeof a) == 0 ? 0 : errno;
+    close(s);
+    return e;
+}
+
+static void *confined_thread(void *arg)
+{
+    thread_probe *t = arg;
+    iso_fs_grant g = {"/usr", true, false, true};
+    uint16_t ports[] = {t->closed_port};
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.grants = &g;
+    c.n_grants = 1;
+    c.connect_ports = ports;
+    c.n_ports = 1;
+    c.cgroup_missing = "test: no cgroup";
+    iso_confine_report rep;
+    iso_error err = {0};
+    if ((t->rc = iso_confine_thread(&c, &rep, &err)) < 0) {
+        snprintf(t->out, sizeof t->out, "%s", err.message);
+        return NULL;
+    }
+    int fd = open(t->secret, O_RDONLY | O_CLOEXEC);
+    int open_e = fd < 0 ? errno : 0;
+    char *argv[] = {"true", NULL};
+    int exec_e = execve("/bin/true", argv, environ) < 0 ? errno : 0;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    int fork_e = pid < 0 ? errno : 0;
+    snprintf(t->out, sizeof t->out,
+             "open=%d exec=%d fork=%d listed=%d "
+             "unlisted=%d",
+             open_e, exec_e, fork_e, connect_errno(t->closed_port),
+             connect_errno(t->other_port));
+    return NULL;
+}
+
+/* The confined thread gets errors (never a kill); its process's other
+ * threads are not confined. In a child, so this test stays unconfined. */
+static void test_thread_only(void)
+{
+    if (landlock_abi < 4) {
+        printf("SKIP test_thread_only: Landlock ABI %d < 4\n", landlock_abi);
+        return;
+    }
+    char secret[] = "/tmp/iso-confine-XXXXXX";
+    int fd = mkstemp(secret);
+    CHECK(fd >= 0);
+    close(fd);
+    int out[2];
+    CHECK(pipe(out) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        thread_probe t = {.secret = secret, .closed_port = 9, .other_port = 7};
+        pthread_t th;
+        pthread_create(&th, NULL, confined_thread, &t);
+        pthread_join(th, NULL);
+        int fd2 = open(secret, O_RDONLY | O_CLOEXEC); /* this thread: free */
+        say(out[1], "rc=%d %s main_open=%d", t.rc, t.out, fd2 >= 0);
+        _exit(0);
+    }
+    close(out[1]);
+    char buf[600];
+    read_all(out[0], buf, sizeof buf);
+    close(out[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK_EQ_STR(buf, "rc=0 open=13 exec=1 fork=1 listed=111 unlisted=13 "
+                      "main_open=1");
+    unlink(secret);
+}
+
 int main(void)
 {
     alarm(120); /* a hung child fails the run instead of stalling it */
@@ -937,5 +1027,6 @@ int main(void)
     RUN(test_fds);
     RUN(test_rlimits);
     RUN(test_mem_limit);
+    RUN(test_thread_only);
     return CHECK_EXIT();
 }
