@@ -428,6 +428,28 @@ bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
     return allow >= 0;
 }
 
+size_t iso_plan_net_count(const iso_plan *p)
+{
+    return p ? p->n_net : 0;
+}
+
+int iso_plan_net_rule(const iso_plan *p, size_t i, iso_plan_net *out,
+                      iso_error *err)
+{
+    if (i >= iso_plan_net_count(p))
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "plan: no net rule %zu (it has %zu)", i,
+                             iso_plan_net_count(p));
+    const net_rule *r = &p->net[i];
+    *out = (iso_plan_net){.action = r->action,
+                          .localhost = r->localhost,
+                          .addr = r->addr,
+                          .prefix = r->prefix,
+                          .port_lo = r->port_lo,
+                          .port_hi = r->port_hi};
+    return 0;
+}
+
 const char *iso_plan_fs_text(const iso_plan *p, int rule)
 {
     return p && rule >= 0 && (size_t)rule < p->n_fs ? p->fs[rule].text
