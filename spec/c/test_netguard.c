@@ -540,6 +540,89 @@ static void test_denials(void)
     CHECK_EQ_INT(iso_netguard_drain(collect, &s), 0);
 }
 
+/* Thread cell: in a child process moved into cg2, one thread goes on to
+ * the threaded cgroup cg2/cell. */
+typedef struct thread_probe {
+    const char *threads; /* cg2/cell/cgroup.threads */
+    int result;
+    pid_t tid;
+} thread_probe;
+
+static void *probe_in_thread_cgroup(void *arg)
+{
+    thread_probe *tp = arg;
+    char tid[32];
+    tp->tid = gettid();
+    snprintf(tid, sizeof tid, "%d", (int)tp->tid);
+    int fd = open(tp->threads, O_WRONLY | O_CLOEXEC);
+    bool moved = fd >= 0 && write(fd, tid, strlen(tid)) > 0;
+    if (fd >= 0)
+        close(fd);
+    probe p = TCP4("127.0.0.1", t4[1]);
+    tp->result = moved ? try_probe(&p) : -1;
+    return NULL;
+}
+
+/* Child: results = {the cell thread's, the main thread's, the cell
+ * thread's tid}. */
+static void thread_cell_child(const char *threads, int out)
+{
+    thread_probe tp = {.threads = threads, .result = -1};
+    pthread_t th;
+    if (!join(&cg2) ||
+        pthread_create(&th, NULL, probe_in_thread_cgroup, &tp) != 0)
+        _exit(3);
+    pthread_join(th, NULL);
+    probe p = TCP4("127.0.0.1", t4[1]);
+    int res[3] = {tp.result, try_probe(&p), (int)tp.tid};
+    _exit(write(out, res, sizeof res) == sizeof res ? 0 : 4);
+}
+
+/* The guard keys on the calling thread's cgroup: a cell thread in a
+ * threaded cgroup is refused where its own process's other thread is
+ * not. */
+static void test_thread_cell(void)
+{
+    if (!usable)
+        return;
+    char cell[ISO_PATH_MAX + 16], path[ISO_PATH_MAX + 64];
+    uint64_t id = 0;
+    iso_error err = {0};
+    snprintf(cell, sizeof cell, "%s/cell", cg2.path);
+    snprintf(path, sizeof path, "%s/cgroup.type", cell);
+    CHECK(mkdir(cell, 0755) == 0);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    CHECK(fd >= 0 && write(fd, "threaded", 8) == 8);
+    if (fd >= 0)
+        close(fd);
+    CHECK_EQ_INT(iso_cgroup_id_of(cell, &id, &err), 0);
+    iso_net_rule allow = ALLOW(0, "127.0.0.1", 32, t4[0], t4[0]);
+    CHECK_EQ_INT(iso_netguard_set(id, &allow, 1, &err), 0);
+    while (iso_netguard_drain(NULL, NULL) > 0)
+        ;
+    snprintf(path, sizeof path, "%s/cgroup.threads", cell);
+    int p[2], res[3] = {-2, -2, 0};
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0)
+        thread_cell_child(path, p[1]);
+    close(p[1]);
+    CHECK(read(p[0], res, sizeof res) == sizeof res);
+    close(p[0]);
+    waitpid(pid, NULL, 0);
+    drain_sockets();
+    CHECK_EQ_INT(res[0], EPERM); /* the cell thread */
+    CHECK_EQ_INT(res[1], 0);     /* its process's main thread, in cg2 */
+    seen s = {.n = 0};
+    CHECK_EQ_INT(iso_netguard_drain(collect, &s), 1);
+    CHECK(s.n == 1 && s.d[0].cgroup_id == id && s.d[0].pid == (uint32_t)pid &&
+          s.d[0].tid == (uint32_t)res[2] && s.d[0].tid != s.d[0].pid);
+    iso_netguard_forget(id);
+    iso_cgroup gone = {.pids = false};
+    CHECK(snprintf(gone.path, sizeof gone.path, "%s", cell) < ISO_PATH_MAX);
+    CHECK_EQ_INT(iso_cgroup_remove(&gone, &err), 0); /* retries EBUSY */
+}
+
 /* A replacement takes effect for the next connect. */
 static void test_reload(void)
 {
@@ -714,6 +797,7 @@ int main(void)
     RUN(test_deny_beats_allow);
     RUN(test_empty_and_forget);
     RUN(test_denials);
+    RUN(test_thread_cell);
     RUN(test_reload);
     RUN(test_reload_atomic);
     RUN(test_close_reopen);
