@@ -229,7 +229,30 @@ post([connect(9), connect(22)])
 ]])
     local r = sb:recv(5)
     assert.are.equal(111, r[1][2]) -- listed: the kernel says ECONNREFUSED
-    assert.are.same({ -1, 13 }, r[2]) -- unlisted: EACCES from Landlock
+    local bpf
+    for _, row in ipairs(sb:confinement()) do
+      if row.layer == "bpf" then bpf = row.state == "active" end
+    end
+    -- unlisted: EPERM from the BPF guard, else EACCES from Landlock
+    assert.are.same({ -1, bpf and 1 or 13 }, r[2])
+  end)
+
+  it("gets a denial event with layer bpf for an unlisted address", function()
+    local row
+    for _, x in ipairs(sb:confinement()) do if x.layer == "bpf" then row = x end end
+    if row.state ~= "active" then return print("SKIP bpf: " .. row.detail) end
+    local seen = {}
+    sandbox.on("denial", function(ev) seen[#seen + 1] = ev end)
+    sb:exec([[
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+addr = (ctypes.c_ubyte * 16)(2, 0, 0, 53, 10, 9, 8, 7)
+post([libc.sendto(s.fileno(), b'x', 1, 0, addr, 16), ctypes.get_errno()])
+]])
+    assert.are.same({ -1, 1 }, sb:recv(5)) -- UDP sendto: EPERM
+    sb:_dispatch()
+    local ev = seen[#seen]
+    assert.are.same({ "bpf", "sendto", "10.9.8.7:53" }, { ev.layer, ev.action, ev.target })
   end)
 
   it("sees no host environment variable", function()

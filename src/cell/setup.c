@@ -81,6 +81,7 @@ int iso_worker_confine(const iso_value *config, const iso_plan *plan, int sock,
         .output_bytes = iso_config_int(limits, "output_bytes"),
         .processes = iso_config_int(limits, "processes"),
         .cgroup_procs = iso_config_str(config, "cgroup_procs"),
+        .connect_by_bpf = iso_config_str(config, "connect") != NULL,
         .compat = iso_config_str(config, "mode") &&
                   strcmp(iso_config_str(config, "mode"), "compat") == 0,
         .grants = gs.g,

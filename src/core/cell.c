@@ -586,6 +586,7 @@ iso_msg *iso_cell_next_event(iso_cell *c)
 {
     iso_error err = {0};
     bool busy = c->busy;
+    iso_cell_guard_drain();
     /* Without waiting; a death found here is the running request's
      * outcome, kept for whoever waits for its result. */
     if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)

@@ -86,7 +86,9 @@ struct iso_cell {
     char **deny_syscalls; /* the policy's syscalls.deny */
     size_t n_deny_syscalls;
     struct iso_cell_kernel *kernel; /* cell_confine.c */
-    char kernel_missing[600];       /* why the thread has no cgroup */
+    uint64_t guard_cgroup;          /* BPF-guarded cgroup id, 0: none */
+    int guard_rules;
+    char kernel_missing[600]; /* why the thread has no cgroup */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;    /* slow events only: start-up, interrupters */
@@ -142,8 +144,15 @@ typedef enum iso_mode {
 } iso_mode;
 iso_mode iso_mode_get(void);
 int iso_cell_confine(iso_cell *c, iso_error *err); /* host: spawn waits */
-void iso_cell_confine_run(iso_cell *c);            /* the cell thread */
-void iso_cell_unconfine(iso_cell *c);              /* host: close */
+/* The BPF guard for a cell's cgroup (either backend): install its plan's
+ * rules and remember the cell for denial events; the confinement row. */
+bool iso_cell_guard(iso_cell *c, const char *cgroup_dir, char *why, size_t n);
+void iso_cell_unguard(iso_cell *c);
+int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
+                       const char *why);
+void iso_cell_guard_drain(void);        /* BPF denials -> their cells' events */
+void iso_cell_confine_run(iso_cell *c); /* the cell thread */
+void iso_cell_unconfine(iso_cell *c);   /* host: close */
 
 /* Both threads. */
 void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */

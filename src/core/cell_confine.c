@@ -22,10 +22,13 @@
 #include "confine.h"
 #include "grants.h"
 #include "landlock.h"
+#include "netguard.h"
+#include <arpa/inet.h>
 
 struct iso_cell_kernel {
     iso_cgroup cg; /* the thread's cgroup; path "" when missing */
     long tid;
+    char guard_why[600]; /* why the BPF guard does not cover the cell */
 };
 
 static _Atomic int mode = ISO_MODE_DEV;
@@ -71,8 +74,147 @@ void iso_kernel_info_get(iso_kernel_info *ki)
     int abi = iso_landlock_abi();
     ki->landlock_abi = abi > 0 ? abi : 0;
     ki->seccomp = iso_seccomp_missing() == NULL;
-    snprintf(ki->bpf_why, sizeof ki->bpf_why, "%s",
-             "the BPF network guard is not part of this build");
+    iso_error err = {0};
+    ki->bpf = iso_netguard_open(&err) == 0;
+    snprintf(ki->bpf_why, sizeof ki->bpf_why, "%.255s", err.message);
+    iso_error_clear(&err);
+}
+
+/* ---- the BPF network guard, for cells of either backend ------------------ */
+
+/* Guarded cgroups and their cells, so that a denial reaches the right cell.
+ * The lock is held while delivering: a cell is unguarded (under it) before
+ * it is freed. */
+static struct {
+    pthread_mutex_t mu;
+    struct guarded {
+        uint64_t id;
+        iso_cell *c;
+    } * list;
+    size_t n, cap;
+} guarded = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+
+static bool remember(uint64_t id, iso_cell *c)
+{
+    pthread_mutex_lock(&guarded.mu);
+    if (guarded.n == guarded.cap) {
+        size_t cap = guarded.cap ? 2 * guarded.cap : 16;
+        void *p = realloc(guarded.list, cap * sizeof *guarded.list);
+        if (!p) {
+            pthread_mutex_unlock(&guarded.mu);
+            return false;
+        }
+        guarded.list = p, guarded.cap = cap;
+    }
+    guarded.list[guarded.n++] = (struct guarded){id, c};
+    pthread_mutex_unlock(&guarded.mu);
+    return true;
+}
+
+static void forget(uint64_t id)
+{
+    pthread_mutex_lock(&guarded.mu);
+    for (size_t i = 0; i < guarded.n; i++)
+        if (guarded.list[i].id == id)
+            guarded.list[i] = guarded.list[--guarded.n];
+    pthread_mutex_unlock(&guarded.mu);
+}
+
+/* Install the cell's net rules for the cgroup at dir before anything of
+ * the cell runs in it. False (with why) when the guard cannot: the cell
+ * then falls back to Landlock's port rules. */
+bool iso_cell_guard(iso_cell *c, const char *dir, char *why, size_t n)
+{
+    iso_error err = {0};
+    iso_net_rule rules[ISO_NETGUARD_MAX_RULES];
+    size_t count = 0;
+    uint64_t id = 0;
+    int rc = iso_netguard_open(&err);
+    if (rc == 0)
+        rc = iso_cgroup_id_of(dir, &id, &err);
+    if (rc == 0)
+        rc = iso_netguard_rules_from_plan(c->plan, rules,
+                                          ISO_NETGUARD_MAX_RULES, &count, &err);
+    if (rc == 0)
+        rc = iso_netguard_set(id, rules, count, &err);
+    if (rc == 0 && !remember(id, c)) {
+        iso_netguard_forget(id);
+        rc = iso_error_set(&err, ISO_MEMORY, "out of memory");
+    }
+    if (rc) {
+        snprintf(why, n, "%s", err.message);
+        iso_error_clear(&err);
+        return false;
+    }
+    c->guard_cgroup = id;
+    c->guard_rules = (int)count;
+    return true;
+}
+
+void iso_cell_unguard(iso_cell *c)
+{
+    if (!c || !c->guard_cgroup)
+        return;
+    forget(c->guard_cgroup);
+    iso_netguard_forget(c->guard_cgroup);
+    c->guard_cgroup = 0;
+}
+
+int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
+                       const char *why)
+{
+    char detail[600];
+    if (!c->guard_cgroup)
+        return iso_confinement_add(list, "bpf", "missing", scope, why);
+    snprintf(detail, sizeof detail,
+             "connect/sendmsg judged by %d rule(s) for cgroup %llu, deny by "
+             "default; denials become events",
+             c->guard_rules, (unsigned long long)c->guard_cgroup);
+    return iso_confinement_add(list, "bpf", "active", scope, detail);
+}
+
+static iso_msg *denial_msg(const iso_net_denial *d)
+{
+    char addr[INET6_ADDRSTRLEN], target[INET6_ADDRSTRLEN + 16];
+    inet_ntop(d->family == 4 ? AF_INET : AF_INET6, d->addr, addr, sizeof addr);
+    snprintf(target, sizeof target, d->family == 4 ? "%s:%u" : "[%s]:%u", addr,
+             (unsigned)d->port);
+    const char *items[] = {"net", d->sendmsg ? "sendto" : "connect", target,
+                           "the cell's net rules", "bpf"};
+    iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
+    if (!m)
+        return NULL;
+    iso_value_set_list(&m->value);
+    for (size_t i = 0; i < 5; i++) {
+        iso_value *v = iso_list_append(&m->value);
+        if (!v ||
+            iso_value_set_string(v, ISO_STR, items[i], strlen(items[i]))) {
+            iso_msg_destroy(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
+static void route(const iso_net_denial *d, void *ud)
+{
+    (void)ud;
+    for (size_t i = 0; i < guarded.n; i++)
+        if (guarded.list[i].id == d->cgroup_id) {
+            iso_msg *m = denial_msg(d);
+            if (m)
+                iso_cell_deliver(guarded.list[i].c, m);
+            return;
+        }
+}
+
+void iso_cell_guard_drain(void)
+{
+    if (!iso_netguard_available())
+        return;
+    pthread_mutex_lock(&guarded.mu);
+    iso_netguard_drain(route, NULL);
+    pthread_mutex_unlock(&guarded.mu);
 }
 
 /* ---- the cell thread ---------------------------------------------------- */
@@ -90,6 +232,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     cc->death_note_fd = -1;
     cc->deny_syscalls = (const char *const *)c->deny_syscalls;
     cc->n_deny = c->n_deny_syscalls;
+    cc->connect_by_bpf = c->guard_cgroup != 0;
     if (c->kernel->cg.path[0]) {
         iso_cgroup_threads_path(&c->kernel->cg, threads, n);
         cc->cgroup_threads = threads;
@@ -115,6 +258,8 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
         rc = iso_confinement_add(v, rep->steps[i].layer,
                                  iso_step_state_name(rep->steps[i].state),
                                  "cell thread", rep->steps[i].detail);
+    if (rc == 0)
+        rc = iso_cell_guard_row(c, v, "cell thread", c->kernel->guard_why);
     if (rc == 0)
         rc = iso_confinement_add(
             v, "rlimit", "not needed", "process",
@@ -154,12 +299,19 @@ void iso_cell_confine_run(iso_cell *c)
 
 /* ---- the host side ------------------------------------------------------ */
 
+/* The thread's cgroup, guarded before the thread joins it. */
 static void make_cgroup(iso_cell *c)
 {
     iso_error err = {0};
-    if (iso_cgroup_thread_create(c->name, &c->kernel->cg, &err) < 0)
+    struct iso_cell_kernel *k = c->kernel;
+    if (iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
         snprintf(c->kernel_missing, sizeof c->kernel_missing, "%s",
                  err.message);
+        snprintf(k->guard_why, sizeof k->guard_why,
+                 "the BPF guard sees cgroups, and this cell thread has none");
+    } else {
+        iso_cell_guard(c, k->cg.path, k->guard_why, sizeof k->guard_why);
+    }
     iso_error_clear(&err);
 }
 
@@ -192,6 +344,7 @@ void iso_cell_unconfine(iso_cell *c)
     if (!c->kernel)
         return;
     iso_error err = {0};
+    iso_cell_unguard(c);
     iso_cgroup_thread_release(&c->kernel->cg, c->kernel->tid, &err);
     iso_error_clear(&err);
     free(c->kernel);

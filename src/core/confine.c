@@ -476,9 +476,10 @@ ruleset_for(const iso_confine_config *cfg, int abi)
 {
     struct iso_landlock_ruleset_attr a = {iso_landlock_fs_rights(abi), 0, 0};
     if (abi >= 4)
-        a.handled_access_net =
-            LANDLOCK_ACCESS_NET_BIND_TCP |
-            (cfg->any_port ? 0 : LANDLOCK_ACCESS_NET_CONNECT_TCP);
+        a.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
+                               (cfg->any_port || cfg->connect_by_bpf
+                                    ? 0
+                                    : LANDLOCK_ACCESS_NET_CONNECT_TCP);
     if (abi >= 6)
         a.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL;
     return a;
@@ -490,7 +491,10 @@ static void report_ports(const iso_confine_config *cfg, iso_confine_report *rep)
     for (size_t i = 0, len = 0; i < cfg->n_ports && len < 180; i++)
         len += (size_t)snprintf(ports + len, sizeof ports - len, "%s%u",
                                 i ? "," : "", (unsigned)cfg->connect_ports[i]);
-    if (cfg->any_port)
+    if (cfg->connect_by_bpf)
+        step_add(rep, "landlock_net", ISO_STEP_ACTIVE,
+                 "TCP bind denied; connect left to the BPF guard");
+    else if (cfg->any_port)
         step_add(rep, "landlock_net", ISO_STEP_ACTIVE,
                  "TCP bind denied; connect to any port (a net rule allows "
                  "every port)");

@@ -72,6 +72,8 @@ typedef struct iso_confine_config {
     bool in_thread;
     const char *cgroup_threads, *cgroup_missing;
     bool compat; /* the minimal seccomp list (compat mode) */
+    /* the BPF guard judges connects: Landlock denies TCP bind only */
+    bool connect_by_bpf;
 } iso_confine_config;
 
 /*

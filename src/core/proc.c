@@ -36,6 +36,8 @@ typedef struct proc {
     int sock, note; /* frames; the read end of the death note */
     iso_cgroup cg;
     bool has_cg;
+    iso_cell *cell;      /* whose cgroup the BPF guard may cover */
+    char guard_why[600]; /* why it does not */
 } proc;
 
 /* The zygote, shared by every process cell of this host. */
@@ -268,6 +270,8 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
     }
     if (rc == 0) /* compat mode: the minimal seccomp list */
         rc = put_str(map, "mode", iso_mode_name());
+    if (rc == 0 && c->guard_cgroup) /* Landlock leaves connect to it */
+        rc = put_str(map, "connect", "bpf");
     return rc;
 }
 
@@ -276,6 +280,7 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
 static void cleanup(proc *p)
 {
     iso_error err = {0};
+    iso_cell_unguard(p->cell);
     if (p->has_cg) {
         iso_cgroup_kill(&p->cg, &err);
         iso_cgroup_remove(&p->cg, &err);
@@ -476,6 +481,12 @@ static int make_cgroup(iso_cell *c, const iso_cell_config *cfg, proc *p,
     p->has_cg = iso_cgroup_create(c->name, cfg->mem_bytes ? cfg->mem_bytes : -1,
                                   cfg->processes > 0 ? cfg->processes : -1,
                                   &p->cg, &cg_err) == 0;
+    if (!p->has_cg)
+        snprintf(p->guard_why, sizeof p->guard_why,
+                 "the BPF guard sees cgroups, and this cell has none (%.400s)",
+                 cg_err.message);
+    else /* before the worker joins the cgroup */
+        iso_cell_guard(c, p->cg.path, p->guard_why, sizeof p->guard_why);
     iso_error_clear(&cg_err);
     if (cfg->processes > 0 && !(p->has_cg && p->cg.pids))
         return iso_error_set(err, ISO_NOT_IMPLEMENTED,
@@ -499,6 +510,9 @@ static int await_ready(iso_cell *c, proc *p, iso_error *err)
     else
         iso_value_move(&c->confinement, &f.value);
     iso_frame_clear(&f);
+    if (rc == 0 &&
+        iso_cell_guard_row(c, &c->confinement, "process", p->guard_why))
+        rc = iso_error_set(err, ISO_MEMORY, "out of memory");
     return rc;
 }
 
@@ -538,6 +552,7 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     p->sock = p->note = -1;
     p->pid = -1;
+    p->cell = c;
     c->backend_data = p;
     int rc = make_cgroup(c, cfg, p, err);
     if (rc == 0)
