@@ -359,6 +359,12 @@ bool iso_thread_cgroups_enabled(void);
 /* One map per enforcement layer: {layer=, state="active"|"missing"|
  * "not needed", scope="cell thread"|"process", detail=}. Owned by c. */
 const iso_value *iso_cell_confinement(const iso_cell *c);
+/* Hot reload: the cell decides with plan from now on where a layer can
+ * change in a running cell (BPF: atomic flip; a sub-interpreter cell's
+ * python-guard: swapped). report: {layer = "applied" | "restart needed" |
+ * "not guarded" | "unchanged"}. On error nothing changed. */
+int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
+                    iso_error *err);
 /* Append such a row to list (an ISO_LIST). -1 on OOM. */
 int iso_confinement_add(iso_value *list, const char *layer, const char *state,
                         const char *scope, const char *detail);

@@ -42,6 +42,7 @@ local ENFORCED = {
 }
 
 local live = setmetatable({}, { __mode = "v" }) -- name -> cell
+local origins = setmetatable({}, { __mode = "k" }) -- cell -> {name=, config=}
 local capabilities = {}                          -- name -> handler
 local generated = 0
 
@@ -249,9 +250,7 @@ end
 -- the spawn options on top.
 local EMPTY_POLICY -- compiled once: spawn is on the warm path
 
-local function cell_policy(opts, config)
-  EMPTY_POLICY = EMPTY_POLICY or policy.compile({})
-  local p = opts.policy == nil and EMPTY_POLICY or policy.resolve(opts.policy)
+local function with_options(p, config)
   if #config.imports > 0 or #config.capabilities > 0 or config.limits then
     p = policy.merge(p, {
       imports = config.imports,
@@ -262,6 +261,12 @@ local function cell_policy(opts, config)
   check_enforceable(p, config.backend)
   check_hardened(p, config.backend)
   return p
+end
+
+local function cell_policy(opts, config)
+  EMPTY_POLICY = EMPTY_POLICY or policy.compile({})
+  local p = opts.policy == nil and EMPTY_POLICY or policy.resolve(opts.policy)
+  return with_options(p, config)
 end
 
 -- What isolate.core.spawn takes.
@@ -290,12 +295,68 @@ function sandbox.spawn(opts)
   local config = check_options(opts)
   local ok, err = core.backend_check(config.backend)
   if not ok then error(err, 2) end
-  local cell = core.spawn(core_config(config, cell_policy(opts, config)),
-                         broker)
+  local p = cell_policy(opts, config)
+  local cell = core.spawn(core_config(config, p), broker)
   live[config.name] = cell
+  if type(opts.policy) == "string" then -- policy.reload can find it
+    local imports, caps, _, syscalls = policy.spawn_fields(p)
+    origins[cell] = { name = opts.policy, config = config, fields = {
+      imports = imports, capabilities = caps, syscalls = syscalls } }
+  end
   totals.spawned = totals.spawned + 1
   check_layers(cell)
   return cell
+end
+
+-- ---- hot reload -----------------------------------------------------------
+
+local function same_list(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+-- What one cell's reload will do: its new fields, checked like a spawn.
+local function reload_plan(cell, origin, p)
+  local merged = with_options(p, origin.config)
+  local imports, caps, _, syscalls, plan = policy.spawn_fields(merged)
+  local old = origin.fields
+  return { cell = cell, merged = merged, plan = plan,
+           fixed = not (same_list(imports, old.imports)
+                        and same_list(caps, old.capabilities)
+                        and same_list(syscalls, old.syscalls)) }
+end
+
+-- sandbox.policy.reload(name, new_policy) -> {{cell=, layers={...},
+-- restart_needed=}, ...}: every running cell spawned from policy `name`
+-- decides with new_policy (plus its spawn options) from now on where the
+-- layer allows it. A policy that does not compile or that a cell could
+-- not be spawned with changes nothing.
+function policy.reload(name, new_policy)
+  if type(name) ~= "string" then
+    raise("invalid_argument", "reload(name, policy): name must be a string")
+  end
+  local p = policy.resolve(new_policy)
+  local plans = {}
+  for cell, origin in pairs(origins) do
+    if origin.name == name and cell:is_open() then
+      plans[#plans + 1] = reload_plan(cell, origin, p)
+    end
+  end
+  local report = {}
+  for i, r in ipairs(plans) do
+    local layers = r.cell:_reload(r.plan)
+    if r.fixed then -- imports, capabilities and syscalls stay as spawned
+      layers["python-guard"], layers.seccomp = "restart needed", "restart needed"
+    end
+    local restart = false
+    for _, v in pairs(layers) do restart = restart or v == "restart needed" end
+    report[i] = { cell = r.cell.name, layers = layers, restart_needed = restart }
+  end
+  table.sort(report, function(a, b) return a.cell < b.cell end)
+  local ev = { type = "reload", policy = name, cells = report, time = os.time() }
+  for _, fn in ipairs(handlers.reload or {}) do fn(ev) end
+  return report
 end
 
 function sandbox.list()

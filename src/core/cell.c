@@ -181,6 +181,9 @@ static void cell_free(iso_cell *c)
     free_strings(c->imports, c->n_imports);
     free_strings(c->capabilities, c->n_capabilities);
     iso_plan_unref(c->plan);
+    for (size_t i = 0; i < c->n_retired; i++)
+        iso_plan_unref(c->retired[i]);
+    free(c->retired);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);

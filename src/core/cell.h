@@ -87,6 +87,8 @@ struct iso_cell {
     size_t n_deny_syscalls;
     struct iso_cell_kernel *kernel; /* cell_confine.c */
     uint64_t guard_cgroup;          /* BPF-guarded cgroup id, 0: none */
+    iso_plan **retired;             /* plans replaced by reloads */
+    size_t n_retired;
     int guard_rules;
     char kernel_missing[600]; /* why the thread has no cgroup */
 
@@ -150,7 +152,13 @@ bool iso_cell_guard(iso_cell *c, const char *cgroup_dir, char *why, size_t n);
 void iso_cell_unguard(iso_cell *c);
 int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
                        const char *why);
-void iso_cell_guard_drain(void);        /* BPF denials -> their cells' events */
+void iso_cell_guard_drain(void); /* BPF denials -> their cells' events */
+/* The plan the cell decides with now (hot reload may swap it: read it once
+ * per decision; a replaced plan lives as long as the cell). */
+static inline const iso_plan *iso_cell_plan(iso_cell *c)
+{
+    return __atomic_load_n(&c->plan, __ATOMIC_ACQUIRE);
+}
 void iso_cell_confine_run(iso_cell *c); /* the cell thread */
 void iso_cell_unconfine(iso_cell *c);   /* host: close */
 

@@ -350,3 +350,74 @@ void iso_cell_unconfine(iso_cell *c)
     free(c->kernel);
     c->kernel = NULL;
 }
+
+/* ---- hot reload ---------------------------------------------------------- */
+
+/* Which of a's and b's fs and net rules are the same. */
+static void compare(const iso_plan *a, const iso_plan *b, bool *fs, bool *net)
+{
+    iso_value fa = {0}, na = {0}, fb = {0}, nb = {0};
+    bool ok = iso_plan_to_value(a, &fa, &na) == 0 &&
+              iso_plan_to_value(b, &fb, &nb) == 0;
+    *fs = ok && iso_value_equal(&fa, &fb);
+    *net = ok && iso_value_equal(&na, &nb);
+    iso_value_free(&fa), iso_value_free(&na);
+    iso_value_free(&fb), iso_value_free(&nb);
+}
+
+static int report_layer(iso_value *map, const char *layer, const char *what)
+{
+    iso_value *k, *v;
+    if (iso_map_append(map, &k, &v))
+        return -1;
+    return iso_value_set_string(k, ISO_STR, layer, strlen(layer)) ||
+           iso_value_set_string(v, ISO_STR, what, strlen(what));
+}
+
+/* Put plan in the cell's place; the old one lives as long as the cell, as
+ * a guard on the cell thread may be deciding with it right now. */
+static int swap_plan(iso_cell *c, iso_plan *plan)
+{
+    iso_plan **r = realloc(c->retired, (c->n_retired + 1) * sizeof *r);
+    if (!r)
+        return -1;
+    c->retired = r;
+    pthread_mutex_lock(&c->mu);
+    r[c->n_retired++] = c->plan;
+    __atomic_store_n(&c->plan, iso_plan_ref(plan), __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
+                    iso_error *err)
+{
+    iso_net_rule rules[ISO_NETGUARD_MAX_RULES];
+    size_t n = 0;
+    bool fs_same, net_same;
+    compare(c->plan, plan, &fs_same, &net_same);
+    bool sub = c->backend == ISO_BACKEND_SUBINTERPRETER;
+    /* everything that can fail first: then nothing has changed */
+    if (c->guard_cgroup && (iso_netguard_rules_from_plan(
+                                plan, rules, ISO_NETGUARD_MAX_RULES, &n, err) ||
+                            iso_netguard_set(c->guard_cgroup, rules, n, err)))
+        return -1;
+    if (swap_plan(c, plan))
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    c->guard_rules = (int)n;
+    iso_value_set_map(report);
+    /* Landlock's fs grants and connect ports (without the guard), and a
+     * worker's own python-guard, are fixed once applied */
+    bool same = fs_same && net_same;
+    bool landlock_same = fs_same && (net_same || c->guard_cgroup);
+    int rc = report_layer(report, "bpf",
+                          c->guard_cgroup ? "applied" : "not guarded") ||
+             report_layer(report, "python-guard",
+                          sub    ? "applied"
+                          : same ? "unchanged"
+                                 : "restart needed") ||
+             report_layer(report, "landlock",
+                          landlock_same ? "unchanged" : "restart needed") ||
+             report_layer(report, "seccomp", "unchanged");
+    return rc ? iso_error_set(err, ISO_MEMORY, "out of memory") : 0;
+}

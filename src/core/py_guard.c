@@ -164,9 +164,10 @@ static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
                     const char *path)
 {
     int rule;
+    const iso_plan *plan = iso_cell_plan(c); /* one plan per decision */
     if (op == ISO_FS_READ && runtime_readable(c->py, path))
         return 0;
-    if (iso_plan_check_fs(c->plan, op, path, &rule))
+    if (iso_plan_check_fs(plan, op, path, &rule))
         return 0;
     const char *verb = op == ISO_FS_READ ? "read" : "write";
     char advice[ISO_PATH_MAX + 64];
@@ -176,7 +177,7 @@ static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
         snprintf(advice, sizeof advice, "that deny rule must change first");
     char what[32];
     snprintf(what, sizeof what, "%s (%s)", verb, action);
-    return deny(c, "fs", what, path, iso_plan_fs_text(c->plan, rule), advice);
+    return deny(c, "fs", what, path, iso_plan_fs_text(plan, rule), advice);
 }
 
 /* Check op on the path argument; fds pass (they were opened already). */
@@ -328,7 +329,8 @@ static int check_endpoint(iso_cell *c, const char *action, const iso_addr *a,
                           uint16_t port)
 {
     int rule;
-    if (iso_plan_check_net(c->plan, a, port, &rule))
+    const iso_plan *plan = iso_cell_plan(c); /* one plan per decision */
+    if (iso_plan_check_net(plan, a, port, &rule))
         return 0;
     char host[INET6_ADDRSTRLEN], target[INET6_ADDRSTRLEN + 16];
     inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, host, sizeof host);
@@ -339,7 +341,7 @@ static int check_endpoint(iso_cell *c, const char *action, const iso_addr *a,
         snprintf(advice, sizeof advice, "add net {connect=\"%s\"}", target);
     else
         snprintf(advice, sizeof advice, "that deny rule must change first");
-    return deny(c, "net", action, target, iso_plan_net_text(c->plan, rule),
+    return deny(c, "net", action, target, iso_plan_net_text(plan, rule),
                 advice);
 }
 

@@ -434,6 +434,20 @@ static int l_cell_kill(lua_State *L)
     return stop_cell(L, true);
 }
 
+/* sb:_reload(plan) -> {layer = outcome} (sandbox.policy.reload). */
+static int l_cell_reload(lua_State *L)
+{
+    lcell *u = open_cell(L);
+    iso_plan *plan = iso_lua_check_plan(L, 2);
+    iso_value report = {0};
+    iso_error err = {0};
+    if (iso_cell_reload(u->cell, plan, &report, &err))
+        return iso_lua_raise(L, &err);
+    iso_lua_push_value(L, &report);
+    iso_value_free(&report);
+    return 1;
+}
+
 /* sb:_dispatch(): hand pending events to the sink now (sb:events()). */
 static int l_cell_dispatch(lua_State *L)
 {
@@ -477,6 +491,7 @@ static const luaL_Reg cell_methods[] = {
     {"kill", l_cell_kill},
     {"is_open", l_cell_is_open},
     {"_dispatch", l_cell_dispatch},
+    {"_reload", l_cell_reload},
     {"start_exec", l_cell_start_exec},
     {"start_call", l_cell_start_call},
     {"result", l_cell_result},
