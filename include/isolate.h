@@ -335,7 +335,7 @@ bool iso_cell_is_open(const iso_cell *c);
  * run, no rules yet) for spawn to take; 0 drains the pool. A background
  * thread refills it. Blocks only to close what is drained. */
 int iso_pool_configure(size_t target, iso_error *err);
-void iso_pool_stats(size_t *ready, size_t *target);
+void iso_pool_stats(size_t *ready, size_t *target, size_t *taken);
 
 /* Rollout mode: "dev" (default), "hardened" or "compat" (the minimal
  * seccomp list). ISO_INVALID_ARGUMENT for another name. */

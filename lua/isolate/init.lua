@@ -421,7 +421,7 @@ function sandbox.configure(opts)
   if opts.warm_pool then core.pool_configure(opts.warm_pool) end
 end
 
--- {ready=, target=}: the warm pool now.
+-- {ready=, target=, taken=}: the warm pool now (taken: cells spawn took, ever).
 function sandbox.pool()
   return core.pool_stats()
 end

@@ -18,9 +18,10 @@ static struct {
     pthread_cond_t cv;
     iso_cell *cells[POOL_MAX];
     size_t n, target;
+    size_t taken; /* cells handed to spawn, ever */
     bool running; /* the refill thread */
 } pool = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, false};
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, false};
 
 static void *refill(void *unused)
 {
@@ -84,15 +85,17 @@ iso_cell *iso_pool_take(void)
 {
     pthread_mutex_lock(&pool.mu);
     iso_cell *c = pool.n > 0 ? pool.cells[--pool.n] : NULL;
+    pool.taken += c != NULL;
     pthread_cond_broadcast(&pool.cv); /* refill */
     pthread_mutex_unlock(&pool.mu);
     return c;
 }
 
-void iso_pool_stats(size_t *ready, size_t *target)
+void iso_pool_stats(size_t *ready, size_t *target, size_t *taken)
 {
     pthread_mutex_lock(&pool.mu);
     *ready = pool.n;
     *target = pool.target;
+    *taken = pool.taken;
     pthread_mutex_unlock(&pool.mu);
 }

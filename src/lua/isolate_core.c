@@ -130,7 +130,7 @@ static int l_set_event_sink(lua_State *L)
     return 0;
 }
 
-/* core.pool_configure(n); core.pool_stats() -> {ready=, target=} */
+/* core.pool_configure(n); core.pool_stats() -> {ready=, target=, taken=} */
 static int l_pool_configure(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
@@ -145,13 +145,15 @@ static int l_pool_configure(lua_State *L)
 
 static int l_pool_stats(lua_State *L)
 {
-    size_t ready, target;
-    iso_pool_stats(&ready, &target);
-    lua_createtable(L, 0, 2);
+    size_t ready, target, taken;
+    iso_pool_stats(&ready, &target, &taken);
+    lua_createtable(L, 0, 3);
     lua_pushinteger(L, (lua_Integer)ready);
     lua_setfield(L, -2, "ready");
     lua_pushinteger(L, (lua_Integer)target);
     lua_setfield(L, -2, "target");
+    lua_pushinteger(L, (lua_Integer)taken);
+    lua_setfield(L, -2, "taken");
     return 1;
 }
 
