@@ -129,3 +129,70 @@ describe("rollout modes", function()
     assert.is_truthy(row(proc, "seccomp").detail:find("compat list", 1, true))
   end)
 end)
+
+describe("a host that ends", function()
+  local HOST = os.getenv("ISOLATE_HOST")
+
+  local function cgroup_root()
+    for line in io.lines("/proc/self/mountinfo") do
+      local mp = line:match("^%S+ %S+ %S+ %S+ (%S+) .- %- cgroup2 ")
+      if mp then return mp .. "/luaisolate" end
+    end
+  end
+
+  -- Programs attached to the luaisolate cgroup (bpftool's own list).
+  local function attached(root)
+    local p = io.popen("bpftool cgroup show " .. root .. " 2>/dev/null")
+    local n = 0
+    for line in p:lines() do
+      if line:match("^%s*%d+%s") then n = n + 1 end
+    end
+    p:close()
+    return n
+  end
+
+  it("leaves no BPF program attached and no cgroup directory behind", function()
+    local root = cgroup_root()
+    if not HOST or not root or not os.execute("command -v bpftool >/dev/null") then
+      return print("SKIP: needs ISOLATE_HOST, cgroup v2 and bpftool")
+    end
+    local script = os.tmpname()
+    local f = io.open(script, "w")
+    f:write([[
+local a <close> = sandbox.spawn{ policy = { net = { { connect = "127.0.0.1:9" } } } }
+local b <close> = sandbox.spawn{ backend = "process", policy = { net = { { connect = "127.0.0.1:9" } } } }
+local active = 0
+for _, sb in ipairs{ a, b } do
+  for _, r in ipairs(sb:confinement()) do
+    if r.layer == "bpf" and r.state == "active" then active = active + 1 end
+  end
+end
+print(active, io.open("/proc/self/stat"):read("a"):match("^(%d+)"))
+io.stdout:flush()
+io.read("l") -- wait while the spec looks
+]])
+    f:close()
+    local before = attached(root)
+    local p = io.popen(HOST .. " run " .. script .. " > " .. script .. ".out", "w")
+    local deadline = require("isolate.core").now() + 10
+    local out
+    repeat
+      require("isolate.core").sleep(0.02)
+      out = io.open(script .. ".out"):read("a")
+    until out ~= "" or require("isolate.core").now() > deadline
+    local during = attached(root)
+    p:write("\n")
+    p:close()
+    os.remove(script)
+    os.remove(script .. ".out")
+    local active, pid = out:match("^(%d+)%s+(%d+)")
+    if active ~= "2" then return print("SKIP: the BPF guard is not active: " .. out) end
+    assert.is_true(during >= before + 4) -- connect4/6 and sendmsg4/6
+    assert.are.equal(before, attached(root)) -- detached at exit
+    -- its host directory (with the cell threads' cgroups) and its process
+    -- cell's cgroup are gone
+    assert.is_nil(io.open(root .. "/host-" .. pid))
+    local left = io.popen("ls " .. root .. " | grep -c -e '-" .. pid .. "-' || true"):read("a")
+    assert.are.equal(0, tonumber(left))
+  end)
+end)

@@ -369,15 +369,23 @@ static void remove_tree(const char *dir)
     iso_error_clear(&err);
 }
 
-/* At exit: every thread goes back where the host came from, and the host
- * directory with its (now empty) cell directories goes away. */
+/* At exit: the host and the processes it started there (the zygote) go
+ * back where the host came from, and the host directory with its (now
+ * empty) cell directories goes away. */
 static void leave_host_cgroup(void)
 {
-    char procs[ISO_PATH_MAX + 32], pid[24];
-    snprintf(procs, sizeof procs, "%s/cgroup.procs", host.origin);
-    snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (write_file(procs, pid) == 0)
-        remove_tree(host.dir);
+    char from[ISO_PATH_MAX + 64], to[ISO_PATH_MAX + 32], pid[24];
+    snprintf(from, sizeof from, "%s/cgroup.procs", host.dir);
+    snprintf(to, sizeof to, "%s/cgroup.procs", host.origin);
+    FILE *f = fopen(from, "re");
+    long p;
+    while (f && fscanf(f, "%ld", &p) == 1) {
+        snprintf(pid, sizeof pid, "%ld", p);
+        (void)write_file(to, pid);
+    }
+    if (f)
+        fclose(f);
+    remove_tree(host.dir);
 }
 
 /* host-<pid> directories whose process is gone (a host killed before its
