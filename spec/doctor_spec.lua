@@ -2,33 +2,15 @@
 -- this kernel has are found (checked against independent evidence), exit
 -- statuses, and nothing left behind (cgroup directories, BPF programs).
 -- Needs ISOLATE_HOST (path of the luaisolate binary); ctest sets it.
+local support = require "support"
 local HOST = os.getenv("ISOLATE_HOST")
 
 local PROBES = { "python", "seccomp", "no_new_privs", "landlock", "bpf",
                  "cgroup", "userns", "kvm", "vmm" }
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q, slurp = support.quote, support.slurp
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- Run the host with the given arguments; returns exit code, stdout, stderr.
-local function host(...)
-  local cmd = { q(HOST) }
-  for _, a in ipairs({ ... }) do cmd[#cmd + 1] = q(a) end
-  local out, err = os.tmpname(), os.tmpname()
-  local _, how, code = os.execute(table.concat(cmd, " ") .. " </dev/null >" .. out .. " 2>" .. err)
-  assert.are.equal("exit", how, "the host died of a signal")
-  local stdout, stderr = slurp(out), slurp(err)
-  os.remove(out)
-  os.remove(err)
-  return code, stdout, stderr
-end
+local function host(...) return support.run(HOST, ...) end
 
 -- stdout of a shell command, or nil when it failed.
 local function shell(cmd)
@@ -40,76 +22,7 @@ end
 
 local function skip(why) print("# doctor_spec: skipped: " .. why) end
 
--- A small JSON decoder, enough to read the doctor's output back.
-local function decode(s)
-  local pos = 1
-  local value
-  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
-  local function str()
-    local parts = {}
-    pos = pos + 1
-    while true do
-      local c = s:sub(pos, pos)
-      assert(c ~= "", "unterminated string")
-      if c == '"' then pos = pos + 1; return table.concat(parts) end
-      if c == "\\" then
-        local e = s:sub(pos + 1, pos + 1)
-        if e == "u" then
-          parts[#parts + 1] = utf8.char(tonumber(s:sub(pos + 2, pos + 5), 16))
-          pos = pos + 6
-        else
-          parts[#parts + 1] = ({ b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" })[e] or e
-          pos = pos + 2
-        end
-      else
-        parts[#parts + 1] = c
-        pos = pos + 1
-      end
-    end
-  end
-  local function seq(close, item)
-    local t = {}
-    pos = pos + 1
-    ws()
-    if s:sub(pos, pos) == close then pos = pos + 1; return t end
-    repeat
-      ws()
-      item(t)
-      ws()
-      local c = s:sub(pos, pos)
-      pos = pos + 1
-    until c ~= ","
-    assert(s:sub(pos - 1, pos - 1) == close, "expected " .. close .. " at " .. pos)
-    return t
-  end
-  function value()
-    ws()
-    local c = s:sub(pos, pos)
-    if c == "{" then
-      return seq("}", function(t)
-        local k = str()
-        ws()
-        assert(s:sub(pos, pos) == ":", "expected : at " .. pos)
-        pos = pos + 1
-        t[k] = value()
-      end)
-    elseif c == "[" then return seq("]", function(t) t[#t + 1] = value() end)
-    elseif c == '"' then return str()
-    end
-    for word, v in pairs({ ["true"] = true, ["false"] = false }) do
-      if s:sub(pos, pos + #word - 1) == word then pos = pos + #word; return v end
-    end
-    if s:sub(pos, pos + 3) == "null" then pos = pos + 4; return nil end
-    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-    assert(num and #num > 0, "bad value at " .. pos)
-    pos = pos + #num
-    return math.tointeger(tonumber(num)) or tonumber(num)
-  end
-  local v = value()
-  ws()
-  assert(pos == #s + 1, "trailing data at " .. pos)
-  return v
-end
+local decode = support.decode_json
 
 -- ---- independent evidence about this kernel ----------------------------------
 

@@ -1,16 +1,9 @@
 -- The luaisolate executable: run, version, --help, exit statuses.
 -- Needs ISOLATE_HOST (path of the luaisolate binary); ctest sets it.
+local support = require "support"
 local HOST = os.getenv("ISOLATE_HOST")
 local SOURCE_DIR = os.getenv("ISOLATE_SOURCE_DIR") or "."
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local function write_file(path, text)
   local f = assert(io.open(path, "wb"))
@@ -18,18 +11,7 @@ local function write_file(path, text)
   f:close()
 end
 
--- Run the host with the given arguments; returns exit code, stdout, stderr.
-local function host(...)
-  local cmd = { q(HOST) }
-  for _, a in ipairs({ ... }) do cmd[#cmd + 1] = q(a) end
-  local out, err = os.tmpname(), os.tmpname()
-  local _, how, code = os.execute(table.concat(cmd, " ") .. " </dev/null >" .. out .. " 2>" .. err)
-  assert.are.equal("exit", how, "the host died of a signal")
-  local stdout, stderr = slurp(out), slurp(err)
-  os.remove(out)
-  os.remove(err)
-  return code, stdout, stderr
-end
+local function host(...) return support.run(HOST, ...) end
 
 local function has(haystack, needle)
   return haystack:find(needle, 1, true) ~= nil

@@ -31,4 +31,106 @@ function support.spawner(backend)
   end
 end
 
+-- A shell word for s.
+function support.quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- The whole of a file, or nil when it cannot be opened.
+function support.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Run the host binary with the given arguments (stdin empty); returns the
+-- exit code, stdout and stderr. A death by signal fails the spec.
+function support.run(host, ...)
+  local cmd = { support.quote(host) }
+  for _, a in ipairs({ ... }) do cmd[#cmd + 1] = support.quote(a) end
+  local out, err = os.tmpname(), os.tmpname()
+  local _, how, code = os.execute(table.concat(cmd, " ") .. " </dev/null >" .. out .. " 2>" .. err)
+  assert.are.equal("exit", how, "the host died of a signal")
+  local stdout, stderr = support.slurp(out), support.slurp(err)
+  os.remove(out)
+  os.remove(err)
+  return code, stdout, stderr
+end
+
+-- A small JSON decoder, enough to read the CLIs' output back (null -> nil).
+function support.decode_json(s)
+  local pos = 1
+  local value
+  local function skip() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local function lit(word, v)
+    assert(s:sub(pos, pos + #word - 1) == word, "bad literal at " .. pos)
+    pos = pos + #word
+    return v
+  end
+  local function str()
+    local out = {}
+    pos = pos + 1
+    while true do
+      local c = s:sub(pos, pos)
+      if c == '"' then pos = pos + 1; return table.concat(out) end
+      if c == "\\" then
+        local e = s:sub(pos + 1, pos + 1)
+        if e == "u" then
+          out[#out + 1] = utf8.char(tonumber(s:sub(pos + 2, pos + 5), 16))
+          pos = pos + 6
+        else
+          out[#out + 1] = ({ b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" })[e] or e
+          pos = pos + 2
+        end
+      else
+        assert(c ~= "" and c:byte() >= 32, "bad string at " .. pos)
+        out[#out + 1] = c
+        pos = pos + 1
+      end
+    end
+  end
+  local function list(open, close, item)
+    local out = {}
+    pos = pos + 1
+    skip()
+    if s:sub(pos, pos) == close then pos = pos + 1; return out end
+    repeat
+      item(out)
+      skip()
+      local c = s:sub(pos, pos)
+      pos = pos + 1
+    until c ~= ","
+    assert(s:sub(pos - 1, pos - 1) == close, "expected " .. close .. " at " .. pos)
+    return out
+  end
+  function value()
+    skip()
+    local c = s:sub(pos, pos)
+    if c == "{" then
+      return list("{", "}", function(t)
+        skip()
+        local k = str()
+        skip()
+        assert(s:sub(pos, pos) == ":")
+        pos = pos + 1
+        t[k] = value()
+      end)
+    elseif c == "[" then
+      return list("[", "]", function(t) t[#t + 1] = value() end)
+    elseif c == '"' then return str()
+    elseif c == "t" then return lit("true", true)
+    elseif c == "f" then return lit("false", false)
+    elseif c == "n" then return lit("null", nil)
+    end
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+    assert(num and #num > 0, "bad value at " .. pos)
+    pos = pos + #num
+    return math.tointeger(tonumber(num)) or tonumber(num)
+  end
+  local v = value()
+  skip()
+  assert(pos == #s + 1, "trailing data at " .. pos)
+  return v
+end
+
 return support
