@@ -110,9 +110,5 @@ int iso_worker_report(const iso_confine_report *rep, iso_value *out)
     int rc = iso_confinement_add(out, "python-guard", "active", "process",
                                  "imports, fs, net, exec and capabilities "
                                  "in Python, on top of the kernel layers");
-    for (size_t i = 0; rc == 0 && i < rep->n; i++)
-        rc = iso_confinement_add(out, rep->steps[i].layer,
-                                 iso_step_state_name(rep->steps[i].state),
-                                 "process", rep->steps[i].detail);
-    return rc;
+    return rc ? rc : iso_confine_rows(rep, "process", out);
 }

@@ -254,10 +254,8 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
     int rc = iso_confinement_add(v, "python-guard", "active", "cell thread",
                                  "imports, fs, net, exec and capabilities "
                                  "in Python: a guardrail, not a boundary");
-    for (size_t i = 0; rc == 0 && i < rep->n; i++)
-        rc = iso_confinement_add(v, rep->steps[i].layer,
-                                 iso_step_state_name(rep->steps[i].state),
-                                 "cell thread", rep->steps[i].detail);
+    if (rc == 0)
+        rc = iso_confine_rows(rep, "cell thread", v);
     if (rc == 0)
         rc = iso_cell_guard_row(c, v, "cell thread", c->kernel->guard_why);
     if (rc == 0)

@@ -840,6 +840,17 @@ static const confine_step steps[] = {
     step_no_new_privs, step_landlock, step_seccomp,
 };
 
+int iso_confine_rows(const iso_confine_report *rep, const char *scope,
+                     iso_value *list)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < rep->n; i++)
+        rc = iso_confinement_add(list, rep->steps[i].layer,
+                                 iso_step_state_name(rep->steps[i].state),
+                                 scope, rep->steps[i].detail);
+    return rc;
+}
+
 static const confine_step thread_steps[] = {
     step_thread_cgroup,
     step_no_new_privs,

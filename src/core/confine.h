@@ -123,6 +123,10 @@ int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
 int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
                        iso_error *err);
 
+/* Append one iso_confinement_add row per step of rep, with scope. */
+int iso_confine_rows(const iso_confine_report *rep, const char *scope,
+                     iso_value *list);
+
 /* Why this kernel cannot load seccomp filters, or NULL when it can. */
 const char *iso_seccomp_missing(void);
 
