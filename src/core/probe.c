@@ -232,19 +232,28 @@ static int try_no_new_privs(void *unused)
     return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1 ? 0 : NOT_ENFORCED;
 }
 
+/* A probe that is one attempt in a child: worked, or what went wrong. */
+static void probe_attempt(iso_value *all, bool *oom, const char *name,
+                          child_fn fn, const char *worked, const char *tried,
+                          const char *advice)
+{
+    probe p = probe_begin(all, name, oom);
+    char detail[256], why[128];
+    int rc = in_child(fn, NULL);
+    if (rc == 0)
+        fmt(detail, sizeof detail, "%s", worked);
+    else
+        fmt(detail, sizeof detail, "%s in a child: %s", tried,
+            child_why(rc, why, sizeof why));
+    put_verdict(&p, rc == 0, detail, advice);
+}
+
 static void probe_no_new_privs(iso_value *all, bool *oom)
 {
-    probe p = probe_begin(all, "no_new_privs", oom);
-    char detail[256], why[128];
-    int rc = in_child(try_no_new_privs, NULL);
-    if (rc == 0)
-        fmt(detail, sizeof detail, "PR_SET_NO_NEW_PRIVS held in a child");
-    else
-        fmt(detail, sizeof detail, "PR_SET_NO_NEW_PRIVS in a child: %s",
-            child_why(rc, why, sizeof why));
-    put_verdict(&p, rc == 0, detail,
-                "the kernel refused no_new_privs (Linux >= 3.5 has it): "
-                "seccomp and Landlock depend on it");
+    probe_attempt(all, oom, "no_new_privs", try_no_new_privs,
+                  "PR_SET_NO_NEW_PRIVS held in a child", "PR_SET_NO_NEW_PRIVS",
+                  "the kernel refused no_new_privs (Linux >= 3.5 has it): "
+                  "seccomp and Landlock depend on it");
 }
 
 /* ---- landlock ----------------------------------------------------------- */
@@ -583,17 +592,11 @@ static int try_userns(void *unused)
 
 static void probe_userns(iso_value *all, bool *oom)
 {
-    probe p = probe_begin(all, "userns", oom);
-    char detail[256], why[128];
-    int rc = in_child(try_userns, NULL);
-    if (rc == 0)
-        fmt(detail, sizeof detail, "a child entered a new user namespace");
-    else
-        fmt(detail, sizeof detail, "unshare(CLONE_NEWUSER) in a child: %s",
-            child_why(rc, why, sizeof why));
-    put_verdict(&p, rc == 0, detail,
-                "user namespaces are off (CONFIG_USER_NS, sysctl "
-                "user.max_user_namespaces); not needed by today's backends");
+    probe_attempt(all, oom, "userns", try_userns,
+                  "a child entered a new user namespace",
+                  "unshare(CLONE_NEWUSER)",
+                  "user namespaces are off (CONFIG_USER_NS, sysctl "
+                  "user.max_user_namespaces); not needed by today's backends");
 }
 
 static void probe_kvm(iso_value *all, bool *oom)
