@@ -10,16 +10,13 @@
 #include <unistd.h>
 
 #include "cell.h"
+#include "probe.h"
 
 static const char *const backend_names[ISO_BACKEND_COUNT] = {
     [ISO_BACKEND_SUBINTERPRETER] = "subinterpreter",
     [ISO_BACKEND_PROCESS] = "process",
     [ISO_BACKEND_MICROVM] = "microvm",
 };
-
-/* VMMs a microvm runtime could drive, looked up on PATH. */
-static const char *const vmm_binaries[] = {"firecracker", "cloud-hypervisor",
-                                           "qemu-system-x86_64", NULL};
 
 const char *iso_backend_name(iso_backend b)
 {
@@ -34,36 +31,13 @@ int iso_backend_from_name(const char *name)
     return -1;
 }
 
-static bool on_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char buf[4096];
-    if (!path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *p = path; *p;) {
-        size_t n = strcspn(p, ":");
-        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, p, prog);
-        if (n > 0 && access(buf, X_OK) == 0)
-            return true;
-        p += n + (p[n] == ':');
-    }
-    return false;
-}
-
-static const char *find_vmm(void)
-{
-    for (int i = 0; vmm_binaries[i]; i++)
-        if (on_path(vmm_binaries[i]))
-            return vmm_binaries[i];
-    return NULL;
-}
-
 static int microvm_missing(iso_error *err)
 {
     struct stat st;
     bool kvm =
         stat("/dev/kvm", &st) == 0 && access("/dev/kvm", R_OK | W_OK) == 0;
-    const char *vmm = find_vmm();
+    char path[ISO_PATH_MAX];
+    const char *vmm = iso_find_vmm(path, sizeof path);
     return iso_error_set(
         err, ISO_NOT_IMPLEMENTED,
         "backend 'microvm' is not available: this build has no microvm "

@@ -632,8 +632,7 @@ static bool on_path(const char *dirs, const char *prog, char *path, size_t n)
     return false;
 }
 
-/* The first VMM a microvm runtime could drive, and its path. */
-static const char *find_vmm(char *path, size_t n)
+const char *iso_find_vmm(char *path, size_t n)
 {
     static const char *const names[] = {"firecracker", "cloud-hypervisor",
                                         "qemu-system-x86_64"};
@@ -651,7 +650,7 @@ static void probe_vmm(iso_value *all, bool *oom)
 {
     probe p = probe_begin(all, "vmm", oom);
     char path[ISO_PATH_MAX], detail[ISO_PATH_MAX + 32];
-    const char *vmm = find_vmm(path, sizeof path);
+    const char *vmm = iso_find_vmm(path, sizeof path);
     put_text(&p, "binary", vmm ? vmm : "");
     put_text(&p, "path", path);
     if (vmm)

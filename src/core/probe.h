@@ -41,4 +41,9 @@
  */
 int iso_probe_host(iso_value *out, iso_error *err);
 
+/* The first VMM a microvm runtime could drive (firecracker,
+ * cloud-hypervisor, qemu-system-x86_64) found on PATH, its full path in
+ * path; NULL (path "") when there is none. */
+const char *iso_find_vmm(char *path, size_t n);
+
 #endif
