@@ -90,7 +90,6 @@ struct iso_cell {
     iso_plan **retired;             /* plans replaced by reloads */
     size_t n_retired;
     int guard_rules;
-    char kernel_missing[600]; /* why the thread has no cgroup */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;    /* slow events only: start-up, interrupters */

@@ -28,7 +28,8 @@
 struct iso_cell_kernel {
     iso_cgroup cg; /* the thread's cgroup; path "" when missing */
     long tid;
-    char guard_why[600]; /* why the BPF guard does not cover the cell */
+    char cgroup_why[600]; /* why the thread has no cgroup */
+    char guard_why[600];  /* why the BPF guard does not cover the cell */
 };
 
 static _Atomic int mode = ISO_MODE_DEV;
@@ -237,7 +238,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
         iso_cgroup_threads_path(&c->kernel->cg, threads, n);
         cc->cgroup_threads = threads;
     } else {
-        cc->cgroup_missing = c->kernel_missing;
+        cc->cgroup_missing = c->kernel->cgroup_why;
     }
     uint16_t *ports = NULL;
     if (iso_plan_connect_ports(c->plan, &ports, &cc->n_ports, &cc->any_port))
@@ -303,8 +304,7 @@ static void make_cgroup(iso_cell *c)
     iso_error err = {0};
     struct iso_cell_kernel *k = c->kernel;
     if (iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
-        snprintf(c->kernel_missing, sizeof c->kernel_missing, "%s",
-                 err.message);
+        snprintf(k->cgroup_why, sizeof k->cgroup_why, "%s", err.message);
         snprintf(k->guard_why, sizeof k->guard_why,
                  "the BPF guard sees cgroups, and this cell thread has none");
     } else {
