@@ -182,3 +182,23 @@ describe("sandbox.capability", function()
     assert.are.equal("invalid_argument", err_of(sandbox.capability, "kv", "nope").kind)
   end)
 end)
+
+describe("hardened mode", function()
+  after_each(function() sandbox.configure({ mode = "dev" }) end)
+
+  -- Without thread cgroups (a Lua app that did not opt in) a cell thread's
+  -- cgroup layer is missing: dev warns, hardened refuses and closes it.
+  it("refuses a cell that came up missing a layer; dev warns", function()
+    if sandbox.info().thread_cgroups then
+      return print("SKIP: this process already has thread cgroups")
+    end
+    local warnings = 0
+    sandbox.on("warning", function() warnings = warnings + 1 end)
+    local sb <close> = sandbox.spawn({ name = "dev-missing" })
+    assert.are.equal(1, warnings)
+    sb:close()
+    sandbox.configure({ mode = "hardened" })
+    assert.are.equal("unenforceable", spawn_err({ name = "hard-missing" }).kind)
+    assert.is_nil(sandbox.list()["hard-missing"]) -- closed, not handed out
+  end)
+end)
