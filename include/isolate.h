@@ -288,6 +288,7 @@ void iso_msg_destroy(iso_msg *m);
 
 typedef struct iso_cell_stats {
     int64_t cpu_ms;
+    int64_t mem_bytes; /* sub-interpreter: its Python heap; process: RSS */
     uint64_t calls, posts, denials;
     int64_t uptime_ms;
     const char *state; /* "idle", "running", "closed", "dead" */

@@ -339,6 +339,94 @@ def get_outcome():
   end
 end)
 
+describe("stats().mem_bytes", function()
+  for _, backend in ipairs(support.backends()) do
+    it("follows what the guest holds (" .. backend .. ")", function()
+      local sb <close> = support.spawner(backend)({})
+      local idle = sb:stats().mem_bytes
+      assert.is_true(idle > 0)
+      sb:exec("x = b'x' * (16 << 20)")
+      assert.is_true(sb:stats().mem_bytes >= idle + (16 << 20))
+      sb:exec("del x")
+      assert.is_true(sb:stats().mem_bytes < idle + (4 << 20))
+    end)
+  end
+end)
+
+describe("limits.mem (subinterpreter)", function()
+  local MiB = 1 << 20
+
+  it("raises MemoryError in the guest, kind memory for the caller; the cell survives", function()
+    local sb <close> = sandbox.spawn({ limits = { mem = "32MiB" } })
+    local e = err_of(sb.exec, sb, "x = bytearray(64 << 20)")
+    assert.are.equal("memory", e.kind)
+    assert.are.equal("MemoryError", e.python)
+    assert.are.equal("memory", err_of(sb.exec, sb, "y = [bytes(1000) for _ in range(100000)]").kind)
+    sb:exec("post(len(bytearray(8 << 20)))")
+    assert.are.equal(8 * MiB, sb:recv(1))
+  end)
+
+  it("charges the threads a guest starts to its cell", function()
+    local sb <close> = sandbox.spawn({ imports = { "threading" }, limits = { mem = "32MiB" } })
+    sb:exec([[
+import threading
+seen = []
+def grab():
+    try:
+        seen.append(len(bytearray(64 << 20)))
+    except MemoryError:
+        seen.append('MemoryError')
+t = threading.Thread(target=grab)
+t.start()
+t.join()
+post(seen[0])
+]])
+    assert.are.equal("MemoryError", sb:recv(5))
+  end)
+
+  it("does not let a guest that swallows MemoryError grow past it", function()
+    local sb <close> = sandbox.spawn({ limits = { mem = "32MiB", wall_ms = 1000 } })
+    local e = err_of(sb.exec, sb, [[
+hog = []
+while True:
+    try:
+        hog.append(bytearray(1000))
+    except MemoryError:
+        pass
+]])
+    -- Stopped by wall_ms, or interrupted once a few MiB past the limit
+    -- (allocations then go through so that the interrupt can be raised).
+    assert.is_truthy(({ timeout = true, memory = true })[e.kind])
+    assert.is_true(sb:stats().mem_bytes <= 96 * MiB)
+  end)
+
+  it("survives exhaustion by small objects (no interpreter abort)", function()
+    local sb <close> = sandbox.spawn({ limits = { mem = "16MiB" } })
+    assert.are.equal("memory", err_of(sb.exec, sb, "a = None\nwhile True:\n    a = (a, 1.0)").kind)
+    sb:close()
+    local other <close> = sandbox.spawn({})
+    other:exec("post(1)")
+    assert.are.equal(1, other:recv(1))
+  end)
+
+  it("is refused at spawn when an empty cell already holds more", function()
+    assert.are.equal("invalid_argument", err_of(sandbox.spawn, { limits = { mem = "64KiB" } }).kind)
+  end)
+
+  it("applies to a cell taken from the warm pool", function()
+    sandbox.configure({ warm_pool = 1 })
+    local deadline = require("isolate.core").now() + 10
+    while sandbox.pool().ready < 1 and require("isolate.core").now() < deadline do
+      require("isolate.core").sleep(0.01)
+    end
+    local taken = sandbox.pool().taken
+    local sb <close> = sandbox.spawn({ limits = { mem = "32MiB" } })
+    sandbox.configure({ warm_pool = 0 })
+    assert.are.equal(taken + 1, sandbox.pool().taken)
+    assert.are.equal("memory", err_of(sb.exec, sb, "x = bytearray(64 << 20)").kind)
+  end)
+end)
+
 describe("sub-interpreter cells sharing a GIL", function()
   it("do not let a busy cell hold up another one", function()
     local now = require("isolate.core").now

@@ -531,7 +531,7 @@ describe("Policy:explain", function()
       { 'capabilities {"kv"}', guard },
       { "limits {cpu_ms=5}", guard },
       { "limits {wall_ms=1000}", guard },
-      { 'limits {mem="1MiB"}', none },
+      { 'limits {mem="1MiB"}', guard },
       { "limits {open_files=3}", none },
       { "limits {processes=0}", none },
       { 'limits {output_bytes="1KiB"}', guard },

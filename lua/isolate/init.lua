@@ -35,7 +35,7 @@ local SPAWN_OPTIONS = { name = true, backend = true, policy = true,
 -- What each backend enforces beyond wall_ms: a limit is never accepted and
 -- then ignored.
 local ENFORCED = {
-  subinterpreter = { wall_ms = true, cpu_ms = true, output_bytes = true,
+  subinterpreter = { wall_ms = true, cpu_ms = true, mem = true, output_bytes = true,
                      syscalls = true },
   process = { wall_ms = true, cpu_ms = true, mem = true, open_files = true,
               output_bytes = true, processes = true, syscalls = true },

@@ -392,6 +392,9 @@ local LAYERS = {
     cpu_ms = { "python-guard", "the cell thread's CPU clock, watched while "
                .. "a request runs; interrupt, then abandon" },
     output_bytes = { "python-guard", "posts and logs counted in the cell" },
+    mem = { "python-guard", "the cell's Python allocations are counted, its "
+            .. "interpreter included: MemoryError past the limit; memory a "
+            .. "module maps or mallocs by itself is not counted" },
   },
   process = {
     imports = { "python-guard", "the import hook; what escapes it is still "

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cell.h"
+#include "py_alloc.h"
 
 /* ---- live names -------------------------------------------------------- */
 
@@ -225,6 +226,7 @@ static int configure(iso_cell *c, const iso_cell_config *cfg)
     c->wall_ms = cfg->wall_ms;
     c->cpu_ms = cfg->cpu_ms;
     c->output_bytes = cfg->output_bytes;
+    c->mem_limit = cfg->mem_bytes;
     iso_plan_unref(c->plan);
     c->plan = iso_plan_ref(cfg->plan);
     return 0;
@@ -289,12 +291,26 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     return -1;
 }
 
-/* Kernel layers on a sub-interpreter cell's thread before any guest code;
- * a cell that cannot be confined is closed, never handed out. */
+/* limits.mem of a sub-interpreter cell: its account's budget. A budget
+ * that an empty cell already fills could only ever fail. */
+static int limit_memory(iso_cell *c, iso_error *err)
+{
+    int64_t used = iso_mem_account_used(c->mem_account);
+    if (c->mem_limit > 0 && used >= c->mem_limit)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "limits.mem of %lld bytes is below the %lld "
+                             "bytes an empty cell already holds: raise it",
+                             (long long)c->mem_limit, (long long)used);
+    iso_mem_account_limit(c->mem_account, c->mem_limit);
+    return 0;
+}
+
+/* Limits and kernel layers on a sub-interpreter cell's thread before any
+ * guest code; a cell that cannot be confined is closed, never handed out. */
 static int confine(iso_cell *c, iso_error *err)
 {
     if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
-        iso_cell_confine(c, err) == 0)
+        (limit_memory(c, err) == 0 && iso_cell_confine(c, err) == 0))
         return 0;
     iso_cell_release(c);
     return -1;
@@ -503,6 +519,8 @@ static bool over_limit(iso_cell *c, double now)
     else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER &&
              thread_cpu_ms(c) >= c->cpu_ms)
         c->overrun = ISO_CPU, c->overrun_since = now;
+    else if (iso_mem_account_overrun(c->mem_account))
+        c->overrun = ISO_MEMORY, c->overrun_since = now;
     return c->overrun != ISO_OK;
 }
 
@@ -514,7 +532,7 @@ static int enforce_limits(iso_cell *c, double now)
     return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
 }
 
-#define CPU_CHECK_EVERY_S 0.01
+#define CPU_CHECK_EVERY_S 0.01 /* cpu_ms and mem of sub-interpreter cells */
 
 static double next_deadline(iso_cell *c, iso_wait what, double deadline)
 {
@@ -523,7 +541,8 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
     double wake = -1;
     if (c->overrun)
         wake = c->last_interrupt + ISO_INTERRUPT_EVERY_S;
-    else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER)
+    else if ((c->cpu_ms > 0 || c->mem_limit > 0) &&
+             c->backend == ISO_BACKEND_SUBINTERPRETER)
         wake = iso_now() + CPU_CHECK_EVERY_S;
     else if (c->wall_ms > 0)
         wake = c->started + (double)c->wall_ms / 1000.0;
@@ -534,12 +553,16 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
 
 static int overrun_error(iso_cell *c, iso_error *err, bool closed)
 {
-    bool cpu = c->overrun == ISO_CPU;
+    const char *limit = c->overrun == ISO_CPU      ? "cpu_ms"
+                        : c->overrun == ISO_MEMORY ? "mem"
+                                                   : "wall_ms";
+    int64_t value = c->overrun == ISO_CPU      ? c->cpu_ms
+                    : c->overrun == ISO_MEMORY ? c->mem_limit
+                                               : c->wall_ms;
     return iso_error_set(err, c->overrun,
                          "cell '%s' exceeded limits.%s=%lld "
                          "and was %s",
-                         c->name, cpu ? "cpu_ms" : "wall_ms",
-                         (long long)(cpu ? c->cpu_ms : c->wall_ms),
+                         c->name, limit, (long long)value,
                          closed ? "stopped: cell closed" : "interrupted");
 }
 
@@ -606,6 +629,10 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
         st->cpu_ms = iso_process_cpu_ms(c);
     else if (iso_cell_is_open(c))
         st->cpu_ms = thread_cpu_ms(c);
+    if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
+        st->mem_bytes = iso_process_mem_bytes(c);
+    else if (iso_cell_is_open(c))
+        st->mem_bytes = iso_mem_account_used(c->mem_account);
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;

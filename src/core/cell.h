@@ -66,9 +66,10 @@ typedef struct iso_cell_ops {
 } iso_cell_ops;
 
 extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
-/* proc.c: is the worker installed; a process cell's CPU time. */
+/* proc.c: is the worker installed; a process cell's CPU time, memory. */
 int iso_process_backend_check(iso_error *err);
 int64_t iso_process_cpu_ms(const iso_cell *c);
+int64_t iso_process_mem_bytes(const iso_cell *c); /* resident set */
 
 struct iso_cell {
     _Atomic int refs; /* the host handle, the cell thread, interrupters */
@@ -82,6 +83,8 @@ struct iso_cell {
     int64_t wall_ms, cpu_ms; /* 0: none */
     int64_t output_bytes;    /* posts and logs; 0: none */
     int64_t output_used;     /* cell thread */
+    int64_t mem_limit;       /* bytes; 0: none */
+    uint32_t mem_account;    /* py_alloc.c; set before the cell is started */
     iso_plan *plan;       /* immutable; NULL denies every fs and net access */
     char **deny_syscalls; /* the policy's syscalls.deny */
     size_t n_deny_syscalls;

@@ -586,6 +586,20 @@ int64_t iso_process_cpu_ms(const iso_cell *c)
     return (int64_t)(ut + stime) * 1000 / sysconf(_SC_CLK_TCK);
 }
 
+int64_t iso_process_mem_bytes(const iso_cell *c)
+{
+    const proc *p = c->backend_data;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/statm", p ? p->pid : -1);
+    FILE *f = p ? fopen(path, "r") : NULL;
+    long long resident = 0;
+    if (f && fscanf(f, "%*d %lld", &resident) != 1)
+        resident = 0;
+    if (f)
+        fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
 const iso_cell_ops iso_process_ops = {
     .start = proc_start,
     .submit = proc_submit,

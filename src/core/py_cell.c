@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "grants.h"
+#include "py_alloc.h"
 #include "py_cell.h"
 #include "py_value.h"
 
@@ -65,6 +66,7 @@ static void end_interpreter(iso_py_cell *p)
 int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
 {
     p->interp = PyThreadState_GetInterpreter(p->ts);
+    iso_mem_account_bind(c->mem_account, p->interp); /* guest threads */
     c->py_thread_id = PyThread_get_thread_ident();
     PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
     p->globals = main ? PyModule_GetDict(main) : NULL;
@@ -161,9 +163,14 @@ static void take_exception(iso_cell *c, iso_error *err, iso_kind kind)
     const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
     if (exc && PyErr_GivenExceptionMatches(exc, PyExc_MemoryError))
         kind = ISO_MEMORY; /* the cell ran out of its memory limit */
-    if (!m || (!*m && kind == ISO_MEMORY))
-        m = kind == ISO_MEMORY ? "out of memory" : "unknown error";
-    iso_error_set(err, kind, "%s", m);
+    if (kind == ISO_MEMORY && iso_mem_account_refused(c->mem_account))
+        iso_error_set(err, kind, "cell '%s' reached limits.mem (%lld bytes)",
+                      c->name, (long long)c->mem_limit);
+    else if (!m || (!*m && kind == ISO_MEMORY))
+        iso_error_set(err, kind, "%s",
+                      kind == ISO_MEMORY ? "out of memory" : "unknown error");
+    else
+        iso_error_set(err, kind, "%s", m);
     PyErr_Clear();
     if (exc) {
         const char *type = Py_TYPE(exc)->tp_name;
@@ -353,6 +360,18 @@ static void serve(iso_cell *c, iso_py_cell *p)
     }
 }
 
+/* Everything the cell's Python allocates from here on, its interpreter's
+ * creation included, is charged to the cell (limits.mem, stats). */
+static int open_account(iso_cell *c, iso_error *err)
+{
+    c->mem_account = iso_mem_account_open();
+    if (!c->mem_account)
+        return iso_error_set(err, ISO_CRASHED,
+                             "too many sub-interpreter cells at once");
+    iso_mem_account_enter(c->mem_account);
+    return 0;
+}
+
 void *iso_py_cell_thread(void *arg)
 {
     iso_cell *c = arg;
@@ -362,15 +381,19 @@ void *iso_py_cell_thread(void *arg)
     c->has_cpu_clock =
         pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
     int rc = iso_py_runtime_init(&err);
+    if (rc == 0)
+        rc = open_account(c, &err);
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0 &&
         (rc = iso_py_cell_setup(c, &py, &err)) != 0)
         destroy(&py);
     report_start(c, rc, &err);
     if (rc == 0) {
         serve(c, &py);
+        iso_mem_account_limit(c->mem_account, 0); /* ending must not fail */
         destroy(&py);
     }
     c->py = NULL;
+    iso_mem_account_close(c->mem_account);
     iso_cell_unref(c);
     return NULL;
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "py_alloc.h"
 #include "py_cell.h"
 #include "py_runtime.h"
 
@@ -33,13 +34,23 @@ static void init_once(void)
 {
     promote_symbols();
     iso_py_guard_hook_install(); /* before start-up: nothing escapes it */
+    PyPreConfig pre;
+    PyPreConfig_InitIsolatedConfig(&pre);
+    PyStatus st = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(st)) {
+        init_rc = -1;
+        snprintf(init_msg, sizeof init_msg, "cannot pre-initialise CPython: %s",
+                 st.err_msg ? st.err_msg : "unknown error");
+        return;
+    }
+    iso_py_alloc_install(); /* every block from now on is accounted */
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
     config.site_import = 0;             /* cells see the stdlib only */
     config.install_signal_handlers = 0; /* signals belong to the host */
     config.write_bytecode = 0;
     config.user_site_directory = 0;
-    PyStatus st = Py_InitializeFromConfig(&config);
+    st = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(st)) {
         init_rc = -1;

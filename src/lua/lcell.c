@@ -386,9 +386,11 @@ static int l_cell_stats(lua_State *L)
     lcell *u = check_cell(L);
     iso_cell_stats st;
     iso_cell_stats_get(u->cell, &st);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 7);
     lua_pushinteger(L, st.cpu_ms);
     lua_setfield(L, -2, "cpu_ms");
+    lua_pushinteger(L, st.mem_bytes);
+    lua_setfield(L, -2, "mem_bytes");
     lua_pushinteger(L, (lua_Integer)st.calls);
     lua_setfield(L, -2, "calls");
     lua_pushinteger(L, (lua_Integer)st.posts);
