@@ -320,6 +320,22 @@ static int step_cgroup(const iso_confine_config *cfg, iso_confine_report *rep,
 
 /* A cell thread joins its own threaded cgroup (the BPF guard keys its
  * rules by that cgroup). Only the calling thread moves. */
+int iso_confine_join_cgroup(const char *threads_path, iso_error *err)
+{
+    char tid[24];
+    snprintf(tid, sizeof tid, "%ld", (long)syscall(SYS_gettid));
+    int fd = open(threads_path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail_sys(err, "open %s", threads_path);
+    ssize_t w = write(fd, tid, strlen(tid));
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (w != (ssize_t)strlen(tid))
+        return fail_sys(err, "join %s", threads_path);
+    return 0;
+}
+
 static int step_thread_cgroup(const iso_confine_config *cfg,
                               iso_confine_report *rep, iso_error *err)
 {
@@ -329,17 +345,11 @@ static int step_thread_cgroup(const iso_confine_config *cfg,
                                      : "no threaded cgroup from the host");
         return 0;
     }
-    char tid[24];
-    snprintf(tid, sizeof tid, "%ld", (long)syscall(SYS_gettid));
-    int fd = open(cfg->cgroup_threads, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fail_sys(err, "open %s", cfg->cgroup_threads);
-    ssize_t w = write(fd, tid, strlen(tid));
-    int e = errno;
-    close(fd);
-    errno = e;
-    if (w != (ssize_t)strlen(tid))
-        return fail_sys(err, "join %s", cfg->cgroup_threads);
+    /* a warm cell's thread joined while it waited in the pool: moving a
+     * thread is the slow part (the kernel's threadgroup lock) */
+    if (!cfg->cgroup_joined &&
+        iso_confine_join_cgroup(cfg->cgroup_threads, err) < 0)
+        return -1;
     const char *end = strrchr(cfg->cgroup_threads, '/');
     int len = end ? (int)(end - cfg->cgroup_threads) : 0;
     step_add(rep, "cgroup", ISO_STEP_ACTIVE, "thread joined %.*s", len,
