@@ -869,8 +869,16 @@ static int compile_thread_filter(const iso_confine_config *cfg,
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx)
         return iso_error_set(err, ISO_CRASHED, "confine: seccomp_init failed");
+    /* a binary tree by syscall number: the kernel's install (which runs
+     * the filter for every syscall number to cache verdicts) and each
+     * judged call take about half the time of the default linear list */
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    if (rc < 0) {
+        seccomp_release(ctx);
+        return seccomp_fail(err, rc, "optimize attribute");
+    }
     pthread_mutex_lock(&building);
-    int rc = build_filter(ctx, cfg, err);
+    rc = build_filter(ctx, cfg, err);
     *denied = n_trap_names;
     pthread_mutex_unlock(&building);
     if (rc == 0)
