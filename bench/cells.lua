@@ -70,8 +70,9 @@ local function bench_call_1k(backend)
 end
 
 -- Spawn from a full warm pool (the pool refills between samples, which
--- are timed without the wait).
-local function bench_warm_spawn()
+-- are timed without the wait). spawn returns once the cell is confined;
+-- the second row adds the first exec and its result.
+local function bench_warm(first_result)
   local sleep = require("isolate.core").sleep
   sandbox.configure({ warm_pool = 4 })
   local cells, t = {}, {}
@@ -79,6 +80,10 @@ local function bench_warm_spawn()
     while sandbox.pool().ready < 4 do sleep(0.001) end
     local t0 = now()
     cells[i] = sandbox.spawn({})
+    if first_result then
+      cells[i]:exec("post(1)")
+      assert(cells[i]:recv() == 1)
+    end
     t[i] = (now() - t0) * 1e6
   end
   sandbox.configure({ warm_pool = 0 })
@@ -129,7 +134,8 @@ for _, backend in ipairs({ "subinterpreter", "process" }) do
   row(backend .. ": exec('post(1)') + recv", "us", bench_round_trip(backend))
   row(backend .. ": call echo(1 KiB str)", "us", bench_call_1k(backend))
 end
-row("subinterpreter: spawn from the warm pool", "us", bench_warm_spawn())
+row("subinterpreter: spawn from the warm pool", "us", bench_warm(false))
+row("warm pool: spawn -> first result", "us", bench_warm(true))
 row("subinterpreter: RSS per idle cell (100)", "KiB", bench_idle_rss())
 row("process: PSS per idle cell (100)", "KiB", bench_idle_pss())
 print("| measurement                              |       median |          p95 |")

@@ -64,6 +64,46 @@ describe("a sub-interpreter cell's thread", function()
   end)
 end)
 
+describe("warm cells with different syscalls.deny", function()
+  after_each(function() sandbox.configure({ warm_pool = 0 }) end)
+
+  -- The seccomp program is compiled once per deny list and installed from
+  -- a cache: each cell must still get exactly its own list.
+  it("deny exactly what their own policy denies", function()
+    if not active("seccomp") then return end
+    sandbox.configure({ warm_pool = 3 })
+    local code = [[
+import os
+def errno_of(f):
+    try:
+        f()
+        return 0
+    except OSError as e:
+        return e.errno
+# os.getppid() does not check for errors: a denied call returns -1
+post([1 if os.getppid() < 0 else 0, errno_of(lambda: os.getpgid(0))])
+]]
+    local function spawn_denying(list)
+      for _ = 1, 400 do
+        if sandbox.pool().ready >= 1 then break end
+        require("isolate.core").sleep(0.005)
+      end
+      local taken = sandbox.pool().taken
+      local sb = sandbox.spawn({ imports = { "os" }, policy = { syscalls = { deny = list } } })
+      assert.are.equal(taken + 1, sandbox.pool().taken) -- a warm cell
+      sb:exec(code)
+      local got = sb:recv(5)
+      sb:close()
+      return got
+    end
+    assert.are.same({ 1, 0 }, spawn_denying({ "getppid" }))
+    assert.are.same({ 0, 1 }, spawn_denying({ "getpgid" }))
+    assert.are.same({ 1, 0 }, spawn_denying({ "getppid" })) -- from the cache
+    assert.are.same({ 1, 1 }, spawn_denying({ "getpgid", "getppid" }))
+    assert.are.same({ 0, 0 }, spawn_denying({}))
+  end)
+end)
+
 describe("an escaped guest in a sub-interpreter cell", function()
   -- os.mkfifo is a call the python-guard does not wrap (as an escaped
   -- guest's own code would not be): only Landlock stands in its way.

@@ -54,6 +54,48 @@ describe("the warm pool", function()
     end
   end)
 
+  -- A warm cell's thread waits in a threaded cgroup of its own (joining
+  -- one is slow); spawn keeps it, and nothing is left once cells close.
+  it("keeps warm cells in cgroups of their own, removed with them", function()
+    local ok = pcall(sandbox.configure, { thread_cgroups = true })
+    if not ok or not sandbox.info().thread_cgroups then
+      return print("SKIP: no thread cgroups on this host")
+    end
+    local mount
+    for line in io.lines("/proc/self/mountinfo") do
+      mount = mount or line:match("^%S+ %S+ %S+ %S+ (%S+) .- %- cgroup2 ")
+    end
+    local own = io.open("/proc/self/cgroup"):read("a"):match("0::(%S+)")
+    local host = mount .. own
+    local function pool_dirs()
+      local n = 0
+      for name in io.popen("ls " .. host):lines() do
+        if name:match("^pool%-") then n = n + 1 end
+      end
+      return n
+    end
+    collectgarbage() -- earlier cells (a host has thread cgroups on for them)
+    collectgarbage()
+    local before = pool_dirs()
+    sandbox.configure({ warm_pool = 2 })
+    wait_ready(2)
+    assert.are.equal(before + 2, pool_dirs())
+    local sb = sandbox.spawn({ imports = { "os" }, policy = { fs = { { read = "/proc" } } } })
+    sb:exec("post(open('/proc/thread-self/cgroup').read().strip())")
+    assert.is_truthy(sb:recv(5):find(own .. "/pool-", 1, true))
+    for _, r in ipairs(sb:confinement()) do
+      if r.layer == "cgroup" then assert.are.equal("active", r.state) end
+    end
+    wait_ready(2)
+    sandbox.configure({ warm_pool = 0 })
+    assert.are.equal(before + 1, pool_dirs()) -- the spawned cell's
+    sb:close()
+    sb = nil -- luacheck: ignore (the cgroup goes with the cell's last reference)
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(before, pool_dirs())
+  end)
+
   it("drains to zero", function()
     sandbox.configure({ warm_pool = 3 })
     wait_ready(3)

@@ -32,6 +32,7 @@
 #include "landlock.h"
 #include "cgroup.h"
 #include "check.h"
+#include "seccomp_cache.h"
 
 typedef void (*child_fn)(int out, const iso_confine_report *rep, void *arg);
 
@@ -1004,6 +1005,131 @@ static void test_thread_only(void)
     unlink(secret);
 }
 
+/* ---- cached seccomp programs for cell threads ---------------------------- */
+
+typedef struct cached_probe {
+    bool compat;
+    const char *const *deny;
+    size_t n_deny;
+    char out[160];
+} cached_probe;
+
+/* errno of a raw system call with harmless arguments (0: it ran). */
+static int call_errno(long nr, long a0)
+{
+    return syscall(nr, a0) < 0 ? errno : 0;
+}
+
+static void *cached_thread(void *arg)
+{
+    cached_probe *t = arg;
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.compat = t->compat;
+    c.deny_syscalls = t->deny;
+    c.n_deny = t->n_deny;
+    c.cgroup_missing = "test: no cgroup";
+    iso_confine_report rep;
+    iso_error err = {0};
+    if (iso_confine_thread(&c, &rep, &err) < 0) {
+        snprintf(t->out, sizeof t->out, "rc=-1 %s", iso_kind_name(err.kind));
+        return NULL;
+    }
+    snprintf(t->out, sizeof t->out, "getppid=%d getpgrp=%d personality=%d %s",
+             call_errno(SYS_getppid, 0), call_errno(SYS_getpgrp, 0),
+             call_errno(SYS_personality, 0xffffffffL),
+             rep.steps[rep.n - 1].detail);
+    return NULL;
+}
+
+/* Confine a fresh thread of this process as t says; its findings. */
+static const char *confine_fresh_thread(cached_probe *t)
+{
+    pthread_t th;
+    if (pthread_create(&th, NULL, cached_thread, t) != 0)
+        return "pthread_create failed";
+    pthread_join(th, NULL);
+    return t->out;
+}
+
+/* The number in a seccomp row's "... list: N system calls ..." */
+static int denied_count(const char *detail)
+{
+    const char *p = strstr(detail, "list: ");
+    return p ? atoi(p + 6) : -1;
+}
+
+/* In a child (its threads end up confined): a program is compiled once per
+ * (mode, deny list as a set) and, installed from the cache, denies exactly
+ * what its own deny list says, never another cell's. */
+static void cached_programs(int out)
+{
+    static const char *const ppid[] = {"getppid"};
+    static const char *const pgrp[] = {"getpgrp"};
+    static const char *const both[] = {"getppid", "getpgrp"};
+    static const char *const both_swapped[] = {"getpgrp", "getppid"};
+    static const char *const unknown[] = {"no_such_call"};
+    cached_probe a = {false, ppid, 1, ""}, b = {false, pgrp, 1, ""},
+                 b2 = {false, pgrp, 1, ""}, c = {false, both, 2, ""},
+                 c2 = {false, both_swapped, 2, ""}, full = {false, NULL, 0, ""},
+                 compat = {true, NULL, 0, ""}, bad = {false, unknown, 1, ""};
+    iso_seccomp_cache_stats st;
+    iso_seccomp_cache_clear();
+    confine_fresh_thread(&a);
+    confine_fresh_thread(&b);
+    confine_fresh_thread(&b2); /* from the cache */
+    confine_fresh_thread(&c);
+    confine_fresh_thread(&c2); /* the same set: from the cache */
+    confine_fresh_thread(&full);
+    confine_fresh_thread(&compat);
+    confine_fresh_thread(&bad);
+    iso_seccomp_cache_stats_get(&st);
+    say(out, "a: %.33s\nb: %.33s\nb2: %.33s\nc: %.33s\nc2: %.33s\n", a.out,
+        b.out, b2.out, c.out, c2.out);
+    say(out, "full: %.42s\ncompat: %.42s\nbad: %s\n", full.out, compat.out,
+        bad.out);
+    say(out, "counts: %d %d %d %d %d\n", denied_count(a.out),
+        denied_count(b2.out) - denied_count(b.out),
+        denied_count(c.out) - denied_count(full.out),
+        denied_count(c2.out) - denied_count(c.out),
+        denied_count(full.out) > denied_count(compat.out));
+    say(out, "entries=%zu hits=%llu misses=%llu\n", st.entries,
+        (unsigned long long)st.hits, (unsigned long long)st.misses);
+}
+
+static void test_cached_seccomp_programs(void)
+{
+    int out[2];
+    CHECK(pipe(out) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(out[0]);
+        cached_programs(out[1]);
+        _exit(0);
+    }
+    close(out[1]);
+    char buf[1024];
+    read_all(out[0], buf, sizeof buf);
+    close(out[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    CHECK_HAS_STR(buf, "a: getppid=1 getpgrp=0 personality=1\n");
+    CHECK_HAS_STR(buf, "b: getppid=0 getpgrp=1 personality=1\n");
+    CHECK_HAS_STR(buf, "b2: getppid=0 getpgrp=1 personality=1\n");
+    CHECK_HAS_STR(buf, "c: getppid=1 getpgrp=1 personality=1\n");
+    CHECK_HAS_STR(buf, "c2: getppid=1 getpgrp=1 personality=1\n");
+    /* compat's minimal list leaves personality alone */
+    CHECK_HAS_STR(buf, "full: getppid=0 getpgrp=0 personality=1 ");
+    CHECK_HAS_STR(buf, "compat: getppid=0 getpgrp=0 personality=0 ");
+    /* an unknown name is refused, and nothing is cached for it */
+    CHECK_HAS_STR(buf, "bad: rc=-1 invalid_argument\n");
+    /* a: its count; a cached program reports the count of its own build */
+    CHECK(strstr(buf, "counts: -1 ") == NULL);
+    CHECK_HAS_STR(buf, " 0 2 0 1\n");
+    /* a, b, c, full, compat compiled; b2 and c2 found; bad missed */
+    CHECK_HAS_STR(buf, "entries=5 hits=2 misses=6\n");
+}
+
 int main(void)
 {
     alarm(120); /* a hung child fails the run instead of stalling it */
@@ -1028,5 +1154,6 @@ int main(void)
     RUN(test_rlimits);
     RUN(test_mem_limit);
     RUN(test_thread_only);
+    RUN(test_cached_seccomp_programs);
     return CHECK_EXIT();
 }

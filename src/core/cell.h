@@ -148,6 +148,9 @@ typedef enum iso_mode {
 } iso_mode;
 iso_mode iso_mode_get(void);
 int iso_cell_confine(iso_cell *c, iso_error *err); /* host: spawn waits */
+/* The pool's refill thread: a warm cell's thread joins a threaded cgroup of
+ * its own ahead of spawn. Best effort (spawn makes one when it did not). */
+void iso_cell_cgroup_prepare(iso_cell *c);
 /* The BPF guard for a cell's cgroup (either backend): install its plan's
  * rules and remember the cell for denial events; the confinement row. */
 bool iso_cell_guard(iso_cell *c, const char *cgroup_dir, char *why, size_t n);

@@ -28,6 +28,8 @@
 struct iso_cell_kernel {
     iso_cgroup cg; /* the thread's cgroup; path "" when missing */
     long tid;
+    bool joined;    /* the thread is in cg already (it joined while warm) */
+    bool join_only; /* the pending ISO_REQ_CONFINE only joins cg */
     char cgroup_why[600]; /* why the thread has no cgroup */
     char guard_why[600];  /* why the BPF guard does not cover the cell */
 };
@@ -237,6 +239,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     if (c->kernel->cg.path[0]) {
         iso_cgroup_threads_path(&c->kernel->cg, threads, n);
         cc->cgroup_threads = threads;
+        cc->cgroup_joined = c->kernel->joined;
     } else {
         cc->cgroup_missing = c->kernel->cgroup_why;
     }
@@ -285,10 +288,19 @@ static int confine_self(iso_cell *c, iso_error *err)
     return rc;
 }
 
+/* On a warm cell's thread: into its cgroup, nothing else yet. */
+static int join_self(iso_cell *c, iso_error *err)
+{
+    char threads[ISO_PATH_MAX + 64];
+    c->kernel->tid = (long)syscall(SYS_gettid);
+    iso_cgroup_threads_path(&c->kernel->cg, threads, sizeof threads);
+    return iso_confine_join_cgroup(threads, err);
+}
+
 void iso_cell_confine_run(iso_cell *c)
 {
     iso_error err = {0};
-    int rc = confine_self(c, &err);
+    int rc = c->kernel->join_only ? join_self(c, &err) : confine_self(c, &err);
     pthread_mutex_lock(&c->mu);
     c->confine_rc = rc;
     iso_error_move(&c->confine_err, &err);
@@ -298,12 +310,13 @@ void iso_cell_confine_run(iso_cell *c)
 
 /* ---- the host side ------------------------------------------------------ */
 
-/* The thread's cgroup, guarded before the thread joins it. */
+/* The thread's cgroup (unless it joined one while warm), guarded before
+ * anything of the cell runs. */
 static void make_cgroup(iso_cell *c)
 {
     iso_error err = {0};
     struct iso_cell_kernel *k = c->kernel;
-    if (iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
+    if (!k->joined && iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
         snprintf(k->cgroup_why, sizeof k->cgroup_why, "%s", err.message);
         snprintf(k->guard_why, sizeof k->guard_why,
                  "the BPF guard sees cgroups, and this cell thread has none");
@@ -313,11 +326,16 @@ static void make_cgroup(iso_cell *c)
     iso_error_clear(&err);
 }
 
-int iso_cell_confine(iso_cell *c, iso_error *err)
+static struct iso_cell_kernel *kernel_of(iso_cell *c)
 {
-    if (!c->kernel && !(c->kernel = calloc(1, sizeof *c->kernel)))
-        return iso_error_set(err, ISO_MEMORY, "out of memory");
-    make_cgroup(c);
+    if (!c->kernel)
+        c->kernel = calloc(1, sizeof *c->kernel);
+    return c->kernel;
+}
+
+/* Hand the cell thread ISO_REQ_CONFINE and wait for its answer. */
+static int ask_thread(iso_cell *c, iso_error *err)
+{
     iso_req *r = calloc(1, sizeof *r);
     if (!r)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -335,6 +353,33 @@ int iso_cell_confine(iso_cell *c, iso_error *err)
         iso_error_move(err, &c->confine_err);
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+void iso_cell_cgroup_prepare(iso_cell *c)
+{
+    iso_error err = {0};
+    struct iso_cell_kernel *k = kernel_of(c);
+    if (!k || iso_cgroup_thread_create("pool", &k->cg, &err) < 0) {
+        iso_error_clear(&err);
+        return; /* spawn tries again, and reports why */
+    }
+    k->join_only = true;
+    int rc = ask_thread(c, &err);
+    k->join_only = false;
+    k->joined = rc == 0;
+    if (rc) {
+        iso_cgroup_remove(&k->cg, &err);
+        k->cg.path[0] = '\0';
+    }
+    iso_error_clear(&err);
+}
+
+int iso_cell_confine(iso_cell *c, iso_error *err)
+{
+    if (!kernel_of(c))
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    make_cgroup(c);
+    return ask_thread(c, err);
 }
 
 void iso_cell_unconfine(iso_cell *c)

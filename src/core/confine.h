@@ -71,7 +71,8 @@ typedef struct iso_confine_config {
      * is missing, cgroup_missing says why). */
     bool in_thread;
     const char *cgroup_threads, *cgroup_missing;
-    bool compat; /* the minimal seccomp list (compat mode) */
+    bool cgroup_joined; /* the thread is in cgroup_threads' cgroup already */
+    bool compat;        /* the minimal seccomp list (compat mode) */
     /* the BPF guard judges connects: Landlock denies TCP bind only */
     bool connect_by_bpf;
 } iso_confine_config;
@@ -122,6 +123,11 @@ int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
  */
 int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
                        iso_error *err);
+
+/* The calling thread joins the threaded cgroup whose cgroup.threads file
+ * is threads_path (a warm cell's thread, ahead of its confinement). 0, or
+ * -1 with err (ISO_CRASHED). */
+int iso_confine_join_cgroup(const char *threads_path, iso_error *err);
 
 /* Append one iso_confinement_add row per step of rep, with scope. */
 int iso_confine_rows(const iso_confine_report *rep, const char *scope,

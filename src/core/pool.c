@@ -36,6 +36,8 @@ static void *refill(void *unused)
         iso_error err = {0};
         iso_cell *c = iso_cell_new_blank(&err); /* milliseconds: unlocked */
         iso_error_clear(&err);
+        if (c)
+            iso_cell_cgroup_prepare(c);
         pthread_mutex_lock(&pool.mu);
         if (!c)
             break; /* spawn will say why, on the cold path */
