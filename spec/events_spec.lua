@@ -111,6 +111,9 @@ describe("stats and metrics", function()
     end
     assert.are.equal(1, samples['isolate_cell_calls_total{cell="metered",backend="subinterpreter"}'])
     assert.are.equal(1, samples['isolate_cell_posts_total{cell="metered",backend="subinterpreter"}'])
+    assert.are.equal("gauge", types.isolate_cell_memory_bytes)
+    assert.are.equal(sb:stats().mem_bytes,
+                     samples['isolate_cell_memory_bytes{cell="metered",backend="subinterpreter"}'])
     assert.are.equal("counter", types.isolate_cells_spawned_total)
     assert.is_true(samples.isolate_cells_live >= 1)
   end)

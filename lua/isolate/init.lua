@@ -448,6 +448,8 @@ local CELL_METRICS = {
   { "isolate_cell_denials_total", "counter", "Actions denied by the policy.", "denials" },
   { "isolate_cell_cpu_seconds_total", "counter", "CPU time used.", "cpu_ms", 1000 },
   { "isolate_cell_uptime_seconds", "gauge", "Time since spawn.", "uptime_ms", 1000 },
+  { "isolate_cell_memory_bytes", "gauge", "Memory held: the Python heap of a "
+    .. "sub-interpreter cell, the resident set of a process cell.", "mem_bytes" },
 }
 
 local function label(s)
