@@ -265,8 +265,9 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
     if (rc == 0)
         rc = iso_confinement_add(
             v, "rlimit", "not needed", "process",
-            "rlimits are per process: cpu_ms is the watchdog's, mem and "
-            "open_files are refused for sub-interpreter cells");
+            "rlimits are per process: cpu_ms is the watchdog's, mem the "
+            "cell's allocation account; open_files is refused for "
+            "sub-interpreter cells");
     return rc;
 }
 
