@@ -273,6 +273,7 @@ typedef enum iso_msg_type {
     ISO_MSG_METRIC,  /* value = [name, value, tags] */
     ISO_MSG_REQUEST, /* value = [capability, action, payload]; answer it */
     ISO_MSG_DENIAL,  /* value = [capability, action, target, rule, layer] */
+    ISO_MSG_WARNING, /* value = the message (host-made: a missing layer) */
 } iso_msg_type;
 
 typedef struct iso_msg iso_msg;
@@ -359,7 +360,7 @@ bool iso_thread_cgroups_enabled(void);
 
 /* One map per enforcement layer: {layer=, state="active"|"missing"|
  * "not needed", scope="cell thread"|"process", detail=}. Owned by c. */
-const iso_value *iso_cell_confinement(const iso_cell *c);
+const iso_value *iso_cell_confinement(iso_cell *c);
 /* Hot reload: the cell decides with plan from now on where a layer can
  * change in a running cell (BPF: atomic flip; a sub-interpreter cell's
  * python-guard: swapped). report: {layer = "applied" | "restart needed" |

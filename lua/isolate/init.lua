@@ -101,20 +101,17 @@ local function missing_layers(cell)
   return missing
 end
 
--- dev mode: one warning per cell that lacks a layer; hardened mode: such
--- a cell is closed and spawn raises.
+-- hardened mode: a cell that lacks a layer is closed and spawn raises (the
+-- core confined it before spawn returned). Other modes get one warning
+-- event per such cell from the core, once its confinement is done.
 local function check_layers(cell)
+  if core.info().mode ~= "hardened" then return end
   local missing = missing_layers(cell)
   if #missing == 0 then return end
-  if core.info().mode == "hardened" then
-    cell:close()
-    errors.raise("unenforceable", "hardened mode: cell '%s' would run "
-                 .. "without %s; see sb:confinement() or luaisolate doctor",
-                 cell.name, table.concat(missing, ", "))
-  end
-  sink(cell, { type = "warning", cell = cell.name, time = os.time(),
-               message = "confinement layers missing: "
-                 .. table.concat(missing, ", ") })
+  cell:close()
+  errors.raise("unenforceable", "hardened mode: cell '%s' would run "
+               .. "without %s; see sb:confinement() or luaisolate doctor",
+               cell.name, table.concat(missing, ", "))
 end
 
 -- hardened mode: every rule must have a kernel layer on this host.

@@ -305,12 +305,20 @@ static int limit_memory(iso_cell *c, iso_error *err)
     return 0;
 }
 
+static void warn_missing(iso_cell *c);
+
 /* Limits and kernel layers on a sub-interpreter cell's thread before any
- * guest code; a cell that cannot be confined is closed, never handed out. */
+ * guest code. The cell thread serves the confinement before any request,
+ * so spawn need not wait for it: the first use of the cell does
+ * (iso_cell_settle), and a cell that could not be confined is stopped
+ * there, never used. Hardened mode waits here, so spawn itself fails. */
 static int confine(iso_cell *c, iso_error *err)
 {
+    if (c->backend != ISO_BACKEND_SUBINTERPRETER)
+        warn_missing(c); /* a worker confined itself before it was ready */
     if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
-        (limit_memory(c, err) == 0 && iso_cell_confine(c, err) == 0))
+        (limit_memory(c, err) == 0 && iso_cell_confine(c, err) == 0 &&
+         (iso_mode_get() != ISO_MODE_HARDENED || iso_cell_settle(c, err) == 0)))
         return 0;
     iso_cell_release(c);
     return -1;
@@ -371,8 +379,68 @@ bool iso_cell_is_open(const iso_cell *c)
 
 /* ---- requests ---------------------------------------------------------- */
 
+static const char *row_field(const iso_value *row, const char *key)
+{
+    for (size_t i = 0; row->type == ISO_MAP && i < row->u.seq.len; i++) {
+        const iso_value *k = &row->u.seq.items[2 * i];
+        const iso_value *v = k + 1;
+        if (k->type == ISO_STR && strcmp(k->u.str.ptr, key) == 0)
+            return v->type == ISO_STR ? v->u.str.ptr : "";
+    }
+    return "";
+}
+
+/* Outside hardened mode a cell may run without a layer this host lacks:
+ * say so once, as a warning event. */
+static void warn_missing(iso_cell *c)
+{
+    char text[512] = "confinement layers missing: ";
+    size_t base = strlen(text), n = base;
+    const iso_value *rows = &c->confinement;
+    for (size_t i = 0; rows->type == ISO_LIST && i < rows->u.seq.len; i++) {
+        const iso_value *row = &rows->u.seq.items[i];
+        if (strcmp(row_field(row, "state"), "missing") == 0 && n < sizeof text)
+            n +=
+                (size_t)snprintf(text + n, sizeof text - n, "%s%s",
+                                 n > base ? ", " : "", row_field(row, "layer"));
+    }
+    iso_msg *m = n > base && iso_mode_get() != ISO_MODE_HARDENED
+                     ? iso_msg_new(ISO_MSG_WARNING)
+                     : NULL;
+    if (m && iso_value_set_string(&m->value, ISO_STR, text, strlen(text)) == 0)
+        queue_push(&c->events, m);
+    else
+        iso_msg_destroy(m);
+}
+
+int iso_cell_settle(iso_cell *c, iso_error *err)
+{
+    if (!c->confining)
+        return 0;
+    iso_error why = {0};
+    if (iso_cell_confined(c, &why) == 0) {
+        warn_missing(c);
+        return 0;
+    }
+    c->ops->stop(c, true); /* never used unconfined */
+    iso_error_set(err, why.kind, "%s", why.message);
+    iso_error_move(&c->failed, &why);
+    return -1;
+}
+
+/* Awaited, the reason dropped: the caller learns it from the next call. */
+static void settle_quietly(iso_cell *c)
+{
+    iso_error err = {0};
+    iso_cell_settle(c, &err);
+    iso_error_clear(&err);
+}
+
 static int closed_error(iso_cell *c, iso_error *err)
 {
+    if (c->failed.kind != ISO_OK)
+        return iso_error_set(err, c->failed.kind, "cell '%s' was stopped: %s",
+                             c->name, c->failed.message);
     return iso_error_set(err, ISO_CLOSED, "cell '%s' is %s", c->name,
                          atomic_load(&c->state) == ISO_STATE_DEAD
                              ? "dead (it was killed or abandoned)"
@@ -381,6 +449,10 @@ static int closed_error(iso_cell *c, iso_error *err)
 
 static int submit(iso_cell *c, iso_req *r, iso_error *err)
 {
+    if (iso_cell_settle(c, err)) {
+        iso_req_destroy(r);
+        return -1;
+    }
     if (!iso_cell_is_open(c)) {
         iso_req_destroy(r);
         return closed_error(c, err);
@@ -570,6 +642,8 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
                   iso_error *err)
 {
     *out = NULL;
+    if (iso_cell_settle(c, err))
+        return -1;
     if (what == ISO_WAIT_RESULT && c->lost.kind != ISO_OK) {
         iso_error_move(err, &c->lost);
         return -1;
@@ -610,6 +684,7 @@ int iso_cell_reply(iso_cell *c, iso_value *value, const char *error)
 
 iso_msg *iso_cell_next_event(iso_cell *c)
 {
+    settle_quietly(c); /* its warning, if any, is an event */
     iso_error err = {0};
     bool busy = c->busy;
     iso_cell_guard_drain();
@@ -645,20 +720,23 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
 
 void iso_cell_close(iso_cell *c)
 {
+    settle_quietly(c);
     if (iso_cell_is_open(c))
         c->ops->stop(c, false);
 }
 
 void iso_cell_kill(iso_cell *c)
 {
+    settle_quietly(c);
     if (iso_cell_is_open(c))
         c->ops->stop(c, true);
     if (atomic_load(&c->state) == ISO_STATE_CLOSED)
         atomic_store(&c->state, ISO_STATE_DEAD);
 }
 
-const iso_value *iso_cell_confinement(const iso_cell *c)
+const iso_value *iso_cell_confinement(iso_cell *c)
 {
+    settle_quietly(c); /* a failure shows as the cell being closed */
     return &c->confinement;
 }
 

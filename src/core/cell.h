@@ -134,6 +134,8 @@ struct iso_cell {
     iso_error lost;   /* why the cell died under a request, found by an
                          event poll: the next wait for the result gets it */
     iso_kind overrun; /* ISO_TIMEOUT / ISO_CPU: the request passed a limit */
+    bool confining;   /* the cell thread's confinement is not awaited yet */
+    iso_error failed; /* why the host stopped the cell (confinement) */
     double overrun_since; /* when it did */
     double started, last_interrupt;
     double spawned_at, ended_at;
@@ -147,7 +149,14 @@ typedef enum iso_mode {
     ISO_MODE_COMPAT
 } iso_mode;
 iso_mode iso_mode_get(void);
-int iso_cell_confine(iso_cell *c, iso_error *err); /* host: spawn waits */
+/* Host: spawn starts the cell thread's confinement; everything else that
+ * touches the cell first waits for it with iso_cell_confined (-1 with err
+ * when it failed). The cell thread serves it before any request. */
+int iso_cell_confine(iso_cell *c, iso_error *err);
+int iso_cell_confined(iso_cell *c, iso_error *err);
+/* cell.c: iso_cell_confined, then a warning event for a missing layer, or
+ * the cell stopped with the reason kept for every later call. */
+int iso_cell_settle(iso_cell *c, iso_error *err);
 /* The pool's refill thread: a warm cell's thread joins a threaded cgroup of
  * its own ahead of spawn. Best effort (spawn makes one when it did not). */
 void iso_cell_cgroup_prepare(iso_cell *c);

@@ -30,6 +30,7 @@ struct iso_cell_kernel {
     long tid;
     bool joined;    /* the thread is in cg already (it joined while warm) */
     bool join_only; /* the pending ISO_REQ_CONFINE only joins cg */
+    bool compat;    /* the mode when spawn asked (the thread runs later) */
     char cgroup_why[600]; /* why the thread has no cgroup */
     char guard_why[600];  /* why the BPF guard does not cover the cell */
 };
@@ -228,7 +229,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     iso_grants_runtime(gs);
     iso_grants_plan(gs, c->plan);
     cc->in_thread = true;
-    cc->compat = iso_mode_get() == ISO_MODE_COMPAT;
+    cc->compat = c->kernel->compat;
     cc->grants = gs->g;
     cc->n_grants = gs->n;
     cc->processes = 0;
@@ -334,8 +335,8 @@ static struct iso_cell_kernel *kernel_of(iso_cell *c)
     return c->kernel;
 }
 
-/* Hand the cell thread ISO_REQ_CONFINE and wait for its answer. */
-static int ask_thread(iso_cell *c, iso_error *err)
+/* Hand the cell thread ISO_REQ_CONFINE; iso_cell_confined waits for it. */
+static int post_request(iso_cell *c, iso_error *err)
 {
     iso_req *r = calloc(1, sizeof *r);
     if (!r)
@@ -345,7 +346,15 @@ static int ask_thread(iso_cell *c, iso_error *err)
     c->confine_rc = 1; /* pending */
     c->req = r;
     pthread_mutex_unlock(&c->mu);
+    c->confining = true;
     iso_signal_notify(&c->to_cell);
+    return 0;
+}
+
+int iso_cell_confined(iso_cell *c, iso_error *err)
+{
+    if (!c->confining)
+        return 0;
     pthread_mutex_lock(&c->mu);
     while (c->confine_rc > 0)
         pthread_cond_wait(&c->cv, &c->mu);
@@ -353,7 +362,13 @@ static int ask_thread(iso_cell *c, iso_error *err)
     if (rc)
         iso_error_move(err, &c->confine_err);
     pthread_mutex_unlock(&c->mu);
+    c->confining = false;
     return rc;
+}
+
+static int ask_thread(iso_cell *c, iso_error *err)
+{
+    return post_request(c, err) || iso_cell_confined(c, err) ? -1 : 0;
 }
 
 void iso_cell_cgroup_prepare(iso_cell *c)
@@ -380,7 +395,8 @@ int iso_cell_confine(iso_cell *c, iso_error *err)
     if (!kernel_of(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     make_cgroup(c);
-    return ask_thread(c, err);
+    c->kernel->compat = iso_mode_get() == ISO_MODE_COMPAT;
+    return post_request(c, err);
 }
 
 void iso_cell_unconfine(iso_cell *c)
@@ -439,6 +455,8 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     iso_net_rule rules[ISO_NETGUARD_MAX_RULES];
     size_t n = 0;
     bool fs_same, net_same;
+    if (iso_cell_settle(c, err))
+        return -1;
     compare(c->plan, plan, &fs_same, &net_same);
     bool sub = c->backend == ISO_BACKEND_SUBINTERPRETER;
     /* everything that can fail first: then nothing has changed */

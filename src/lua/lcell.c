@@ -358,9 +358,19 @@ static void set_string(lua_State *L, const char *key, const char *v)
 }
 
 /* {type="log", level=, message=, fields=}, {type="metric", name=, value=,
- * tags=}, {type="denial", capability=, action=, target=, rule=, layer=} */
+ * tags=}, {type="denial", capability=, action=, target=, rule=, layer=},
+ * {type="warning", message=} */
 static void push_event(lua_State *L, lcell *u, iso_msg *m)
 {
+    if (m->type == ISO_MSG_WARNING) {
+        lua_createtable(L, 0, 4);
+        set_string(L, "type", "warning");
+        set_string(L, "message", m->value.u.str.ptr);
+        set_string(L, "cell", iso_cell_name(u->cell));
+        lua_pushnumber(L, m->time);
+        lua_setfield(L, -2, "time");
+        return;
+    }
     static const char *const log_keys[] = {"level", "message", "fields"};
     static const char *const metric_keys[] = {"name", "value", "tags"};
     static const char *const denial_keys[] = {"capability", "action", "target",
