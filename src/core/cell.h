@@ -162,7 +162,8 @@ int iso_cell_settle(iso_cell *c, iso_error *err);
 void iso_cell_cgroup_prepare(iso_cell *c);
 /* The BPF guard for a cell's cgroup (either backend): install its plan's
  * rules and remember the cell for denial events; the confinement row. */
-bool iso_cell_guard(iso_cell *c, const char *cgroup_dir, char *why, size_t n);
+bool iso_cell_guard(iso_cell *c, const char *cgroup_dir, uint64_t cgroup_id,
+                    char *why, size_t n); /* cgroup_id 0: look it up */
 void iso_cell_unguard(iso_cell *c);
 int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
                        const char *why);

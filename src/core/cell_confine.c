@@ -31,6 +31,7 @@ struct iso_cell_kernel {
     bool joined;    /* the thread is in cg already (it joined while warm) */
     bool join_only; /* the pending ISO_REQ_CONFINE only joins cg */
     bool compat;    /* the mode when spawn asked (the thread runs later) */
+    uint64_t cg_id; /* cg's id, found while warm; 0: not yet */
     char cgroup_why[600]; /* why the thread has no cgroup */
     char guard_why[600];  /* why the BPF guard does not cover the cell */
 };
@@ -127,14 +128,14 @@ static void forget(uint64_t id)
 /* Install the cell's net rules for the cgroup at dir before anything of
  * the cell runs in it. False (with why) when the guard cannot: the cell
  * then falls back to Landlock's port rules. */
-bool iso_cell_guard(iso_cell *c, const char *dir, char *why, size_t n)
+bool iso_cell_guard(iso_cell *c, const char *dir, uint64_t id, char *why,
+                    size_t n)
 {
     iso_error err = {0};
     iso_net_rule rules[ISO_NETGUARD_MAX_RULES];
     size_t count = 0;
-    uint64_t id = 0;
     int rc = iso_netguard_open(&err);
-    if (rc == 0)
+    if (rc == 0 && !id)
         rc = iso_cgroup_id_of(dir, &id, &err);
     if (rc == 0)
         rc = iso_netguard_rules_from_plan(c->plan, rules,
@@ -323,7 +324,8 @@ static void make_cgroup(iso_cell *c)
         snprintf(k->guard_why, sizeof k->guard_why,
                  "the BPF guard sees cgroups, and this cell thread has none");
     } else {
-        iso_cell_guard(c, k->cg.path, k->guard_why, sizeof k->guard_why);
+        iso_cell_guard(c, k->cg.path, k->cg_id, k->guard_why,
+                       sizeof k->guard_why);
     }
     iso_error_clear(&err);
 }
@@ -383,6 +385,8 @@ void iso_cell_cgroup_prepare(iso_cell *c)
     int rc = ask_thread(c, &err);
     k->join_only = false;
     k->joined = rc == 0;
+    if (rc == 0 && iso_cgroup_id_of(k->cg.path, &k->cg_id, &err) < 0)
+        k->cg_id = 0; /* spawn looks again */
     if (rc) {
         iso_cgroup_remove(&k->cg, &err);
         k->cg.path[0] = '\0';

@@ -486,7 +486,7 @@ static int make_cgroup(iso_cell *c, const iso_cell_config *cfg, proc *p,
                  "the BPF guard sees cgroups, and this cell has none (%.400s)",
                  cg_err.message);
     else /* before the worker joins the cgroup */
-        iso_cell_guard(c, p->cg.path, p->guard_why, sizeof p->guard_why);
+        iso_cell_guard(c, p->cg.path, 0, p->guard_why, sizeof p->guard_why);
     iso_error_clear(&cg_err);
     if (cfg->processes > 0 && !(p->has_cg && p->cg.pids))
         return iso_error_set(err, ISO_NOT_IMPLEMENTED,
