@@ -62,12 +62,14 @@ describe("sandbox.on", function()
     end)
   end
 
-  it("warns once at spawn when a confinement layer is missing", function()
+  it("warns once, when the cell is confined, if a confinement layer is missing", function()
     local sb <close> = sandbox.spawn({})
     local missing = 0
     for _, row in ipairs(sb:confinement()) do
       if row.state == "missing" then missing = missing + 1 end
     end
+    for _ in sb:events() do end -- hands pending events to the handlers
+    sb:exec("post(1)")
     assert.are.equal(missing > 0 and 1 or 0, #of_type("warning", sb.name))
   end)
 
