@@ -326,6 +326,14 @@ typedef enum iso_wait {
  * or -1 with err (a limit, a dead cell, ...). */
 int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
                   iso_error *err);
+/* Block until at least one of the n cells needs its host: waiting for its
+ * result would hand over something (the result, a broker request, an
+ * event, a death) or enforce wall_ms / cpu_ms; or until timeout_s passes
+ * (< 0: forever). A cell not running a request always needs it. Sets
+ * ready[i] for each such cell and returns how many (0: the timeout).
+ * Collects nothing itself: call iso_cell_wait on the ready cells. */
+size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
+                         bool *ready);
 /* Answer the pending REQUEST: value (moved) on success, or error text. */
 int iso_cell_reply(iso_cell *c, iso_value *value, const char *error);
 /* Pop the next queued log/metric message, NULL when none. Never blocks. */

@@ -30,11 +30,9 @@ local WRAP_KEYS = { "backend", "capabilities", "code", "imports", "limits",
                     "policy", "reuse" }
 local MAP_KEYS = { "on_progress", "workers" }
 
--- map waits by blocking on one running call (the one expected to end
--- first) for as long as the others can wait to be noticed: the time they
--- are still expected to take, or a tenth of how long they have run once
--- past it, within these bounds. Waking up often costs the workers CPU.
-local WAIT_MIN_S, WAIT_MAX_S = 0.0002, 0.05
+-- map sleeps until any running worker has something (core.wait_any wakes
+-- it then, and enforces limits on time); this bound is a safety net only.
+local WAIT_MAX_S = 1.0
 
 -- ---- option checking --------------------------------------------------------
 
@@ -301,7 +299,7 @@ local function new_run(p, inputs, workers, progress)
   local own_gil = core.info().own_gil
   local m = { p = p, inputs = inputs, total = #inputs, done = 0,
               next_input = 1, values = {}, outputs = {}, errors = {},
-              queues = {}, workers = {}, progress = progress, took = {} }
+              queues = {}, workers = {}, progress = progress }
   for s, st in ipairs(p.stages) do
     m.queues[s] = { first = 1, last = 0 }
     m.workers[s] = { backend = st.spawn.backend
@@ -315,7 +313,7 @@ local function spawn_workers(m)
   for s, st in ipairs(m.p.stages) do
     local ws = m.workers[s]
     for k = 1, m.per_stage do
-      ws[k] = { cell = open_stage_cell(m.p.sandbox, st, ws.backend) }
+      ws[k] = { stage = s, cell = open_stage_cell(m.p.sandbox, st, ws.backend) }
     end
   end
 end
@@ -376,8 +374,7 @@ local function start(m, s, w, i)
     renew(m, s, w)
     return
   end
-  w.item, w.started = i, core.now()
-  w.due = w.started + (m.took[s] or 0) -- when it is expected to end
+  w.item = i
 end
 
 -- Later stages first: items finish sooner and fewer wait in between.
@@ -393,51 +390,37 @@ local function dispatch(m)
   end
 end
 
--- Collect what w's call produced; false while it still runs.
-local function collect(m, s, w, timeout)
-  local ok, done, v = pcall(w.cell.result, w.cell, timeout)
-  if ok and not done then return false end
-  local i, took = w.item, core.now() - w.started
-  local avg = m.took[s]
-  m.took[s], w.item = avg and 0.8 * avg + 0.2 * took or took, nil
+-- Collect what w's call produced, if it ended.
+local function collect(m, w)
+  local ok, done, v = pcall(w.cell.result, w.cell, 0)
+  if ok and not done then return end
+  local s, i = w.stage, w.item
+  w.item = nil
   if ok then
     advance(m, s, i, true, v)
   else
     advance(m, s, i, false, done)
     renew(m, s, w)
   end
-  return true
 end
 
--- How long w, running, can wait to be noticed once it ended: until it is
--- expected to end, or a tenth of its run time once past that.
-local function slack(w, t)
-  local r = w.due - t
-  if r < 0 then r = 0.1 * (t - w.started) end
-  return math.max(WAIT_MIN_S, r)
-end
-
--- Poll every running worker; when none is done, block on the one expected
--- to end first, for as long as the others' slack allows.
+-- Sleep until some running workers have something for us (a result, a
+-- broker request, an event, a limit to enforce), then collect from those.
+-- One wait for all of them: a worker that ends is noticed at once, not
+-- after a guess at how long the others take.
 local function sweep(m)
-  local t, ts, tw, progressed = core.now(), nil, nil, false
+  local running, cells = {}, {}
   for s = 1, #m.p.stages do
     for _, w in ipairs(m.workers[s]) do
-      if w.item and collect(m, s, w, 0) then
-        progressed = true
-      elseif w.item and (not tw or w.due < tw.due) then
-        ts, tw = s, w
+      if w.item then
+        running[#running + 1], cells[#cells + 1] = w, w.cell
       end
     end
   end
-  if progressed or not tw then return end
-  local timeout = WAIT_MAX_S
-  for s = 1, #m.p.stages do
-    for _, w in ipairs(m.workers[s]) do
-      if w.item and w ~= tw then timeout = math.min(timeout, slack(w, t)) end
-    end
+  if #cells == 0 then return end
+  for _, k in ipairs(core.wait_any(cells, WAIT_MAX_S)) do
+    collect(m, running[k])
   end
-  collect(m, ts, tw, timeout)
 end
 
 local function run_map(m)

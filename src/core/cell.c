@@ -4,6 +4,7 @@
  * backend (py_cell.c); the two meet only through struct iso_cell.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,11 @@ bool iso_cell_name_valid(const char *name)
 
 /* ---- messages and queues ---------------------------------------------- */
 
+/* Rung by every sub-interpreter cell's push besides its own to_host, so
+ * that iso_cell_wait_any sleeps on one address for many cells. A ring from
+ * a cell outside the waited-for set costs the waiter one more look. */
+static iso_signal doorbell;
+
 iso_msg *iso_msg_new(iso_msg_type type)
 {
     iso_msg *m = calloc(1, sizeof *m);
@@ -128,6 +134,7 @@ void iso_cell_push(iso_cell *c, iso_msg *m)
     queue_push(&c->outbox, m);
     pthread_mutex_unlock(&c->mu);
     iso_signal_notify(&c->to_host);
+    iso_signal_notify(&doorbell);
 }
 
 void iso_req_destroy(iso_req *r)
@@ -672,6 +679,108 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
         }
         if (c->ops->receive(c, next_deadline(c, what, deadline), err))
             return -1;
+    }
+}
+
+/* ---- waiting for any of several cells ---------------------------------- */
+
+/* Process cells in one wait-any that get a socket of their own in ppoll;
+ * any beyond are looked at every WAIT_ANY_SLICE_S. */
+#define WAIT_ANY_FDS 64
+/* A mixed set (cell threads and process cells) cannot sleep on the
+ * doorbell and sockets at once: it polls the sockets in slices this long
+ * and looks at the doorbell in between. */
+#define WAIT_ANY_SLICE_S 0.001
+
+/* Take in what c sent, without waiting. A death found here is the running
+ * request's outcome, kept for whoever collects its result. */
+static void take_in(iso_cell *c)
+{
+    iso_error err = {0};
+    bool busy = c->busy;
+    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
+        iso_error_move(&c->lost, &err);
+    iso_error_clear(&err);
+}
+
+static void lower(double *wake, double t)
+{
+    if (t >= 0 && (*wake < 0 || t < *wake))
+        *wake = t;
+}
+
+/* Would waiting for c's result do more than time out: hand over the
+ * result, a broker request, an event or a death, or enforce a limit? If
+ * not, *wake is lowered to when a limit must be looked at again. */
+static bool needs_host(iso_cell *c, double now, double *wake)
+{
+    if (!c->busy || !iso_cell_is_open(c) || c->lost.kind != ISO_OK ||
+        c->pending_result || c->pending_request || c->events.head)
+        return true;
+    if (c->overrun == ISO_OK && over_limit(c, now))
+        return true; /* it just passed one */
+    double due = next_deadline(c, ISO_WAIT_RESULT, -1);
+    if (due >= 0 && due <= now)
+        return true; /* the next interrupt (or kill) is due */
+    lower(wake, due);
+    return false;
+}
+
+static void to_timespec(double seconds, struct timespec *ts)
+{
+    if (seconds < 0)
+        seconds = 0;
+    ts->tv_sec = (time_t)seconds;
+    ts->tv_nsec = (long)((seconds - (double)ts->tv_sec) * 1e9);
+}
+
+/* Sleep until the doorbell moves past seen, a process cell's socket has
+ * something, or wake (< 0: no limit). Spurious returns are fine. */
+static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
+                      double wake)
+{
+    struct pollfd fds[WAIT_ANY_FDS];
+    nfds_t nfds = 0;
+    bool threads = false, overflow = false;
+    for (size_t i = 0; i < n; i++) {
+        int fd = cells[i]->backend == ISO_BACKEND_PROCESS
+                     ? iso_process_frames_fd(cells[i])
+                     : -1;
+        if (fd < 0)
+            threads = true;
+        else if (nfds == WAIT_ANY_FDS)
+            overflow = true;
+        else
+            fds[nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    }
+    if (nfds == 0) {
+        iso_signal_sleep(&doorbell, seen, wake);
+        return;
+    }
+    double now = iso_now();
+    if (threads || overflow)
+        lower(&wake, now + WAIT_ANY_SLICE_S);
+    struct timespec ts;
+    to_timespec(wake - now, &ts);
+    ppoll(fds, nfds, wake < 0 ? NULL : &ts, NULL);
+}
+
+size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
+                         bool *ready)
+{
+    double deadline = timeout_s < 0 ? -1 : iso_now() + timeout_s;
+    for (;;) {
+        uint32_t seen = iso_signal_peek(&doorbell);
+        double now = iso_now(), wake = deadline;
+        size_t count = 0;
+        for (size_t i = 0; i < n; i++) {
+            take_in(cells[i]);
+            ready[i] = needs_host(cells[i], now, &wake);
+            count += ready[i];
+        }
+        if (count || n == 0 || (deadline >= 0 && now >= deadline))
+            return count;
+        sleep_any(cells, n, seen, wake);
     }
 }
 

@@ -66,10 +66,12 @@ typedef struct iso_cell_ops {
 } iso_cell_ops;
 
 extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
-/* proc.c: is the worker installed; a process cell's CPU time, memory. */
+/* proc.c: is the worker installed; a process cell's CPU time, memory; the
+ * socket its frames arrive on (-1 once it is gone), for iso_cell_wait_any. */
 int iso_process_backend_check(iso_error *err);
 int64_t iso_process_cpu_ms(const iso_cell *c);
 int64_t iso_process_mem_bytes(const iso_cell *c); /* resident set */
+int iso_process_frames_fd(const iso_cell *c);
 
 struct iso_cell {
     _Atomic int refs; /* the host handle, the cell thread, interrupters */

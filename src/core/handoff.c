@@ -56,14 +56,8 @@ static void to_timespec(double seconds, struct timespec *ts)
     ts->tv_nsec = (long)((seconds - (double)ts->tv_sec) * 1e9);
 }
 
-int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
+int iso_signal_sleep(iso_signal *s, uint32_t seen, double deadline)
 {
-    double start = iso_now();
-    double spin_until = start + ISO_SPIN_NS * 1e-9;
-    if (deadline >= 0 && deadline < spin_until)
-        spin_until = deadline;
-    if (spin(s, seen, start + ISO_SPIN_NS * 0.2e-9, spin_until) == 0)
-        return 0;
     atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
     int rc = 0;
     while (iso_signal_peek(s) == seen) {
@@ -81,4 +75,15 @@ int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
     }
     atomic_fetch_sub_explicit(&s->sleepers, 1, memory_order_seq_cst);
     return rc;
+}
+
+int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
+{
+    double start = iso_now();
+    double spin_until = start + ISO_SPIN_NS * 1e-9;
+    if (deadline >= 0 && deadline < spin_until)
+        spin_until = deadline;
+    if (spin(s, seen, start + ISO_SPIN_NS * 0.2e-9, spin_until) == 0)
+        return 0;
+    return iso_signal_sleep(s, seen, deadline);
 }

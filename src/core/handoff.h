@@ -37,6 +37,9 @@ void iso_signal_notify(iso_signal *s);
 /* Wait until the sequence moves past seen or the CLOCK_MONOTONIC deadline
  * (seconds; < 0 waits forever) passes. Returns 0, or -1 on deadline. */
 int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline);
+/* The same without the spin: for a waiter that expects nothing soon and
+ * would only take a CPU from the threads it waits for. */
+int iso_signal_sleep(iso_signal *s, uint32_t seen, double deadline);
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in seconds. */
 double iso_now(void);
 double iso_wallclock(void);

@@ -609,3 +609,9 @@ const iso_cell_ops iso_process_ops = {
     .stop = proc_stop,
     .destroy = proc_destroy,
 };
+
+int iso_process_frames_fd(const iso_cell *c)
+{
+    const proc *p = c->backend_data;
+    return p ? p->sock : -1;
+}

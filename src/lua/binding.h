@@ -20,6 +20,7 @@ int iso_lua_raisef(lua_State *L, iso_kind kind, const char *fmt, ...);
 /* lcell.c */
 void iso_lua_cell_register(lua_State *L); /* the isolate.Cell metatable */
 int iso_lua_cell_spawn(lua_State *L);     /* core.spawn(config, broker) */
+int iso_lua_cell_wait_any(lua_State *L);  /* core.wait_any(cells, timeout) */
 
 /* lplan.c */
 void iso_lua_plan_register(lua_State *L); /* into the module table on top */

@@ -206,6 +206,7 @@ static const luaL_Reg core_functions[] = {
     {"now", l_now},
     {"sleep", l_sleep},
     {"spawn", iso_lua_cell_spawn},
+    {"wait_any", iso_lua_cell_wait_any},
     {"backend_check", l_backend_check},
     {"name_valid", l_name_valid},
     {"info", l_info},

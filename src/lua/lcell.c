@@ -604,3 +604,48 @@ int iso_lua_cell_spawn(lua_State *L)
         return iso_lua_raise(L, &err);
     return 1;
 }
+
+/* The cells of the list at index 1, into an array owned by a new userdata
+ * on the stack (freed by the GC even if a later check raises). */
+static iso_cell **check_cell_list(lua_State *L, size_t *n)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer len = luaL_len(L, 1);
+    *n = len > 0 ? (size_t)len : 0;
+    iso_cell **cells = lua_newuserdatauv(L, *n * sizeof *cells + *n, 0);
+    for (size_t i = 0; i < *n; i++) {
+        lua_geti(L, 1, (lua_Integer)i + 1);
+        lcell *u = luaL_testudata(L, -1, ISO_CELL_MT);
+        if (!u || !u->cell)
+            iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                           "wait_any: item %d is not a spawned cell",
+                           (int)i + 1);
+        cells[i] = u->cell;
+        lua_pop(L, 1);
+    }
+    return cells;
+}
+
+/* core.wait_any(cells, [timeout_s]) -> positions: block until some of the
+ * cells (a list) have something for :result() (their result, a broker
+ * request, an event, a death, a limit to enforce), or until the timeout;
+ * the positions of those, in order (none at the timeout). Takes nothing:
+ * :result(0) on them does, serving and dispatching as it always does. */
+int iso_lua_cell_wait_any(lua_State *L)
+{
+    double timeout = luaL_optnumber(L, 2, -1);
+    if (!lua_isnoneornil(L, 2) && timeout < 0)
+        return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                              "wait_any timeout must be >= 0 seconds");
+    size_t n;
+    iso_cell **cells = check_cell_list(L, &n);
+    bool *ready = (bool *)(cells + n);
+    size_t count = iso_cell_wait_any(cells, n, timeout, ready);
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (ready[i]) {
+            lua_pushinteger(L, (lua_Integer)i + 1);
+            lua_rawseti(L, -2, (lua_Integer)++k);
+        }
+    return 1;
+}
