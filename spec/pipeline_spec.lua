@@ -231,6 +231,66 @@ describe("pipeline:map" .. " (" .. backend .. ")", function()
   end)
 end)
 
+describe("core.wait_any, map's wait for its workers" .. " (" .. backend .. ")", function()
+  local core = require "isolate.core"
+  local spawn = support.spawner(backend)
+  local LOOP = "def spin(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return n\n"
+
+  local function loop_cell(opts)
+    local c = spawn(opts)
+    c:exec(LOOP)
+    return c
+  end
+
+  it("names the cells whose call ended, none at the timeout", function()
+    no_leak(function()
+      local slow <close> = loop_cell()
+      local fast <close> = loop_cell()
+      slow:start_call("spin", 1 << 40)
+      fast:start_call("spin", 1000)
+      assert.are.same({ 2 }, core.wait_any({ slow, fast }, 30))
+      assert.are.same({ true, 1000 }, { fast:result(0) })
+      assert.are.same({}, core.wait_any({ slow }, 0.05))
+      slow:kill()
+      assert.are.same({ 1 }, core.wait_any({ slow }, 30)) -- it needs collecting
+    end)
+  end)
+
+  it("returns at once for a cell that runs nothing", function()
+    local idle <close> = loop_cell()
+    assert.are.same({ 1, 2 }, core.wait_any({ idle, idle }))
+  end)
+
+  it("wakes for a broker request, which result(0) then serves", function()
+    sandbox.capability("twice", function(_, payload) return payload * 2 end)
+    local c <close> = spawn({ capabilities = { "twice" } })
+    c:exec("def run(x):\n    return request('twice', 'go', x) + 1\n")
+    c:start_call("run", 20)
+    local done, v
+    repeat
+      assert.are.same({ 1 }, core.wait_any({ c }, 30))
+      done, v = c:result(0)
+    until done
+    assert.are.equal(41, v)
+  end)
+
+  it("wakes to enforce wall_ms on a runaway call", function()
+    local c <close> = loop_cell({ limits = { wall_ms = 100 } })
+    c:start_call("spin", 1 << 40)
+    local e = err_of(function()
+      repeat core.wait_any({ c }, 30) until c:result(0)
+    end)
+    assert.are.equal("timeout", e.kind)
+  end)
+
+  it("refuses what is not a list of cells, and a negative timeout", function()
+    local c <close> = loop_cell()
+    assert.are.equal("invalid_argument", err_of(core.wait_any, "cells").kind)
+    assert.are.equal("invalid_argument", err_of(core.wait_any, { c, 1 }).kind)
+    assert.are.equal("invalid_argument", err_of(core.wait_any, { c }, -1).kind)
+  end)
+end)
+
 describe("wrap" .. " (" .. backend .. ")", function()
   local COUNTER = "n = 0\ndef bump(k=1):\n    global n\n    n += k\n    return n\n"
 
@@ -293,6 +353,31 @@ describe("map workers", function()
     local given = new_pipeline({ backend = "subinterpreter", imports = { "os" } })
       :stage("pid", { code = PID, entry = "run" })
     assert.are.equal(host, given:map({ 0 })[1])
+  end)
+
+  it("can be of both kinds in one map", function()
+    if not (implemented("subinterpreter") and implemented("process")) then return end
+    no_leak(function()
+      local p = new_pipeline()
+        :stage("thread", { backend = "subinterpreter", code = "def run(x):\n    return x + 1\n", entry = "run" })
+        :stage("proc", { backend = "process", code = "def run(x):\n    return x * 10\n", entry = "run" })
+      local outs, errs = p:map({ 1, 2, 3, 4, 5 }, { workers = 2 })
+      assert.are.same({ 20, 30, 40, 50, 60 }, outs)
+      assert.are.same({}, errs)
+    end)
+  end)
+
+  it("stop a sub-interpreter item at cpu_ms", function()
+    if not implemented("subinterpreter") then return end
+    no_leak(function()
+      local p = new_pipeline({ backend = "subinterpreter" })
+        :stage("spin", { code = "def run(n):\n    for i in range(n):\n        pass\n    return n\n",
+                         entry = "run", limits = { cpu_ms = 100 } })
+      local outs, errs = p:map({ 1, 1 << 40 }, { workers = 1 })
+      assert.are.equal(1, outs[1])
+      assert.are.equal("cpu", errs[2].kind)
+      assert.are.equal("spin", errs[2].stage)
+    end)
   end)
 
   it("replace a process worker whose cell crashed", function()

@@ -69,11 +69,27 @@ static void test_sleeper_is_woken(void)
     pthread_join(t, NULL);
 }
 
+/* sleep: no spin, yet the same deadline and wake-up contract. */
+static void test_sleep(void)
+{
+    iso_signal s = {0};
+    double start = iso_now();
+    CHECK_EQ_INT(iso_signal_sleep(&s, 0, start + 0.02), -1);
+    CHECK(iso_now() - start >= 0.02);
+    pthread_t t;
+    pthread_create(&t, NULL, late_notify, &s);
+    CHECK_EQ_INT(iso_signal_sleep(&s, 0, iso_now() + 10), 0);
+    CHECK_EQ_INT(atomic_load(&s.sleepers), 0);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(iso_signal_sleep(&s, 0, -1), 0); /* already moved */
+}
+
 int main(void)
 {
     RUN(test_ping_pong);
     RUN(test_deadline);
     RUN(test_already_moved);
     RUN(test_sleeper_is_woken);
+    RUN(test_sleep);
     return CHECK_EXIT();
 }

@@ -609,7 +609,10 @@ int iso_lua_cell_spawn(lua_State *L)
  * on the stack (freed by the GC even if a later check raises). */
 static iso_cell **check_cell_list(lua_State *L, size_t *n)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_istable(L, 1))
+        iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                       "wait_any expects a list of cells, got %s",
+                       luaL_typename(L, 1));
     lua_Integer len = luaL_len(L, 1);
     *n = len > 0 ? (size_t)len : 0;
     iso_cell **cells = lua_newuserdatauv(L, *n * sizeof *cells + *n, 0);
