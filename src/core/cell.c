@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "cell.h"
 #include "py_alloc.h"
@@ -73,8 +75,23 @@ bool iso_cell_name_valid(const char *name)
 
 /* Rung by every sub-interpreter cell's push besides its own to_host, so
  * that iso_cell_wait_any sleeps on one address for many cells. A ring from
- * a cell outside the waited-for set costs the waiter one more look. */
+ * a cell outside the waited-for set costs the waiter one more look. A
+ * waiter that must also watch process cells' sockets sleeps in ppoll
+ * instead, and asks (pollers) for the ring to reach an eventfd too. */
 static iso_signal doorbell;
+static _Atomic uint32_t doorbell_pollers;
+static _Atomic int doorbell_fd = -1; /* made by the first such waiter */
+
+static void ring_doorbell(void)
+{
+    iso_signal_notify(&doorbell);
+    if (atomic_load(&doorbell_pollers)) {
+        uint64_t one = 1;
+        if (write(atomic_load(&doorbell_fd), &one, sizeof one) < 0) {
+            /* full counter: the waiter is woken already */
+        }
+    }
+}
 
 iso_msg *iso_msg_new(iso_msg_type type)
 {
@@ -134,7 +151,7 @@ void iso_cell_push(iso_cell *c, iso_msg *m)
     queue_push(&c->outbox, m);
     pthread_mutex_unlock(&c->mu);
     iso_signal_notify(&c->to_host);
-    iso_signal_notify(&doorbell);
+    ring_doorbell();
 }
 
 void iso_req_destroy(iso_req *r)
@@ -684,12 +701,10 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
 
 /* ---- waiting for any of several cells ---------------------------------- */
 
-/* Process cells in one wait-any that get a socket of their own in ppoll;
- * any beyond are looked at every WAIT_ANY_SLICE_S. */
+/* Process cells in one wait-any that get a socket of their own in ppoll.
+ * Any beyond, and the doorbell when no eventfd can be made, are looked at
+ * every WAIT_ANY_SLICE_S instead. */
 #define WAIT_ANY_FDS 64
-/* A mixed set (cell threads and process cells) cannot sleep on the
- * doorbell and sockets at once: it polls the sockets in slices this long
- * and looks at the doorbell in between. */
 #define WAIT_ANY_SLICE_S 0.001
 
 /* Take in what c sent, without waiting. A death found here is the running
@@ -734,35 +749,64 @@ static void to_timespec(double seconds, struct timespec *ts)
     ts->tv_nsec = (long)((seconds - (double)ts->tv_sec) * 1e9);
 }
 
+/* The doorbell's eventfd for ppoll, made once (the host thread only
+ * waits); -1 when none can be made. */
+static int doorbell_pollfd(void)
+{
+    int fd = atomic_load(&doorbell_fd);
+    if (fd < 0) {
+        fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        atomic_store(&doorbell_fd, fd);
+    }
+    return fd;
+}
+
+/* ppoll the sockets in fds[0..nfds) and, with cell threads in the set,
+ * the doorbell (its eventfd in the last slot, left free by the caller). */
+static void poll_any(struct pollfd *fds, nfds_t nfds, bool threads,
+                     uint32_t seen, double wake)
+{
+    int bell = threads ? doorbell_pollfd() : -1;
+    if (threads && bell < 0) /* no eventfd: look at the doorbell often */
+        lower(&wake, iso_now() + WAIT_ANY_SLICE_S);
+    if (bell >= 0)
+        fds[nfds++] = (struct pollfd){.fd = bell, .events = POLLIN};
+    atomic_fetch_add(&doorbell_pollers, 1);
+    if (bell < 0 || iso_signal_peek(&doorbell) == seen) {
+        struct timespec ts;
+        to_timespec(wake - iso_now(), &ts);
+        ppoll(fds, nfds, wake < 0 ? NULL : &ts, NULL);
+    }
+    atomic_fetch_sub(&doorbell_pollers, 1);
+    uint64_t rings;
+    if (bell >= 0 && read(bell, &rings, sizeof rings) < 0) {
+        /* EAGAIN: nothing rang */
+    }
+}
+
 /* Sleep until the doorbell moves past seen, a process cell's socket has
  * something, or wake (< 0: no limit). Spurious returns are fine. */
 static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
                       double wake)
 {
-    struct pollfd fds[WAIT_ANY_FDS];
+    struct pollfd fds[WAIT_ANY_FDS + 1];
     nfds_t nfds = 0;
-    bool threads = false, overflow = false;
+    bool threads = false;
     for (size_t i = 0; i < n; i++) {
         int fd = cells[i]->backend == ISO_BACKEND_PROCESS
                      ? iso_process_frames_fd(cells[i])
                      : -1;
-        if (fd < 0)
+        if (cells[i]->backend != ISO_BACKEND_PROCESS)
             threads = true;
         else if (nfds == WAIT_ANY_FDS)
-            overflow = true;
-        else
+            lower(&wake, iso_now() + WAIT_ANY_SLICE_S);
+        else if (fd >= 0)
             fds[nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
     }
-    if (nfds == 0) {
+    if (nfds == 0)
         iso_signal_sleep(&doorbell, seen, wake);
-        return;
-    }
-    double now = iso_now();
-    if (threads || overflow)
-        lower(&wake, now + WAIT_ANY_SLICE_S);
-    struct timespec ts;
-    to_timespec(wake - now, &ts);
-    ppoll(fds, nfds, wake < 0 ? NULL : &ts, NULL);
+    else
+        poll_any(fds, nfds, threads, seen, wake);
 }
 
 size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
