@@ -92,6 +92,27 @@ local function bench_warm(first_result)
   return percentile(t, 0.5), percentile(t, 0.95)
 end
 
+-- Spawns in bursts of 8 from a pool of 16, as a map or a pipeline takes
+-- its workers; the single spawns above come right after a refill has
+-- filled the caches with a new interpreter's creation.
+local function bench_warm_burst()
+  local sleep = require("isolate.core").sleep
+  sandbox.configure({ warm_pool = 16 })
+  local cells, t = {}, {}
+  for _ = 1, math.ceil(25 * scale) do
+    while sandbox.pool().ready < 16 do sleep(0.001) end
+    for _ = 1, 8 do
+      local t0 = now()
+      cells[#cells + 1] = sandbox.spawn({})
+      t[#t + 1] = (now() - t0) * 1e6
+    end
+  end
+  sandbox.configure({ warm_pool = 0 })
+  for _, sb in ipairs(cells) do sb:close() end
+  table.sort(t)
+  return percentile(t, 0.5), percentile(t, 0.95)
+end
+
 local function spawn_idle(backend, n)
   local cells = {}
   for i = 1, n do
@@ -135,6 +156,7 @@ for _, backend in ipairs({ "subinterpreter", "process" }) do
   row(backend .. ": call echo(1 KiB str)", "us", bench_call_1k(backend))
 end
 row("subinterpreter: spawn from the warm pool", "us", bench_warm(false))
+row("warm pool: 8 spawns in a row, each", "us", bench_warm_burst())
 row("warm pool: spawn -> first result", "us", bench_warm(true))
 row("subinterpreter: RSS per idle cell (100)", "KiB", bench_idle_rss())
 row("process: PSS per idle cell (100)", "KiB", bench_idle_pss())

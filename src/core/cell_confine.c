@@ -274,6 +274,23 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
 }
 
 /* On the cell thread, with its GIL. */
+/* The thread's cgroup (unless it joined one while warm), guarded before
+ * anything of the cell runs. On the cell thread: spawn need not wait. */
+static void make_cgroup(iso_cell *c)
+{
+    iso_error err = {0};
+    struct iso_cell_kernel *k = c->kernel;
+    if (!k->joined && iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
+        snprintf(k->cgroup_why, sizeof k->cgroup_why, "%s", err.message);
+        snprintf(k->guard_why, sizeof k->guard_why,
+                 "the BPF guard sees cgroups, and this cell thread has none");
+    } else {
+        iso_cell_guard(c, k->cg.path, k->cg_id, k->guard_why,
+                       sizeof k->guard_why);
+    }
+    iso_error_clear(&err);
+}
+
 static int confine_self(iso_cell *c, iso_error *err)
 {
     iso_grants gs = {.n = 0};
@@ -281,6 +298,7 @@ static int confine_self(iso_cell *c, iso_error *err)
     iso_confine_report rep = {.n = 0};
     char threads[ISO_PATH_MAX + 64];
     c->kernel->tid = (long)syscall(SYS_gettid);
+    make_cgroup(c);
     int rc = thread_config(c, &gs, &cc, threads, sizeof threads, err);
     if (rc == 0)
         rc = iso_confine_thread(&cc, &rep, err);
@@ -312,23 +330,6 @@ void iso_cell_confine_run(iso_cell *c)
 }
 
 /* ---- the host side ------------------------------------------------------ */
-
-/* The thread's cgroup (unless it joined one while warm), guarded before
- * anything of the cell runs. */
-static void make_cgroup(iso_cell *c)
-{
-    iso_error err = {0};
-    struct iso_cell_kernel *k = c->kernel;
-    if (!k->joined && iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
-        snprintf(k->cgroup_why, sizeof k->cgroup_why, "%s", err.message);
-        snprintf(k->guard_why, sizeof k->guard_why,
-                 "the BPF guard sees cgroups, and this cell thread has none");
-    } else {
-        iso_cell_guard(c, k->cg.path, k->cg_id, k->guard_why,
-                       sizeof k->guard_why);
-    }
-    iso_error_clear(&err);
-}
 
 static struct iso_cell_kernel *kernel_of(iso_cell *c)
 {
@@ -398,7 +399,6 @@ int iso_cell_confine(iso_cell *c, iso_error *err)
 {
     if (!kernel_of(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    make_cgroup(c);
     c->kernel->compat = iso_mode_get() == ISO_MODE_COMPAT;
     return post_request(c, err);
 }

@@ -63,7 +63,8 @@ bool iso_cgroup_host_entered(void);
 /* ISO_NOT_IMPLEMENTED (saying how to turn them on) before host_enter. */
 int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err);
 void iso_cgroup_threads_path(const iso_cgroup *cg, char *out, size_t n);
-/* Move thread tid (if alive) back to the host directory; remove cg. */
+/* Move thread tid (if alive) back to the host directory; remove cg (now,
+ * or soon on a reaper thread while the kernel still holds it busy). */
 int iso_cgroup_thread_release(const iso_cgroup *cg, long tid, iso_error *err);
 
 #endif

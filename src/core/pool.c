@@ -8,20 +8,48 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cell.h"
 
 #define POOL_MAX 256
+/* Refill only once spawn has left the pool alone this long: creating an
+ * interpreter takes milliseconds of CPU (and, with a shared GIL, the GIL),
+ * which the cell just handed out should have for its first request. */
+#define REFILL_QUIET_S 0.005
 
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     iso_cell *cells[POOL_MAX];
     size_t n, target;
-    size_t taken; /* cells handed to spawn, ever */
-    bool running; /* the refill thread */
-} pool = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, false};
+    size_t taken;     /* cells handed to spawn, ever */
+    double last_take; /* iso_now() */
+    bool running;     /* the refill thread */
+} pool = {PTHREAD_MUTEX_INITIALIZER,
+          PTHREAD_COND_INITIALIZER,
+          {0},
+          0,
+          0,
+          0,
+          0,
+          false};
+
+/* The pool lock held: wait out REFILL_QUIET_S since the last take. False
+ * when it had to wait (look at the pool again). */
+static bool quiet(void)
+{
+    double left = pool.last_take + REFILL_QUIET_S - iso_now();
+    if (left <= 0)
+        return true;
+    struct timespec ts; /* pool.cv waits on CLOCK_REALTIME */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(left * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&pool.cv, &pool.mu, &ts);
+    return false;
+}
 
 static void *refill(void *unused)
 {
@@ -32,6 +60,8 @@ static void *refill(void *unused)
             pthread_cond_wait(&pool.cv, &pool.mu);
             continue;
         }
+        if (!quiet())
+            continue;
         pthread_mutex_unlock(&pool.mu);
         iso_error err = {0};
         iso_cell *c = iso_cell_new_blank(&err); /* milliseconds: unlocked */
@@ -88,6 +118,7 @@ iso_cell *iso_pool_take(void)
     pthread_mutex_lock(&pool.mu);
     iso_cell *c = pool.n > 0 ? pool.cells[--pool.n] : NULL;
     pool.taken += c != NULL;
+    pool.last_take = iso_now();
     pthread_cond_broadcast(&pool.cv); /* refill */
     pthread_mutex_unlock(&pool.mu);
     return c;
