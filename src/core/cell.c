@@ -201,6 +201,7 @@ static void cell_free(iso_cell *c)
     iso_error_clear(&c->start_err);
     iso_error_clear(&c->lost);
     iso_error_clear(&c->confine_err);
+    iso_error_clear(&c->failed);
     iso_cell_unconfine(c);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
     free_strings(c->imports, c->n_imports);
