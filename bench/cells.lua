@@ -69,42 +69,27 @@ local function bench_call_1k(backend)
   end)
 end
 
--- Spawn from a full warm pool (the pool refills between samples, which
--- are timed without the wait). spawn returns once the cell is confined;
--- the second row adds the first exec and its result.
-local function bench_warm(first_result)
+-- Spawn from a full warm pool of pool_size, `burst` spawns at a time (the
+-- pool refills between bursts, untimed). One at a time, each spawn comes
+-- right after a refill has filled the caches with a new interpreter's
+-- creation; in bursts, as a map or a pipeline takes its workers, most do
+-- not. first_result adds the first exec and its result (which waits for
+-- the cell's confinement: spawn does not).
+local function bench_warm(pool_size, burst, first_result)
   local sleep = require("isolate.core").sleep
-  sandbox.configure({ warm_pool = 4 })
+  sandbox.configure({ warm_pool = pool_size })
   local cells, t = {}, {}
-  for i = 1, math.ceil(200 * scale) do
-    while sandbox.pool().ready < 4 do sleep(0.001) end
-    local t0 = now()
-    cells[i] = sandbox.spawn({})
-    if first_result then
-      cells[i]:exec("post(1)")
-      assert(cells[i]:recv() == 1)
-    end
-    t[i] = (now() - t0) * 1e6
-  end
-  sandbox.configure({ warm_pool = 0 })
-  for _, sb in ipairs(cells) do sb:close() end
-  table.sort(t)
-  return percentile(t, 0.5), percentile(t, 0.95)
-end
-
--- Spawns in bursts of 8 from a pool of 16, as a map or a pipeline takes
--- its workers; the single spawns above come right after a refill has
--- filled the caches with a new interpreter's creation.
-local function bench_warm_burst()
-  local sleep = require("isolate.core").sleep
-  sandbox.configure({ warm_pool = 16 })
-  local cells, t = {}, {}
-  for _ = 1, math.ceil(25 * scale) do
-    while sandbox.pool().ready < 16 do sleep(0.001) end
-    for _ = 1, 8 do
+  for _ = 1, math.ceil(200 / burst * scale) do
+    while sandbox.pool().ready < pool_size do sleep(0.001) end
+    for _ = 1, burst do
       local t0 = now()
-      cells[#cells + 1] = sandbox.spawn({})
+      local sb = sandbox.spawn({})
+      if first_result then
+        sb:exec("post(1)")
+        assert(sb:recv() == 1)
+      end
       t[#t + 1] = (now() - t0) * 1e6
+      cells[#cells + 1] = sb
     end
   end
   sandbox.configure({ warm_pool = 0 })
@@ -155,9 +140,9 @@ for _, backend in ipairs({ "subinterpreter", "process" }) do
   row(backend .. ": exec('post(1)') + recv", "us", bench_round_trip(backend))
   row(backend .. ": call echo(1 KiB str)", "us", bench_call_1k(backend))
 end
-row("subinterpreter: spawn from the warm pool", "us", bench_warm(false))
-row("warm pool: 8 spawns in a row, each", "us", bench_warm_burst())
-row("warm pool: spawn -> first result", "us", bench_warm(true))
+row("subinterpreter: spawn from the warm pool", "us", bench_warm(4, 1, false))
+row("warm pool: 8 spawns in a row, each", "us", bench_warm(16, 8, false))
+row("warm pool: spawn -> first result", "us", bench_warm(4, 1, true))
 row("subinterpreter: RSS per idle cell (100)", "KiB", bench_idle_rss())
 row("process: PSS per idle cell (100)", "KiB", bench_idle_pss())
 print("| measurement                              |       median |          p95 |")
