@@ -67,6 +67,27 @@ static void read_all(int fd, char *buf, size_t n)
     buf[len] = '\0';
 }
 
+/* Run fn(out, arg) in a child (whose threads may end up confined); its
+ * output into buf. */
+static void in_child(void (*fn)(int out, void *arg), void *arg, char *buf,
+                     size_t n)
+{
+    int out[2];
+    buf[0] = '\0';
+    CHECK(pipe(out) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(out[0]);
+        fn(out[1], arg);
+        _exit(0);
+    }
+    close(out[1]);
+    read_all(out[0], buf, n);
+    close(out[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+}
+
 static iso_confine_config base_config(void)
 {
     iso_confine_config c;
@@ -970,6 +991,16 @@ static void *confined_thread(void *arg)
     return NULL;
 }
 
+static void thread_and_sibling(int out, void *secret)
+{
+    thread_probe t = {.secret = secret, .closed_port = 9, .other_port = 7};
+    pthread_t th;
+    pthread_create(&th, NULL, confined_thread, &t);
+    pthread_join(th, NULL);
+    int fd = open(secret, O_RDONLY | O_CLOEXEC); /* this thread: free */
+    say(out, "rc=%d %s main_open=%d", t.rc, t.out, fd >= 0);
+}
+
 /* The confined thread gets errors (never a kill); its process's other
  * threads are not confined. In a child, so this test stays unconfined. */
 static void test_thread_only(void)
@@ -982,24 +1013,8 @@ static void test_thread_only(void)
     int fd = mkstemp(secret);
     CHECK(fd >= 0);
     close(fd);
-    int out[2];
-    CHECK(pipe(out) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        thread_probe t = {.secret = secret, .closed_port = 9, .other_port = 7};
-        pthread_t th;
-        pthread_create(&th, NULL, confined_thread, &t);
-        pthread_join(th, NULL);
-        int fd2 = open(secret, O_RDONLY | O_CLOEXEC); /* this thread: free */
-        say(out[1], "rc=%d %s main_open=%d", t.rc, t.out, fd2 >= 0);
-        _exit(0);
-    }
-    close(out[1]);
     char buf[600];
-    read_all(out[0], buf, sizeof buf);
-    close(out[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    in_child(thread_and_sibling, secret, buf, sizeof buf);
     CHECK_EQ_STR(buf, "rc=0 open=13 exec=1 fork=1 listed=111 unlisted=13 "
                       "main_open=1");
     unlink(secret);
@@ -1062,8 +1077,9 @@ static int denied_count(const char *detail)
 /* In a child (its threads end up confined): a program is compiled once per
  * (mode, deny list as a set) and, installed from the cache, denies exactly
  * what its own deny list says, never another cell's. */
-static void cached_programs(int out)
+static void cached_programs(int out, void *unused)
 {
+    (void)unused;
     static const char *const ppid[] = {"getppid"};
     static const char *const pgrp[] = {"getpgrp"};
     static const char *const both[] = {"getppid", "getpgrp"};
@@ -1099,20 +1115,8 @@ static void cached_programs(int out)
 
 static void test_cached_seccomp_programs(void)
 {
-    int out[2];
-    CHECK(pipe(out) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(out[0]);
-        cached_programs(out[1]);
-        _exit(0);
-    }
-    close(out[1]);
     char buf[1024];
-    read_all(out[0], buf, sizeof buf);
-    close(out[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    in_child(cached_programs, NULL, buf, sizeof buf);
     CHECK_HAS_STR(buf, "a: getppid=1 getpgrp=0 personality=1\n");
     CHECK_HAS_STR(buf, "b: getppid=0 getpgrp=1 personality=1\n");
     CHECK_HAS_STR(buf, "b2: getppid=0 getpgrp=1 personality=1\n");
