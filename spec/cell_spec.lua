@@ -339,6 +339,25 @@ def get_outcome():
   end
 end)
 
+describe("the watchdog (subinterpreter)", function()
+  local core = require("isolate.core")
+
+  for _, case in ipairs({ { "cpu_ms", "cpu" }, { "wall_ms", "timeout" } }) do
+    it("stops a request past " .. case[1] .. " while nobody waits for it", function()
+      local sb <close> = sandbox.spawn({ limits = { [case[1]] = 200 } })
+      sb:start_exec("while True:\n    pass")
+      core.sleep(1.0) -- the host does other work: no exec, recv or result
+      assert.is_true(sb:stats().cpu_ms < 600) -- interrupted, not still spinning
+      assert.are.equal(case[2], err_of(sb.result, sb, 1).kind)
+      assert.is_true(sb:is_open()) -- interrupted in time: not abandoned
+      if case[1] == "wall_ms" then -- (cpu_ms is the cell's whole budget)
+        sb:exec("post(1)")
+        assert.are.equal(1, sb:recv(1))
+      end
+    end)
+  end
+end)
+
 describe("stats().mem_bytes", function()
   for _, backend in ipairs(support.backends()) do
     it("follows what the guest holds (" .. backend .. ")", function()

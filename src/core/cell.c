@@ -491,6 +491,9 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->busy = true;
     c->overrun = ISO_OK;
     c->started = iso_now();
+    if (c->ops->interrupt &&
+        (c->wall_ms > 0 || c->cpu_ms > 0 || c->mem_limit > 0))
+        iso_watchdog_watch(c, r->seq, c->started); /* else: while waiting */
     c->last_interrupt = 0;
     c->calls++;
     return c->ops->submit(c, r, err);
@@ -571,6 +574,16 @@ bool iso_cell_drain_outbox(iso_cell *c)
     return any;
 }
 
+/* What the watchdog found while nobody waited, if anything. */
+static void adopt_watchdog(iso_cell *c)
+{
+    double since;
+    iso_kind kind =
+        c->overrun ? ISO_OK : iso_watchdog_found(c, c->next_seq, &since);
+    if (kind != ISO_OK)
+        c->overrun = kind, c->overrun_since = since;
+}
+
 static iso_msg *take_ready(iso_cell *c, iso_wait what)
 {
     iso_msg *m = NULL;
@@ -581,6 +594,8 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
         m = c->pending_result;
         c->pending_result = NULL;
         c->busy = false;
+        adopt_watchdog(c); /* an interrupted request's kind */
+        iso_watchdog_forget(c);
     } else if (what == ISO_WAIT_POST) {
         m = queue_pop(&c->posts);
     }
@@ -593,11 +608,10 @@ void iso_cell_retire(iso_cell *c, iso_state state)
     atomic_store(&c->state, state);
     name_release(c);
     c->busy = false;
+    iso_watchdog_forget(c);
 }
 
-/* CPU time of a sub-interpreter cell's thread, in ms (process cells have
- * RLIMIT_CPU in their worker instead). */
-static int64_t thread_cpu_ms(iso_cell *c)
+int64_t iso_cell_thread_cpu_ms(const iso_cell *c)
 {
     struct timespec ts;
     if (!c->has_cpu_clock || clock_gettime(c->cpu_clock, &ts) != 0)
@@ -608,17 +622,29 @@ static int64_t thread_cpu_ms(iso_cell *c)
 /* Which limit the running request passed, and since when. */
 static bool over_limit(iso_cell *c, double now)
 {
+    adopt_watchdog(c);
     if (c->overrun)
         return true;
     double wall_end = c->started + (double)c->wall_ms / 1000.0;
     if (c->wall_ms > 0 && now >= wall_end)
         c->overrun = ISO_TIMEOUT, c->overrun_since = wall_end;
     else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER &&
-             thread_cpu_ms(c) >= c->cpu_ms)
+             iso_cell_thread_cpu_ms(c) >= c->cpu_ms)
         c->overrun = ISO_CPU, c->overrun_since = now;
     else if (iso_mem_account_overrun(c->mem_account))
         c->overrun = ISO_MEMORY, c->overrun_since = now;
     return c->overrun != ISO_OK;
+}
+
+/* Take in what c sent, without waiting. A death found here is the running
+ * request's outcome, kept for whoever collects its result. */
+static void take_in(iso_cell *c)
+{
+    iso_error err = {0};
+    bool busy = c->busy;
+    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
+        iso_error_move(&c->lost, &err);
+    iso_error_clear(&err);
 }
 
 /* Past a limit the backend interrupts or kills: -1 once it is retired. */
@@ -626,6 +652,9 @@ static int enforce_limits(iso_cell *c, double now)
 {
     if (!over_limit(c, now))
         return 0;
+    take_in(c); /* it may have stopped while nobody waited (the watchdog) */
+    if (c->pending_result || c->lost.kind != ISO_OK)
+        return 0; /* its answer comes first */
     return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
 }
 
@@ -707,17 +736,6 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
  * every WAIT_ANY_SLICE_S instead. */
 #define WAIT_ANY_FDS 64
 #define WAIT_ANY_SLICE_S 0.001
-
-/* Take in what c sent, without waiting. A death found here is the running
- * request's outcome, kept for whoever collects its result. */
-static void take_in(iso_cell *c)
-{
-    iso_error err = {0};
-    bool busy = c->busy;
-    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
-        iso_error_move(&c->lost, &err);
-    iso_error_clear(&err);
-}
 
 static void lower(double *wake, double t)
 {
@@ -857,7 +875,7 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
     if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
         st->cpu_ms = iso_process_cpu_ms(c);
     else if (iso_cell_is_open(c))
-        st->cpu_ms = thread_cpu_ms(c);
+        st->cpu_ms = iso_cell_thread_cpu_ms(c);
     if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
         st->mem_bytes = iso_process_mem_bytes(c);
     else if (iso_cell_is_open(c))

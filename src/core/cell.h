@@ -63,6 +63,9 @@ typedef struct iso_cell_ops {
     void (*stop)(iso_cell *c, bool force);
     /* Free backend state (last reference gone). */
     void (*destroy)(iso_cell *c);
+    /* Interrupt request seq if it still runs; any thread (the watchdog).
+     * NULL: the backend enforces its limits otherwise. */
+    void (*interrupt)(iso_cell *c, uint64_t seq);
 } iso_cell_ops;
 
 extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
@@ -178,6 +181,16 @@ static inline const iso_plan *iso_cell_plan(iso_cell *c)
 }
 void iso_cell_confine_run(iso_cell *c); /* the cell thread */
 void iso_cell_unconfine(iso_cell *c);   /* host: close */
+
+/* The watchdog (watchdog.c): interrupts a sub-interpreter request past a
+ * limit even while the host does not wait for it; the host adopts what it
+ * found (iso_watchdog_found) as the request's overrun. */
+int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started);
+void iso_watchdog_forget(iso_cell *c);
+iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since);
+/* CPU time of a sub-interpreter cell's thread, in ms (process cells have
+ * RLIMIT_CPU in their worker instead). */
+int64_t iso_cell_thread_cpu_ms(const iso_cell *c);
 
 /* Both threads. */
 void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */

@@ -536,6 +536,7 @@ const iso_cell_ops iso_subinterpreter_ops = {
     .reply = sub_reply,
     .overrun = sub_overrun,
     .stop = sub_stop,
+    .interrupt = interrupt,
 };
 
 /* ---- interrupts -------------------------------------------------------- */

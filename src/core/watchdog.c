@@ -1,0 +1,142 @@
+/*
+ * The watchdog: one thread that interrupts sub-interpreter requests past
+ * wall_ms, cpu_ms or (a guest that swallows MemoryError) mem, also while
+ * the host is not waiting for them (start_exec, then other work). It only
+ * interrupts, which is safe from any thread. The host turns what it found
+ * into the request's error kind, and abandons a guest that ignores the
+ * interrupts, the next time it looks at the cell (cell.c).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "cell.h"
+#include "py_alloc.h"
+
+#define CHECK_EVERY_S 0.01
+
+typedef struct watch {
+    iso_cell *c; /* a reference of its own */
+    uint64_t seq;
+    double started;
+    iso_kind found; /* ISO_OK until a limit is passed */
+    double since, last_interrupt;
+} watch;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    watch *w;
+    size_t n, cap;
+    bool running;
+} dog = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false};
+
+/* Which limit w's request has passed (ISO_OK: none). */
+static iso_kind passed(const watch *w, double now)
+{
+    const iso_cell *c = w->c;
+    if (c->wall_ms > 0 && now >= w->started + (double)c->wall_ms / 1000.0)
+        return ISO_TIMEOUT;
+    if (c->cpu_ms > 0 && iso_cell_thread_cpu_ms(c) >= c->cpu_ms)
+        return ISO_CPU;
+    if (iso_mem_account_overrun(c->mem_account))
+        return ISO_MEMORY;
+    return ISO_OK;
+}
+
+static void look(watch *w, double now)
+{
+    if (atomic_load(&w->c->running_seq) != w->seq)
+        return; /* not started yet, or over */
+    if (!w->found && (w->found = passed(w, now)) != ISO_OK)
+        w->since = now;
+    if (w->found && now - w->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
+        w->last_interrupt = now;
+        w->c->ops->interrupt(w->c, w->seq);
+    }
+}
+
+static void sleep_locked(double seconds)
+{
+    struct timespec ts; /* dog.cv waits on CLOCK_REALTIME */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(seconds * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&dog.cv, &dog.mu, &ts);
+}
+
+static void *run(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&dog.mu);
+    for (;;) {
+        while (dog.n == 0)
+            pthread_cond_wait(&dog.cv, &dog.mu);
+        double now = iso_now();
+        for (size_t i = 0; i < dog.n; i++)
+            look(&dog.w[i], now);
+        sleep_locked(CHECK_EVERY_S);
+    }
+    return NULL;
+}
+
+/* dog.mu held: drop c's watch, if any. The reference goes after the
+ * unlock: it may be the last. */
+static iso_cell *take_out(iso_cell *c)
+{
+    for (size_t i = 0; i < dog.n; i++)
+        if (dog.w[i].c == c) {
+            dog.w[i] = dog.w[--dog.n];
+            return c;
+        }
+    return NULL;
+}
+
+int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started)
+{
+    pthread_mutex_lock(&dog.mu);
+    iso_cell *old = take_out(c);
+    if (dog.n == dog.cap) {
+        size_t cap = dog.cap ? 2 * dog.cap : 16;
+        watch *w = realloc(dog.w, cap * sizeof *w);
+        if (w)
+            dog.w = w, dog.cap = cap;
+    }
+    pthread_t t;
+    if (!dog.running && pthread_create(&t, NULL, run, NULL) == 0) {
+        pthread_detach(t);
+        dog.running = true;
+    }
+    bool ok = dog.running && dog.n < dog.cap;
+    if (ok) {
+        atomic_fetch_add(&c->refs, 1);
+        dog.w[dog.n++] = (watch){.c = c, .seq = seq, .started = started};
+        pthread_cond_signal(&dog.cv);
+    }
+    pthread_mutex_unlock(&dog.mu);
+    iso_cell_unref(old);
+    return ok ? 0 : -1;
+}
+
+void iso_watchdog_forget(iso_cell *c)
+{
+    pthread_mutex_lock(&dog.mu);
+    iso_cell *old = take_out(c);
+    pthread_mutex_unlock(&dog.mu);
+    iso_cell_unref(old);
+}
+
+iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since)
+{
+    iso_kind kind = ISO_OK;
+    pthread_mutex_lock(&dog.mu);
+    for (size_t i = 0; i < dog.n; i++)
+        if (dog.w[i].c == c && dog.w[i].seq == seq && dog.w[i].found) {
+            kind = dog.w[i].found;
+            *since = dog.w[i].since;
+        }
+    pthread_mutex_unlock(&dog.mu);
+    return kind;
+}
