@@ -463,4 +463,39 @@ describe("sub-interpreter cells sharing a GIL", function()
     assert.is_true(waited < 0.5, string.format("waited %.3f s", waited))
     busy:kill()
   end)
+
+  -- A cell that was asked to drop the GIL waits to get it back inside
+  -- CPython, as a thread of its own interpreter, where a looping cell never
+  -- looks: only the nudger hands the GIL on then.
+  it("do not let an abandoned loop hold up the cells that come after", function()
+    local now, sleep = require("isolate.core").now, require("isolate.core").sleep
+    local spinner = sandbox.spawn({ imports = { "time" }, limits = { wall_ms = 100 } })
+    local e = err_of(spinner.exec, spinner, [[
+import time
+end = time.monotonic() + 4
+def spin():
+    while time.monotonic() < end:
+        try:
+            while time.monotonic() < end:
+                pass
+        except BaseException:
+            pass
+while time.monotonic() < end:
+    try:
+        spin()
+    except BaseException:
+        pass
+]])
+    assert.are.equal("timeout", e.kind) -- and, swallowing interrupts, abandoned
+    local t0 = now()
+    for i = 1, 3 do
+      local sb <close> = sandbox.spawn({})
+      sb:exec("post(" .. i .. ")")
+      assert.are.equal(i, sb:recv(2))
+    end
+    local took = now() - t0
+    sleep(4.5 - took) -- (let the loop end before the next spec)
+    spinner:close()
+    assert.is_true(took < 2, string.format("took %.3f s", took))
+  end)
 end)

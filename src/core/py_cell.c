@@ -100,6 +100,14 @@ static void destroy(iso_py_cell *p)
     Py_CLEAR(p->globals);
     Py_CLEAR(p->code_cache);
     Py_CLEAR(p->real_import);
+    /* A door to this interpreter made before forget_interp (a cell waiting
+     * for the GIL, the nudger) may still wait: let it through. */
+    for (int i = 0; i < 5 && !alone_in_interpreter(p); i++) {
+        struct timespec pause = {0, 1000 * 1000};
+        PyThreadState *me = PyEval_SaveThread();
+        nanosleep(&pause, NULL);
+        PyEval_RestoreThread(me);
+    }
     if (alone_in_interpreter(p))
         end_interpreter(p);
     else
@@ -386,6 +394,8 @@ void *iso_py_cell_thread(void *arg)
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0 &&
         (rc = iso_py_cell_setup(c, &py, &err)) != 0)
         destroy(&py);
+    if (rc == 0)
+        iso_py_register_cell_thread(py.ts); /* a worker process has one */
     report_start(c, rc, &err);
     if (rc == 0) {
         serve(c, &py);

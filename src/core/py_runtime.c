@@ -94,7 +94,107 @@ void iso_runtime_info_get(iso_runtime_info *info)
 #if !ISO_OWN_GIL
 static pthread_mutex_t owner_mu = PTHREAD_MUTEX_INITIALIZER;
 static PyInterpreterState *owner; /* the interpreter that took the GIL last */
+
+/* The cell threads' own thread states (owner_mu): the GIL's holder is
+ * named by its thread state, and this maps it to its interpreter without
+ * touching a thread state that may be going away. */
+static struct cell_ts {
+    PyThreadState *ts;
+    PyInterpreterState *interp;
+} * cell_ts;
+static size_t n_cell_ts, cap_cell_ts;
+
+/* owner_mu held: the interpreter of cell thread state ts, or NULL. */
+static PyInterpreterState *cell_interp(PyThreadState *ts)
+{
+    for (size_t i = 0; ts && i < n_cell_ts; i++)
+        if (cell_ts[i].ts == ts)
+            return cell_ts[i].interp;
+    return NULL;
+}
+
+/* owner_mu held: the interpreter whose cell thread holds the GIL now, else
+ * the one that took it last through iso_py_take_gil. The holder's thread
+ * state is only compared, never read: it may be going away. */
+static PyInterpreterState *holder(void)
+{
+    PyInterpreterState *interp = cell_interp(_PyThreadState_UncheckedGet());
+    return interp ? interp : owner;
+}
+
+/* Wait for the GIL as a thread of interp (owner_mu not held): the drop
+ * request lands where interp's running thread looks. */
+static void knock(PyInterpreterState *interp, PyThreadState *then)
+{
+    PyThreadState *door = PyThreadState_New(interp);
+    pthread_mutex_unlock(&owner_mu);
+    if (!door) {
+        if (then)
+            PyEval_RestoreThread(then);
+        return;
+    }
+    PyEval_RestoreThread(door);
+    if (then)
+        PyThreadState_Swap(then);
+    PyThreadState_Clear(door);
+    if (then)
+        PyThreadState_Delete(door);
+    else
+        PyThreadState_DeleteCurrent(); /* and lets the GIL go */
+}
+
+/* A thread that waits for the GIL *inside* CPython (a cell that was asked
+ * to drop it and wants it back) raises its drop request in its own
+ * interpreter too, which a cell spinning in a loop never checks: with an
+ * abandoned loop that would be forever. So a nudger knocks at the door of
+ * a cell thread that has held the GIL for a whole switch interval, and
+ * hands the GIL on at once (about 1% of a busy cell's time). */
+#define NUDGE_EVERY_S 0.005
+static bool nudger_running;
+
+static void *nudge(void *unused)
+{
+    (void)unused;
+    PyThreadState *last = NULL;
+    for (;;) {
+        struct timespec ts = {0, (long)(NUDGE_EVERY_S * 1e9)};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&owner_mu);
+        PyThreadState *h = _PyThreadState_UncheckedGet();
+        PyInterpreterState *target = h == last ? cell_interp(h) : NULL;
+        last = h;
+        if (target)
+            knock(target, NULL); /* unlocks */
+        else
+            pthread_mutex_unlock(&owner_mu);
+    }
+    return NULL;
+}
 #endif
+
+void iso_py_register_cell_thread(PyThreadState *ts)
+{
+#if !ISO_OWN_GIL
+    pthread_mutex_lock(&owner_mu);
+    if (n_cell_ts == cap_cell_ts) {
+        size_t cap = cap_cell_ts ? 2 * cap_cell_ts : 16;
+        struct cell_ts *t = realloc(cell_ts, cap * sizeof *t);
+        if (t)
+            cell_ts = t, cap_cell_ts = cap;
+    }
+    if (n_cell_ts < cap_cell_ts)
+        cell_ts[n_cell_ts++] =
+            (struct cell_ts){ts, PyThreadState_GetInterpreter(ts)};
+    pthread_t t;
+    if (!nudger_running && pthread_create(&t, NULL, nudge, NULL) == 0) {
+        pthread_detach(t);
+        nudger_running = true;
+    }
+    pthread_mutex_unlock(&owner_mu);
+#else
+    (void)ts;
+#endif
+}
 
 /* Legacy sub-interpreters share one GIL, and CPython 3.11 raises the drop
  * request in the *waiting* thread's interpreter, which the running one
@@ -109,17 +209,12 @@ void iso_py_take_gil(PyThreadState *ts)
     PyEval_RestoreThread(ts);
 #else
     PyInterpreterState *mine = PyThreadState_GetInterpreter(ts);
-    PyThreadState *door = NULL;
     pthread_mutex_lock(&owner_mu);
-    if (owner && owner != mine)
-        door = PyThreadState_New(owner);
-    pthread_mutex_unlock(&owner_mu);
-    if (door) {
-        PyEval_RestoreThread(door);
-        PyThreadState_Swap(ts);
-        PyThreadState_Clear(door);
-        PyThreadState_Delete(door);
+    PyInterpreterState *target = holder();
+    if (target && target != mine) {
+        knock(target, ts); /* unlocks */
     } else {
+        pthread_mutex_unlock(&owner_mu);
         PyEval_RestoreThread(ts);
     }
     pthread_mutex_lock(&owner_mu);
@@ -134,6 +229,11 @@ void iso_py_forget_interp(PyInterpreterState *interp)
     pthread_mutex_lock(&owner_mu);
     if (owner == interp)
         owner = NULL;
+    for (size_t i = 0; i < n_cell_ts;)
+        if (cell_ts[i].interp == interp)
+            cell_ts[i] = cell_ts[--n_cell_ts];
+        else
+            i++;
     pthread_mutex_unlock(&owner_mu);
 #else
     (void)interp;

@@ -24,6 +24,9 @@ void iso_py_take_gil(PyThreadState *ts);
 /* An interpreter about to end: no thread may wait at its door again.
  * One that waits already keeps it from ending (see alone_in_interpreter). */
 void iso_py_forget_interp(PyInterpreterState *interp);
+/* A cell thread's own thread state (GIL held): legacy cells hand the GIL
+ * on through its interpreter (iso_py_take_gil, and a nudger thread). */
+void iso_py_register_cell_thread(PyThreadState *ts);
 /* The main interpreter (the legacy cells' parent). */
 PyInterpreterState *iso_py_main_interp(void);
 
