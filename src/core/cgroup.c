@@ -1,5 +1,6 @@
 /* cgroup v2 directories for process cells: create, kill, remove, count. */
 #include "cgroup.h"
+#include "handoff.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -512,18 +513,11 @@ static void *reap(void *unused)
 static bool reap_later(const iso_cgroup *cg)
 {
     pthread_mutex_lock(&reaper.mu);
-    if (reaper.n == reaper.cap) {
-        size_t cap = reaper.cap ? 2 * reaper.cap : 16;
-        iso_cgroup *q = realloc(reaper.queue, cap * sizeof *q);
-        if (q)
-            reaper.queue = q, reaper.cap = cap;
-    }
-    pthread_t t;
-    if (!reaper.running && pthread_create(&t, NULL, reap, NULL) == 0) {
-        pthread_detach(t);
-        reaper.running = true;
-    }
-    bool ok = reaper.running && reaper.n < reaper.cap;
+    if (!reaper.running)
+        reaper.running = iso_thread_detached(reap);
+    bool ok =
+        reaper.running && iso_room_for_one((void **)&reaper.queue, &reaper.cap,
+                                           reaper.n, sizeof *reaper.queue);
     if (ok)
         reaper.queue[reaper.n++] = *cg;
     pthread_cond_signal(&reaper.cv);

@@ -1,5 +1,6 @@
 /* Spin-then-futex wake-ups between the Lua thread and cell threads. */
 #include <errno.h>
+#include <stdlib.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -86,4 +87,35 @@ int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
     if (spin(s, seen, start + ISO_SPIN_NS * 0.2e-9, spin_until) == 0)
         return 0;
     return iso_signal_sleep(s, seen, deadline);
+}
+
+bool iso_thread_detached(void *(*fn)(void *))
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, NULL) != 0)
+        return false;
+    pthread_detach(t);
+    return true;
+}
+
+void iso_cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(seconds * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+bool iso_room_for_one(void **items, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return true;
+    size_t more = *cap ? 2 * *cap : 16;
+    void *p = realloc(*items, more * size);
+    if (!p)
+        return false;
+    *items = p, *cap = more;
+    return true;
 }

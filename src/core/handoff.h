@@ -8,7 +8,10 @@
 #ifndef ISO_HANDOFF_H
 #define ISO_HANDOFF_H
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct iso_signal {
@@ -43,5 +46,15 @@ int iso_signal_sleep(iso_signal *s, uint32_t seen, double deadline);
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in seconds. */
 double iso_now(void);
 double iso_wallclock(void);
+
+/* Background threads (the pool's refill, the watchdog, the cgroup reaper,
+ * the GIL nudger): start fn detached; false when it could not be. */
+bool iso_thread_detached(void *(*fn)(void *));
+/* Room for one more in the array *items of n items of `size` bytes (its
+ * capacity *cap doubles); false when memory ran out. */
+bool iso_room_for_one(void **items, size_t *cap, size_t n, size_t size);
+/* pthread_cond_timedwait for `seconds` (cv on CLOCK_REALTIME, the default),
+ * mu held. */
+void iso_cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds);
 
 #endif

@@ -8,7 +8,6 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "cell.h"
 
@@ -42,12 +41,7 @@ static bool quiet(void)
     double left = pool.last_take + REFILL_QUIET_S - iso_now();
     if (left <= 0)
         return true;
-    struct timespec ts; /* pool.cv waits on CLOCK_REALTIME */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + (long)(left * 1e9);
-    ts.tv_sec += ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
-    pthread_cond_timedwait(&pool.cv, &pool.mu, &ts);
+    iso_cond_wait_for(&pool.cv, &pool.mu, left);
     return false;
 }
 
@@ -101,12 +95,8 @@ int iso_pool_configure(size_t target, iso_error *err)
                              "warm_pool must be at most %d", POOL_MAX);
     pthread_mutex_lock(&pool.mu);
     pool.target = target;
-    bool start = target > 0 && !pool.running;
-    pthread_t t;
-    if (start && pthread_create(&t, NULL, refill, NULL) == 0) {
-        pool.running = true;
-        pthread_detach(t);
-    }
+    if (target > 0 && !pool.running)
+        pool.running = iso_thread_detached(refill);
     pthread_cond_broadcast(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
     shrink();

@@ -176,20 +176,12 @@ void iso_py_register_cell_thread(PyThreadState *ts)
 {
 #if !ISO_OWN_GIL
     pthread_mutex_lock(&owner_mu);
-    if (n_cell_ts == cap_cell_ts) {
-        size_t cap = cap_cell_ts ? 2 * cap_cell_ts : 16;
-        struct cell_ts *t = realloc(cell_ts, cap * sizeof *t);
-        if (t)
-            cell_ts = t, cap_cell_ts = cap;
-    }
-    if (n_cell_ts < cap_cell_ts)
+    if (iso_room_for_one((void **)&cell_ts, &cap_cell_ts, n_cell_ts,
+                         sizeof *cell_ts))
         cell_ts[n_cell_ts++] =
             (struct cell_ts){ts, PyThreadState_GetInterpreter(ts)};
-    pthread_t t;
-    if (!nudger_running && pthread_create(&t, NULL, nudge, NULL) == 0) {
-        pthread_detach(t);
-        nudger_running = true;
-    }
+    if (!nudger_running)
+        nudger_running = iso_thread_detached(nudge);
     pthread_mutex_unlock(&owner_mu);
 #else
     (void)ts;

@@ -57,16 +57,6 @@ static void look(watch *w, double now)
     }
 }
 
-static void sleep_locked(double seconds)
-{
-    struct timespec ts; /* dog.cv waits on CLOCK_REALTIME */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + (long)(seconds * 1e9);
-    ts.tv_sec += ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
-    pthread_cond_timedwait(&dog.cv, &dog.mu, &ts);
-}
-
 static void *run(void *unused)
 {
     (void)unused;
@@ -77,7 +67,7 @@ static void *run(void *unused)
         double now = iso_now();
         for (size_t i = 0; i < dog.n; i++)
             look(&dog.w[i], now);
-        sleep_locked(CHECK_EVERY_S);
+        iso_cond_wait_for(&dog.cv, &dog.mu, CHECK_EVERY_S);
     }
     return NULL;
 }
@@ -98,18 +88,10 @@ int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started)
 {
     pthread_mutex_lock(&dog.mu);
     iso_cell *old = take_out(c);
-    if (dog.n == dog.cap) {
-        size_t cap = dog.cap ? 2 * dog.cap : 16;
-        watch *w = realloc(dog.w, cap * sizeof *w);
-        if (w)
-            dog.w = w, dog.cap = cap;
-    }
-    pthread_t t;
-    if (!dog.running && pthread_create(&t, NULL, run, NULL) == 0) {
-        pthread_detach(t);
-        dog.running = true;
-    }
-    bool ok = dog.running && dog.n < dog.cap;
+    if (!dog.running)
+        dog.running = iso_thread_detached(run);
+    bool ok = dog.running &&
+              iso_room_for_one((void **)&dog.w, &dog.cap, dog.n, sizeof *dog.w);
     if (ok) {
         atomic_fetch_add(&c->refs, 1);
         dog.w[dog.n++] = (watch){.c = c, .seq = seq, .started = started};
