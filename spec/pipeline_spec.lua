@@ -248,10 +248,15 @@ describe("core.wait_any, map's wait for its workers" .. " (" .. backend .. ")", 
       local fast <close> = loop_cell()
       slow:start_call("spin", 10000000)
       fast:start_call("spin", 1000)
-      assert.are.same({ 2 }, core.wait_any({ slow, fast }, 30))
+      local ready = core.wait_any({ slow, fast }, 30)
+      -- fast's call ended; slow is named too only if its call ended as well
+      -- (a loaded machine can delay this thread that long)
+      assert.are.equal(2, ready[#ready])
       assert.are.same({ true, 1000 }, { fast:result(0) })
-      assert.are.same({}, core.wait_any({ slow }, 0))
-      assert.are.same({ 1 }, core.wait_any({ slow }, 30))
+      if #ready == 1 then
+        assert.are.same({}, core.wait_any({ slow }, 0))
+        assert.are.same({ 1 }, core.wait_any({ slow }, 30))
+      end
       assert.are.same({ true, 10000000 }, { slow:result(0) })
       fast:kill()
       assert.are.same({ 1 }, core.wait_any({ fast })) -- it needs collecting
