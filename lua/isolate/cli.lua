@@ -150,15 +150,23 @@ local function print_json(results, all_ok)
   out(json.encode({ ok = all_ok, results = json.array(docs) }) .. "\n")
 end
 
+-- A subcommand's arguments, as parse(argv) reads them: opts and parse's
+-- second result, or nil and the exit status once usage or help is out.
+function cli.arguments(name, argv, parse_fn, usage)
+  local opts, rest = nil, "arguments must be a list of strings"
+  if type(argv) == "table" then opts, rest = parse_fn(argv) end
+  if not opts then
+    io.stderr:write("luaisolate ", name, ": ", rest, "\n", usage)
+    return nil, EXIT_USAGE
+  end
+  if opts.help then out(usage); return nil, EXIT_OK end
+  return opts, rest
+end
+
 -- cli.check(argv) -> exit status; argv is what follows `check`.
 function cli.check(argv)
-  local opts, targets = nil, "arguments must be a list of strings"
-  if type(argv) == "table" then opts, targets = parse(argv) end
-  if not opts then
-    io.stderr:write("luaisolate check: ", targets, "\n", USAGE)
-    return EXIT_USAGE
-  end
-  if opts.help then out(USAGE); return EXIT_OK end
+  local opts, targets = cli.arguments("check", argv, parse, USAGE)
+  if not opts then return targets end
   local results, all_ok = {}, true
   for i, target in ipairs(targets) do
     results[i] = check_one(target, opts)

@@ -8,6 +8,7 @@
 -- swap them to capture it.
 local core = require "isolate.core"
 local json = require "isolate.json"
+local cli = require "isolate.cli"
 
 local doctor = {}
 
@@ -29,7 +30,7 @@ Exit status: 0; 1 with --mode hardened when a required layer is missing;
 2 on a usage error.
 ]]
 
-local EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
+local EXIT_OK, EXIT_MISSING = 0, 1
 local MODES = { dev = true, hardened = true, compat = true }
 
 -- The probes, in report order (the keys of core.probe()).
@@ -193,13 +194,8 @@ end
 
 -- doctor.doctor(argv) -> exit status; argv is what follows `doctor`.
 function doctor.doctor(argv)
-  local opts, why = nil, "arguments must be a list of strings"
-  if type(argv) == "table" then opts, why = parse(argv) end
-  if not opts then
-    io.stderr:write("luaisolate doctor: ", why, "\n", USAGE)
-    return EXIT_USAGE
-  end
-  if opts.help then out(USAGE); return EXIT_OK end
+  local opts, status = cli.arguments("doctor", argv, parse, USAGE)
+  if not opts then return status end
   local probes = core.probe()
   local grade, missing = doctor.grade(probes)
   local hardened = doctor.hardened(probes)
