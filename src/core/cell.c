@@ -141,6 +141,12 @@ static void queue_clear(iso_msg_queue *q)
         iso_msg_destroy(m);
 }
 
+void iso_cell_wake_host(iso_cell *c)
+{
+    iso_signal_notify(&c->to_host);
+    ring_doorbell();
+}
+
 void iso_cell_push(iso_cell *c, iso_msg *m)
 {
     if (c->send_hook) {
@@ -493,7 +499,7 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->started = iso_now();
     if (c->ops->interrupt &&
         (c->wall_ms > 0 || c->cpu_ms > 0 || c->mem_limit > 0))
-        iso_watchdog_watch(c, r->seq, c->started); /* else: while waiting */
+        c->watched = iso_watchdog_watch(c, r->seq, c->started) == 0;
     c->last_interrupt = 0;
     c->calls++;
     return c->ops->submit(c, r, err);
@@ -578,10 +584,18 @@ bool iso_cell_drain_outbox(iso_cell *c)
 static void adopt_watchdog(iso_cell *c)
 {
     double since;
-    iso_kind kind =
-        c->overrun ? ISO_OK : iso_watchdog_found(c, c->next_seq, &since);
+    iso_kind kind = c->watched && !c->overrun
+                        ? iso_watchdog_found(c, c->next_seq, &since)
+                        : ISO_OK;
     if (kind != ISO_OK)
         c->overrun = kind, c->overrun_since = since;
+}
+
+static void unwatch(iso_cell *c)
+{
+    if (c->watched)
+        iso_watchdog_forget(c);
+    c->watched = false;
 }
 
 static iso_msg *take_ready(iso_cell *c, iso_wait what)
@@ -595,7 +609,7 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
         c->pending_result = NULL;
         c->busy = false;
         adopt_watchdog(c); /* an interrupted request's kind */
-        iso_watchdog_forget(c);
+        unwatch(c);
     } else if (what == ISO_WAIT_POST) {
         m = queue_pop(&c->posts);
     }
@@ -608,7 +622,7 @@ void iso_cell_retire(iso_cell *c, iso_state state)
     atomic_store(&c->state, state);
     name_release(c);
     c->busy = false;
-    iso_watchdog_forget(c);
+    unwatch(c);
 }
 
 int64_t iso_cell_thread_cpu_ms(const iso_cell *c)
@@ -658,7 +672,8 @@ static int enforce_limits(iso_cell *c, double now)
     return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
 }
 
-#define CPU_CHECK_EVERY_S 0.01 /* cpu_ms and mem of sub-interpreter cells */
+/* cpu_ms and mem of a sub-interpreter cell the watchdog does not watch */
+#define CPU_CHECK_EVERY_S 0.01
 
 static double next_deadline(iso_cell *c, iso_wait what, double deadline)
 {
@@ -667,7 +682,7 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
     double wake = -1;
     if (c->overrun)
         wake = c->last_interrupt + ISO_INTERRUPT_EVERY_S;
-    else if ((c->cpu_ms > 0 || c->mem_limit > 0) &&
+    else if ((c->cpu_ms > 0 || c->mem_limit > 0) && !c->watched &&
              c->backend == ISO_BACKEND_SUBINTERPRETER)
         wake = iso_now() + CPU_CHECK_EVERY_S;
     else if (c->wall_ms > 0)

@@ -140,6 +140,7 @@ struct iso_cell {
                          event poll: the next wait for the result gets it */
     iso_kind overrun; /* ISO_TIMEOUT / ISO_CPU: the request passed a limit */
     bool confining;   /* the cell thread's confinement is not awaited yet */
+    bool watched;     /* the watchdog watches the running request */
     iso_error failed; /* why the host stopped the cell (confinement) */
     double overrun_since; /* when it did */
     double started, last_interrupt;
@@ -194,7 +195,8 @@ int64_t iso_cell_thread_cpu_ms(const iso_cell *c);
 
 /* Both threads. */
 void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */
-void *iso_py_cell_thread(void *arg);         /* py_cell.c: the cell thread */
+void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
+void *iso_py_cell_thread(void *arg);  /* py_cell.c: the cell thread */
 iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);

@@ -49,8 +49,10 @@ static void look(watch *w, double now)
 {
     if (atomic_load(&w->c->running_seq) != w->seq)
         return; /* not started yet, or over */
-    if (!w->found && (w->found = passed(w, now)) != ISO_OK)
+    if (!w->found && (w->found = passed(w, now)) != ISO_OK) {
         w->since = now;
+        iso_cell_wake_host(w->c); /* it takes over: kind, and abandonment */
+    }
     if (w->found && now - w->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
         w->last_interrupt = now;
         w->c->ops->interrupt(w->c, w->seq);
