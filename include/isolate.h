@@ -30,6 +30,7 @@ typedef enum iso_kind {
     ISO_CLOSED,
     ISO_CRASHED,
     ISO_VALUE,
+    ISO_OUTPUT, /* past output_bytes or the host's queue limits */
 } iso_kind;
 
 typedef struct iso_error {
@@ -126,6 +127,9 @@ int iso_value_copy(iso_value *dst, const iso_value *src);
 bool iso_value_equal(const iso_value *a, const iso_value *b);
 /* Total length of all strings and bytes in v (the payload size limit). */
 size_t iso_value_string_bytes(const iso_value *v);
+/* What v holds in memory, as the host's queue limits count it: its strings
+ * and bytes plus sizeof(iso_value) for every value in it (v included). */
+size_t iso_value_footprint(const iso_value *v);
 /* True when p[0..len) is well-formed UTF-8 (no surrogates, no overlongs). */
 bool iso_utf8_valid(const char *p, size_t len);
 
@@ -261,7 +265,18 @@ typedef struct iso_cell_config {
     int64_t cpu_ms, mem_bytes, open_files, output_bytes, processes;
     const char *const *deny_syscalls; /* the policy's syscalls.deny */
     size_t n_deny_syscalls;
+    /* Host-side queues (posts and events not yet taken), both backends:
+     * bytes as iso_value_footprint counts them, and messages. 0: the
+     * defaults (iso_queue_defaults_set). */
+    int64_t queue_bytes, queue_values;
 } iso_cell_config;
+
+#define ISO_QUEUE_BYTES_DEFAULT ((int64_t)64 << 20)
+#define ISO_QUEUE_VALUES_DEFAULT ((int64_t)65536)
+/* The queue limits of cells spawned from now on without their own (both
+ * > 0; ISO_INVALID_ARGUMENT otherwise). Host thread; never blocks. */
+int iso_queue_defaults_set(int64_t bytes, int64_t values, iso_error *err);
+void iso_queue_defaults_get(int64_t *bytes, int64_t *values);
 
 typedef struct iso_cell iso_cell;
 
@@ -272,7 +287,9 @@ typedef enum iso_msg_type {
     ISO_MSG_LOG,     /* value = [level, message, fields] */
     ISO_MSG_METRIC,  /* value = [name, value, tags] */
     ISO_MSG_REQUEST, /* value = [capability, action, payload]; answer it */
-    ISO_MSG_DENIAL,  /* value = [capability, action, target, rule, layer] */
+    ISO_MSG_DENIAL,  /* value = [capability, action, target, rule, layer,
+                        source]; source ("cell", "kernel" or "host": who
+                        vouches for it) is set by the host alone */
     ISO_MSG_WARNING, /* value = the message (host-made: a missing layer) */
 } iso_msg_type;
 
@@ -283,6 +300,7 @@ struct iso_msg {
     double time; /* CLOCK_REALTIME seconds */
     iso_value value;
     iso_error error; /* RESULT only */
+    int64_t charged; /* bytes counted against its cell's queue limit */
 };
 
 void iso_msg_destroy(iso_msg *m);

@@ -36,9 +36,10 @@ local SPAWN_OPTIONS = { name = true, backend = true, policy = true,
 -- then ignored.
 local ENFORCED = {
   subinterpreter = { wall_ms = true, cpu_ms = true, mem = true, output_bytes = true,
-                     syscalls = true },
+                     syscalls = true, queue_bytes = true, queue_values = true },
   process = { wall_ms = true, cpu_ms = true, mem = true, open_files = true,
-              output_bytes = true, processes = true, syscalls = true },
+              output_bytes = true, processes = true, syscalls = true,
+              queue_bytes = true, queue_values = true },
 }
 
 local live = setmetatable({}, { __mode = "v" }) -- name -> cell
@@ -275,6 +276,7 @@ local function core_config(config, p)
     wall_ms = limits.wall_ms, cpu_ms = limits.cpu_ms, mem = limits.mem,
     open_files = limits.open_files, output_bytes = limits.output_bytes,
     processes = limits.processes, syscalls_deny = syscalls,
+    queue_bytes = limits.queue_bytes, queue_values = limits.queue_values,
   }
 end
 
@@ -392,9 +394,14 @@ local function check_configure(opts)
       if type(v) ~= "boolean" then
         raise("invalid_argument", "thread_cgroups must be a boolean")
       end
+    elseif k == "queue_bytes" or k == "queue_values" then
+      if math.type(v) ~= "integer" or v < 1 then
+        raise("invalid_argument", "%s must be a positive integer", k)
+      end
     else
       raise("invalid_argument", "unknown configure option '%s'; valid "
-            .. "options: warm_pool, mode, thread_cgroups", tostring(k))
+            .. "options: warm_pool, mode, thread_cgroups, queue_bytes, "
+            .. "queue_values", tostring(k))
     end
   end
 end
@@ -405,9 +412,17 @@ end
 -- own cgroup so each sub-interpreter cell thread gets one (the luaisolate
 -- host does this at start); it cannot be turned off again, and where the
 -- kernel refuses it the cgroup layer is reported missing (hardened mode:
--- raises kind unenforceable). Returns nothing.
+-- raises kind unenforceable). queue_bytes / queue_values: how much of a
+-- cell's posts and events (bytes, messages) the host holds until recv and
+-- events take them, for cells spawned later without limits of their own
+-- (defaults 64 MiB, 65536): past them a process cell is killed (kind
+-- output) and a sub-interpreter guest's post/log/metric raises OSError
+-- ENOBUFS. Returns nothing.
 function sandbox.configure(opts)
   check_configure(opts)
+  if opts.queue_bytes or opts.queue_values then
+    core.queue_defaults(opts.queue_bytes, opts.queue_values)
+  end
   if opts.mode then core.set_mode(opts.mode) end
   if opts.thread_cgroups then
     local ok, why = core.thread_cgroups()

@@ -391,7 +391,12 @@ local LAYERS = {
                 .. "call is abandoned" },
     cpu_ms = { "python-guard", "the cell thread's CPU clock, watched while "
                .. "a request runs; interrupt, then abandon" },
-    output_bytes = { "python-guard", "posts and logs counted in the cell" },
+    output_bytes = { "python-guard", "posts, logs and metrics counted in "
+                     .. "the cell" },
+    queue_bytes = { "python-guard", "post/log/metric refused with ENOBUFS "
+                    .. "while the host holds this much of the cell's output" },
+    queue_values = { "python-guard", "post/log/metric refused with ENOBUFS "
+                     .. "while the host holds this many of the cell's messages" },
     mem = { "python-guard", "the cell's Python allocations are counted, its "
             .. "interpreter included: MemoryError past the limit; memory a "
             .. "module maps or mallocs by itself is not counted" },
@@ -414,8 +419,13 @@ local LAYERS = {
     mem = { "rlimit", "RLIMIT_AS (memory.max too where cgroup v2 has the "
             .. "memory controller)" },
     open_files = { "rlimit", "RLIMIT_NOFILE" },
-    output_bytes = { "rlimit", "RLIMIT_FSIZE for files; posts and logs "
-                     .. "counted in the cell" },
+    output_bytes = { "rlimit", "RLIMIT_FSIZE for files; posts, logs and "
+                     .. "metrics counted in the cell and again by the host, "
+                     .. "which kills a cell that sends more (kind output)" },
+    queue_bytes = { "host", "the host kills a cell (kind output) whose "
+                    .. "waiting posts and events hold more" },
+    queue_values = { "host", "the host kills a cell (kind output) with more "
+                     .. "posts and events waiting" },
     processes = { "seccomp", "0: process creation traps; more needs the "
                   .. "cgroup v2 pids controller" },
     syscall = { "seccomp", "traps and stops the cell, naming the call" },

@@ -19,11 +19,12 @@ local TOP_KEYS = { "version", "extends", "imports", "fs", "net",
 local FS_KEYS = { "read", "write", "allow", "deny" }
 local NET_KEYS = { "connect", "deny" }
 local LIMIT_KEYS = { "cpu_ms", "wall_ms", "mem", "open_files", "processes",
-                     "output_bytes" }
+                     "output_bytes", "queue_bytes", "queue_values" }
 local MERGE_KEYS = { "imports", "capabilities", "limits" }
 -- Smallest value of each counted limit: no processes at all is meaningful,
 -- zero milliseconds or zero open files is not.
-local COUNT_MIN = { cpu_ms = 1, wall_ms = 1, open_files = 1, processes = 0 }
+local COUNT_MIN = { cpu_ms = 1, wall_ms = 1, open_files = 1, processes = 0,
+                    queue_values = 1 }
 -- Sizes are "<integer><unit>", case-sensitive, no space: one spelling per
 -- size, so "256mb" (bits? bytes?) and "1.5GiB" are refused, not guessed.
 local UNITS = { B = 1, KiB = 1 << 10, MiB = 1 << 20, GiB = 1 << 30,

@@ -106,8 +106,9 @@ static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
     c->capabilities =
         (char **)iso_config_strings(config, "capabilities", &c->n_capabilities);
     c->plan = plan;
-    c->output_bytes =
-        iso_config_int(iso_config_field(config, "limits"), "output_bytes");
+    const iso_value *limits = iso_config_field(config, "limits");
+    c->output_bytes = iso_config_int(limits, "output_bytes");
+    c->mem_limit = iso_config_int(limits, "mem"); /* MemoryError: kind memory */
     c->send_hook = send_hook;
     c->await_reply_hook = await_reply;
     return c->imports && c->capabilities ? c : NULL;

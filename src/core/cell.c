@@ -147,17 +147,101 @@ void iso_cell_wake_host(iso_cell *c)
     ring_doorbell();
 }
 
-void iso_cell_push(iso_cell *c, iso_msg *m)
+/* ---- the host's queues, bounded ---------------------------------------- */
+
+static _Atomic int64_t queue_bytes_default = ISO_QUEUE_BYTES_DEFAULT;
+static _Atomic int64_t queue_values_default = ISO_QUEUE_VALUES_DEFAULT;
+
+int iso_queue_defaults_set(int64_t bytes, int64_t values, iso_error *err)
+{
+    if (bytes <= 0 || values <= 0)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "queue_bytes and queue_values must be positive "
+                             "integers");
+    atomic_store(&queue_bytes_default, bytes);
+    atomic_store(&queue_values_default, values);
+    return 0;
+}
+
+void iso_queue_defaults_get(int64_t *bytes, int64_t *values)
+{
+    *bytes = atomic_load(&queue_bytes_default);
+    *values = atomic_load(&queue_values_default);
+}
+
+/* Messages that wait in a queue until the host takes them; a result and a
+ * broker request have one slot each instead. */
+static bool queued_type(iso_msg_type type)
+{
+    return type != ISO_MSG_RESULT && type != ISO_MSG_REQUEST;
+}
+
+int iso_cell_queue_charge(iso_cell *c, iso_msg *m)
+{
+    int64_t size = (int64_t)(iso_value_footprint(&m->value) + sizeof *m);
+    int64_t bytes = atomic_fetch_add(&c->queued_bytes, size) + size;
+    int64_t values = atomic_fetch_add(&c->queued_values, 1) + 1;
+    if ((c->queue_bytes > 0 && bytes > c->queue_bytes) ||
+        (c->queue_values > 0 && values > c->queue_values)) {
+        atomic_fetch_sub(&c->queued_bytes, size);
+        atomic_fetch_sub(&c->queued_values, 1);
+        return -1;
+    }
+    m->charged = size;
+    return 0;
+}
+
+void iso_cell_queue_why(iso_cell *c, char *buf, size_t n)
+{
+    if (c->queue_values > 0 &&
+        atomic_load(&c->queued_values) >= c->queue_values)
+        snprintf(buf, n, "limits.queue_values=%lld messages",
+                 (long long)c->queue_values);
+    else
+        snprintf(buf, n, "limits.queue_bytes=%lld bytes",
+                 (long long)c->queue_bytes);
+}
+
+/* The host took m out of its queue. */
+static iso_msg *refund(iso_cell *c, iso_msg *m)
+{
+    if (m && m->charged) {
+        atomic_fetch_sub(&c->queued_bytes, m->charged);
+        atomic_fetch_sub(&c->queued_values, 1);
+        m->charged = 0;
+    }
+    return m;
+}
+
+int iso_denial_mark(iso_msg *m, const char *source)
+{
+    iso_value *list = &m->value;
+    while (list->u.seq.len > 5) /* whoever set one before: replaced */
+        iso_value_free(&list->u.seq.items[--list->u.seq.len]);
+    iso_value *slot = iso_list_append(list);
+    return slot ? iso_value_set_string(slot, ISO_STR, source, strlen(source))
+                : -1;
+}
+
+int iso_cell_push(iso_cell *c, iso_msg *m)
 {
     if (c->send_hook) {
         c->send_hook(c, m);
-        return;
+        return 0;
+    }
+    /* An abandoned thread's guest runs on after kill: nothing it sends
+     * from then on is "posted before it was killed". */
+    if (atomic_load(&c->abandoned) ||
+        (queued_type(m->type) && iso_cell_queue_charge(c, m))) {
+        iso_msg_destroy(m);
+        return -1;
     }
     pthread_mutex_lock(&c->mu);
     queue_push(&c->outbox, m);
     pthread_mutex_unlock(&c->mu);
     iso_signal_notify(&c->to_host);
     ring_doorbell();
+    return 0;
 }
 
 void iso_req_destroy(iso_req *r)
@@ -258,6 +342,10 @@ static int configure(iso_cell *c, const iso_cell_config *cfg)
     c->cpu_ms = cfg->cpu_ms;
     c->output_bytes = cfg->output_bytes;
     c->mem_limit = cfg->mem_bytes;
+    int64_t qb, qv;
+    iso_queue_defaults_get(&qb, &qv);
+    c->queue_bytes = cfg->queue_bytes > 0 ? cfg->queue_bytes : qb;
+    c->queue_values = cfg->queue_values > 0 ? cfg->queue_values : qv;
     iso_plan_unref(c->plan);
     c->plan = iso_plan_ref(cfg->plan);
     return 0;
@@ -290,6 +378,10 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
     if (cfg->wall_ms < 0)
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
                              "limits.wall_ms must be a positive integer");
+    if (cfg->queue_bytes < 0 || cfg->queue_values < 0)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "limits.queue_bytes and limits.queue_values "
+                             "must be positive integers");
     return iso_backend_check(cfg->backend, err);
 }
 
@@ -543,28 +635,33 @@ int iso_cell_call(iso_cell *c, const char *target, iso_value *args,
 
 /* ---- waiting ----------------------------------------------------------- */
 
-void iso_cell_deliver(iso_cell *c, iso_msg *m)
+int iso_cell_deliver(iso_cell *c, iso_msg *m)
 {
-    switch (m->type) {
-    case ISO_MSG_POST:
-        c->posts_count++;
-        queue_push(&c->posts, m);
-        break;
-    case ISO_MSG_RESULT:
+    if (m->type == ISO_MSG_RESULT) {
         iso_msg_destroy(c->pending_result);
         c->pending_result = m;
-        break;
-    case ISO_MSG_REQUEST:
+        return 0;
+    }
+    if (m->type == ISO_MSG_REQUEST) {
         iso_msg_destroy(c->pending_request);
         c->pending_request = m;
-        break;
-    case ISO_MSG_DENIAL:
-        c->denials++;
-        queue_push(&c->events, m);
-        break;
-    default:
-        queue_push(&c->events, m);
+        return 0;
     }
+    if (m->type == ISO_MSG_DENIAL)
+        c->denials++; /* counted even when the queue has no room for it */
+    if (m->type == ISO_MSG_DENIAL && m->value.u.seq.len < 6 &&
+        iso_denial_mark(m, "cell")) {
+        iso_msg_destroy(m);
+        return 0; /* out of memory: the count above keeps it */
+    }
+    if (!m->charged && iso_cell_queue_charge(c, m)) {
+        iso_msg_destroy(m);
+        return -1;
+    }
+    if (m->type == ISO_MSG_POST)
+        c->posts_count++;
+    queue_push(m->type == ISO_MSG_POST ? &c->posts : &c->events, m);
+    return 0;
 }
 
 bool iso_cell_drain_outbox(iso_cell *c)
@@ -611,7 +708,7 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
         adopt_watchdog(c); /* an interrupted request's kind */
         unwatch(c);
     } else if (what == ISO_WAIT_POST) {
-        m = queue_pop(&c->posts);
+        m = refund(c, queue_pop(&c->posts));
     }
     return m;
 }
@@ -716,6 +813,11 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
     if (what == ISO_WAIT_RESULT && c->lost.kind != ISO_OK) {
         iso_error_move(err, &c->lost);
         return -1;
+    }
+    if (!iso_cell_is_open(c) && what == ISO_WAIT_POST) {
+        iso_cell_drain_outbox(c); /* posted before it ended: not lost */
+        if ((*out = refund(c, queue_pop(&c->posts))))
+            return 0;
     }
     if (!iso_cell_is_open(c))
         return closed_error(c, err);
@@ -880,7 +982,7 @@ iso_msg *iso_cell_next_event(iso_cell *c)
     if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
-    return queue_pop(&c->events);
+    return refund(c, queue_pop(&c->events));
 }
 
 void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)

@@ -16,6 +16,9 @@
 #define ISO_CLOSE_GRACE_S 2.0 /* close: how long to wait for the thread */
 #define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
 #define ISO_INTERRUPT_EVERY_S 0.05
+/* request(): the longest capability and action names, in bytes (a
+ * process cell's host takes a longer one for a forged frame). */
+#define ISO_REQUEST_TEXT_MAX 4096
 
 typedef enum iso_req_type {
     ISO_REQ_EXEC,
@@ -75,6 +78,11 @@ int iso_process_backend_check(iso_error *err);
 int64_t iso_process_cpu_ms(const iso_cell *c);
 int64_t iso_process_mem_bytes(const iso_cell *c); /* resident set */
 int iso_process_frames_fd(const iso_cell *c);
+/* proc.c, pure: may a worker report kind in a RESULT (what it sends: guest,
+ * value, and memory under limits.mem)? A death note made fit to show:
+ * bytes other than printable ASCII dropped, in place; its new length. */
+bool iso_worker_kind_allowed(iso_kind kind, int64_t mem_limit);
+size_t iso_death_note_clean(char *note);
 
 struct iso_cell {
     _Atomic int refs; /* the host handle, the cell thread, interrupters */
@@ -89,6 +97,10 @@ struct iso_cell {
     int64_t output_bytes;    /* posts and logs; 0: none */
     int64_t output_used;     /* cell thread */
     int64_t mem_limit;       /* bytes; 0: none */
+    int64_t queue_bytes, queue_values; /* the host's queues; 0: unbounded */
+    /* What waits in the outbox and the host's posts and events: charged by
+     * whoever queues a message, refunded when the host takes it. */
+    _Atomic int64_t queued_bytes, queued_values;
     uint32_t mem_account;    /* py_alloc.c; set before the cell is started */
     iso_plan *plan;       /* immutable; NULL denies every fs and net access */
     char **deny_syscalls; /* the policy's syscalls.deny */
@@ -194,7 +206,18 @@ iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since);
 int64_t iso_cell_thread_cpu_ms(const iso_cell *c);
 
 /* Both threads. */
-void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */
+/* Append m (consumed) to the outbox and wake the host. A post, log, metric
+ * or denial is counted against the queue limits first: -1 (m destroyed)
+ * when it would pass one. */
+int iso_cell_push(iso_cell *c, iso_msg *m);
+/* Count m against c's queue limits (any thread): -1, nothing counted, when
+ * it would pass queue_bytes or queue_values. */
+int iso_cell_queue_charge(iso_cell *c, iso_msg *m);
+/* Which queue limit a refused charge passed, as "limits.<name>=N <unit>". */
+void iso_cell_queue_why(iso_cell *c, char *buf, size_t n);
+/* Set a denial's source, the 6th item of its list ("cell", "kernel" or
+ * "host"), replacing whatever was there. -1 on OOM. */
+int iso_denial_mark(iso_msg *m, const char *source);
 void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
 void *iso_py_cell_thread(void *arg);  /* py_cell.c: the cell thread */
 iso_msg *iso_msg_new(iso_msg_type type);
@@ -206,7 +229,11 @@ iso_cell *iso_cell_new_blank(iso_error *err); /* started, unnamed, no rules */
 iso_cell *iso_pool_take(void); /* a warm cell, or NULL when there is none */
 
 /* Host thread, for backends. */
-void iso_cell_deliver(iso_cell *c, iso_msg *m); /* sort into host queues */
+/* Sort m (consumed) into the host queues, counting what it queues against
+ * the queue limits unless it was counted on the way (iso_cell_push). A
+ * denial without a source is the cell's claim (source "cell"). -1 (m
+ * destroyed) when it would pass a queue limit. */
+int iso_cell_deliver(iso_cell *c, iso_msg *m);
 /* The cell is over: state CLOSED or DEAD, name free, nothing running. */
 void iso_cell_retire(iso_cell *c, iso_state state);
 /* Move the outbox into the host queues; true when anything moved. */

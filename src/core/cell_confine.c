@@ -184,13 +184,15 @@ static iso_msg *denial_msg(const iso_net_denial *d)
     inet_ntop(d->family == 4 ? AF_INET : AF_INET6, d->addr, addr, sizeof addr);
     snprintf(target, sizeof target, d->family == 4 ? "%s:%u" : "[%s]:%u", addr,
              (unsigned)d->port);
-    const char *items[] = {"net", d->sendmsg ? "sendto" : "connect", target,
-                           "the cell's net rules", "bpf"};
+    /* The kernel saw it: source "kernel", unlike what a cell reports. */
+    const char *items[] = {"net",    d->sendmsg ? "sendto" : "connect",
+                           target,   "the cell's net rules",
+                           "bpf",    "kernel"};
     iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
     if (!m)
         return NULL;
     iso_value_set_list(&m->value);
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < 6; i++) {
         iso_value *v = iso_list_append(&m->value);
         if (!v ||
             iso_value_set_string(v, ISO_STR, items[i], strlen(items[i]))) {

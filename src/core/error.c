@@ -19,6 +19,7 @@ static const char *const kind_names[] = {
     [ISO_CLOSED] = "closed",
     [ISO_CRASHED] = "crashed",
     [ISO_VALUE] = "value",
+    [ISO_OUTPUT] = "output",
 };
 
 const char *iso_kind_name(iso_kind kind)

@@ -38,6 +38,7 @@ typedef struct proc {
     bool has_cg;
     iso_cell *cell;      /* whose cgroup the BPF guard may cover */
     char guard_why[600]; /* why it does not */
+    int64_t output_used; /* posted, logged, measured: counted by the host */
 } proc;
 
 /* The zygote, shared by every process cell of this host. */
@@ -303,22 +304,34 @@ static void kill_worker(proc *p)
     iso_error_clear(&err);
 }
 
-/* Why it died, from its death note and its wait status. */
+size_t iso_death_note_clean(char *note)
+{
+    size_t n = 0;
+    for (const char *s = note; *s; s++)
+        if (*s >= 0x20 && *s < 0x7f)
+            note[n++] = *s;
+    note[n] = '\0';
+    return n;
+}
+
+/* Why it died: the host's own observation (its wait status) first; the
+ * death note is the cell's claim, bounded, cleaned and shown as one. */
 static int death_reason(iso_cell *c, proc *p, iso_error *err)
 {
     char note[256] = "";
     fcntl(p->note, F_SETFL, O_NONBLOCK);
     ssize_t n = read(p->note, note, sizeof note - 1);
     note[n > 0 ? n : 0] = '\0';
+    iso_death_note_clean(note);
     pthread_mutex_lock(&zyg.mu);
     int st = exit_status(p->pid, iso_now() + 1.0);
     pthread_mutex_unlock(&zyg.mu);
-    if (note[0])
-        return iso_error_set(err, ISO_CRASHED, "cell '%s' stopped: %s", c->name,
-                             note);
     if (st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU)
         return iso_error_set(err, ISO_CPU, "cell '%s' exceeded limits.cpu_ms",
                              c->name);
+    if (note[0])
+        return iso_error_set(err, ISO_CRASHED,
+                             "cell '%s' died; it reported: %s", c->name, note);
     if (st != -1 && WIFSIGNALED(st))
         return iso_error_set(err, ISO_CRASHED, "cell '%s' was killed by %s",
                              c->name, strsignal(WTERMSIG(st)));
@@ -326,11 +339,22 @@ static int death_reason(iso_cell *c, proc *p, iso_error *err)
                          c->name, st != -1 ? WEXITSTATUS(st) : -1);
 }
 
+/* Kill the worker and claim its exit, without a reason from it. */
+static void put_down(proc *p)
+{
+    kill_worker(p);
+    pthread_mutex_lock(&zyg.mu);
+    exit_status(p->pid, iso_now() + 1.0);
+    pthread_mutex_unlock(&zyg.mu);
+}
+
 /* The worker is gone or misbehaved: make sure of it and say why. */
 static int died(iso_cell *c, proc *p, iso_error *err)
 {
-    if (strncmp(err->message, "protocol", 8) == 0) {
-        kill_worker(p);
+    if (err->kind == ISO_OUTPUT) { /* the host's verdict: kept as is */
+        put_down(p);
+    } else if (strncmp(err->message, "protocol", 8) == 0) {
+        put_down(p);
         char why[sizeof err->message];
         snprintf(why, sizeof why, "%s", err->message);
         iso_error_set(err, ISO_CRASHED, "cell '%s' broke the protocol (%s)",
@@ -351,32 +375,194 @@ static const int frame_msg_types[] = {
     [ISO_FRAME_REQUEST] = ISO_MSG_REQUEST, [ISO_FRAME_DENIAL] = ISO_MSG_DENIAL,
 };
 
-/* Frames a worker may send once it is ready. */
-static bool from_worker(int type)
+static int send_frame(proc *p, iso_frame *f, iso_error *err)
 {
-    return type >= ISO_FRAME_RESULT && type <= ISO_FRAME_DENIAL;
+    int rc = iso_wire_send(&p->wire, f, err);
+    iso_frame_clear(f);
+    return rc;
 }
 
-static int deliver(iso_cell *c, iso_frame *f, iso_error *err)
+/* ---- what a worker sends is untrusted ---------------------------------- */
+
+static int violation(iso_error *err, const char *what)
 {
-    if (!from_worker(f->type))
-        return iso_error_set(err, ISO_CRASHED, "protocol: unexpected %s frame",
-                             iso_frame_type_name(f->type));
+    return iso_error_set(err, ISO_CRASHED, "protocol: %s", what);
+}
+
+bool iso_worker_kind_allowed(iso_kind kind, int64_t mem_limit)
+{
+    return kind == ISO_GUEST || kind == ISO_VALUE ||
+           (kind == ISO_MEMORY && mem_limit > 0);
+}
+
+static bool is_str(const iso_value *v, size_t max)
+{
+    return v->type == ISO_STR && v->u.str.len <= max;
+}
+
+/* A result answers the running request, once, with a kind a worker may
+ * report: timeout, cpu, crashed... come from the host's own eyes. */
+static int check_result(iso_cell *c, const iso_frame *f, iso_error *err)
+{
+    if (!c->busy || f->seq != c->next_seq || c->pending_result)
+        return violation(err, "a RESULT for no running request");
+    if (f->error.kind != ISO_OK &&
+        !iso_worker_kind_allowed(f->error.kind, c->mem_limit))
+        return violation(err, "a RESULT with a verdict only the host gives");
+    return 0;
+}
+
+/* [capability, action, payload], one at a time: the worker waits for its
+ * answer before it sends another. */
+static int check_request(iso_cell *c, const iso_frame *f, iso_error *err)
+{
+    const iso_value *it = f->value.u.seq.items;
+    if (!is_str(&it[0], ISO_REQUEST_TEXT_MAX) ||
+        !is_str(&it[1], ISO_REQUEST_TEXT_MAX))
+        return violation(err, "a REQUEST whose capability or action is not "
+                              "a short string");
+    if (c->pending_request)
+        return violation(err, "a second REQUEST before the first was answered");
+    return 0;
+}
+
+static int check_denial(const iso_frame *f, iso_error *err)
+{
+    for (size_t i = 0; i < f->value.u.seq.len; i++)
+        if (f->value.u.seq.items[i].type != ISO_STR)
+            return violation(err, "a DENIAL with an item that is not a string");
+    return 0;
+}
+
+/* limits.output_bytes, counted again here as the worker counts it: a
+ * worker that sends more than it may lied. */
+static int charge_output(iso_cell *c, proc *p, const iso_frame *f,
+                         iso_error *err)
+{
+    int64_t n = (int64_t)iso_value_string_bytes(&f->value);
+    if (c->output_bytes <= 0 || p->output_used + n <= c->output_bytes) {
+        p->output_used += n;
+        return 0;
+    }
+    return iso_error_set(err, ISO_OUTPUT,
+                         "cell '%s' sent more than limits.output_bytes=%lld "
+                         "(its worker should have refused it)",
+                         c->name, (long long)c->output_bytes);
+}
+
+static int check_frame(iso_cell *c, proc *p, const iso_frame *f,
+                       iso_error *err)
+{
+    switch (f->type) {
+    case ISO_FRAME_RESULT:
+        return check_result(c, f, err);
+    case ISO_FRAME_REQUEST:
+        return check_request(c, f, err);
+    case ISO_FRAME_DENIAL:
+        return check_denial(f, err);
+    case ISO_FRAME_POST:
+    case ISO_FRAME_LOG:
+    case ISO_FRAME_METRIC:
+        return charge_output(c, p, f, err);
+    default:
+        return violation(err, "a frame a ready worker never sends");
+    }
+}
+
+static bool granted(const iso_cell *c, const iso_value *cap)
+{
+    for (size_t i = 0; i < c->n_capabilities; i++)
+        if (strlen(c->capabilities[i]) == cap->u.str.len &&
+            memcmp(c->capabilities[i], cap->u.str.ptr, cap->u.str.len) == 0)
+            return true;
+    return false;
+}
+
+static int queue_full(iso_cell *c, iso_error *err)
+{
+    char why[96];
+    iso_cell_queue_why(c, why, sizeof why);
+    return iso_error_set(err, ISO_OUTPUT,
+                         "cell '%s' left more than %s of posts and events "
+                         "waiting in its host: recv sooner, or raise the "
+                         "limit (spawn limits or sandbox.configure)",
+                         c->name, why);
+}
+
+/* The host's own denial of capability cap: source "host". */
+static iso_msg *host_denial(const iso_value *cap)
+{
+    const char *items[] = {"capability", "request", NULL, "default deny",
+                           "broker"};
+    iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
+    int rc = m ? 0 : -1;
+    if (m)
+        iso_value_set_list(&m->value);
+    for (int i = 0; rc == 0 && i < 5; i++) {
+        iso_value *v = iso_list_append(&m->value);
+        rc = !v ? -1
+             : items[i] ? iso_value_set_string(v, ISO_STR, items[i],
+                                               strlen(items[i]))
+                        : iso_value_copy(v, cap);
+    }
+    if (rc == 0 && iso_denial_mark(m, "host") == 0)
+        return m;
+    iso_msg_destroy(m);
+    return NULL;
+}
+
+/* An ungranted REQUEST (the worker checks grants, so it was forged) never
+ * reaches a handler: the host answers it with an error and records a
+ * denial of its own. */
+static int refuse_request(iso_cell *c, proc *p, const iso_value *cap,
+                          iso_error *err)
+{
+    iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
+    iso_error_set(&f.error, ISO_POLICY,
+                  "capability '%.200s' is not granted to this cell",
+                  cap->u.str.ptr);
+    iso_error ignored = {0};
+    send_frame(p, &f, &ignored); /* a dead worker shows at the next read */
+    iso_error_clear(&ignored);
+    iso_msg *m = host_denial(cap);
+    if (!m)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    return iso_cell_deliver(c, m) ? queue_full(c, err) : 0;
+}
+
+static int deliver(iso_cell *c, proc *p, iso_frame *f, iso_error *err)
+{
+    if (check_frame(c, p, f, err)) /* it knows every type a worker sends */
+        return -1;
+    if (f->type == ISO_FRAME_REQUEST && !granted(c, &f->value.u.seq.items[0]))
+        return refuse_request(c, p, &f->value.u.seq.items[0], err);
     iso_msg *m = iso_msg_new(frame_msg_types[f->type]);
     if (!m)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     m->time = f->time;
     iso_value_move(&m->value, &f->value);
     iso_error_move(&m->error, &f->error);
-    iso_cell_deliver(c, m);
-    return 0;
+    if (m->type == ISO_MSG_DENIAL && iso_denial_mark(m, "cell")) {
+        iso_msg_destroy(m);
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
+    return iso_cell_deliver(c, m) ? queue_full(c, err) : 0;
 }
 
-static int send_frame(proc *p, iso_frame *f, iso_error *err)
+/* The worker is dead: what it sent before it died may still wait in the
+ * socket. Its posts and events are kept (its result no longer counts). */
+static void salvage(iso_cell *c, proc *p)
 {
-    int rc = iso_wire_send(&p->wire, f, err);
-    iso_frame_clear(f);
-    return rc;
+    iso_error err = {0};
+    for (int rc = 0; rc == 0;) {
+        iso_frame f = {0};
+        if (p->sock < 0 || iso_wire_recv(&p->wire, &f, 0, &err))
+            break;
+        bool keep = f.type != ISO_FRAME_RESULT && f.type != ISO_FRAME_REQUEST;
+        rc = keep ? deliver(c, p, &f, &err) : 0;
+        iso_frame_clear(&f);
+    }
+    iso_error_clear(&err);
 }
 
 /* ---- iso_cell_ops ------------------------------------------------------ */
@@ -392,7 +578,7 @@ static int proc_receive(iso_cell *c, double deadline, iso_error *err)
             iso_error_clear(err);
             return 0;
         }
-        int rc = deliver(c, &f, err);
+        int rc = deliver(c, p, &f, err);
         iso_frame_clear(&f);
         if (rc)
             return died(c, p, err);
@@ -436,10 +622,8 @@ static bool proc_overrun(iso_cell *c, double overdue)
 {
     (void)overdue;
     proc *p = c->backend_data;
-    kill_worker(p);
-    pthread_mutex_lock(&zyg.mu);
-    exit_status(p->pid, iso_now() + 1.0);
-    pthread_mutex_unlock(&zyg.mu);
+    put_down(p);
+    salvage(c, p);
     cleanup(p);
     iso_cell_retire(c, ISO_STATE_DEAD);
     return false;
@@ -459,6 +643,7 @@ static void proc_stop(iso_cell *c, bool force)
         exit_status(p->pid, iso_now() + STOP_GRACE_S);
     }
     pthread_mutex_unlock(&zyg.mu);
+    salvage(c, p);
     cleanup(p);
     iso_cell_retire(c, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
 }

@@ -169,8 +169,11 @@ static void take_exception(iso_cell *c, iso_error *err, iso_kind kind)
     PyObject *exc = fetch_exception();
     PyObject *msg = exc ? PyObject_Str(exc) : NULL;
     const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
-    if (exc && PyErr_GivenExceptionMatches(exc, PyExc_MemoryError))
-        kind = ISO_MEMORY; /* the cell ran out of its memory limit */
+    /* The cell ran out of its memory limit. A worker says so only under
+     * limits.mem: its host believes kind memory from nothing else. */
+    if (exc && PyErr_GivenExceptionMatches(exc, PyExc_MemoryError) &&
+        (!c->send_hook || c->mem_limit > 0))
+        kind = ISO_MEMORY;
     if (kind == ISO_MEMORY && iso_mem_account_refused(c->mem_account))
         iso_error_set(err, kind, "cell '%s' reached limits.mem (%lld bytes)",
                       c->name, (long long)c->mem_limit);

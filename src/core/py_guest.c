@@ -166,13 +166,15 @@ PyObject *iso_py_import(const char *name)
 
 /* ---- post, log, metric ------------------------------------------------- */
 
-/* limits.output_bytes bounds what a cell posts and logs (strings and
- * bytes in them), whatever the backend. */
-static int charge_output(iso_cell *c, iso_msg *m)
+/* limits.output_bytes bounds what a cell posts, logs and measures
+ * (strings and bytes in them), whatever the backend. A process cell's host
+ * counts the same way and kills a worker that sends more. */
+static int charge_output(iso_cell *c, iso_msg *m, int64_t *charged)
 {
     int64_t n = (int64_t)iso_value_string_bytes(&m->value);
     if (c->output_bytes <= 0 || c->output_used + n <= c->output_bytes) {
         c->output_used += n;
+        *charged = n;
         return 0;
     }
     iso_msg_destroy(m);
@@ -188,16 +190,37 @@ static int charge_output(iso_cell *c, iso_msg *m)
     return -1;
 }
 
+/* Charge m (consumed) to output_bytes and hand it to the host. A
+ * sub-interpreter cell whose host queues are full is refused here, before
+ * the host's memory grows: OSError(ENOBUFS) until the host takes some. */
+static PyObject *enqueue(iso_cell *c, iso_msg *m)
+{
+    int64_t charged = 0;
+    if (charge_output(c, m, &charged) < 0)
+        return NULL;
+    if (iso_cell_push(c, m) == 0)
+        Py_RETURN_NONE;
+    c->output_used -= charged; /* it was not sent */
+    char why[96], msg[256];
+    iso_cell_queue_why(c, why, sizeof why);
+    snprintf(msg, sizeof msg,
+             "the host holds %s of this cell's posts and events already: "
+             "the host must recv() sooner, or raise the limit",
+             why);
+    PyObject *args = Py_BuildValue("(is)", ENOBUFS, msg);
+    if (args)
+        PyErr_SetObject(PyExc_OSError, args);
+    Py_XDECREF(args);
+    return NULL;
+}
+
 static PyObject *post_value(iso_cell *c, iso_msg *m, PyObject *obj)
 {
     if (iso_py_to_value(obj, &m->value) < 0) {
         iso_msg_destroy(m);
         return NULL;
     }
-    if (charge_output(c, m) < 0)
-        return NULL;
-    iso_cell_push(c, m);
-    Py_RETURN_NONE;
+    return enqueue(c, m);
 }
 
 /* Send a message whose value is the list of items (borrowed). Each item
@@ -220,8 +243,8 @@ static PyObject *send(iso_cell *c, iso_msg_type type, PyObject **items,
             return NULL;
         }
     }
-    if (type == ISO_MSG_LOG && charge_output(c, m) < 0)
-        return NULL;
+    if (type != ISO_MSG_REQUEST)
+        return enqueue(c, m);
     iso_cell_push(c, m);
     Py_RETURN_NONE;
 }
@@ -312,6 +335,15 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
                                      &action, &payload))
         return NULL;
     iso_cell *c = cell_of(self);
+    Py_ssize_t action_len = 0;
+    if (!PyUnicode_AsUTF8AndSize(action, &action_len))
+        return NULL;
+    if (strlen(cap) > ISO_REQUEST_TEXT_MAX ||
+        action_len > ISO_REQUEST_TEXT_MAX) /* a process host refuses more */
+        return PyErr_Format(PyExc_ValueError,
+                            "request(): capability and action are at most "
+                            "%d bytes each",
+                            ISO_REQUEST_TEXT_MAX);
     if (!granted(c, cap)) {
         iso_py_emit_denial(c, "capability", "request", cap, "default deny");
         return PyErr_Format(PyExc_PermissionError,

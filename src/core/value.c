@@ -346,3 +346,20 @@ size_t iso_value_string_bytes(const iso_value *v)
         return 0;
     }
 }
+
+size_t iso_value_footprint(const iso_value *v)
+{
+    size_t total = sizeof *v;
+    switch (v->type) {
+    case ISO_STR:
+    case ISO_BYTES:
+        return total + v->u.str.len;
+    case ISO_LIST:
+    case ISO_MAP:
+        for (size_t i = 0; i < v->u.seq.len * seq_width(v); i++)
+            total += iso_value_footprint(&v->u.seq.items[i]);
+        return total;
+    default:
+        return total;
+    }
+}

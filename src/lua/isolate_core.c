@@ -157,6 +157,24 @@ static int l_pool_stats(lua_State *L)
     return 1;
 }
 
+/* core.queue_defaults([bytes, values]) -> bytes, values: the host-side
+ * queue limits of cells spawned without their own (set when given). */
+static int l_queue_defaults(lua_State *L)
+{
+    iso_error err = {0};
+    int64_t bytes, values;
+    iso_queue_defaults_get(&bytes, &values);
+    if (!lua_isnoneornil(L, 1))
+        bytes = (int64_t)luaL_checkinteger(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        values = (int64_t)luaL_checkinteger(L, 2);
+    if (iso_queue_defaults_set(bytes, values, &err))
+        return iso_lua_raise(L, &err);
+    lua_pushinteger(L, (lua_Integer)bytes);
+    lua_pushinteger(L, (lua_Integer)values);
+    return 2;
+}
+
 /* core.set_mode(name); core.thread_cgroups() -> true | false, why */
 static int l_set_mode(lua_State *L)
 {
@@ -202,6 +220,7 @@ static const luaL_Reg core_functions[] = {
     {"thread_cgroups", l_thread_cgroups},
     {"pool_configure", l_pool_configure},
     {"pool_stats", l_pool_stats},
+    {"queue_defaults", l_queue_defaults},
     {"set_event_sink", l_set_event_sink},
     {"now", l_now},
     {"sleep", l_sleep},

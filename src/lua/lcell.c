@@ -317,10 +317,11 @@ static int l_cell_result(lua_State *L)
     return 2;
 }
 
-/* sb:recv([timeout_s]) -> value | nil, isolate.Error (timeout) */
+/* sb:recv([timeout_s]) -> value | nil, isolate.Error (timeout). What a
+ * cell posted before it ended still comes, then the error that ended it. */
 static int l_cell_recv(lua_State *L)
 {
-    lcell *u = open_cell(L);
+    lcell *u = cell_in_use(L, false);
     double timeout = luaL_optnumber(L, 2, -1);
     if (lua_gettop(L) >= 2 && timeout < 0)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
@@ -358,8 +359,8 @@ static void set_string(lua_State *L, const char *key, const char *v)
 }
 
 /* {type="log", level=, message=, fields=}, {type="metric", name=, value=,
- * tags=}, {type="denial", capability=, action=, target=, rule=, layer=},
- * {type="warning", message=} */
+ * tags=}, {type="denial", capability=, action=, target=, rule=, layer=,
+ * source=}, {type="warning", message=} */
 static void push_event(lua_State *L, lcell *u, iso_msg *m)
 {
     if (m->type == ISO_MSG_WARNING) {
@@ -374,14 +375,14 @@ static void push_event(lua_State *L, lcell *u, iso_msg *m)
     static const char *const log_keys[] = {"level", "message", "fields"};
     static const char *const metric_keys[] = {"name", "value", "tags"};
     static const char *const denial_keys[] = {"capability", "action", "target",
-                                              "rule", "layer"};
+                                              "rule", "layer", "source"};
     const char *type = m->type == ISO_MSG_LOG      ? "log"
                        : m->type == ISO_MSG_METRIC ? "metric"
                                                    : "denial";
     const char *const *keys = m->type == ISO_MSG_LOG      ? log_keys
                               : m->type == ISO_MSG_METRIC ? metric_keys
                                                           : denial_keys;
-    size_t n = m->type == ISO_MSG_DENIAL ? 5 : 3;
+    size_t n = m->type == ISO_MSG_DENIAL ? 6 : 3;
     lua_createtable(L, 0, 8);
     set_string(L, "type", type);
     for (size_t i = 0; i < n && i < m->value.u.seq.len; i++)
@@ -568,7 +569,8 @@ static int64_t opt_int(lua_State *L, int cfg, const char *key)
 }
 
 /* core.spawn({name=, backend=, imports=, capabilities=, plan=, wall_ms=,
- * cpu_ms=, mem=, open_files=, output_bytes=, processes=, syscalls_deny=},
+ * cpu_ms=, mem=, open_files=, output_bytes=, processes=, queue_bytes=,
+ * queue_values=, syscalls_deny=},
  * broker): the options are already checked by lua/isolate. */
 int iso_lua_cell_spawn(lua_State *L)
 {
@@ -590,6 +592,8 @@ int iso_lua_cell_spawn(lua_State *L)
     cfg.open_files = opt_int(L, 1, "open_files");
     cfg.output_bytes = opt_int(L, 1, "output_bytes");
     cfg.processes = opt_int(L, 1, "processes");
+    cfg.queue_bytes = opt_int(L, 1, "queue_bytes");
+    cfg.queue_values = opt_int(L, 1, "queue_values");
     cfg.imports = string_list(L, 1, "imports", &cfg.n_imports);
     cfg.capabilities = string_list(L, 1, "capabilities", &cfg.n_capabilities);
     cfg.deny_syscalls =
