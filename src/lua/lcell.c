@@ -322,8 +322,9 @@ static int l_cell_result(lua_State *L)
 static int l_cell_recv(lua_State *L)
 {
     lcell *u = cell_in_use(L, false);
-    double timeout = luaL_optnumber(L, 2, -1);
-    if (lua_gettop(L) >= 2 && timeout < 0)
+    bool open = iso_cell_is_open(u->cell); /* else nothing to wait for */
+    double timeout = open ? luaL_optnumber(L, 2, -1) : 0;
+    if (open && lua_gettop(L) >= 2 && timeout < 0)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
                               "recv timeout must be >= 0 seconds");
     iso_error err = {0};
