@@ -341,7 +341,9 @@ typedef enum iso_wait {
  * for ISO_WAIT_POST. timeout_s < 0 waits forever; ISO_WAIT_RESULT also
  * enforces the cell's wall_ms and cpu_ms. *out is owned by the caller.
  * Returns 0, 1 when timeout_s passed with nothing (err says ISO_TIMEOUT),
- * or -1 with err (a limit, a dead cell, ...). */
+ * or -1 with err (a limit, a dead cell, ...). ISO_WAIT_POST on a cell that
+ * ended (closed, killed, crashed) still hands over, in order, what it
+ * posted before, and only then fails. */
 int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
                   iso_error *err);
 /* Block until at least one of the n cells needs its host: waiting for its
