@@ -41,7 +41,8 @@ static void test_footprint(void)
 
 static void test_death_note(void)
 {
-    char note[] = "seccomp\x1b[2J: re\x07" "boot\xff\xfe ok\n";
+    char note[] = "seccomp\x1b[2J: re\x07"
+                  "boot\xff\xfe ok\n";
     CHECK_EQ_INT(iso_death_note_clean(note), strlen("seccomp[2J: reboot ok"));
     CHECK_EQ_STR(note, "seccomp[2J: reboot ok");
     char empty[] = "";

@@ -97,10 +97,6 @@ struct iso_cell {
     int64_t output_bytes;    /* posts and logs; 0: none */
     int64_t output_used;     /* cell thread */
     int64_t mem_limit;       /* bytes; 0: none */
-    int64_t queue_bytes, queue_values; /* the host's queues; 0: unbounded */
-    /* What waits in the outbox and the host's posts and events: charged by
-     * whoever queues a message, refunded when the host takes it. */
-    _Atomic int64_t queued_bytes, queued_values;
     uint32_t mem_account;    /* py_alloc.c; set before the cell is started */
     iso_plan *plan;       /* immutable; NULL denies every fs and net access */
     char **deny_syscalls; /* the policy's syscalls.deny */
@@ -110,6 +106,11 @@ struct iso_cell {
     iso_plan **retired;             /* plans replaced by reloads */
     size_t n_retired;
     int guard_rules;
+    /* The host's queue limits (0: unbounded), and what waits now in the
+     * outbox and the host's posts and events: charged by whoever queues a
+     * message, refunded when the host takes it. */
+    int64_t queue_bytes, queue_values;
+    _Atomic int64_t queued_bytes, queued_values;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;    /* slow events only: start-up, interrupters */

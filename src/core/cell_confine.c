@@ -185,9 +185,9 @@ static iso_msg *denial_msg(const iso_net_denial *d)
     snprintf(target, sizeof target, d->family == 4 ? "%s:%u" : "[%s]:%u", addr,
              (unsigned)d->port);
     /* The kernel saw it: source "kernel", unlike what a cell reports. */
-    const char *items[] = {"net",    d->sendmsg ? "sendto" : "connect",
-                           target,   "the cell's net rules",
-                           "bpf",    "kernel"};
+    const char *items[] = {"net",  d->sendmsg ? "sendto" : "connect",
+                           target, "the cell's net rules",
+                           "bpf",  "kernel"};
     iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
     if (!m)
         return NULL;

@@ -450,8 +450,7 @@ static int charge_output(iso_cell *c, proc *p, const iso_frame *f,
                          c->name, (long long)c->output_bytes);
 }
 
-static int check_frame(iso_cell *c, proc *p, const iso_frame *f,
-                       iso_error *err)
+static int check_frame(iso_cell *c, proc *p, const iso_frame *f, iso_error *err)
 {
     switch (f->type) {
     case ISO_FRAME_RESULT:
@@ -501,9 +500,9 @@ static iso_msg *host_denial(const iso_value *cap)
     for (int i = 0; rc == 0 && i < 5; i++) {
         iso_value *v = iso_list_append(&m->value);
         rc = !v ? -1
-             : items[i] ? iso_value_set_string(v, ISO_STR, items[i],
-                                               strlen(items[i]))
-                        : iso_value_copy(v, cap);
+             : items[i]
+                 ? iso_value_set_string(v, ISO_STR, items[i], strlen(items[i]))
+                 : iso_value_copy(v, cap);
     }
     if (rc == 0 && iso_denial_mark(m, "host") == 0)
         return m;

@@ -376,7 +376,7 @@ static void push_event(lua_State *L, lcell *u, iso_msg *m)
     static const char *const log_keys[] = {"level", "message", "fields"};
     static const char *const metric_keys[] = {"name", "value", "tags"};
     static const char *const denial_keys[] = {"capability", "action", "target",
-                                              "rule", "layer", "source"};
+                                              "rule",       "layer",  "source"};
     const char *type = m->type == ISO_MSG_LOG      ? "log"
                        : m->type == ISO_MSG_METRIC ? "metric"
                                                    : "denial";
