@@ -322,6 +322,15 @@ describe("queue caps", function()
       err_of(sandbox.spawn, { limits = { queue_bytes = "12XB" } }).kind)
   end)
 
+  it("are explained: the host for process cells, the guest's builtins otherwise", function()
+    local p = sandbox.policy.compile({ limits = { queue_values = 10, queue_bytes = "1MiB" } })
+    for backend, layer in pairs({ process = "host", subinterpreter = "python-guard" }) do
+      local rows = p:explain(backend)
+      assert.are.equal(2, #rows)
+      for _, row in ipairs(rows) do assert.are.equal(layer, row.layer, row.rule) end
+    end
+  end)
+
   for _, backend in ipairs(backends) do
     local spawn = support.spawner(backend)
     local process = backend == "process"
