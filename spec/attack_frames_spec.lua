@@ -66,10 +66,13 @@ def read_frame():
 ]=]
 
 -- A process cell (no imports unless given) with the forger loaded: its
--- next request has seq 2.
+-- next request has seq 2. wall_ms bounds the attacks that end in a busy
+-- loop, so that a host that believes them fails the spec instead of hanging.
 local function forger(opts)
   opts = opts or {}
   opts.backend = "process"
+  opts.limits = opts.limits or {}
+  opts.limits.wall_ms = opts.limits.wall_ms or 20000
   local sb = sandbox.spawn(opts)
   sb:exec(FORGER)
   return sb
