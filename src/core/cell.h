@@ -196,6 +196,9 @@ int64_t iso_cell_thread_cpu_ms(const iso_cell *c);
 /* Both threads. */
 void iso_cell_push(iso_cell *c, iso_msg *m); /* append to outbox, wake host */
 void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
+/* The doorbell's ringing end (made on first use; -1 if it could not be):
+ * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
+int iso_cell_doorbell_fd(void);
 void *iso_py_cell_thread(void *arg);  /* py_cell.c: the cell thread */
 iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);

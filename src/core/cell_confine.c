@@ -1,11 +1,11 @@
 /*
  * Kernel layers on a sub-interpreter cell's own thread (defense in depth,
- * not a boundary: the thread shares the host's memory and file table).
+ * not a boundary: the thread shares the host's memory).
  *
  * Spawn hands the cell its rules, then asks the cell thread to confine
  * itself (ISO_REQ_CONFINE) and waits: the thread joins its own threaded
- * cgroup, then no_new_privs, Landlock and an ERRNO seccomp filter
- * (confine.c). A warm cell is confined when it is taken from the pool, a
+ * cgroup, takes a private fd table holding only stdio and the doorbell,
+ * then no_new_privs, Landlock and an ERRNO seccomp filter (confine.c). A warm cell is confined when it is taken from the pool, a
  * new one right after it started; either way exactly once and before any
  * guest code, and its thread never serves another cell.
  */
@@ -297,6 +297,10 @@ static int confine_self(iso_cell *c, iso_error *err)
     iso_confine_config cc = {.mem_bytes = -1};
     iso_confine_report rep = {.n = 0};
     char threads[ISO_PATH_MAX + 64];
+    /* the one host fd the thread keeps: it rings the host with it */
+    int bell = iso_cell_doorbell_fd();
+    cc.keep_fds = &bell;
+    cc.n_keep = bell >= 0;
     c->kernel->tid = (long)syscall(SYS_gettid);
     make_cgroup(c);
     int rc = thread_config(c, &gs, &cc, threads, sizeof threads, err);

@@ -105,12 +105,14 @@ static int next_kept(const iso_confine_config *cfg, int lo)
     return best;
 }
 
-/* Kernels before 5.9 lack close_range: walk /proc/self/fd instead. */
+/* Kernels before 5.9 lack close_range: walk the fd directory instead
+ * (thread-self: after unshare(CLONE_FILES), /proc/self/fd would list the
+ * main thread's table, not this thread's). */
 static int close_by_walk(const iso_confine_config *cfg, iso_error *err)
 {
-    DIR *d = opendir("/proc/self/fd");
+    DIR *d = opendir("/proc/thread-self/fd");
     if (!d)
-        return fail_sys(err, "opendir /proc/self/fd");
+        return fail_sys(err, "opendir /proc/thread-self/fd");
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         int fd = atoi(e->d_name);
         if (e->d_name[0] != '.' && fd > 2 && fd != dirfd(d) &&
@@ -163,24 +165,55 @@ static int stdio_to_null(const iso_confine_config *cfg, int *redirected,
     return 0;
 }
 
-static int step_close_fds(const iso_confine_config *cfg,
-                          iso_confine_report *rep, iso_error *err)
+/* How many fds cfg keeps besides stdio; -1 (with err) when a kept fd is
+ * not open, a bug in the caller worth saying. */
+static int count_kept(const iso_confine_config *cfg, size_t *kept,
+                      iso_error *err)
 {
-    size_t kept = cfg->death_note_fd >= 0;
+    *kept = cfg->death_note_fd >= 0;
     for (size_t i = 0; i < cfg->n_keep; i++) {
-        /* a kept fd that is not open is a bug in the caller: say so */
         if (cfg->keep_fds[i] >= 0 && fcntl(cfg->keep_fds[i], F_GETFD) < 0)
             return iso_error_set(err, ISO_INVALID_ARGUMENT,
                                  "confine: kept fd %d is not open",
                                  cfg->keep_fds[i]);
-        kept += cfg->keep_fds[i] >= 0 && cfg->keep_fds[i] != cfg->death_note_fd;
+        *kept += cfg->keep_fds[i] >= 0 && cfg->keep_fds[i] != cfg->death_note_fd;
     }
+    return 0;
+}
+
+static int step_close_fds(const iso_confine_config *cfg,
+                          iso_confine_report *rep, iso_error *err)
+{
+    size_t kept;
     int redirected = 0;
-    if (close_unkept(cfg, err) < 0 || stdio_to_null(cfg, &redirected, err) < 0)
+    if (count_kept(cfg, &kept, err) < 0 || close_unkept(cfg, err) < 0 ||
+        stdio_to_null(cfg, &redirected, err) < 0)
         return -1;
     step_add(rep, "close_fds", ISO_STEP_ACTIVE,
              "kept %zu fd(s); %d of stdin/stdout/stderr on /dev/null", kept,
              redirected);
+    return 0;
+}
+
+/* A cell thread shares the host's fd table: a guest could use the zygote's
+ * control socket, another cell's frames socket or any file the host has
+ * open. The thread takes a copy of the table for itself, then closes in it
+ * everything but stdio and the few fds it needs (keep_fds). Threads the
+ * guest starts share this table; the host's is never touched. */
+static int step_fd_table(const iso_confine_config *cfg, iso_confine_report *rep,
+                         iso_error *err)
+{
+    size_t kept;
+    if (count_kept(cfg, &kept, err) < 0)
+        return -1;
+    if (unshare(CLONE_FILES) < 0)
+        return fail_sys(err, "unshare(CLONE_FILES)");
+    if (close_unkept(cfg, err) < 0)
+        return -1;
+    step_add(rep, "fd_table", ISO_STEP_ACTIVE,
+             "the thread's own: the host's fds closed in it but stdin, "
+             "stdout, stderr and %zu of its own",
+             kept);
     return 0;
 }
 
@@ -618,6 +651,13 @@ static const char *const compat_deny[] = {
     "bpf", "init_module", "finit_module", "delete_module",
     "kexec_load", "kexec_file_load", "reboot",
 };
+/* Cell threads, in every mode: the host's fd table through a pidfd of the
+ * host itself or a comparison of fds, and code loaded from memory (a .so
+ * written to a memfd and dlopened through /proc/self/fd: Landlock does not
+ * mediate memfds). */
+static const char *const thread_deny[] = {
+    "pidfd_getfd", "kcmp", "memfd_create",
+};
 /* clang-format on */
 
 static const char *trap_name(int nr)
@@ -775,6 +815,10 @@ static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
     n_trap_names = 0;
     for (size_t i = 0; i < n; i++)
         if (trap_syscall(ctx, act, list[i], false, err) < 0)
+            return -1;
+    for (size_t i = 0; cfg->in_thread && i < sizeof thread_deny / sizeof
+                                                 *thread_deny; i++)
+        if (trap_syscall(ctx, act, thread_deny[i], false, err) < 0)
             return -1;
     if (clone_rules(ctx, act, cfg, err) < 0)
         return -1;
@@ -951,6 +995,7 @@ int iso_confine_rows(const iso_confine_report *rep, const char *scope,
 
 static const confine_step thread_steps[] = {
     step_thread_cgroup,
+    step_fd_table,
     step_no_new_privs,
     step_landlock,
     step_seccomp,
