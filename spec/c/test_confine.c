@@ -232,7 +232,7 @@ static void test_report_with_cgroup(void)
         return;
     }
     iso_cgroup_procs_path(&cg, procs, sizeof procs);
-    iso_fs_grant grants[] = {{"/proc", true, false, false}};
+    iso_fs_grant grants[] = {{"/proc", true, false, false, false}};
     iso_confine_config c = base_config();
     c.cgroup_procs = procs;
     c.grants = grants;
@@ -669,9 +669,9 @@ static void test_landlock_fs(void)
     CHECK(mkdir(ro, 0755) == 0 && mkdir(rw, 0755) == 0);
     make_file("outside");
     make_file("ro/f");
-    iso_fs_grant grants[] = {{ro, true, false, false},
-                             {rw, true, true, false},
-                             {gone, true, false, false}};
+    iso_fs_grant grants[] = {{ro, true, false, false, false},
+                             {rw, true, true, false, false},
+                             {gone, true, false, false, false}};
     iso_confine_config c = base_config();
     c.grants = grants;
     c.n_grants = 3;
@@ -960,7 +960,7 @@ static int connect_errno(uint16_t port)
 static void *confined_thread(void *arg)
 {
     thread_probe *t = arg;
-    iso_fs_grant g = {"/usr", true, false, true};
+    iso_fs_grant g = {"/usr", true, false, true, false};
     uint16_t ports[] = {t->closed_port};
     iso_confine_config c = base_config();
     c.in_thread = true;

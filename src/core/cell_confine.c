@@ -227,7 +227,7 @@ void iso_cell_guard_drain(void)
 static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
                          char *threads, size_t n, iso_error *err)
 {
-    iso_grants_runtime(gs);
+    iso_grants_runtime(gs, true); /* refused extensions left out */
     iso_grants_plan(gs, c->plan);
     cc->in_thread = true;
     cc->compat = c->kernel->compat;

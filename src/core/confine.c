@@ -470,6 +470,8 @@ static uint64_t grant_rights(const iso_fs_grant *g)
              LANDLOCK_ACCESS_FS_IOCTL_DEV;
     if (g->exec)
         r |= LANDLOCK_ACCESS_FS_EXECUTE;
+    if (g->list)
+        r |= LANDLOCK_ACCESS_FS_READ_DIR;
     return r;
 }
 

@@ -46,6 +46,9 @@ typedef struct iso_confine_report {
 typedef struct iso_fs_grant {
     const char *path; /* absolute; a missing path is skipped (counted) */
     bool read, write, exec;
+    /* a directory that may be listed, its files granted one by one (what
+     * is beneath it is readable only where another grant says so) */
+    bool list;
 } iso_fs_grant;
 
 typedef struct iso_confine_config {

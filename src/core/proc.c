@@ -33,7 +33,7 @@ extern char **environ;
 typedef struct proc {
     pid_t pid;
     iso_wire wire;
-    int sock, note; /* frames; the read end of the death note */
+    int sock, note; /* frames; the reading end of the death note */
     iso_cgroup cg;
     bool has_cg;
     iso_cell *cell;      /* whose cgroup the BPF guard may cover */
@@ -535,10 +535,15 @@ static int launch(iso_cell *c, const iso_cell_config *cfg, proc *p,
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
         return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
                              strerror(errno));
-    if (pipe2(note, O_CLOEXEC)) {
+    /* the death note is a socket too: a pipe's end can be reopened through
+     * /proc/self/fd/N by a sub-interpreter guest (Landlock does not mediate
+     * pipes), a socket cannot */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, note)) {
         close(sv[0]), close(sv[1]);
-        return iso_error_set(err, ISO_CRASHED, "pipe: %s", strerror(errno));
+        return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
+                             strerror(errno));
     }
+    shutdown(note[0], SHUT_WR), shutdown(note[1], SHUT_RD);
     p->sock = sv[0], p->note = note[0];
     iso_wire_init(&p->wire, p->sock);
     pthread_mutex_lock(&zyg.mu);
