@@ -1020,6 +1020,99 @@ static void test_thread_only(void)
     unlink(secret);
 }
 
+/* ---- a cell thread's own fd table --------------------------------------- */
+
+typedef struct fd_probe {
+    int host_file, host_sock, keep; /* opened by the main thread */
+    char out[256];
+} fd_probe;
+
+static int errno_of(long rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+/* errno of opening the host's fd through /proc/self/fd (0: it opened). */
+static int reopen_errno(int fd)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int got = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (got >= 0)
+        close(got);
+    return got < 0 ? errno : 0;
+}
+
+static void *fd_thread(void *arg)
+{
+    fd_probe *t = arg;
+    iso_fs_grant g = {"/usr", true, false, true, false};
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.grants = &g;
+    c.n_grants = 1;
+    c.keep_fds = &t->keep;
+    c.n_keep = 1;
+    c.cgroup_missing = "test: no cgroup";
+    iso_error err = {0};
+    if (iso_confine_thread(&c, NULL, &err) < 0) {
+        snprintf(t->out, sizeof t->out, "rc=-1 %.200s", err.message);
+        return NULL;
+    }
+    /* before anything here opens an fd, which could take a closed number */
+    int file = errno_of(fcntl(t->host_file, F_GETFD));
+    int sock = errno_of(fcntl(t->host_sock, F_GETFD));
+    int keep = errno_of(fcntl(t->keep, F_GETFD));
+    /* a pidfd of this process reaches the main thread's table */
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    snprintf(t->out, sizeof t->out,
+             "file=%d sock=%d keep=%d getfd=%d kcmp=%d memfd=%d "
+             "reopen_file=%d reopen_sock=%d",
+             file, sock, keep,
+             errno_of(syscall(SYS_pidfd_getfd, pidfd, t->host_file, 0)),
+             errno_of(syscall(SYS_kcmp, getpid(), getpid(), 0, 0, 0)),
+             errno_of(syscall(SYS_memfd_create, "x", 0)),
+             reopen_errno(t->host_file), reopen_errno(t->host_sock));
+    return NULL;
+}
+
+static void fd_table_child(int out, void *secret)
+{
+    int sv[2];
+    fd_probe t = {.host_file = open(secret, O_RDONLY | O_CLOEXEC)};
+    CHECK(t.host_file >= 0);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    t.host_sock = sv[0], t.keep = sv[1];
+    pthread_t th;
+    pthread_create(&th, NULL, fd_thread, &t);
+    pthread_join(th, NULL);
+    say(out, "%s main=%d,%d,%d", t.out, fcntl(t.host_file, F_GETFD) >= 0,
+        fcntl(t.host_sock, F_GETFD) >= 0, fcntl(t.keep, F_GETFD) >= 0);
+}
+
+/* The confined thread has its own table: the host's fds are closed in it
+ * (EBADF) but the kept one, the host's table is untouched, and the routes
+ * back to the host's table are refused: pidfd_getfd and kcmp (seccomp),
+ * reopening a file outside the grants through /proc/self/fd (Landlock) or
+ * a socket (ENXIO: sockets cannot be reopened). memfd_create is denied
+ * (code loaded from memory). */
+static void test_thread_fd_table(void)
+{
+    if (landlock_abi < 1) {
+        printf("SKIP test_thread_fd_table: no Landlock\n");
+        return;
+    }
+    char secret[] = "/tmp/iso-confine-XXXXXX";
+    int fd = mkstemp(secret);
+    CHECK(fd >= 0);
+    close(fd);
+    char buf[600];
+    in_child(fd_table_child, secret, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "file=9 sock=9 keep=0 getfd=1 kcmp=1 memfd=1 "
+                      "reopen_file=13 reopen_sock=6 main=1,1,1");
+    unlink(secret);
+}
+
 /* ---- cached seccomp programs for cell threads ---------------------------- */
 
 typedef struct cached_probe {
@@ -1158,6 +1251,7 @@ int main(void)
     RUN(test_rlimits);
     RUN(test_mem_limit);
     RUN(test_thread_only);
+    RUN(test_thread_fd_table);
     RUN(test_cached_seccomp_programs);
     return CHECK_EXIT();
 }
