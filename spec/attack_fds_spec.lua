@@ -288,37 +288,49 @@ except OSError as e:
     assert.are.equal(EPERM, sb:recv(10))
   end)
 
-  it("cannot load a refused extension copied into a write-only path", function()
-    if not active("landlock_fs") then return end
+  -- The guest writes the bytes of a .so itself (here a copy of _ctypes),
+  -- as an attacker bringing its own would, then loads it.
+  local function write_and_load(rule)
+    local src = io.popen("ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null"):read("l")
+    if not src then return print("SKIP: no _ctypes extension file on this host") end
     local dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir))
-    local sb <close> = sandbox.spawn({ imports = { "os", "sys", "_imp", "importlib" },
-                                       policy = { fs = { { write = dir } } } })
-    -- the guest writes the bytes itself (it may write there), as an
-    -- attacker bringing its own .so would; here, a copy of _ctypes
-    local src = io.popen("ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null"):read("l")
-    if not src then
-      os.execute("rm -rf " .. dir)
-      return print("SKIP: no _ctypes extension file on this host")
-    end
-    local data = assert(io.open(src, "rb")):read("a")
-    sb:exec((string.format([[
+    local sb <close> = sandbox.spawn({ imports = { "os", "_imp", "importlib" },
+                                       policy = { fs = { { [rule] = dir } } } })
+    local f = assert(io.open(src, "rb"))
+    local hex = f:read("a"):gsub(".", function(c) return string.format("%02x", c:byte()) end)
+    f:close()
+    sb:exec(string.format([[
 import os, _imp, importlib.machinery as m
 path = %q
 fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o755)
-os.write(fd, DATA)
+os.write(fd, bytes.fromhex(%q))
 os.close(fd)
 try:
     _imp.create_dynamic(m.ModuleSpec('_ctypes', None, origin=path))
     post('loaded')
 except ImportError as e:
     post(type(e).__name__)
-]], dir .. "/_ctypes.so"):gsub("DATA", "bytes.fromhex('" .. data:gsub(".", function(c)
-      return string.format("%02x", c:byte())
-    end) .. "')")))
-    assert.are.equal("ImportError", sb:recv(30))
+]], dir .. "/_ctypes.so", hex))
+    local got = sb:recv(30)
+    local noexec = row(sb, "noexec")
     os.execute("rm -rf " .. dir)
+    return got, noexec
+  end
+
+  it("cannot load an extension it wrote into a write-only path (Landlock)", function()
+    if not active("landlock_fs") then return end
+    local got = write_and_load("write")
+    if got then assert.are.equal("ImportError", got) end
+  end)
+
+  it("cannot load an extension it wrote into a path it may read (noexec)", function()
+    if not active("landlock_fs") then return end
+    local got, noexec = write_and_load("allow")
+    if not got then return end
+    if noexec.state ~= "active" then return print("SKIP noexec: " .. noexec.detail) end
+    assert.are.equal("ImportError", got) -- mmap(PROT_EXEC) refused: EPERM
   end)
 end)
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -214,6 +215,93 @@ static int step_fd_table(const iso_confine_config *cfg, iso_confine_report *rep,
              "the thread's own: the host's fds closed in it but stdin, "
              "stdout, stderr and %zu of its own",
              kept);
+    return 0;
+}
+
+/* ---- noexec: code from writable paths (cell threads) -------------------- */
+
+/* The new mount API (Linux 5.12), by number: Debian 12's glibc cannot
+ * include <linux/mount.h> next to <sys/mount.h>. */
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#define ISO_MOUNT_ATTR_NOEXEC 0x00000008
+struct iso_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+/* Put a noexec copy of the mounts at path over path (this namespace only):
+ * a clone of the tree, marked noexec, moved onto itself. */
+static int noexec_over(const char *path, iso_error *err)
+{
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+                          OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR
+                   ? 0 /* nothing there; Landlock skips it too */
+                   : fail_sys(err, "open_tree %s", path);
+    struct iso_mount_attr a = {.attr_set = ISO_MOUNT_ATTR_NOEXEC};
+    int rc = (int)syscall(SYS_mount_setattr, fd, "",
+                          AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a);
+    if (rc == 0)
+        rc = (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, path,
+                          MOVE_MOUNT_F_EMPTY_PATH);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc < 0 ? fail_sys(err, "noexec mount over %s", path) : 1;
+}
+
+/* A writable grant code could be written to: a directory or a file (not a
+ * device such as /dev/null, which cannot be mapped). */
+static bool holds_code(const iso_fs_grant *g)
+{
+    struct stat st;
+    return g->write && stat(g->path, &st) == 0 &&
+           (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode));
+}
+
+/* Landlock does not mediate mmap(PROT_EXEC) of a file the thread may read:
+ * a .so a guest writes into a path its policy makes writable and readable
+ * could be dlopened. The thread takes its own mount namespace (host mounts
+ * still propagate in, none of its own out), in which every writable grant
+ * is noexec: the kernel then refuses to map code from there (EPERM). */
+static int step_noexec(const iso_confine_config *cfg, iso_confine_report *rep,
+                       iso_error *err)
+{
+    size_t writable = 0, done = 0;
+    for (size_t i = 0; i < cfg->n_grants; i++)
+        writable += holds_code(&cfg->grants[i]);
+    if (writable == 0) {
+        step_add(rep, "noexec", ISO_STEP_NOT_NEEDED, "no writable path");
+        return 0;
+    }
+    if (unshare(CLONE_NEWNS) < 0) {
+        if (errno != EPERM)
+            return fail_sys(err, "unshare(CLONE_NEWNS)");
+        step_add(rep, "noexec", ISO_STEP_MISSING,
+                 "no CAP_SYS_ADMIN for a mount namespace: code written to a "
+                 "writable path can be loaded");
+        return 0;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        return fail_sys(err, "make the thread's mounts slaves");
+    for (size_t i = 0; i < cfg->n_grants; i++) {
+        int rc = holds_code(&cfg->grants[i])
+                     ? noexec_over(cfg->grants[i].path, err)
+                     : 0;
+        if (rc < 0)
+            return -1;
+        done += (size_t)rc;
+    }
+    step_add(rep, "noexec", ISO_STEP_ACTIVE,
+             "own mount namespace: %zu writable path(s) mounted noexec", done);
     return 0;
 }
 
@@ -998,6 +1086,7 @@ int iso_confine_rows(const iso_confine_report *rep, const char *scope,
 static const confine_step thread_steps[] = {
     step_thread_cgroup,
     step_fd_table,
+    step_noexec,
     step_no_new_privs,
     step_landlock,
     step_seccomp,

@@ -120,7 +120,10 @@ int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
  * Confine the calling thread only (a sub-interpreter cell's thread, before
  * its first guest code): cgroup (its threaded cgroup), fd_table (a
  * private copy of the fd table, unshare(CLONE_FILES), in which every fd
- * but 0, 1, 2 and keep_fds is closed), no_new_privs, landlock_fs,
+ * but 0, 1, 2 and keep_fds is closed), noexec (with a writable grant: a
+ * mount namespace of its own where each writable grant is noexec, as
+ * Landlock does not mediate mmap(PROT_EXEC); missing without
+ * CAP_SYS_ADMIN), no_new_privs, landlock_fs,
  * landlock_net, landlock_scope, seccomp (also denying pidfd_getfd, kcmp
  * and memfd_create, in compat mode too), as above but with
  * ERRNO actions (EPERM for the deny list, ENOSYS for foreign
