@@ -290,8 +290,18 @@ except OSError as e:
 
   -- The guest writes the bytes of a .so itself (here a copy of _ctypes),
   -- as an attacker bringing its own would, then loads it.
+  -- This runtime's _ctypes file (the Lua side may read it).
+  local function ctypes_file()
+    local sb <close> = sandbox.spawn({ imports = { "sys" } })
+    sb:exec("import sys; post([p for p in sys.path if p.endswith('lib-dynload')][0])")
+    local p = io.popen("ls " .. support.quote(sb:recv(10)) .. "/_ctypes.*.so 2>/dev/null")
+    local path = p:read("l")
+    p:close()
+    return path
+  end
+
   local function write_and_load(rule)
-    local src = io.popen("ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null"):read("l")
+    local src = ctypes_file()
     if not src then return print("SKIP: no _ctypes extension file on this host") end
     local dir = os.tmpname()
     os.remove(dir)
