@@ -259,6 +259,8 @@ post({n: routes(n) for n in ('_ctypes', '_multiprocessing', '_testcapi', '_ctype
       if so(n)})
 ]])
     local r = sb:recv(10)
+    local native = row(sb, "native_code")
+    assert.are.equal("active", native.state, native.detail)
     assert.is_table(r._ctypes, "no _ctypes in lib-dynload to attack")
     for name, out in pairs(r) do
       assert.are.same({ EACCES, "ImportError", "ImportError" }, out, name)

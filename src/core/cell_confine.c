@@ -252,6 +252,38 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     return 0;
 }
 
+/* The state of a layer in rep ("missing" when it is not there). */
+static const char *state_of(const iso_confine_report *rep, const char *layer)
+{
+    for (size_t i = 0; i < rep->n; i++)
+        if (strcmp(rep->steps[i].layer, layer) == 0)
+            return iso_step_state_name(rep->steps[i].state);
+    return "missing";
+}
+
+/* Native code: the refused extension files out of Landlock's grants (only
+ * as good as Landlock, and only if not loaded already), memfd_create
+ * denied, writable paths noexec (their own rows). */
+static int native_row(iso_value *v, const iso_confine_report *rep)
+{
+    char loaded[ISO_PATH_MAX], detail[ISO_PATH_MAX + 200];
+    size_t n = iso_grants_refused_count(loaded, sizeof loaded);
+    const char *state = state_of(rep, "landlock_fs");
+    if (loaded[0]) {
+        state = "missing";
+        snprintf(detail, sizeof detail,
+                 "%s is loaded in this process already: dlopen reuses it "
+                 "without opening the file",
+                 loaded);
+    } else {
+        snprintf(detail, sizeof detail,
+                 "%zu refused extension file(s) left out of Landlock's "
+                 "grants; memfd_create denied",
+                 n);
+    }
+    return iso_confinement_add(v, "native_code", state, "cell thread", detail);
+}
+
 static int describe(iso_cell *c, const iso_confine_report *rep)
 {
     iso_value *v = &c->confinement;
@@ -262,6 +294,8 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
                                  "in Python: a guardrail, not a boundary");
     if (rc == 0)
         rc = iso_confine_rows(rep, "cell thread", v);
+    if (rc == 0)
+        rc = native_row(v, rep);
     if (rc == 0)
         rc = iso_cell_guard_row(c, v, "cell thread", c->kernel->guard_why);
     if (rc == 0)

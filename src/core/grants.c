@@ -61,7 +61,9 @@ static struct {
     iso_grants ext_dirs; /* sys.path: where extension modules live */
     char **refused;      /* real paths of the extension files left out */
     size_t n_refused;
-} runtime = {PTHREAD_MUTEX_INITIALIZER, false, false, {0}, {0}, {0}, NULL, 0};
+    char loaded[PATH_MAX]; /* one of them the process has loaded already */
+} runtime = {PTHREAD_MUTEX_INITIALIZER, false, false, {0}, {0}, {0}, NULL, 0,
+             ""};
 
 static void collect_runtime(iso_grants *gs)
 {
@@ -110,6 +112,13 @@ static void remember_refused(const char *dir, const char *name)
         runtime.n_refused++;
     if (r)
         runtime.refused = r;
+    /* loaded already (by the host's own Python, say): dlopen hands out the
+     * loaded copy without opening the file, so Landlock cannot refuse it */
+    void *h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    if (h) {
+        snprintf(runtime.loaded, sizeof runtime.loaded, "%s", path);
+        dlclose(h);
+    }
 }
 
 /* Every extension file (NAME.*.so or NAME.so) of a refused module in the
@@ -196,12 +205,13 @@ static void make_carved(void)
     runtime.carved_ready = true;
 }
 
-size_t iso_grants_refused_count(void)
+size_t iso_grants_refused_count(char *loaded, size_t n)
 {
     pthread_mutex_lock(&runtime.mu);
-    size_t n = runtime.n_refused;
+    size_t count = runtime.n_refused;
+    snprintf(loaded, n, "%s", runtime.loaded);
     pthread_mutex_unlock(&runtime.mu);
-    return n;
+    return count;
 }
 
 void iso_grants_runtime(iso_grants *gs, bool carved)

@@ -26,8 +26,10 @@ void iso_grants_prepare(void);
  * own, since Landlock cannot take a grant back beneath a directory. */
 void iso_grants_runtime(iso_grants *gs, bool carve);
 /* How many extension files the carved runtime grants leave out (0 before
- * the first carved iso_grants_runtime). */
-size_t iso_grants_refused_count(void);
+ * the first carved iso_grants_runtime); loaded gets the path of one of
+ * them the process had loaded already when they were found ("" if none):
+ * dlopen reuses a loaded copy without opening its file. */
+size_t iso_grants_refused_count(char *loaded, size_t n);
 /* The directory of every allow/read/write rule of plan (NULL: none). */
 void iso_grants_plan(iso_grants *gs, const iso_plan *plan);
 void iso_grants_free(iso_grants *gs);
