@@ -3,7 +3,7 @@
  * process that started it, and only a SPAWN that carries the token of the
  * host's HELLO. Something that got hold of the control socket without the
  * token (a guest that found it among the host's fds, issue 17 finding 7)
- * starts no worker. Runs the real luaisolate-cell next to this test.
+ * starts no worker. Runs this build's real luaisolate-cell.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,7 +17,7 @@
 #include "check.h"
 #include "zygote.h"
 
-#define WORKER "./luaisolate-cell"
+#define WORKER ISO_TEST_WORKER /* this build's, from CMake */
 
 typedef struct zygote {
     pid_t pid;
