@@ -94,8 +94,8 @@ static pthread_once_t doorbell_once = PTHREAD_ONCE_INIT;
 static void doorbell_make(void)
 {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   sv) < 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) <
+        0)
         return; /* the waiter then looks at the doorbell every ms */
     shutdown(sv[0], SHUT_WR); /* nothing ever flows to the ringing end */
     shutdown(sv[1], SHUT_RD);

@@ -5,9 +5,10 @@
  * Spawn hands the cell its rules, then asks the cell thread to confine
  * itself (ISO_REQ_CONFINE) and waits: the thread joins its own threaded
  * cgroup, takes a private fd table holding only stdio and the doorbell,
- * then no_new_privs, Landlock and an ERRNO seccomp filter (confine.c). A warm cell is confined when it is taken from the pool, a
- * new one right after it started; either way exactly once and before any
- * guest code, and its thread never serves another cell.
+ * then no_new_privs, Landlock and an ERRNO seccomp filter (confine.c). A warm
+ * cell is confined when it is taken from the pool, a new one right after it
+ * started; either way exactly once and before any guest code, and its thread
+ * never serves another cell.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -177,7 +177,8 @@ static int count_kept(const iso_confine_config *cfg, size_t *kept,
             return iso_error_set(err, ISO_INVALID_ARGUMENT,
                                  "confine: kept fd %d is not open",
                                  cfg->keep_fds[i]);
-        *kept += cfg->keep_fds[i] >= 0 && cfg->keep_fds[i] != cfg->death_note_fd;
+        *kept +=
+            cfg->keep_fds[i] >= 0 && cfg->keep_fds[i] != cfg->death_note_fd;
     }
     return 0;
 }
@@ -906,8 +907,8 @@ static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
     for (size_t i = 0; i < n; i++)
         if (trap_syscall(ctx, act, list[i], false, err) < 0)
             return -1;
-    for (size_t i = 0; cfg->in_thread && i < sizeof thread_deny / sizeof
-                                                 *thread_deny; i++)
+    for (size_t i = 0;
+         cfg->in_thread && i < sizeof thread_deny / sizeof *thread_deny; i++)
         if (trap_syscall(ctx, act, thread_deny[i], false, err) < 0)
             return -1;
     if (clone_rules(ctx, act, cfg, err) < 0)
@@ -1084,12 +1085,8 @@ int iso_confine_rows(const iso_confine_report *rep, const char *scope,
 }
 
 static const confine_step thread_steps[] = {
-    step_thread_cgroup,
-    step_fd_table,
-    step_noexec,
-    step_no_new_privs,
-    step_landlock,
-    step_seccomp,
+    step_thread_cgroup, step_fd_table, step_noexec,
+    step_no_new_privs,  step_landlock, step_seccomp,
 };
 
 static int run_steps(const confine_step *list, size_t n,

@@ -62,8 +62,8 @@ static struct {
     char **refused;      /* real paths of the extension files left out */
     size_t n_refused;
     char loaded[PATH_MAX]; /* one of them the process has loaded already */
-} runtime = {PTHREAD_MUTEX_INITIALIZER, false, false, {0}, {0}, {0}, NULL, 0,
-             ""};
+} runtime = {
+    PTHREAD_MUTEX_INITIALIZER, false, false, {0}, {0}, {0}, NULL, 0, ""};
 
 static void collect_runtime(iso_grants *gs)
 {
@@ -104,10 +104,10 @@ static void remember_refused(const char *dir, const char *name)
 {
     char path[PATH_MAX], real[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char **r = realpath(path, real)
-                   ? realloc(runtime.refused,
-                             (runtime.n_refused + 1) * sizeof *r)
-                   : NULL;
+    char **r =
+        realpath(path, real)
+            ? realloc(runtime.refused, (runtime.n_refused + 1) * sizeof *r)
+            : NULL;
     if (r && (r[runtime.n_refused] = strdup(real)) != NULL)
         runtime.n_refused++;
     if (r)
