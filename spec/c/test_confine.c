@@ -16,6 +16,7 @@
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -1113,6 +1114,90 @@ static void test_thread_fd_table(void)
     unlink(secret);
 }
 
+/* ---- noexec writable paths ---------------------------------------------- */
+
+/* errno of mapping path executable (0: it mapped). */
+static int map_exec_errno(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+    int e = p == MAP_FAILED ? errno : 0;
+    if (p != MAP_FAILED)
+        munmap(p, 4096);
+    close(fd);
+    return e;
+}
+
+typedef struct noexec_probe {
+    const char *dir;
+    char out[300];
+} noexec_probe;
+
+static void *noexec_thread(void *arg)
+{
+    noexec_probe *t = arg;
+    iso_fs_grant g[] = {{"/usr", true, false, true, false},
+                        {t->dir, true, true, false, false}};
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.grants = g;
+    c.n_grants = 2;
+    c.cgroup_missing = "test: no cgroup";
+    iso_confine_report rep;
+    iso_error err = {0};
+    if (iso_confine_thread(&c, &rep, &err) < 0) {
+        snprintf(t->out, sizeof t->out, "rc=-1 %.200s", err.message);
+        return NULL;
+    }
+    char abs[200];
+    snprintf(abs, sizeof abs, "%s/code", t->dir);
+    const char *state = "none";
+    for (size_t i = 0; i < rep.n; i++)
+        if (strcmp(rep.steps[i].layer, "noexec") == 0)
+            state = iso_step_state_name(rep.steps[i].state);
+    snprintf(t->out, sizeof t->out, "%s rel=%d abs=%d", state,
+             map_exec_errno("code"), map_exec_errno(abs));
+    return NULL;
+}
+
+static void noexec_child(int out, void *dir)
+{
+    noexec_probe t = {.dir = dir};
+    CHECK(chdir(dir) == 0); /* relative paths must not reach around it */
+    pthread_t th;
+    pthread_create(&th, NULL, noexec_thread, &t);
+    pthread_join(th, NULL);
+    say(out, "%s main=%d", t.out, map_exec_errno("code"));
+}
+
+/* A writable grant is noexec for the confined thread, by absolute path and
+ * relative to a working directory inside it; the rest of the process may
+ * still map code from there. */
+static void test_noexec_writable(void)
+{
+    if (landlock_abi < 1 || geteuid() != 0) {
+        printf("SKIP test_noexec_writable: needs Landlock and root\n");
+        return;
+    }
+    char dir[] = "/tmp/iso-noexec-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[64];
+    snprintf(path, sizeof path, "%s/code", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    CHECK(fd >= 0 && write(fd,
+                           "\x7f"
+                           "ELF",
+                           4) == 4);
+    close(fd);
+    char buf[600];
+    in_child(noexec_child, dir, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "active rel=1 abs=1 main=0");
+    unlink(path);
+    rmdir(dir);
+}
+
 /* ---- cached seccomp programs for cell threads ---------------------------- */
 
 typedef struct cached_probe {
@@ -1252,6 +1337,7 @@ int main(void)
     RUN(test_mem_limit);
     RUN(test_thread_only);
     RUN(test_thread_fd_table);
+    RUN(test_noexec_writable);
     RUN(test_cached_seccomp_programs);
     return CHECK_EXIT();
 }

@@ -268,6 +268,21 @@ static bool holds_code(const iso_fs_grant *g)
            (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode));
 }
 
+/* The working directory still points into the mounts beneath the noexec
+ * ones (relative paths would reach the exec-able copy): resolve it again.
+ * The root cannot be re-resolved that way, so a writable "/" is not
+ * covered. CLONE_NEWNS came with CLONE_FS: only this thread moves. */
+static int noexec_settle(iso_confine_report *rep, size_t done, iso_error *err)
+{
+    char cwd[PATH_MAX];
+    /* a working directory that is gone has nothing to re-enter: "/" */
+    if (chdir(getcwd(cwd, sizeof cwd) ? cwd : "/") < 0)
+        return fail_sys(err, "re-enter the working directory");
+    step_add(rep, "noexec", ISO_STEP_ACTIVE,
+             "own mount namespace: %zu writable path(s) mounted noexec", done);
+    return 0;
+}
+
 /* Landlock does not mediate mmap(PROT_EXEC) of a file the thread may read:
  * a .so a guest writes into a path its policy makes writable and readable
  * could be dlopened. The thread takes its own mount namespace (host mounts
@@ -283,6 +298,13 @@ static int step_noexec(const iso_confine_config *cfg, iso_confine_report *rep,
         step_add(rep, "noexec", ISO_STEP_NOT_NEEDED, "no writable path");
         return 0;
     }
+    for (size_t i = 0; i < cfg->n_grants; i++)
+        if (cfg->grants[i].write && strcmp(cfg->grants[i].path, "/") == 0) {
+            step_add(rep, "noexec", ISO_STEP_MISSING,
+                     "/ itself is writable: the root cannot be remounted "
+                     "noexec for one thread");
+            return 0;
+        }
     if (unshare(CLONE_NEWNS) < 0) {
         if (errno != EPERM)
             return fail_sys(err, "unshare(CLONE_NEWNS)");
@@ -301,9 +323,7 @@ static int step_noexec(const iso_confine_config *cfg, iso_confine_report *rep,
             return -1;
         done += (size_t)rc;
     }
-    step_add(rep, "noexec", ISO_STEP_ACTIVE,
-             "own mount namespace: %zu writable path(s) mounted noexec", done);
-    return 0;
+    return noexec_settle(rep, done, err);
 }
 
 /* ---- session and environment -------------------------------------------- */
