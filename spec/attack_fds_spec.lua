@@ -63,34 +63,43 @@ end
 
 -- The guest walks fds 3..300 as the attack did: fstat says which are open,
 -- _socket.socket(fileno=) which are sockets (detached again, never closed).
+-- It walks once more from a thread of its own, which shares its table.
 local WALK = [[
-import _socket, os
-open_fds, sockets = [], []
-for fd in range(3, 301):
-    try:
-        os.fstat(fd)
-    except OSError as e:
-        if e.errno != 9:
-            raise
-        continue
-    open_fds.append(fd)
-    try:
-        s = _socket.socket(fileno=fd)
-    except OSError:
-        continue
-    sockets.append([fd, int(s.family), int(s.type)])
-    s.detach()
-post([open_fds, sockets])
+import _socket, os, threading
+def walk(out):
+    open_fds, sockets = [], []
+    for fd in range(3, 301):
+        try:
+            os.fstat(fd)
+        except OSError as e:
+            if e.errno != 9:
+                raise
+            continue
+        open_fds.append(fd)
+        try:
+            s = _socket.socket(fileno=fd)
+        except OSError:
+            continue
+        sockets.append([fd, int(s.family), int(s.type)])
+        s.detach()
+    out.append([open_fds, sockets])
+found = []
+walk(found)
+t = threading.Thread(target=walk, args=(found,))
+t.start()
+t.join()
+post(found)
 ]]
 
 describe("attack 7: a sub-interpreter guest looking for the zygote's socket", function()
   it("finds no host fd but its own doorbell, while a process cell lives", function()
     if not has_process() or not active("fd_table") then return end
     local p <close> = process_cell()
-    local sb <close> = sandbox.spawn({ imports = { "_socket", "os" } })
+    local sb <close> = sandbox.spawn({ imports = { "_socket", "os", "threading" } })
     sb:exec(WALK)
-    local r = sb:recv(10)
-    local open_fds, sockets = r[1], r[2]
+    local found = sb:recv(10)
+    assert.are.same(found[1], found[2]) -- the guest's thread: the same table
+    local open_fds, sockets = found[1][1], found[1][2]
     -- the host has the zygote socket, p's frames socket and death note, ...
     assert.is_true(#host_fds() > 3 + 3)
     -- ... the guest only the doorbell: a unix stream socket it can ring
