@@ -16,6 +16,7 @@
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -232,7 +233,7 @@ static void test_report_with_cgroup(void)
         return;
     }
     iso_cgroup_procs_path(&cg, procs, sizeof procs);
-    iso_fs_grant grants[] = {{"/proc", true, false, false}};
+    iso_fs_grant grants[] = {{"/proc", true, false, false, false}};
     iso_confine_config c = base_config();
     c.cgroup_procs = procs;
     c.grants = grants;
@@ -669,9 +670,9 @@ static void test_landlock_fs(void)
     CHECK(mkdir(ro, 0755) == 0 && mkdir(rw, 0755) == 0);
     make_file("outside");
     make_file("ro/f");
-    iso_fs_grant grants[] = {{ro, true, false, false},
-                             {rw, true, true, false},
-                             {gone, true, false, false}};
+    iso_fs_grant grants[] = {{ro, true, false, false, false},
+                             {rw, true, true, false, false},
+                             {gone, true, false, false, false}};
     iso_confine_config c = base_config();
     c.grants = grants;
     c.n_grants = 3;
@@ -960,7 +961,7 @@ static int connect_errno(uint16_t port)
 static void *confined_thread(void *arg)
 {
     thread_probe *t = arg;
-    iso_fs_grant g = {"/usr", true, false, true};
+    iso_fs_grant g = {"/usr", true, false, true, false};
     uint16_t ports[] = {t->closed_port};
     iso_confine_config c = base_config();
     c.in_thread = true;
@@ -1018,6 +1019,183 @@ static void test_thread_only(void)
     CHECK_EQ_STR(buf, "rc=0 open=13 exec=1 fork=1 listed=111 unlisted=13 "
                       "main_open=1");
     unlink(secret);
+}
+
+/* ---- a cell thread's own fd table --------------------------------------- */
+
+typedef struct fd_probe {
+    int host_file, host_sock, keep; /* opened by the main thread */
+    char out[256];
+} fd_probe;
+
+static int errno_of(long rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+/* errno of opening the host's fd through /proc/self/fd (0: it opened). */
+static int reopen_errno(int fd)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int got = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (got >= 0)
+        close(got);
+    return got < 0 ? errno : 0;
+}
+
+static void *fd_thread(void *arg)
+{
+    fd_probe *t = arg;
+    iso_fs_grant g = {"/usr", true, false, true, false};
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.grants = &g;
+    c.n_grants = 1;
+    c.keep_fds = &t->keep;
+    c.n_keep = 1;
+    c.cgroup_missing = "test: no cgroup";
+    iso_error err = {0};
+    if (iso_confine_thread(&c, NULL, &err) < 0) {
+        snprintf(t->out, sizeof t->out, "rc=-1 %.200s", err.message);
+        return NULL;
+    }
+    /* before anything here opens an fd, which could take a closed number */
+    int file = errno_of(fcntl(t->host_file, F_GETFD));
+    int sock = errno_of(fcntl(t->host_sock, F_GETFD));
+    int keep = errno_of(fcntl(t->keep, F_GETFD));
+    /* a pidfd of this process reaches the main thread's table */
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    snprintf(t->out, sizeof t->out,
+             "file=%d sock=%d keep=%d getfd=%d kcmp=%d memfd=%d "
+             "reopen_file=%d reopen_sock=%d",
+             file, sock, keep,
+             errno_of(syscall(SYS_pidfd_getfd, pidfd, t->host_file, 0)),
+             errno_of(syscall(SYS_kcmp, getpid(), getpid(), 0, 0, 0)),
+             errno_of(syscall(SYS_memfd_create, "x", 0)),
+             reopen_errno(t->host_file), reopen_errno(t->host_sock));
+    return NULL;
+}
+
+static void fd_table_child(int out, void *secret)
+{
+    int sv[2];
+    fd_probe t = {.host_file = open(secret, O_RDONLY | O_CLOEXEC)};
+    CHECK(t.host_file >= 0);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    t.host_sock = sv[0], t.keep = sv[1];
+    pthread_t th;
+    pthread_create(&th, NULL, fd_thread, &t);
+    pthread_join(th, NULL);
+    say(out, "%s main=%d,%d,%d", t.out, fcntl(t.host_file, F_GETFD) >= 0,
+        fcntl(t.host_sock, F_GETFD) >= 0, fcntl(t.keep, F_GETFD) >= 0);
+}
+
+/* The confined thread has its own table: the host's fds are closed in it
+ * (EBADF) but the kept one, the host's table is untouched, and the routes
+ * back to the host's table are refused: pidfd_getfd and kcmp (seccomp),
+ * reopening a file outside the grants through /proc/self/fd (Landlock) or
+ * a socket (ENXIO: sockets cannot be reopened). memfd_create is denied
+ * (code loaded from memory). */
+static void test_thread_fd_table(void)
+{
+    if (landlock_abi < 1) {
+        printf("SKIP test_thread_fd_table: no Landlock\n");
+        return;
+    }
+    char secret[] = "/tmp/iso-confine-XXXXXX";
+    int fd = mkstemp(secret);
+    CHECK(fd >= 0);
+    close(fd);
+    char buf[600];
+    in_child(fd_table_child, secret, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "file=9 sock=9 keep=0 getfd=1 kcmp=1 memfd=1 "
+                      "reopen_file=13 reopen_sock=6 main=1,1,1");
+    unlink(secret);
+}
+
+/* ---- noexec writable paths ---------------------------------------------- */
+
+/* errno of mapping path executable (0: it mapped). */
+static int map_exec_errno(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+    int e = p == MAP_FAILED ? errno : 0;
+    if (p != MAP_FAILED)
+        munmap(p, 4096);
+    close(fd);
+    return e;
+}
+
+typedef struct noexec_probe {
+    const char *dir;
+    char out[300];
+} noexec_probe;
+
+static void *noexec_thread(void *arg)
+{
+    noexec_probe *t = arg;
+    iso_fs_grant g[] = {{"/usr", true, false, true, false},
+                        {t->dir, true, true, false, false}};
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.grants = g;
+    c.n_grants = 2;
+    c.cgroup_missing = "test: no cgroup";
+    iso_confine_report rep;
+    iso_error err = {0};
+    if (iso_confine_thread(&c, &rep, &err) < 0) {
+        snprintf(t->out, sizeof t->out, "rc=-1 %.200s", err.message);
+        return NULL;
+    }
+    char abs[200];
+    snprintf(abs, sizeof abs, "%s/code", t->dir);
+    const char *state = "none";
+    for (size_t i = 0; i < rep.n; i++)
+        if (strcmp(rep.steps[i].layer, "noexec") == 0)
+            state = iso_step_state_name(rep.steps[i].state);
+    snprintf(t->out, sizeof t->out, "%s rel=%d abs=%d", state,
+             map_exec_errno("code"), map_exec_errno(abs));
+    return NULL;
+}
+
+static void noexec_child(int out, void *dir)
+{
+    noexec_probe t = {.dir = dir};
+    CHECK(chdir(dir) == 0); /* relative paths must not reach around it */
+    pthread_t th;
+    pthread_create(&th, NULL, noexec_thread, &t);
+    pthread_join(th, NULL);
+    say(out, "%s main=%d", t.out, map_exec_errno("code"));
+}
+
+/* A writable grant is noexec for the confined thread, by absolute path and
+ * relative to a working directory inside it; the rest of the process may
+ * still map code from there. */
+static void test_noexec_writable(void)
+{
+    if (landlock_abi < 1 || geteuid() != 0) {
+        printf("SKIP test_noexec_writable: needs Landlock and root\n");
+        return;
+    }
+    char dir[] = "/tmp/iso-noexec-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[64];
+    snprintf(path, sizeof path, "%s/code", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    CHECK(fd >= 0 && write(fd,
+                           "\x7f"
+                           "ELF",
+                           4) == 4);
+    close(fd);
+    char buf[600];
+    in_child(noexec_child, dir, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "active rel=1 abs=1 main=0");
+    unlink(path);
+    rmdir(dir);
 }
 
 /* ---- cached seccomp programs for cell threads ---------------------------- */
@@ -1158,6 +1336,8 @@ int main(void)
     RUN(test_rlimits);
     RUN(test_mem_limit);
     RUN(test_thread_only);
+    RUN(test_thread_fd_table);
+    RUN(test_noexec_writable);
     RUN(test_cached_seccomp_programs);
     return CHECK_EXIT();
 }

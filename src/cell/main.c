@@ -146,6 +146,9 @@ static void run_cell(int sock, int note)
     iso_confine_report report = {0};
     iso_wire_init(&wire, sock);
     signal(SIGXFSZ, SIG_IGN); /* past output_bytes: EFBIG for the guest */
+    /* as CPython does when it owns the signals: a write to a broken pipe
+     * or socket is BrokenPipeError for the guest, not the worker's death */
+    signal(SIGPIPE, SIG_IGN);
     if (read_config(&config, &err))
         _exit(4);
     iso_plan *plan = iso_worker_plan(&config, &err);
@@ -203,6 +206,35 @@ static int reap(int ctl)
     return 0;
 }
 
+/* The host's token, from its HELLO: a SPAWN without it is not the host's. */
+static unsigned char token[ISO_ZYGOTE_TOKEN];
+
+static void close_fds(const int fds[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* The first record: HELLO with the token, from the process that started
+ * us (the socket's peer credentials say who made the pair). */
+static int hello(int ctl)
+{
+    int fds[2];
+    iso_zygote_msg m;
+    struct ucred peer;
+    socklen_t len = sizeof peer;
+    if (getsockopt(ctl, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0 ||
+        peer.pid != getppid())
+        return -1;
+    ssize_t n = iso_zygote_recv(ctl, &m, fds);
+    close_fds(fds);
+    if (n <= 0 || m.type != ISO_ZYGOTE_HELLO)
+        return -1;
+    memcpy(token, m.token, sizeof token);
+    return 0;
+}
+
 static int spawn_one(int ctl, int sigfd)
 {
     int fds[2];
@@ -210,8 +242,10 @@ static int spawn_one(int ctl, int sigfd)
     ssize_t n = iso_zygote_recv(ctl, &m, fds);
     if (n <= 0)
         return -1; /* the host is gone: so are we */
-    if (m.type != ISO_ZYGOTE_SPAWN)
+    if (m.type != ISO_ZYGOTE_SPAWN || !iso_zygote_token_ok(&m, token)) {
+        close_fds(fds); /* not the host's: nothing to answer */
         return 0;
+    }
     pid_t pid = fork_cell(ctl, sigfd, fds[0], fds[1]);
     iso_zygote_msg r = {
         .type = ISO_ZYGOTE_SPAWNED, .pid = pid, .status = pid < 0 ? errno : 0};
@@ -221,6 +255,11 @@ static int spawn_one(int ctl, int sigfd)
 static int zygote(int ctl)
 {
     iso_error err = {0};
+    if (hello(ctl)) {
+        fprintf(stderr, "luaisolate-cell: no HELLO from the host that "
+                        "started the zygote\n");
+        return 1;
+    }
     if (iso_py_runtime_init(&err)) {
         fprintf(stderr, "luaisolate-cell: %s\n", err.message);
         return 1;

@@ -68,7 +68,7 @@ int iso_worker_confine(const iso_value *config, const iso_plan *plan, int sock,
     int keep[] = {sock, note};
     iso_grants gs = {.n = 0};
     iso_grants_prepare();
-    iso_grants_runtime(&gs);
+    iso_grants_runtime(&gs, false); /* the kernel layers contain it */
     iso_grants_plan(&gs, plan);
     iso_confine_config cc = {
         .keep_fds = keep,

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cell.h"
@@ -77,18 +77,44 @@ bool iso_cell_name_valid(const char *name)
  * that iso_cell_wait_any sleeps on one address for many cells. A ring from
  * a cell outside the waited-for set costs the waiter one more look. A
  * waiter that must also watch process cells' sockets sleeps in ppoll
- * instead, and asks (pollers) for the ring to reach an eventfd too. */
+ * instead, and asks (pollers) for the ring to reach a socket too.
+ *
+ * That socket pair is made once, before the first cell thread confines
+ * itself: a confined cell thread has a private fd table (confine.c) that
+ * keeps only the writing end, so a guest can ring (a spurious wake-up) but
+ * never read the host's wake-ups. A socket, not a pipe or an eventfd: a
+ * pipe's other end can be reopened through /proc/self/fd/N (Landlock does
+ * not mediate pipes), a socket cannot (ENXIO), and an eventfd is one fd
+ * for both directions. */
 static iso_signal doorbell;
 static _Atomic uint32_t doorbell_pollers;
-static _Atomic int doorbell_fd = -1; /* made by the first such waiter */
+static int doorbell_fds[2] = {-1, -1}; /* [0] the host reads, [1] rings */
+static pthread_once_t doorbell_once = PTHREAD_ONCE_INIT;
+
+static void doorbell_make(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) <
+        0)
+        return; /* the waiter then looks at the doorbell every ms */
+    shutdown(sv[0], SHUT_WR); /* nothing ever flows to the ringing end */
+    shutdown(sv[1], SHUT_RD);
+    doorbell_fds[0] = sv[0], doorbell_fds[1] = sv[1];
+}
+
+int iso_cell_doorbell_fd(void)
+{
+    pthread_once(&doorbell_once, doorbell_make);
+    return doorbell_fds[1];
+}
 
 static void ring_doorbell(void)
 {
     iso_signal_notify(&doorbell);
     if (atomic_load(&doorbell_pollers)) {
-        uint64_t one = 1;
-        if (write(atomic_load(&doorbell_fd), &one, sizeof one) < 0) {
-            /* full counter: the waiter is woken already */
+        char one = 1;
+        if (send(doorbell_fds[1], &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+            /* full: the waiter is woken already */
         }
     }
 }
@@ -849,7 +875,7 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
 /* ---- waiting for any of several cells ---------------------------------- */
 
 /* Process cells in one wait-any that get a socket of their own in ppoll.
- * Any beyond, and the doorbell when no eventfd can be made, are looked at
+ * Any beyond, and the doorbell when no socket can be made, are looked at
  * every WAIT_ANY_SLICE_S instead. */
 #define WAIT_ANY_FDS 64
 #define WAIT_ANY_SLICE_S 0.001
@@ -885,25 +911,20 @@ static void to_timespec(double seconds, struct timespec *ts)
     ts->tv_nsec = (long)((seconds - (double)ts->tv_sec) * 1e9);
 }
 
-/* The doorbell's eventfd for ppoll, made once (the host thread only
- * waits); -1 when none can be made. */
+/* The doorbell's reading end for ppoll (-1 when there is none). */
 static int doorbell_pollfd(void)
 {
-    int fd = atomic_load(&doorbell_fd);
-    if (fd < 0) {
-        fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        atomic_store(&doorbell_fd, fd);
-    }
-    return fd;
+    pthread_once(&doorbell_once, doorbell_make);
+    return doorbell_fds[0];
 }
 
 /* ppoll the sockets in fds[0..nfds) and, with cell threads in the set,
- * the doorbell (its eventfd in the last slot, left free by the caller). */
+ * the doorbell (its socket in the last slot, left free by the caller). */
 static void poll_any(struct pollfd *fds, nfds_t nfds, bool threads,
                      uint32_t seen, double wake)
 {
     int bell = threads ? doorbell_pollfd() : -1;
-    if (threads && bell < 0) /* no eventfd: look at the doorbell often */
+    if (threads && bell < 0) /* no socket: look at the doorbell often */
         lower(&wake, iso_now() + WAIT_ANY_SLICE_S);
     if (bell >= 0)
         fds[nfds++] = (struct pollfd){.fd = bell, .events = POLLIN};
@@ -914,8 +935,10 @@ static void poll_any(struct pollfd *fds, nfds_t nfds, bool threads,
         ppoll(fds, nfds, wake < 0 ? NULL : &ts, NULL);
     }
     atomic_fetch_sub(&doorbell_pollers, 1);
-    uint64_t rings;
-    if (bell >= 0 && read(bell, &rings, sizeof rings) < 0) {
+    /* one read, not a loop: a guest that rings without pause must not
+     * keep the host here (what is left makes the next ppoll return) */
+    char rings[4096];
+    if (bell >= 0 && recv(bell, rings, sizeof rings, MSG_DONTWAIT) < 0) {
         /* EAGAIN: nothing rang */
     }
 }

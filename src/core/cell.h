@@ -220,6 +220,9 @@ void iso_cell_queue_why(iso_cell *c, char *buf, size_t n);
  * "host"), replacing whatever was there. -1 on OOM. */
 int iso_denial_mark(iso_msg *m, const char *source);
 void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
+/* The doorbell's ringing end (made on first use; -1 if it could not be):
+ * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
+int iso_cell_doorbell_fd(void);
 void *iso_py_cell_thread(void *arg);  /* py_cell.c: the cell thread */
 iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);

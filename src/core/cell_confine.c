@@ -1,13 +1,14 @@
 /*
  * Kernel layers on a sub-interpreter cell's own thread (defense in depth,
- * not a boundary: the thread shares the host's memory and file table).
+ * not a boundary: the thread shares the host's memory).
  *
  * Spawn hands the cell its rules, then asks the cell thread to confine
  * itself (ISO_REQ_CONFINE) and waits: the thread joins its own threaded
- * cgroup, then no_new_privs, Landlock and an ERRNO seccomp filter
- * (confine.c). A warm cell is confined when it is taken from the pool, a
- * new one right after it started; either way exactly once and before any
- * guest code, and its thread never serves another cell.
+ * cgroup, takes a private fd table holding only stdio and the doorbell,
+ * then no_new_privs, Landlock and an ERRNO seccomp filter (confine.c). A warm
+ * cell is confined when it is taken from the pool, a new one right after it
+ * started; either way exactly once and before any guest code, and its thread
+ * never serves another cell.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -229,7 +230,7 @@ void iso_cell_guard_drain(void)
 static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
                          char *threads, size_t n, iso_error *err)
 {
-    iso_grants_runtime(gs);
+    iso_grants_runtime(gs, true); /* refused extensions left out */
     iso_grants_plan(gs, c->plan);
     cc->in_thread = true;
     cc->compat = c->kernel->compat;
@@ -254,6 +255,38 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     return 0;
 }
 
+/* The state of a layer in rep ("missing" when it is not there). */
+static const char *state_of(const iso_confine_report *rep, const char *layer)
+{
+    for (size_t i = 0; i < rep->n; i++)
+        if (strcmp(rep->steps[i].layer, layer) == 0)
+            return iso_step_state_name(rep->steps[i].state);
+    return "missing";
+}
+
+/* Native code: the refused extension files out of Landlock's grants (only
+ * as good as Landlock, and only if not loaded already), memfd_create
+ * denied, writable paths noexec (their own rows). */
+static int native_row(iso_value *v, const iso_confine_report *rep)
+{
+    char loaded[ISO_PATH_MAX], detail[ISO_PATH_MAX + 200];
+    size_t n = iso_grants_refused_count(loaded, sizeof loaded);
+    const char *state = state_of(rep, "landlock_fs");
+    if (loaded[0]) {
+        state = "missing";
+        snprintf(detail, sizeof detail,
+                 "%s is loaded in this process already: dlopen reuses it "
+                 "without opening the file",
+                 loaded);
+    } else {
+        snprintf(detail, sizeof detail,
+                 "%zu refused extension file(s) left out of Landlock's "
+                 "grants; memfd_create denied",
+                 n);
+    }
+    return iso_confinement_add(v, "native_code", state, "cell thread", detail);
+}
+
 static int describe(iso_cell *c, const iso_confine_report *rep)
 {
     iso_value *v = &c->confinement;
@@ -264,6 +297,8 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
                                  "in Python: a guardrail, not a boundary");
     if (rc == 0)
         rc = iso_confine_rows(rep, "cell thread", v);
+    if (rc == 0)
+        rc = native_row(v, rep);
     if (rc == 0)
         rc = iso_cell_guard_row(c, v, "cell thread", c->kernel->guard_why);
     if (rc == 0)
@@ -299,6 +334,10 @@ static int confine_self(iso_cell *c, iso_error *err)
     iso_confine_config cc = {.mem_bytes = -1};
     iso_confine_report rep = {.n = 0};
     char threads[ISO_PATH_MAX + 64];
+    /* the one host fd the thread keeps: it rings the host with it */
+    int bell = iso_cell_doorbell_fd();
+    cc.keep_fds = &bell;
+    cc.n_keep = bell >= 0;
     c->kernel->tid = (long)syscall(SYS_gettid);
     make_cgroup(c);
     int rc = thread_config(c, &gs, &cc, threads, sizeof threads, err);

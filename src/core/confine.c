@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -105,12 +106,14 @@ static int next_kept(const iso_confine_config *cfg, int lo)
     return best;
 }
 
-/* Kernels before 5.9 lack close_range: walk /proc/self/fd instead. */
+/* Kernels before 5.9 lack close_range: walk the fd directory instead
+ * (thread-self: after unshare(CLONE_FILES), /proc/self/fd would list the
+ * main thread's table, not this thread's). */
 static int close_by_walk(const iso_confine_config *cfg, iso_error *err)
 {
-    DIR *d = opendir("/proc/self/fd");
+    DIR *d = opendir("/proc/thread-self/fd");
     if (!d)
-        return fail_sys(err, "opendir /proc/self/fd");
+        return fail_sys(err, "opendir /proc/thread-self/fd");
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         int fd = atoi(e->d_name);
         if (e->d_name[0] != '.' && fd > 2 && fd != dirfd(d) &&
@@ -163,25 +166,164 @@ static int stdio_to_null(const iso_confine_config *cfg, int *redirected,
     return 0;
 }
 
-static int step_close_fds(const iso_confine_config *cfg,
-                          iso_confine_report *rep, iso_error *err)
+/* How many fds cfg keeps besides stdio; -1 (with err) when a kept fd is
+ * not open, a bug in the caller worth saying. */
+static int count_kept(const iso_confine_config *cfg, size_t *kept,
+                      iso_error *err)
 {
-    size_t kept = cfg->death_note_fd >= 0;
+    *kept = cfg->death_note_fd >= 0;
     for (size_t i = 0; i < cfg->n_keep; i++) {
-        /* a kept fd that is not open is a bug in the caller: say so */
         if (cfg->keep_fds[i] >= 0 && fcntl(cfg->keep_fds[i], F_GETFD) < 0)
             return iso_error_set(err, ISO_INVALID_ARGUMENT,
                                  "confine: kept fd %d is not open",
                                  cfg->keep_fds[i]);
-        kept += cfg->keep_fds[i] >= 0 && cfg->keep_fds[i] != cfg->death_note_fd;
+        *kept +=
+            cfg->keep_fds[i] >= 0 && cfg->keep_fds[i] != cfg->death_note_fd;
     }
+    return 0;
+}
+
+static int step_close_fds(const iso_confine_config *cfg,
+                          iso_confine_report *rep, iso_error *err)
+{
+    size_t kept;
     int redirected = 0;
-    if (close_unkept(cfg, err) < 0 || stdio_to_null(cfg, &redirected, err) < 0)
+    if (count_kept(cfg, &kept, err) < 0 || close_unkept(cfg, err) < 0 ||
+        stdio_to_null(cfg, &redirected, err) < 0)
         return -1;
     step_add(rep, "close_fds", ISO_STEP_ACTIVE,
              "kept %zu fd(s); %d of stdin/stdout/stderr on /dev/null", kept,
              redirected);
     return 0;
+}
+
+/* A cell thread shares the host's fd table: a guest could use the zygote's
+ * control socket, another cell's frames socket or any file the host has
+ * open. The thread takes a copy of the table for itself, then closes in it
+ * everything but stdio and the few fds it needs (keep_fds). Threads the
+ * guest starts share this table; the host's is never touched. */
+static int step_fd_table(const iso_confine_config *cfg, iso_confine_report *rep,
+                         iso_error *err)
+{
+    size_t kept;
+    if (count_kept(cfg, &kept, err) < 0)
+        return -1;
+    if (unshare(CLONE_FILES) < 0)
+        return fail_sys(err, "unshare(CLONE_FILES)");
+    if (close_unkept(cfg, err) < 0)
+        return -1;
+    step_add(rep, "fd_table", ISO_STEP_ACTIVE,
+             "the thread's own: the host's fds closed in it but stdin, "
+             "stdout, stderr and %zu of its own",
+             kept);
+    return 0;
+}
+
+/* ---- noexec: code from writable paths (cell threads) -------------------- */
+
+/* The new mount API (Linux 5.12), by number: Debian 12's glibc cannot
+ * include <linux/mount.h> next to <sys/mount.h>. */
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#define ISO_MOUNT_ATTR_NOEXEC 0x00000008
+struct iso_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+/* Put a noexec copy of the mounts at path over path (this namespace only):
+ * a clone of the tree, marked noexec, moved onto itself. */
+static int noexec_over(const char *path, iso_error *err)
+{
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+                          OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR
+                   ? 0 /* nothing there; Landlock skips it too */
+                   : fail_sys(err, "open_tree %s", path);
+    struct iso_mount_attr a = {.attr_set = ISO_MOUNT_ATTR_NOEXEC};
+    int rc = (int)syscall(SYS_mount_setattr, fd, "",
+                          AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a);
+    if (rc == 0)
+        rc = (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, path,
+                          MOVE_MOUNT_F_EMPTY_PATH);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc < 0 ? fail_sys(err, "noexec mount over %s", path) : 1;
+}
+
+/* A writable grant code could be written to: a directory or a file (not a
+ * device such as /dev/null, which cannot be mapped). */
+static bool holds_code(const iso_fs_grant *g)
+{
+    struct stat st;
+    return g->write && stat(g->path, &st) == 0 &&
+           (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode));
+}
+
+/* The working directory still points into the mounts beneath the noexec
+ * ones (relative paths would reach the exec-able copy): resolve it again.
+ * The root cannot be re-resolved that way, so a writable "/" is not
+ * covered. CLONE_NEWNS came with CLONE_FS: only this thread moves. */
+static int noexec_settle(iso_confine_report *rep, size_t done, iso_error *err)
+{
+    char cwd[PATH_MAX];
+    /* a working directory that is gone has nothing to re-enter: "/" */
+    if (chdir(getcwd(cwd, sizeof cwd) ? cwd : "/") < 0)
+        return fail_sys(err, "re-enter the working directory");
+    step_add(rep, "noexec", ISO_STEP_ACTIVE,
+             "own mount namespace: %zu writable path(s) mounted noexec", done);
+    return 0;
+}
+
+/* Landlock does not mediate mmap(PROT_EXEC) of a file the thread may read:
+ * a .so a guest writes into a path its policy makes writable and readable
+ * could be dlopened. The thread takes its own mount namespace (host mounts
+ * still propagate in, none of its own out), in which every writable grant
+ * is noexec: the kernel then refuses to map code from there (EPERM). */
+static int step_noexec(const iso_confine_config *cfg, iso_confine_report *rep,
+                       iso_error *err)
+{
+    size_t writable = 0, done = 0;
+    for (size_t i = 0; i < cfg->n_grants; i++)
+        writable += holds_code(&cfg->grants[i]);
+    if (writable == 0) {
+        step_add(rep, "noexec", ISO_STEP_NOT_NEEDED, "no writable path");
+        return 0;
+    }
+    for (size_t i = 0; i < cfg->n_grants; i++)
+        if (cfg->grants[i].write && strcmp(cfg->grants[i].path, "/") == 0) {
+            step_add(rep, "noexec", ISO_STEP_MISSING,
+                     "/ itself is writable: the root cannot be remounted "
+                     "noexec for one thread");
+            return 0;
+        }
+    if (unshare(CLONE_NEWNS) < 0) {
+        if (errno != EPERM)
+            return fail_sys(err, "unshare(CLONE_NEWNS)");
+        step_add(rep, "noexec", ISO_STEP_MISSING,
+                 "no CAP_SYS_ADMIN for a mount namespace: code written to a "
+                 "writable path can be loaded");
+        return 0;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        return fail_sys(err, "make the thread's mounts slaves");
+    for (size_t i = 0; i < cfg->n_grants; i++) {
+        int rc = holds_code(&cfg->grants[i])
+                     ? noexec_over(cfg->grants[i].path, err)
+                     : 0;
+        if (rc < 0)
+            return -1;
+        done += (size_t)rc;
+    }
+    return noexec_settle(rep, done, err);
 }
 
 /* ---- session and environment -------------------------------------------- */
@@ -437,6 +579,8 @@ static uint64_t grant_rights(const iso_fs_grant *g)
              LANDLOCK_ACCESS_FS_IOCTL_DEV;
     if (g->exec)
         r |= LANDLOCK_ACCESS_FS_EXECUTE;
+    if (g->list)
+        r |= LANDLOCK_ACCESS_FS_READ_DIR;
     return r;
 }
 
@@ -618,6 +762,13 @@ static const char *const compat_deny[] = {
     "bpf", "init_module", "finit_module", "delete_module",
     "kexec_load", "kexec_file_load", "reboot",
 };
+/* Cell threads, in every mode: the host's fd table through a pidfd of the
+ * host itself or a comparison of fds, and code loaded from memory (a .so
+ * written to a memfd and dlopened through /proc/self/fd: Landlock does not
+ * mediate memfds). */
+static const char *const thread_deny[] = {
+    "pidfd_getfd", "kcmp", "memfd_create",
+};
 /* clang-format on */
 
 static const char *trap_name(int nr)
@@ -775,6 +926,10 @@ static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
     n_trap_names = 0;
     for (size_t i = 0; i < n; i++)
         if (trap_syscall(ctx, act, list[i], false, err) < 0)
+            return -1;
+    for (size_t i = 0;
+         cfg->in_thread && i < sizeof thread_deny / sizeof *thread_deny; i++)
+        if (trap_syscall(ctx, act, thread_deny[i], false, err) < 0)
             return -1;
     if (clone_rules(ctx, act, cfg, err) < 0)
         return -1;
@@ -950,10 +1105,8 @@ int iso_confine_rows(const iso_confine_report *rep, const char *scope,
 }
 
 static const confine_step thread_steps[] = {
-    step_thread_cgroup,
-    step_no_new_privs,
-    step_landlock,
-    step_seccomp,
+    step_thread_cgroup, step_fd_table, step_noexec,
+    step_no_new_privs,  step_landlock, step_seccomp,
 };
 
 static int run_steps(const confine_step *list, size_t n,

@@ -46,11 +46,15 @@ typedef struct iso_confine_report {
 typedef struct iso_fs_grant {
     const char *path; /* absolute; a missing path is skipped (counted) */
     bool read, write, exec;
+    /* a directory that may be listed, its files granted one by one (what
+     * is beneath it is readable only where another grant says so) */
+    bool list;
 } iso_fs_grant;
 
 typedef struct iso_confine_config {
     /* Every other fd is closed; 0, 1 and 2 are pointed at /dev/null unless
-     * listed. death_note_fd is always kept. */
+     * listed. death_note_fd is always kept. In a thread: the host fds the
+     * thread keeps in its private table besides 0, 1 and 2. */
     const int *keep_fds;
     size_t n_keep;
     const char *const *env; /* the complete environment afterwards, "K=V" */
@@ -114,8 +118,14 @@ int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
 
 /*
  * Confine the calling thread only (a sub-interpreter cell's thread, before
- * its first guest code): cgroup (its threaded cgroup), no_new_privs,
- * landlock_fs, landlock_net, landlock_scope, seccomp, as above but with
+ * its first guest code): cgroup (its threaded cgroup), fd_table (a
+ * private copy of the fd table, unshare(CLONE_FILES), in which every fd
+ * but 0, 1, 2 and keep_fds is closed), noexec (with a writable grant: a
+ * mount namespace of its own where each writable grant is noexec, as
+ * Landlock does not mediate mmap(PROT_EXEC); missing without
+ * CAP_SYS_ADMIN), no_new_privs, landlock_fs,
+ * landlock_net, landlock_scope, seccomp (also denying pidfd_getfd, kcmp
+ * and memfd_create, in compat mode too), as above but with
  * ERRNO actions (EPERM for the deny list, ENOSYS for foreign
  * architectures): a thread killed while holding the GIL would stop every
  * cell. Threads the cell starts later inherit all of it. cfg->in_thread

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,10 +90,27 @@ int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
     return iso_signal_sleep(s, seen, deadline);
 }
 
+/* SIGPIPE is sent to the thread that wrote to a broken pipe or socket and,
+ * by default, ends the whole process: a guest's send() on a closed socket
+ * would kill the host. Blocked, the write fails with EPIPE instead
+ * (BrokenPipeError in Python). A new thread inherits its creator's mask,
+ * and threads a guest starts inherit the cell thread's. */
+int iso_thread_start(pthread_t *t, const pthread_attr_t *attr,
+                     void *(*fn)(void *), void *arg)
+{
+    sigset_t pipe, old;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old);
+    int e = pthread_create(t, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return e;
+}
+
 bool iso_thread_detached(void *(*fn)(void *))
 {
     pthread_t t;
-    if (pthread_create(&t, NULL, fn, NULL) != 0)
+    if (iso_thread_start(&t, NULL, fn, NULL) != 0)
         return false;
     pthread_detach(t);
     return true;

@@ -47,6 +47,12 @@ int iso_signal_sleep(iso_signal *s, uint32_t seen, double deadline);
 double iso_now(void);
 double iso_wallclock(void);
 
+/* Every thread the host starts (cell threads, interrupters, background
+ * threads): pthread_create with SIGPIPE blocked in the new thread, so that
+ * a write to a broken pipe there fails with EPIPE rather than killing the
+ * process. Returns pthread_create's result. */
+int iso_thread_start(pthread_t *t, const pthread_attr_t *attr,
+                     void *(*fn)(void *), void *arg);
 /* Background threads (the pool's refill, the watchdog, the cgroup reaper,
  * the GIL nudger): start fn detached; false when it could not be. */
 bool iso_thread_detached(void *(*fn)(void *));

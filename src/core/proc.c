@@ -33,7 +33,7 @@ extern char **environ;
 typedef struct proc {
     pid_t pid;
     iso_wire wire;
-    int sock, note; /* frames; the read end of the death note */
+    int sock, note; /* frames; the reading end of the death note */
     iso_cgroup cg;
     bool has_cg;
     iso_cell *cell;      /* whose cgroup the BPF guard may cover */
@@ -51,7 +51,8 @@ static struct {
         int status;
     } exits[EXITS_MAX]; /* reported by the zygote, not yet claimed */
     size_t n_exits;
-} zyg = {PTHREAD_MUTEX_INITIALIZER, 0, -1, {{0, 0}}, 0};
+    unsigned char token[ISO_ZYGOTE_TOKEN]; /* every SPAWN carries it */
+} zyg = {PTHREAD_MUTEX_INITIALIZER, 0, -1, {{0, 0}}, 0, {0}};
 
 /* ---- finding and starting the worker ----------------------------------- */
 
@@ -101,6 +102,8 @@ int iso_process_backend_check(iso_error *err)
     return 0;
 }
 
+static void zygote_lost(void);
+
 /* posix_spawn, so a host with cell threads never forks itself. */
 static int zygote_start(iso_error *err)
 {
@@ -126,7 +129,10 @@ static int zygote_start(iso_error *err)
                              strerror(e));
     }
     zyg.ctl = sv[0];
-    return 0;
+    if (iso_zygote_hello(zyg.ctl, zyg.token) == 0)
+        return 0;
+    zygote_lost(); /* it reads the token first or ends */
+    return iso_error_set(err, ISO_CRASHED, "cannot hand the zygote its token");
 }
 
 /* Read one control record (waiting until deadline); EXITs are filed. */
@@ -174,6 +180,12 @@ static int exit_status(pid_t pid, double deadline)
     }
 }
 
+static int send_spawn(iso_zygote_msg *m, const int fds[2])
+{
+    memcpy(m->token, zyg.token, sizeof m->token);
+    return iso_zygote_send(zyg.ctl, m, fds, 2);
+}
+
 /* Ask the zygote for a child serving (sock, note). */
 static pid_t zygote_spawn(int sock, int note, iso_error *err)
 {
@@ -181,9 +193,9 @@ static pid_t zygote_spawn(int sock, int note, iso_error *err)
         return -1;
     iso_zygote_msg m = {.type = ISO_ZYGOTE_SPAWN};
     int fds[2] = {sock, note};
-    if (iso_zygote_send(zyg.ctl, &m, fds, 2)) {
+    if (send_spawn(&m, fds)) {
         zygote_lost(); /* it died since: once more with a new one */
-        if (zygote_start(err) || iso_zygote_send(zyg.ctl, &m, fds, 2))
+        if (zygote_start(err) || send_spawn(&m, fds))
             return iso_error_set(err, ISO_CRASHED, "the zygote is gone");
     }
     double deadline = iso_now() + START_TIMEOUT_S;
@@ -707,10 +719,15 @@ static int launch(iso_cell *c, const iso_cell_config *cfg, proc *p,
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
         return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
                              strerror(errno));
-    if (pipe2(note, O_CLOEXEC)) {
+    /* the death note is a socket too: a pipe's end can be reopened through
+     * /proc/self/fd/N by a sub-interpreter guest (Landlock does not mediate
+     * pipes), a socket cannot */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, note)) {
         close(sv[0]), close(sv[1]);
-        return iso_error_set(err, ISO_CRASHED, "pipe: %s", strerror(errno));
+        return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
+                             strerror(errno));
     }
+    shutdown(note[0], SHUT_WR), shutdown(note[1], SHUT_RD);
     p->sock = sv[0], p->note = note[0];
     iso_wire_init(&p->wire, p->sock);
     pthread_mutex_lock(&zyg.mu);

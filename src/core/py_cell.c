@@ -438,7 +438,7 @@ static int sub_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     if (describe_confinement(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     atomic_fetch_add(&c->refs, 1); /* the thread's reference */
-    int e = pthread_create(&c->thread, NULL, iso_py_cell_thread, c);
+    int e = iso_thread_start(&c->thread, NULL, iso_py_cell_thread, c);
     if (e) {
         atomic_fetch_sub(&c->refs, 1);
         iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
@@ -603,7 +603,7 @@ static void interrupt(iso_cell *c, uint64_t seq)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (ok && pthread_create(&t, &attr, interrupter, job) == 0)
+    if (ok && iso_thread_start(&t, &attr, interrupter, job) == 0)
         job = NULL;
     else if (ok)
         interrupter_done(c);

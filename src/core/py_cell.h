@@ -28,6 +28,10 @@ iso_msg *iso_py_cell_run(iso_cell *c, iso_py_cell *p, iso_req *r);
 /* Guest ABI (py_guest.c): install post/log/metric/request and the import
  * guard into the current interpreter. GIL held. */
 int iso_py_guest_install(iso_cell *c, iso_error *err);
+/* Is module (a top-level name) an extension a sub-interpreter cell never
+ * loads: the refused modules, the broken accelerators and the test-only
+ * extensions? Landlock leaves their files out of a cell thread's grants. */
+bool iso_py_extension_refused(const char *module);
 /* Import a module on behalf of guest code: the import policy applies.
  * New reference, or NULL with ImportError set. */
 PyObject *iso_py_guest_import(iso_cell *c, const char *name);

@@ -28,6 +28,26 @@ static const char *const broken_accelerators[] = {"_zoneinfo",
 #endif
                                                   NULL};
 
+/* Test-only extension modules (prefix match): native code written to poke
+ * at the interpreter's internals, never a guest's business. */
+static const char *const test_extensions[] = {"_test", "_ctypes_test",
+                                              "_xxtestfuzz", NULL};
+
+bool iso_py_extension_refused(const char *module)
+{
+    for (int i = 0; refused_modules[i]; i++)
+        if (strcmp(module, refused_modules[i]) == 0)
+            return true;
+    for (int i = 0; broken_accelerators[i]; i++)
+        if (strcmp(module, broken_accelerators[i]) == 0)
+            return true;
+    for (int i = 0; test_extensions[i]; i++)
+        if (strncmp(module, test_extensions[i], strlen(test_extensions[i])) ==
+            0)
+            return true;
+    return false;
+}
+
 static iso_cell *cell_of(PyObject *self)
 {
     return PyCapsule_GetPointer(self, CAPSULE_NAME);

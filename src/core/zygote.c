@@ -1,6 +1,7 @@
 /* The host <-> zygote control records, with fds passed as SCM_RIGHTS. */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,4 +51,22 @@ ssize_t iso_zygote_recv(int sock, iso_zygote_msg *m, int fds[2])
         return -1;
     }
     return n;
+}
+
+int iso_zygote_hello(int sock, unsigned char token[ISO_ZYGOTE_TOKEN])
+{
+    iso_zygote_msg m = {.type = ISO_ZYGOTE_HELLO};
+    if (getrandom(token, ISO_ZYGOTE_TOKEN, 0) != ISO_ZYGOTE_TOKEN)
+        return -1;
+    memcpy(m.token, token, ISO_ZYGOTE_TOKEN);
+    return iso_zygote_send(sock, &m, NULL, 0);
+}
+
+int iso_zygote_token_ok(const iso_zygote_msg *m,
+                        const unsigned char token[ISO_ZYGOTE_TOKEN])
+{
+    unsigned char diff = 0;
+    for (int i = 0; i < ISO_ZYGOTE_TOKEN; i++)
+        diff |= (unsigned char)(m->token[i] ^ token[i]);
+    return diff == 0;
 }
