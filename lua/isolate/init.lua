@@ -356,6 +356,26 @@ function policy.reload(name, new_policy)
   return report
 end
 
+-- Guest code never outlives the host. shutdown() kills every cell this
+-- module spawned (process cells with everything their guests started, by
+-- their cgroup), stops the zygote and removes the cells' cgroups; the next
+-- spawn starts afresh. The same runs when this module's state is collected
+-- (lua_close) and at exit; a host killed outright leaves the zygote and
+-- its cells to the kernel (PDEATHSIG), and its cgroup directories to the
+-- next host start.
+local function shutdown()
+  for cell in pairs(origins) do
+    if cell:is_open() then pcall(cell.kill, cell) end
+  end
+  core.shutdown()
+end
+local sentinel = setmetatable({}, { __gc = function() pcall(core.shutdown) end })
+
+function sandbox.shutdown()
+  local _ = sentinel -- collected with this function: with the module
+  shutdown()
+end
+
 function sandbox.list()
   local cells = {}
   for name, cell in pairs(live) do

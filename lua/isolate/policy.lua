@@ -68,6 +68,10 @@ end
 -- searched next to the referring file first (so a folder of policies can
 -- extend each other), then in policy.path.
 local function locate(ref, from_dir)
+  -- io.open and loadfile pass a C string: "a.lua\0junk" would open a.lua
+  if ref:find("\0", 1, true) then
+    errors.raise("invalid_argument", "a policy name or path must not contain a NUL byte")
+  end
   if is_path(ref) then
     if ref:sub(1, 1) ~= "/" and from_dir then ref = from_dir .. "/" .. ref end
     return exists(ref) and ref or nil, ref

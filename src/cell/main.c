@@ -16,12 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <poll.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "py_cell.h"
 #include "setup.h"
 #include "wire.h"
@@ -168,12 +170,17 @@ static void run_cell(int sock, int note)
 
 /* ---- the zygote -------------------------------------------------------- */
 
-/* Fork a cell child for (sock, note); the parent keeps neither fd. */
+/* Fork a cell child for (sock, note); the parent keeps neither fd. The
+ * child dies with the zygote (PDEATHSIG, re-checked: the zygote may have
+ * died between fork and prctl). */
 static pid_t fork_cell(int ctl, int sigfd, int sock, int note)
 {
+    pid_t zygote_pid = getpid();
     PyOS_BeforeFork();
     pid_t pid = fork();
     if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != zygote_pid)
+            _exit(0);
         PyOS_AfterFork_Child();
         close(ctl);
         close(sigfd);
@@ -217,9 +224,42 @@ static int spawn_one(int ctl, int sigfd)
     return send(ctl, &r, sizeof r, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
-static int zygote(int ctl)
+/* Where the host's process cells live ("-": none), killed when the host
+ * goes away. */
+static const char *cells_cgroup = "-";
+
+/* The host is gone: so is every cell (cgroup.kill takes what their guests
+ * started too; the cells' own PDEATHSIG follows when we exit). */
+static int host_gone(void)
 {
     iso_error err = {0};
+    if (strcmp(cells_cgroup, "-") != 0)
+        iso_cgroup_kill_tree(cells_cgroup, &err);
+    iso_error_clear(&err);
+    return 0;
+}
+
+/* Die with the host: PDEATHSIG (SIGTERM, read from the signalfd, so the
+ * cells can be killed first), then the usual re-check that the parent is
+ * still the host that started us. */
+static bool tie_to_host(pid_t host, sigset_t *mask)
+{
+    sigemptyset(mask);
+    sigaddset(mask, SIGCHLD);
+    sigaddset(mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, mask, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM))
+        return false;
+    return host <= 0 || getppid() == host;
+}
+
+static int zygote(int ctl, pid_t host)
+{
+    iso_error err = {0};
+    sigset_t mask;
+    if (!tie_to_host(host, &mask))
+        return host_gone();
+    int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (iso_py_runtime_init(&err)) {
         fprintf(stderr, "luaisolate-cell: %s\n", err.message);
         return 1;
@@ -229,23 +269,20 @@ static int zygote(int ctl)
     PyObject *warm = iso_py_import("os"), *tb = iso_py_import("traceback");
     Py_XDECREF(warm), Py_XDECREF(tb);
     PyErr_Clear();
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, NULL);
-    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC);
     struct pollfd pfd[2] = {{.fd = ctl, .events = POLLIN},
                             {.fd = sigfd, .events = POLLIN}};
     for (;;) {
         if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-            return 1;
+            return host_gone();
         if (pfd[1].revents) {
-            struct signalfd_siginfo si;
+            struct signalfd_siginfo si = {0};
             if (read(sigfd, &si, sizeof si) < 0 && errno != EAGAIN)
-                return 1;
+                return host_gone();
+            if (si.ssi_signo == SIGTERM)
+                return host_gone(); /* PDEATHSIG, or told to go */
         }
         if (reap(ctl) || (pfd[0].revents && spawn_one(ctl, sigfd)))
-            return 0;
+            return host_gone(); /* the control socket hung up */
     }
 }
 
@@ -262,9 +299,12 @@ const char *__asan_default_options(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && strcmp(argv[1], "--zygote") == 0)
-        return zygote(ISO_ZYGOTE_FD);
-    fprintf(stderr, "usage: luaisolate-cell --zygote  (started by the "
-                    "luaisolate host, not by hand)\n");
+    if (argc >= 2 && argc <= 4 && strcmp(argv[1], "--zygote") == 0) {
+        if (argc == 4)
+            cells_cgroup = argv[3];
+        return zygote(ISO_ZYGOTE_FD, argc >= 3 ? atoi(argv[2]) : 0);
+    }
+    fprintf(stderr, "usage: luaisolate-cell --zygote [HOST-PID [CELLS-CGROUP]]"
+                    "  (started by the luaisolate host, not by hand)\n");
     return 2;
 }

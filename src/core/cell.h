@@ -75,6 +75,11 @@ int iso_process_backend_check(iso_error *err);
 int64_t iso_process_cpu_ms(const iso_cell *c);
 int64_t iso_process_mem_bytes(const iso_cell *c); /* resident set */
 int iso_process_frames_fd(const iso_cell *c);
+/* SIGKILL the zygote (its cells die with it: PDEATHSIG) and reap it; the
+ * next process cell starts a new one. Any thread; never blocks on a lock. */
+void iso_process_end(void);
+/* lifecycle.c: run iso_shutdown at exit (registered once). */
+void iso_shutdown_at_exit(void);
 
 struct iso_cell {
     _Atomic int refs; /* the host handle, the cell thread, interrupters */

@@ -244,7 +244,7 @@ static void start_exec(lua_State *L, lcell *u)
 /* Arguments 3.. as one list; submit the call. */
 static void start_call(lua_State *L, lcell *u)
 {
-    const char *target = luaL_checkstring(L, 2);
+    const char *target = iso_lua_checkstr(L, 2, "call target");
     iso_value args = {0};
     iso_error err = {0};
     iso_value_set_list(&args);
@@ -553,7 +553,7 @@ static const char **string_list(lua_State *L, int cfg, const char *key,
     const char **v = lua_newuserdatauv(L, (*n + 1) * sizeof *v, 0);
     for (size_t i = 0; i < *n; i++) {
         lua_rawgeti(L, -2, (lua_Integer)i + 1);
-        v[i] = luaL_checkstring(L, -1);
+        v[i] = iso_lua_checkstr(L, -1, key);
         lua_pop(L, 1); /* still anchored by the list table */
     }
     return v; /* [list array] stay on the stack until spawn returns */
@@ -578,8 +578,8 @@ int iso_lua_cell_spawn(lua_State *L)
     lua_getfield(L, 1, "name");
     lua_getfield(L, 1, "backend");
     lua_getfield(L, 1, "plan"); /* [name backend plan]: anchored by cfg */
-    cfg.name = luaL_checkstring(L, -3);
-    int b = iso_backend_from_name(luaL_checkstring(L, -2));
+    cfg.name = iso_lua_checkstr(L, -3, "name");
+    int b = iso_backend_from_name(iso_lua_checkstr(L, -2, "backend"));
     cfg.plan = lua_isnil(L, -1) ? NULL : iso_lua_check_plan(L, -1);
     if (b < 0)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT, "unknown backend");
