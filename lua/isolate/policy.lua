@@ -59,6 +59,9 @@ local function search_dirs(from_dir)
   end
   local dirs = { from_dir }
   for _, d in ipairs(policy.path) do
+    if type(d) == "string" and d:find("\0", 1, true) then
+      errors.raise("invalid_argument", "policy.path: a directory must not contain a NUL byte")
+    end
     if type(d) == "string" and not contains(dirs, d) then dirs[#dirs + 1] = d end
   end
   return dirs

@@ -188,7 +188,7 @@ static void serve_request(lua_State *L, lcell *u, iso_msg *m)
 static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
                      iso_error *err)
 {
-    double deadline = timeout < 0 ? -1 : now_s() + timeout;
+    double start = now_s(), deadline = timeout < 0 ? -1 : start + timeout;
     for (;;) {
         iso_msg *m;
         double left = deadline < 0 ? PUMP_SLICE_S : deadline - now_s();
@@ -200,6 +200,10 @@ static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
             iso_error_clear(err); /* only a slice ended */
             continue;
         }
+        if (rc == 1) /* the last slice's own figures are not the caller's */
+            iso_error_set(err, ISO_TIMEOUT,
+                          "timed out: waited %.3fs of the %gs asked for",
+                          now_s() - start, timeout);
         if (rc) {
             err->code = rc == 1;
             return NULL;
@@ -326,10 +330,15 @@ static int l_cell_recv(lua_State *L)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
                               "recv timeout must be >= 0 seconds");
     iso_error err = {0};
+    double start = now_s();
     iso_msg *m = pump(L, u, ISO_WAIT_POST, timeout, &err);
     if (!m && err.code == 1) {
         lua_pushnil(L);
-        iso_lua_push_error(L, &err);
+        iso_lua_push_error(L, &err); /* [nil err] err.timeout, err.waited */
+        lua_pushnumber(L, timeout);
+        lua_setfield(L, -2, "timeout");
+        lua_pushnumber(L, now_s() - start);
+        lua_setfield(L, -2, "waited");
         return 2;
     }
     if (!m)

@@ -35,16 +35,31 @@ static int push_result(lua_State *L, int rc, iso_error *err)
     return 2;
 }
 
+/* The validators' string: NULL (after pushing nil and why) when it holds
+ * a NUL byte, which C would not see. */
+static const char *whole_string(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    if (strlen(s) == len)
+        return s;
+    lua_pushnil(L);
+    lua_pushliteral(L, "contains a NUL byte");
+    return NULL;
+}
+
 static int l_check_glob(lua_State *L)
 {
     iso_error err = {0};
-    return push_result(L, iso_glob_check(iso_lua_checkstr(L, 1, "fs pattern"), &err), &err);
+    const char *glob = whole_string(L, 1);
+    return glob ? push_result(L, iso_glob_check(glob, &err), &err) : 2;
 }
 
 static int l_check_net(lua_State *L)
 {
     iso_error err = {0};
-    return push_result(L, iso_net_check(iso_lua_checkstr(L, 1, "net rule"), &err), &err);
+    const char *spec = whole_string(L, 1);
+    return spec ? push_result(L, iso_net_check(spec, &err), &err) : 2;
 }
 
 static int l_normalize_path(lua_State *L)
@@ -59,7 +74,9 @@ static int l_normalize_path(lua_State *L)
 
 static int l_syscall_known(lua_State *L)
 {
-    lua_pushboolean(L, iso_syscall_known(iso_lua_checkstr(L, 1, "syscall")));
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, strlen(name) == len && iso_syscall_known(name));
     return 1;
 }
 
