@@ -43,6 +43,7 @@ local ENFORCED = {
 
 local live = setmetatable({}, { __mode = "v" }) -- name -> cell
 local origins = setmetatable({}, { __mode = "k" }) -- cell -> {name=, config=}
+local spawned = setmetatable({}, { __mode = "k" }) -- cell -> true: all of them
 local capabilities = {}                          -- name -> handler
 local generated = 0
 
@@ -295,6 +296,7 @@ function sandbox.spawn(opts)
   local p = cell_policy(opts, config)
   local cell = core.spawn(core_config(config, p), broker)
   live[config.name] = cell
+  spawned[cell] = true
   if type(opts.policy) == "string" then -- policy.reload can find it
     local imports, caps, _, syscalls = policy.spawn_fields(p)
     origins[cell] = { name = opts.policy, config = config, fields = {
@@ -364,7 +366,7 @@ end
 -- its cells to the kernel (PDEATHSIG), and its cgroup directories to the
 -- next host start.
 local function shutdown()
-  for cell in pairs(origins) do
+  for cell in pairs(spawned) do
     if cell:is_open() then pcall(cell.kill, cell) end
   end
   core.shutdown()
