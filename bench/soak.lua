@@ -50,7 +50,7 @@ end
 local function snapshot()
   settle()
   return {
-    fds = count_lines("ls -1 /proc/self/fd") - 1, -- ls's own directory fd is not ours
+    fds = count_lines("ls -1 /proc/" .. SELF .. "/fd"), -- (/proc/self would be ls's)
     threads = status_field("Threads"),
     -- the zygote and its cells: every luaisolate-cell naming this host
     guests = count_lines("pgrep -f '^luaisolate-cell --zygote " .. SELF .. " '"),
