@@ -315,7 +315,9 @@ describe("what a cell could start", function()
     }) do
       local e = support.err_of(sb.exec, sb, code)
       assert.are.equal("guest", e.kind)
-      assert.are.equal("PermissionError", e.python)
+      -- the guard's refusal, or CPython's own in an isolated interpreter
+      -- (3.13, allow_fork = allow_exec = 0)
+      assert.is_truthy(e.python == "PermissionError" or e.python == "RuntimeError", e.python)
     end
     assert.are.equal(before, kids())
     for _, row in ipairs(sb:confinement()) do
