@@ -62,12 +62,45 @@ static void send_hook(iso_cell *c, iso_msg *m)
     send_msg(c, m, 0);
 }
 
+/* RELOAD: the python-guard's new plan. Landlock and seccomp stay as they
+ * were applied, so the cell is left with what both plans allow. Only
+ * between decisions (between requests, or while request() waits): this
+ * thread is the only one that decides. A plan that does not parse ends
+ * the cell: it must not go on under rules its host has moved past. */
+static void reload(iso_cell *c, const iso_value *value)
+{
+    iso_error err = {0};
+    iso_plan *plan = iso_worker_plan(value, &err);
+    if (!plan)
+        _exit(8);
+    iso_plan *old = c->plan;
+    c->plan = plan;
+    iso_plan_unref(old);
+    iso_frame ack = {.type = ISO_FRAME_RELOADED, .time = iso_wallclock()};
+    int rc = iso_wire_send(&wire, &ack, &err);
+    iso_frame_clear(&ack);
+    if (rc)
+        _exit(0);
+}
+
+/* The next frame that is not a RELOAD (those are applied on the way). */
+static int next_frame(iso_cell *c, iso_frame *f, iso_error *err)
+{
+    for (;;) {
+        int rc = iso_wire_recv(&wire, f, -1, err);
+        if (rc || f->type != ISO_FRAME_RELOAD)
+            return rc;
+        reload(c, &f->value);
+        iso_frame_clear(f);
+    }
+}
+
 /* request(): wait for the host's REPLY frame. */
 static bool await_reply(iso_cell *c)
 {
     iso_frame f = {0};
     iso_error err = {0};
-    if (iso_wire_recv(&wire, &f, -1, &err) || f.type != ISO_FRAME_REPLY) {
+    if (next_frame(c, &f, &err) || f.type != ISO_FRAME_REPLY) {
         iso_frame_clear(&f);
         iso_error_clear(&err);
         _exit(0); /* STOP, EOF or nonsense while a request waits: done */
@@ -120,7 +153,7 @@ static void serve(iso_cell *c, iso_py_cell *p)
     for (;;) {
         iso_frame f = {0};
         iso_error err = {0};
-        if (iso_wire_recv(&wire, &f, -1, &err) ||
+        if (next_frame(c, &f, &err) ||
             (f.type != ISO_FRAME_EXEC && f.type != ISO_FRAME_CALL))
             _exit(err.kind == ISO_CRASHED && err.message[0] == 'p' ? 2 : 0);
         iso_req r = {.type =

@@ -66,6 +66,10 @@ typedef struct iso_cell_ops {
     /* Interrupt request seq if it still runs; any thread (the watchdog).
      * NULL: the backend enforces its limits otherwise. */
     void (*interrupt)(iso_cell *c, uint64_t seq);
+    /* Hand the cell's own guard the plan c->plan now is (a reload): 1 when
+     * in force on return, 0 when it takes it before its next request (it
+     * is busy), -1 with err (the cell died). NULL: it reads c->plan. */
+    int (*reload)(iso_cell *c, iso_error *err);
 } iso_cell_ops;
 
 extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;

@@ -37,6 +37,7 @@ typedef struct proc {
     iso_cgroup cg;
     bool has_cg;
     iso_cell *cell;      /* whose cgroup the BPF guard may cover */
+    bool reload_pending; /* a reload while busy: sent before the next frame */
     char guard_why[600]; /* why it does not */
 } proc;
 
@@ -465,6 +466,51 @@ static int send_frame(proc *p, iso_frame *f, iso_error *err)
     return rc;
 }
 
+/* A reload reaches the worker's python-guard as a RELOAD frame with the
+ * cell's plan as it is now. A busy worker reads frames only at its next
+ * request() or request, so while busy only the latest plan is sent, just
+ * before the next frame it will read (a reload storm never fills the
+ * socket); an idle one takes it at once and says so. */
+static int send_reload(iso_cell *c, proc *p, iso_error *err)
+{
+    iso_frame f = {.type = ISO_FRAME_RELOAD, .time = iso_wallclock()};
+    iso_value *fs, *net;
+    iso_value_set_map(&f.value);
+    p->reload_pending = false;
+    if (put(&f.value, "fs", &fs) || put(&f.value, "net", &net) ||
+        iso_plan_to_value(iso_cell_plan(c), fs, net)) {
+        iso_frame_clear(&f);
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
+    return send_frame(p, &f, err);
+}
+
+static int proc_reload(iso_cell *c, iso_error *err)
+{
+    proc *p = c->backend_data;
+    if (c->busy) {
+        p->reload_pending = true;
+        return 0;
+    }
+    if (send_reload(c, p, err))
+        return died(c, p, err);
+    for (double deadline = iso_now() + START_TIMEOUT_S;;) {
+        iso_frame r = {0};
+        if (iso_wire_recv(&p->wire, &r, deadline, err)) {
+            if (err->kind == ISO_TIMEOUT) /* one that cannot say: gone */
+                kill_worker(p);
+            return died(c, p, err);
+        }
+        bool done = r.type == ISO_FRAME_RELOADED;
+        int rc = done ? 0 : deliver(c, &r, err);
+        iso_frame_clear(&r);
+        if (rc)
+            return died(c, p, err);
+        if (done)
+            return 1;
+    }
+}
+
 /* ---- iso_cell_ops ------------------------------------------------------ */
 
 static int proc_receive(iso_cell *c, double deadline, iso_error *err)
@@ -478,7 +524,8 @@ static int proc_receive(iso_cell *c, double deadline, iso_error *err)
             iso_error_clear(err);
             return 0;
         }
-        int rc = deliver(c, &f, err);
+        /* the word on a reload a busy worker took later: nothing to do */
+        int rc = f.type == ISO_FRAME_RELOADED ? 0 : deliver(c, &f, err);
         iso_frame_clear(&f);
         if (rc)
             return died(c, p, err);
@@ -498,8 +545,10 @@ static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
     iso_req_destroy(r);
     if (f.type == ISO_FRAME_CALL && f.value.type != ISO_LIST)
         iso_value_set_list(&f.value);
-    if (send_frame(p, &f, err) == 0)
+    if ((!p->reload_pending || send_reload(c, p, err) == 0) &&
+        send_frame(p, &f, err) == 0)
         return 0;
+    iso_frame_clear(&f);
     c->busy = false;
     return err->kind == ISO_CRASHED ? died(c, p, err) : -1;
 }
@@ -513,6 +562,9 @@ static void proc_reply(iso_cell *c, iso_value *value, const char *error)
         iso_error_set(&f.error, ISO_GUEST, "%s", error);
     else if (value)
         iso_value_move(&f.value, value);
+    if (p->reload_pending) /* request() takes it before its reply */
+        send_reload(c, p, &err);
+    iso_error_clear(&err);
     send_frame(p, &f, &err); /* a dead worker shows up at the next receive */
     iso_error_clear(&err);
 }
@@ -707,6 +759,7 @@ const iso_cell_ops iso_process_ops = {
     .overrun = proc_overrun,
     .stop = proc_stop,
     .destroy = proc_destroy,
+    .reload = proc_reload,
 };
 
 int iso_process_frames_fd(const iso_cell *c)
