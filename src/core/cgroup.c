@@ -178,8 +178,7 @@ static int make_cells_dir(iso_error *err)
     char root[ISO_PATH_MAX];
     if (iso_cgroup_root(root, sizeof root, err) < 0)
         return -1;
-    snprintf(cells.dir, sizeof cells.dir, "%s/cells-%ld", root,
-             (long)getpid());
+    snprintf(cells.dir, sizeof cells.dir, "%s/cells-%ld", root, (long)getpid());
     if (mkdir(cells.dir, 0755) < 0 && errno != EEXIST) {
         sys_error(err, "mkdir", cells.dir);
         cells.dir[0] = '\0';

@@ -72,8 +72,8 @@ static char **stale_names(const char *root, size_t *n)
         if (e->d_type != DT_DIR || !process_gone(owner_pid(e->d_name)))
             continue;
         if (*n + 1 >= cap) {
-            char **grown = realloc(names, (cap = cap ? cap * 2 : 8) *
-                                              sizeof *names);
+            char **grown =
+                realloc(names, (cap = cap ? cap * 2 : 8) * sizeof *names);
             if (!grown)
                 break;
             names = grown;

@@ -66,7 +66,8 @@ static int l_normalize_path(lua_State *L)
 {
     char out[ISO_PATH_MAX];
     iso_error err = {0};
-    if (iso_path_normalize(iso_lua_checkstr(L, 1, "path"), out, sizeof out, &err))
+    if (iso_path_normalize(iso_lua_checkstr(L, 1, "path"), out, sizeof out,
+                           &err))
         return push_result(L, -1, &err);
     lua_pushstring(L, out);
     return 1;
@@ -94,8 +95,10 @@ static int add_rule(lua_State *L, iso_plan *p, bool fs, iso_error *err)
     lua_getfield(L, -2, fs ? "pattern" : "spec");
     lua_getfield(L, -3, "text"); /* [rule kind target text] */
     int kind = luaL_checkoption(L, -3, NULL, fs ? fs_names : net_names);
-    const char *target = iso_lua_checkstr(L, -2, fs ? "fs pattern" : "net rule");
-    const char *text = lua_isnil(L, -1) ? NULL : iso_lua_checkstr(L, -1, "rule text");
+    const char *target =
+        iso_lua_checkstr(L, -2, fs ? "fs pattern" : "net rule");
+    const char *text =
+        lua_isnil(L, -1) ? NULL : iso_lua_checkstr(L, -1, "rule text");
     int rc = fs ? iso_plan_add_fs(p, fs_values[kind], target, text, err)
                 : iso_plan_add_net(p, kind ? ISO_NET_DENY : ISO_NET_CONNECT,
                                    target, text, err);
@@ -153,7 +156,8 @@ static int l_plan_check_fs(lua_State *L)
     int op = luaL_checkoption(L, 2, NULL, ops);
     char path[ISO_PATH_MAX];
     iso_error err = {0};
-    if (iso_path_normalize(iso_lua_checkstr(L, 3, "path"), path, sizeof path, &err)) {
+    if (iso_path_normalize(iso_lua_checkstr(L, 3, "path"), path, sizeof path,
+                           &err)) {
         err.kind = ISO_INVALID_ARGUMENT;
         return iso_lua_raise(L, &err);
     }
@@ -170,7 +174,8 @@ static int l_plan_check_net(lua_State *L)
     iso_addr addr;
     uint16_t port;
     iso_error err = {0};
-    if (iso_endpoint_parse(iso_lua_checkstr(L, 2, "endpoint"), &addr, &port, &err)) {
+    if (iso_endpoint_parse(iso_lua_checkstr(L, 2, "endpoint"), &addr, &port,
+                           &err)) {
         err.kind = ISO_INVALID_ARGUMENT;
         return iso_lua_raise(L, &err);
     }
