@@ -407,4 +407,23 @@ void iso_cell_kill(iso_cell *c);
 /* Drop the caller's reference (after close or kill). */
 void iso_cell_release(iso_cell *c);
 
+/*
+ * The host's end (lifecycle.c). Guest code never outlives its host:
+ * iso_shutdown kills every process cell and what its guest started
+ * (cgroup.kill on the host's cells cgroup), stops the zygote and removes
+ * the host's cgroup directories of process cells; with leave_host (at the
+ * very end only: thread cgroups are off afterwards) also moves the host
+ * out of its own host-<pid> cgroup and removes it. Process-wide kernel
+ * state only, no cell struct: callable from any thread (a host's signal
+ * thread), more than once; the next process cell starts afresh. Blocks up
+ * to ~200 ms per cgroup still being emptied. The first process cell
+ * registers it with atexit. Sub-interpreter cells are threads of the host:
+ * they end with it.
+ */
+void iso_shutdown(bool leave_host);
+/* Kill and remove what dead hosts left (cgroup_stale.c); fn is told each
+ * directory removed. How many, or -1 with err. */
+int iso_clean_stale(void (*fn)(const char *path, void *ud), void *ud,
+                    iso_error *err);
+
 #endif

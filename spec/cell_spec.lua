@@ -51,6 +51,19 @@ describe("a cell" .. " (" .. backend .. ")", function()
     assert.are.equal(sandbox.Error, getmetatable(err))
   end)
 
+  it("says in a recv timeout how long it was asked to wait and waited", function()
+    -- longer than the binding's 50 ms event slice: the figures must be the
+    -- whole wait's, and the wait must not end early
+    local t0 = require("isolate.core").now()
+    local v, err = sb:recv(0.3)
+    local took = require("isolate.core").now() - t0
+    assert.is_nil(v)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal(0.3, err.timeout)
+    assert.is_true(err.waited >= 0.3 and err.waited <= took, tostring(err.waited))
+    assert.is_true(took >= 0.3)
+  end)
+
   it("refuses a negative recv timeout", function()
     assert.are.equal("invalid_argument", err_of(sb.recv, sb, -1).kind)
   end)

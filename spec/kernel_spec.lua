@@ -232,6 +232,7 @@ io.read("l") -- wait while the spec looks
     -- its host directory (with the cell threads' cgroups) and its process
     -- cell's cgroup are gone
     assert.is_nil(io.open(root .. "/host-" .. pid))
+    assert.is_nil(io.open(root .. "/cells-" .. pid))
     local left = io.popen("ls " .. root .. " | grep -c -e '-" .. pid .. "-' || true"):read("a")
     assert.are.equal(0, tonumber(left))
   end)

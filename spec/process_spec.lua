@@ -148,8 +148,10 @@ describe("process cells: nothing leaks", function()
       threads = count("/proc/self/task"),
       children = #kids - 1, -- ps itself
       grandchildren = grandkids,
-      -- cell directories are <name>-<host pid>-<n>: count this host's only
-      cgroups = count("/sys/fs/cgroup/unified/luaisolate | grep -e '-" .. self .. "-'"),
+      -- cell directories are cells-<host pid>/<name>-<host pid>-<n> (or,
+      -- in the older layout, next to it): count this host's only
+      cgroups = count("-d /sys/fs/cgroup/unified/luaisolate/*/ "
+        .. "/sys/fs/cgroup/unified/luaisolate/cells-" .. self .. "/*/ | grep -e '-" .. self .. "-'"),
     }
   end
 

@@ -113,4 +113,87 @@ post(sorted(seen))
     assert.is_true(flips >= 4)
     assert.are.same({ 1, 111 }, sb:recv(5)) -- EPERM and ECONNREFUSED only
   end)
+
+  -- Point 5 of issue 10: a reload reaches a process cell's own guard.
+  describe("on a process cell", function()
+    -- connect_ex to 127.0.0.1:port: the guard's PermissionError, Landlock's
+    -- EACCES (13) and BPF's EPERM (1) all say 'denied'; 111 is allowed.
+    local PORT_PROBE = [[
+import socket
+def probe(port):
+    s = socket.socket()
+    try:
+        e = s.connect_ex(('127.0.0.1', port))
+        return 'denied' if e in (1, 13) else e
+    except PermissionError:
+        return 'denied'
+    finally:
+        s.close()
+]]
+
+    it("moves a net rule in both layers at once (no restart for it)", function()
+      local sb <close> = sandbox.spawn({ backend = "process", policy = "reloadable" })
+      sb:exec(PORT_PROBE .. "post(probe(9))")
+      assert.are.equal(111, sb:recv(5))
+      local report = sandbox.policy.reload("reloadable", {
+        imports = { "socket", "ctypes" }, net = { { connect = "127.0.0.1:10" } } })
+      assert.are.equal("applied", report[1].layers["python-guard"])
+      sb:exec("post(probe(9))")
+      assert.are.equal("denied", sb:recv(5)) -- the old port: no layer allows it
+      sb:exec("post(probe(10))")
+      if layer_state(sb, "bpf") == "active" then
+        assert.are.equal("applied", report[1].layers.bpf)
+        assert.are.equal("unchanged", report[1].layers.landlock)
+        assert.are.equal(111, sb:recv(5)) -- the new port: every layer allows it
+      else
+        -- Landlock keeps its ports: the cell has what both policies allow
+        assert.are.equal("restart needed", report[1].layers.landlock)
+        assert.are.equal("denied", sb:recv(5))
+      end
+    end)
+
+    it("leaves a cell needing a restart more restricted than old and new", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      os.execute("mkdir -p " .. dir .. "/a " .. dir .. "/b")
+      for _, sub in ipairs({ "a", "b" }) do
+        local f = assert(io.open(dir .. "/" .. sub .. "/f", "w"))
+        f:write(sub)
+        f:close()
+      end
+      write_policy("fsreload", 'return { fs = { { read = "' .. dir .. '/a/**" } } }')
+      local READ = "def read(p):\n    try:\n        return open(p).read()\n"
+                   .. "    except PermissionError:\n        return 'denied'\n"
+      local sb <close> = sandbox.spawn({ backend = "process", policy = "fsreload" })
+      sb:exec(READ .. "post(read('" .. dir .. "/a/f'))")
+      assert.are.equal("a", sb:recv(5))
+      local report = sandbox.policy.reload("fsreload", { fs = { { read = dir .. "/b/**" } } })
+      assert.are.equal("restart needed", report[1].layers.landlock)
+      assert.are.equal("applied", report[1].layers["python-guard"])
+      assert.is_true(report[1].restart_needed)
+      -- old allowed a, new allows b: now neither (the guard has the new
+      -- rules, Landlock the old), never both
+      sb:exec("post(read('" .. dir .. "/a/f'))")
+      assert.are.equal("denied", sb:recv(5))
+      sb:exec("post(read('" .. dir .. "/b/f'))")
+      assert.are.equal("denied", sb:recv(5))
+      os.execute("rm -rf " .. dir)
+    end)
+
+    it("reaches a busy cell before its next request", function()
+      local sb <close> = sandbox.spawn({ backend = "process", policy = "reloadable",
+                                         imports = { "time" } })
+      sb:exec(PORT_PROBE)
+      sb:start_exec("import time\ntime.sleep(0.3)\npost(probe(9))")
+      local report = sandbox.policy.reload("reloadable", DENY_9)
+      assert.are.equal("at the next request", report[1].layers["python-guard"])
+      sb:result()
+      sb:recv(5) -- the running request decided with what it had
+      sb:exec("post(probe(9))")
+      assert.are.equal("denied", sb:recv(5))
+      sandbox.policy.reload("reloadable", ALLOW_9) -- idle again: at once
+      sb:exec("post(probe(9))")
+      assert.are.equal(111, sb:recv(5))
+    end)
+  end)
 end)

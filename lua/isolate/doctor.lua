@@ -14,6 +14,7 @@ local doctor = {}
 
 local USAGE = [[
 usage: luaisolate doctor [--json] [--mode dev|hardened|compat]
+       luaisolate doctor --clean [--json]
 
 Probe what this host can enforce by trying each layer in a short-lived
 child (seccomp, no_new_privs, Landlock, user namespaces) or for a moment
@@ -25,6 +26,11 @@ give one line of advice per missing point. Nothing is left behind.
   --mode hardened exit 1 when a layer hardened mode requires is missing
                   (seccomp, landlock fs, no_new_privs, and for network
                   rules bpf cgroup_sock_addr or landlock net)
+
+  --clean         instead: kill and remove what dead hosts left (their
+                  host-<pid> and cells-<pid> cgroups, older cell cgroups
+                  named <name>-<pid>-<n>), one line per directory removed;
+                  a live host's state is never touched
 
 Exit status: 0; 1 with --mode hardened when a required layer is missing;
 2 on a usage error.
@@ -146,6 +152,7 @@ local function parse(argv)
     local a = argv[i]
     if type(a) ~= "string" then return nil, "arguments must be strings" end
     if a == "--json" then opts.json = true
+    elseif a == "--clean" then opts.clean = true
     elseif a == "-h" or a == "--help" then opts.help = true
     elseif a == "--mode" then
       i = i + 1
@@ -192,10 +199,24 @@ local function print_json(probes, grade, missing, hardened)
   out(json.encode(doc) .. "\n")
 end
 
+-- --clean: what dead hosts left, killed and removed, listed.
+local function clean(opts)
+  local removed = core.clean_stale()
+  if opts.json then
+    out(json.encode({ removed = json.array(removed) }) .. "\n")
+    return EXIT_OK
+  end
+  for _, path in ipairs(removed) do out("removed " .. path .. "\n") end
+  out(string.format("luaisolate doctor --clean: %d stale director%s removed\n",
+                    #removed, #removed == 1 and "y" or "ies"))
+  return EXIT_OK
+end
+
 -- doctor.doctor(argv) -> exit status; argv is what follows `doctor`.
 function doctor.doctor(argv)
   local opts, status = cli.arguments("doctor", argv, parse, USAGE)
   if not opts then return status end
+  if opts.clean then return clean(opts) end
   local probes = core.probe()
   local grade, missing = doctor.grade(probes)
   local hardened = doctor.hardened(probes)

@@ -44,6 +44,7 @@ local ENFORCED = {
 
 local live = setmetatable({}, { __mode = "v" }) -- name -> cell
 local origins = setmetatable({}, { __mode = "k" }) -- cell -> {name=, config=}
+local spawned = setmetatable({}, { __mode = "k" }) -- cell -> true: all of them
 local capabilities = {}                          -- name -> handler
 local generated = 0
 
@@ -297,6 +298,7 @@ function sandbox.spawn(opts)
   local p = cell_policy(opts, config)
   local cell = core.spawn(core_config(config, p), broker)
   live[config.name] = cell
+  spawned[cell] = true
   if type(opts.policy) == "string" then -- policy.reload can find it
     local imports, caps, _, syscalls = policy.spawn_fields(p)
     origins[cell] = { name = opts.policy, config = config, fields = {
@@ -356,6 +358,26 @@ function policy.reload(name, new_policy)
   local ev = { type = "reload", policy = name, cells = report, time = os.time() }
   for _, fn in ipairs(handlers.reload or {}) do fn(ev) end
   return report
+end
+
+-- Guest code never outlives the host. shutdown() kills every cell this
+-- module spawned (process cells with everything their guests started, by
+-- their cgroup), stops the zygote and removes the cells' cgroups; the next
+-- spawn starts afresh. The same runs when this module's state is collected
+-- (lua_close) and at exit; a host killed outright leaves the zygote and
+-- its cells to the kernel (PDEATHSIG), and its cgroup directories to the
+-- next host start.
+local function shutdown()
+  for cell in pairs(spawned) do
+    if cell:is_open() then pcall(cell.kill, cell) end
+  end
+  core.shutdown()
+end
+local sentinel = setmetatable({}, { __gc = function() pcall(core.shutdown) end })
+
+function sandbox.shutdown()
+  local _ = sentinel -- collected with this function: with the module
+  shutdown()
 end
 
 function sandbox.list()

@@ -59,6 +59,9 @@ local function search_dirs(from_dir)
   end
   local dirs = { from_dir }
   for _, d in ipairs(policy.path) do
+    if type(d) == "string" and d:find("\0", 1, true) then
+      errors.raise("invalid_argument", "policy.path: a directory must not contain a NUL byte")
+    end
     if type(d) == "string" and not contains(dirs, d) then dirs[#dirs + 1] = d end
   end
   return dirs
@@ -68,6 +71,10 @@ end
 -- searched next to the referring file first (so a folder of policies can
 -- extend each other), then in policy.path.
 local function locate(ref, from_dir)
+  -- io.open and loadfile pass a C string: "a.lua\0junk" would open a.lua
+  if ref:find("\0", 1, true) then
+    errors.raise("invalid_argument", "a policy name or path must not contain a NUL byte")
+  end
   if is_path(ref) then
     if ref:sub(1, 1) ~= "/" and from_dir then ref = from_dir .. "/" .. ref end
     return exists(ref) and ref or nil, ref

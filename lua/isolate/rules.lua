@@ -283,7 +283,7 @@ function sections.version(P, v)
 end
 
 function sections.extends(P, v, spec)
-  if type(v) ~= "string" or v == "" then
+  if type(v) ~= "string" or v == "" or v:find("\0", 1, true) then
     P:add("extends", "expected a policy name such as \"stdlib.readonly\" or a "
           .. "file path, got %s", describe(v))
   else

@@ -16,12 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <poll.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "py_cell.h"
 #include "setup.h"
 #include "wire.h"
@@ -60,12 +62,45 @@ static void send_hook(iso_cell *c, iso_msg *m)
     send_msg(c, m, 0);
 }
 
+/* RELOAD: the python-guard's new plan. Landlock and seccomp stay as they
+ * were applied, so the cell is left with what both plans allow. Only
+ * between decisions (between requests, or while request() waits): this
+ * thread is the only one that decides. A plan that does not parse ends
+ * the cell: it must not go on under rules its host has moved past. */
+static void reload(iso_cell *c, const iso_value *value)
+{
+    iso_error err = {0};
+    iso_plan *plan = iso_worker_plan(value, &err);
+    if (!plan)
+        _exit(8);
+    iso_plan *old = c->plan;
+    c->plan = plan;
+    iso_plan_unref(old);
+    iso_frame ack = {.type = ISO_FRAME_RELOADED, .time = iso_wallclock()};
+    int rc = iso_wire_send(&wire, &ack, &err);
+    iso_frame_clear(&ack);
+    if (rc)
+        _exit(0);
+}
+
+/* The next frame that is not a RELOAD (those are applied on the way). */
+static int next_frame(iso_cell *c, iso_frame *f, iso_error *err)
+{
+    for (;;) {
+        int rc = iso_wire_recv(&wire, f, -1, err);
+        if (rc || f->type != ISO_FRAME_RELOAD)
+            return rc;
+        reload(c, &f->value);
+        iso_frame_clear(f);
+    }
+}
+
 /* request(): wait for the host's REPLY frame. */
 static bool await_reply(iso_cell *c)
 {
     iso_frame f = {0};
     iso_error err = {0};
-    if (iso_wire_recv(&wire, &f, -1, &err) || f.type != ISO_FRAME_REPLY) {
+    if (next_frame(c, &f, &err) || f.type != ISO_FRAME_REPLY) {
         iso_frame_clear(&f);
         iso_error_clear(&err);
         _exit(0); /* STOP, EOF or nonsense while a request waits: done */
@@ -119,7 +154,7 @@ static void serve(iso_cell *c, iso_py_cell *p)
     for (;;) {
         iso_frame f = {0};
         iso_error err = {0};
-        if (iso_wire_recv(&wire, &f, -1, &err) ||
+        if (next_frame(c, &f, &err) ||
             (f.type != ISO_FRAME_EXEC && f.type != ISO_FRAME_CALL))
             _exit(err.kind == ISO_CRASHED && err.message[0] == 'p' ? 2 : 0);
         iso_req r = {.type =
@@ -172,12 +207,17 @@ static void run_cell(int sock, int note)
 
 /* ---- the zygote -------------------------------------------------------- */
 
-/* Fork a cell child for (sock, note); the parent keeps neither fd. */
+/* Fork a cell child for (sock, note); the parent keeps neither fd. The
+ * child dies with the zygote (PDEATHSIG, re-checked: the zygote may have
+ * died between fork and prctl). */
 static pid_t fork_cell(int ctl, int sigfd, int sock, int note)
 {
+    pid_t zygote_pid = getpid();
     PyOS_BeforeFork();
     pid_t pid = fork();
     if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != zygote_pid)
+            _exit(0);
         PyOS_AfterFork_Child();
         close(ctl);
         close(sigfd);
@@ -252,14 +292,47 @@ static int spawn_one(int ctl, int sigfd)
     return send(ctl, &r, sizeof r, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
-static int zygote(int ctl)
+/* Where the host's process cells live ("-": none), killed when the host
+ * goes away. */
+static const char *cells_cgroup = "-";
+
+/* The host is gone: so is every cell (cgroup.kill takes what their guests
+ * started too; the cells' own PDEATHSIG follows when we exit). */
+static int host_gone(void)
 {
     iso_error err = {0};
+    if (strcmp(cells_cgroup, "-") != 0)
+        iso_cgroup_kill_tree(cells_cgroup, &err);
+    iso_error_clear(&err);
+    return 0;
+}
+
+/* Die with the host: PDEATHSIG (SIGTERM, read from the signalfd, so the
+ * cells can be killed first), then the usual re-check that the parent is
+ * still the host that started us. */
+static bool tie_to_host(pid_t host, sigset_t *mask)
+{
+    sigemptyset(mask);
+    sigaddset(mask, SIGCHLD);
+    sigaddset(mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, mask, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM))
+        return false;
+    return host <= 0 || getppid() == host;
+}
+
+static int zygote(int ctl, pid_t host)
+{
+    iso_error err = {0};
+    sigset_t mask;
+    if (!tie_to_host(host, &mask))
+        return host_gone();
     if (hello(ctl)) {
         fprintf(stderr, "luaisolate-cell: no HELLO from the host that "
                         "started the zygote\n");
         return 1;
     }
+    int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (iso_py_runtime_init(&err)) {
         fprintf(stderr, "luaisolate-cell: %s\n", err.message);
         return 1;
@@ -269,23 +342,20 @@ static int zygote(int ctl)
     PyObject *warm = iso_py_import("os"), *tb = iso_py_import("traceback");
     Py_XDECREF(warm), Py_XDECREF(tb);
     PyErr_Clear();
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, NULL);
-    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC);
     struct pollfd pfd[2] = {{.fd = ctl, .events = POLLIN},
                             {.fd = sigfd, .events = POLLIN}};
     for (;;) {
         if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-            return 1;
+            return host_gone();
         if (pfd[1].revents) {
-            struct signalfd_siginfo si;
+            struct signalfd_siginfo si = {0};
             if (read(sigfd, &si, sizeof si) < 0 && errno != EAGAIN)
-                return 1;
+                return host_gone();
+            if (si.ssi_signo == SIGTERM)
+                return host_gone(); /* PDEATHSIG, or told to go */
         }
         if (reap(ctl) || (pfd[0].revents && spawn_one(ctl, sigfd)))
-            return 0;
+            return host_gone(); /* the control socket hung up */
     }
 }
 
@@ -302,9 +372,12 @@ const char *__asan_default_options(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && strcmp(argv[1], "--zygote") == 0)
-        return zygote(ISO_ZYGOTE_FD);
-    fprintf(stderr, "usage: luaisolate-cell --zygote  (started by the "
-                    "luaisolate host, not by hand)\n");
+    if (argc >= 2 && argc <= 4 && strcmp(argv[1], "--zygote") == 0) {
+        if (argc == 4)
+            cells_cgroup = argv[3];
+        return zygote(ISO_ZYGOTE_FD, argc >= 3 ? atoi(argv[2]) : 0);
+    }
+    fprintf(stderr, "usage: luaisolate-cell --zygote [HOST-PID [CELLS-CGROUP]]"
+                    "  (started by the luaisolate host, not by hand)\n");
     return 2;
 }

@@ -864,7 +864,8 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
         if (what == ISO_WAIT_RESULT && enforce_limits(c, now))
             return overrun_error(c, err, true);
         if (deadline >= 0 && now >= deadline) {
-            iso_error_set(err, ISO_TIMEOUT, "timed out after %gs", timeout_s);
+            iso_error_set(err, ISO_TIMEOUT, "timed out: waited %.3fs of %gs",
+                          now - (deadline - timeout_s), timeout_s);
             return 1; /* the caller's own deadline, not a limit */
         }
         if (c->ops->receive(c, next_deadline(c, what, deadline), err))

@@ -69,6 +69,10 @@ typedef struct iso_cell_ops {
     /* Interrupt request seq if it still runs; any thread (the watchdog).
      * NULL: the backend enforces its limits otherwise. */
     void (*interrupt)(iso_cell *c, uint64_t seq);
+    /* Hand the cell's own guard the plan c->plan now is (a reload): 1 when
+     * in force on return, 0 when it takes it before its next request (it
+     * is busy), -1 with err (the cell died). NULL: it reads c->plan. */
+    int (*reload)(iso_cell *c, iso_error *err);
 } iso_cell_ops;
 
 extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
@@ -83,6 +87,11 @@ int iso_process_frames_fd(const iso_cell *c);
  * bytes other than printable ASCII dropped, in place; its new length. */
 bool iso_worker_kind_allowed(iso_kind kind, int64_t mem_limit);
 size_t iso_death_note_clean(char *note);
+/* SIGKILL the zygote (its cells die with it: PDEATHSIG) and reap it; the
+ * next process cell starts a new one. Any thread; never blocks on a lock. */
+void iso_process_end(void);
+/* lifecycle.c: run iso_shutdown at exit (registered once). */
+void iso_shutdown_at_exit(void);
 
 struct iso_cell {
     _Atomic int refs; /* the host handle, the cell thread, interrupters */

@@ -503,7 +503,6 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     if (iso_cell_settle(c, err))
         return -1;
     compare(c->plan, plan, &fs_same, &net_same);
-    bool sub = c->backend == ISO_BACKEND_SUBINTERPRETER;
     /* everything that can fail first: then nothing has changed */
     if (c->guard_cgroup && (iso_netguard_rules_from_plan(
                                 plan, rules, ISO_NETGUARD_MAX_RULES, &n, err) ||
@@ -512,17 +511,20 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     if (swap_plan(c, plan))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     c->guard_rules = (int)n;
+    /* a worker's python-guard takes it as a frame (1: now, 0: before its
+     * next request); a sub-interpreter cell's reads c->plan */
+    int guard = c->ops->reload ? c->ops->reload(c, err) : 1;
+    if (guard < 0)
+        return -1;
     iso_value_set_map(report);
-    /* Landlock's fs grants and connect ports (without the guard), and a
-     * worker's own python-guard, are fixed once applied */
-    bool same = fs_same && net_same;
+    /* Landlock's fs grants and connect ports (without the guard) are
+     * fixed once applied: the cell keeps them and the guard takes the new
+     * rules, so it is left with what both allow, never more */
     bool landlock_same = fs_same && (net_same || c->guard_cgroup);
     int rc = report_layer(report, "bpf",
                           c->guard_cgroup ? "applied" : "not guarded") ||
              report_layer(report, "python-guard",
-                          sub    ? "applied"
-                          : same ? "unchanged"
-                                 : "restart needed") ||
+                          guard ? "applied" : "at the next request") ||
              report_layer(report, "landlock",
                           landlock_same ? "unchanged" : "restart needed") ||
              report_layer(report, "seccomp", "unchanged");

@@ -158,7 +158,89 @@ int iso_cgroup_root(char *out, size_t n, iso_error *err)
         return sys_error(err, "mkdir", out);
     }
     enable_controllers(out);
+    if (!atomic_load(&iso_cgroup_stale_cleaned)) /* once, before any use */
+        iso_cgroup_clean_stale(NULL, NULL, NULL);
     return 0;
+}
+
+/* The process cells of this process live in <root>/cells-<pid>: one
+ * cgroup.kill there ends every cell and whatever its guest started (the
+ * zygote does exactly that when the host goes away, see src/cell/main.c),
+ * and a dead host's cells are found by one name. */
+static struct {
+    pthread_mutex_t mu;
+    char dir[ISO_PATH_MAX + 32]; /* "" until made */
+    pid_t pid;                   /* whose: a forked child makes its own */
+} cells = {PTHREAD_MUTEX_INITIALIZER, "", 0};
+
+static int make_cells_dir(iso_error *err)
+{
+    char root[ISO_PATH_MAX];
+    if (iso_cgroup_root(root, sizeof root, err) < 0)
+        return -1;
+    snprintf(cells.dir, sizeof cells.dir, "%s/cells-%ld", root, (long)getpid());
+    if (mkdir(cells.dir, 0755) < 0 && errno != EEXIST) {
+        sys_error(err, "mkdir", cells.dir);
+        cells.dir[0] = '\0';
+        return -1;
+    }
+    enable_controllers(cells.dir);
+    cells.pid = getpid();
+    return 0;
+}
+
+int iso_cgroup_cells_dir(char *out, size_t n, iso_error *err)
+{
+    pthread_mutex_lock(&cells.mu);
+    int rc = 0;
+    if (!cells.dir[0] || cells.pid != getpid())
+        rc = make_cells_dir(err);
+    if (rc == 0)
+        snprintf(out, n, "%s", cells.dir);
+    pthread_mutex_unlock(&cells.mu);
+    return rc;
+}
+
+/* Remove dir's subdirectories (empty cgroups, waiting out EBUSY while
+ * their last processes are reaped) and dir itself. */
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    iso_cgroup c = {.pids = false};
+    iso_error err = {0};
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+            snprintf(c.path, sizeof c.path, "%s/%s", dir, e->d_name);
+            iso_cgroup_remove(&c, &err);
+            iso_error_clear(&err);
+        }
+    if (d)
+        closedir(d);
+    snprintf(c.path, sizeof c.path, "%s", dir);
+    iso_cgroup_remove(&c, &err);
+    iso_error_clear(&err);
+}
+
+int iso_cgroup_kill_tree(const char *dir, iso_error *err)
+{
+    iso_cgroup c = {.pids = false};
+    snprintf(c.path, sizeof c.path, "%s", dir);
+    int rc = iso_cgroup_kill(&c, err);
+    remove_tree(dir);
+    return rc;
+}
+
+void iso_cgroup_cells_end(void)
+{
+    char dir[sizeof cells.dir];
+    pthread_mutex_lock(&cells.mu);
+    snprintf(dir, sizeof dir, "%s", cells.pid == getpid() ? cells.dir : "");
+    cells.dir[0] = '\0'; /* made again by the next process cell */
+    pthread_mutex_unlock(&cells.mu);
+    iso_error err = {0};
+    if (dir[0])
+        iso_cgroup_kill_tree(dir, &err);
+    iso_error_clear(&err);
 }
 
 /* mkdir <root>/<name>-<pid>-<n> with a process-wide counter; EEXIST (a
@@ -228,7 +310,7 @@ int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
     if (!iso_cell_name_valid(name))
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
                              "cgroup: name must match ^[A-Za-z0-9_-]{1,64}$");
-    if (iso_cgroup_root(root, sizeof root, err) < 0 ||
+    if (iso_cgroup_cells_dir(root, sizeof root, err) < 0 ||
         make_cell_dir(root, name, cg, err) < 0)
         return -1;
     snprintf(path, sizeof path, "%s/cgroup.controllers", cg->path);
@@ -305,14 +387,13 @@ int iso_cgroup_remove(const iso_cgroup *cg, iso_error *err)
 
 int iso_cgroup_count(size_t *n, iso_error *err)
 {
-    char mount[ISO_PATH_MAX], root[ISO_PATH_MAX + 16];
+    char dir[ISO_PATH_MAX];
     *n = 0;
-    if (iso_cgroup_mount(mount, sizeof mount, err) < 0)
+    if (iso_cgroup_cells_dir(dir, sizeof dir, err) < 0)
         return -1;
-    snprintf(root, sizeof root, "%s/" ROOT_NAME, mount);
-    DIR *d = opendir(root);
+    DIR *d = opendir(dir);
     if (!d)
-        return errno == ENOENT ? 0 : sys_error(err, "opendir", root);
+        return errno == ENOENT ? 0 : sys_error(err, "opendir", dir);
     for (struct dirent *e; (e = readdir(d)) != NULL;)
         if (e->d_type == DT_DIR && e->d_name[0] != '.')
             (*n)++;
@@ -351,28 +432,9 @@ static int current_cgroup(const char *mount, char *out, size_t n,
                                  "cgroup: this process has no cgroup v2 path");
 }
 
-/* Remove dir's subdirectories (empty cgroups) and dir itself. */
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    char sub[ISO_PATH_MAX + 300];
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        if (e->d_type == DT_DIR && e->d_name[0] != '.') {
-            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-            rmdir(sub);
-        }
-    if (d)
-        closedir(d);
-    iso_cgroup c = {.pids = false};
-    snprintf(c.path, sizeof c.path, "%s", dir);
-    iso_error err = {0};
-    iso_cgroup_remove(&c, &err);
-    iso_error_clear(&err);
-}
-
-/* At exit: the host and the processes it started there (the zygote) go
- * back where the host came from, and the host directory with its (now
- * empty) cell directories goes away. */
+/* The host and the processes it started there (the zygote) go back where
+ * the host came from, and the host directory with its (now empty) cell
+ * directories goes away. */
 static void leave_host_cgroup(void)
 {
     char from[ISO_PATH_MAX + 64], to[ISO_PATH_MAX + 32], pid[24];
@@ -389,25 +451,13 @@ static void leave_host_cgroup(void)
     remove_tree(host.dir);
 }
 
-/* host-<pid> directories whose process is gone (a host killed before its
- * exit handler ran). */
-static void reap_stale_hosts(const char *root)
+void iso_cgroup_host_leave(void)
 {
-    DIR *d = opendir(root);
-    char path[ISO_PATH_MAX + 300];
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        long pid;
-        char tail;
-        if (sscanf(e->d_name, "host-%ld%c", &pid, &tail) != 1)
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld", pid);
-        if (access(path, F_OK) == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
-        remove_tree(path);
-    }
-    if (d)
-        closedir(d);
+    pthread_mutex_lock(&host.mu);
+    if (host.entered)
+        leave_host_cgroup();
+    host.entered = false;
+    pthread_mutex_unlock(&host.mu);
 }
 
 static int enter_host_cgroup(iso_error *err)
@@ -417,7 +467,6 @@ static int enter_host_cgroup(iso_error *err)
         iso_cgroup_root(root, sizeof root, err) < 0 ||
         current_cgroup(mount, host.origin, sizeof host.origin, err) < 0)
         return -1;
-    reap_stale_hosts(root);
     snprintf(host.dir, sizeof host.dir, "%s/host-%ld", root, (long)getpid());
     if (mkdir(host.dir, 0755) < 0 && errno != EEXIST)
         return sys_error(err, "mkdir", host.dir);
@@ -430,7 +479,7 @@ static int enter_host_cgroup(iso_error *err)
         errno = -rc;
         return sys_error(err, "move the host into", host.dir);
     }
-    atexit(leave_host_cgroup);
+    atexit(iso_cgroup_host_leave);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #ifndef ISO_CGROUP_H
 #define ISO_CGROUP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,8 +47,31 @@ int iso_cgroup_kill(const iso_cgroup *cg, iso_error *err);
 /* rmdir, retrying EBUSY for up to ~200 ms (it stays busy briefly after its
  * processes died). Idempotent (ENOENT is success). */
 int iso_cgroup_remove(const iso_cgroup *cg, iso_error *err);
-/* Number of cell directories under the root (0 when there is no root). */
+/* Number of this process's process-cell directories (in its cells dir). */
 int iso_cgroup_count(size_t *n, iso_error *err);
+/* <root>/cells-<pid>, this process's directory for process-cell cgroups
+ * (made on first use; controllers enabled in it). */
+int iso_cgroup_cells_dir(char *out, size_t n, iso_error *err);
+/* cgroup.kill on dir (its whole subtree dies), then rmdir its
+ * subdirectories and dir. Does not block for long (~200 ms per busy dir). */
+int iso_cgroup_kill_tree(const char *dir, iso_error *err);
+/* This process's end of its process cells: kill_tree on its cells dir
+ * (the next process cell makes it again). Any thread; idempotent. */
+void iso_cgroup_cells_end(void);
+
+/*
+ * State dead hosts left (cgroup_stale.c). Under the root, a directory
+ * belongs to the host whose pid its name carries: host-<pid>,
+ * cells-<pid>, or (older layout, cell cgroups next to each other)
+ * <name>-<pid>-<n>. Those whose pid no longer exists (kill(pid, 0) says
+ * ESRCH) are killed (cgroup.kill) and removed; a live process's never are.
+ * fn (may be NULL) is told each directory removed. Returns how many were
+ * removed, or -1 with err. The first iso_cgroup_root of a process runs it
+ * once (iso_cgroup_stale_cleaned is then true).
+ */
+typedef void (*iso_cgroup_found)(const char *path, void *ud);
+int iso_cgroup_clean_stale(iso_cgroup_found fn, void *ud, iso_error *err);
+extern _Atomic bool iso_cgroup_stale_cleaned;
 
 /*
  * Threaded cgroups, so that kernel layers keyed by cgroup (the BPF guard)
@@ -60,6 +84,9 @@ int iso_cgroup_count(size_t *n, iso_error *err);
  */
 int iso_cgroup_host_enter(iso_error *err);
 bool iso_cgroup_host_entered(void);
+/* Move the host (and what it started there) back where it came from and
+ * remove host-<pid>; registered with atexit by host_enter. Idempotent. */
+void iso_cgroup_host_leave(void);
 /* ISO_NOT_IMPLEMENTED (saying how to turn them on) before host_enter. */
 int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err);
 void iso_cgroup_threads_path(const iso_cgroup *cg, char *out, size_t n);

@@ -37,6 +37,7 @@ typedef struct proc {
     iso_cgroup cg;
     bool has_cg;
     iso_cell *cell;      /* whose cgroup the BPF guard may cover */
+    bool reload_pending; /* a reload while busy: sent before the next frame */
     char guard_why[600]; /* why it does not */
     int64_t output_used; /* posted, logged, measured: counted by the host */
 } proc;
@@ -104,24 +105,107 @@ int iso_process_backend_check(iso_error *err)
 
 static void zygote_lost(void);
 
-/* posix_spawn, so a host with cell threads never forks itself. */
+/* PR_SET_PDEATHSIG (set by the zygote on itself) fires when the THREAD
+ * that started it ends, not the process: so the zygote is always started
+ * from a thread of its own that lives as long as the host, never from
+ * whichever thread first needed a process cell. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool running, asked;
+    const char *path;
+    char **argv, **envp;
+    const posix_spawn_file_actions_t *fa;
+    const posix_spawnattr_t *attr;
+    int result;
+} starter = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *starter_main(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&starter.mu);
+    for (;;) {
+        while (!starter.asked)
+            pthread_cond_wait(&starter.cv, &starter.mu);
+        starter.result = posix_spawn(&zyg.pid, starter.path, starter.fa,
+                                     starter.attr, starter.argv, starter.envp);
+        starter.asked = false;
+        pthread_cond_broadcast(&starter.cv);
+    }
+    return NULL;
+}
+
+/* posix_spawn on the starter thread; 0 or an errno. */
+static int spawn_on_starter(const char *path,
+                            const posix_spawn_file_actions_t *fa,
+                            const posix_spawnattr_t *attr, char **argv,
+                            char **envp)
+{
+    pthread_mutex_lock(&starter.mu);
+    if (!starter.running)
+        starter.running = iso_thread_detached(starter_main);
+    int rc = starter.running ? 0 : EAGAIN;
+    if (rc == 0) {
+        starter.path = path, starter.fa = fa, starter.attr = attr;
+        starter.argv = argv, starter.envp = envp;
+        starter.asked = true;
+        pthread_cond_broadcast(&starter.cv);
+        while (starter.asked)
+            pthread_cond_wait(&starter.cv, &starter.mu);
+        rc = starter.result;
+    }
+    pthread_mutex_unlock(&starter.mu);
+    return rc;
+}
+
+/* The zygote starts with no signal blocked and the host's termination
+ * signals at their defaults, whatever the starting thread had, in a
+ * process group of its own: a terminal's Ctrl-C is the host's to handle
+ * (the zygote and its cells end when the host does). */
+static void spawn_attr(posix_spawnattr_t *attr)
+{
+    sigset_t none, deflt;
+    sigemptyset(&none);
+    sigemptyset(&deflt);
+    sigaddset(&deflt, SIGINT), sigaddset(&deflt, SIGTERM);
+    sigaddset(&deflt, SIGHUP), sigaddset(&deflt, SIGPIPE);
+    posix_spawnattr_init(attr);
+    posix_spawnattr_setsigmask(attr, &none);
+    posix_spawnattr_setsigdefault(attr, &deflt);
+    posix_spawnattr_setpgroup(attr, 0);
+    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK |
+                                       POSIX_SPAWN_SETSIGDEF |
+                                       POSIX_SPAWN_SETPGROUP);
+}
+
+/* posix_spawn, so a host with cell threads never forks itself. The zygote
+ * is told the host's pid (it re-checks its parent after PDEATHSIG) and
+ * the host's cells cgroup (which it kills when the host goes away). */
 static int zygote_start(iso_error *err)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], host[24], cells[ISO_PATH_MAX] = "-";
     int sv[2];
     if (!find_worker(path, sizeof path))
         return iso_process_backend_check(err);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
         return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
                              strerror(errno));
+    iso_error cg_err = {0};
+    if (iso_cgroup_cells_dir(cells, sizeof cells, &cg_err))
+        snprintf(cells, sizeof cells, "-"); /* cells have no cgroup either */
+    iso_error_clear(&cg_err);
+    snprintf(host, sizeof host, "%ld", (long)getpid());
     posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, sv[1], ISO_ZYGOTE_FD);
-    char *argv[] = {"luaisolate-cell", "--zygote", NULL};
+    spawn_attr(&attr);
+    char *argv[] = {"luaisolate-cell", "--zygote", host, cells, NULL};
     char *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "LANG=C.UTF-8",
                     NULL}; /* no host variable reaches a cell */
-    int e = posix_spawn(&zyg.pid, path, &fa, NULL, argv, envp);
+    int e = spawn_on_starter(path, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
     close(sv[1]);
     if (e) {
         close(sv[0]);
@@ -129,6 +213,7 @@ static int zygote_start(iso_error *err)
                              strerror(e));
     }
     zyg.ctl = sv[0];
+    iso_shutdown_at_exit();
     if (iso_zygote_hello(zyg.ctl, zyg.token) == 0)
         return 0;
     zygote_lost(); /* it reads the token first or ends */
@@ -172,6 +257,8 @@ static int exit_status(pid_t pid, double deadline)
                 zyg.exits[i] = zyg.exits[--zyg.n_exits];
                 return status;
             }
+        if (zyg.ctl < 0)
+            return -1; /* no zygote: nobody reaps it or tells */
         int rc = zygote_read(&m, deadline);
         if (rc == -2)
             zygote_lost();
@@ -576,6 +663,51 @@ static void salvage(iso_cell *c, proc *p)
     iso_error_clear(&err);
 }
 
+/* A reload reaches the worker's python-guard as a RELOAD frame with the
+ * cell's plan as it is now. A busy worker reads frames only at its next
+ * request() or request, so while busy only the latest plan is sent, just
+ * before the next frame it will read (a reload storm never fills the
+ * socket); an idle one takes it at once and says so. */
+static int send_reload(iso_cell *c, proc *p, iso_error *err)
+{
+    iso_frame f = {.type = ISO_FRAME_RELOAD, .time = iso_wallclock()};
+    iso_value *fs, *net;
+    iso_value_set_map(&f.value);
+    p->reload_pending = false;
+    if (put(&f.value, "fs", &fs) || put(&f.value, "net", &net) ||
+        iso_plan_to_value(iso_cell_plan(c), fs, net)) {
+        iso_frame_clear(&f);
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
+    return send_frame(p, &f, err);
+}
+
+static int proc_reload(iso_cell *c, iso_error *err)
+{
+    proc *p = c->backend_data;
+    if (c->busy) {
+        p->reload_pending = true;
+        return 0;
+    }
+    if (send_reload(c, p, err))
+        return died(c, p, err);
+    for (double deadline = iso_now() + START_TIMEOUT_S;;) {
+        iso_frame r = {0};
+        if (iso_wire_recv(&p->wire, &r, deadline, err)) {
+            if (err->kind == ISO_TIMEOUT) /* one that cannot say: gone */
+                kill_worker(p);
+            return died(c, p, err);
+        }
+        bool done = r.type == ISO_FRAME_RELOADED;
+        int rc = done ? 0 : deliver(c, p, &r, err);
+        iso_frame_clear(&r);
+        if (rc)
+            return died(c, p, err);
+        if (done)
+            return 1;
+    }
+}
+
 /* ---- iso_cell_ops ------------------------------------------------------ */
 
 static int proc_receive(iso_cell *c, double deadline, iso_error *err)
@@ -589,7 +721,8 @@ static int proc_receive(iso_cell *c, double deadline, iso_error *err)
             iso_error_clear(err);
             return 0;
         }
-        int rc = deliver(c, p, &f, err);
+        /* the word on a reload a busy worker took later: nothing to do */
+        int rc = f.type == ISO_FRAME_RELOADED ? 0 : deliver(c, p, &f, err);
         iso_frame_clear(&f);
         if (rc)
             return died(c, p, err);
@@ -609,8 +742,10 @@ static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
     iso_req_destroy(r);
     if (f.type == ISO_FRAME_CALL && f.value.type != ISO_LIST)
         iso_value_set_list(&f.value);
-    if (send_frame(p, &f, err) == 0)
+    if ((!p->reload_pending || send_reload(c, p, err) == 0) &&
+        send_frame(p, &f, err) == 0)
         return 0;
+    iso_frame_clear(&f);
     c->busy = false;
     return err->kind == ISO_CRASHED ? died(c, p, err) : -1;
 }
@@ -624,6 +759,9 @@ static void proc_reply(iso_cell *c, iso_value *value, const char *error)
         iso_error_set(&f.error, ISO_GUEST, "%s", error);
     else if (value)
         iso_value_move(&f.value, value);
+    if (p->reload_pending) /* request() takes it before its reply */
+        send_reload(c, p, &err);
+    iso_error_clear(&err);
     send_frame(p, &f, &err); /* a dead worker shows up at the next receive */
     iso_error_clear(&err);
 }
@@ -801,6 +939,19 @@ int64_t iso_process_mem_bytes(const iso_cell *c)
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+void iso_process_end(void)
+{
+    /* from a signal thread the Lua thread may hold the lock (waiting for
+     * an exit): the zygote still dies, and its cells with it */
+    bool locked = pthread_mutex_trylock(&zyg.mu) == 0;
+    if (zyg.pid > 0)
+        kill(zyg.pid, SIGKILL);
+    if (locked && zyg.ctl >= 0)
+        zygote_lost(); /* closes the channel and reaps it */
+    if (locked)
+        pthread_mutex_unlock(&zyg.mu);
+}
+
 const iso_cell_ops iso_process_ops = {
     .start = proc_start,
     .submit = proc_submit,
@@ -809,6 +960,7 @@ const iso_cell_ops iso_process_ops = {
     .overrun = proc_overrun,
     .stop = proc_stop,
     .destroy = proc_destroy,
+    .reload = proc_reload,
 };
 
 int iso_process_frames_fd(const iso_cell *c)

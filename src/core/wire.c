@@ -51,6 +51,7 @@ static const frame_rule rules[] = {
     [ISO_FRAME_REPLY] = {"reply", false, true, SHAPE_ANY, 0},
     [ISO_FRAME_CONFIG] = {"config", false, false, SHAPE_MAP, 0},
     [ISO_FRAME_STOP] = {"stop", false, false, SHAPE_NIL, 0},
+    [ISO_FRAME_RELOAD] = {"reload", false, false, SHAPE_MAP, 0},
     [ISO_FRAME_READY] = {"ready", false, false, SHAPE_ANY, 0},
     [ISO_FRAME_RESULT] = {"result", false, true, SHAPE_ANY, 0},
     [ISO_FRAME_POST] = {"post", false, false, SHAPE_ANY, 0},
@@ -58,6 +59,7 @@ static const frame_rule rules[] = {
     [ISO_FRAME_METRIC] = {"metric", false, false, SHAPE_LIST, 3},
     [ISO_FRAME_REQUEST] = {"request", false, false, SHAPE_LIST, 3},
     [ISO_FRAME_DENIAL] = {"denial", false, false, SHAPE_LIST, 5},
+    [ISO_FRAME_RELOADED] = {"reloaded", false, false, SHAPE_NIL, 0},
 };
 
 static const frame_rule *rule_of(uint64_t type)

@@ -67,6 +67,7 @@ typedef enum iso_frame_type {
     ISO_FRAME_REPLY = 3,
     ISO_FRAME_CONFIG = 4,
     ISO_FRAME_STOP = 5,
+    ISO_FRAME_RELOAD = 6, /* {fs=, net=}: the python-guard's new plan */
     /* worker -> host */
     ISO_FRAME_READY = 10,
     ISO_FRAME_RESULT = 11,
@@ -75,6 +76,7 @@ typedef enum iso_frame_type {
     ISO_FRAME_METRIC = 14,
     ISO_FRAME_REQUEST = 15,
     ISO_FRAME_DENIAL = 16,
+    ISO_FRAME_RELOADED = 17, /* the plan of a RELOAD is in force */
 } iso_frame_type;
 
 typedef struct iso_frame {

@@ -4,6 +4,9 @@
  * lua.c does: under lua_pcall with a message handler that keeps
  * isolate.Error's __tostring and adds a traceback.
  */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,69 @@ static const char *progname = "luaisolate";
 static int exit_status;      /* set by subcommands that choose their own */
 static bool json_logs;       /* run --log-format json */
 static const char *run_mode; /* run --mode dev|hardened|compat */
+
+/* ---- SIGINT, SIGTERM, SIGHUP ------------------------------------------- */
+
+static sigset_t term_signals;
+static _Atomic int interrupted; /* the signal being handled, 0 = none */
+
+/* The Lua thread, once the signal thread has begun: whatever it was doing
+ * has failed because its cells died under it; it neither reports that nor
+ * exits on its own, the signal thread ends the process. */
+static void stand_aside(void)
+{
+    while (atomic_load(&interrupted))
+        pause();
+}
+
+/* A thread of their own takes them (blocked everywhere else), so nothing
+ * runs in a signal handler and the Lua thread may be anywhere (deep in a
+ * wait, in a guest's call): the clean-up touches only kernel state, never
+ * Lua or a cell. Every process cell dies by its cgroup, the zygote is
+ * killed, the host's cgroup directories go; the BPF links detach when
+ * _exit closes their fds; sub-interpreter cells are threads of this
+ * process. Then, as lua.c does, "interrupted!" and 128+signal. */
+static void *on_term_signal(void *unused)
+{
+    (void)unused;
+    int sig = 0;
+    while (sigwait(&term_signals, &sig) != 0)
+        ;
+    atomic_store(&interrupted, sig);
+    /* a second SIGINT during the clean-up ends the host at once; the
+     * zygote's PDEATHSIG still takes every cell with it */
+    sigset_t intr;
+    sigemptyset(&intr);
+    sigaddset(&intr, SIGINT);
+    signal(SIGINT, SIG_DFL);
+    pthread_sigmask(SIG_UNBLOCK, &intr, NULL);
+    iso_shutdown(true);
+    static const char said[] = "luaisolate: interrupted!\n";
+    if (write(STDERR_FILENO, said, sizeof said - 1) < 0) {
+        /* nobody to tell */
+    }
+    _exit(128 + sig);
+}
+
+/* Before any other thread exists, so that all of them inherit the mask.
+ * A signal the host was started ignoring (a background job's SIGINT)
+ * stays ignored. */
+static void catch_term_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    sigemptyset(&term_signals);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaddset(&term_signals, sigs[i]);
+    }
+    pthread_t t;
+    pthread_sigmask(SIG_BLOCK, &term_signals, NULL);
+    if (pthread_create(&t, NULL, on_term_signal, NULL) == 0)
+        pthread_detach(t);
+    else /* no thread: the default actions (PDEATHSIG still holds) */
+        pthread_sigmask(SIG_UNBLOCK, &term_signals, NULL);
+}
 
 static void usage(FILE *out)
 {
@@ -56,6 +122,7 @@ static int msghandler(lua_State *L)
 
 static int report(lua_State *L, int status)
 {
+    stand_aside();
     if (status != LUA_OK) {
         fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
         lua_pop(L, 1);
@@ -247,12 +314,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    catch_term_signals();
     lua_State *L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "%s: cannot create a Lua state\n", progname);
         return 1;
     }
     int status = protected_main(L, fn, argv, argc, script);
+    stand_aside();
     lua_close(L);
     return status == LUA_OK ? exit_status : 1;
 }

@@ -17,6 +17,11 @@ int iso_lua_raise(lua_State *L, iso_error *err);
 /* Raise a fresh error of the given kind. */
 int iso_lua_raisef(lua_State *L, iso_kind kind, const char *fmt, ...);
 
+/* The string at idx (numbers convert); invalid_argument naming `what`
+ * when it is none or holds a NUL byte (C would see only the part before
+ * it): every Lua string that reaches C as a C string comes through here. */
+const char *iso_lua_checkstr(lua_State *L, int idx, const char *what);
+
 /* lcell.c */
 void iso_lua_cell_register(lua_State *L); /* the isolate.Cell metatable */
 int iso_lua_cell_spawn(lua_State *L);     /* core.spawn(config, broker) */

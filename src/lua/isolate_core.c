@@ -5,6 +5,8 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "binding.h"
@@ -59,7 +61,7 @@ static int l_error_tostring(lua_State *L)
 static int l_backend_check(lua_State *L)
 {
     iso_error err = {0};
-    int b = iso_backend_from_name(luaL_checkstring(L, 1));
+    int b = iso_backend_from_name(iso_lua_checkstr(L, 1, "backend"));
     if (b < 0)
         iso_error_set(&err, ISO_INVALID_ARGUMENT, "unknown backend");
     else if (iso_backend_check((iso_backend)b, &err) == 0) {
@@ -73,7 +75,9 @@ static int l_backend_check(lua_State *L)
 
 static int l_name_valid(lua_State *L)
 {
-    lua_pushboolean(L, iso_cell_name_valid(luaL_checkstring(L, 1)));
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, strlen(name) == len && iso_cell_name_valid(name));
     return 1;
 }
 
@@ -179,7 +183,7 @@ static int l_queue_defaults(lua_State *L)
 static int l_set_mode(lua_State *L)
 {
     iso_error err = {0};
-    if (iso_mode_set(luaL_checkstring(L, 1), &err))
+    if (iso_mode_set(iso_lua_checkstr(L, 1, "mode"), &err))
         return iso_lua_raise(L, &err);
     return 0;
 }
@@ -195,6 +199,69 @@ static int l_thread_cgroups(lua_State *L)
     lua_pushstring(L, err.message);
     iso_error_clear(&err);
     return 2;
+}
+
+/* core.shutdown(): every process cell killed, the zygote stopped, the
+ * host's cell cgroups removed (sandbox.shutdown() closes the cells first). */
+static int l_shutdown(lua_State *L)
+{
+    (void)L;
+    iso_shutdown(false);
+    return 0;
+}
+
+typedef struct found_list {
+    char **paths;
+    size_t n, cap;
+} found_list;
+
+static void found(const char *path, void *ud)
+{
+    found_list *f = ud;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 8;
+        char **grown = realloc(f->paths, cap * sizeof *grown);
+        if (!grown)
+            return;
+        f->paths = grown, f->cap = cap;
+    }
+    if ((f->paths[f->n] = strdup(path)) != NULL)
+        f->n++;
+}
+
+/* core.clean_stale() -> list of the directories dead hosts left that were
+ * killed and removed | raises */
+static int l_clean_stale(lua_State *L)
+{
+    found_list f = {0};
+    iso_error err = {0};
+    int rc = iso_clean_stale(found, &f, &err);
+    lua_createtable(L, (int)f.n, 0); /* freed before anything can raise */
+    for (size_t i = 0; i < f.n; i++) {
+        lua_pushstring(L, f.paths[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        free(f.paths[i]);
+    }
+    free(f.paths);
+    if (rc < 0)
+        return iso_lua_raise(L, &err);
+    return 1;
+}
+
+/* The string at idx, refused (invalid_argument) when it is not a string
+ * or holds a NUL byte: C would see only the part before it. */
+const char *iso_lua_checkstr(lua_State *L, int idx, const char *what)
+{
+    size_t len;
+    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER)
+        iso_lua_raisef(L, ISO_INVALID_ARGUMENT, "%s: expected a string, got %s",
+                       what, luaL_typename(L, idx));
+    const char *s = lua_tolstring(L, idx, &len);
+    if (strlen(s) != len)
+        iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                       "%s: contains a NUL byte (at %d of %d)", what,
+                       (int)strlen(s) + 1, (int)len);
+    return s;
 }
 
 /* core.kernel() -> {landlock=abi, seccomp=, bpf=, bpf_why=} */
@@ -216,6 +283,8 @@ static int l_kernel(lua_State *L)
 
 static const luaL_Reg core_functions[] = {
     {"kernel", l_kernel},
+    {"shutdown", l_shutdown},
+    {"clean_stale", l_clean_stale},
     {"set_mode", l_set_mode},
     {"thread_cgroups", l_thread_cgroups},
     {"pool_configure", l_pool_configure},

@@ -188,7 +188,7 @@ static void serve_request(lua_State *L, lcell *u, iso_msg *m)
 static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
                      iso_error *err)
 {
-    double deadline = timeout < 0 ? -1 : now_s() + timeout;
+    double start = now_s(), deadline = timeout < 0 ? -1 : start + timeout;
     for (;;) {
         iso_msg *m;
         double left = deadline < 0 ? PUMP_SLICE_S : deadline - now_s();
@@ -200,6 +200,10 @@ static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
             iso_error_clear(err); /* only a slice ended */
             continue;
         }
+        if (rc == 1) /* the last slice's own figures are not the caller's */
+            iso_error_set(err, ISO_TIMEOUT,
+                          "timed out: waited %.3fs of the %gs asked for",
+                          now_s() - start, timeout);
         if (rc) {
             err->code = rc == 1;
             return NULL;
@@ -244,7 +248,7 @@ static void start_exec(lua_State *L, lcell *u)
 /* Arguments 3.. as one list; submit the call. */
 static void start_call(lua_State *L, lcell *u)
 {
-    const char *target = luaL_checkstring(L, 2);
+    const char *target = iso_lua_checkstr(L, 2, "call target");
     iso_value args = {0};
     iso_error err = {0};
     iso_value_set_list(&args);
@@ -328,10 +332,15 @@ static int l_cell_recv(lua_State *L)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
                               "recv timeout must be >= 0 seconds");
     iso_error err = {0};
+    double start = now_s();
     iso_msg *m = pump(L, u, ISO_WAIT_POST, timeout, &err);
     if (!m && err.code == 1) {
         lua_pushnil(L);
-        iso_lua_push_error(L, &err);
+        iso_lua_push_error(L, &err); /* [nil err] err.timeout, err.waited */
+        lua_pushnumber(L, timeout);
+        lua_setfield(L, -2, "timeout");
+        lua_pushnumber(L, now_s() - start);
+        lua_setfield(L, -2, "waited");
         return 2;
     }
     if (!m)
@@ -555,7 +564,7 @@ static const char **string_list(lua_State *L, int cfg, const char *key,
     const char **v = lua_newuserdatauv(L, (*n + 1) * sizeof *v, 0);
     for (size_t i = 0; i < *n; i++) {
         lua_rawgeti(L, -2, (lua_Integer)i + 1);
-        v[i] = luaL_checkstring(L, -1);
+        v[i] = iso_lua_checkstr(L, -1, key);
         lua_pop(L, 1); /* still anchored by the list table */
     }
     return v; /* [list array] stay on the stack until spawn returns */
@@ -581,8 +590,8 @@ int iso_lua_cell_spawn(lua_State *L)
     lua_getfield(L, 1, "name");
     lua_getfield(L, 1, "backend");
     lua_getfield(L, 1, "plan"); /* [name backend plan]: anchored by cfg */
-    cfg.name = luaL_checkstring(L, -3);
-    int b = iso_backend_from_name(luaL_checkstring(L, -2));
+    cfg.name = iso_lua_checkstr(L, -3, "name");
+    int b = iso_backend_from_name(iso_lua_checkstr(L, -2, "backend"));
     cfg.plan = lua_isnil(L, -1) ? NULL : iso_lua_check_plan(L, -1);
     if (b < 0)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT, "unknown backend");

@@ -35,23 +35,39 @@ static int push_result(lua_State *L, int rc, iso_error *err)
     return 2;
 }
 
+/* The validators' string: NULL (after pushing nil and why) when it holds
+ * a NUL byte, which C would not see. */
+static const char *whole_string(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    if (strlen(s) == len)
+        return s;
+    lua_pushnil(L);
+    lua_pushliteral(L, "contains a NUL byte");
+    return NULL;
+}
+
 static int l_check_glob(lua_State *L)
 {
     iso_error err = {0};
-    return push_result(L, iso_glob_check(luaL_checkstring(L, 1), &err), &err);
+    const char *glob = whole_string(L, 1);
+    return glob ? push_result(L, iso_glob_check(glob, &err), &err) : 2;
 }
 
 static int l_check_net(lua_State *L)
 {
     iso_error err = {0};
-    return push_result(L, iso_net_check(luaL_checkstring(L, 1), &err), &err);
+    const char *spec = whole_string(L, 1);
+    return spec ? push_result(L, iso_net_check(spec, &err), &err) : 2;
 }
 
 static int l_normalize_path(lua_State *L)
 {
     char out[ISO_PATH_MAX];
     iso_error err = {0};
-    if (iso_path_normalize(luaL_checkstring(L, 1), out, sizeof out, &err))
+    if (iso_path_normalize(iso_lua_checkstr(L, 1, "path"), out, sizeof out,
+                           &err))
         return push_result(L, -1, &err);
     lua_pushstring(L, out);
     return 1;
@@ -59,7 +75,9 @@ static int l_normalize_path(lua_State *L)
 
 static int l_syscall_known(lua_State *L)
 {
-    lua_pushboolean(L, iso_syscall_known(luaL_checkstring(L, 1)));
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, strlen(name) == len && iso_syscall_known(name));
     return 1;
 }
 
@@ -77,8 +95,10 @@ static int add_rule(lua_State *L, iso_plan *p, bool fs, iso_error *err)
     lua_getfield(L, -2, fs ? "pattern" : "spec");
     lua_getfield(L, -3, "text"); /* [rule kind target text] */
     int kind = luaL_checkoption(L, -3, NULL, fs ? fs_names : net_names);
-    const char *target = luaL_checkstring(L, -2);
-    const char *text = luaL_optstring(L, -1, NULL);
+    const char *target =
+        iso_lua_checkstr(L, -2, fs ? "fs pattern" : "net rule");
+    const char *text =
+        lua_isnil(L, -1) ? NULL : iso_lua_checkstr(L, -1, "rule text");
     int rc = fs ? iso_plan_add_fs(p, fs_values[kind], target, text, err)
                 : iso_plan_add_net(p, kind ? ISO_NET_DENY : ISO_NET_CONNECT,
                                    target, text, err);
@@ -136,7 +156,8 @@ static int l_plan_check_fs(lua_State *L)
     int op = luaL_checkoption(L, 2, NULL, ops);
     char path[ISO_PATH_MAX];
     iso_error err = {0};
-    if (iso_path_normalize(luaL_checkstring(L, 3), path, sizeof path, &err)) {
+    if (iso_path_normalize(iso_lua_checkstr(L, 3, "path"), path, sizeof path,
+                           &err)) {
         err.kind = ISO_INVALID_ARGUMENT;
         return iso_lua_raise(L, &err);
     }
@@ -153,7 +174,8 @@ static int l_plan_check_net(lua_State *L)
     iso_addr addr;
     uint16_t port;
     iso_error err = {0};
-    if (iso_endpoint_parse(luaL_checkstring(L, 2), &addr, &port, &err)) {
+    if (iso_endpoint_parse(iso_lua_checkstr(L, 2, "endpoint"), &addr, &port,
+                           &err)) {
         err.kind = ISO_INVALID_ARGUMENT;
         return iso_lua_raise(L, &err);
     }
