@@ -89,13 +89,18 @@ int iso_signal_wait(iso_signal *s, uint32_t seen, double deadline)
     return iso_signal_sleep(s, seen, deadline);
 }
 
-bool iso_thread_detached(void *(*fn)(void *))
+bool iso_thread_detached_with(void *(*fn)(void *), void *arg)
 {
     pthread_t t;
-    if (pthread_create(&t, NULL, fn, NULL) != 0)
+    if (pthread_create(&t, NULL, fn, arg) != 0)
         return false;
     pthread_detach(t);
     return true;
+}
+
+bool iso_thread_detached(void *(*fn)(void *))
+{
+    return iso_thread_detached_with(fn, NULL);
 }
 
 void iso_cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
