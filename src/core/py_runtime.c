@@ -89,6 +89,7 @@ void iso_runtime_info_get(iso_runtime_info *info)
     info->python_version = version;
     info->own_gil = ISO_OWN_GIL;
     info->cell_mode = ISO_OWN_GIL ? "own GIL" : "shared GIL";
+    iso_abandoned_get(info);
 }
 
 #if !ISO_OWN_GIL
