@@ -40,13 +40,13 @@ local INNOCENT = "x = sum(range(200000))" -- about 5 ms on its own
 
 local function abandoned() return sandbox.info().abandoned end
 
--- n guests that run SPIN at once until wall_ms has passed and the host
--- gives them up: each raises timeout and is left dead, not open.
-local function abandon_guests(n, wall_ms)
+-- n guests that run src (SPIN) at once until wall_ms has passed and the
+-- host gives them up: each raises timeout and is left dead, not open.
+local function abandon_guests(n, wall_ms, src)
   local cells = {}
   for i = 1, n do
     cells[i] = sandbox.spawn({ limits = { wall_ms = wall_ms } })
-    cells[i]:start_exec(SPIN)
+    cells[i]:start_exec(src or SPIN)
   end
   for _, c in ipairs(cells) do
     local e = err_of(function() repeat until c:result(5) end)
@@ -106,8 +106,10 @@ describe("abandoned guests", function()
   it("are reported by sandbox.info() and, parked, stop using CPU", function()
     local before = abandoned()
     abandon_guests(1, 100)
+    -- code of its own, outside the cell's globals, is parked all the same
+    abandon_guests(1, 100, "exec('''" .. SPIN .. "''', {})")
     local info = abandoned()
-    assert.are.equal(before.threads + 1, info.threads)
+    assert.are.equal(before.threads + 2, info.threads)
     assert.is_true(info.cpu_ms > before.cpu_ms) -- it ran 100 ms at least
     local deadline = now() + 5
     while abandoned().parked < info.threads and now() < deadline do core.sleep(0.05) end

@@ -390,22 +390,21 @@ static bool import_lock_held(void)
     return yes;
 }
 
-/* The trace function of an abandoned guest's thread: at its next line of
- * the cell's own code (not the stdlib's, which may hold a lock the runtime
- * shares) it lets the GIL go and sleeps for good. A guest cannot catch
- * that, and a parked guest takes the shared GIL from no live cell and
- * burns no CPU; it keeps its memory and a sleeping thread. */
+/* The trace function of an abandoned guest's thread (obj: its cell): at
+ * its next event while it still runs the abandoned request, it lets the
+ * GIL go and sleeps for good. A guest cannot catch that; parked, it takes
+ * the shared GIL from no live cell and burns no CPU, and keeps only its
+ * memory and a sleeping thread. Never while the import lock is held, the
+ * one lock Python code holds that every interpreter shares: the next
+ * event tries again. */
 static int park(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
-    (void)arg;
+    (void)frame, (void)what, (void)arg;
     iso_cell *c = PyCapsule_GetPointer(obj, "isolate.park");
-    iso_py_cell *p = c ? c->py : NULL;
-    PyObject *globals = PyFrame_GetGlobals(frame);
-    (void)what;
-    bool guest = p && globals == p->globals && atomic_load(&c->running_seq);
-    Py_XDECREF(globals);
-    if (!guest || import_lock_held())
+    if (!c || !atomic_load(&c->running_seq) || import_lock_held()) {
+        PyErr_Clear();
         return 0;
+    }
     pthread_mutex_lock(&abandoned.mu);
     struct abandoned_cell *e = abandoned_entry(c);
     if (e)
@@ -442,7 +441,6 @@ static void park_guest(iso_cell *c, iso_py_cell *p)
     }
     trace_opcodes(p->ts);
 #if PY_VERSION_HEX >= 0x030C0000
-    (void)p;
     PyEval_SetTraceAllThreads(park, obj);
 #else
     if (_PyEval_SetTrace(p->ts, park, obj) < 0)
