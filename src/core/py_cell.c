@@ -377,31 +377,35 @@ void iso_abandoned_get(iso_runtime_info *info)
     pthread_mutex_unlock(&abandoned.mu);
 }
 
-/* The runtime's import lock is shared by every interpreter: a guest that
- * slept holding it would stop every cell's imports. */
-static bool import_lock_held(void)
+/* Does this thread hold the runtime's import lock, which every interpreter
+ * shares? A guest that slept holding it would stop every cell's imports.
+ * _imp.release_lock() refuses unless the caller holds it; then it is
+ * taken back at once. (Another thread's hold is no reason to wait.) */
+static bool holds_import_lock(void)
 {
     PyObject *imp = iso_py_import("_imp");
-    PyObject *held = imp ? PyObject_CallMethod(imp, "lock_held", NULL) : NULL;
-    bool yes = held != Py_False;
-    Py_XDECREF(imp);
-    Py_XDECREF(held);
+    PyObject *r = imp ? PyObject_CallMethod(imp, "release_lock", NULL) : NULL;
+    bool mine = r != NULL;
+    Py_XDECREF(r);
+    if (mine)
+        Py_XDECREF(PyObject_CallMethod(imp, "acquire_lock", NULL));
     PyErr_Clear();
-    return yes;
+    Py_XDECREF(imp);
+    return mine || !imp;
 }
 
 /* The trace function of an abandoned guest's thread (obj: its cell): at
  * its next event while it still runs the abandoned request, it lets the
  * GIL go and sleeps for good. A guest cannot catch that; parked, it takes
  * the shared GIL from no live cell and burns no CPU, and keeps only its
- * memory and a sleeping thread. Never while the import lock is held, the
+ * memory and a sleeping thread. Never while it holds the import lock, the
  * one lock Python code holds that every interpreter shares: the next
  * event tries again. */
 static int park(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)frame, (void)what, (void)arg;
     iso_cell *c = PyCapsule_GetPointer(obj, "isolate.park");
-    if (!c || !atomic_load(&c->running_seq) || import_lock_held()) {
+    if (!c || !atomic_load(&c->running_seq) || holds_import_lock()) {
         PyErr_Clear();
         return 0;
     }
