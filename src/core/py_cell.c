@@ -326,7 +326,7 @@ static struct {
     struct abandoned_cell {
         iso_cell *c;
         bool parked;
-    } *cells;
+    } * cells;
     size_t n, cap;
 } abandoned = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
 
@@ -335,7 +335,7 @@ static void abandoned_add(iso_cell *c)
 {
     pthread_mutex_lock(&abandoned.mu);
     if (c->py && iso_room_for_one((void **)&abandoned.cells, &abandoned.cap,
-                         abandoned.n, sizeof *abandoned.cells)) {
+                                  abandoned.n, sizeof *abandoned.cells)) {
         atomic_fetch_add(&c->refs, 1);
         abandoned.cells[abandoned.n++] = (struct abandoned_cell){c, false};
     }
@@ -736,8 +736,8 @@ static void interrupt(iso_cell *c, uint64_t seq)
     pthread_mutex_lock(&c->mu);
     /* One at a time; but the park must not be lost to one in flight that
      * looked at c->abandoned too early. */
-    bool ok = c->interp_alive &&
-              (c->interrupters == 0 || atomic_load(&c->abandoned));
+    bool ok =
+        c->interp_alive && (c->interrupters == 0 || atomic_load(&c->abandoned));
     if (ok) {
         c->interrupters++;
         atomic_fetch_add(&c->refs, 1);
