@@ -244,8 +244,15 @@ typedef struct iso_runtime_info {
     const char *python_version; /* "3.11.2" */
     bool own_gil;               /* cells have their own GIL */
     const char *cell_mode;      /* "own GIL" or "shared GIL" */
+    /* Sub-interpreter cells given up on (killed or past wall_ms) while
+     * their thread still ran guest code: those threads live on in this
+     * process until their guest ends or the host exits. */
+    int abandoned_threads;
+    int abandoned_parked;     /* of those, asleep for good: no GIL, no CPU */
+    int64_t abandoned_cpu_ms; /* CPU time those threads have used so far */
 } iso_runtime_info;
 
+/* Never blocks for long. */
 void iso_runtime_info_get(iso_runtime_info *info);
 
 /* ---- cells ------------------------------------------------------------- */

@@ -107,13 +107,18 @@ int iso_thread_start(pthread_t *t, const pthread_attr_t *attr,
     return e;
 }
 
-bool iso_thread_detached(void *(*fn)(void *))
+bool iso_thread_detached_with(void *(*fn)(void *), void *arg)
 {
     pthread_t t;
-    if (iso_thread_start(&t, NULL, fn, NULL) != 0)
+    if (iso_thread_start(&t, NULL, fn, arg) != 0)
         return false;
     pthread_detach(t);
     return true;
+}
+
+bool iso_thread_detached(void *(*fn)(void *))
+{
+    return iso_thread_detached_with(fn, NULL);
 }
 
 void iso_cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)

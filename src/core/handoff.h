@@ -56,6 +56,8 @@ int iso_thread_start(pthread_t *t, const pthread_attr_t *attr,
 /* Background threads (the pool's refill, the watchdog, the cgroup reaper,
  * the GIL nudger): start fn detached; false when it could not be. */
 bool iso_thread_detached(void *(*fn)(void *));
+/* The same with an argument (a GIL door, py_runtime.c). */
+bool iso_thread_detached_with(void *(*fn)(void *), void *arg);
 /* Room for one more in the array *items of n items of `size` bytes (its
  * capacity *cap doubles); false when memory ran out. */
 bool iso_room_for_one(void **items, size_t *cap, size_t n, size_t size);

@@ -22,6 +22,8 @@ typedef struct iso_py_cell {
 /* Set up the current interpreter (p->ts current, GIL held) as cell c:
  * persistent __main__, guest builtins, import guard, fs/net guards. */
 int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err);
+/* The abandoned guests' part of iso_runtime_info (any thread). */
+void iso_abandoned_get(iso_runtime_info *info);
 /* Run one request; the RESULT message (NULL on OOM). */
 iso_msg *iso_py_cell_run(iso_cell *c, iso_py_cell *p, iso_req *r);
 

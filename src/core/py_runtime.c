@@ -89,6 +89,7 @@ void iso_runtime_info_get(iso_runtime_info *info)
     info->python_version = version;
     info->own_gil = ISO_OWN_GIL;
     info->cell_mode = ISO_OWN_GIL ? "own GIL" : "shared GIL";
+    iso_abandoned_get(info);
 }
 
 #if !ISO_OWN_GIL
@@ -101,15 +102,32 @@ static PyInterpreterState *owner; /* the interpreter that took the GIL last */
 static struct cell_ts {
     PyThreadState *ts;
     PyInterpreterState *interp;
+    bool knocking; /* the nudger's door thread waits at its door */
 } * cell_ts;
 static size_t n_cell_ts, cap_cell_ts;
+
+/* owner_mu held: the entry of cell thread state ts, or NULL. */
+static struct cell_ts *cell_entry(PyThreadState *ts)
+{
+    for (size_t i = 0; ts && i < n_cell_ts; i++)
+        if (cell_ts[i].ts == ts)
+            return &cell_ts[i];
+    return NULL;
+}
 
 /* owner_mu held: the interpreter of cell thread state ts, or NULL. */
 static PyInterpreterState *cell_interp(PyThreadState *ts)
 {
-    for (size_t i = 0; ts && i < n_cell_ts; i++)
-        if (cell_ts[i].ts == ts)
-            return cell_ts[i].interp;
+    struct cell_ts *e = cell_entry(ts);
+    return e ? e->interp : NULL;
+}
+
+/* owner_mu held: the entry of a cell interpreter not forgotten yet. */
+static struct cell_ts *interp_entry(PyInterpreterState *interp)
+{
+    for (size_t i = 0; i < n_cell_ts; i++)
+        if (cell_ts[i].interp == interp)
+            return &cell_ts[i];
     return NULL;
 }
 
@@ -148,9 +166,33 @@ static void knock(PyInterpreterState *interp, PyThreadState *then)
  * interpreter too, which a cell spinning in a loop never checks: with an
  * abandoned loop that would be forever. So a nudger knocks at the door of
  * a cell thread that has held the GIL for a whole switch interval, and
- * hands the GIL on at once (about 1% of a busy cell's time). */
+ * hands the GIL on at once (about 1% of a busy cell's time).
+ *
+ * The nudger never waits at a door itself: the interpreter it knocks at
+ * may hand the GIL to a third thread (that abandoned loop), and a door
+ * then waits where nobody running looks. A nudger stuck there knocked at
+ * no one again, and the loop kept the GIL for good (issue 16). So each
+ * knock is a door thread of its own, at most one per interpreter; one
+ * left waiting at an idle interpreter's door gets the GIL at the next
+ * hand-over like any other waiter. */
 #define NUDGE_EVERY_S 0.005
 static bool nudger_running;
+
+static void *door_thread(void *arg)
+{
+    PyInterpreterState *interp = arg;
+    pthread_mutex_lock(&owner_mu);
+    if (interp_entry(interp))
+        knock(interp, NULL); /* unlocks */
+    else
+        pthread_mutex_unlock(&owner_mu); /* it is ending: no door */
+    pthread_mutex_lock(&owner_mu);
+    struct cell_ts *e = interp_entry(interp);
+    if (e)
+        e->knocking = false;
+    pthread_mutex_unlock(&owner_mu);
+    return NULL;
+}
 
 static void *nudge(void *unused)
 {
@@ -161,12 +203,11 @@ static void *nudge(void *unused)
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&owner_mu);
         PyThreadState *h = _PyThreadState_UncheckedGet();
-        PyInterpreterState *target = h == last ? cell_interp(h) : NULL;
+        struct cell_ts *e = h == last ? cell_entry(h) : NULL;
         last = h;
-        if (target)
-            knock(target, NULL); /* unlocks */
-        else
-            pthread_mutex_unlock(&owner_mu);
+        if (e && !e->knocking)
+            e->knocking = iso_thread_detached_with(door_thread, e->interp);
+        pthread_mutex_unlock(&owner_mu);
     }
     return NULL;
 }
@@ -179,7 +220,7 @@ void iso_py_register_cell_thread(PyThreadState *ts)
     if (iso_room_for_one((void **)&cell_ts, &cap_cell_ts, n_cell_ts,
                          sizeof *cell_ts))
         cell_ts[n_cell_ts++] =
-            (struct cell_ts){ts, PyThreadState_GetInterpreter(ts)};
+            (struct cell_ts){ts, PyThreadState_GetInterpreter(ts), false};
     if (!nudger_running)
         nudger_running = iso_thread_detached(nudge);
     pthread_mutex_unlock(&owner_mu);

@@ -81,8 +81,20 @@ static int l_name_valid(lua_State *L)
     return 1;
 }
 
+/* {threads=, parked=, cpu_ms=}: guests given up on that still run. */
+static void push_abandoned(lua_State *L, const iso_runtime_info *info)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, info->abandoned_threads);
+    lua_setfield(L, -2, "threads");
+    lua_pushinteger(L, info->abandoned_parked);
+    lua_setfield(L, -2, "parked");
+    lua_pushinteger(L, info->abandoned_cpu_ms);
+    lua_setfield(L, -2, "cpu_ms");
+}
+
 /* core.info() -> {version=, python=, own_gil=, cell_mode=, lua=, mode=,
- * thread_cgroups=} */
+ * thread_cgroups=, abandoned={threads=, parked=, cpu_ms=}} */
 static int l_info(lua_State *L)
 {
     iso_runtime_info info;
@@ -97,6 +109,8 @@ static int l_info(lua_State *L)
     set_string_field(L, "mode", iso_mode_name());
     lua_pushboolean(L, iso_thread_cgroups_enabled());
     lua_setfield(L, -2, "thread_cgroups");
+    push_abandoned(L, &info);
+    lua_setfield(L, -2, "abandoned");
 #ifdef ISO_SANITIZE
     lua_pushboolean(L, 1); /* ASan reserves terabytes: no RLIMIT_AS */
     lua_setfield(L, -2, "sanitized");
