@@ -17,7 +17,7 @@ local M = {}
 local TOP_KEYS = { "version", "extends", "imports", "fs", "net",
                    "capabilities", "limits", "syscalls" }
 local FS_KEYS = { "read", "write", "allow", "deny" }
-local NET_KEYS = { "connect", "deny" }
+local NET_KEYS = { "connect", "bind", "deny" }
 local LIMIT_KEYS = { "cpu_ms", "wall_ms", "mem", "open_files", "processes",
                      "output_bytes" }
 local MERGE_KEYS = { "imports", "capabilities", "limits" }
@@ -198,7 +198,8 @@ function Problems:names(t, path, noun, ok, expected)
   return out
 end
 
--- One rule: a table with exactly one of `keys`, whose value passes check().
+-- One rule: a table with exactly one of `keys`, whose value passes
+-- check(value, key).
 function Problems:rule(rule, path, keys, example, check)
   if type(rule) ~= "table" then
     self:add(path, "expected a rule such as %s, got %s", example, describe(rule))
@@ -211,7 +212,7 @@ function Problems:rule(rule, path, keys, example, check)
     elseif type(v) ~= "string" then
       self:add(path .. "." .. k, "expected a string, got %s", describe(v))
     else
-      local ok, msg = check(v)
+      local ok, msg = check(v, k)
       if ok then found[#found + 1] = k
       else self:add(path .. "." .. k, "%s", msg or "invalid") end
     end
@@ -250,9 +251,7 @@ local function rule_rows(spec)
   for _, r in ipairs(spec.fs) do
     add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin)
   end
-  for _, r in ipairs(spec.net) do
-    add(r.text, r.action == "deny" and "net-deny" or "net", r.origin)
-  end
+  for _, r in ipairs(spec.net) do add(r.text, M.net_kind(r), r.origin) end
   if #spec.capabilities > 0 then
     add("capabilities " .. quote_list(spec.capabilities), "capabilities")
   end
@@ -324,6 +323,16 @@ end
 function sections.net(P, v, spec, label)
   add_rules(P, v, spec, "net", NET_KEYS, '{connect="127.0.0.1:6379"}',
             core.check_net, label)
+end
+
+-- What enforces a net rule differs by kind: net (connect to an IP
+-- endpoint), net-bind, net-unix (a pathname unix socket), and their deny
+-- forms net-deny and net-unix-deny.
+function M.net_kind(r)
+  local unix = r.spec:sub(1, 5) == "unix:"
+  if r.action == "deny" then return unix and "net-unix-deny" or "net-deny" end
+  if r.action == "bind" then return "net-bind" end
+  return unix and "net-unix" or "net"
 end
 
 -- bytes, or nil and what to write instead.

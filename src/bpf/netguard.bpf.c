@@ -1,7 +1,7 @@
 /*
- * The network guard: cgroup connect4/6 and sendmsg4/6 hooks that judge each
- * connect() and unconnected sendto() of a registered cell against the
- * cell's rules, and report what they refuse (maps: netguard_abi.h; loader:
+ * The network guard: cgroup connect4/6, sendmsg4/6 and bind4/6 hooks that
+ * judge each connect(), unconnected sendto() and bind() of a registered
+ * cell against the cell's rules, and report what they refuse (maps: netguard_abi.h; loader:
  * src/core/netguard.c).
  *
  * No vmlinux.h, on purpose: struct bpf_sock_addr is UAPI (<linux/bpf.h>)
@@ -52,6 +52,7 @@ struct target {
     __u16 port;      /* host order */
     __u8 family;     /* 4 or 6 */
     __u8 proto;
+    __u8 op; /* NG_RULE_CONNECT or NG_RULE_BIND: which rules apply */
 };
 
 /* The socket's protocol as a rule names it. A socket made with protocol 0
@@ -117,7 +118,8 @@ static __always_inline bool addr_match(const struct ng_rule *r,
 static __always_inline bool rule_match(const struct ng_rule *r,
                                        const struct target *t)
 {
-    return r->family == t->family && (r->proto == 0 || r->proto == t->proto) &&
+    return (r->op == NG_RULE_ANY || r->op == t->op) && r->family == t->family &&
+           (r->proto == 0 || r->proto == t->proto) &&
            t->port >= r->port_lo && t->port <= r->port_hi && addr_match(r, t);
 }
 
@@ -166,8 +168,9 @@ static __always_inline void report(const struct target *t, __u64 cgid, __u8 op)
 
 /* The rules are looked up once: the generation read from `cells` names one
  * whole rule set (the loader fills a generation before it flips to it). */
-static __always_inline int judge(const struct target *t, __u8 op)
+static __always_inline int judge(struct target *t, __u8 op)
 {
+    t->op = op == NG_OP_BIND ? NG_RULE_BIND : NG_RULE_CONNECT;
     __u64 cgid = bpf_get_current_cgroup_id();
     struct ng_cell *cell = bpf_map_lookup_elem(&cells, &cgid);
     if (!cell)
@@ -210,6 +213,26 @@ int sendmsg6(struct bpf_sock_addr *ctx)
     struct target t;
     target6(ctx, &t);
     return judge(&t, NG_OP_SENDMSG);
+}
+
+/* bind() of a cell's socket: only bind rules allow it (a socket bound to
+ * nothing the policy names cannot listen or receive). The autobind of
+ * listen() on an unbound socket does not pass here: seccomp refuses
+ * listen() in cells whose policy has no bind rule. */
+SEC("cgroup/bind4")
+int bind4(struct bpf_sock_addr *ctx)
+{
+    struct target t;
+    target4(ctx, &t);
+    return judge(&t, NG_OP_BIND);
+}
+
+SEC("cgroup/bind6")
+int bind6(struct bpf_sock_addr *ctx)
+{
+    struct target t;
+    target6(ctx, &t);
+    return judge(&t, NG_OP_BIND);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

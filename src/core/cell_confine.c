@@ -172,8 +172,8 @@ int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
     if (!c->guard_cgroup)
         return iso_confinement_add(list, "bpf", "missing", scope, why);
     snprintf(detail, sizeof detail,
-             "connect/sendmsg judged by %d rule(s) for cgroup %llu, deny by "
-             "default; denials become events",
+             "connect/sendmsg/bind judged by %d rule(s) for cgroup %llu, deny "
+             "by default; denials become events",
              c->guard_rules, (unsigned long long)c->guard_cgroup);
     return iso_confinement_add(list, "bpf", "active", scope, detail);
 }
@@ -184,7 +184,7 @@ static iso_msg *denial_msg(const iso_net_denial *d)
     inet_ntop(d->family == 4 ? AF_INET : AF_INET6, d->addr, addr, sizeof addr);
     snprintf(target, sizeof target, d->family == 4 ? "%s:%u" : "[%s]:%u", addr,
              (unsigned)d->port);
-    const char *items[] = {"net", d->sendmsg ? "sendto" : "connect", target,
+    const char *items[] = {"net", iso_net_denial_action(d), target,
                            "the cell's net rules", "bpf"};
     iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
     if (!m)
@@ -245,11 +245,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     } else {
         cc->cgroup_missing = c->kernel->cgroup_why;
     }
-    uint16_t *ports = NULL;
-    if (iso_plan_connect_ports(c->plan, &ports, &cc->n_ports, &cc->any_port))
-        return iso_error_set(err, ISO_MEMORY, "out of memory");
-    cc->connect_ports = ports;
-    return 0;
+    return iso_confine_net_from_plan(cc, c->plan, err);
 }
 
 static int describe(iso_cell *c, const iso_confine_report *rep)
@@ -304,7 +300,7 @@ static int confine_self(iso_cell *c, iso_error *err)
         rc = iso_confine_thread(&cc, &rep, err);
     if (rc == 0 && describe(c, &rep))
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
-    free((void *)cc.connect_ports);
+    iso_confine_net_free(&cc);
     iso_grants_free(&gs);
     return rc;
 }
