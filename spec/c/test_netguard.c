@@ -114,27 +114,36 @@ typedef struct probe {
     bool sendto; /* else connect */
     const char *addr;
     uint16_t port;
+    bool bind; /* bind() instead */
 } probe;
 
 #define TCP4(addr, port)                        \
     {                                           \
-        AF_INET, SOCK_STREAM, false, addr, port \
+        AF_INET, SOCK_STREAM, false, addr, port, false \
     }
 #define TCP6(addr, port)                         \
     {                                            \
-        AF_INET6, SOCK_STREAM, false, addr, port \
+        AF_INET6, SOCK_STREAM, false, addr, port, false \
     }
 #define SEND4(addr, port)                     \
     {                                         \
-        AF_INET, SOCK_DGRAM, true, addr, port \
+        AF_INET, SOCK_DGRAM, true, addr, port, false \
     }
 #define SEND6(addr, port)                      \
     {                                          \
-        AF_INET6, SOCK_DGRAM, true, addr, port \
+        AF_INET6, SOCK_DGRAM, true, addr, port, false \
+    }
+#define BIND4(type, addr, port)                \
+    {                                          \
+        AF_INET, type, false, addr, port, true \
+    }
+#define BIND6(type, addr, port)                 \
+    {                                           \
+        AF_INET6, type, false, addr, port, true \
     }
 #define UDPCONN4(addr, port)                   \
     {                                          \
-        AF_INET, SOCK_DGRAM, false, addr, port \
+        AF_INET, SOCK_DGRAM, false, addr, port, false \
     }
 
 /* 0 when it went through, else the errno. */
@@ -145,8 +154,9 @@ static int try_probe(const probe *p)
     int fd = socket(p->family, p->type | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return errno;
-    int rc = p->sendto ? (int)sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len)
-                       : connect(fd, (struct sockaddr *)&ss, len);
+    int rc = p->bind     ? bind(fd, (struct sockaddr *)&ss, len)
+             : p->sendto ? (int)sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len)
+                         : connect(fd, (struct sockaddr *)&ss, len);
     int e = rc < 0 ? errno : 0;
     close(fd);
     return e;
@@ -235,6 +245,24 @@ static iso_net_rule rule(bool deny, int proto, const char *addr, int prefix,
                          sizeof set_rules_ / sizeof(iso_net_rule), &set_err_), \
                      0);                                                       \
     } while (0)
+
+static iso_net_rule bind_rule(int proto, const char *addr, int prefix,
+                              uint16_t lo, uint16_t hi)
+{
+    iso_net_rule r = rule(false, proto, addr, prefix, lo, hi);
+    r.bind = true;
+    return r;
+}
+
+/* A port nothing listens on now (bound and released). */
+static uint16_t free_port(void)
+{
+    uint16_t port = 0;
+    int fd = bound("127.0.0.1", SOCK_STREAM, &port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
 
 /* ---- the programs attached to the root --------------------------------- */
 
@@ -363,6 +391,30 @@ static void test_bad_rules(void)
     CHECK_HAS_STR(err.message, "32");
     CHECK_EQ_INT(iso_netguard_set(0, many, 1, &err), -1);
     CHECK_EQ_INT(err.kind, ISO_INVALID_ARGUMENT);
+}
+
+/* bind rules become bind guard rules, deny rules refuse both, unix:
+ * rules are not the guard's. */
+static void test_from_plan_bind_unix(void)
+{
+    iso_error err = {0};
+    iso_plan *p = iso_plan_new();
+    CHECK_EQ_INT(
+        iso_plan_add_net(p, ISO_NET_BIND, "127.0.0.1:8080", NULL, &err), 0);
+    CHECK_EQ_INT(
+        iso_plan_add_net(p, ISO_NET_CONNECT, "unix:/run/x.sock", NULL, &err), 0);
+    CHECK_EQ_INT(iso_plan_add_net(p, ISO_NET_DENY, "unix:/run/y", NULL, &err),
+                 0);
+    CHECK_EQ_INT(iso_plan_add_net(p, ISO_NET_DENY, "10.0.0.0/8:*", NULL, &err),
+                 0);
+    iso_net_rule r[ISO_NETGUARD_MAX_RULES];
+    size_t n = 99;
+    CHECK_EQ_INT(iso_netguard_rules_from_plan(p, r, 32, &n, &err), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK(!r[0].deny && r[0].bind && r[0].port_lo == 8080 &&
+          r[0].addr[0] == 127 && r[0].prefix == 32);
+    CHECK(r[1].deny && !r[1].bind && r[1].prefix == 8 && r[1].addr[0] == 10);
+    iso_plan_unref(p);
 }
 
 static void test_from_plan(void)
@@ -538,6 +590,46 @@ static void test_denials(void)
     check_denial(&s.d[2], pid, 4, IPPROTO_UDP, "127.0.0.1", u4[1], true);
     check_denial(&s.d[3], pid, 4, IPPROTO_TCP, "127.0.0.1", t4[1], false);
     CHECK_EQ_INT(iso_netguard_drain(collect, &s), 0);
+}
+
+/* bind4/bind6: only bind rules allow a bind, by address, port and
+ * protocol; connect rules do not, nor bind rules a connect; a deny rule
+ * refuses both. */
+static void test_bind(void)
+{
+    if (!usable)
+        return;
+    uint16_t P = free_port(), Q = free_port();
+    probe ps[] = {BIND4(SOCK_STREAM, "127.0.0.1", P),
+                  BIND4(SOCK_STREAM, "127.0.0.1", Q),
+                  BIND4(SOCK_STREAM, "0.0.0.0", P),
+                  BIND4(SOCK_DGRAM, "127.0.0.1", P),
+                  BIND6(SOCK_STREAM, "::ffff:127.0.0.1", P),
+                  BIND6(SOCK_STREAM, "::1", P),
+                  BIND4(SOCK_DGRAM, "0.0.0.0", 0),
+                  TCP4("127.0.0.1", t4[0])};
+    SET(bind_rule(IPPROTO_TCP, "127.0.0.1", 32, P, P));
+    expect(&cg, ps, 8, (int[]){0, EPERM, EPERM, EPERM, 0, EPERM, EPERM, EPERM},
+           "a TCP bind rule");
+    SET(bind_rule(0, "127.0.0.1", 32, P, P), ALLOW(0, "127.0.0.1", 32, Q, Q),
+        ALLOW(0, "127.0.0.1", 32, t4[0], t4[0]));
+    expect(&cg, ps, 8, (int[]){0, EPERM, EPERM, 0, 0, EPERM, EPERM, 0},
+           "bind and connect rules");
+    SET(bind_rule(0, "0.0.0.0", 0, 0, 65535),
+        DENY(0, "127.0.0.1", 32, P, P));
+    expect(&cg, ps, 8, (int[]){EPERM, 0, 0, EPERM, EPERM, EPERM, 0, EPERM},
+           "deny beats a bind rule");
+    expect(NULL, ps, 7, (int[]){0, 0, 0, 0, 0, 0, 0}, "bind outside");
+    seen s = {.n = 0};
+    SET(bind_rule(IPPROTO_TCP, "127.0.0.1", 32, P, P));
+    while (iso_netguard_drain(NULL, NULL) > 0)
+        ;
+    probe one[] = {BIND4(SOCK_DGRAM, "127.0.0.1", Q)};
+    expect(&cg, one, 1, (int[]){EPERM}, "one bind");
+    CHECK_EQ_INT(iso_netguard_drain(collect, &s), 1);
+    CHECK(s.n == 1 && s.d[0].bind && !s.d[0].sendmsg && s.d[0].port == Q &&
+          s.d[0].proto == IPPROTO_UDP);
+    CHECK_EQ_STR(iso_net_denial_action(&s.d[0]), "bind");
 }
 
 /* Thread cell: in a child process moved into cg2, one thread goes on to
@@ -790,10 +882,12 @@ int main(void)
     RUN(test_open);
     RUN(test_bad_rules);
     RUN(test_from_plan);
+    RUN(test_from_plan_bind_unix);
     RUN(test_cgroup_id);
     RUN(test_tcp);
     RUN(test_mapped);
     RUN(test_udp);
+    RUN(test_bind);
     RUN(test_deny_beats_allow);
     RUN(test_empty_and_forget);
     RUN(test_denials);
