@@ -450,7 +450,8 @@ local function host_layer(backend, kind)
   elseif kind == "net-bind" and k.bpf then
     return "bpf", "cgroup bind4/bind6 programs judge the exact local address "
       .. "and port, TCP and UDP; listen() is refused by seccomp unless the "
-      .. "policy has a bind rule"
+      .. "policy has a bind rule, and a listener no bind rule allows (the "
+      .. "autobind of listen()) gets no connection"
   end
   if backend ~= "subinterpreter" then return nil end
   if kind == "fs" and k.landlock > 0 then

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -632,6 +633,83 @@ static void test_bind(void)
     CHECK_EQ_STR(iso_net_denial_action(&s.d[0]), "bind");
 }
 
+/* 0 when a connect to 127.0.0.1:port completes within 300 ms, else
+ * ETIMEDOUT (nothing answered) or the connect's errno. */
+static int connect_within(uint16_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sockaddr_of("127.0.0.1", port, &ss);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int rc = connect(fd, (struct sockaddr *)&ss, len), e = 0;
+    if (rc < 0 && errno != EINPROGRESS)
+        e = errno;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (rc < 0 && e == 0) {
+        socklen_t el = sizeof e;
+        if (poll(&p, 1, 300) != 1)
+            e = ETIMEDOUT;
+        else
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
+    }
+    close(fd);
+    return e;
+}
+
+/* In cg: an autobound listener (listen() with no bind) and one on the
+ * allowed port P; their ports go to `out`, then it waits for `go`. */
+static void listeners_child(uint16_t P, int out, int go)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sockaddr_of("127.0.0.1", P, &ss);
+    uint16_t ports[2] = {0, 0};
+    bool joined = join(&cg); /* first: a socket keeps its creator's cgroup */
+    int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (!joined || listen(a, 4) < 0 ||
+        bind(b, (struct sockaddr *)&ss, len) < 0 || listen(b, 4) < 0)
+        _exit(write(out, ports, sizeof ports) == sizeof ports ? 3 : 4);
+    len = sizeof ss;
+    getsockname(a, (struct sockaddr *)&ss, &len);
+    ports[0] = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    ports[1] = P;
+    char c;
+    if (write(out, ports, sizeof ports) != sizeof ports || read(go, &c, 1) != 1)
+        _exit(4);
+    _exit(0);
+}
+
+/* listen()'s autobind passes no bind hook: the ingress program keeps a
+ * listener no bind rule allows from ever getting a connection. */
+static void test_listen_autobind(void)
+{
+    if (!usable)
+        return;
+    uint16_t P = free_port(), ports[2] = {0, 0};
+    SET(bind_rule(IPPROTO_TCP, "127.0.0.1", 32, P, P));
+    while (iso_netguard_drain(NULL, NULL) > 0)
+        ;
+    int up[2], down[2];
+    CHECK(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(up[0]), close(down[1]);
+        listeners_child(P, up[1], down[0]);
+    }
+    close(up[1]), close(down[0]);
+    CHECK(read(up[0], ports, sizeof ports) == sizeof ports);
+    CHECK(ports[0] != 0 && ports[0] != P);
+    CHECK_EQ_INT(connect_within(ports[0]), ETIMEDOUT); /* SYN dropped */
+    CHECK_EQ_INT(connect_within(ports[1]), 0);
+    CHECK(write(down[1], "g", 1) == 1);
+    close(up[0]), close(down[1]);
+    waitpid(pid, NULL, 0);
+    seen s = {.n = 0};
+    CHECK(iso_netguard_drain(collect, &s) >= 1);
+    CHECK(s.n >= 1 && s.d[0].listen && s.d[0].port == ports[0] &&
+          s.d[0].pid == 0 && s.d[0].cgroup_id == cgid);
+    CHECK_EQ_STR(iso_net_denial_action(&s.d[0]), "listen");
+}
+
 /* Thread cell: in a child process moved into cg2, one thread goes on to
  * the threaded cgroup cg2/cell. */
 typedef struct thread_probe {
@@ -888,6 +966,7 @@ int main(void)
     RUN(test_mapped);
     RUN(test_udp);
     RUN(test_bind);
+    RUN(test_listen_autobind);
     RUN(test_deny_beats_allow);
     RUN(test_empty_and_forget);
     RUN(test_denials);

@@ -20,6 +20,7 @@
 #define NG_OP_CONNECT 0
 #define NG_OP_SENDMSG 1
 #define NG_OP_BIND 2
+#define NG_OP_LISTEN 3 /* a connection to a listener no bind rule allows */
 /* What a rule judges: connect and sendmsg, bind, or both (deny rules). */
 #define NG_RULE_CONNECT 0
 #define NG_RULE_BIND 1
@@ -79,7 +80,7 @@ struct ng_denial {
         __u8 addr[16];
         __u32 addr32[4];
     };
-    __u8 op; /* NG_OP_CONNECT, NG_OP_SENDMSG or NG_OP_BIND */
+    __u8 op; /* NG_OP_*; for NG_OP_LISTEN pid and tid are 0 */
     __u8 pad[3];
 };
 

@@ -59,7 +59,7 @@ _Static_assert(sizeof(struct ng_key) == 16 && sizeof(struct ng_rule) == 28 &&
                    sizeof(struct ng_denial) == 40,
                "no implicit padding in what the kernel compares or copies");
 
-#define N_PROGS 6
+#define N_PROGS 7
 /* Denials one drain passes on at most: one ring's worth (8-byte headers). */
 #define DRAIN_MAX (NG_RINGBUF / (8 + sizeof(struct ng_denial)))
 
@@ -153,11 +153,13 @@ static int attach_programs(const char *root, iso_error *err)
 {
     static const char *const names[N_PROGS] = {
         "cgroup/connect4", "cgroup/connect6", "cgroup/sendmsg4",
-        "cgroup/sendmsg6", "cgroup/bind4",    "cgroup/bind6"};
+        "cgroup/sendmsg6", "cgroup/bind4",    "cgroup/bind6",
+        "cgroup_skb/ingress"};
     struct bpf_program *progs[N_PROGS] = {
         ng.skel->progs.connect4, ng.skel->progs.connect6,
         ng.skel->progs.sendmsg4, ng.skel->progs.sendmsg6,
-        ng.skel->progs.bind4,    ng.skel->progs.bind6};
+        ng.skel->progs.bind4,    ng.skel->progs.bind6,
+        ng.skel->progs.listen_ingress};
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return unavailable(err, errno, "cannot open %s: %s", root,
@@ -305,7 +307,8 @@ static void to_denial(const struct ng_denial *r, iso_net_denial *d)
                           .proto = r->proto,
                           .port = r->port,
                           .sendmsg = r->op == NG_OP_SENDMSG,
-                          .bind = r->op == NG_OP_BIND};
+                          .bind = r->op == NG_OP_BIND,
+                          .listen = r->op == NG_OP_LISTEN};
     memcpy(d->addr, r->addr, sizeof d->addr);
 }
 
@@ -535,7 +538,10 @@ int iso_netguard_drain(void (*fn)(const iso_net_denial *d, void *ud), void *ud)
 
 const char *iso_net_denial_action(const iso_net_denial *d)
 {
-    return d->bind ? "bind" : d->sendmsg ? "sendto" : "connect";
+    return d->listen    ? "listen"
+           : d->bind    ? "bind"
+           : d->sendmsg ? "sendto"
+                        : "connect";
 }
 
 /* Guard rules for one plan rule: none for a unix: rule, two for

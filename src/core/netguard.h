@@ -47,10 +47,12 @@ typedef struct iso_net_denial {
     uint8_t addr[16];  /* network order; IPv4 in addr[0..3] */
     uint16_t port;     /* host order */
     bool sendmsg;      /* sendto/sendmsg */
-    bool bind;         /* bind(); neither: connect */
+    bool bind;         /* bind() */
+    bool listen;       /* a connection to a listener no bind rule allows
+                        * (pid and tid are 0: judged in softirq) */
 } iso_net_denial;
 
-/* "connect", "sendto" or "bind": the refused call, as denial events name
+/* "connect", "sendto", "bind" or "listen": the refused call, as denial events name
  * it. Static string. */
 const char *iso_net_denial_action(const iso_net_denial *d);
 
