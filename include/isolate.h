@@ -185,8 +185,8 @@ bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
 bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
                         int *rule);
 /* bind(): bind and deny rules decide (a local address). */
-bool iso_plan_check_bind(const iso_plan *p, const iso_addr *addr,
-                         uint16_t port, int *rule);
+bool iso_plan_check_bind(const iso_plan *p, const iso_addr *addr, uint16_t port,
+                         int *rule);
 /* connect()/sendto() to a pathname unix socket (absolute, normalised):
  * the unix: connect and deny rules decide. */
 bool iso_plan_check_unix(const iso_plan *p, const char *path, int *rule);
@@ -236,8 +236,7 @@ int iso_path_normalize(const char *in, char *out, size_t size, iso_error *err);
  * plan; iso_net_check_for also checks the spec suits the action. */
 int iso_glob_check(const char *glob, iso_error *err);
 int iso_net_check(const char *spec, iso_error *err);
-int iso_net_check_for(iso_net_action action, const char *spec,
-                      iso_error *err);
+int iso_net_check_for(iso_net_action action, const char *spec, iso_error *err);
 /* Parse "host:port" with host an IP, [IPv6] or localhost (127.0.0.1). */
 int iso_endpoint_parse(const char *s, iso_addr *addr, uint16_t *port,
                        iso_error *err);

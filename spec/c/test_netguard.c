@@ -118,20 +118,20 @@ typedef struct probe {
     bool bind; /* bind() instead */
 } probe;
 
-#define TCP4(addr, port)                        \
-    {                                           \
+#define TCP4(addr, port)                               \
+    {                                                  \
         AF_INET, SOCK_STREAM, false, addr, port, false \
     }
-#define TCP6(addr, port)                         \
-    {                                            \
+#define TCP6(addr, port)                                \
+    {                                                   \
         AF_INET6, SOCK_STREAM, false, addr, port, false \
     }
-#define SEND4(addr, port)                     \
-    {                                         \
+#define SEND4(addr, port)                            \
+    {                                                \
         AF_INET, SOCK_DGRAM, true, addr, port, false \
     }
-#define SEND6(addr, port)                      \
-    {                                          \
+#define SEND6(addr, port)                             \
+    {                                                 \
         AF_INET6, SOCK_DGRAM, true, addr, port, false \
     }
 #define BIND4(type, addr, port)                \
@@ -142,8 +142,8 @@ typedef struct probe {
     {                                           \
         AF_INET6, type, false, addr, port, true \
     }
-#define UDPCONN4(addr, port)                   \
-    {                                          \
+#define UDPCONN4(addr, port)                          \
+    {                                                 \
         AF_INET, SOCK_DGRAM, false, addr, port, false \
     }
 
@@ -155,9 +155,10 @@ static int try_probe(const probe *p)
     int fd = socket(p->family, p->type | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return errno;
-    int rc = p->bind     ? bind(fd, (struct sockaddr *)&ss, len)
-             : p->sendto ? (int)sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len)
-                         : connect(fd, (struct sockaddr *)&ss, len);
+    int rc = p->bind ? bind(fd, (struct sockaddr *)&ss, len)
+             : p->sendto
+                 ? (int)sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len)
+                 : connect(fd, (struct sockaddr *)&ss, len);
     int e = rc < 0 ? errno : 0;
     close(fd);
     return e;
@@ -403,7 +404,8 @@ static void test_from_plan_bind_unix(void)
     CHECK_EQ_INT(
         iso_plan_add_net(p, ISO_NET_BIND, "127.0.0.1:8080", NULL, &err), 0);
     CHECK_EQ_INT(
-        iso_plan_add_net(p, ISO_NET_CONNECT, "unix:/run/x.sock", NULL, &err), 0);
+        iso_plan_add_net(p, ISO_NET_CONNECT, "unix:/run/x.sock", NULL, &err),
+        0);
     CHECK_EQ_INT(iso_plan_add_net(p, ISO_NET_DENY, "unix:/run/y", NULL, &err),
                  0);
     CHECK_EQ_INT(iso_plan_add_net(p, ISO_NET_DENY, "10.0.0.0/8:*", NULL, &err),
@@ -616,8 +618,7 @@ static void test_bind(void)
         ALLOW(0, "127.0.0.1", 32, t4[0], t4[0]));
     expect(&cg, ps, 8, (int[]){0, EPERM, EPERM, 0, 0, EPERM, EPERM, 0},
            "bind and connect rules");
-    SET(bind_rule(0, "0.0.0.0", 0, 0, 65535),
-        DENY(0, "127.0.0.1", 32, P, P));
+    SET(bind_rule(0, "0.0.0.0", 0, 0, 65535), DENY(0, "127.0.0.1", 32, P, P));
     expect(&cg, ps, 8, (int[]){EPERM, 0, 0, EPERM, EPERM, EPERM, 0, EPERM},
            "deny beats a bind rule");
     expect(NULL, ps, 7, (int[]){0, 0, 0, 0, 0, 0, 0}, "bind outside");

@@ -1,8 +1,8 @@
 /*
  * The network guard: cgroup connect4/6, sendmsg4/6 and bind4/6 hooks that
  * judge each connect(), unconnected sendto() and bind() of a registered
- * cell against the cell's rules, and report what they refuse (maps: netguard_abi.h; loader:
- * src/core/netguard.c).
+ * cell against the cell's rules, and report what they refuse (maps:
+ * netguard_abi.h; loader: src/core/netguard.c).
  *
  * No vmlinux.h, on purpose: struct bpf_sock_addr is UAPI (<linux/bpf.h>)
  * and nothing here reads a kernel-internal struct, so there is no CO-RE to
@@ -119,8 +119,8 @@ static __always_inline bool rule_match(const struct ng_rule *r,
                                        const struct target *t)
 {
     return (r->op == NG_RULE_ANY || r->op == t->op) && r->family == t->family &&
-           (r->proto == 0 || r->proto == t->proto) &&
-           t->port >= r->port_lo && t->port <= r->port_hi && addr_match(r, t);
+           (r->proto == 0 || r->proto == t->proto) && t->port >= r->port_lo &&
+           t->port <= r->port_hi && addr_match(r, t);
 }
 
 /* 1 allow, 0 deny. One pass: a deny ends it, an allow only counts if no
@@ -170,8 +170,8 @@ static __always_inline void report(const struct target *t, __u64 cgid, __u8 op)
  * whole rule set (the loader fills a generation before it flips to it). */
 static __always_inline int judge_in(__u64 cgid, struct target *t, __u8 op)
 {
-    t->op = op == NG_OP_BIND || op == NG_OP_LISTEN ? NG_RULE_BIND
-                                                   : NG_RULE_CONNECT;
+    t->op =
+        op == NG_OP_BIND || op == NG_OP_LISTEN ? NG_RULE_BIND : NG_RULE_CONNECT;
     struct ng_cell *cell = bpf_map_lookup_elem(&cells, &cgid);
     if (!cell)
         return 1;

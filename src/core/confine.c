@@ -509,12 +509,11 @@ ruleset_for(const iso_confine_config *cfg, int abi)
 {
     struct iso_landlock_ruleset_attr a = {iso_landlock_fs_rights(abi), 0, 0};
     if (abi >= 4)
-        a.handled_access_net = (cfg->bind_any_port
-                                    ? 0
-                                    : LANDLOCK_ACCESS_NET_BIND_TCP) |
-                               (cfg->any_port || cfg->connect_by_bpf
-                                    ? 0
-                                    : LANDLOCK_ACCESS_NET_CONNECT_TCP);
+        a.handled_access_net =
+            (cfg->bind_any_port ? 0 : LANDLOCK_ACCESS_NET_BIND_TCP) |
+            (cfg->any_port || cfg->connect_by_bpf
+                 ? 0
+                 : LANDLOCK_ACCESS_NET_CONNECT_TCP);
     if (abi >= 6)
         a.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL;
     return a;
@@ -922,7 +921,8 @@ static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
     for (size_t i = 0; i < n; i++)
         if (trap_syscall(ctx, act, list[i], false, err) < 0)
             return -1;
-    if (clone_rules(ctx, act, cfg, err) < 0 || net_call_rules(ctx, cfg, err) < 0)
+    if (clone_rules(ctx, act, cfg, err) < 0 ||
+        net_call_rules(ctx, cfg, err) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_deny; i++)
         if (trap_syscall(ctx, act, cfg->deny_syscalls[i], true, err) < 0)

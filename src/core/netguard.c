@@ -152,13 +152,13 @@ static int load_programs(iso_error *err)
 static int attach_programs(const char *root, iso_error *err)
 {
     static const char *const names[N_PROGS] = {
-        "cgroup/connect4", "cgroup/connect6", "cgroup/sendmsg4",
-        "cgroup/sendmsg6", "cgroup/bind4",    "cgroup/bind6",
+        "cgroup/connect4",   "cgroup/connect6", "cgroup/sendmsg4",
+        "cgroup/sendmsg6",   "cgroup/bind4",    "cgroup/bind6",
         "cgroup_skb/ingress"};
     struct bpf_program *progs[N_PROGS] = {
-        ng.skel->progs.connect4, ng.skel->progs.connect6,
-        ng.skel->progs.sendmsg4, ng.skel->progs.sendmsg6,
-        ng.skel->progs.bind4,    ng.skel->progs.bind6,
+        ng.skel->progs.connect4,      ng.skel->progs.connect6,
+        ng.skel->progs.sendmsg4,      ng.skel->progs.sendmsg6,
+        ng.skel->progs.bind4,         ng.skel->progs.bind6,
         ng.skel->progs.listen_ingress};
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)

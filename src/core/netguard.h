@@ -52,8 +52,8 @@ typedef struct iso_net_denial {
                         * (pid and tid are 0: judged in softirq) */
 } iso_net_denial;
 
-/* "connect", "sendto", "bind" or "listen": the refused call, as denial events name
- * it. Static string. */
+/* "connect", "sendto", "bind" or "listen": the refused call, as denial events
+ * name it. Static string. */
 const char *iso_net_denial_action(const iso_net_denial *d);
 
 /* Load the programs and attach them through libbpf links (which the kernel
@@ -77,9 +77,10 @@ void iso_netguard_close(void);
 
 /* A plan's net rules as guard rules: connect rules allow connect/sendto,
  * bind rules allow bind, deny rules deny both, any protocol; unix: rules
- * are not the guard's (the python-guard judges them) and are skipped; `localhost` becomes two rules (127.0.0.0/8 and ::1/128). A
- * NULL plan gives none (deny all). ISO_INVALID_ARGUMENT, naming the limit,
- * when they need more than min(cap, ISO_NETGUARD_MAX_RULES). */
+ * are not the guard's (the python-guard judges them) and are skipped;
+ * `localhost` becomes two rules (127.0.0.0/8 and ::1/128). A NULL plan gives
+ * none (deny all). ISO_INVALID_ARGUMENT, naming the limit, when they need more
+ * than min(cap, ISO_NETGUARD_MAX_RULES). */
 int iso_netguard_rules_from_plan(const iso_plan *p, iso_net_rule *out,
                                  size_t cap, size_t *n, iso_error *err);
 

@@ -260,8 +260,7 @@ static int parse_net(const char *spec, net_rule *r, iso_error *err)
     return parse_port(colon + 1, &r->port_lo, &r->port_hi, err);
 }
 
-int iso_net_check_for(iso_net_action action, const char *spec,
-                      iso_error *err)
+int iso_net_check_for(iso_net_action action, const char *spec, iso_error *err)
 {
     net_rule r;
     if (parse_net(spec, &r, err))
@@ -484,8 +483,8 @@ bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
     return check_ip(p, ISO_NET_CONNECT, addr, port, rule);
 }
 
-bool iso_plan_check_bind(const iso_plan *p, const iso_addr *addr,
-                         uint16_t port, int *rule)
+bool iso_plan_check_bind(const iso_plan *p, const iso_addr *addr, uint16_t port,
+                         int *rule)
 {
     return check_ip(p, ISO_NET_BIND, addr, port, rule);
 }

@@ -404,8 +404,8 @@ static int check_unix(iso_cell *c, const char *action, PyObject *address)
     const iso_plan *plan = iso_cell_plan(c);
     PyObject *b = NULL;
     bool named = (PyUnicode_Check(address) || PyBytes_Check(address)) &&
-                 PyUnicode_FSConverter(address, &b) && PyBytes_GET_SIZE(b) > 0 &&
-                 PyBytes_AS_STRING(b)[0] != '\0';
+                 PyUnicode_FSConverter(address, &b) &&
+                 PyBytes_GET_SIZE(b) > 0 && PyBytes_AS_STRING(b)[0] != '\0';
     Py_XDECREF(b);
     PyErr_Clear();
     if (!named || is_bind(action))
@@ -728,7 +728,8 @@ static int patch_socket(iso_cell *c)
 {
     iso_py_cell *p = c->py;
     PyObject *mods = PyImport_GetModuleDict();
-    PyObject *sm = p->socket_patched ? NULL : PyDict_GetItemString(mods, "socket");
+    PyObject *sm =
+        p->socket_patched ? NULL : PyDict_GetItemString(mods, "socket");
     PyObject *raw = sm ? PyDict_GetItemString(mods, "_socket") : NULL;
     if (!sm || !raw || initializing(sm))
         return 0;
@@ -739,8 +740,9 @@ static int patch_socket(iso_cell *c)
     PyObject *meth = fn ? PyInstanceMethod_New(fn) : NULL;
     if (cls && rawcls && meth && !p->real_listen)
         p->real_listen = PyObject_GetAttrString(rawcls, "listen");
-    int rc = p->real_listen && meth ? PyObject_SetAttrString(cls, "listen", meth)
-                                    : -1;
+    int rc = p->real_listen && meth
+                 ? PyObject_SetAttrString(cls, "listen", meth)
+                 : -1;
     Py_XDECREF(cls), Py_XDECREF(rawcls), Py_XDECREF(self), Py_XDECREF(fn);
     Py_XDECREF(meth);
     p->socket_patched = rc == 0;

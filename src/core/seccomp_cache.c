@@ -51,8 +51,8 @@ static bool matches(const entry *e, const iso_seccomp_key *k,
                     const char **names)
 {
     if (e->compat != k->compat || e->in_thread != k->in_thread ||
-        e->processes != k->processes || e->net != k->net || e->arch != seccomp_arch_native() ||
-        e->n_deny != k->n_deny)
+        e->processes != k->processes || e->net != k->net ||
+        e->arch != seccomp_arch_native() || e->n_deny != k->n_deny)
         return false;
     for (size_t i = 0; i < k->n_deny; i++)
         if (strcmp(e->deny[i], names[i]) != 0)

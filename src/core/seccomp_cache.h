@@ -25,7 +25,7 @@
 
 typedef struct iso_seccomp_key {
     bool compat, in_thread, processes;
-    unsigned net; /* ISO_SECCOMP_NET_* */
+    unsigned net;            /* ISO_SECCOMP_NET_* */
     const char *const *deny; /* the policy's syscalls.deny */
     size_t n_deny;
 } iso_seccomp_key;
