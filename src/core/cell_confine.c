@@ -449,6 +449,26 @@ static int swap_plan(iso_cell *c, iso_plan *plan)
     return 0;
 }
 
+/* What the kernel layers took from the net rules when the cell was
+ * confined: seccomp the socket calls the rule kinds allow, Landlock the
+ * bind rules' ports. A reload cannot change either. */
+static void net_kernel_same(const iso_plan *a, const iso_plan *b, bool *calls,
+                            bool *binds)
+{
+    iso_plan_net_kinds ka = iso_plan_net_kinds_of(a),
+                       kb = iso_plan_net_kinds_of(b);
+    *calls =
+        ka.ip == kb.ip && ka.bind == kb.bind && ka.unix_path == kb.unix_path;
+    uint16_t *pa = NULL, *pb = NULL;
+    size_t na = 0, nb = 0;
+    bool anya = false, anyb = false;
+    *binds = iso_plan_bind_ports(a, &pa, &na, &anya) == 0 &&
+             iso_plan_bind_ports(b, &pb, &nb, &anyb) == 0 && anya == anyb &&
+             na == nb && (na == 0 || memcmp(pa, pb, na * sizeof *pa) == 0);
+    free(pa);
+    free(pb);
+}
+
 int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
                     iso_error *err)
 {
@@ -458,6 +478,8 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     if (iso_cell_settle(c, err))
         return -1;
     compare(c->plan, plan, &fs_same, &net_same);
+    bool calls_same, binds_same;
+    net_kernel_same(c->plan, plan, &calls_same, &binds_same);
     bool sub = c->backend == ISO_BACKEND_SUBINTERPRETER;
     /* everything that can fail first: then nothing has changed */
     if (c->guard_cgroup && (iso_netguard_rules_from_plan(
@@ -471,7 +493,8 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     /* Landlock's fs grants and connect ports (without the guard), and a
      * worker's own python-guard, are fixed once applied */
     bool same = fs_same && net_same;
-    bool landlock_same = fs_same && (net_same || c->guard_cgroup);
+    bool landlock_same =
+        fs_same && (net_same || (c->guard_cgroup && binds_same));
     int rc = report_layer(report, "bpf",
                           c->guard_cgroup ? "applied" : "not guarded") ||
              report_layer(report, "python-guard",
@@ -480,6 +503,7 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
                                  : "restart needed") ||
              report_layer(report, "landlock",
                           landlock_same ? "unchanged" : "restart needed") ||
-             report_layer(report, "seccomp", "unchanged");
+             report_layer(report, "seccomp",
+                          calls_same ? "unchanged" : "restart needed");
     return rc ? iso_error_set(err, ISO_MEMORY, "out of memory") : 0;
 }
