@@ -268,9 +268,11 @@ static uint16_t free_port(void)
 
 /* ---- the programs attached to the root --------------------------------- */
 
-static const enum bpf_attach_type hooks[4] = {
+#define N_HOOKS 7
+static const enum bpf_attach_type hooks[N_HOOKS] = {
     BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
-    BPF_CGROUP_UDP6_SENDMSG};
+    BPF_CGROUP_UDP6_SENDMSG,  BPF_CGROUP_INET4_BIND,    BPF_CGROUP_INET6_BIND,
+    BPF_CGROUP_INET_INGRESS};
 
 static bool has_id(const uint32_t *ids, int n, uint32_t id)
 {
@@ -339,7 +341,7 @@ static void test_open(void)
     CHECK_EQ_INT(iso_netguard_open(&err), 0); /* idempotent */
     uint32_t ids[64];
     int n = held_prog_ids(ids, 64);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_HOOKS; i++)
         CHECK_EQ_INT(attached_of(hooks[i], ids, n), 1);
     CHECK_EQ_INT(iso_cgroup_create("netguard", -1, -1, &cg, &err), 0);
     CHECK_EQ_INT(iso_cgroup_create("netguard", -1, -1, &cg2, &err), 0);
@@ -906,11 +908,11 @@ static void test_close_reopen(void)
     iso_error err = {0};
     uint32_t ids[64];
     int n = held_prog_ids(ids, 64);
-    CHECK(n >= 4);
+    CHECK(n >= N_HOOKS);
     iso_netguard_close();
     iso_netguard_close(); /* idempotent */
     CHECK(!iso_netguard_available());
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_HOOKS; i++)
         CHECK_EQ_INT(attached_of(hooks[i], ids, n), 0);
     uint32_t none[64];
     CHECK_EQ_INT(held_prog_ids(none, 64), 0);
@@ -930,7 +932,7 @@ static void test_close_reopen(void)
         CHECK_EQ_INT((intptr_t)rc, 0);
     }
     n = held_prog_ids(ids, 64);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_HOOKS; i++)
         CHECK_EQ_INT(attached_of(hooks[i], ids, n), 1);
     /* the maps are new: the cgroup starts unguarded */
     expect(&cg, ps, 1, (int[]){0}, "reopened");
