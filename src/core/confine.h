@@ -81,7 +81,8 @@ typedef struct iso_confine_config {
     const char *cgroup_threads, *cgroup_missing;
     bool cgroup_joined; /* the thread is in cgroup_threads' cgroup already */
     bool compat;        /* the minimal seccomp list (compat mode) */
-    /* the BPF guard judges connects: Landlock denies TCP bind only */
+    /* the BPF guard judges connects: Landlock handles TCP bind (and connect
+     * only without the guard) */
     bool connect_by_bpf;
 } iso_confine_config;
 
