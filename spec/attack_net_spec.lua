@@ -172,6 +172,24 @@ post([attempt(lambda: _socket.socket(17, _socket.SOCK_RAW, 0)),
 ]])
       assert.are.same({ EPERM, EPERM, EPERM, 0 }, sb:recv(5)) -- socketpair stays
     end)
+
+    -- A cell thread of a root host holds CAP_NET_RAW: without the filter
+    -- these would open, and raw/packet sockets pass no cgroup hook.
+    it("IPv4/IPv6 sockets are TCP or UDP only: raw, packet, SCTP refused", function()
+      local sb <close> = spawn(backend, { net = { { connect = "127.0.0.1:9" } } },
+                               { "_socket" })
+      sb:exec(TRY .. [[
+import _socket as s
+post([attempt(lambda: s.socket(s.AF_INET, s.SOCK_RAW, 1)),
+      attempt(lambda: s.socket(s.AF_INET6, s.SOCK_RAW, 58)),
+      attempt(lambda: s.socket(s.AF_INET, 10, 0)),               # SOCK_PACKET
+      attempt(lambda: s.socket(s.AF_INET, s.SOCK_STREAM, 132)),  # SCTP
+      attempt(lambda: s.socket(s.AF_INET, s.SOCK_DGRAM, 1)),     # ICMP ping
+      attempt(lambda: s.socket(s.AF_INET, s.SOCK_STREAM, 6).close()),
+      attempt(lambda: s.socket(s.AF_INET6, s.SOCK_DGRAM, 17).close())])
+]])
+      assert.are.same({ EPERM, EPERM, EPERM, EPERM, EPERM, 0, 0 }, sb:recv(5))
+    end)
   end)
 end
 

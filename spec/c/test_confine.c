@@ -790,7 +790,7 @@ static void test_landlock_scope(void)
 
 /* 0 or the errno of a raw socket(2): the family as a long, so that
  * garbage in its upper half reaches the filter (the kernel reads an int). */
-static int sock_errno(long family, int type, int proto)
+static int sock_errno(long family, int type, long proto)
 {
     long fd = syscall(SYS_socket, family, type | SOCK_CLOEXEC, proto);
     if (fd < 0)
@@ -860,6 +860,62 @@ static void test_seccomp_net(void)
     CHECK(strncmp(r.out, want, strlen(want)) == 0);
     if (strncmp(r.out, want, strlen(want)) != 0)
         fprintf(stderr, "  got %s\n  want %s...\n", r.out, want);
+}
+
+/* Raw, packet and SCTP sockets, and TCP/UDP ones, from a thread: confined
+ * as a cell thread or not (the control: root holds CAP_NET_RAW, which a
+ * cell thread keeps). */
+typedef struct inet_probe {
+    bool confine;
+    char out[128];
+} inet_probe;
+
+static void *inet_thread(void *arg)
+{
+    inet_probe *t = arg;
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.cgroup_missing = "test: no cgroup";
+    iso_error err = {0};
+    if (t->confine && iso_confine_thread(&c, NULL, &err) < 0) {
+        snprintf(t->out, sizeof t->out, "confine failed: %.100s", err.message);
+        return NULL;
+    }
+    snprintf(t->out, sizeof t->out,
+             "tcp=%d udp6=%d raw=%d packet=%d sctp=%d sctphigh=%d",
+             sock_errno(AF_INET, SOCK_STREAM, IPPROTO_TCP),
+             sock_errno(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, IPPROTO_UDP),
+             sock_errno(AF_INET, SOCK_RAW, IPPROTO_ICMP),
+             sock_errno(AF_INET, 10 /* SOCK_PACKET: becomes AF_PACKET */, 0),
+             sock_errno(AF_INET6, SOCK_STREAM, 132 /* SCTP */),
+             sock_errno(AF_INET, SOCK_STREAM, (1L << 32) | 132));
+    return NULL;
+}
+
+static void inet_probes(int out, void *unused)
+{
+    (void)unused;
+    inet_probe open = {false, ""}, confined = {true, ""};
+    pthread_t th;
+    if (pthread_create(&th, NULL, inet_thread, &open) == 0)
+        pthread_join(th, NULL);
+    if (pthread_create(&th, NULL, inet_thread, &confined) == 0)
+        pthread_join(th, NULL);
+    say(out, "open: %s\nconfined: %s\n", open.out, confined.out);
+}
+
+/* IPv4/IPv6 sockets are TCP and UDP only: raw and packet sockets pass no
+ * cgroup hook (the BPF guard never sees them). */
+static void test_inet_types_and_protocols(void)
+{
+    char buf[512], want[160];
+    in_child(inet_probes, NULL, buf, sizeof buf);
+    if (geteuid() == 0) /* the control: the kernel alone lets root do it */
+        CHECK_HAS_STR(buf, "open: tcp=0 udp6=0 raw=0 packet=0 ");
+    snprintf(want, sizeof want,
+             "confined: tcp=0 udp6=0 raw=%d packet=%d sctp=%d sctphigh=%d\n",
+             EPERM, EPERM, EPERM, EPERM);
+    CHECK_HAS_STR(buf, want);
 }
 
 /* Does Landlock's signal scope alone stop SIGIO that a scoped process aims
@@ -1283,6 +1339,7 @@ int main(void)
     RUN(test_landlock_net);
     RUN(test_landlock_scope);
     RUN(test_seccomp_net);
+    RUN(test_inet_types_and_protocols);
     RUN(test_landlock_stops_sigio);
     RUN(test_environment);
     RUN(test_fds);

@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
+#include <netinet/in.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -864,30 +865,83 @@ static int tty_and_sigio_rules(scmp_filter_ctx ctx)
     return rc;
 }
 
-static int refuse_family(scmp_filter_ctx ctx, uint64_t mask, uint64_t value)
+/* EPERM for socket() when `when` holds (if given) and the argument `arg`,
+ * read through `width` (an all-ones mask: 0xffffffff, or 0xf for the socket
+ * type without its flags), is in [lo, end): the range as aligned
+ * power-of-two blocks, each one MASKED_EQ, since libseccomp compares an
+ * argument only once per rule. */
+static int refuse_range(scmp_filter_ctx ctx, const struct scmp_arg_cmp *when,
+                        unsigned arg, uint64_t width, uint64_t lo, uint64_t end)
 {
-    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
-                            SCMP_A0(SCMP_CMP_MASKED_EQ, mask, value));
+    int rc = 0;
+    while (rc == 0 && lo < end) {
+        uint64_t size = lo ? lo & -lo : width + 1; /* lo's alignment */
+        while (lo + size > end)
+            size >>= 1;
+        struct scmp_arg_cmp c[2];
+        unsigned k = 0;
+        if (when)
+            c[k++] = *when;
+        c[k++] = (struct scmp_arg_cmp){arg, SCMP_CMP_MASKED_EQ,
+                                       width & ~(size - 1), lo};
+        rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM),
+                                    SCMP_SYS(socket), k, c);
+        lo += size;
+    }
+    return rc;
 }
 
-/* socket(): IPv4 and IPv6 always (the BPF guard and Landlock judge their
- * use); AF_UNIX only when a unix: rule names a path (pathname sockets are
+/* EPERM for every value of the argument but the sorted allowed[0..n). */
+static int refuse_outside(scmp_filter_ctx ctx, const struct scmp_arg_cmp *when,
+                          unsigned arg, uint64_t width, const uint64_t *allowed,
+                          size_t n)
+{
+    uint64_t lo = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i <= n; i++) {
+        uint64_t end = i < n ? allowed[i] : width + 1;
+        rc = refuse_range(ctx, when, arg, width, lo, end);
+        lo = end + 1;
+    }
+    return rc;
+}
+
+/* IPv4/IPv6 sockets: SOCK_STREAM and SOCK_DGRAM of TCP, MPTCP and UDP
+ * only. SOCK_RAW and SOCK_PACKET (which the kernel turns into a packet
+ * socket) pass no cgroup hook and reach every host and port; a cell thread
+ * of a root host holds CAP_NET_RAW for them. Other protocols (SCTP,
+ * UDP-Lite, ICMP...) are kernel surface no policy rule speaks of. */
+static int inet_rules(scmp_filter_ctx ctx, uint64_t family)
+{
+    static const uint64_t types[] = {SOCK_STREAM, SOCK_DGRAM};
+    static const uint64_t protos[] = {0, IPPROTO_TCP, IPPROTO_UDP,
+                                      262 /* IPPROTO_MPTCP */};
+    struct scmp_arg_cmp is = SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, family);
+    int rc = refuse_outside(ctx, &is, 1, 0xf, types, 2);
+    return rc ? rc : refuse_outside(ctx, &is, 2, LOW32, protos, 4);
+}
+
+/* socket(): IPv4 and IPv6 (the BPF guard and Landlock judge their use);
+ * AF_UNIX only when a unix: rule names a path (pathname sockets are
  * reachable through any fs view, Landlock does not mediate connect);
  * AF_NETLINK only for NETLINK_ROUTE and only with IP net rules (name
  * resolution). Every other family -- packet, vsock, alg, xdp... -- fails.
  * socketpair() stays allowed: it reaches no one. */
 static int socket_rules(scmp_filter_ctx ctx, unsigned calls)
 {
-    int rc = 0;
-    for (uint64_t fam = 0; rc == 0 && fam < 64; fam++) {
-        bool ok = fam == AF_INET || fam == AF_INET6 ||
-                  (fam == AF_UNIX && (calls & ISO_SECCOMP_NET_UNIX)) ||
-                  (fam == AF_NETLINK && (calls & ISO_SECCOMP_NET_NETLINK));
-        if (!ok)
-            rc = refuse_family(ctx, LOW32, fam);
-    }
-    for (int bit = 6; rc == 0 && bit < 32; bit++) /* families >= 64 */
-        rc = refuse_family(ctx, 1ULL << bit, 1ULL << bit);
+    uint64_t families[4];
+    size_t n = 0;
+    if (calls & ISO_SECCOMP_NET_UNIX)
+        families[n++] = AF_UNIX;
+    families[n++] = AF_INET;
+    families[n++] = AF_INET6;
+    if (calls & ISO_SECCOMP_NET_NETLINK)
+        families[n++] = AF_NETLINK;
+    int rc = refuse_outside(ctx, NULL, 0, LOW32, families, n);
+    if (rc == 0)
+        rc = inet_rules(ctx, AF_INET);
+    if (rc == 0)
+        rc = inet_rules(ctx, AF_INET6);
     if (rc == 0 && (calls & ISO_SECCOMP_NET_NETLINK))
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 2,
                               SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, AF_NETLINK),
@@ -1076,7 +1130,8 @@ static int step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
              cfg->in_thread ? "fail with ENOSYS" : "kill");
     unsigned calls = cfg->net_calls;
     step_add(rep, "seccomp_net", ISO_STEP_ACTIVE,
-             "EPERM for socket() other than IPv4/IPv6%s%s%s; TIOCSTI, "
+             "EPERM for socket() other than TCP/UDP over IPv4/IPv6%s%s%s; "
+             "TIOCSTI, "
              "TIOCLINUX; F_SETOWN(_EX), F_SETSIG, O_ASYNC, FIOASYNC, "
              "FIOSETOWN, SIOCSPGRP",
              calls & ISO_SECCOMP_NET_UNIX ? "/unix (a unix: rule)" : "",
