@@ -344,6 +344,12 @@ s.close()
       assert.are.equal("python-guard", p:explain(backend)[1].layer)
       assert.are.same({ p:explain(backend)[1].rule }, p:unenforceable(backend))
     end
+    -- a unix: deny rule alone is moot: seccomp refuses every unix socket
+    local only_deny = sandbox.policy.compile({ net = { { deny = "unix:" .. path } } })
+    if require("isolate.core").kernel().seccomp then
+      assert.are.equal("seccomp", only_deny:explain("process")[1].layer)
+      assert.are.same({}, only_deny:unenforceable("subinterpreter"))
+    end
     sandbox.configure({ mode = "hardened" })
     local ok, e = pcall(sandbox.spawn, { backend = "process", policy = p })
     sandbox.configure({ mode = "dev" })

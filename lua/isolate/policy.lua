@@ -395,6 +395,7 @@ local UNIX_NOTE = "only the python-guard judges the path: with this rule "
   .. "not mediate connect() to a pathname socket"
 GUARD["net-unix"], GUARD["net-unix-deny"] = GUARDRAIL .. UNIX_NOTE,
   GUARDRAIL .. UNIX_NOTE
+GUARD["net-unix-refused"] = GUARD["net-unix-deny"]
 
 -- Per backend: kind -> {layer, note}.
 local LAYERS = {
@@ -421,6 +422,7 @@ local LAYERS = {
                      .. "and UDP bind by the python-guard" },
     ["net-unix"] = { "python-guard", UNIX_NOTE },
     ["net-unix-deny"] = { "python-guard", UNIX_NOTE },
+    ["net-unix-refused"] = { "python-guard", UNIX_NOTE },
     ["net-deny"] = { "python-guard", "Landlock rules are per port: the "
                      .. "python-guard enforces deny rules" },
     capabilities = { "python-guard", "request() in the cell; the broker runs "
@@ -447,6 +449,9 @@ local function host_layer(backend, kind)
   if (kind == "net" or kind == "net-deny") and k.bpf then
     return "bpf", "cgroup connect/sendmsg programs judge the exact address "
       .. "and port (reloadable)"
+  elseif kind == "net-unix-refused" and k.seccomp then
+    return "seccomp", "socket(AF_UNIX) fails with EPERM: no unix: rule allows "
+      .. "any unix socket"
   elseif kind == "net-bind" and k.bpf then
     return "bpf", "cgroup bind4/bind6 programs judge the exact local address "
       .. "and port, TCP and UDP; listen() is refused by seccomp unless the "

@@ -251,7 +251,16 @@ local function rule_rows(spec)
   for _, r in ipairs(spec.fs) do
     add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin)
   end
-  for _, r in ipairs(spec.net) do add(r.text, M.net_kind(r), r.origin) end
+  local unix_allowed = false
+  for _, r in ipairs(spec.net) do
+    unix_allowed = unix_allowed or M.net_kind(r) == "net-unix"
+  end
+  for _, r in ipairs(spec.net) do
+    local kind = M.net_kind(r)
+    -- with no unix: connect rule, seccomp refuses socket(AF_UNIX) itself
+    if kind == "net-unix-deny" and not unix_allowed then kind = "net-unix-refused" end
+    add(r.text, kind, r.origin)
+  end
   if #spec.capabilities > 0 then
     add("capabilities " .. quote_list(spec.capabilities), "capabilities")
   end
@@ -327,7 +336,8 @@ end
 
 -- What enforces a net rule differs by kind: net (connect to an IP
 -- endpoint), net-bind, net-unix (a pathname unix socket), and their deny
--- forms net-deny and net-unix-deny.
+-- forms net-deny and net-unix-deny (net-unix-refused in rule_rows when no
+-- unix: rule allows any socket, so that seccomp refuses them all).
 function M.net_kind(r)
   local unix = r.spec:sub(1, 5) == "unix:"
   if r.action == "deny" then return unix and "net-unix-deny" or "net-deny" end
