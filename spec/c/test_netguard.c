@@ -717,7 +717,7 @@ static void test_listen_autobind(void)
  * the threaded cgroup cg2/cell. */
 typedef struct thread_probe {
     const char *threads; /* cg2/cell/cgroup.threads */
-    int result;
+    int result, bind_result;
     pid_t tid;
 } thread_probe;
 
@@ -732,12 +732,14 @@ static void *probe_in_thread_cgroup(void *arg)
     if (fd >= 0)
         close(fd);
     probe p = TCP4("127.0.0.1", t4[1]);
+    probe b = BIND4(SOCK_DGRAM, "127.0.0.1", 0);
     tp->result = moved ? try_probe(&p) : -1;
+    tp->bind_result = moved ? try_probe(&b) : -1;
     return NULL;
 }
 
-/* Child: results = {the cell thread's, the main thread's, the cell
- * thread's tid}. */
+/* Child: results = {the cell thread's connect, the main thread's, the
+ * cell thread's tid, the cell thread's bind, the main thread's}. */
 static void thread_cell_child(const char *threads, int out)
 {
     thread_probe tp = {.threads = threads, .result = -1};
@@ -747,7 +749,9 @@ static void thread_cell_child(const char *threads, int out)
         _exit(3);
     pthread_join(th, NULL);
     probe p = TCP4("127.0.0.1", t4[1]);
-    int res[3] = {tp.result, try_probe(&p), (int)tp.tid};
+    probe b = BIND4(SOCK_DGRAM, "127.0.0.1", 0);
+    int res[5] = {tp.result, try_probe(&p), (int)tp.tid, tp.bind_result,
+                  try_probe(&b)};
     _exit(write(out, res, sizeof res) == sizeof res ? 0 : 4);
 }
 
@@ -774,7 +778,7 @@ static void test_thread_cell(void)
     while (iso_netguard_drain(NULL, NULL) > 0)
         ;
     snprintf(path, sizeof path, "%s/cgroup.threads", cell);
-    int p[2], res[3] = {-2, -2, 0};
+    int p[2], res[5] = {-2, -2, 0, -2, -2};
     CHECK(pipe(p) == 0);
     pid_t pid = fork();
     if (pid == 0)
@@ -786,10 +790,13 @@ static void test_thread_cell(void)
     drain_sockets();
     CHECK_EQ_INT(res[0], EPERM); /* the cell thread */
     CHECK_EQ_INT(res[1], 0);     /* its process's main thread, in cg2 */
+    CHECK_EQ_INT(res[3], EPERM); /* bind4 keys on the thread's cgroup too */
+    CHECK_EQ_INT(res[4], 0);
     seen s = {.n = 0};
-    CHECK_EQ_INT(iso_netguard_drain(collect, &s), 1);
-    CHECK(s.n == 1 && s.d[0].cgroup_id == id && s.d[0].pid == (uint32_t)pid &&
+    CHECK_EQ_INT(iso_netguard_drain(collect, &s), 2);
+    CHECK(s.n == 2 && s.d[0].cgroup_id == id && s.d[0].pid == (uint32_t)pid &&
           s.d[0].tid == (uint32_t)res[2] && s.d[0].tid != s.d[0].pid);
+    CHECK(s.d[1].bind && s.d[1].tid == (uint32_t)res[2]);
     iso_netguard_forget(id);
     iso_cgroup gone = {.pids = false};
     CHECK(snprintf(gone.path, sizeof gone.path, "%s", cell) < ISO_PATH_MAX);
