@@ -152,7 +152,15 @@ typedef enum iso_fs_access {
     ISO_FS_DENY = 4,
 } iso_fs_access;
 
-typedef enum iso_net_action { ISO_NET_CONNECT, ISO_NET_DENY } iso_net_action;
+/* connect: connect/sendto to the endpoint; bind: bind (and listen on what
+ * was bound) to a local endpoint; deny: refuses both. A spec is
+ * "host:port", or "unix:/path" (connect and deny only) for a pathname unix
+ * socket. */
+typedef enum iso_net_action {
+    ISO_NET_CONNECT,
+    ISO_NET_DENY,
+    ISO_NET_BIND,
+} iso_net_action;
 
 /* An IP endpoint: family 4 or 6, address in network order. */
 typedef struct iso_addr {
@@ -180,6 +188,20 @@ bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
                        int *rule);
 bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
                         int *rule);
+/* bind(): bind and deny rules decide (a local address). */
+bool iso_plan_check_bind(const iso_plan *p, const iso_addr *addr, uint16_t port,
+                         int *rule);
+/* connect()/sendto() to a pathname unix socket (absolute, normalised):
+ * the unix: connect and deny rules decide. */
+bool iso_plan_check_unix(const iso_plan *p, const char *path, int *rule);
+/* What kinds of net rules allow something (deny rules are not counted):
+ * ip = a connect or bind rule on an IP endpoint (name resolution needs
+ * NETLINK_ROUTE), bind = a bind rule (listen() is possible), unix_path =
+ * a unix: connect rule (socket(AF_UNIX) is needed). */
+typedef struct iso_plan_net_kinds {
+    bool ip, bind, unix_path;
+} iso_plan_net_kinds;
+iso_plan_net_kinds iso_plan_net_kinds_of(const iso_plan *p);
 /* Text of rule i ("default deny" for -1). */
 const char *iso_plan_fs_text(const iso_plan *p, int rule);
 const char *iso_plan_net_text(const iso_plan *p, int rule);
@@ -194,11 +216,15 @@ iso_plan *iso_plan_from_value(const iso_value *fs, const iso_value *net,
 #define ISO_PORTS_MAX 1024
 int iso_plan_connect_ports(const iso_plan *p, uint16_t **ports, size_t *n,
                            bool *any);
+/* The same for the bind rules (Landlock's TCP bind rules). */
+int iso_plan_bind_ports(const iso_plan *p, uint16_t **ports, size_t *n,
+                        bool *any);
 /* The net rules one by one, for guards that compile them into their own
  * form (the eBPF network guard). `localhost` stands for 127.0.0.0/8 and
  * ::1; addr and prefix are then unset. */
 typedef struct iso_plan_net {
     iso_net_action action;
+    bool unix_path; /* a unix: rule: no address, not for IP guards */
     bool localhost;
     iso_addr addr; /* network order; IPv4 in bytes[0..3] */
     int prefix;    /* bits */
@@ -210,9 +236,11 @@ int iso_plan_net_rule(const iso_plan *p, size_t i, iso_plan_net *out,
                       iso_error *err);
 /* Lexical normalisation of an absolute path: //, . and .. resolved. */
 int iso_path_normalize(const char *in, char *out, size_t size, iso_error *err);
-/* Validate a glob or a net spec ("host:port") without a plan. */
+/* Validate a glob or a net spec ("host:port", "unix:/path") without a
+ * plan; iso_net_check_for also checks the spec suits the action. */
 int iso_glob_check(const char *glob, iso_error *err);
 int iso_net_check(const char *spec, iso_error *err);
+int iso_net_check_for(iso_net_action action, const char *spec, iso_error *err);
 /* Parse "host:port" with host an IP, [IPv6] or localhost (127.0.0.1). */
 int iso_endpoint_parse(const char *s, iso_addr *addr, uint16_t *port,
                        iso_error *err);

@@ -343,10 +343,12 @@ end
 
 deciders.read, deciders.write = decide_fs, decide_fs
 
-function deciders.connect(s, _, target)
-  local allowed, index = s.plan:check_net(target)
+-- connect takes "host:port" or "unix:/path"; bind takes "host:port".
+function deciders.connect(s, op, target)
+  local allowed, index = s.plan:check_net(target, op)
   return allowed, index and s.spec.net[index].text or "default deny"
 end
+deciders.bind = deciders.connect
 
 function deciders.import(s, _, target)
   if not module_name(target) then
@@ -373,7 +375,7 @@ function methods.check(p, op, target)
   local decide = deciders[op]
   if not decide then
     errors.raise("invalid_argument", "unknown op %s; valid ops: read, write, "
-                 .. "connect, import, capability", describe(op))
+                 .. "connect, bind, import, capability", describe(op))
   end
   if type(target) ~= "string" then
     errors.raise("invalid_argument", "check(%s, target): target must be a string, "
@@ -387,9 +389,20 @@ local GUARD = {
   imports = GUARDRAIL .. "the cell's import hook refuses other modules",
   fs = GUARDRAIL .. "audited opens and a race-free opener in the cell",
   net = GUARDRAIL .. "audited socket connect/sendto in the cell",
+  ["net-bind"] = GUARDRAIL .. "audited socket bind and a vetted listen() "
+    .. "in the cell",
   capabilities = GUARDRAIL .. "request() refuses ungranted capabilities",
 }
 GUARD["fs-deny"], GUARD["net-deny"] = GUARD.fs, GUARD.net
+-- A unix: rule makes seccomp allow socket(AF_UNIX) for the whole cell (it
+-- cannot read the path connect() is given): only the python-guard judges
+-- which socket, so hardened mode refuses these rules.
+local UNIX_NOTE = "only the python-guard judges the path: with this rule "
+  .. "seccomp lets the cell create unix sockets at all, and Landlock does "
+  .. "not mediate connect() to a pathname socket"
+GUARD["net-unix"], GUARD["net-unix-deny"] = GUARDRAIL .. UNIX_NOTE,
+  GUARDRAIL .. UNIX_NOTE
+GUARD["net-unix-refused"] = GUARD["net-unix-deny"]
 
 -- Per backend: kind -> {layer, note}.
 local LAYERS = {
@@ -417,6 +430,11 @@ local LAYERS = {
                     .. "grant: the python-guard enforces deny rules" },
     net = { "landlock", "TCP connect to the rule's ports; addresses by the "
             .. "python-guard" },
+    ["net-bind"] = { "landlock", "TCP bind to the rule's ports; addresses "
+                     .. "and UDP bind by the python-guard" },
+    ["net-unix"] = { "python-guard", UNIX_NOTE },
+    ["net-unix-deny"] = { "python-guard", UNIX_NOTE },
+    ["net-unix-refused"] = { "python-guard", UNIX_NOTE },
     ["net-deny"] = { "python-guard", "Landlock rules are per port: the "
                      .. "python-guard enforces deny rules" },
     capabilities = { "python-guard", "request() in the cell; the broker runs "
@@ -448,6 +466,14 @@ local function host_layer(backend, kind)
   if (kind == "net" or kind == "net-deny") and k.bpf then
     return "bpf", "cgroup connect/sendmsg programs judge the exact address "
       .. "and port (reloadable)"
+  elseif kind == "net-unix-refused" and k.seccomp then
+    return "seccomp", "socket(AF_UNIX) fails with EPERM: no unix: rule allows "
+      .. "any unix socket"
+  elseif kind == "net-bind" and k.bpf then
+    return "bpf", "cgroup bind4/bind6 programs judge the exact local address "
+      .. "and port, TCP and UDP; listen() is refused by seccomp unless the "
+      .. "policy has a bind rule, and a listener no bind rule allows (the "
+      .. "autobind of listen()) gets no connection"
   end
   if backend ~= "subinterpreter" then return nil end
   if kind == "fs" and k.landlock > 0 then
@@ -456,6 +482,9 @@ local function host_layer(backend, kind)
   elseif kind == "net" and k.landlock >= 4 then
     return "landlock", "on the cell thread: TCP connect to the rule's ports; "
       .. "addresses by the python-guard"
+  elseif kind == "net-bind" and k.landlock >= 4 then
+    return "landlock", "on the cell thread: TCP bind to the rule's ports; "
+      .. "addresses and UDP bind by the python-guard"
   elseif kind == "syscall" and k.seccomp then
     return "seccomp", "on the cell thread: the call fails with EPERM"
   end
@@ -501,7 +530,8 @@ function methods.unenforceable(p, backend)
   for _, r in ipairs(rules.rule_rows(state(p).spec)) do
     local layer = enforcement(backend, r.kind)
     local partial = (r.kind == "fs" and r.rule:find("[*?]"))
-      or (r.kind == "net" and layer == "landlock") -- ports only
+      or ((r.kind == "net" or r.kind == "net-bind")
+          and layer == "landlock") -- ports only
     if not NOT_KERNEL[r.kind] and (layer == "python-guard" or layer == "none"
                                    or partial) then
       out[#out + 1] = r.rule

@@ -17,7 +17,7 @@ local M = {}
 local TOP_KEYS = { "version", "extends", "imports", "fs", "net",
                    "capabilities", "limits", "syscalls" }
 local FS_KEYS = { "read", "write", "allow", "deny" }
-local NET_KEYS = { "connect", "deny" }
+local NET_KEYS = { "connect", "bind", "deny" }
 local LIMIT_KEYS = { "cpu_ms", "wall_ms", "mem", "open_files", "processes",
                      "output_bytes", "queue_bytes", "queue_values" }
 local MERGE_KEYS = { "imports", "capabilities", "limits" }
@@ -199,7 +199,8 @@ function Problems:names(t, path, noun, ok, expected)
   return out
 end
 
--- One rule: a table with exactly one of `keys`, whose value passes check().
+-- One rule: a table with exactly one of `keys`, whose value passes
+-- check(value, key).
 function Problems:rule(rule, path, keys, example, check)
   if type(rule) ~= "table" then
     self:add(path, "expected a rule such as %s, got %s", example, describe(rule))
@@ -212,7 +213,7 @@ function Problems:rule(rule, path, keys, example, check)
     elseif type(v) ~= "string" then
       self:add(path .. "." .. k, "expected a string, got %s", describe(v))
     else
-      local ok, msg = check(v)
+      local ok, msg = check(v, k)
       if ok then found[#found + 1] = k
       else self:add(path .. "." .. k, "%s", msg or "invalid") end
     end
@@ -251,8 +252,15 @@ local function rule_rows(spec)
   for _, r in ipairs(spec.fs) do
     add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin)
   end
+  local unix_allowed = false
   for _, r in ipairs(spec.net) do
-    add(r.text, r.action == "deny" and "net-deny" or "net", r.origin)
+    unix_allowed = unix_allowed or M.net_kind(r) == "net-unix"
+  end
+  for _, r in ipairs(spec.net) do
+    local kind = M.net_kind(r)
+    -- with no unix: connect rule, seccomp refuses socket(AF_UNIX) itself
+    if kind == "net-unix-deny" and not unix_allowed then kind = "net-unix-refused" end
+    add(r.text, kind, r.origin)
   end
   if #spec.capabilities > 0 then
     add("capabilities " .. quote_list(spec.capabilities), "capabilities")
@@ -325,6 +333,17 @@ end
 function sections.net(P, v, spec, label)
   add_rules(P, v, spec, "net", NET_KEYS, '{connect="127.0.0.1:6379"}',
             core.check_net, label)
+end
+
+-- What enforces a net rule differs by kind: net (connect to an IP
+-- endpoint), net-bind, net-unix (a pathname unix socket), and their deny
+-- forms net-deny and net-unix-deny (net-unix-refused in rule_rows when no
+-- unix: rule allows any socket, so that seccomp refuses them all).
+function M.net_kind(r)
+  local unix = r.spec:sub(1, 5) == "unix:"
+  if r.action == "deny" then return unix and "net-unix-deny" or "net-deny" end
+  if r.action == "bind" then return "net-bind" end
+  return unix and "net-unix" or "net"
 end
 
 -- bytes, or nil and what to write instead.

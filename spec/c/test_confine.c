@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -173,7 +174,7 @@ static const char *check_report(const char *out, const char *cgroup_state)
         {"cgroup", cgroup_state},   {"capabilities", caps},
         {"no_new_privs", "active"}, {"landlock_fs", fs},
         {"landlock_net", net},      {"landlock_scope", scope},
-        {"seccomp", "active"},
+        {"seccomp", "active"},      {"seccomp_net", "active"},
     };
     const char *p = out;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -777,12 +778,194 @@ static void test_landlock_scope(void)
     CHECK(s >= 0 && bind(s, (struct sockaddr *)&a, len) == 0 &&
           listen(s, 1) == 0);
     iso_confine_config c = base_config();
+    c.net_calls = ISO_SECCOMP_NET_UNIX; /* Landlock's scope is under test */
     run r;
     run_confined(&c, scope_attempts, &a, &r);
     char want[64];
     snprintf(want, sizeof want, "abstract=%d signal=%d", EPERM, EPERM);
     CHECK_EQ_STR(r.out, want);
     close(s);
+}
+
+/* ---- seccomp_net: socket families, listen, ttys, SIGIO ------------------ */
+
+/* 0 or the errno of a raw socket(2): the family as a long, so that
+ * garbage in its upper half reaches the filter (the kernel reads an int). */
+static int sock_errno(long family, int type, long proto)
+{
+    long fd = syscall(SYS_socket, family, type | SOCK_CLOEXEC, proto);
+    if (fd < 0)
+        return errno;
+    close((int)fd);
+    return 0;
+}
+
+static int call_err(long rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+static void net_call_attempts(int out, const iso_confine_report *rep, void *arg)
+{
+    (void)rep, (void)arg;
+    int sv[2] = {-1, -1};
+    int pair = call_err(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    say(out,
+        "inet=%d inet6=%d unix=%d unixhigh=%d route=%d diag=%d alg=%d "
+        "pair=%d listen=%d ",
+        sock_errno(AF_INET, SOCK_STREAM, 0),
+        sock_errno(AF_INET6, SOCK_DGRAM, 0),
+        sock_errno(AF_UNIX, SOCK_STREAM, 0),
+        sock_errno((1L << 32) | AF_UNIX, SOCK_STREAM, 0),
+        sock_errno(AF_NETLINK, SOCK_RAW, 0),
+        sock_errno(AF_NETLINK, SOCK_RAW, 4),
+        sock_errno(38 /* AF_ALG */, SOCK_SEQPACKET, 0), pair,
+        call_err(listen(l, 1)));
+    say(out,
+        "setown=%d setsig=%d async=%d nonblock=%d getown=%d tiocsti=%d "
+        "tiocstihigh=%d tioclinux=%d fioasync=%d",
+        call_err(fcntl(sv[0], F_SETOWN, getppid())),
+        call_err(fcntl(sv[0], F_SETSIG, SIGIO)),
+        call_err(fcntl(sv[0], F_SETFL, O_ASYNC | O_NONBLOCK)),
+        call_err(fcntl(sv[0], F_SETFL, O_NONBLOCK)),
+        call_err(fcntl(sv[0], F_GETOWN)), call_err(ioctl(0, TIOCSTI, "x")),
+        call_err(syscall(SYS_ioctl, 0, (1L << 32) | TIOCSTI, "x")),
+        call_err(ioctl(0, 0x541C, "\x0b")),
+        call_err(ioctl(sv[0], FIOASYNC, &(int){1})));
+}
+
+/* What seccomp_net refuses in a worker, by what the plan allows. */
+static void test_seccomp_net(void)
+{
+    iso_confine_config c = base_config();
+    run r;
+    char want[512];
+    run_confined(&c, net_call_attempts, NULL, &r);
+    CHECK(exited_with(&r, 0));
+    snprintf(want, sizeof want,
+             "inet=0 inet6=0 unix=%d unixhigh=%d route=%d diag=%d alg=%d "
+             "pair=0 listen=%d setown=%d setsig=%d async=%d nonblock=0 "
+             "getown=0 tiocsti=%d tiocstihigh=%d tioclinux=%d fioasync=%d",
+             EPERM, EPERM, EPERM, EPERM, EPERM, EPERM, EPERM, EPERM, EPERM,
+             EPERM, EPERM, EPERM, EPERM);
+    CHECK_EQ_STR(r.out, want);
+    c.net_calls =
+        ISO_SECCOMP_NET_UNIX | ISO_SECCOMP_NET_NETLINK | ISO_SECCOMP_NET_LISTEN;
+    run_confined(&c, net_call_attempts, NULL, &r);
+    CHECK(exited_with(&r, 0));
+    snprintf(want, sizeof want,
+             "inet=0 inet6=0 unix=0 unixhigh=0 route=0 diag=%d alg=%d pair=0 "
+             "listen=0 setown=%d",
+             EPERM, EPERM, EPERM);
+    CHECK(strncmp(r.out, want, strlen(want)) == 0);
+    if (strncmp(r.out, want, strlen(want)) != 0)
+        fprintf(stderr, "  got %s\n  want %s...\n", r.out, want);
+}
+
+/* Raw, packet and SCTP sockets, and TCP/UDP ones, from a thread: confined
+ * as a cell thread or not (the control: root holds CAP_NET_RAW, which a
+ * cell thread keeps). */
+typedef struct inet_probe {
+    bool confine;
+    char out[128];
+} inet_probe;
+
+static void *inet_thread(void *arg)
+{
+    inet_probe *t = arg;
+    iso_confine_config c = base_config();
+    c.in_thread = true;
+    c.cgroup_missing = "test: no cgroup";
+    iso_error err = {0};
+    if (t->confine && iso_confine_thread(&c, NULL, &err) < 0) {
+        snprintf(t->out, sizeof t->out, "confine failed: %.100s", err.message);
+        return NULL;
+    }
+    snprintf(t->out, sizeof t->out,
+             "tcp=%d udp6=%d raw=%d packet=%d sctp=%d sctphigh=%d",
+             sock_errno(AF_INET, SOCK_STREAM, IPPROTO_TCP),
+             sock_errno(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, IPPROTO_UDP),
+             sock_errno(AF_INET, SOCK_RAW, IPPROTO_ICMP),
+             sock_errno(AF_INET, 10 /* SOCK_PACKET: becomes AF_PACKET */, 0),
+             sock_errno(AF_INET6, SOCK_STREAM, 132 /* SCTP */),
+             sock_errno(AF_INET, SOCK_STREAM, (1L << 32) | 132));
+    return NULL;
+}
+
+static void inet_probes(int out, void *unused)
+{
+    (void)unused;
+    inet_probe open = {false, ""}, confined = {true, ""};
+    pthread_t th;
+    if (pthread_create(&th, NULL, inet_thread, &open) == 0)
+        pthread_join(th, NULL);
+    if (pthread_create(&th, NULL, inet_thread, &confined) == 0)
+        pthread_join(th, NULL);
+    say(out, "open: %s\nconfined: %s\n", open.out, confined.out);
+}
+
+/* IPv4/IPv6 sockets are TCP and UDP only: raw and packet sockets pass no
+ * cgroup hook (the BPF guard never sees them). */
+static void test_inet_types_and_protocols(void)
+{
+    char buf[512], want[160];
+    in_child(inet_probes, NULL, buf, sizeof buf);
+    if (geteuid() == 0) /* the control: the kernel alone lets root do it */
+        CHECK_HAS_STR(buf, "open: tcp=0 udp6=0 raw=0 packet=0 ");
+    snprintf(want, sizeof want,
+             "confined: tcp=0 udp6=0 raw=%d packet=%d sctp=%d sctphigh=%d\n",
+             EPERM, EPERM, EPERM, EPERM);
+    CHECK_HAS_STR(buf, want);
+}
+
+/* Does Landlock's signal scope alone stop SIGIO that a scoped process aims
+ * at its parent with F_SETOWN + O_ASYNC? The child scopes itself (or not:
+ * the control), arms its end of a socketpair and the parent writes to the
+ * other end. Returns how many SIGIO the parent got within 300 ms. */
+static int sigio_from_child(bool scoped)
+{
+    int sv[2];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGIO);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    int ready[2];
+    CHECK(pipe(ready) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct iso_landlock_ruleset_attr a = {0, 0, LANDLOCK_SCOPE_SIGNAL};
+        int fd = scoped ? iso_landlock_create_ruleset(&a, sizeof a, 0) : -2;
+        bool ok = !scoped ||
+                  (fd >= 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+                   iso_landlock_restrict_self(fd) == 0);
+        ok = ok && fcntl(sv[0], F_SETOWN, getppid()) == 0 &&
+             fcntl(sv[0], F_SETFL, O_ASYNC) == 0;
+        _exit(write(ready[1], "r", 1) == 1 && ok ? (pause(), 0) : 3);
+    }
+    char c;
+    CHECK(read(ready[0], &c, 1) == 1);
+    CHECK(write(sv[1], "x", 1) == 1);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    int got = sigtimedwait(&set, NULL, &ts) == SIGIO;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(sv[0]), close(sv[1]), close(ready[0]), close(ready[1]);
+    while (sigtimedwait(&set, NULL, &(struct timespec){0, 0}) > 0)
+        ;
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    return got;
+}
+
+static void test_landlock_stops_sigio(void)
+{
+    if (landlock_abi < 6) {
+        printf("skip: Landlock ABI %d < 6 has no signal scope\n", landlock_abi);
+        return;
+    }
+    CHECK_EQ_INT(sigio_from_child(false), 1); /* the control: it arrives */
+    CHECK_EQ_INT(sigio_from_child(true), 0);  /* scoped: never delivered */
 }
 
 /* ---- environment, fds, rlimits ----------------------------------------- */
@@ -1228,10 +1411,12 @@ static void *cached_thread(void *arg)
         snprintf(t->out, sizeof t->out, "rc=-1 %s", iso_kind_name(err.kind));
         return NULL;
     }
+    size_t row = rep.n - 1; /* the seccomp row, wherever it is */
+    while (row > 0 && strcmp(rep.steps[row].layer, "seccomp") != 0)
+        row--;
     snprintf(t->out, sizeof t->out, "getppid=%d getpgrp=%d personality=%d %s",
              call_errno(SYS_getppid, 0), call_errno(SYS_getpgrp, 0),
-             call_errno(SYS_personality, 0xffffffffL),
-             rep.steps[rep.n - 1].detail);
+             call_errno(SYS_personality, 0xffffffffL), rep.steps[row].detail);
     return NULL;
 }
 
@@ -1331,6 +1516,9 @@ int main(void)
     RUN(test_landlock_fs);
     RUN(test_landlock_net);
     RUN(test_landlock_scope);
+    RUN(test_seccomp_net);
+    RUN(test_inet_types_and_protocols);
+    RUN(test_landlock_stops_sigio);
     RUN(test_environment);
     RUN(test_fds);
     RUN(test_rlimits);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -114,27 +115,36 @@ typedef struct probe {
     bool sendto; /* else connect */
     const char *addr;
     uint16_t port;
+    bool bind; /* bind() instead */
 } probe;
 
-#define TCP4(addr, port)                        \
+#define TCP4(addr, port)                               \
+    {                                                  \
+        AF_INET, SOCK_STREAM, false, addr, port, false \
+    }
+#define TCP6(addr, port)                                \
+    {                                                   \
+        AF_INET6, SOCK_STREAM, false, addr, port, false \
+    }
+#define SEND4(addr, port)                            \
+    {                                                \
+        AF_INET, SOCK_DGRAM, true, addr, port, false \
+    }
+#define SEND6(addr, port)                             \
+    {                                                 \
+        AF_INET6, SOCK_DGRAM, true, addr, port, false \
+    }
+#define BIND4(type, addr, port)                \
+    {                                          \
+        AF_INET, type, false, addr, port, true \
+    }
+#define BIND6(type, addr, port)                 \
     {                                           \
-        AF_INET, SOCK_STREAM, false, addr, port \
+        AF_INET6, type, false, addr, port, true \
     }
-#define TCP6(addr, port)                         \
-    {                                            \
-        AF_INET6, SOCK_STREAM, false, addr, port \
-    }
-#define SEND4(addr, port)                     \
-    {                                         \
-        AF_INET, SOCK_DGRAM, true, addr, port \
-    }
-#define SEND6(addr, port)                      \
-    {                                          \
-        AF_INET6, SOCK_DGRAM, true, addr, port \
-    }
-#define UDPCONN4(addr, port)                   \
-    {                                          \
-        AF_INET, SOCK_DGRAM, false, addr, port \
+#define UDPCONN4(addr, port)                          \
+    {                                                 \
+        AF_INET, SOCK_DGRAM, false, addr, port, false \
     }
 
 /* 0 when it went through, else the errno. */
@@ -145,8 +155,10 @@ static int try_probe(const probe *p)
     int fd = socket(p->family, p->type | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return errno;
-    int rc = p->sendto ? (int)sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len)
-                       : connect(fd, (struct sockaddr *)&ss, len);
+    int rc = p->bind ? bind(fd, (struct sockaddr *)&ss, len)
+             : p->sendto
+                 ? (int)sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len)
+                 : connect(fd, (struct sockaddr *)&ss, len);
     int e = rc < 0 ? errno : 0;
     close(fd);
     return e;
@@ -236,11 +248,31 @@ static iso_net_rule rule(bool deny, int proto, const char *addr, int prefix,
                      0);                                                       \
     } while (0)
 
+static iso_net_rule bind_rule(int proto, const char *addr, int prefix,
+                              uint16_t lo, uint16_t hi)
+{
+    iso_net_rule r = rule(false, proto, addr, prefix, lo, hi);
+    r.bind = true;
+    return r;
+}
+
+/* A port nothing listens on now (bound and released). */
+static uint16_t free_port(void)
+{
+    uint16_t port = 0;
+    int fd = bound("127.0.0.1", SOCK_STREAM, &port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
 /* ---- the programs attached to the root --------------------------------- */
 
-static const enum bpf_attach_type hooks[4] = {
+#define N_HOOKS 7
+static const enum bpf_attach_type hooks[N_HOOKS] = {
     BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
-    BPF_CGROUP_UDP6_SENDMSG};
+    BPF_CGROUP_UDP6_SENDMSG,  BPF_CGROUP_INET4_BIND,    BPF_CGROUP_INET6_BIND,
+    BPF_CGROUP_INET_INGRESS};
 
 static bool has_id(const uint32_t *ids, int n, uint32_t id)
 {
@@ -309,7 +341,7 @@ static void test_open(void)
     CHECK_EQ_INT(iso_netguard_open(&err), 0); /* idempotent */
     uint32_t ids[64];
     int n = held_prog_ids(ids, 64);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_HOOKS; i++)
         CHECK_EQ_INT(attached_of(hooks[i], ids, n), 1);
     CHECK_EQ_INT(iso_cgroup_create("netguard", -1, -1, &cg, &err), 0);
     CHECK_EQ_INT(iso_cgroup_create("netguard", -1, -1, &cg2, &err), 0);
@@ -363,6 +395,31 @@ static void test_bad_rules(void)
     CHECK_HAS_STR(err.message, "32");
     CHECK_EQ_INT(iso_netguard_set(0, many, 1, &err), -1);
     CHECK_EQ_INT(err.kind, ISO_INVALID_ARGUMENT);
+}
+
+/* bind rules become bind guard rules, deny rules refuse both, unix:
+ * rules are not the guard's. */
+static void test_from_plan_bind_unix(void)
+{
+    iso_error err = {0};
+    iso_plan *p = iso_plan_new();
+    CHECK_EQ_INT(
+        iso_plan_add_net(p, ISO_NET_BIND, "127.0.0.1:8080", NULL, &err), 0);
+    CHECK_EQ_INT(
+        iso_plan_add_net(p, ISO_NET_CONNECT, "unix:/run/x.sock", NULL, &err),
+        0);
+    CHECK_EQ_INT(iso_plan_add_net(p, ISO_NET_DENY, "unix:/run/y", NULL, &err),
+                 0);
+    CHECK_EQ_INT(iso_plan_add_net(p, ISO_NET_DENY, "10.0.0.0/8:*", NULL, &err),
+                 0);
+    iso_net_rule r[ISO_NETGUARD_MAX_RULES];
+    size_t n = 99;
+    CHECK_EQ_INT(iso_netguard_rules_from_plan(p, r, 32, &n, &err), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK(!r[0].deny && r[0].bind && r[0].port_lo == 8080 &&
+          r[0].addr[0] == 127 && r[0].prefix == 32);
+    CHECK(r[1].deny && !r[1].bind && r[1].prefix == 8 && r[1].addr[0] == 10);
+    iso_plan_unref(p);
 }
 
 static void test_from_plan(void)
@@ -540,11 +597,127 @@ static void test_denials(void)
     CHECK_EQ_INT(iso_netguard_drain(collect, &s), 0);
 }
 
+/* bind4/bind6: only bind rules allow a bind, by address, port and
+ * protocol; connect rules do not, nor bind rules a connect; a deny rule
+ * refuses both. */
+static void test_bind(void)
+{
+    if (!usable)
+        return;
+    uint16_t P = free_port(), Q = free_port();
+    probe ps[] = {BIND4(SOCK_STREAM, "127.0.0.1", P),
+                  BIND4(SOCK_STREAM, "127.0.0.1", Q),
+                  BIND4(SOCK_STREAM, "0.0.0.0", P),
+                  BIND4(SOCK_DGRAM, "127.0.0.1", P),
+                  BIND6(SOCK_STREAM, "::ffff:127.0.0.1", P),
+                  BIND6(SOCK_STREAM, "::1", P),
+                  BIND4(SOCK_DGRAM, "0.0.0.0", 0),
+                  TCP4("127.0.0.1", t4[0])};
+    SET(bind_rule(IPPROTO_TCP, "127.0.0.1", 32, P, P));
+    expect(&cg, ps, 8, (int[]){0, EPERM, EPERM, EPERM, 0, EPERM, EPERM, EPERM},
+           "a TCP bind rule");
+    SET(bind_rule(0, "127.0.0.1", 32, P, P), ALLOW(0, "127.0.0.1", 32, Q, Q),
+        ALLOW(0, "127.0.0.1", 32, t4[0], t4[0]));
+    expect(&cg, ps, 8, (int[]){0, EPERM, EPERM, 0, 0, EPERM, EPERM, 0},
+           "bind and connect rules");
+    SET(bind_rule(0, "0.0.0.0", 0, 0, 65535), DENY(0, "127.0.0.1", 32, P, P));
+    expect(&cg, ps, 8, (int[]){EPERM, 0, 0, EPERM, EPERM, EPERM, 0, EPERM},
+           "deny beats a bind rule");
+    expect(NULL, ps, 7, (int[]){0, 0, 0, 0, 0, 0, 0}, "bind outside");
+    seen s = {.n = 0};
+    SET(bind_rule(IPPROTO_TCP, "127.0.0.1", 32, P, P));
+    while (iso_netguard_drain(NULL, NULL) > 0)
+        ;
+    probe one[] = {BIND4(SOCK_DGRAM, "127.0.0.1", Q)};
+    expect(&cg, one, 1, (int[]){EPERM}, "one bind");
+    CHECK_EQ_INT(iso_netguard_drain(collect, &s), 1);
+    CHECK(s.n == 1 && s.d[0].bind && !s.d[0].sendmsg && s.d[0].port == Q &&
+          s.d[0].proto == IPPROTO_UDP);
+    CHECK_EQ_STR(iso_net_denial_action(&s.d[0]), "bind");
+}
+
+/* 0 when a connect to 127.0.0.1:port completes within 300 ms, else
+ * ETIMEDOUT (nothing answered) or the connect's errno. */
+static int connect_within(uint16_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sockaddr_of("127.0.0.1", port, &ss);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int rc = connect(fd, (struct sockaddr *)&ss, len), e = 0;
+    if (rc < 0 && errno != EINPROGRESS)
+        e = errno;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (rc < 0 && e == 0) {
+        socklen_t el = sizeof e;
+        if (poll(&p, 1, 300) != 1)
+            e = ETIMEDOUT;
+        else
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
+    }
+    close(fd);
+    return e;
+}
+
+/* In cg: an autobound listener (listen() with no bind) and one on the
+ * allowed port P; their ports go to `out`, then it waits for `go`. */
+static void listeners_child(uint16_t P, int out, int go)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sockaddr_of("127.0.0.1", P, &ss);
+    uint16_t ports[2] = {0, 0};
+    bool joined = join(&cg); /* first: a socket keeps its creator's cgroup */
+    int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (!joined || listen(a, 4) < 0 ||
+        bind(b, (struct sockaddr *)&ss, len) < 0 || listen(b, 4) < 0)
+        _exit(write(out, ports, sizeof ports) == sizeof ports ? 3 : 4);
+    len = sizeof ss;
+    getsockname(a, (struct sockaddr *)&ss, &len);
+    ports[0] = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    ports[1] = P;
+    char c;
+    if (write(out, ports, sizeof ports) != sizeof ports || read(go, &c, 1) != 1)
+        _exit(4);
+    _exit(0);
+}
+
+/* listen()'s autobind passes no bind hook: the ingress program keeps a
+ * listener no bind rule allows from ever getting a connection. */
+static void test_listen_autobind(void)
+{
+    if (!usable)
+        return;
+    uint16_t P = free_port(), ports[2] = {0, 0};
+    SET(bind_rule(IPPROTO_TCP, "127.0.0.1", 32, P, P));
+    while (iso_netguard_drain(NULL, NULL) > 0)
+        ;
+    int up[2], down[2];
+    CHECK(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(up[0]), close(down[1]);
+        listeners_child(P, up[1], down[0]);
+    }
+    close(up[1]), close(down[0]);
+    CHECK(read(up[0], ports, sizeof ports) == sizeof ports);
+    CHECK(ports[0] != 0 && ports[0] != P);
+    CHECK_EQ_INT(connect_within(ports[0]), ETIMEDOUT); /* SYN dropped */
+    CHECK_EQ_INT(connect_within(ports[1]), 0);
+    CHECK(write(down[1], "g", 1) == 1);
+    close(up[0]), close(down[1]);
+    waitpid(pid, NULL, 0);
+    seen s = {.n = 0};
+    CHECK(iso_netguard_drain(collect, &s) >= 1);
+    CHECK(s.n >= 1 && s.d[0].listen && s.d[0].port == ports[0] &&
+          s.d[0].pid == 0 && s.d[0].cgroup_id == cgid);
+    CHECK_EQ_STR(iso_net_denial_action(&s.d[0]), "listen");
+}
+
 /* Thread cell: in a child process moved into cg2, one thread goes on to
  * the threaded cgroup cg2/cell. */
 typedef struct thread_probe {
     const char *threads; /* cg2/cell/cgroup.threads */
-    int result;
+    int result, bind_result;
     pid_t tid;
 } thread_probe;
 
@@ -559,12 +732,14 @@ static void *probe_in_thread_cgroup(void *arg)
     if (fd >= 0)
         close(fd);
     probe p = TCP4("127.0.0.1", t4[1]);
+    probe b = BIND4(SOCK_DGRAM, "127.0.0.1", 0);
     tp->result = moved ? try_probe(&p) : -1;
+    tp->bind_result = moved ? try_probe(&b) : -1;
     return NULL;
 }
 
-/* Child: results = {the cell thread's, the main thread's, the cell
- * thread's tid}. */
+/* Child: results = {the cell thread's connect, the main thread's, the
+ * cell thread's tid, the cell thread's bind, the main thread's}. */
 static void thread_cell_child(const char *threads, int out)
 {
     thread_probe tp = {.threads = threads, .result = -1};
@@ -574,7 +749,9 @@ static void thread_cell_child(const char *threads, int out)
         _exit(3);
     pthread_join(th, NULL);
     probe p = TCP4("127.0.0.1", t4[1]);
-    int res[3] = {tp.result, try_probe(&p), (int)tp.tid};
+    probe b = BIND4(SOCK_DGRAM, "127.0.0.1", 0);
+    int res[5] = {tp.result, try_probe(&p), (int)tp.tid, tp.bind_result,
+                  try_probe(&b)};
     _exit(write(out, res, sizeof res) == sizeof res ? 0 : 4);
 }
 
@@ -601,7 +778,7 @@ static void test_thread_cell(void)
     while (iso_netguard_drain(NULL, NULL) > 0)
         ;
     snprintf(path, sizeof path, "%s/cgroup.threads", cell);
-    int p[2], res[3] = {-2, -2, 0};
+    int p[2], res[5] = {-2, -2, 0, -2, -2};
     CHECK(pipe(p) == 0);
     pid_t pid = fork();
     if (pid == 0)
@@ -613,10 +790,13 @@ static void test_thread_cell(void)
     drain_sockets();
     CHECK_EQ_INT(res[0], EPERM); /* the cell thread */
     CHECK_EQ_INT(res[1], 0);     /* its process's main thread, in cg2 */
+    CHECK_EQ_INT(res[3], EPERM); /* bind4 keys on the thread's cgroup too */
+    CHECK_EQ_INT(res[4], 0);
     seen s = {.n = 0};
-    CHECK_EQ_INT(iso_netguard_drain(collect, &s), 1);
-    CHECK(s.n == 1 && s.d[0].cgroup_id == id && s.d[0].pid == (uint32_t)pid &&
+    CHECK_EQ_INT(iso_netguard_drain(collect, &s), 2);
+    CHECK(s.n == 2 && s.d[0].cgroup_id == id && s.d[0].pid == (uint32_t)pid &&
           s.d[0].tid == (uint32_t)res[2] && s.d[0].tid != s.d[0].pid);
+    CHECK(s.d[1].bind && s.d[1].tid == (uint32_t)res[2]);
     iso_netguard_forget(id);
     iso_cgroup gone = {.pids = false};
     CHECK(snprintf(gone.path, sizeof gone.path, "%s", cell) < ISO_PATH_MAX);
@@ -737,11 +917,11 @@ static void test_close_reopen(void)
     iso_error err = {0};
     uint32_t ids[64];
     int n = held_prog_ids(ids, 64);
-    CHECK(n >= 4);
+    CHECK(n >= N_HOOKS);
     iso_netguard_close();
     iso_netguard_close(); /* idempotent */
     CHECK(!iso_netguard_available());
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_HOOKS; i++)
         CHECK_EQ_INT(attached_of(hooks[i], ids, n), 0);
     uint32_t none[64];
     CHECK_EQ_INT(held_prog_ids(none, 64), 0);
@@ -761,7 +941,7 @@ static void test_close_reopen(void)
         CHECK_EQ_INT((intptr_t)rc, 0);
     }
     n = held_prog_ids(ids, 64);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_HOOKS; i++)
         CHECK_EQ_INT(attached_of(hooks[i], ids, n), 1);
     /* the maps are new: the cgroup starts unguarded */
     expect(&cg, ps, 1, (int[]){0}, "reopened");
@@ -792,10 +972,13 @@ int main(void)
     RUN(test_open);
     RUN(test_bad_rules);
     RUN(test_from_plan);
+    RUN(test_from_plan_bind_unix);
     RUN(test_cgroup_id);
     RUN(test_tcp);
     RUN(test_mapped);
     RUN(test_udp);
+    RUN(test_bind);
+    RUN(test_listen_autobind);
     RUN(test_deny_beats_allow);
     RUN(test_empty_and_forget);
     RUN(test_denials);

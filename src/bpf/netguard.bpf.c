@@ -1,8 +1,8 @@
 /*
- * The network guard: cgroup connect4/6 and sendmsg4/6 hooks that judge each
- * connect() and unconnected sendto() of a registered cell against the
- * cell's rules, and report what they refuse (maps: netguard_abi.h; loader:
- * src/core/netguard.c).
+ * The network guard: cgroup connect4/6, sendmsg4/6 and bind4/6 hooks that
+ * judge each connect(), unconnected sendto() and bind() of a registered
+ * cell against the cell's rules, and report what they refuse (maps:
+ * netguard_abi.h; loader: src/core/netguard.c).
  *
  * No vmlinux.h, on purpose: struct bpf_sock_addr is UAPI (<linux/bpf.h>)
  * and nothing here reads a kernel-internal struct, so there is no CO-RE to
@@ -52,6 +52,7 @@ struct target {
     __u16 port;      /* host order */
     __u8 family;     /* 4 or 6 */
     __u8 proto;
+    __u8 op; /* NG_RULE_CONNECT or NG_RULE_BIND: which rules apply */
 };
 
 /* The socket's protocol as a rule names it. A socket made with protocol 0
@@ -117,8 +118,9 @@ static __always_inline bool addr_match(const struct ng_rule *r,
 static __always_inline bool rule_match(const struct ng_rule *r,
                                        const struct target *t)
 {
-    return r->family == t->family && (r->proto == 0 || r->proto == t->proto) &&
-           t->port >= r->port_lo && t->port <= r->port_hi && addr_match(r, t);
+    return (r->op == NG_RULE_ANY || r->op == t->op) && r->family == t->family &&
+           (r->proto == 0 || r->proto == t->proto) && t->port >= r->port_lo &&
+           t->port <= r->port_hi && addr_match(r, t);
 }
 
 /* 1 allow, 0 deny. One pass: a deny ends it, an allow only counts if no
@@ -142,13 +144,13 @@ static __always_inline int decide(const struct ng_rules *rs,
 }
 
 /* Best effort: when the ring is full the record is lost, never the
- * denial. */
+ * denial. A packet is judged in softirq context: no task to name. */
 static __always_inline void report(const struct target *t, __u64 cgid, __u8 op)
 {
     struct ng_denial *d = bpf_ringbuf_reserve(&denials, sizeof *d, 0);
     if (!d)
         return;
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u64 pid_tgid = op == NG_OP_LISTEN ? 0 : bpf_get_current_pid_tgid();
     d->cgid = cgid;
     d->pid = (__u32)(pid_tgid >> 32);
     d->tid = (__u32)pid_tgid;
@@ -166,9 +168,10 @@ static __always_inline void report(const struct target *t, __u64 cgid, __u8 op)
 
 /* The rules are looked up once: the generation read from `cells` names one
  * whole rule set (the loader fills a generation before it flips to it). */
-static __always_inline int judge(const struct target *t, __u8 op)
+static __always_inline int judge_in(__u64 cgid, struct target *t, __u8 op)
 {
-    __u64 cgid = bpf_get_current_cgroup_id();
+    t->op =
+        op == NG_OP_BIND || op == NG_OP_LISTEN ? NG_RULE_BIND : NG_RULE_CONNECT;
     struct ng_cell *cell = bpf_map_lookup_elem(&cells, &cgid);
     if (!cell)
         return 1;
@@ -178,6 +181,12 @@ static __always_inline int judge(const struct target *t, __u8 op)
         return 1;
     report(t, cgid, op);
     return 0;
+}
+
+/* A socket call: the verdict follows the calling thread's cgroup. */
+static __always_inline int judge(struct target *t, __u8 op)
+{
+    return judge_in(bpf_get_current_cgroup_id(), t, op);
 }
 
 SEC("cgroup/connect4")
@@ -210,6 +219,57 @@ int sendmsg6(struct bpf_sock_addr *ctx)
     struct target t;
     target6(ctx, &t);
     return judge(&t, NG_OP_SENDMSG);
+}
+
+/* bind() of a cell's socket: only bind rules allow it (a socket bound to
+ * nothing the policy names cannot listen or receive). The autobind of
+ * listen() on an unbound socket does not pass here: seccomp refuses
+ * listen() in cells whose policy has no bind rule. */
+SEC("cgroup/bind4")
+int bind4(struct bpf_sock_addr *ctx)
+{
+    struct target t;
+    target4(ctx, &t);
+    return judge(&t, NG_OP_BIND);
+}
+
+SEC("cgroup/bind6")
+int bind6(struct bpf_sock_addr *ctx)
+{
+    struct target t;
+    target6(ctx, &t);
+    return judge(&t, NG_OP_BIND);
+}
+
+/* listen() on an unbound socket binds every address on an ephemeral port
+ * without passing bind4/6 (inet_csk_listen_start calls get_port itself;
+ * no post_bind hook runs either). seccomp refuses listen() to cells with
+ * no bind rule; for the others, a packet reaching a listener of a cell's
+ * socket is judged like a bind of the listener's address: a listener no
+ * bind rule allows gets no connection (its SYNs are dropped). Everything
+ * that is not a TCP listener passes at once. */
+SEC("cgroup_skb/ingress")
+int listen_ingress(struct __sk_buff *skb)
+{
+    struct bpf_sock *sk = skb->sk;
+    if (!sk)
+        return 1;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk || sk->state != BPF_TCP_LISTEN || sk->protocol != NG_PROTO_TCP)
+        return 1;
+    struct target t;
+    __u32 a0 = sk->src_ip6[0], a1 = sk->src_ip6[1];
+    __u32 a2 = sk->src_ip6[2], a3 = sk->src_ip6[3];
+    bool v4 = sk->family == 2 /* AF_INET */;
+    bool mapped = !v4 && a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff);
+    t.addr32[0] = v4 ? sk->src_ip4 : mapped ? a3 : a0;
+    t.addr32[1] = v4 || mapped ? 0 : a1;
+    t.addr32[2] = v4 || mapped ? 0 : a2;
+    t.addr32[3] = v4 || mapped ? 0 : a3;
+    t.port = (__u16)sk->src_port; /* host order in struct bpf_sock */
+    t.family = v4 || mapped ? 4 : 6;
+    t.proto = NG_PROTO_TCP;
+    return judge_in(bpf_skb_cgroup_id(skb), &t, NG_OP_LISTEN);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -19,6 +19,12 @@
 #define NG_DENY 1
 #define NG_OP_CONNECT 0
 #define NG_OP_SENDMSG 1
+#define NG_OP_BIND 2
+#define NG_OP_LISTEN 3 /* a connection to a listener no bind rule allows */
+/* What a rule judges: connect and sendmsg, bind, or both (deny rules). */
+#define NG_RULE_CONNECT 0
+#define NG_RULE_BIND 1
+#define NG_RULE_ANY 2
 
 /* IPPROTO_TCP/UDP and SOCK_STREAM/DGRAM, which no UAPI header the BPF side
  * can include without libc defines; netguard.c checks them against libc.
@@ -54,6 +60,8 @@ struct ng_rule {
         __u32 addr32[4];
     };
     __u16 port_lo, port_hi; /* host order, inclusive */
+    __u8 op;                /* NG_RULE_* */
+    __u8 pad[3];            /* always 0 */
 };
 
 struct ng_rules {
@@ -72,7 +80,7 @@ struct ng_denial {
         __u8 addr[16];
         __u32 addr32[4];
     };
-    __u8 op; /* NG_OP_CONNECT or NG_OP_SENDMSG */
+    __u8 op; /* NG_OP_*; for NG_OP_LISTEN pid and tid are 0 */
     __u8 pad[3];
 };
 

@@ -88,17 +88,13 @@ int iso_worker_confine(const iso_value *config, const iso_plan *plan, int sock,
         .n_grants = gs.n,
         .death_note_fd = note,
     };
-    uint16_t *ports = NULL;
     const char **deny = iso_config_strings(config, "syscalls_deny", &cc.n_deny);
-    int rc = deny && iso_plan_connect_ports(plan, &ports, &cc.n_ports,
-                                            &cc.any_port) == 0
-                 ? 0
-                 : iso_error_set(err, ISO_MEMORY, "out of memory");
-    cc.connect_ports = ports;
+    int rc = deny ? iso_confine_net_from_plan(&cc, plan, err)
+                  : iso_error_set(err, ISO_MEMORY, "out of memory");
     cc.deny_syscalls = deny;
     if (rc == 0)
         rc = iso_confine_apply(&cc, rep, err);
-    free(ports);
+    iso_confine_net_free(&cc);
     free(deny);
     iso_grants_free(&gs);
     return rc;

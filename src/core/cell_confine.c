@@ -173,8 +173,8 @@ int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
     if (!c->guard_cgroup)
         return iso_confinement_add(list, "bpf", "missing", scope, why);
     snprintf(detail, sizeof detail,
-             "connect/sendmsg judged by %d rule(s) for cgroup %llu, deny by "
-             "default; denials become events",
+             "connect/sendmsg/bind judged by %d rule(s) for cgroup %llu, deny "
+             "by default; denials become events",
              c->guard_rules, (unsigned long long)c->guard_cgroup);
     return iso_confinement_add(list, "bpf", "active", scope, detail);
 }
@@ -186,7 +186,7 @@ static iso_msg *denial_msg(const iso_net_denial *d)
     snprintf(target, sizeof target, d->family == 4 ? "%s:%u" : "[%s]:%u", addr,
              (unsigned)d->port);
     /* The kernel saw it: source "kernel", unlike what a cell reports. */
-    const char *items[] = {"net",  d->sendmsg ? "sendto" : "connect",
+    const char *items[] = {"net",  iso_net_denial_action(d),
                            target, "the cell's net rules",
                            "bpf",  "kernel"};
     iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
@@ -248,11 +248,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     } else {
         cc->cgroup_missing = c->kernel->cgroup_why;
     }
-    uint16_t *ports = NULL;
-    if (iso_plan_connect_ports(c->plan, &ports, &cc->n_ports, &cc->any_port))
-        return iso_error_set(err, ISO_MEMORY, "out of memory");
-    cc->connect_ports = ports;
-    return 0;
+    return iso_confine_net_from_plan(cc, c->plan, err);
 }
 
 /* The state of a layer in rep ("missing" when it is not there). */
@@ -345,7 +341,7 @@ static int confine_self(iso_cell *c, iso_error *err)
         rc = iso_confine_thread(&cc, &rep, err);
     if (rc == 0 && describe(c, &rep))
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
-    free((void *)cc.connect_ports);
+    iso_confine_net_free(&cc);
     iso_grants_free(&gs);
     return rc;
 }
@@ -494,6 +490,26 @@ static int swap_plan(iso_cell *c, iso_plan *plan)
     return 0;
 }
 
+/* What the kernel layers took from the net rules when the cell was
+ * confined: seccomp the socket calls the rule kinds allow, Landlock the
+ * bind rules' ports. A reload cannot change either. */
+static void net_kernel_same(const iso_plan *a, const iso_plan *b, bool *calls,
+                            bool *binds)
+{
+    iso_plan_net_kinds ka = iso_plan_net_kinds_of(a),
+                       kb = iso_plan_net_kinds_of(b);
+    *calls =
+        ka.ip == kb.ip && ka.bind == kb.bind && ka.unix_path == kb.unix_path;
+    uint16_t *pa = NULL, *pb = NULL;
+    size_t na = 0, nb = 0;
+    bool anya = false, anyb = false;
+    *binds = iso_plan_bind_ports(a, &pa, &na, &anya) == 0 &&
+             iso_plan_bind_ports(b, &pb, &nb, &anyb) == 0 && anya == anyb &&
+             na == nb && (na == 0 || memcmp(pa, pb, na * sizeof *pa) == 0);
+    free(pa);
+    free(pb);
+}
+
 int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
                     iso_error *err)
 {
@@ -503,6 +519,8 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     if (iso_cell_settle(c, err))
         return -1;
     compare(c->plan, plan, &fs_same, &net_same);
+    bool calls_same, binds_same;
+    net_kernel_same(c->plan, plan, &calls_same, &binds_same);
     /* everything that can fail first: then nothing has changed */
     if (c->guard_cgroup && (iso_netguard_rules_from_plan(
                                 plan, rules, ISO_NETGUARD_MAX_RULES, &n, err) ||
@@ -517,16 +535,18 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     if (guard < 0)
         return -1;
     iso_value_set_map(report);
-    /* Landlock's fs grants and connect ports (without the guard) are
-     * fixed once applied: the cell keeps them and the guard takes the new
-     * rules, so it is left with what both allow, never more */
-    bool landlock_same = fs_same && (net_same || c->guard_cgroup);
+    /* Landlock's fs grants, connect ports (without the guard) and bind
+     * ports are fixed once applied: the cell keeps them and the guard takes
+     * the new rules, so it is left with what both allow, never more */
+    bool landlock_same =
+        fs_same && (net_same || (c->guard_cgroup && binds_same));
     int rc = report_layer(report, "bpf",
                           c->guard_cgroup ? "applied" : "not guarded") ||
              report_layer(report, "python-guard",
                           guard ? "applied" : "at the next request") ||
              report_layer(report, "landlock",
                           landlock_same ? "unchanged" : "restart needed") ||
-             report_layer(report, "seccomp", "unchanged");
+             report_layer(report, "seccomp",
+                          calls_same ? "unchanged" : "restart needed");
     return rc ? iso_error_set(err, ISO_MEMORY, "out of memory") : 0;
 }

@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -19,10 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -612,53 +616,115 @@ static int add_path_rule(int rfd, const iso_fs_grant *g, uint64_t handled,
     return rc < 0 ? fail_sys(err, "Landlock rule for %s", g->path) : 0;
 }
 
-static int add_port_rules(int rfd, const iso_confine_config *cfg,
-                          iso_error *err)
+/* One Landlock port rule per port of the list, for one right. */
+static int add_port_rules(int rfd, const uint16_t *ports, size_t n,
+                          uint64_t right, iso_error *err)
 {
-    for (size_t i = 0; i < cfg->n_ports; i++) {
-        struct iso_landlock_net_port_attr np = {
-            .allowed_access = LANDLOCK_ACCESS_NET_CONNECT_TCP,
-            .port = cfg->connect_ports[i]};
+    for (size_t i = 0; i < n; i++) {
+        struct iso_landlock_net_port_attr np = {.allowed_access = right,
+                                                .port = ports[i]};
         if (iso_landlock_add_rule(rfd, ISO_LANDLOCK_RULE_NET_PORT, &np) < 0)
             return fail_sys(err, "Landlock rule for TCP port %u",
-                            (unsigned)cfg->connect_ports[i]);
+                            (unsigned)ports[i]);
     }
     return 0;
 }
 
+static int add_net_rules(int rfd, const iso_confine_config *cfg,
+                         uint64_t handled, iso_error *err)
+{
+    if ((handled & LANDLOCK_ACCESS_NET_CONNECT_TCP) &&
+        add_port_rules(rfd, cfg->connect_ports, cfg->n_ports,
+                       LANDLOCK_ACCESS_NET_CONNECT_TCP, err) < 0)
+        return -1;
+    if ((handled & LANDLOCK_ACCESS_NET_BIND_TCP) &&
+        add_port_rules(rfd, cfg->bind_ports, cfg->n_bind_ports,
+                       LANDLOCK_ACCESS_NET_BIND_TCP, err) < 0)
+        return -1;
+    return 0;
+}
+
 /* What the ruleset handles: every fs right (deny by default), TCP bind
- * always (the policy has no bind rules) and connect unless a net rule
- * allows every port, and both scopes. */
+ * unless a bind rule allows every port (only the bind rules' ports are
+ * allowed, none without one; the BPF guard narrows to addresses), connect
+ * unless a net rule allows every port or the BPF guard judges it, and both
+ * scopes. */
 static struct iso_landlock_ruleset_attr
 ruleset_for(const iso_confine_config *cfg, int abi)
 {
     struct iso_landlock_ruleset_attr a = {iso_landlock_fs_rights(abi), 0, 0};
     if (abi >= 4)
-        a.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
-                               (cfg->any_port || cfg->connect_by_bpf
-                                    ? 0
-                                    : LANDLOCK_ACCESS_NET_CONNECT_TCP);
+        a.handled_access_net =
+            (cfg->bind_any_port ? 0 : LANDLOCK_ACCESS_NET_BIND_TCP) |
+            (cfg->any_port || cfg->connect_by_bpf
+                 ? 0
+                 : LANDLOCK_ACCESS_NET_CONNECT_TCP);
     if (abi >= 6)
         a.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL;
     return a;
 }
 
+/* "[p1,p2,...]" (cut short past ~90 characters). */
+static void port_list(const uint16_t *ports, size_t n, char *out, size_t size)
+{
+    size_t len = (size_t)snprintf(out, size, "[");
+    for (size_t i = 0; i < n && len + 8 < size; i++)
+        len += (size_t)snprintf(out + len, size - len, "%s%u", i ? "," : "",
+                                (unsigned)ports[i]);
+    snprintf(out + len, size - len, "]");
+}
+
 static void report_ports(const iso_confine_config *cfg, iso_confine_report *rep)
 {
-    char ports[200] = "";
-    for (size_t i = 0, len = 0; i < cfg->n_ports && len < 180; i++)
-        len += (size_t)snprintf(ports + len, sizeof ports - len, "%s%u",
-                                i ? "," : "", (unsigned)cfg->connect_ports[i]);
+    char conn[100], bind[100], bind_text[140];
+    port_list(cfg->connect_ports, cfg->n_ports, conn, sizeof conn);
+    port_list(cfg->bind_ports, cfg->n_bind_ports, bind, sizeof bind);
+    if (cfg->bind_any_port)
+        snprintf(bind_text, sizeof bind_text, "TCP bind to any port");
+    else if (cfg->n_bind_ports == 0)
+        snprintf(bind_text, sizeof bind_text, "TCP bind denied");
+    else
+        snprintf(bind_text, sizeof bind_text, "TCP bind only to port(s) %s",
+                 bind);
     if (cfg->connect_by_bpf)
         step_add(rep, "landlock_net", ISO_STEP_ACTIVE,
-                 "TCP bind denied; connect left to the BPF guard");
+                 "%s; connect left to the BPF guard", bind_text);
     else if (cfg->any_port)
         step_add(rep, "landlock_net", ISO_STEP_ACTIVE,
-                 "TCP bind denied; connect to any port (a net rule allows "
-                 "every port)");
+                 "%s; connect to any port (a net rule allows every port)",
+                 bind_text);
     else
         step_add(rep, "landlock_net", ISO_STEP_ACTIVE,
-                 "TCP bind denied; connect only to port(s) [%s]", ports);
+                 "%s; connect only to port(s) %s", bind_text, conn);
+}
+
+int iso_confine_net_from_plan(iso_confine_config *cfg, const iso_plan *plan,
+                              iso_error *err)
+{
+    uint16_t *conn = NULL, *bind = NULL;
+    iso_plan_net_kinds k = iso_plan_net_kinds_of(plan);
+    int rc = iso_plan_connect_ports(plan, &conn, &cfg->n_ports, &cfg->any_port);
+    if (rc == 0)
+        rc = iso_plan_bind_ports(plan, &bind, &cfg->n_bind_ports,
+                                 &cfg->bind_any_port);
+    cfg->connect_ports = conn;
+    cfg->bind_ports = bind;
+    cfg->net_calls = (k.bind ? ISO_SECCOMP_NET_LISTEN : 0) |
+                     (k.unix_path ? ISO_SECCOMP_NET_UNIX : 0) |
+                     (k.ip ? ISO_SECCOMP_NET_NETLINK : 0);
+    if (rc < 0) {
+        iso_confine_net_free(cfg);
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
+    return 0;
+}
+
+void iso_confine_net_free(iso_confine_config *cfg)
+{
+    free((void *)cfg->connect_ports);
+    free((void *)cfg->bind_ports);
+    cfg->connect_ports = cfg->bind_ports = NULL;
+    cfg->n_ports = cfg->n_bind_ports = 0;
 }
 
 static void report_landlock(const iso_confine_config *cfg,
@@ -711,8 +777,8 @@ static int step_landlock(const iso_confine_config *cfg, iso_confine_report *rep,
     for (size_t i = 0; rc == 0 && i < cfg->n_grants; i++)
         rc = add_path_rule(rfd, &cfg->grants[i], a.handled_access_fs, &skipped,
                            err);
-    if (rc == 0 && (a.handled_access_net & LANDLOCK_ACCESS_NET_CONNECT_TCP))
-        rc = add_port_rules(rfd, cfg, err);
+    if (rc == 0)
+        rc = add_net_rules(rfd, cfg, a.handled_access_net, err);
     if (rc == 0 && iso_landlock_restrict_self(rfd) < 0)
         rc = fail_sys(err, "landlock_restrict_self");
     close(rfd);
@@ -913,6 +979,139 @@ static int filter_attributes(scmp_filter_ctx ctx, const iso_confine_config *cfg)
     return rc;
 }
 
+/* ---- seccomp: socket families, listen, tty injection, SIGIO ------------ */
+
+/* These fail with EPERM in both backends, never trap: a runtime probing
+ * them (getaddrinfo tries nscd's unix socket and NETLINK_ROUTE) must get
+ * an error it handles, not a dead worker. Every comparison is on the low
+ * 32 bits (MASKED_EQ with 0xffffffff): the kernel reads these arguments as
+ * int, so garbage in the upper half must not slip past an EQ. */
+#define LOW32 0xffffffffULL
+#define ISO_TIOCLINUX 0x541C /* <linux/tiocl.h> needs no libc: spelt out */
+
+static int refuse_a1(scmp_filter_ctx ctx, int nr, uint64_t value)
+{
+    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
+                            SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, value));
+}
+
+/* TIOCSTI/TIOCLINUX push keystrokes into a terminal the guest can reach
+ * (the host's, through an fd a sub-interpreter shares), whatever
+ * dev.tty.legacy_tiocsti says. F_SETOWN and friends aim SIGIO/SIGURG at a
+ * pid of the guest's choosing (the host's). */
+static int tty_and_sigio_rules(scmp_filter_ctx ctx)
+{
+    static const uint64_t ioctls[] = {TIOCSTI, ISO_TIOCLINUX, FIOASYNC,
+                                      FIOSETOWN, SIOCSPGRP};
+    static const uint64_t fcntls[] = {F_SETOWN, F_SETOWN_EX, F_SETSIG};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof ioctls / sizeof *ioctls; i++)
+        rc = refuse_a1(ctx, SCMP_SYS(ioctl), ioctls[i]);
+    for (size_t i = 0; rc == 0 && i < sizeof fcntls / sizeof *fcntls; i++)
+        rc = refuse_a1(ctx, SCMP_SYS(fcntl), fcntls[i]);
+    if (rc == 0) /* F_SETFL with O_ASYNC: signal-driven I/O */
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(fcntl), 2,
+                              SCMP_A1(SCMP_CMP_MASKED_EQ, LOW32, F_SETFL),
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, O_ASYNC, O_ASYNC));
+    return rc;
+}
+
+/* EPERM for socket() when `when` holds (if given) and the argument `arg`,
+ * read through `width` (an all-ones mask: 0xffffffff, or 0xf for the socket
+ * type without its flags), is in [lo, end): the range as aligned
+ * power-of-two blocks, each one MASKED_EQ, since libseccomp compares an
+ * argument only once per rule. */
+static int refuse_range(scmp_filter_ctx ctx, const struct scmp_arg_cmp *when,
+                        unsigned arg, uint64_t width, uint64_t lo, uint64_t end)
+{
+    int rc = 0;
+    while (rc == 0 && lo < end) {
+        uint64_t size = lo ? lo & -lo : width + 1; /* lo's alignment */
+        while (lo + size > end)
+            size >>= 1;
+        struct scmp_arg_cmp c[2];
+        unsigned k = 0;
+        if (when)
+            c[k++] = *when;
+        c[k++] = (struct scmp_arg_cmp){arg, SCMP_CMP_MASKED_EQ,
+                                       width & ~(size - 1), lo};
+        rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM),
+                                    SCMP_SYS(socket), k, c);
+        lo += size;
+    }
+    return rc;
+}
+
+/* EPERM for every value of the argument but the sorted allowed[0..n). */
+static int refuse_outside(scmp_filter_ctx ctx, const struct scmp_arg_cmp *when,
+                          unsigned arg, uint64_t width, const uint64_t *allowed,
+                          size_t n)
+{
+    uint64_t lo = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i <= n; i++) {
+        uint64_t end = i < n ? allowed[i] : width + 1;
+        rc = refuse_range(ctx, when, arg, width, lo, end);
+        lo = end + 1;
+    }
+    return rc;
+}
+
+/* IPv4/IPv6 sockets: SOCK_STREAM and SOCK_DGRAM of TCP, MPTCP and UDP
+ * only. SOCK_RAW and SOCK_PACKET (which the kernel turns into a packet
+ * socket) pass no cgroup hook and reach every host and port; a cell thread
+ * of a root host holds CAP_NET_RAW for them. Other protocols (SCTP,
+ * UDP-Lite, ICMP...) are kernel surface no policy rule speaks of. */
+static int inet_rules(scmp_filter_ctx ctx, uint64_t family)
+{
+    static const uint64_t types[] = {SOCK_STREAM, SOCK_DGRAM};
+    static const uint64_t protos[] = {0, IPPROTO_TCP, IPPROTO_UDP,
+                                      262 /* IPPROTO_MPTCP */};
+    struct scmp_arg_cmp is = SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, family);
+    int rc = refuse_outside(ctx, &is, 1, 0xf, types, 2);
+    return rc ? rc : refuse_outside(ctx, &is, 2, LOW32, protos, 4);
+}
+
+/* socket(): IPv4 and IPv6 (the BPF guard and Landlock judge their use);
+ * AF_UNIX only when a unix: rule names a path (pathname sockets are
+ * reachable through any fs view, Landlock does not mediate connect);
+ * AF_NETLINK only for NETLINK_ROUTE and only with IP net rules (name
+ * resolution). Every other family -- packet, vsock, alg, xdp... -- fails.
+ * socketpair() stays allowed: it reaches no one. */
+static int socket_rules(scmp_filter_ctx ctx, unsigned calls)
+{
+    uint64_t families[4];
+    size_t n = 0;
+    if (calls & ISO_SECCOMP_NET_UNIX)
+        families[n++] = AF_UNIX;
+    families[n++] = AF_INET;
+    families[n++] = AF_INET6;
+    if (calls & ISO_SECCOMP_NET_NETLINK)
+        families[n++] = AF_NETLINK;
+    int rc = refuse_outside(ctx, NULL, 0, LOW32, families, n);
+    if (rc == 0)
+        rc = inet_rules(ctx, AF_INET);
+    if (rc == 0)
+        rc = inet_rules(ctx, AF_INET6);
+    if (rc == 0 && (calls & ISO_SECCOMP_NET_NETLINK))
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 2,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, AF_NETLINK),
+                              SCMP_A2(SCMP_CMP_NE, NETLINK_ROUTE));
+    /* the autobind of listen() on an unbound socket passes no bind hook */
+    if (rc == 0 && !(calls & ISO_SECCOMP_NET_LISTEN))
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(listen), 0);
+    return rc;
+}
+
+static int net_call_rules(scmp_filter_ctx ctx, const iso_confine_config *cfg,
+                          iso_error *err)
+{
+    int rc = tty_and_sigio_rules(ctx);
+    if (rc == 0)
+        rc = socket_rules(ctx, cfg->net_calls);
+    return rc < 0 ? seccomp_fail(err, rc, "socket and ioctl rules") : 0;
+}
+
 static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
                         iso_error *err)
 {
@@ -931,7 +1130,8 @@ static int build_filter(scmp_filter_ctx ctx, const iso_confine_config *cfg,
          cfg->in_thread && i < sizeof thread_deny / sizeof *thread_deny; i++)
         if (trap_syscall(ctx, act, thread_deny[i], false, err) < 0)
             return -1;
-    if (clone_rules(ctx, act, cfg, err) < 0)
+    if (clone_rules(ctx, act, cfg, err) < 0 ||
+        net_call_rules(ctx, cfg, err) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_deny; i++)
         if (trap_syscall(ctx, act, cfg->deny_syscalls[i], true, err) < 0)
@@ -1050,6 +1250,7 @@ static int load_thread_filter(const iso_confine_config *cfg, size_t *denied,
     iso_seccomp_key key = {.compat = cfg->compat,
                            .in_thread = true,
                            .processes = cfg->processes > 0,
+                           .net = cfg->net_calls,
                            .deny = cfg->deny_syscalls,
                            .n_deny = cfg->n_deny};
     struct sock_fprog prog = {0};
@@ -1082,6 +1283,15 @@ static int step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
              cfg->in_thread ? "fail with EPERM" : "trap",
              cfg->processes > 0 ? "fork allowed" : "no process creation",
              cfg->in_thread ? "fail with ENOSYS" : "kill");
+    unsigned calls = cfg->net_calls;
+    step_add(rep, "seccomp_net", ISO_STEP_ACTIVE,
+             "EPERM for socket() other than TCP/UDP over IPv4/IPv6%s%s%s; "
+             "TIOCSTI, "
+             "TIOCLINUX; F_SETOWN(_EX), F_SETSIG, O_ASYNC, FIOASYNC, "
+             "FIOSETOWN, SIOCSPGRP",
+             calls & ISO_SECCOMP_NET_UNIX ? "/unix (a unix: rule)" : "",
+             calls & ISO_SECCOMP_NET_NETLINK ? "/NETLINK_ROUTE" : "",
+             calls & ISO_SECCOMP_NET_LISTEN ? "" : "; listen() (no bind rule)");
     return 0;
 }
 

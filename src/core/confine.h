@@ -10,7 +10,7 @@
  *
  * Report layers, in order: close_fds, session, environment, rlimits,
  * cgroup, capabilities, no_new_privs, landlock_fs, landlock_net,
- * landlock_scope, seccomp.
+ * landlock_scope, seccomp, seccomp_net.
  */
 #ifndef ISO_CONFINE_H
 #define ISO_CONFINE_H
@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "isolate.h"
+#include "seccomp_cache.h"
 
 typedef enum iso_step_state {
     ISO_STEP_ACTIVE,
@@ -67,6 +68,13 @@ typedef struct iso_confine_config {
     const uint16_t *connect_ports; /* Landlock TCP connect allow-list */
     size_t n_ports;
     bool any_port; /* a net rule allows every port: connect unrestricted */
+    const uint16_t *bind_ports; /* Landlock TCP bind allow-list */
+    size_t n_bind_ports;
+    bool bind_any_port; /* a bind rule allows every port */
+    /* socket calls the net rules allow (ISO_SECCOMP_NET_*): listen(),
+     * socket(AF_UNIX), NETLINK_ROUTE sockets; everything else of the
+     * socket-family, tty-injection and SIGIO-owner filter is refused */
+    unsigned net_calls;
     const char *const *deny_syscalls; /* added to the built-in list */
     size_t n_deny;
     int death_note_fd; /* "seccomp: <name>" is written here on a trap */
@@ -77,7 +85,8 @@ typedef struct iso_confine_config {
     const char *cgroup_threads, *cgroup_missing;
     bool cgroup_joined; /* the thread is in cgroup_threads' cgroup already */
     bool compat;        /* the minimal seccomp list (compat mode) */
-    /* the BPF guard judges connects: Landlock denies TCP bind only */
+    /* the BPF guard judges connects: Landlock handles TCP bind (and connect
+     * only without the guard) */
     bool connect_by_bpf;
 } iso_confine_config;
 
@@ -96,12 +105,18 @@ typedef struct iso_confine_config {
  *                   sets emptied (a root host forks a root worker)
  *   no_new_privs    PR_SET_NO_NEW_PRIVS (Landlock and seccomp need it)
  *   landlock_fs     every fs right of the ABI handled, only grants allowed
- *   landlock_net    ABI >= 4: TCP bind denied; connect only to the ports
- *                   (unless any_port)
+ *   landlock_net    ABI >= 4: TCP bind only to bind_ports (none: denied);
+ *                   connect only to the ports (unless any_port)
  *   landlock_scope  ABI >= 6: abstract unix sockets and signals scoped
  *   seccomp         the deny list traps (SIGSYS handler writes the death
  *                   note and _exit(159)); clone3 -> ENOSYS; foreign
  *                   architectures and x32 kill the process (SIGSYS)
+ *   seccomp_net     EPERM (never a trap) for: socket() of a family other
+ *                   than IPv4/IPv6 (AF_UNIX and NETLINK_ROUTE only as
+ *                   net_calls allows), listen() without a bind rule, the
+ *                   TIOCSTI/TIOCLINUX ioctls, and aiming SIGIO anywhere
+ *                   (F_SETOWN, F_SETOWN_EX, F_SETSIG, O_ASYNC, FIOASYNC,
+ *                   FIOSETOWN, SIOCSPGRP)
  *
  * A trap while SIGSYS is blocked cannot run the handler: the kernel kills
  * the process with SIGSYS and no note is written. glibc's pthread_create
@@ -142,6 +157,13 @@ int iso_confine_join_cgroup(const char *threads_path, iso_error *err);
 /* Append one iso_confinement_add row per step of rep, with scope. */
 int iso_confine_rows(const iso_confine_report *rep, const char *scope,
                      iso_value *list);
+
+/* cfg's net fields from plan's net rules: Landlock's connect and bind
+ * ports, and net_calls. The port lists are malloc'd: release them with
+ * iso_confine_net_free. 0, or -1 with err (ISO_MEMORY). */
+int iso_confine_net_from_plan(iso_confine_config *cfg, const iso_plan *plan,
+                              iso_error *err);
+void iso_confine_net_free(iso_confine_config *cfg);
 
 /* Why this kernel cannot load seccomp filters, or NULL when it can. */
 const char *iso_seccomp_missing(void);

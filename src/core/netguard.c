@@ -55,11 +55,11 @@ _Static_assert(NG_PROTO_TCP == IPPROTO_TCP && NG_PROTO_UDP == IPPROTO_UDP,
                "protocol numbers");
 _Static_assert(NG_SOCK_STREAM == SOCK_STREAM && NG_SOCK_DGRAM == SOCK_DGRAM,
                "socket types (this ABI's, as the BPF side assumes)");
-_Static_assert(sizeof(struct ng_key) == 16 && sizeof(struct ng_rule) == 24 &&
+_Static_assert(sizeof(struct ng_key) == 16 && sizeof(struct ng_rule) == 28 &&
                    sizeof(struct ng_denial) == 40,
                "no implicit padding in what the kernel compares or copies");
 
-#define N_PROGS 4
+#define N_PROGS 7
 /* Denials one drain passes on at most: one ring's worth (8-byte headers). */
 #define DRAIN_MAX (NG_RINGBUF / (8 + sizeof(struct ng_denial)))
 
@@ -152,11 +152,14 @@ static int load_programs(iso_error *err)
 static int attach_programs(const char *root, iso_error *err)
 {
     static const char *const names[N_PROGS] = {
-        "cgroup/connect4", "cgroup/connect6", "cgroup/sendmsg4",
-        "cgroup/sendmsg6"};
+        "cgroup/connect4",   "cgroup/connect6", "cgroup/sendmsg4",
+        "cgroup/sendmsg6",   "cgroup/bind4",    "cgroup/bind6",
+        "cgroup_skb/ingress"};
     struct bpf_program *progs[N_PROGS] = {
-        ng.skel->progs.connect4, ng.skel->progs.connect6,
-        ng.skel->progs.sendmsg4, ng.skel->progs.sendmsg6};
+        ng.skel->progs.connect4,      ng.skel->progs.connect6,
+        ng.skel->progs.sendmsg4,      ng.skel->progs.sendmsg6,
+        ng.skel->progs.bind4,         ng.skel->progs.bind6,
+        ng.skel->progs.listen_ingress};
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return unavailable(err, errno, "cannot open %s: %s", root,
@@ -303,7 +306,9 @@ static void to_denial(const struct ng_denial *r, iso_net_denial *d)
                           .family = r->family,
                           .proto = r->proto,
                           .port = r->port,
-                          .sendmsg = r->op == NG_OP_SENDMSG};
+                          .sendmsg = r->op == NG_OP_SENDMSG,
+                          .bind = r->op == NG_OP_BIND,
+                          .listen = r->op == NG_OP_LISTEN};
     memcpy(d->addr, r->addr, sizeof d->addr);
 }
 
@@ -480,6 +485,9 @@ static void encode(const iso_net_rule *in, size_t n, struct ng_rules *v)
     for (size_t i = 0; i < n; i++) {
         struct ng_rule *r = &v->r[i];
         r->action = in[i].deny ? NG_DENY : NG_ALLOW;
+        r->op = in[i].deny   ? NG_RULE_ANY
+                : in[i].bind ? NG_RULE_BIND
+                             : NG_RULE_CONNECT;
         r->family = (uint8_t)in[i].family;
         r->proto = (uint8_t)in[i].proto;
         r->prefix = (uint8_t)in[i].prefix;
@@ -528,10 +536,28 @@ int iso_netguard_drain(void (*fn)(const iso_net_denial *d, void *ud), void *ud)
     return n;
 }
 
-/* One plan rule as one guard rule, or two for localhost. */
+const char *iso_net_denial_action(const iso_net_denial *d)
+{
+    return d->listen    ? "listen"
+           : d->bind    ? "bind"
+           : d->sendmsg ? "sendto"
+                        : "connect";
+}
+
+/* Guard rules for one plan rule: none for a unix: rule, two for
+ * localhost, else one. */
+static size_t guard_rules_of(const iso_plan_net *r)
+{
+    return r->unix_path ? 0 : r->localhost ? 2 : 1;
+}
+
+/* One plan rule as guard_rules_of(r) guard rules. */
 static size_t from_plan_rule(const iso_plan_net *r, iso_net_rule *out)
 {
+    if (r->unix_path)
+        return 0;
     iso_net_rule base = {.deny = r->action == ISO_NET_DENY,
+                         .bind = r->action == ISO_NET_BIND,
                          .port_lo = r->port_lo,
                          .port_hi = r->port_hi};
     if (!r->localhost) {
@@ -555,7 +581,7 @@ int iso_netguard_rules_from_plan(const iso_plan *p, iso_net_rule *out,
     *n = 0;
     for (size_t i = 0; i < count; i++) {
         iso_plan_net_rule(p, i, &r, NULL);
-        need += r.localhost ? 2 : 1;
+        need += guard_rules_of(&r);
     }
     if (need > ISO_NETGUARD_MAX_RULES)
         return iso_error_set(err, ISO_INVALID_ARGUMENT,

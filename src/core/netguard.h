@@ -29,7 +29,8 @@
 #define ISO_NETGUARD_MAX_RULES 32 /* rules per cgroup */
 
 typedef struct iso_net_rule {
-    bool deny;        /* else allow */
+    bool deny;        /* else allow; a deny refuses connect and bind alike */
+    bool bind;        /* an allow rule for bind(), else for connect/sendto */
     int family;       /* 4 or 6 */
     int proto;        /* 0 (any), IPPROTO_TCP or IPPROTO_UDP */
     int prefix;       /* 0-32 or 0-128 */
@@ -45,8 +46,15 @@ typedef struct iso_net_denial {
     int proto;         /* IPPROTO_TCP, IPPROTO_UDP, else the socket's */
     uint8_t addr[16];  /* network order; IPv4 in addr[0..3] */
     uint16_t port;     /* host order */
-    bool sendmsg;      /* sendto/sendmsg, else connect */
+    bool sendmsg;      /* sendto/sendmsg */
+    bool bind;         /* bind() */
+    bool listen;       /* a connection to a listener no bind rule allows
+                        * (pid and tid are 0: judged in softirq) */
 } iso_net_denial;
+
+/* "connect", "sendto", "bind" or "listen": the refused call, as denial events
+ * name it. Static string. */
+const char *iso_net_denial_action(const iso_net_denial *d);
 
 /* Load the programs and attach them through libbpf links (which the kernel
  * treats as BPF_F_ALLOW_MULTI, so other hosts' guards coexist) to the
@@ -67,10 +75,12 @@ const char *iso_netguard_why(void);
  * and exit; idempotent. */
 void iso_netguard_close(void);
 
-/* A plan's net rules as guard rules: connect rules allow, deny rules deny,
- * any protocol; `localhost` becomes two rules (127.0.0.0/8 and ::1/128). A
- * NULL plan gives none (deny all). ISO_INVALID_ARGUMENT, naming the limit,
- * when they need more than min(cap, ISO_NETGUARD_MAX_RULES). */
+/* A plan's net rules as guard rules: connect rules allow connect/sendto,
+ * bind rules allow bind, deny rules deny both, any protocol; unix: rules
+ * are not the guard's (the python-guard judges them) and are skipped;
+ * `localhost` becomes two rules (127.0.0.0/8 and ::1/128). A NULL plan gives
+ * none (deny all). ISO_INVALID_ARGUMENT, naming the limit, when they need more
+ * than min(cap, ISO_NETGUARD_MAX_RULES). */
 int iso_netguard_rules_from_plan(const iso_plan *p, iso_net_rule *out,
                                  size_t cap, size_t *n, iso_error *err);
 

@@ -21,6 +21,7 @@ typedef struct fs_rule {
 
 typedef struct net_rule {
     iso_net_action action;
+    char *path;     /* a unix: rule's normalised path; NULL for IP rules */
     bool localhost; /* 127.0.0.0/8 and ::1 */
     iso_addr addr;
     int prefix; /* bits */
@@ -224,9 +225,30 @@ static int parse_host(char *host, net_rule *r, iso_error *err)
     return slash ? parse_prefix(slash, r->prefix, &r->prefix, err) : 0;
 }
 
+#define UNIX_PREFIX "unix:"
+
+/* "unix:/path": an absolute path or glob (as fs rules), kept normalised. */
+static int parse_unix(const char *spec, net_rule *r, iso_error *err)
+{
+    const char *path = spec + strlen(UNIX_PREFIX);
+    char norm[ISO_PATH_MAX];
+    memset(r, 0, sizeof *r);
+    if (iso_glob_check(path, err) ||
+        iso_path_normalize(path, norm, sizeof norm, err))
+        return -1;
+    /* sun_path holds 108 bytes: a longer path can never be connected to */
+    if (strlen(norm) >= 108)
+        return iso_error_set(err, ISO_POLICY,
+                             "a unix socket path has at most 107 bytes");
+    r->path = strdup(norm);
+    return r->path ? 0 : iso_error_set(err, ISO_MEMORY, "out of memory");
+}
+
 static int parse_net(const char *spec, net_rule *r, iso_error *err)
 {
     char buf[128];
+    if (spec && strncmp(spec, UNIX_PREFIX, strlen(UNIX_PREFIX)) == 0)
+        return parse_unix(spec, r, err);
     const char *colon = spec ? strrchr(spec, ':') : NULL;
     if (!colon || strlen(spec) >= sizeof buf)
         return iso_error_set(err, ISO_POLICY,
@@ -238,10 +260,24 @@ static int parse_net(const char *spec, net_rule *r, iso_error *err)
     return parse_port(colon + 1, &r->port_lo, &r->port_hi, err);
 }
 
-int iso_net_check(const char *spec, iso_error *err)
+int iso_net_check_for(iso_net_action action, const char *spec, iso_error *err)
 {
     net_rule r;
-    return parse_net(spec, &r, err);
+    if (parse_net(spec, &r, err))
+        return -1;
+    bool unix_path = r.path != NULL;
+    free(r.path);
+    if (unix_path && action == ISO_NET_BIND)
+        return iso_error_set(err, ISO_POLICY,
+                             "bind takes \"host:port\" (e.g. "
+                             "\"127.0.0.1:8080\"); cells cannot listen on "
+                             "unix sockets");
+    return 0;
+}
+
+int iso_net_check(const char *spec, iso_error *err)
+{
+    return iso_net_check_for(ISO_NET_CONNECT, spec, err);
 }
 
 int iso_endpoint_parse(const char *s, iso_addr *addr, uint16_t *port,
@@ -250,6 +286,12 @@ int iso_endpoint_parse(const char *s, iso_addr *addr, uint16_t *port,
     net_rule r;
     if (parse_net(s, &r, err))
         return -1;
+    if (r.path) {
+        free(r.path);
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "a target here is \"host:port\", not a unix "
+                             "socket");
+    }
     if (r.port_lo != r.port_hi ||
         (!r.localhost && r.prefix != (r.addr.family == 4 ? 32 : 128)))
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
@@ -326,6 +368,7 @@ void iso_plan_unref(iso_plan *p)
         free(p->fs[i].text);
     }
     for (size_t i = 0; i < p->n_net; i++) {
+        free(p->net[i].path);
         free(p->net[i].spec);
         free(p->net[i].text);
     }
@@ -373,15 +416,17 @@ int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
                      const char *text, iso_error *err)
 {
     net_rule r;
-    if (parse_net(spec, &r, err))
+    if (iso_net_check_for(action, spec, err) || parse_net(spec, &r, err))
         return -1;
-    if (grow((void **)&p->net, &p->cap_net, p->n_net, sizeof *p->net))
+    if (grow((void **)&p->net, &p->cap_net, p->n_net, sizeof *p->net)) {
+        free(r.path);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
+    }
     r.action = action;
     r.spec = strdup(spec);
     r.text = strdup(text ? text : spec);
     if (!r.spec || !r.text) {
-        free(r.spec), free(r.text);
+        free(r.spec), free(r.text), free(r.path);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
     p->net[p->n_net++] = r;
@@ -408,14 +453,18 @@ bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
     return allow >= 0;
 }
 
-bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
-                        int *rule)
+/* The IP rules of one kind (connect or bind) and every deny rule decide:
+ * a deny refuses connect and bind alike. */
+static bool check_ip(const iso_plan *p, iso_net_action kind,
+                     const iso_addr *addr, uint16_t port, int *rule)
 {
     iso_addr a = iso_addr_unmap(addr);
     int allow = -1;
     *rule = -1;
     for (size_t i = 0; p && i < p->n_net; i++) {
-        if (!net_match(&p->net[i], &a, port))
+        const net_rule *r = &p->net[i];
+        if (r->path || (r->action != kind && r->action != ISO_NET_DENY) ||
+            !net_match(r, &a, port))
             continue;
         if (p->net[i].action == ISO_NET_DENY) {
             *rule = (int)i;
@@ -426,6 +475,58 @@ bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
     }
     *rule = allow;
     return allow >= 0;
+}
+
+bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
+                        int *rule)
+{
+    return check_ip(p, ISO_NET_CONNECT, addr, port, rule);
+}
+
+bool iso_plan_check_bind(const iso_plan *p, const iso_addr *addr, uint16_t port,
+                         int *rule)
+{
+    return check_ip(p, ISO_NET_BIND, addr, port, rule);
+}
+
+/* A literal unix: rule names one socket; a glob matches as fs globs do. */
+static bool unix_match(const net_rule *r, const char *path)
+{
+    return has_wildcard(r->path, strlen(r->path)) ? match_from(r->path, path)
+                                                  : strcmp(r->path, path) == 0;
+}
+
+bool iso_plan_check_unix(const iso_plan *p, const char *path, int *rule)
+{
+    int allow = -1;
+    *rule = -1;
+    for (size_t i = 0; p && i < p->n_net; i++) {
+        const net_rule *r = &p->net[i];
+        if (!r->path || !unix_match(r, path))
+            continue;
+        if (r->action == ISO_NET_DENY) {
+            *rule = (int)i;
+            return false;
+        }
+        if (allow < 0)
+            allow = (int)i;
+    }
+    *rule = allow;
+    return allow >= 0;
+}
+
+iso_plan_net_kinds iso_plan_net_kinds_of(const iso_plan *p)
+{
+    iso_plan_net_kinds k = {false, false, false};
+    for (size_t i = 0; p && i < p->n_net; i++) {
+        const net_rule *r = &p->net[i];
+        if (r->action == ISO_NET_DENY)
+            continue;
+        k.unix_path |= r->path != NULL;
+        k.ip |= r->path == NULL;
+        k.bind |= r->action == ISO_NET_BIND;
+    }
+    return k;
 }
 
 size_t iso_plan_net_count(const iso_plan *p)
@@ -442,6 +543,7 @@ int iso_plan_net_rule(const iso_plan *p, size_t i, iso_plan_net *out,
                              iso_plan_net_count(p));
     const net_rule *r = &p->net[i];
     *out = (iso_plan_net){.action = r->action,
+                          .unix_path = r->path != NULL,
                           .localhost = r->localhost,
                           .addr = r->addr,
                           .prefix = r->prefix,
@@ -469,6 +571,10 @@ static const char *const access_names[] = {[ISO_FS_READ] = "read",
                                            [ISO_FS_ALLOW] = "allow",
                                            [ISO_FS_DENY] = "deny"};
 
+static const char *const action_names[] = {[ISO_NET_CONNECT] = "connect",
+                                           [ISO_NET_DENY] = "deny",
+                                           [ISO_NET_BIND] = "bind"};
+
 static int push_rule(iso_value *list, const char *kind, const char *target,
                      const char *text)
 {
@@ -494,9 +600,8 @@ int iso_plan_to_value(const iso_plan *p, iso_value *fs, iso_value *net)
                       p->fs[i].text))
             return -1;
     for (size_t i = 0; p && i < p->n_net; i++)
-        if (push_rule(net,
-                      p->net[i].action == ISO_NET_DENY ? "deny" : "connect",
-                      p->net[i].spec, p->net[i].text))
+        if (push_rule(net, action_names[p->net[i].action], p->net[i].spec,
+                      p->net[i].text))
             return -1;
     return 0;
 }
@@ -513,10 +618,11 @@ static int add_from_value(iso_plan *p, const iso_value *r, bool fs,
             return iso_error_set(err, ISO_POLICY, "malformed plan rule");
         s[i] = r->u.seq.items[i].u.str.ptr;
     }
+    for (int a = ISO_NET_CONNECT; !fs && a <= ISO_NET_BIND; a++)
+        if (strcmp(s[0], action_names[a]) == 0)
+            return iso_plan_add_net(p, (iso_net_action)a, s[1], s[2], err);
     if (!fs)
-        return iso_plan_add_net(
-            p, strcmp(s[0], "deny") ? ISO_NET_CONNECT : ISO_NET_DENY, s[1],
-            s[2], err);
+        return iso_error_set(err, ISO_POLICY, "unknown net action '%s'", s[0]);
     for (int a = ISO_FS_READ; a <= ISO_FS_DENY; a++)
         if (strcmp(s[0], access_names[a]) == 0)
             return iso_plan_add_fs(p, (iso_fs_access)a, s[1], s[2], err);
@@ -539,14 +645,15 @@ iso_plan *iso_plan_from_value(const iso_value *fs, const iso_value *net,
     return p;
 }
 
-int iso_plan_connect_ports(const iso_plan *p, uint16_t **ports, size_t *n,
-                           bool *any)
+/* The ports of the IP rules of one kind, for Landlock's per-port rules. */
+static int ports_of(const iso_plan *p, iso_net_action kind, uint16_t **ports,
+                    size_t *n, bool *any)
 {
     *ports = NULL, *n = 0, *any = false;
     size_t cap = 0;
     for (size_t i = 0; p && i < p->n_net && !*any; i++) {
         const net_rule *r = &p->net[i];
-        if (r->action == ISO_NET_DENY)
+        if (r->action != kind || r->path)
             continue;
         if ((unsigned)r->port_hi - r->port_lo >= ISO_PORTS_MAX) {
             *any = true;
@@ -559,4 +666,16 @@ int iso_plan_connect_ports(const iso_plan *p, uint16_t **ports, size_t *n,
         }
     }
     return 0;
+}
+
+int iso_plan_connect_ports(const iso_plan *p, uint16_t **ports, size_t *n,
+                           bool *any)
+{
+    return ports_of(p, ISO_NET_CONNECT, ports, n, any);
+}
+
+int iso_plan_bind_ports(const iso_plan *p, uint16_t **ports, size_t *n,
+                        bool *any)
+{
+    return ports_of(p, ISO_NET_BIND, ports, n, any);
 }

@@ -15,6 +15,8 @@ typedef struct iso_py_cell {
     /* py_guard.c: the originals behind the guarded functions */
     PyObject *real_open, *real_stat, *real_lstat, *opener;
     bool os_patched; /* os.open, os.stat... wrapped (once os is imported) */
+    PyObject *real_listen; /* _socket.socket.listen */
+    bool socket_patched;   /* socket.socket.listen wrapped (once imported) */
     char **roots; /* what the interpreter itself reads: sys.path */
     size_t n_roots;
 } iso_py_cell;
@@ -45,7 +47,8 @@ PyObject *iso_py_import(const char *name);
 int iso_py_guard_hook_install(void);
 int iso_py_guard_install(iso_cell *c, iso_error *err);
 void iso_py_guard_clear(iso_py_cell *p);
-/* Wrap os's functions once os has been imported (idempotent). */
+/* Wrap os's functions once os has been imported, and socket.socket.listen
+ * once socket has (idempotent). */
 int iso_py_guard_patch_os(iso_cell *c);
 /* Send a denial event: [capability, action, target, rule, "python-guard"]. */
 void iso_py_emit_denial(iso_cell *c, const char *capability,

@@ -325,12 +325,20 @@ static PyObject *guard_lstat(PyObject *self, PyObject *args, PyObject *kw)
 
 /* ---- network ----------------------------------------------------------- */
 
+/* action "bind" (and "listen") is judged by bind rules, the rest by
+ * connect rules; deny rules refuse both. */
+static bool is_bind(const char *action)
+{
+    return strcmp(action, "bind") == 0 || strcmp(action, "listen") == 0;
+}
+
 static int check_endpoint(iso_cell *c, const char *action, const iso_addr *a,
                           uint16_t port)
 {
     int rule;
     const iso_plan *plan = iso_cell_plan(c); /* one plan per decision */
-    if (iso_plan_check_net(plan, a, port, &rule))
+    if (is_bind(action) ? iso_plan_check_bind(plan, a, port, &rule)
+                        : iso_plan_check_net(plan, a, port, &rule))
         return 0;
     char host[INET6_ADDRSTRLEN], target[INET6_ADDRSTRLEN + 16];
     inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, host, sizeof host);
@@ -338,7 +346,8 @@ static int check_endpoint(iso_cell *c, const char *action, const iso_addr *a,
              port);
     char advice[sizeof target + 32];
     if (rule < 0)
-        snprintf(advice, sizeof advice, "add net {connect=\"%s\"}", target);
+        snprintf(advice, sizeof advice, "add net {%s=\"%s\"}",
+                 is_bind(action) ? "bind" : "connect", target);
     else
         snprintf(advice, sizeof advice, "that deny rule must change first");
     return deny(c, "net", action, target, iso_plan_net_text(plan, rule),
@@ -364,6 +373,7 @@ static int check_host(iso_cell *c, const char *action, int family,
 {
     struct addrinfo hints = {.ai_family = family}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = is_bind(action) ? AI_PASSIVE : 0; /* "": every address */
     int e;
     PyThreadState *ts = PyEval_SaveThread();
     e = getaddrinfo(*host ? host : NULL, "0", &hints, &res);
@@ -384,7 +394,50 @@ static int check_host(iso_cell *c, const char *action, int family,
     return rc;
 }
 
-/* socket.connect / sendto / sendmsg: (sock, address) */
+/* A pathname unix socket: its path resolved as fs rules resolve paths,
+ * then the unix: rules decide. Abstract and unnamed addresses are refused
+ * (Landlock scopes abstract sockets to the cell anyway). */
+static int check_unix(iso_cell *c, const char *action, PyObject *address)
+{
+    char path[PATH_MAX], target[PATH_MAX + 8];
+    int rule = -1;
+    const iso_plan *plan = iso_cell_plan(c);
+    PyObject *b = NULL;
+    bool named = (PyUnicode_Check(address) || PyBytes_Check(address)) &&
+                 PyUnicode_FSConverter(address, &b) &&
+                 PyBytes_GET_SIZE(b) > 0 && PyBytes_AS_STRING(b)[0] != '\0';
+    Py_XDECREF(b);
+    PyErr_Clear();
+    if (!named || is_bind(action))
+        return deny(c, "net", action, "a unix socket address", "default deny",
+                    is_bind(action)
+                        ? "cells cannot bind or listen on unix sockets"
+                        : "cells reach only pathname unix sockets a net "
+                          "{connect=\"unix:/path\"} rule names");
+    if (path_arg(address, -1, true, path) < 0)
+        return -1;
+    if (iso_plan_check_unix(plan, path, &rule))
+        return 0;
+    snprintf(target, sizeof target, "unix:%s", path);
+    char advice[sizeof target + 32];
+    snprintf(advice, sizeof advice,
+             rule < 0 ? "add net {connect=\"%s\"}"
+                      : "that deny rule must change first (%s)",
+             target);
+    return deny(c, "net", action, target, iso_plan_net_text(plan, rule),
+                advice);
+}
+
+static long family_of(PyObject *sock)
+{
+    PyObject *fam = PyObject_GetAttrString(sock, "family");
+    long family = fam ? PyLong_AsLong(fam) : -1;
+    Py_XDECREF(fam);
+    PyErr_Clear();
+    return family;
+}
+
+/* socket.connect / sendto / sendmsg / bind: (sock, address) */
 static int guard_socket(iso_cell *c, const char *event, PyObject *args)
 {
     const char *action = strchr(event, '.') + 1;
@@ -394,11 +447,12 @@ static int guard_socket(iso_cell *c, const char *event, PyObject *args)
         return -1;
     if (address == Py_None) /* sendmsg on a connected socket */
         return 0;
-    PyObject *fam = PyObject_GetAttrString(sock, "family");
-    long family = fam ? PyLong_AsLong(fam) : -1;
-    Py_XDECREF(fam);
+    long family = family_of(sock);
     if (family == AF_UNIX)
-        return check_path(c, ISO_FS_WRITE, action, address, -1, true);
+        return check_unix(c, action, address);
+    /* the runtime's own name resolution binds NETLINK_ROUTE sockets */
+    if (family == AF_NETLINK && is_bind(action))
+        return 0;
     const char *host;
     int port;
     if ((family != AF_INET && family != AF_INET6) ||
@@ -410,6 +464,49 @@ static int guard_socket(iso_cell *c, const char *event, PyObject *args)
     }
     return check_host(c, action, family == AF_INET ? AF_INET : AF_INET6, host,
                       (uint16_t)port);
+}
+
+/* listen() has no audit event, and on an unbound socket it binds every
+ * address on an ephemeral port without passing bind(): the wrapper refuses
+ * that, and re-judges a bound socket's address by the bind rules (the
+ * kernel's answer, for a guest that calls _socket directly: seccomp
+ * refuses listen() unless the policy has a bind rule). */
+static int check_listen(iso_cell *c, PyObject *sock)
+{
+    long family = family_of(sock);
+    if (family != AF_INET && family != AF_INET6)
+        return deny(c, "net", "listen", "a non-IP socket", "default deny",
+                    "cells listen only on IP sockets a net {bind=...} rule "
+                    "allows");
+    PyObject *name = PyObject_CallMethod(sock, "getsockname", NULL);
+    const char *host = NULL;
+    int port = 0;
+    if (!name || !PyArg_ParseTuple(name, "si|II", &host, &port, &(unsigned){0},
+                                   &(unsigned){0})) {
+        Py_XDECREF(name);
+        return -1;
+    }
+    int rc = 0;
+    if (port == 0)
+        rc = deny(c, "net", "listen", "an unbound socket",
+                  iso_plan_net_text(iso_cell_plan(c), -1),
+                  "bind it first to an address a net {bind=\"host:port\"} "
+                  "rule allows: listen() on an unbound socket binds every "
+                  "address");
+    else
+        rc = check_host(c, "listen", family == AF_INET ? AF_INET : AF_INET6,
+                        host, (uint16_t)port);
+    Py_DECREF(name);
+    return rc;
+}
+
+static PyObject *guard_listen(PyObject *self, PyObject *args)
+{
+    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
+    PyObject *sock = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
+    if (!sock || check_listen(c, sock) < 0)
+        return NULL;
+    return PyObject_Call(((iso_py_cell *)c->py)->real_listen, args, NULL);
 }
 
 /* ---- the audit hook ---------------------------------------------------- */
@@ -524,7 +621,8 @@ static int audit_hook(const char *event, PyObject *args, void *unused)
     if (strncmp(event, "socket.", 7) == 0)
         return strcmp(event, "socket.connect") == 0 ||
                        strcmp(event, "socket.sendto") == 0 ||
-                       strcmp(event, "socket.sendmsg") == 0
+                       strcmp(event, "socket.sendmsg") == 0 ||
+                       strcmp(event, "socket.bind") == 0
                    ? guard_socket(c, event, args)
                    : 0;
     for (int i = 0; exec_events[i]; i++)
@@ -561,6 +659,7 @@ static PyMethodDef guard_methods[] = {
      METH_VARARGS | METH_KEYWORDS, "os.lstat() vetted by the cell's fs rules"},
     {"opener", guard_opener, METH_VARARGS, "the cell's race-free opener"},
     {"process", guard_process, METH_VARARGS, "refused in cells"},
+    {"listen", guard_listen, METH_VARARGS, "listen() vetted by bind rules"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -623,8 +722,37 @@ static bool initializing(PyObject *module)
     return busy;
 }
 
+/* socket.socket (a Python class) gets a listen method that binds like a
+ * function (an instance method around the C function). */
+static int patch_socket(iso_cell *c)
+{
+    iso_py_cell *p = c->py;
+    PyObject *mods = PyImport_GetModuleDict();
+    PyObject *sm =
+        p->socket_patched ? NULL : PyDict_GetItemString(mods, "socket");
+    PyObject *raw = sm ? PyDict_GetItemString(mods, "_socket") : NULL;
+    if (!sm || !raw || initializing(sm))
+        return 0;
+    PyObject *cls = PyObject_GetAttrString(sm, "socket");
+    PyObject *rawcls = PyObject_GetAttrString(raw, "socket");
+    PyObject *self = PyCapsule_New(c, CELL_KEY, NULL);
+    PyObject *fn = self ? guard_fn(self, "listen") : NULL;
+    PyObject *meth = fn ? PyInstanceMethod_New(fn) : NULL;
+    if (cls && rawcls && meth && !p->real_listen)
+        p->real_listen = PyObject_GetAttrString(rawcls, "listen");
+    int rc = p->real_listen && meth
+                 ? PyObject_SetAttrString(cls, "listen", meth)
+                 : -1;
+    Py_XDECREF(cls), Py_XDECREF(rawcls), Py_XDECREF(self), Py_XDECREF(fn);
+    Py_XDECREF(meth);
+    p->socket_patched = rc == 0;
+    return rc ? -1 : 0;
+}
+
 int iso_py_guard_patch_os(iso_cell *c)
 {
+    if (patch_socket(c) < 0)
+        return -1;
     iso_py_cell *p = c->py;
     PyObject *os = p->os_patched
                        ? NULL
@@ -692,6 +820,7 @@ void iso_py_guard_clear(iso_py_cell *p)
     Py_CLEAR(p->real_open);
     Py_CLEAR(p->real_stat);
     Py_CLEAR(p->real_lstat);
+    Py_CLEAR(p->real_listen);
     Py_CLEAR(p->opener);
     for (size_t i = 0; i < p->n_roots; i++)
         free(p->roots[i]);

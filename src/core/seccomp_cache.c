@@ -12,6 +12,7 @@
 
 typedef struct entry {
     bool compat, in_thread, processes;
+    unsigned net; /* ISO_SECCOMP_NET_* */
     uint32_t arch;
     char **deny; /* sorted, owned */
     size_t n_deny;
@@ -50,8 +51,8 @@ static bool matches(const entry *e, const iso_seccomp_key *k,
                     const char **names)
 {
     if (e->compat != k->compat || e->in_thread != k->in_thread ||
-        e->processes != k->processes || e->arch != seccomp_arch_native() ||
-        e->n_deny != k->n_deny)
+        e->processes != k->processes || e->net != k->net ||
+        e->arch != seccomp_arch_native() || e->n_deny != k->n_deny)
         return false;
     for (size_t i = 0; i < k->n_deny; i++)
         if (strcmp(e->deny[i], names[i]) != 0)
@@ -108,6 +109,7 @@ static bool entry_make(entry *e, const iso_seccomp_key *k, const char **names,
     *e = (entry){.compat = k->compat,
                  .in_thread = k->in_thread,
                  .processes = k->processes,
+                 .net = k->net,
                  .arch = seccomp_arch_native(),
                  .n_deny = k->n_deny,
                  .len = prog->len,

@@ -6,7 +6,8 @@
  *
  * The key is everything the program depends on: the mode's list (compat
  * or full), the deny action (a cell thread's EPERM or a worker's trap),
- * whether processes may be created, the policy's deny list (as a set:
+ * whether processes may be created, which socket calls the policy's net
+ * rules allow, the policy's deny list (as a set:
  * order does not matter) and the native architecture. Thread-safe.
  */
 #ifndef ISO_SECCOMP_CACHE_H
@@ -17,8 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Socket calls the net rules allow (iso_seccomp_key.net bits). */
+#define ISO_SECCOMP_NET_LISTEN 1u  /* listen(): a bind rule */
+#define ISO_SECCOMP_NET_UNIX 2u    /* socket(AF_UNIX): a unix: rule */
+#define ISO_SECCOMP_NET_NETLINK 4u /* NETLINK_ROUTE sockets: IP rules */
+
 typedef struct iso_seccomp_key {
     bool compat, in_thread, processes;
+    unsigned net;            /* ISO_SECCOMP_NET_* */
     const char *const *deny; /* the policy's syscalls.deny */
     size_t n_deny;
 } iso_seccomp_key;

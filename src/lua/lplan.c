@@ -55,11 +55,18 @@ static int l_check_glob(lua_State *L)
     return glob ? push_result(L, iso_glob_check(glob, &err), &err) : 2;
 }
 
+static const char *const net_names[] = {"connect", "deny", "bind", NULL};
+
+/* core.check_net(spec [, action]): action as a policy names it */
 static int l_check_net(lua_State *L)
 {
     iso_error err = {0};
     const char *spec = whole_string(L, 1);
-    return spec ? push_result(L, iso_net_check(spec, &err), &err) : 2;
+    int action = luaL_checkoption(L, 2, "connect", net_names);
+    return spec ? push_result(L, iso_net_check_for((iso_net_action)action, spec,
+                                                   &err),
+                              &err)
+                : 2;
 }
 
 static int l_normalize_path(lua_State *L)
@@ -86,7 +93,6 @@ static int l_syscall_known(lua_State *L)
 static const char *const fs_names[] = {"read", "write", "allow", "deny", NULL};
 static const iso_fs_access fs_values[] = {ISO_FS_READ, ISO_FS_WRITE,
                                           ISO_FS_ALLOW, ISO_FS_DENY};
-static const char *const net_names[] = {"connect", "deny", NULL};
 
 /* Add rule tbl[key][i] = {access|action=, pattern|spec=, text=}. */
 static int add_rule(lua_State *L, iso_plan *p, bool fs, iso_error *err)
@@ -100,8 +106,7 @@ static int add_rule(lua_State *L, iso_plan *p, bool fs, iso_error *err)
     const char *text =
         lua_isnil(L, -1) ? NULL : iso_lua_checkstr(L, -1, "rule text");
     int rc = fs ? iso_plan_add_fs(p, fs_values[kind], target, text, err)
-                : iso_plan_add_net(p, kind ? ISO_NET_DENY : ISO_NET_CONNECT,
-                                   target, text, err);
+                : iso_plan_add_net(p, (iso_net_action)kind, target, text, err);
     lua_pop(L, 3);
     return rc;
 }
@@ -167,20 +172,40 @@ static int l_plan_check_fs(lua_State *L)
     return push_decision(L, ok, rule);
 }
 
-/* plan:check_net("host:port") -> allowed, rule index | nil */
-static int l_plan_check_net(lua_State *L)
+/* A pathname unix socket target ("unix:/path"), normalised into path. */
+static int unix_target(lua_State *L, const char *s, char *path, size_t n)
 {
-    iso_plan *p = iso_lua_check_plan(L, 1);
-    iso_addr addr;
-    uint16_t port;
     iso_error err = {0};
-    if (iso_endpoint_parse(iso_lua_checkstr(L, 2, "endpoint"), &addr, &port,
-                           &err)) {
+    if (iso_path_normalize(s + 5, path, n, &err)) {
         err.kind = ISO_INVALID_ARGUMENT;
         return iso_lua_raise(L, &err);
     }
-    int rule;
-    bool ok = iso_plan_check_net(p, &addr, port, &rule);
+    return 0;
+}
+
+/* plan:check_net("host:port" | "unix:/path" [, "bind"]) -> allowed, rule
+ * index | nil */
+static int l_plan_check_net(lua_State *L)
+{
+    static const char *const ops[] = {"connect", "bind", NULL};
+    iso_plan *p = iso_lua_check_plan(L, 1);
+    const char *target = iso_lua_checkstr(L, 2, "endpoint");
+    int op = luaL_checkoption(L, 3, "connect", ops), rule;
+    iso_addr addr;
+    uint16_t port;
+    iso_error err = {0};
+    if (op == 0 && strncmp(target, "unix:", 5) == 0) {
+        char path[ISO_PATH_MAX];
+        unix_target(L, target, path, sizeof path);
+        bool ok = iso_plan_check_unix(p, path, &rule);
+        return push_decision(L, ok, rule);
+    }
+    if (iso_endpoint_parse(target, &addr, &port, &err)) {
+        err.kind = ISO_INVALID_ARGUMENT;
+        return iso_lua_raise(L, &err);
+    }
+    bool ok = op ? iso_plan_check_bind(p, &addr, port, &rule)
+                 : iso_plan_check_net(p, &addr, port, &rule);
     return push_decision(L, ok, rule);
 }
 
