@@ -452,9 +452,11 @@ def is_sock(fd):
     except OSError:
         return False
 frames = [fd for fd in range(3, 64) if is_sock(fd)]
-post([len(frames), setown(frames[0], %d)])
-]], HOST_PID))
-    assert.are.same({ 1, { EPERM, EPERM, EPERM, EPERM, EPERM, EPERM, 0 } }, sb:recv(5))
+post([len(frames), setown(frames[0], %d), setown(frames[1], %d)])
+]], HOST_PID, HOST_PID))
+    -- two sockets: the frames and the death note
+    local refused = { EPERM, EPERM, EPERM, EPERM, EPERM, EPERM, 0 }
+    assert.are.same({ 2, refused, refused }, sb:recv(5))
   end)
 
   it("the same on a cell thread, on a socket the guest made", function()
