@@ -36,12 +36,25 @@ local ROOT = cgroup_root()
 
 local base_threads -- after the first cycles: the zygote's starter, the pools
 
+-- The fewest threads seen over 0.3 s: a leaked thread stays, while a
+-- short-lived one (an interrupter, a knock at a shared-GIL door) may be
+-- caught in any single look.
+local function lasting_threads()
+  local fewest, t = status_field("Threads"), now()
+  while now() - t < 0.3 do
+    require("isolate.core").sleep(0.01)
+    fewest = math.min(fewest, status_field("Threads"))
+  end
+  return fewest
+end
+
 local function settle()
   collectgarbage()
   collectgarbage()
-  -- a killed cell's thread and cgroup may take a moment to go
+  -- a killed cell's thread and cgroup may take a moment to go (a thread
+  -- that missed its close grace ends on its own a little later)
   local t = now()
-  while now() - t < 2 and (status_field("Threads") > base_threads or count_lines(
+  while now() - t < 5 and (lasting_threads() > base_threads or count_lines(
       "ls -1d " .. (ROOT or "/nonexistent") .. "/host-" .. SELF .. "/*/ 2>/dev/null") > 0) do
     require("isolate.core").sleep(0.01)
   end
@@ -51,7 +64,7 @@ local function snapshot()
   settle()
   return {
     fds = count_lines("ls -1 /proc/" .. SELF .. "/fd"), -- (/proc/self would be ls's)
-    threads = status_field("Threads"),
+    threads = lasting_threads(),
     -- the zygote and its cells: every luaisolate-cell naming this host
     guests = count_lines("pgrep -f '^luaisolate-cell --zygote " .. SELF .. " '"),
     cgroups = ROOT and count_lines("ls -1d " .. ROOT .. "/cells-" .. SELF .. "/*/ "
@@ -78,7 +91,7 @@ end
 cycle(0)
 cycle(1)
 collectgarbage()
-base_threads = status_field("Threads")
+base_threads = lasting_threads()
 local t0 = now()
 for i = 1, warmup do cycle(i) end
 local before = snapshot()
