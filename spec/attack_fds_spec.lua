@@ -20,20 +20,9 @@ local function pid()
   return n
 end
 
-local function row(sb, layer)
-  for _, r in ipairs(sb:confinement()) do
-    if r.layer == layer then return r end
-  end
-end
+local row = support.row
 
--- Is layer active in a fresh sub-interpreter cell? Prints why not.
-local function active(layer)
-  local sb <close> = sandbox.spawn({})
-  local r = row(sb, layer)
-  if r and r.state == "active" then return true end
-  print(string.format("SKIP %s: %s", layer, r and r.detail or "no such layer"))
-  return false
-end
+local active = support.active
 
 local function has_process()
   for _, b in ipairs(sandbox.IMPLEMENTED) do

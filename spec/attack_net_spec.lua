@@ -41,18 +41,8 @@ def raw(rc):
     return ctypes.get_errno() if rc < 0 else 0
 ]]
 
-local function row(sb, layer)
-  for _, r in ipairs(sb:confinement()) do
-    if r.layer == layer then return r end
-  end
-end
-
-local function bpf_active(sb)
-  local r = row(sb, "bpf")
-  if r and r.state == "active" then return true end
-  print("SKIP bpf: " .. (r and r.detail or "no bpf row"))
-  return false
-end
+local row = support.row
+local function bpf_active(sb) return support.active("bpf", sb) end
 
 local function denials(sb)
   local out = {}

@@ -8,20 +8,9 @@ local err_of = support.err_of
 
 sandbox.configure({ thread_cgroups = true })
 
-local function row(sb, layer)
-  for _, r in ipairs(sb:confinement()) do
-    if r.layer == layer then return r end
-  end
-end
+local row = support.row
 
--- Is layer active in a fresh cell? Prints why not.
-local function active(layer)
-  local sb <close> = sandbox.spawn({})
-  local r = row(sb, layer)
-  if r and r.state == "active" then return true end
-  print(string.format("SKIP %s: %s", layer, r and r.detail or "no such layer"))
-  return false
-end
+local active = support.active
 
 describe("a sub-interpreter cell's thread", function()
   it("reports every kernel layer with its scope", function()

@@ -34,6 +34,23 @@ end
 -- A shell word for s.
 function support.quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
+-- The row of sb:confinement() for layer, or nil.
+function support.row(sb, layer)
+  for _, r in ipairs(sb:confinement()) do
+    if r.layer == layer then return r end
+  end
+end
+
+-- Is layer active in sb (default: a fresh sub-interpreter cell)? Prints
+-- why not, so a skip always says why.
+function support.active(layer, sb)
+  local fresh <close> = not sb and sandbox.spawn({}) or nil
+  local r = support.row(sb or fresh, layer)
+  if r and r.state == "active" then return true end
+  print(string.format("SKIP %s: %s", layer, r and r.detail or "no such layer"))
+  return false
+end
+
 -- The whole of a file, or nil when it cannot be opened.
 function support.slurp(path)
   local f = io.open(path, "rb")
