@@ -118,6 +118,12 @@ describe("attacks through frames (process cells)", function()
     return
   end
 
+  it("capability grants are explained as the host's on process cells", function()
+    local rows = sandbox.policy.compile({ capabilities = { "kv" } }):explain("process")
+    assert.are.equal(1, #rows)
+    assert.are.equal("host", rows[1].layer)
+  end)
+
   it("a forged REQUEST for an ungranted capability never reaches its handler", function()
     local called = 0
     sandbox.capability("frames_secret", function() called = called + 1; return "secret" end)

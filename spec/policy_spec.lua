@@ -547,7 +547,7 @@ describe("Policy:explain", function()
       { 'fs {read="/a"}', "landlock" },
       { 'fs {deny="/a/b"}', guard },
       { 'net {connect="127.0.0.1:80"}', net_layer },
-      { 'capabilities {"kv"}', guard },
+      { 'capabilities {"kv"}', "host" }, -- the host checks each request frame
       { "limits {cpu_ms=5}", "rlimit" },
       { "limits {wall_ms=1000}", "cgroup" },
       { 'limits {mem="1MiB"}', "rlimit" },

@@ -437,8 +437,8 @@ local LAYERS = {
     ["net-unix-refused"] = { "python-guard", UNIX_NOTE },
     ["net-deny"] = { "python-guard", "Landlock rules are per port: the "
                      .. "python-guard enforces deny rules" },
-    capabilities = { "python-guard", "request() in the cell; the broker runs "
-                     .. "in the host" },
+    capabilities = { "host", "the host checks every request a worker sends "
+                     .. "against the grants before a handler runs" },
     wall_ms = { "cgroup", "the host kills the cell's cgroup" },
     cpu_ms = { "rlimit", "RLIMIT_CPU: SIGXCPU, then SIGKILL" },
     mem = { "rlimit", "RLIMIT_AS (memory.max too where cgroup v2 has the "
