@@ -3,7 +3,7 @@
  * exactly its grants; a policy directory replaced between two
  * confinements is served a ruleset built on the new one; different grants
  * or ports never share one; the cached host fd never stays in a confined
- * thread's table. Each case runs in a child: confinement cannot be undone. */
+ * thread's table; the oldest make room, their fds closed. Each case runs in a child: confinement cannot be undone. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -250,6 +250,53 @@ static void test_different_grants_apart(void)
     CHECK_HAS_STR(buf, "entries=4 hits=0 misses=4 stale=0\n");
 }
 
+/* Landlock ruleset fds in the process's (the host's) table. */
+static int host_rulesets(void)
+{
+    int n = 0;
+    char link[64], target[64];
+    for (int fd = 3; fd < 1024; fd++) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            n += strstr(target, "landlock") != NULL;
+        }
+    }
+    return n;
+}
+
+/* More distinct configs (bind ports) than the cache holds: the oldest
+ * make room, their fds closed; one of them again is built again. */
+static void evicted(int out, void *arg)
+{
+    (void)arg;
+    uint16_t ports[40];
+    probe p = {.grant = {dir_a, true, false, false, false},
+               .in = file_a, .out = file_b, .n_bind = 1};
+    int bad = 0;
+    for (int i = 0; i < 40; i++) {
+        ports[i] = (uint16_t)(9000 + i);
+        p.bind = &ports[i];
+        run_thread(&p);
+        bad += strcmp(p.result, "in=0 out=13 write=-1 fds=0") != 0;
+    }
+    say(out, "bad=%d host_rulesets=%d\n", bad, host_rulesets());
+    p.bind = &ports[0];
+    run_thread(&p);
+    say(out, "first again: %s\n", p.result);
+    say_stats(out);
+}
+
+static void test_eviction(void)
+{
+    char buf[600];
+    in_child(evicted, NULL, buf, sizeof buf);
+    CHECK_HAS_STR(buf, "bad=0 host_rulesets=32\n");
+    CHECK_HAS_STR(buf, "first again: in=0 out=13 write=-1 fds=0\n");
+    CHECK_HAS_STR(buf, "entries=32 hits=0 misses=41 stale=0\n");
+}
+
 int main(void)
 {
     alarm(60);
@@ -266,6 +313,7 @@ int main(void)
     RUN(test_same_grants_share);
     RUN(test_replaced_directory);
     RUN(test_different_grants_apart);
+    RUN(test_eviction);
     unlink(file_a);
     unlink(file_b);
     rmdir(dir_a);
