@@ -24,6 +24,7 @@ isolate_c_test(frames)
 isolate_c_test(cgroup)
 isolate_c_test(netguard)
 isolate_c_test(confine)
+isolate_c_test(landlock_cache)
 isolate_c_test(zygote)
 target_compile_definitions(test_zygote PRIVATE
   ISO_TEST_WORKER="$<TARGET_FILE:luaisolate-cell>")

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "landlock.h"
+#include "landlock_cache.h"
 #include "seccomp_cache.h"
 
 typedef int (*confine_step)(const iso_confine_config *cfg,
@@ -88,9 +89,10 @@ static int fail_sys(iso_error *err, const char *fmt, ...)
 
 /* ---- close_fds ---------------------------------------------------------- */
 
-static bool fd_kept(const iso_confine_config *cfg, int fd)
+/* also: one more fd kept (a cell thread's Landlock ruleset), -1: none. */
+static bool fd_kept(const iso_confine_config *cfg, int also, int fd)
 {
-    if (fd == cfg->death_note_fd)
+    if (fd == cfg->death_note_fd || fd == also)
         return true;
     for (size_t i = 0; i < cfg->n_keep; i++)
         if (cfg->keep_fds[i] == fd)
@@ -99,9 +101,11 @@ static bool fd_kept(const iso_confine_config *cfg, int fd)
 }
 
 /* The smallest kept fd >= lo, or -1. */
-static int next_kept(const iso_confine_config *cfg, int lo)
+static int next_kept(const iso_confine_config *cfg, int also, int lo)
 {
     int best = cfg->death_note_fd >= lo ? cfg->death_note_fd : -1;
+    if (also >= lo && (best < 0 || also < best))
+        best = also;
     for (size_t i = 0; i < cfg->n_keep; i++) {
         int fd = cfg->keep_fds[i];
         if (fd >= lo && (best < 0 || fd < best))
@@ -113,7 +117,8 @@ static int next_kept(const iso_confine_config *cfg, int lo)
 /* Kernels before 5.9 lack close_range: walk the fd directory instead
  * (thread-self: after unshare(CLONE_FILES), /proc/self/fd would list the
  * main thread's table, not this thread's). */
-static int close_by_walk(const iso_confine_config *cfg, iso_error *err)
+static int close_by_walk(const iso_confine_config *cfg, int also,
+                         iso_error *err)
 {
     DIR *d = opendir("/proc/thread-self/fd");
     if (!d)
@@ -121,7 +126,7 @@ static int close_by_walk(const iso_confine_config *cfg, iso_error *err)
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         int fd = atoi(e->d_name);
         if (e->d_name[0] != '.' && fd > 2 && fd != dirfd(d) &&
-            !fd_kept(cfg, fd))
+            !fd_kept(cfg, also, fd))
             close(fd);
     }
     closedir(d);
@@ -129,14 +134,15 @@ static int close_by_walk(const iso_confine_config *cfg, iso_error *err)
 }
 
 /* Close every fd above 2 in the gaps between the kept ones. */
-static int close_unkept(const iso_confine_config *cfg, iso_error *err)
+static int close_unkept(const iso_confine_config *cfg, int also,
+                        iso_error *err)
 {
     for (int lo = 3;;) {
-        int k = next_kept(cfg, lo);
+        int k = next_kept(cfg, also, lo);
         if (k != lo) {
             unsigned hi = k < 0 ? UINT_MAX : (unsigned)k - 1;
             if (close_range((unsigned)lo, hi, 0) < 0)
-                return errno == ENOSYS ? close_by_walk(cfg, err)
+                return errno == ENOSYS ? close_by_walk(cfg, also, err)
                                        : fail_sys(err, "close_range");
         }
         if (k < 0)
@@ -154,7 +160,7 @@ static int stdio_to_null(const iso_confine_config *cfg, int *redirected,
     if (nul < 0)
         return fail_sys(err, "open /dev/null");
     for (int fd = 0; fd <= 2; fd++) {
-        if (fd_kept(cfg, fd))
+        if (fd_kept(cfg, -1, fd))
             continue;
         (*redirected)++;
         if (fd != nul && dup2(nul, fd) < 0) {
@@ -192,7 +198,7 @@ static int step_close_fds(const iso_confine_config *cfg,
 {
     size_t kept;
     int redirected = 0;
-    if (count_kept(cfg, &kept, err) < 0 || close_unkept(cfg, err) < 0 ||
+    if (count_kept(cfg, &kept, err) < 0 || close_unkept(cfg, -1, err) < 0 ||
         stdio_to_null(cfg, &redirected, err) < 0)
         return -1;
     step_add(rep, "close_fds", ISO_STEP_ACTIVE,
@@ -201,20 +207,40 @@ static int step_close_fds(const iso_confine_config *cfg,
     return 0;
 }
 
+/* The Landlock ruleset a cell thread carries from its fd_table step to its
+ * landlock step (the steps share nothing else): the cache's fd, valid in
+ * the thread's private table; -1: none, built in the landlock step. */
+static _Thread_local struct {
+    int fd, abi;
+    size_t skipped;
+} carried = {-1, -1, 0};
+
+static int hold_ruleset(const iso_confine_config *cfg, iso_error *err);
+
 /* A cell thread shares the host's fd table: a guest could use the zygote's
  * control socket, another cell's frames socket or any file the host has
  * open. The thread takes a copy of the table for itself, then closes in it
  * everything but stdio and the few fds it needs (keep_fds). Threads the
- * guest starts share this table; the host's is never touched. */
+ * guest starts share this table; the host's is never touched.
+ * The cached Landlock ruleset is found (or built) first, and the cache
+ * stays locked until the copy is taken: its fd, a host fd, is then the
+ * ruleset's in the copy too, kept until the landlock step closes it. */
 static int step_fd_table(const iso_confine_config *cfg, iso_confine_report *rep,
                          iso_error *err)
 {
     size_t kept;
     if (count_kept(cfg, &kept, err) < 0)
         return -1;
-    if (unshare(CLONE_FILES) < 0)
-        return fail_sys(err, "unshare(CLONE_FILES)");
-    if (close_unkept(cfg, err) < 0)
+    iso_landlock_cache_lock();
+    int rc = hold_ruleset(cfg, err);
+    if (rc == 0 && unshare(CLONE_FILES) < 0)
+        rc = fail_sys(err, "unshare(CLONE_FILES)");
+    iso_landlock_cache_unlock();
+    if (rc < 0) {
+        carried.fd = -1; /* the cache's, in the host's table */
+        return -1;
+    }
+    if (close_unkept(cfg, carried.fd, err) < 0)
         return -1;
     step_add(rep, "fd_table", ISO_STEP_ACTIVE,
              "the thread's own: the host's fds closed in it but stdin, "
@@ -588,23 +614,29 @@ static uint64_t grant_rights(const iso_fs_grant *g)
     return r;
 }
 
+/* The rule for g; id: what its path resolved to (absent: nothing there to
+ * allow, the default deny holds). An fstat failure leaves id zero, which
+ * no path resolves to: a cached ruleset built so is always stale. */
 static int add_path_rule(int rfd, const iso_fs_grant *g, uint64_t handled,
-                         size_t *skipped, iso_error *err)
+                         iso_landlock_ident *id, iso_error *err)
 {
+    *id = (iso_landlock_ident){0, 0, true};
     if (!g->path || g->path[0] != '/')
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
                              "confine: fs grant paths must be absolute");
     int fd = open(g->path, O_PATH | O_CLOEXEC);
-    if (fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
-        (*skipped)++; /* nothing there to allow; the default deny holds */
+    if (fd < 0 && (errno == ENOENT || errno == ENOTDIR))
         return 0;
-    }
     if (fd < 0)
         return fail_sys(err, "open %s", g->path);
     struct stat st;
     uint64_t want = grant_rights(g) & handled;
-    if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
-        want &= ISO_LANDLOCK_FILE_RIGHTS;
+    id->absent = false;
+    if (fstat(fd, &st) == 0) {
+        id->dev = st.st_dev, id->ino = st.st_ino;
+        if (!S_ISDIR(st.st_mode))
+            want &= ISO_LANDLOCK_FILE_RIGHTS;
+    }
     struct landlock_path_beneath_attr pb = {.allowed_access = want,
                                             .parent_fd = fd};
     int rc =
@@ -760,6 +792,49 @@ static void report_no_landlock(iso_confine_report *rep, int abi_errno)
     step_add(rep, "landlock_scope", ISO_STEP_MISSING, "%s", why);
 }
 
+/* A ruleset for cfg (its fd, -1 with err) and how many grants were
+ * missing; ids (NULL: not wanted) gets what each grant resolved to. */
+static int build_ruleset(const iso_confine_config *cfg,
+                         const struct iso_landlock_ruleset_attr *a,
+                         iso_landlock_ident *ids, size_t *skipped,
+                         iso_error *err)
+{
+    int rfd = iso_landlock_create_ruleset(a, sizeof *a, 0);
+    if (rfd < 0)
+        return fail_sys(err, "landlock_create_ruleset");
+    int rc = 0;
+    *skipped = 0;
+    for (size_t i = 0; rc == 0 && i < cfg->n_grants; i++) {
+        iso_landlock_ident id;
+        rc = add_path_rule(rfd, &cfg->grants[i], a->handled_access_fs, &id,
+                           err);
+        *skipped += rc == 0 && id.absent;
+        if (ids)
+            ids[i] = id;
+    }
+    if (rc == 0)
+        rc = add_net_rules(rfd, cfg, a->handled_access_net, err);
+    if (rc < 0) {
+        close(rfd);
+        return -1;
+    }
+    return rfd;
+}
+
+/* Restrict the thread (or process) with rfd, then close it. */
+static int restrict_with(const iso_confine_config *cfg,
+                         iso_confine_report *rep, int abi, int rfd,
+                         size_t skipped, iso_error *err)
+{
+    int rc = iso_landlock_restrict_self(rfd) < 0
+                 ? fail_sys(err, "landlock_restrict_self")
+                 : 0;
+    close(rfd);
+    if (rc == 0)
+        report_landlock(cfg, rep, abi, skipped);
+    return rc;
+}
+
 static int step_landlock(const iso_confine_config *cfg, iso_confine_report *rep,
                          iso_error *err)
 {
@@ -769,23 +844,49 @@ static int step_landlock(const iso_confine_config *cfg, iso_confine_report *rep,
         return 0;
     }
     struct iso_landlock_ruleset_attr a = ruleset_for(cfg, abi);
-    int rfd = iso_landlock_create_ruleset(&a, sizeof a, 0);
-    if (rfd < 0)
-        return fail_sys(err, "landlock_create_ruleset");
-    size_t skipped = 0;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < cfg->n_grants; i++)
-        rc = add_path_rule(rfd, &cfg->grants[i], a.handled_access_fs, &skipped,
-                           err);
-    if (rc == 0)
-        rc = add_net_rules(rfd, cfg, a.handled_access_net, err);
-    if (rc == 0 && iso_landlock_restrict_self(rfd) < 0)
-        rc = fail_sys(err, "landlock_restrict_self");
-    close(rfd);
-    if (rc < 0)
-        return -1;
-    report_landlock(cfg, rep, abi, skipped);
-    return 0;
+    size_t skipped;
+    int rfd = build_ruleset(cfg, &a, NULL, &skipped, err);
+    return rfd < 0 ? -1 : restrict_with(cfg, rep, abi, rfd, skipped, err);
+}
+
+/* Under the cache lock, in a cell thread before it takes its own fd
+ * table: carried gets the cached ruleset for cfg, built and cached on a miss
+ * (none without Landlock or when out of memory: the landlock step builds
+ * it then, as for a process). */
+static int hold_ruleset(const iso_confine_config *cfg, iso_error *err)
+{
+    carried.fd = -1;
+    carried.abi = iso_landlock_abi();
+    if (carried.abi < 0)
+        return 0;
+    iso_landlock_key k = {
+        ruleset_for(cfg, carried.abi), cfg->grants, cfg->n_grants,
+        cfg->n_fixed_grants < cfg->n_grants ? cfg->n_fixed_grants
+                                            : cfg->n_grants,
+        cfg->connect_ports, cfg->bind_ports, cfg->n_ports, cfg->n_bind_ports};
+    if ((carried.fd = iso_landlock_cache_find(&k, &carried.skipped)) >= 0)
+        return 0;
+    iso_landlock_ident *ids = calloc(cfg->n_grants + 1, sizeof *ids);
+    if (!ids)
+        return 0;
+    int rfd = build_ruleset(cfg, &k.attr, ids, &carried.skipped, err);
+    if (rfd >= 0 && iso_landlock_cache_add(&k, ids, rfd, carried.skipped))
+        carried.fd = rfd;
+    else if (rfd >= 0)
+        close(rfd); /* built again after unshare, outside the host table */
+    free(ids);
+    return rfd < 0 ? -1 : 0;
+}
+
+/* A cell thread's: with the ruleset held since the fd_table step. */
+static int step_thread_landlock(const iso_confine_config *cfg,
+                                iso_confine_report *rep, iso_error *err)
+{
+    int fd = carried.fd;
+    carried.fd = -1;
+    if (fd < 0)
+        return step_landlock(cfg, rep, err);
+    return restrict_with(cfg, rep, carried.abi, fd, carried.skipped, err);
 }
 
 /* ---- seccomp ------------------------------------------------------------ */
@@ -1316,7 +1417,7 @@ int iso_confine_rows(const iso_confine_report *rep, const char *scope,
 
 static const confine_step thread_steps[] = {
     step_thread_cgroup, step_fd_table, step_noexec,
-    step_no_new_privs,  step_landlock, step_seccomp,
+    step_no_new_privs,  step_thread_landlock, step_seccomp,
 };
 
 static int run_steps(const confine_step *list, size_t n,
@@ -1345,6 +1446,11 @@ int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
     if (!cfg->in_thread)
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
                              "confine: iso_confine_thread needs in_thread");
-    return run_steps(thread_steps, sizeof thread_steps / sizeof *thread_steps,
-                     cfg, rep, err);
+    carried.fd = -1;
+    int rc = run_steps(thread_steps, sizeof thread_steps / sizeof *thread_steps,
+                       cfg, rep, err);
+    if (carried.fd >= 0) /* a step between failed: the thread's copy */
+        close(carried.fd);
+    carried.fd = -1;
+    return rc;
 }

@@ -65,6 +65,10 @@ typedef struct iso_confine_config {
     const char *cgroup_procs;   /* "0" is written there; NULL: none (missing) */
     const iso_fs_grant *grants; /* Landlock path-beneath rules */
     size_t n_grants;
+    /* the first n_fixed_grants are the runtime's, resolved once per
+     * process: a cell thread's cached ruleset is checked against what the
+     * other grants' paths resolve to now, not these (landlock_cache.h) */
+    size_t n_fixed_grants;
     const uint16_t *connect_ports; /* Landlock TCP connect allow-list */
     size_t n_ports;
     bool any_port; /* a net rule allows every port: connect unrestricted */
