@@ -103,9 +103,10 @@ end
 function M.identity(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
-  local stat = f:read("a")
+  local stat = f:read("a") -- nil when it ended since the open
   f:close()
-  local rest = stat:match("%) (.*)$")
+  local rest = stat and stat:match("%) (.*)$")
+  if not rest then return nil end
   local fields = {}
   for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
   return { state = fields[1], start = fields[20] }
