@@ -1185,6 +1185,20 @@ static void thread_and_sibling(int out, void *secret)
     say(out, "rc=%d %s main_open=%d", t.rc, t.out, fd >= 0);
 }
 
+/* Run fn in a child with the path of a fresh temporary file outside every
+ * grant; what it says must be want. */
+static void expect_with_secret(void (*fn)(int out, void *arg), const char *want)
+{
+    char secret[] = "/tmp/iso-confine-XXXXXX";
+    int fd = mkstemp(secret);
+    CHECK(fd >= 0);
+    close(fd);
+    char buf[600];
+    in_child(fn, secret, buf, sizeof buf);
+    CHECK_EQ_STR(buf, want);
+    unlink(secret);
+}
+
 /* The confined thread gets errors (never a kill); its process's other
  * threads are not confined. In a child, so this test stays unconfined. */
 static void test_thread_only(void)
@@ -1193,15 +1207,9 @@ static void test_thread_only(void)
         printf("SKIP test_thread_only: Landlock ABI %d < 4\n", landlock_abi);
         return;
     }
-    char secret[] = "/tmp/iso-confine-XXXXXX";
-    int fd = mkstemp(secret);
-    CHECK(fd >= 0);
-    close(fd);
-    char buf[600];
-    in_child(thread_and_sibling, secret, buf, sizeof buf);
-    CHECK_EQ_STR(buf, "rc=0 open=13 exec=1 fork=1 listed=111 unlisted=13 "
-                      "main_open=1");
-    unlink(secret);
+    expect_with_secret(thread_and_sibling,
+                       "rc=0 open=13 exec=1 fork=1 listed=111 unlisted=13 "
+                       "main_open=1");
 }
 
 /* ---- a cell thread's own fd table --------------------------------------- */
@@ -1286,15 +1294,9 @@ static void test_thread_fd_table(void)
         printf("SKIP test_thread_fd_table: no Landlock\n");
         return;
     }
-    char secret[] = "/tmp/iso-confine-XXXXXX";
-    int fd = mkstemp(secret);
-    CHECK(fd >= 0);
-    close(fd);
-    char buf[600];
-    in_child(fd_table_child, secret, buf, sizeof buf);
-    CHECK_EQ_STR(buf, "file=9 sock=9 keep=0 getfd=1 kcmp=1 memfd=1 "
-                      "reopen_file=13 reopen_sock=6 main=1,1,1");
-    unlink(secret);
+    expect_with_secret(fd_table_child,
+                       "file=9 sock=9 keep=0 getfd=1 kcmp=1 memfd=1 "
+                       "reopen_file=13 reopen_sock=6 main=1,1,1");
 }
 
 /* ---- noexec writable paths ---------------------------------------------- */
