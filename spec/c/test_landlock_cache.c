@@ -3,7 +3,8 @@
  * exactly its grants; a policy directory replaced between two
  * confinements is served a ruleset built on the new one; different grants
  * or ports never share one; the cached host fd never stays in a confined
- * thread's table; the oldest make room, their fds closed. Each case runs in a child: confinement cannot be undone. */
+ * thread's table; the oldest make room, their fds closed. Each case runs in a
+ * child: confinement cannot be undone. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -24,8 +25,8 @@ typedef struct probe {
     iso_fs_grant grant;
     const uint16_t *bind;
     size_t n_bind;
-    const char *in, *out;      /* files to open for reading */
-    const char *write_to;      /* opened for writing, or NULL */
+    const char *in, *out;     /* files to open for reading */
+    const char *write_to;     /* opened for writing, or NULL */
     pthread_barrier_t *start; /* NULL: start at once */
     char result[200];
 } probe;
@@ -223,14 +224,23 @@ static void different(int out, void *arg)
     static const uint16_t port = 8080;
     probe p[4] = {
         {.grant = {dir_a, true, false, false, false},
-         .in = file_a, .out = file_b, .write_to = file_a},
+         .in = file_a,
+         .out = file_b,
+         .write_to = file_a},
         {.grant = {dir_b, true, false, false, false},
-         .in = file_b, .out = file_a, .write_to = file_b},
+         .in = file_b,
+         .out = file_a,
+         .write_to = file_b},
         {.grant = {dir_a, true, true, false, false},
-         .in = file_a, .out = file_b, .write_to = file_a},
+         .in = file_a,
+         .out = file_b,
+         .write_to = file_a},
         {.grant = {dir_a, true, false, false, false},
-         .bind = &port, .n_bind = 1,
-         .in = file_a, .out = file_b, .write_to = file_a},
+         .bind = &port,
+         .n_bind = 1,
+         .in = file_a,
+         .out = file_b,
+         .write_to = file_a},
     };
     for (int i = 0; i < 4; i++) {
         run_thread(&p[i]);
@@ -273,7 +283,9 @@ static void evicted(int out, void *arg)
     (void)arg;
     uint16_t ports[40];
     probe p = {.grant = {dir_a, true, false, false, false},
-               .in = file_a, .out = file_b, .n_bind = 1};
+               .in = file_a,
+               .out = file_b,
+               .n_bind = 1};
     int bad = 0;
     for (int i = 0; i < 40; i++) {
         ports[i] = (uint16_t)(9000 + i);

@@ -232,7 +232,7 @@ void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
 /* The doorbell's ringing end (made on first use; -1 if it could not be):
  * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
 int iso_cell_doorbell_fd(void);
-void *iso_py_cell_thread(void *arg);  /* py_cell.c: the cell thread */
+void *iso_py_cell_thread(void *arg); /* py_cell.c: the cell thread */
 iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);

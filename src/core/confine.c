@@ -134,8 +134,7 @@ static int close_by_walk(const iso_confine_config *cfg, int also,
 }
 
 /* Close every fd above 2 in the gaps between the kept ones. */
-static int close_unkept(const iso_confine_config *cfg, int also,
-                        iso_error *err)
+static int close_unkept(const iso_confine_config *cfg, int also, iso_error *err)
 {
     for (int lo = 3;;) {
         int k = next_kept(cfg, also, lo);
@@ -806,8 +805,8 @@ static int build_ruleset(const iso_confine_config *cfg,
     *skipped = 0;
     for (size_t i = 0; rc == 0 && i < cfg->n_grants; i++) {
         iso_landlock_ident id;
-        rc = add_path_rule(rfd, &cfg->grants[i], a->handled_access_fs, &id,
-                           err);
+        rc =
+            add_path_rule(rfd, &cfg->grants[i], a->handled_access_fs, &id, err);
         *skipped += rc == 0 && id.absent;
         if (ids)
             ids[i] = id;
@@ -822,9 +821,8 @@ static int build_ruleset(const iso_confine_config *cfg,
 }
 
 /* Restrict the thread (or process) with rfd, then close it. */
-static int restrict_with(const iso_confine_config *cfg,
-                         iso_confine_report *rep, int abi, int rfd,
-                         size_t skipped, iso_error *err)
+static int restrict_with(const iso_confine_config *cfg, iso_confine_report *rep,
+                         int abi, int rfd, size_t skipped, iso_error *err)
 {
     int rc = iso_landlock_restrict_self(rfd) < 0
                  ? fail_sys(err, "landlock_restrict_self")
@@ -859,11 +857,16 @@ static int hold_ruleset(const iso_confine_config *cfg, iso_error *err)
     carried.abi = iso_landlock_abi();
     if (carried.abi < 0)
         return 0;
-    iso_landlock_key k = {
-        ruleset_for(cfg, carried.abi), cfg->grants, cfg->n_grants,
-        cfg->n_fixed_grants < cfg->n_grants ? cfg->n_fixed_grants
-                                            : cfg->n_grants,
-        cfg->connect_ports, cfg->bind_ports, cfg->n_ports, cfg->n_bind_ports};
+    iso_landlock_key k = {ruleset_for(cfg, carried.abi),
+                          cfg->grants,
+                          cfg->n_grants,
+                          cfg->n_fixed_grants < cfg->n_grants
+                              ? cfg->n_fixed_grants
+                              : cfg->n_grants,
+                          cfg->connect_ports,
+                          cfg->bind_ports,
+                          cfg->n_ports,
+                          cfg->n_bind_ports};
     if ((carried.fd = iso_landlock_cache_find(&k, &carried.skipped)) >= 0)
         return 0;
     iso_landlock_ident *ids = calloc(cfg->n_grants + 1, sizeof *ids);
@@ -1416,7 +1419,7 @@ int iso_confine_rows(const iso_confine_report *rep, const char *scope,
 }
 
 static const confine_step thread_steps[] = {
-    step_thread_cgroup, step_fd_table, step_noexec,
+    step_thread_cgroup, step_fd_table,        step_noexec,
     step_no_new_privs,  step_thread_landlock, step_seccomp,
 };
 

@@ -30,8 +30,14 @@ static struct {
     uint64_t hits, misses, stale;
 } cache = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, 0, 0, 0, 0};
 
-void iso_landlock_cache_lock(void) { pthread_mutex_lock(&cache.mu); }
-void iso_landlock_cache_unlock(void) { pthread_mutex_unlock(&cache.mu); }
+void iso_landlock_cache_lock(void)
+{
+    pthread_mutex_lock(&cache.mu);
+}
+void iso_landlock_cache_unlock(void)
+{
+    pthread_mutex_unlock(&cache.mu);
+}
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -45,8 +51,12 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 static uint64_t key_hash(const iso_landlock_key *k)
 {
     uint64_t h = 14695981039346656037ull;
-    uint64_t head[6] = {k->attr.handled_access_fs, k->attr.handled_access_net,
-                        k->attr.scoped, k->n_grants, k->n_connect, k->n_bind};
+    uint64_t head[6] = {k->attr.handled_access_fs,
+                        k->attr.handled_access_net,
+                        k->attr.scoped,
+                        k->n_grants,
+                        k->n_connect,
+                        k->n_bind};
     h = fnv(h, head, sizeof head);
     h = fnv(h, k->connect, k->n_connect * sizeof *k->connect);
     h = fnv(h, k->bind, k->n_bind * sizeof *k->bind);

@@ -17,7 +17,7 @@ typedef struct iso_py_cell {
     bool os_patched; /* os.open, os.stat... wrapped (once os is imported) */
     PyObject *real_listen; /* _socket.socket.listen */
     bool socket_patched;   /* socket.socket.listen wrapped (once imported) */
-    char **roots; /* what the interpreter itself reads: sys.path */
+    char **roots;          /* what the interpreter itself reads: sys.path */
     size_t n_roots;
 } iso_py_cell;
 
@@ -51,8 +51,7 @@ void iso_py_guard_clear(iso_py_cell *p);
  * once socket has (idempotent). */
 int iso_py_guard_patch_os(iso_cell *c);
 /* Send a denial event: [capability, action, target, rule, "python-guard"]. */
-void iso_py_emit_denial(iso_cell *c, const char *capability,
-                        const char *action, const char *target,
-                        const char *rule);
+void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
+                        const char *target, const char *rule);
 
 #endif

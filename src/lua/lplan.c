@@ -63,9 +63,9 @@ static int l_check_net(lua_State *L)
     iso_error err = {0};
     const char *spec = whole_string(L, 1);
     int action = luaL_checkoption(L, 2, "connect", net_names);
-    return spec ? push_result(L, iso_net_check_for((iso_net_action)action, spec,
-                                                   &err),
-                              &err)
+    return spec ? push_result(
+                      L, iso_net_check_for((iso_net_action)action, spec, &err),
+                      &err)
                 : 2;
 }
 
