@@ -501,6 +501,8 @@ bool iso_cgroup_host_entered(void)
     return entered;
 }
 
+static void reaper_start(void);
+
 int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err)
 {
     memset(cg, 0, sizeof *cg);
@@ -521,6 +523,7 @@ int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err)
         cg->path[0] = '\0';
         return -1;
     }
+    reaper_start(); /* with the first one, so the thread count is steady */
     return 0;
 }
 
@@ -558,12 +561,25 @@ static void *reap(void *unused)
     return NULL;
 }
 
+/* reaper.mu held */
+static void reaper_start_locked(void)
+{
+    if (!reaper.running)
+        reaper.running = iso_thread_detached(reap);
+}
+
+static void reaper_start(void)
+{
+    pthread_mutex_lock(&reaper.mu);
+    reaper_start_locked();
+    pthread_mutex_unlock(&reaper.mu);
+}
+
 /* Hand cg to the reaper; false when it cannot take it (remove it now). */
 static bool reap_later(const iso_cgroup *cg)
 {
     pthread_mutex_lock(&reaper.mu);
-    if (!reaper.running)
-        reaper.running = iso_thread_detached(reap);
+    reaper_start_locked();
     bool ok =
         reaper.running && iso_room_for_one((void **)&reaper.queue, &reaper.cap,
                                            reaper.n, sizeof *reaper.queue);
