@@ -345,13 +345,7 @@ except ImportError as e:
 end)
 
 describe("SIGPIPE", function()
-  local function script(text)
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-    return path
-  end
+  local script = support.write_temp
 
   -- Both ways of getting EPIPE the issue names, plus a guest thread.
   local GUEST = [[

@@ -11,6 +11,7 @@
 -- reports how the host ended and how long after that its last descendant
 -- was gone.
 local core = require "isolate.core"
+local support = require "support"
 
 local M = {}
 M.HOST = os.getenv("ISOLATE_HOST")
@@ -55,13 +56,7 @@ function M.available()
   return M.HOST and os.execute("test -x " .. M.PYTHON .. " && command -v pgrep >/dev/null")
 end
 
-function M.write_script(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+M.write_script = support.write_temp
 
 -- Start `HOST run script args...`; returns a handle {p=, pid=} once the
 -- script printed its pid as its first line (nil and the output if not).

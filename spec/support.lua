@@ -51,6 +51,15 @@ function support.active(layer, sb)
   return false
 end
 
+-- A fresh temporary file holding text; its path.
+function support.write_temp(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 -- The whole of a file, or nil when it cannot be opened.
 function support.slurp(path)
   local f = io.open(path, "rb")

@@ -9,6 +9,7 @@
 #ifndef ISO_CHECK_H
 #define ISO_CHECK_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -74,5 +75,16 @@ static int check_total;  /* checks evaluated */
 #define CHECK_EXIT()                                              \
     (printf("%d checks, %d failed\n", check_total, check_failed), \
      fflush(stdout), check_failed ? 1 : 0)
+
+/* Write to fd as printf does: how a forked probe tells its parent what it
+ * saw (tests that confine a child read it back and compare). */
+__attribute__((format(printf, 2, 3))) static inline void
+say(int fd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vdprintf(fd, fmt, ap);
+    va_end(ap);
+}
 
 #endif

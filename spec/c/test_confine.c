@@ -46,17 +46,6 @@ typedef struct run {
 
 static int landlock_abi; /* < 0: none */
 
-static void say(int fd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void say(int fd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vdprintf(fd, fmt, ap);
-    va_end(ap);
-}
-
 static void read_all(int fd, char *buf, size_t n)
 {
     size_t len = 0;

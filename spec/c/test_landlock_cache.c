@@ -85,16 +85,6 @@ static void run_thread(probe *p)
     pthread_join(t, NULL);
 }
 
-static void say(int fd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(int fd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vdprintf(fd, fmt, ap);
-    va_end(ap);
-}
-
 static void say_stats(int out)
 {
     iso_landlock_cache_stats st;
