@@ -35,6 +35,11 @@ end
 local ROOT = cgroup_root()
 
 local base_threads -- after the first cycles: the zygote's starter, the pools
+local base_fds
+
+local function fd_count()
+  return count_lines("ls -1 /proc/" .. SELF .. "/fd") -- (/proc/self would be ls's)
+end
 
 -- The fewest threads seen over 0.3 s: a leaked thread stays, while a
 -- short-lived one (an interrupter, a knock at a shared-GIL door) may be
@@ -51,19 +56,31 @@ end
 local function settle()
   collectgarbage()
   collectgarbage()
-  -- a killed cell's thread and cgroup may take a moment to go (a thread
-  -- that missed its close grace ends on its own a little later)
+  -- a killed cell's thread, fds and cgroup may take a moment to go (a
+  -- thread that missed its close grace ends on its own a little later)
   local t = now()
-  while now() - t < 5 and (lasting_threads() > base_threads or count_lines(
+  while now() - t < 5 and (lasting_threads() > base_threads or fd_count() > base_fds or count_lines(
       "ls -1d " .. (ROOT or "/nonexistent") .. "/host-" .. SELF .. "/*/ 2>/dev/null") > 0) do
     require("isolate.core").sleep(0.01)
   end
 end
 
+-- What each of this host's fds is ("N -> target"), to show a leaked one.
+local function fd_targets()
+  local p, out = io.popen("ls -l /proc/" .. SELF .. "/fd"), {}
+  for line in p:lines() do
+    local fd, target = line:match("(%d+) %-> (.*)$")
+    if fd then out[fd] = target end
+  end
+  p:close()
+  return out
+end
+
 local function snapshot()
   settle()
   return {
-    fds = count_lines("ls -1 /proc/" .. SELF .. "/fd"), -- (/proc/self would be ls's)
+    fd_list = fd_targets(),
+    fds = fd_count(),
     threads = lasting_threads(),
     -- the zygote and its cells: every luaisolate-cell naming this host
     guests = count_lines("pgrep -f '^luaisolate-cell --zygote " .. SELF .. " '"),
@@ -92,6 +109,7 @@ cycle(0)
 cycle(1)
 collectgarbage()
 base_threads = lasting_threads()
+base_fds = fd_count()
 local t0 = now()
 for i = 1, warmup do cycle(i) end
 local before = snapshot()
@@ -106,6 +124,9 @@ print(string.format("  %-8s %10s %10s", "", "before", "after"))
 for _, k in ipairs({ "fds", "threads", "guests", "cgroups", "rss_kib" }) do
   print(string.format("  %-8s %10d %10d", k, before[k], after[k]))
   if k ~= "rss_kib" and after[k] > before[k] then grew[#grew + 1] = k end
+end
+for fd, target in pairs(after.fd_list) do
+  if before.fd_list[fd] ~= target then print("  new fd " .. fd .. " -> " .. target) end
 end
 local figures = {}
 for _, k in ipairs({ "fds", "threads", "guests", "cgroups", "rss_kib" }) do

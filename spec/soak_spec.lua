@@ -1,15 +1,17 @@
--- Soak, short (issue 10, point 7): spawn / exec / kill cycles over both
--- backends leave fds, threads, guest processes and cgroup directories as
--- they were. RSS is printed, not judged: over a few hundred cycles it
--- still climbs to its plateau (allocator and Lua heap), so the 1 MiB per
--- 1000 cycles figure is judged by the full run, bench/soak.lua (1000
--- cycles after warm-up; see NOTES-life.md for its figures).
--- ISOLATE_SOAK_CYCLES changes this one's length.
+-- Soak (issue 10, point 7): 1000 spawn / exec / kill cycles over both
+-- backends after a warm-up leave fds, threads, guest processes and cgroup
+-- directories as they were, and RSS grows by at most 1 MiB per 1000
+-- cycles. RSS climbs to a plateau (allocator arenas, the Lua heap) and
+-- stays there: measured here, 3000 cycles grew it by as much as 1000 did
+-- (~0.6 MiB). It is not judged under the sanitizers, whose quarantine
+-- holds freed memory on purpose. ISOLATE_SOAK_CYCLES changes the length.
 local support = require "support"
 
 local HOST = os.getenv("ISOLATE_HOST")
 local SOURCE_DIR = os.getenv("ISOLATE_SOURCE_DIR") or "."
-local CYCLES = tonumber(os.getenv("ISOLATE_SOAK_CYCLES")) or 200
+local CYCLES = tonumber(os.getenv("ISOLATE_SOAK_CYCLES")) or 1000
+local WARMUP = 300
+local SANITIZED = os.getenv("ISOLATE_SANITIZED") == "1"
 
 if not HOST then
   print("# soak_spec: skipped, ISOLATE_HOST is not set")
@@ -35,10 +37,16 @@ local function soak(backend, cycles, warmup)
 end
 
 describe("soak", function()
-  it("spawn / exec / kill cycles over both backends leak no fd, thread, guest or cgroup", function()
-    local f = soak(nil, CYCLES, 60)
+  it("spawn / exec / kill cycles over both backends leak no fd, thread, guest, cgroup or memory", function()
+    local f = soak(nil, CYCLES, WARMUP)
     for _, k in ipairs({ "fds", "threads", "guests", "cgroups" }) do
       assert.are.equal(f[k].before, f[k].after, k)
+    end
+    local per_1000 = (f.rss_kib.after - f.rss_kib.before) * 1000 / CYCLES
+    if SANITIZED then
+      print(string.format("rss growth %.0f KiB per 1000 cycles: not judged under the sanitizers", per_1000))
+    else
+      assert.is_true(per_1000 <= 1024, string.format("RSS grew %.0f KiB per 1000 cycles", per_1000))
     end
   end)
 end)
