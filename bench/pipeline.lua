@@ -1,7 +1,10 @@
 -- Pipeline map throughput: run with `build/luaisolate bench/pipeline.lua [scale]`.
 -- 1000 * scale CPU-bound items (a pure-Python loop of about 2 ms each)
 -- through a one-stage pipeline with 1 and 2 workers, per backend and CPU
--- mode. Sub-interpreter cells run in parallel only with their own GIL
+-- mode, for two kinds of item: `ints` (an integer loop) and `alloc` (builds
+-- and drops strings and lists: the allocator's path). Sub-interpreter rows
+-- run with limits.mem unset and set, since memory accounting sits on that
+-- path. Sub-interpreter cells run in parallel only with their own GIL
 -- (CPython >= 3.13); on 3.11 they share one. These VMs are noisy: each
 -- figure is the best of ROUNDS runs, 1 and 2 workers taking turns. The
 -- ceiling column is what this host gives two cells with no scheduling at
@@ -14,13 +17,25 @@ local ITEMS = math.max(10, math.floor(1000 * scale))
 local ITEM_S = 0.002
 local ROUNDS = 3
 
-local SPIN = [[
+local KINDS = {
+  ints = [[
 def spin(n):
     s = 0
     for i in range(n):
         s += i * i
     return s & 0xffff
-]]
+]],
+  alloc = [[
+def spin(n):
+    keep = []
+    for i in range(n):
+        keep.append(str(i * i))
+        if len(keep) > 64:
+            keep = [s + "." for s in keep[::8]]
+    return len(keep)
+]],
+}
+local MEM = 512 * 1024 * 1024 -- limits.mem when set: never reached
 
 local function cores()
   local n = 0
@@ -31,9 +46,9 @@ local function cores()
 end
 
 -- Loop count that takes about ITEM_S in one cell of this backend.
-local function calibrate(backend)
-  local sb <close> = sandbox.spawn({ backend = backend })
-  sb:exec(SPIN)
+local function calibrate(opts, code)
+  local sb <close> = sandbox.spawn(opts)
+  sb:exec(code)
   local n, per_item = 20000, math.huge
   for _ = 1, 3 do sb:call("spin", n) end -- warm up
   for _ = 1, 5 do -- the fastest batch: the least disturbed
@@ -45,9 +60,8 @@ local function calibrate(backend)
 end
 
 -- Items per second for `workers` workers, spawning included.
-local function throughput(backend, n, workers)
-  local p = sandbox.pipeline({ backend = backend })
-    :stage("spin", { code = SPIN, entry = "spin" })
+local function throughput(opts, code, n, workers)
+  local p = sandbox.pipeline(opts):stage("spin", { code = code, entry = "spin" })
   local inputs = {}
   for i = 1, ITEMS do inputs[i] = n end
   local t0 = now()
@@ -59,11 +73,11 @@ end
 
 -- Speed-up of two cells each running half the work as one call, over one
 -- cell running that half.
-local function ceiling(backend, n)
-  local a <close> = sandbox.spawn({ backend = backend })
-  local b <close> = sandbox.spawn({ backend = backend })
-  a:exec(SPIN)
-  b:exec(SPIN)
+local function ceiling(opts, code, n)
+  local a <close> = sandbox.spawn(opts)
+  local b <close> = sandbox.spawn(opts)
+  a:exec(code)
+  b:exec(code)
   local half = n * ITEMS // 2
   local t0 = now()
   a:call("spin", half)
@@ -91,20 +105,33 @@ local modes = {
                                     or "subinterpreter (shared GIL)" },
   { "process", "process" },
 }
+
+-- One row: the best of ROUNDS, 1 and 2 workers taking turns.
+local function row(label, backend, kind, limits)
+  local opts, code = { backend = backend, limits = limits }, KINDS[kind]
+  local n, one, two, top = calibrate(opts, code), 0, 0, 0
+  for _ = 1, ROUNDS do
+    one = math.max(one, throughput(opts, code, n, 1))
+    two = math.max(two, throughput(opts, code, n, 2))
+    top = math.max(top, ceiling(opts, code, n))
+  end
+  return string.format("| %-28s | %-5s | %-3s | %12.0f | %12.0f | %7.2fx | %7.2fx |",
+                       label, kind, limits and "set" or "-", one, two,
+                       two / one, top)
+end
+
 local rows = {}
 for _, mode in ipairs(modes) do
   local backend, label = mode[1], mode[2]
   if implemented(backend) then
-    local n, one, two, top = calibrate(backend), 0, 0, 0
-    for _ = 1, ROUNDS do
-      one = math.max(one, throughput(backend, n, 1))
-      two = math.max(two, throughput(backend, n, 2))
-      top = math.max(top, ceiling(backend, n))
+    local mems = backend == "subinterpreter" and { false, true } or { false }
+    for _, kind in ipairs({ "ints", "alloc" }) do
+      for _, mem in ipairs(mems) do
+        rows[#rows + 1] = row(label, backend, kind, mem and { mem = MEM } or nil)
+      end
     end
-    rows[#rows + 1] = string.format("| %-28s | %12.0f | %12.0f | %7.2fx | %7.2fx |",
-                                    label, one, two, two / one, top)
   end
 end
-print("| backend (CPU mode)           | 1 worker /s  | 2 workers /s | speed-up | ceiling  |")
-print("| ---------------------------- | ------------ | ------------ | -------- | -------- |")
+print("| backend (CPU mode)           | item  | mem | 1 worker /s  | 2 workers /s | speed-up | ceiling  |")
+print("| ---------------------------- | ----- | --- | ------------ | ------------ | -------- | -------- |")
 for _, r in ipairs(rows) do print(r) end

@@ -11,6 +11,14 @@
  * that would take an account past its limit fails, which CPython raises as
  * MemoryError in the guest.
  *
+ * Own-GIL cells allocate in parallel, so nothing on the allocation path is
+ * written by two cells: each account has its own cache lines, and a thread
+ * charges its account in batches of up to BATCH bytes kept thread-locally
+ * (no atomic read-modify-write per block). A thread's own limit checks see
+ * its pending batch, so a limit holds to within one batch per other thread
+ * of the cell; a cell thread flushes after every request, so stats() after
+ * a request are exact.
+ *
  * CPython cannot live under a hard cap: raising and unwinding a MemoryError
  * allocates too, and when that fails again and again it aborts the whole
  * process ("Cannot recover from MemoryErrors"). So each refusal grants
@@ -37,6 +45,8 @@
 #define GEN_STEP SLOTS /* an id is slot + generation * SLOTS */
 #define SLACK ((int64_t)1 << 20)
 #define OVERRUN (4 * SLACK)
+#define BATCH ((int64_t)64 << 10)
+#define LINE 128 /* two cache lines: adjacent-line prefetch pairs them */
 
 typedef struct account {
     _Atomic uint32_t id; /* 0 while the slot is free */
@@ -46,7 +56,7 @@ typedef struct account {
     _Atomic bool refused;      /* an allocation failed for the limit */
     _Atomic bool overrun;      /* past limit + OVERRUN: stop the guest */
     PyInterpreterState *_Atomic interp; /* whose threads charge it */
-} account;
+} __attribute__((aligned(LINE))) account;
 
 /* The header keeps blocks 16-byte aligned, as CPython's allocator does. */
 typedef struct header {
@@ -67,6 +77,9 @@ static PyMemAllocatorEx inner_mem, inner_obj;
 static _Thread_local uint32_t entered;
 static _Thread_local PyInterpreterState *seen_interp;
 static _Thread_local uint32_t seen_id;
+/* Bytes charged to batch_id by this thread and not yet in its `used`. */
+static _Thread_local uint32_t batch_id;
+static _Thread_local int64_t batch;
 
 static account *account_of(uint32_t id)
 {
@@ -126,10 +139,14 @@ static bool admit(account *a, size_t n)
     if (limit <= 0)
         return true;
     int64_t used = atomic_load_explicit(&a->used, memory_order_relaxed);
+    if (batch_id == atomic_load_explicit(&a->id, memory_order_relaxed))
+        used += batch;
     int64_t want = n > (size_t)INT64_MAX / 2 ? INT64_MAX : used + (int64_t)n;
     if (want <= limit) {
-        atomic_store_explicit(&a->allowance, limit, memory_order_relaxed);
-        atomic_store_explicit(&a->overrun, false, memory_order_relaxed);
+        if (atomic_load_explicit(&a->allowance, memory_order_relaxed) != limit)
+            atomic_store_explicit(&a->allowance, limit, memory_order_relaxed);
+        if (atomic_load_explicit(&a->overrun, memory_order_relaxed))
+            atomic_store_explicit(&a->overrun, false, memory_order_relaxed);
         return true;
     }
     if (want <= atomic_load_explicit(&a->allowance, memory_order_relaxed))
@@ -144,11 +161,25 @@ static bool admit(account *a, size_t n)
     return false;
 }
 
+static void flush(void)
+{
+    account *a = batch ? account_of(batch_id) : NULL;
+    if (a)
+        atomic_fetch_add_explicit(&a->used, batch, memory_order_relaxed);
+    batch = 0;
+}
+
 static void charge(uint32_t id, int64_t n)
 {
-    account *a = account_of(id);
-    if (a)
-        atomic_fetch_add_explicit(&a->used, n, memory_order_relaxed);
+    if (!id)
+        return;
+    if (id != batch_id) {
+        flush();
+        batch_id = id;
+    }
+    batch += n;
+    if (batch > BATCH || batch < -BATCH)
+        flush();
 }
 
 static void *finish(header *h, account *a, size_t n)
@@ -257,6 +288,8 @@ void iso_mem_account_close(uint32_t id)
     account *a = account_of(id);
     if (!a)
         return;
+    if (batch_id == id)
+        flush();
     pthread_mutex_lock(&slots_mu);
     atomic_store(&a->interp, NULL);
     atomic_store(&a->id, 0);
@@ -268,6 +301,11 @@ void iso_mem_account_close(uint32_t id)
 void iso_mem_account_enter(uint32_t id)
 {
     entered = id;
+}
+
+void iso_mem_account_flush(void)
+{
+    flush();
 }
 
 void iso_mem_account_bind(uint32_t id, void *interp)

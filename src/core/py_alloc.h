@@ -15,6 +15,9 @@ uint32_t iso_mem_account_open(void);
 void iso_mem_account_close(uint32_t id);
 /* From now on this thread allocates on account id. */
 void iso_mem_account_enter(uint32_t id);
+/* Add this thread's pending charges to their account: a thread charges in
+ * batches, so another thread reading `used` may see up to one batch less. */
+void iso_mem_account_flush(void);
 /* Threads of interpreter `interp` (a PyInterpreterState) that entered no
  * account allocate on account id: the threads a guest starts. */
 void iso_mem_account_bind(uint32_t id, void *interp);

@@ -504,6 +504,7 @@ static void serve(iso_cell *c, iso_py_cell *p)
         iso_msg *m = iso_py_cell_run(c, p, r);
         clear_interrupt(c);
         iso_req_destroy(r);
+        iso_mem_account_flush(); /* stats() after a request are exact */
         if (m)
             iso_cell_push(c, m);
     }
@@ -537,6 +538,7 @@ void *iso_py_cell_thread(void *arg)
         destroy(&py);
     if (rc == 0)
         iso_py_register_cell_thread(py.ts); /* a worker process has one */
+    iso_mem_account_flush();
     report_start(c, rc, &err);
     if (rc == 0) {
         serve(c, &py);
