@@ -165,7 +165,10 @@ post([[os.stat in s[0], os.stat in s[1], os.stat in s[2], os.open in s[2],
       attempt(lambda: os.open("outlink/secret.txt", os.O_RDONLY, dir_fd=fd)),
       attempt(lambda: os.stat("f.txt", dir_fd=ffd)),
       attempt(lambda: os.stat("f.txt", dir_fd=987)),
-      attempt(lambda: os.stat(ffd, dir_fd=fd))])
+      attempt(lambda: os.stat(ffd, dir_fd=fd)),
+      attempt(lambda: os.unlink("outlink/secret.txt", dir_fd=fd)),
+      attempt(lambda: os.unlink("w/copy", dir_fd=fd)),
+      os.path.lexists(D + "/w/copy")])
 ]=])
       assert.are.same({ true, true, true, true, false }, r[1])
       assert.is_true(r[2])
@@ -179,6 +182,12 @@ post([[os.stat in s[0], os.stat in s[1], os.stat in s[2], os.open in s[2],
       assert.are.same({ "NotADirectoryError", ENOTDIR }, r[10])
       assert.are.same({ "OSError", 9 }, r[11]) -- EBADF
       assert.are.same({ "ValueError" }, r[12]) -- an fd and a dir_fd together
+      -- audited calls find dir_fd in the cell thread's own fd table (a
+      -- sub-interpreter cell's thread has its own, not the host's)
+      assert.are.same({ "PermissionError", EACCES }, r[13])
+      assert.are.same({ "ok" }, r[14])
+      assert.is_false(r[15])
+      assert.are.equal("secret", support.slurp(root .. "/other/secret.txt"))
     end)
 
     it("asks a path-like object once: what is checked is what is stat'ed", function()
