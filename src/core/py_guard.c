@@ -68,9 +68,9 @@ static int deny(iso_cell *c, const char *capability, const char *action,
 {
     iso_py_emit_denial(c, capability, action, target, rule);
     int code = strcmp(capability, "fs") == 0 ? EACCES : EPERM;
-    PyObject *msg = PyUnicode_FromFormat("%s %s of '%s' denied by %s: %s",
-                                         capability, action, target, rule,
-                                         advice);
+    PyObject *msg =
+        PyUnicode_FromFormat("%s %s of '%s' denied by %s: %s", capability,
+                             action, target, rule, advice);
     PyObject *args = msg ? Py_BuildValue("(iN)", code, msg) : NULL;
     if (args)
         PyErr_SetObject(PyExc_PermissionError, args);
@@ -126,8 +126,8 @@ static int tail_fate(const char *tail, int err)
     bool plain = true;
     for (const char *p = tail; *p;) {
         size_t n = strcspn(p, "/");
-        bool dots = (n == 1 && p[0] == '.') ||
-                    (n == 2 && p[0] == '.' && p[1] == '.');
+        bool dots =
+            (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
         names += n > 0;
         plain = plain && !dots;
         p += n + (p[n] == '/');
@@ -179,8 +179,7 @@ static int resolve(const char *in, int dir_fd, bool follow, resolved *r)
     if (resolve_existing(parent, r))
         return -1;
     size_t n = strlen(r->path), room = sizeof r->path - n;
-    if (snprintf(r->path + n, room, "%s%s", n > 1 ? "/" : "", name) <
-        (int)room)
+    if (snprintf(r->path + n, room, "%s%s", n > 1 ? "/" : "", name) < (int)room)
         return 0;
     errno = ENAMETOOLONG;
     return -1;
@@ -220,8 +219,8 @@ static bool runtime_on_the_way(iso_py_cell *p, const char *path)
 {
     size_t n = strlen(path);
     for (size_t i = 0; i < p->n_roots; i++)
-        if (n == 1 || (strncmp(p->roots[i], path, n) == 0 &&
-                       p->roots[i][n] == '/'))
+        if (n == 1 ||
+            (strncmp(p->roots[i], path, n) == 0 && p->roots[i][n] == '/'))
             return true;
     return false;
 }
@@ -372,8 +371,8 @@ static PyObject *guard_opener(PyObject *self, PyObject *args)
     int flags;
     if (!PyArg_ParseTuple(args, "Oi:opener", &path, &flags))
         return NULL;
-    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags,
-                        0666, AT_FDCWD);
+    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags, 0666,
+                        AT_FDCWD);
 }
 
 /* os.open(path, flags, mode=0o777, *, dir_fd=None) */
@@ -386,8 +385,8 @@ static PyObject *guard_os_open(PyObject *self, PyObject *args, PyObject *kw)
                                      &flags, &mode, &dir_fd_obj) ||
         dir_fd_arg(dir_fd_obj, &dir_fd) < 0)
         return NULL;
-    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags,
-                        mode, dir_fd);
+    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags, mode,
+                        dir_fd);
 }
 
 /* Argument 0 of a call, given positionally or by keyword (borrowed). */
@@ -432,25 +431,24 @@ static PyObject *guarded_stat(PyObject *self, PyObject *args, PyObject *kw,
     iso_py_cell *p = c->py;
     PyObject *path, *dir_fd_obj = Py_None;
     int follow = 1, dir_fd;
-    if (!PyArg_ParseTupleAndKeywords(args, kw,
-                                     lstat ? "O|$O:lstat" : "O|$Op:stat",
-                                     lstat ? lkwlist : kwlist, &path,
-                                     &dir_fd_obj, &follow) ||
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, lstat ? "O|$O:lstat" : "O|$Op:stat",
+            lstat ? lkwlist : kwlist, &path, &dir_fd_obj, &follow) ||
         dir_fd_arg(dir_fd_obj, &dir_fd) < 0)
         return NULL;
     follow = follow && !lstat;
     PyObject *fspath = PyLong_Check(path) ? Py_NewRef(path) : PyOS_FSPath(path);
-    PyObject *fd = dir_fd == AT_FDCWD ? Py_NewRef(Py_None)
-                                      : PyLong_FromLong(dir_fd);
+    PyObject *fd =
+        dir_fd == AT_FDCWD ? Py_NewRef(Py_None) : PyLong_FromLong(dir_fd);
     PyObject *call = fspath && fd ? PyTuple_Pack(1, fspath) : NULL;
     PyObject *kw2 = call ? Py_BuildValue("{s:O}", "dir_fd", fd) : NULL;
     PyObject *r = NULL;
     if (kw2 && !lstat &&
-        PyDict_SetItemString(kw2, "follow_symlinks", follow ? Py_True
-                                                            : Py_False) < 0)
+        PyDict_SetItemString(kw2, "follow_symlinks",
+                             follow ? Py_True : Py_False) < 0)
         Py_CLEAR(kw2);
-    if (kw2 && check_stat(c, lstat ? "lstat" : "stat", fspath, dir_fd,
-                          follow) == 0)
+    if (kw2 &&
+        check_stat(c, lstat ? "lstat" : "stat", fspath, dir_fd, follow) == 0)
         r = PyObject_Call(lstat ? p->real_lstat : p->real_stat, call, kw2);
     Py_XDECREF(fspath), Py_XDECREF(fd), Py_XDECREF(call), Py_XDECREF(kw2);
     return r;

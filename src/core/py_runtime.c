@@ -43,8 +43,7 @@ static void find_executable(void)
 {
     const char *path = ISO_PYTHON_EXECUTABLE, *v = Py_GetVersion();
     const char *dot = strchr(v, '.'); /* "3.11.2 (main, ..." */
-    int len = dot ? (int)(dot + 1 - v) + (int)strspn(dot + 1, "0123456789")
-                  : 0;
+    int len = dot ? (int)(dot + 1 - v) + (int)strspn(dot + 1, "0123456789") : 0;
     char want[32];
     snprintf(want, sizeof want, "/python%.*s", len, v);
     size_t n = strlen(path), w = strlen(want);
