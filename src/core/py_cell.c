@@ -64,6 +64,19 @@ static void end_interpreter(iso_py_cell *p)
 }
 #endif
 
+/* sys.executable and sys._base_executable name the interpreter the cell
+ * runs (see iso_py_executable), not what CPython's path search found on
+ * the host's PATH (a pyenv shim, or another version's python3). */
+static int set_executable(void)
+{
+    PyObject *exe = PyUnicode_DecodeFSDefault(iso_py_executable());
+    int rc = exe ? PySys_SetObject("executable", exe) |
+                       PySys_SetObject("_base_executable", exe)
+                 : -1;
+    Py_XDECREF(exe);
+    return rc ? -1 : 0;
+}
+
 int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
 {
     p->interp = PyThreadState_GetInterpreter(p->ts);
@@ -73,7 +86,7 @@ int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
     p->globals = main ? PyModule_GetDict(main) : NULL;
     Py_XINCREF(p->globals);
     p->code_cache = PyDict_New();
-    if (!p->globals || !p->code_cache) {
+    if (!p->globals || !p->code_cache || set_executable()) {
         PyErr_Clear();
         return iso_error_set(err, ISO_CRASHED, "cannot set up __main__");
     }
