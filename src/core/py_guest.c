@@ -674,24 +674,89 @@ static void init_guest_def(void)
     PyModuleDef_Init(&guest_def);
 }
 
-/* sys.path at start, as given and resolved: where module code lives. */
+/* The site-packages directories (site.getsitepackages()): cells start
+ * without them on sys.path, but a guest that adds one (and may read it)
+ * imports third-party packages whose code is module code too. The same
+ * for every interpreter of the process: found once (a process cell's
+ * zygote finds them for all its children). */
+static struct {
+    pthread_mutex_t mu;
+    bool ready;
+    char **dirs;
+    size_t n;
+} site_dirs = {PTHREAD_MUTEX_INITIALIZER, false, NULL, 0};
+
+static char **site_packages(size_t *n)
+{
+    pthread_mutex_lock(&site_dirs.mu);
+    bool ready = site_dirs.ready;
+    pthread_mutex_unlock(&site_dirs.mu);
+    if (!ready) { /* importing may let the GIL go: no lock held meanwhile */
+        PyObject *site = iso_py_import("site");
+        PyObject *l = site ? PyObject_CallMethod(site, "getsitepackages", NULL)
+                           : NULL;
+        Py_ssize_t len = l && PyList_Check(l) ? PyList_GET_SIZE(l) : 0;
+        char **dirs = calloc((size_t)len + 1, sizeof *dirs);
+        size_t k = 0;
+        for (Py_ssize_t i = 0; dirs && i < len; i++) {
+            PyObject *item = PyList_GET_ITEM(l, i);
+            const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item)
+                                                  : NULL;
+            if (s && s[0] == '/' && (dirs[k] = strdup(s)) != NULL)
+                k++;
+        }
+        Py_XDECREF(site), Py_XDECREF(l);
+        PyErr_Clear();
+        pthread_mutex_lock(&site_dirs.mu);
+        if (!site_dirs.ready && dirs) {
+            site_dirs.dirs = dirs, site_dirs.n = k, site_dirs.ready = true;
+            dirs = NULL;
+        }
+        pthread_mutex_unlock(&site_dirs.mu);
+        for (size_t i = 0; dirs && dirs[i]; i++)
+            free(dirs[i]);
+        free(dirs);
+    }
+    *n = site_dirs.n;
+    return site_dirs.dirs;
+}
+
+void iso_py_guest_warm(void)
+{
+    size_t n;
+    site_packages(&n);
+}
+
+/* Add dir, and its real path when that differs. */
+static void add_root(iso_py_cell *p, const char *dir)
+{
+    char real[PATH_MAX];
+    p->module_roots[p->n_module_roots++] = strdup(dir);
+    if (realpath(dir, real) && strcmp(real, dir) != 0)
+        p->module_roots[p->n_module_roots++] = strdup(real);
+}
+
+/* Where module code lives: sys.path at start and the site-packages
+ * directories, as given and resolved. Fixed for the cell's life: a guest
+ * that could add a root could call its own code a module's. */
 static int collect_module_roots(iso_py_cell *p)
 {
+    size_t n_site;
+    char **site = site_packages(&n_site);
     PyObject *path = PySys_GetObject("path"); /* borrowed */
     Py_ssize_t n = path && PyList_Check(path) ? PyList_GET_SIZE(path) : 0;
-    p->module_roots = calloc(2 * (size_t)n + 1, sizeof *p->module_roots);
+    p->module_roots =
+        calloc(2 * ((size_t)n + n_site) + 1, sizeof *p->module_roots);
     if (!p->module_roots)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(path, i);
         const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
-        char real[PATH_MAX];
-        if (!s || s[0] != '/')
-            continue;
-        p->module_roots[p->n_module_roots++] = strdup(s);
-        if (realpath(s, real) && strcmp(real, s) != 0)
-            p->module_roots[p->n_module_roots++] = strdup(real);
+        if (s && s[0] == '/')
+            add_root(p, s);
     }
+    for (size_t i = 0; i < n_site; i++)
+        add_root(p, site[i]);
     PyErr_Clear();
     for (size_t i = 0; i < p->n_module_roots; i++)
         if (!p->module_roots[i])
