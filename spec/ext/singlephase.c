@@ -30,8 +30,15 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef def = {
-    PyModuleDef_HEAD_INIT, "singlephase", "single-phase init test module",
-    -1, methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "singlephase",
+    "single-phase init test module",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit_singlephase(void);

@@ -205,8 +205,8 @@ int iso_py_extensions_install(iso_cell *c)
         g->c = c;
         g->real = PyObject_GetAttrString(imp, "create_dynamic");
     }
-    int rc = fn && g->real ? PyObject_SetAttrString(imp, "create_dynamic", fn)
-                           : -1;
+    int rc =
+        fn && g->real ? PyObject_SetAttrString(imp, "create_dynamic", fn) : -1;
     Py_XDECREF(imp), Py_XDECREF(self), Py_XDECREF(fn);
     return rc;
 }

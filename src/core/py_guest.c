@@ -136,7 +136,7 @@ static bool module_filename(iso_py_cell *p, PyObject *filename)
                         ? PyUnicode_AsUTF8(filename)
                         : NULL;
     if (!f) {
-        PyErr_Clear();
+        PyErr_Clear(); /* a str that cannot be UTF-8 names no module */
         return false;
     }
     if (f[0] == '<') {
@@ -151,19 +151,14 @@ static bool module_filename(iso_py_cell *p, PyObject *filename)
 
 static bool module_code(iso_py_cell *p, PyCodeObject *code)
 {
-    PyObject *filename = PyObject_GetAttrString((PyObject *)code,
-                                                "co_filename");
-    bool yes = module_filename(p, filename);
-    Py_XDECREF(filename);
-    PyErr_Clear();
-    return yes;
+    return module_filename(p, code->co_filename);
 }
 
 typedef enum importer {
     BY_MODULE,    /* module code: its own imports */
     BY_STATEMENT, /* guest code's own import statement */
-    BY_CALL, /* guest code called something that imports: __import__(...)
-              * directly, or C code such as _pickle (it has no frame) */
+    BY_CALL,      /* guest code called something that imports: __import__(...)
+                   * directly, or C code such as _pickle (it has no frame) */
 } importer;
 
 /* Is frame executing IMPORT_NAME (an import statement)? */
@@ -176,7 +171,6 @@ static bool at_import_statement(PyFrameObject *frame, PyCodeObject *code)
                (unsigned char)PyBytes_AS_STRING(bytes)[lasti] ==
                    atomic_load(&import_name_op);
     Py_XDECREF(bytes);
-    PyErr_Clear();
     return yes;
 }
 
@@ -191,7 +185,7 @@ static importer who_imports(iso_cell *c)
     if (!frame)
         return BY_CALL;
     PyCodeObject *code = PyFrame_GetCode(frame);
-    importer who = module_code(c->py, code)            ? BY_MODULE
+    importer who = module_code(c->py, code)           ? BY_MODULE
                    : at_import_statement(frame, code) ? BY_STATEMENT
                                                       : BY_CALL;
     Py_DECREF(code);
@@ -225,8 +219,7 @@ static int refuse_import(iso_cell *c, const char *name, const char *rule)
     return -1;
 }
 
-static int check_import(iso_cell *c, const char *name, int level,
-                        importer who)
+static int check_import(iso_cell *c, const char *name, int level, importer who)
 {
     /* A relative import stays inside a package that already passed. */
     if (level > 0 && who == BY_MODULE)
@@ -341,8 +334,9 @@ int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args)
     if (trusted)
         return 0;
     if (strcmp(event, "marshal.load") == 0) /* a file: no data to look at */
-        return refuse_forgery(c, "marshal.load", "a file (read it and use "
-                                                 "marshal.loads)");
+        return refuse_forgery(c, "marshal.load",
+                              "a file (read it and use "
+                              "marshal.loads)");
     if (marshal)
         return check_marshal(c, args);
     PyObject *filename = PyTuple_Size(args) > filename_arg
@@ -631,9 +625,9 @@ static PyMethodDef import_def = {
     "__import__", (PyCFunction)(void (*)(void))guard_import,
     METH_VARARGS | METH_KEYWORDS, "import guard of this cell"};
 
-static PyMethodDef open_def = {
-    "open", (PyCFunction)(void (*)(void))guest_open,
-    METH_VARARGS | METH_KEYWORDS, "open() vetted by the cell's fs rules"};
+static PyMethodDef open_def = {"open", (PyCFunction)(void (*)(void))guest_open,
+                               METH_VARARGS | METH_KEYWORDS,
+                               "open() vetted by the cell's fs rules"};
 
 static int guest_traverse(PyObject *m, visitproc visit, void *arg)
 {
@@ -693,15 +687,15 @@ static char **site_packages(size_t *n)
     pthread_mutex_unlock(&site_dirs.mu);
     if (!ready) { /* importing may let the GIL go: no lock held meanwhile */
         PyObject *site = iso_py_import("site");
-        PyObject *l = site ? PyObject_CallMethod(site, "getsitepackages", NULL)
-                           : NULL;
+        PyObject *l =
+            site ? PyObject_CallMethod(site, "getsitepackages", NULL) : NULL;
         Py_ssize_t len = l && PyList_Check(l) ? PyList_GET_SIZE(l) : 0;
         char **dirs = calloc((size_t)len + 1, sizeof *dirs);
         size_t k = 0;
         for (Py_ssize_t i = 0; dirs && i < len; i++) {
             PyObject *item = PyList_GET_ITEM(l, i);
-            const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item)
-                                                  : NULL;
+            const char *s =
+                PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
             if (s && s[0] == '/' && (dirs[k] = strdup(s)) != NULL)
                 k++;
         }
@@ -822,9 +816,9 @@ static int wrap_open(iso_py_cell *p)
     PyObject *fn = where && st->guard_open
                        ? PyCFunction_NewEx(&open_def, p->guest_module, where)
                        : NULL;
-    PyObject *home = fn && PyUnicode_Check(where) ? iso_py_import(
-                                                        PyUnicode_AsUTF8(where))
-                                                  : NULL;
+    PyObject *home = fn && PyUnicode_Check(where)
+                         ? iso_py_import(PyUnicode_AsUTF8(where))
+                         : NULL;
     int rc = home ? PyDict_SetItemString(builtins, "open", fn) |
                         PyObject_SetAttrString(io, "open", fn) |
                         PyObject_SetAttrString(home, "open", fn)
