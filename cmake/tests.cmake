@@ -33,7 +33,16 @@ isolate_c_test(pyvalue)
 isolate_c_test(luavalue src/lua/lvalue.c)
 target_link_libraries(test_luavalue PRIVATE isolate_lua_lib)
 
+# A single-phase-init extension module of our own (spec/ext/singlephase.c)
+# for spec/extensions_spec.lua, built against this build's CPython: it
+# proves the extension registry on every build (numpy is Debian's 3.11's).
+add_library(singlephase MODULE spec/ext/singlephase.c)
+target_include_directories(singlephase PRIVATE ${ISOLATE_PYTHON_INCLUDE})
+set_target_properties(singlephase PROPERTIES PREFIX "" SUFFIX ".so"
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/spec-ext)
+
 set(ISOLATE_SPEC_ENV
+  "ISOLATE_TEST_EXT_DIR=${CMAKE_BINARY_DIR}/spec-ext"
   "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;\;"
   "LUA_CPATH=${CMAKE_BINARY_DIR}/?.so\;\;"
   "ISOLATE_HOST=$<TARGET_FILE:luaisolate>"

@@ -93,7 +93,9 @@ int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
     if (iso_py_guest_install(c, err))
         return -1;
     iso_grants_prepare(); /* cells confine themselves without the GIL */
-    return iso_py_guard_install(c, err);
+    if (iso_py_guard_install(c, err))
+        return -1;
+    return iso_py_guest_finish(c, err);
 }
 
 /* Legacy Py_EndInterpreter aborts the process if other threads remain in
@@ -111,6 +113,7 @@ static void destroy(iso_py_cell *p)
     if (d && PyDict_DelItemString(d, "isolate.cell") < 0)
         PyErr_Clear(); /* the guards stop seeing this cell */
     iso_py_guard_clear(p);
+    iso_py_guest_clear(p);
     Py_CLEAR(p->globals);
     Py_CLEAR(p->code_cache);
     Py_CLEAR(p->real_import);

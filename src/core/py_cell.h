@@ -19,6 +19,11 @@ typedef struct iso_py_cell {
     bool socket_patched;   /* socket.socket.listen wrapped (once imported) */
     char **roots;          /* what the interpreter itself reads: sys.path */
     size_t n_roots;
+    /* py_guest.c: where module code lives (sys.path at start, as given and
+     * resolved), and the isolate_cell module the guest builtins belong to */
+    char **module_roots;
+    size_t n_module_roots;
+    PyObject *guest_module;
 } iso_py_cell;
 
 /* Set up the current interpreter (p->ts current, GIL held) as cell c:
@@ -32,6 +37,20 @@ iso_msg *iso_py_cell_run(iso_cell *c, iso_py_cell *p, iso_req *r);
 /* Guest ABI (py_guest.c): install post/log/metric/request and the import
  * guard into the current interpreter. GIL held. */
 int iso_py_guest_install(iso_cell *c, iso_error *err);
+/* After the guards are in: open/io.open become isolate_cell's picklable
+ * wrapper of the guard's open, and _imp.create_dynamic the extension
+ * registry's (sub-interpreter cells). GIL held. */
+int iso_py_guest_finish(iso_cell *c, iso_error *err);
+void iso_py_guest_clear(iso_py_cell *p);
+/* Find what every cell's guard needs once (a zygote, before it forks). */
+void iso_py_guest_warm(void);
+/* Sub-interpreter cells (py_extensions.c): _imp.create_dynamic refuses a
+ * single-phase extension another interpreter loaded first. GIL held. */
+int iso_py_extensions_install(iso_cell *c);
+/* The audit hook's part for code creation (compile, code.__new__,
+ * marshal.load[s]): guest code may not mint code that claims to be a
+ * module's. 0, or -1 with an exception set. */
+int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args);
 /* Is module (a top-level name) an extension a sub-interpreter cell never
  * loads: the refused modules, the broken accelerators and the test-only
  * extensions? Landlock leaves their files out of a cell thread's grants. */

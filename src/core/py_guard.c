@@ -753,11 +753,14 @@ static int audit_open(iso_cell *c, PyObject *args)
 static int audit_hook(const char *event, PyObject *args, void *unused)
 {
     (void)unused;
-    if (event[0] != 'o' && event[0] != 's')
-        return 0; /* the fast way out for exec, compile, import, ... */
+    if (event[0] != 'o' && event[0] != 's' && event[0] != 'c' &&
+        event[0] != 'm')
+        return 0; /* the fast way out for exec, import, ... */
     iso_cell *c = current_cell();
     if (!c)
         return 0;
+    if (event[0] == 'c' || event[0] == 'm') /* code creation: py_guest.c */
+        return iso_py_guest_audit(c, event, args);
     if (strcmp(event, "open") == 0)
         return audit_open(c, args);
     if (strncmp(event, "socket.", 7) == 0)

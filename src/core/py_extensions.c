@@ -1,0 +1,212 @@
+/*
+ * Extension modules that cannot live in more than one interpreter.
+ *
+ * A single-phase-init extension (its PyModuleDef has no m_slots: numpy's
+ * _multiarray_umath, PyYAML's _yaml) keeps Python objects in C statics.
+ * In legacy sub-interpreters (3.11) a second interpreter that imports it
+ * gets a copy of the first one's module dict, objects of another
+ * interpreter: ImportError at best ("Interpreter change detected"), and a
+ * crash of the whole host once the first interpreter ended. So each
+ * cell's _imp.create_dynamic is wrapped: a process-wide registry, by the
+ * extension's file, remembers which interpreter first loaded a
+ * single-phase one (interpreter ids are never reused), and every other
+ * interpreter gets ImportError naming backend="process".
+ *
+ * Per CPython version:
+ *  - 3.11 (legacy cells, one shared GIL): the registry decides for
+ *    third-party extensions. The stdlib's own single-phase modules in
+ *    lib-dynload (_decimal, _datetime, ...) stay available in every cell:
+ *    CPython's own multi-interpreter tests load them in sub-interpreters;
+ *    those measured to break when a cell ends are refused by name in
+ *    py_guest.c (broken_accelerators).
+ *  - 3.12+ (own-GIL cells): CPython itself refuses every single-phase
+ *    extension in them (check_multi_interp_extensions = 1): its ImportError
+ *    is re-raised with the same advice. The registry check stays as a
+ *    second line (it never finds an owner there).
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "py_cell.h"
+
+#define GUARD_CAPSULE "isolate.extensions"
+
+static struct {
+    pthread_mutex_t mu;
+    struct ext_owner {
+        char *origin;  /* the extension file */
+        int64_t owner; /* the interpreter that loaded it */
+    } * e;
+    size_t n, cap;
+} registry = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+
+/* The interpreter that owns the extension at origin, or -1. */
+static int64_t owner_of(const char *origin)
+{
+    int64_t owner = -1;
+    pthread_mutex_lock(&registry.mu);
+    for (size_t i = 0; i < registry.n && owner < 0; i++)
+        if (strcmp(registry.e[i].origin, origin) == 0)
+            owner = registry.e[i].owner;
+    pthread_mutex_unlock(&registry.mu);
+    return owner;
+}
+
+/* Remember the first owner (out of memory: not remembered, and the next
+ * interpreter is refused by CPython's own check or not at all). */
+static void record_owner(const char *origin, int64_t owner)
+{
+    char *copy = strdup(origin);
+    pthread_mutex_lock(&registry.mu);
+    bool known = false;
+    for (size_t i = 0; i < registry.n && !known; i++)
+        known = strcmp(registry.e[i].origin, origin) == 0;
+    if (!known && copy &&
+        iso_room_for_one((void **)&registry.e, &registry.cap, registry.n,
+                         sizeof *registry.e)) {
+        registry.e[registry.n++] = (struct ext_owner){copy, owner};
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&registry.mu);
+    free(copy);
+}
+
+typedef struct ext_guard {
+    iso_cell *c;
+    PyObject *real; /* _imp.create_dynamic */
+} ext_guard;
+
+static void guard_free(PyObject *capsule)
+{
+    ext_guard *g = PyCapsule_GetPointer(capsule, GUARD_CAPSULE);
+    if (g)
+        Py_XDECREF(g->real);
+    free(g);
+}
+
+static bool single_phase(PyObject *m)
+{
+    PyModuleDef *def = PyModule_Check(m) ? PyModule_GetDef(m) : NULL;
+    PyErr_Clear();
+    return def && def->m_slots == NULL;
+}
+
+/* In the stdlib's lib-dynload (see the top of this file)? */
+static bool stdlib_extension(const char *origin)
+{
+#if ISO_OWN_GIL
+    (void)origin;
+    return false; /* CPython decides: it refuses every single-phase one */
+#else
+    const char *slash = strrchr(origin, '/');
+    if (!slash)
+        return false;
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    Py_ssize_t n = path && PyList_Check(path) ? PyList_GET_SIZE(path) : 0;
+    size_t dir_len = (size_t)(slash - origin);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(path, i);
+        const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+        size_t len = s ? strlen(s) : 0;
+        if (len == dir_len && strncmp(s, origin, len) == 0 && len >= 12 &&
+            strcmp(s + len - 12, "/lib-dynload") == 0)
+            return true;
+    }
+    PyErr_Clear();
+    return false;
+#endif
+}
+
+static PyObject *refuse(iso_cell *c, PyObject *name, PyObject *origin,
+                        const char *why)
+{
+    const char *n = PyUnicode_AsUTF8(name);
+    iso_py_emit_denial(c, "import", "import", n ? n : "?",
+                       "single-phase extension");
+    PyObject *msg = PyUnicode_FromFormat(
+        "extension module '%U' keeps its state in C statics (single-phase "
+        "init): %s; use backend=\"process\"",
+        name, why);
+    if (msg)
+        PyErr_SetImportError(msg, name, origin);
+    Py_XDECREF(msg);
+    return NULL;
+}
+
+#if ISO_OWN_GIL
+/* CPython's own refusal of a single-phase extension in an own-GIL
+ * interpreter, said with the advice. Other ImportErrors pass unchanged. */
+static PyObject *advise(iso_cell *c, PyObject *name, PyObject *origin)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *text = exc ? PyObject_Str(exc) : NULL;
+    const char *t = text ? PyUnicode_AsUTF8(text) : NULL;
+    bool ours = t && PyErr_GivenExceptionMatches(exc, PyExc_ImportError) &&
+                strstr(t, "does not support loading in subinterpreters");
+    Py_XDECREF(text);
+    if (!ours) {
+        PyErr_Clear();
+        PyErr_SetRaisedException(exc);
+        return NULL;
+    }
+    refuse(c, name, origin,
+           "CPython loads such modules only in the main interpreter, not in "
+           "cells with their own GIL");
+    PyObject *mine = PyErr_GetRaisedException();
+    PyException_SetCause(mine, exc); /* steals exc */
+    PyErr_SetRaisedException(mine);
+    return NULL;
+}
+#endif
+
+/* _imp.create_dynamic(spec, file=None), with the registry in front. */
+static PyObject *create_dynamic(PyObject *self, PyObject *args)
+{
+    ext_guard *g = PyCapsule_GetPointer(self, GUARD_CAPSULE);
+    PyObject *spec = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
+    PyObject *name = spec ? PyObject_GetAttrString(spec, "name") : NULL;
+    PyObject *origin = name ? PyObject_GetAttrString(spec, "origin") : NULL;
+    const char *o = origin && PyUnicode_Check(origin) && PyUnicode_Check(name)
+                        ? PyUnicode_AsUTF8(origin)
+                        : NULL;
+    PyErr_Clear();
+    int64_t me = PyInterpreterState_GetID(PyInterpreterState_Get());
+    int64_t owner = o ? owner_of(o) : -1;
+    PyObject *m = NULL;
+    if (owner >= 0 && owner != me)
+        refuse(g->c, name, origin,
+               "another sub-interpreter loaded it first, and it cannot be "
+               "shared with this one");
+    else if (!(m = PyObject_Call(g->real, args, NULL)) && o) {
+#if ISO_OWN_GIL
+        advise(g->c, name, origin);
+#endif
+    } else if (m && o && single_phase(m) && !stdlib_extension(o))
+        record_owner(o, me);
+    Py_XDECREF(name), Py_XDECREF(origin);
+    return m;
+}
+
+static PyMethodDef create_dynamic_def = {
+    "create_dynamic", create_dynamic, METH_VARARGS,
+    "_imp.create_dynamic, refusing single-phase extensions another "
+    "interpreter owns"};
+
+int iso_py_extensions_install(iso_cell *c)
+{
+    PyObject *imp = iso_py_import("_imp");
+    ext_guard *g = calloc(1, sizeof *g);
+    PyObject *self = g ? PyCapsule_New(g, GUARD_CAPSULE, guard_free) : NULL;
+    if (!self)
+        free(g);
+    PyObject *fn = self ? PyCFunction_New(&create_dynamic_def, self) : NULL;
+    if (fn) {
+        g->c = c;
+        g->real = PyObject_GetAttrString(imp, "create_dynamic");
+    }
+    int rc =
+        fn && g->real ? PyObject_SetAttrString(imp, "create_dynamic", fn) : -1;
+    Py_XDECREF(imp), Py_XDECREF(self), Py_XDECREF(fn);
+    return rc;
+}
