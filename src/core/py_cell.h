@@ -70,6 +70,10 @@ void iso_py_guard_clear(iso_py_cell *p);
  * once socket has (idempotent). */
 int iso_py_guard_patch_os(iso_cell *c);
 /* Send a denial event: [capability, action, target, rule, "python-guard"]. */
+/* Raise PermissionError(code, formatted message), as the kernel layer
+ * refusing the same thing would (EACCES for files, EPERM otherwise), so
+ * the guest sees an errno on every refusal. Returns -1. */
+int iso_py_permission_error(int code, const char *fmt, ...);
 void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
                         const char *target, const char *rule);
 

@@ -67,15 +67,10 @@ static int deny(iso_cell *c, const char *capability, const char *action,
                 const char *target, const char *rule, const char *advice)
 {
     iso_py_emit_denial(c, capability, action, target, rule);
-    int code = strcmp(capability, "fs") == 0 ? EACCES : EPERM;
-    PyObject *msg =
-        PyUnicode_FromFormat("%s %s of '%s' denied by %s: %s", capability,
-                             action, target, rule, advice);
-    PyObject *args = msg ? Py_BuildValue("(iN)", code, msg) : NULL;
-    if (args)
-        PyErr_SetObject(PyExc_PermissionError, args);
-    Py_XDECREF(args);
-    return -1;
+    return iso_py_permission_error(
+        strcmp(capability, "fs") == 0 ? EACCES : EPERM,
+        "%s %s of '%s' denied by %s: %s", capability, action, target, rule,
+        advice);
 }
 
 /* ---- paths ------------------------------------------------------------- */

@@ -4,6 +4,7 @@
  * that wants out of a sub-interpreter can get out (see README).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -251,16 +252,29 @@ static int check_import(iso_cell *c, const char *name, int level, importer who)
     return is_allowed(c, name) ? 0 : refuse_import(c, name, "default deny");
 }
 
+int iso_py_permission_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    PyObject *args = msg ? Py_BuildValue("(iN)", code, msg) : NULL;
+    if (args)
+        PyErr_SetObject(PyExc_PermissionError, args);
+    Py_XDECREF(args);
+    return -1;
+}
+
 /* ---- code that claims to be a module's ---------------------------------- */
 
 static int refuse_forgery(iso_cell *c, const char *event, const char *target)
 {
     iso_py_emit_denial(c, "import", event, target, "module code forgery");
-    PyErr_Format(PyExc_PermissionError,
-                 "%s: cell code cannot make code that claims to come from "
-                 "'%s' (module code may import what cell code may not)",
-                 event, target);
-    return -1;
+    return iso_py_permission_error(
+        EPERM,
+        "%s: cell code cannot make code that claims to come from '%s' "
+        "(module code may import what cell code may not)",
+        event, target);
 }
 
 /* Does obj (a marshal.loads result) hold a code object claiming a module
@@ -578,10 +592,12 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
                             ISO_REQUEST_TEXT_MAX);
     if (!granted(c, cap)) {
         iso_py_emit_denial(c, "capability", "request", cap, "default deny");
-        return PyErr_Format(PyExc_PermissionError,
-                            "capability '%s' is not granted to this cell: add "
-                            "it to the spawn option capabilities = {\"%s\"}",
-                            cap, cap);
+        iso_py_permission_error(EPERM,
+                                "capability '%s' is not granted to this "
+                                "cell: add it to the spawn option "
+                                "capabilities = {\"%s\"}",
+                                cap, cap);
+        return NULL;
     }
     PyObject *name = PyUnicode_FromString(cap);
     PyObject *items[] = {name, action, payload};
