@@ -20,9 +20,11 @@
  *    those measured to break when a cell ends are refused by name in
  *    py_guest.c (broken_accelerators).
  *  - 3.12+ (own-GIL cells): CPython itself refuses every single-phase
- *    extension in them (check_multi_interp_extensions = 1): its ImportError
- *    is re-raised with the same advice. The registry check stays as a
- *    second line (it never finds an owner there).
+ *    extension in them (check_multi_interp_extensions = 1). The registry
+ *    check stays as a second line (it never finds an owner there).
+ * On every version, an extension's own refusal of a second interpreter
+ * (CPython's, Cython's, numpy's) is re-raised with the same advice and
+ * recorded as a denial.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -123,10 +125,10 @@ static PyObject *refuse(iso_cell *c, PyObject *name, PyObject *origin,
 {
     const char *n = PyUnicode_AsUTF8(name);
     iso_py_emit_denial(c, "import", "import", n ? n : "?",
-                       "single-phase extension");
+                       "one-interpreter extension");
     PyObject *msg = PyUnicode_FromFormat(
-        "extension module '%U' keeps its state in C statics (single-phase "
-        "init): %s; use backend=\"process\"",
+        "extension module '%U' cannot be loaded in this cell: %s; use "
+        "backend=\"process\"",
         name, why);
     if (msg)
         PyErr_SetImportError(msg, name, origin);
@@ -134,31 +136,75 @@ static PyObject *refuse(iso_cell *c, PyObject *name, PyObject *origin,
     return NULL;
 }
 
-#if ISO_OWN_GIL
-/* CPython's own refusal of a single-phase extension in an own-GIL
- * interpreter, said with the advice. Other ImportErrors pass unchanged. */
+/* What an extension, or CPython for it, says when it will not load in a
+ * second interpreter: CPython 3.12+ in own-GIL cells, Cython's modules
+ * (PyYAML's _yaml) and numpy's own check. */
+static const char *const one_interpreter_only[] = {
+    "does not support loading in subinterpreters",
+    "Interpreter change detected",
+    "cannot load module more than once per process",
+    NULL};
+
+static PyObject *take_raised(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && tb)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static void restore_raised(PyObject *exc) /* steals exc */
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+#endif
+}
+
+static bool says_one_interpreter(PyObject *exc)
+{
+    PyObject *text = exc && PyErr_GivenExceptionMatches(exc, PyExc_ImportError)
+                         ? PyObject_Str(exc)
+                         : NULL;
+    const char *t = text ? PyUnicode_AsUTF8(text) : NULL;
+    bool found = false;
+    for (int i = 0; t && !found && one_interpreter_only[i]; i++)
+        found = strstr(t, one_interpreter_only[i]) != NULL;
+    Py_XDECREF(text);
+    PyErr_Clear();
+    return found;
+}
+
+/* An extension's (or CPython's) refusal of a second interpreter, said with
+ * the advice and recorded as a denial, so that a module that falls back
+ * to pure Python on ImportError (PyYAML) does not lose its C half
+ * unseen. Other ImportErrors pass unchanged. */
 static PyObject *advise(iso_cell *c, PyObject *name, PyObject *origin)
 {
-    PyObject *exc = PyErr_GetRaisedException();
-    PyObject *text = exc ? PyObject_Str(exc) : NULL;
-    const char *t = text ? PyUnicode_AsUTF8(text) : NULL;
-    bool ours = t && PyErr_GivenExceptionMatches(exc, PyExc_ImportError) &&
-                strstr(t, "does not support loading in subinterpreters");
-    Py_XDECREF(text);
-    if (!ours) {
-        PyErr_Clear();
-        PyErr_SetRaisedException(exc);
+    PyObject *exc = take_raised();
+    if (!says_one_interpreter(exc)) {
+        if (exc)
+            restore_raised(exc);
         return NULL;
     }
     refuse(c, name, origin,
-           "CPython loads such modules only in the main interpreter, not in "
-           "cells with their own GIL");
-    PyObject *mine = PyErr_GetRaisedException();
+           "it refuses to load in more than one interpreter, and cells are "
+           "sub-interpreters");
+    PyObject *mine = take_raised();
     PyException_SetCause(mine, exc); /* steals exc */
-    PyErr_SetRaisedException(mine);
+    restore_raised(mine);
     return NULL;
 }
-#endif
 
 /* _imp.create_dynamic(spec, file=None), with the registry in front. */
 static PyObject *create_dynamic(PyObject *self, PyObject *args)
@@ -176,13 +222,11 @@ static PyObject *create_dynamic(PyObject *self, PyObject *args)
     PyObject *m = NULL;
     if (owner >= 0 && owner != me)
         refuse(g->c, name, origin,
-               "another sub-interpreter loaded it first, and it cannot be "
-               "shared with this one");
-    else if (!(m = PyObject_Call(g->real, args, NULL)) && o) {
-#if ISO_OWN_GIL
+               "it keeps its state in C statics (single-phase init) and "
+               "another sub-interpreter loaded it first");
+    else if (!(m = PyObject_Call(g->real, args, NULL)) && o)
         advise(g->c, name, origin);
-#endif
-    } else if (m && o && single_phase(m) && !stdlib_extension(o))
+    else if (m && o && single_phase(m) && !stdlib_extension(o))
         record_owner(o, me);
     Py_XDECREF(name), Py_XDECREF(origin);
     return m;
