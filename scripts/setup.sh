@@ -10,6 +10,7 @@ PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
     python3 python3-dev
+    libpython3.11-testsuite
     libseccomp-dev libmsgpack-dev libbpf-dev bpftool
     clang libclang-rt-14-dev
     clang-format

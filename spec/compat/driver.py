@@ -114,7 +114,7 @@ def run_module(module, rec):
         unittest.defaultTestLoader.loadTestsFromModule(module).run(rec)
 
 
-def compat_run(name, workdir):
+def compat_run(name, workdir, bare=False):
     """Run test.<name> in workdir; return {outcomes=, details=, error=}.
     A module that cannot be imported or loaded is reported as error, with
     no outcomes: the runner compares that with the bare run."""
@@ -129,6 +129,12 @@ def compat_run(name, workdir):
         # Never changed back: a bare run exits and a cell is thrown away,
         # and a cell may not even read the directory it started in.
         sys.modules["os"].chdir(workdir)
+        # sys.path[0] as a plain `python -m test` has it: a directory the
+        # tests may write modules to (bare: instead of this script's own).
+        if bare:
+            sys.path[0] = workdir
+        else:
+            sys.path.insert(0, workdir)
         module = __import__("test." + name, fromlist=["*"])
         run_module(module, rec)
     except BaseException as e:  # the module itself failed: say so, whole
@@ -143,7 +149,7 @@ def bare_main(name, workdir, outfile):
     """Bare run: one `outcome<TAB>id<TAB>detail` line per test in outfile
     (not stdout, which tests and their children may write to), and an
     `!error<TAB><TAB>why` line when the module itself failed."""
-    r = compat_run(name, workdir)
+    r = compat_run(name, workdir, bare=True)
     out = open(outfile, "w", encoding="utf-8")
     if r["error"]:
         out.write("!error\t\t%s\n" % r["error"].replace("\n", " "))

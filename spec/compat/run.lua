@@ -181,6 +181,19 @@ local function parse_bare(out)
   return r
 end
 
+-- Data some modules read as plain Python does: the system's time zone
+-- database (zoneinfo's TZPATH).
+local EXTRA_READ = {
+  test_datetime = { "/usr/share/zoneinfo" },
+  test_zoneinfo = { "/usr/share/zoneinfo" },
+}
+
+local function fs_rules(name, wd)
+  local fs = { { read = wd }, { write = wd }, { read = "/dev/null" }, { write = "/dev/null" } }
+  for _, p in ipairs(EXTRA_READ[name] or {}) do fs[#fs + 1] = { read = p } end
+  return fs
+end
+
 -- What plain tests need: their own read-write directory (cwd and
 -- tempfile's), the stdlib read-only (every cell has it), and imports of
 -- the harness (sys, tempfile, unittest, test) and the module under test.
@@ -190,7 +203,7 @@ local function start_cell(ctx, name, backend)
   local sb = sandbox.spawn{
     backend = backend,
     imports = { "sys", "tempfile", "unittest", "test", name:match("^test_(.*)$") },
-    policy = { version = 1, fs = { { read = wd }, { write = wd } } },
+    policy = { version = 1, fs = fs_rules(name, wd) },
     limits = { wall_ms = WALL_MS },
   }
   local task = { kind = "cell", name = name, backend = backend, sb = sb }
@@ -380,6 +393,16 @@ local function print_diffs(title, diffs)
   end
 end
 
+-- With --keep: every difference, one per line, for a closer look.
+local function write_diffs(path, diffs)
+  local f = assert(io.open(path, "w"))
+  for _, d in ipairs(diffs) do
+    f:write(table.concat({ d.backend, d.id, d.outcome,
+      d.known and d.known.reason or "", d.detail or "" }, "\t"), "\n")
+  end
+  f:close()
+end
+
 -- ---- main ----------------------------------------------------------------
 
 local function main(argv)
@@ -405,6 +428,7 @@ local function main(argv)
   for _, d in ipairs(report.diffs) do if d.known then listed[#listed + 1] = d end end
   print_diffs(string.format("listed differences (%d):", #listed), listed)
   print_diffs(string.format("UNLISTED differences (%d):", #unlisted), unlisted)
+  if opts.keep then write_diffs(opts.keep .. "/diffs.tsv", report.diffs) end
   for _, e in ipairs(stale) do
     print(string.format("warning: stale entry %s:%d (%s %s %s): it no longer differs",
       opts.known, e.line, e.build, e.backend, e.id))
