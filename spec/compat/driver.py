@@ -17,6 +17,15 @@ import unittest
 RANK = {"pass": 0, "xfail": 0, "skip": 1, "uxpass": 2, "fail": 3, "error": 4}
 
 
+def brief(detail, limit=400):
+    """One line; a long one keeps its start and its end (where a failed
+    doctest says what the example raised)."""
+    text = " ".join(str(detail).split())
+    if len(text) <= limit:
+        return text
+    return text[:limit // 2 - 3] + " ... " + text[-(limit // 2 - 2):]
+
+
 class Recorder(unittest.TestResult):
     """Keeps the worst outcome seen for each test id (a failed subtest
     fails its test) and the first line of why it did not pass."""
@@ -31,7 +40,7 @@ class Recorder(unittest.TestResult):
         if old is None or RANK[outcome] > RANK[old]:
             self.outcomes[tid] = outcome
             if detail:
-                self.details[tid] = " ".join(str(detail).split())[:300]
+                self.details[tid] = brief(detail)
 
     def _why(self, err):
         exc = err[1]
