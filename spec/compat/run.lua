@@ -64,6 +64,9 @@ local function parse_args(argv)
     else die("unknown option %s", k) end
     i = i + 2
   end
+  for _, m in ipairs(o.modules) do
+    if not m:match("^test_[%w_]+$") then die("not a test module name: %s", m) end
+  end
   return o
 end
 
@@ -162,7 +165,7 @@ local function start_bare(ctx, name)
   local out = ctx.tmp .. "/bare-" .. name .. ".tsv"
   local cmd = string.format("(cd %s && %s %s %s %s %s >%s 2>&1; echo $? >%s.tmp; mv %s.tmp %s) &",
     shell_quote(wd), shell_quote(ctx.python), shell_quote(DIR .. "/driver.py"),
-    name, shell_quote(wd), shell_quote(out), shell_quote(out .. ".log"),
+    shell_quote(name), shell_quote(wd), shell_quote(out), shell_quote(out .. ".log"),
     shell_quote(out .. ".done"), shell_quote(out .. ".done"), shell_quote(out .. ".done"))
   assert(os.execute(cmd))
   return { kind = "bare", name = name, out = out }
@@ -204,16 +207,16 @@ end
 local function start_cell(ctx, name, backend)
   local wd = ctx.tmp .. "/" .. backend .. "-" .. name
   assert(os.execute("mkdir -p " .. shell_quote(wd)))
-  local sb = sandbox.spawn{
-    backend = backend,
-    imports = { "sys", "tempfile", "unittest", "test", name:match("^test_(.*)$") },
-    policy = { version = 1, fs = fs_rules(name, wd) },
-    limits = { wall_ms = WALL_MS },
-  }
-  local task = { kind = "cell", name = name, backend = backend, sb = sb }
+  local task = { kind = "cell", name = name, backend = backend }
   local ok, err = pcall(function()
-    sb:exec(ctx.driver)
-    sb:start_call("compat_run", name, wd)
+    task.sb = sandbox.spawn{
+      backend = backend,
+      imports = { "sys", "tempfile", "unittest", "test", name:match("^test_(.*)$") },
+      policy = { version = 1, fs = fs_rules(name, wd) },
+      limits = { wall_ms = WALL_MS },
+    }
+    task.sb:exec(ctx.driver)
+    task.sb:start_call("compat_run", name, wd)
   end)
   if not ok then task.failed = tostring(err) end
   return task
@@ -231,7 +234,7 @@ local function poll(task, wait_s)
     if ok and not done then return nil end
     if ok then r = value else task.failed = tostring(done) end
   end
-  task.sb:close()
+  if task.sb then task.sb:close() end
   return r or { outcomes = {}, details = {}, error = "cell: " .. task.failed }
 end
 
