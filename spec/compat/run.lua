@@ -195,10 +195,26 @@ local EXTRA_READ = {
   test_zoneinfo = { "/usr/share/zoneinfo" },
 }
 
+-- Imports the modules' doctest examples make: an example is code compiled
+-- from a string, so it is the guest's and needs the allow-list as any
+-- guest import does (the test module's own imports are module code).
+local EXTRA_IMPORTS = {
+  test_json = { "decimal", "io" },
+  test_statistics = { "io", "decimal", "fractions", "math" },
+  test_collections = { "math" },
+  test_difflib = { "pprint", "keyword" },
+}
+
 local function fs_rules(name, wd)
   local fs = { { read = wd }, { write = wd }, { read = "/dev/null" }, { write = "/dev/null" } }
   for _, p in ipairs(EXTRA_READ[name] or {}) do fs[#fs + 1] = { read = p } end
   return fs
+end
+
+local function imports_for(name)
+  local imports = { "sys", "tempfile", "unittest", "test", name:match("^test_(.*)$") }
+  for _, m in ipairs(EXTRA_IMPORTS[name] or {}) do imports[#imports + 1] = m end
+  return imports
 end
 
 -- What plain tests need: their own read-write directory (cwd and
@@ -211,7 +227,7 @@ local function start_cell(ctx, name, backend)
   local ok, err = pcall(function()
     task.sb = sandbox.spawn{
       backend = backend,
-      imports = { "sys", "tempfile", "unittest", "test", name:match("^test_(.*)$") },
+      imports = imports_for(name),
       policy = { version = 1, fs = fs_rules(name, wd) },
       limits = { wall_ms = WALL_MS },
     }

@@ -125,9 +125,11 @@ static void destroy(iso_py_cell *p)
         nanosleep(&pause, NULL);
         PyEval_RestoreThread(me);
     }
-    if (alone_in_interpreter(p))
+    if (alone_in_interpreter(p)) {
+        int64_t id = PyInterpreterState_GetID(p->interp);
         end_interpreter(p);
-    else
+        iso_py_guest_interp_ended(id);
+    } else
         PyEval_SaveThread();
 }
 

@@ -42,6 +42,9 @@ int iso_py_guest_install(iso_cell *c, iso_error *err);
  * registry's (sub-interpreter cells). GIL held. */
 int iso_py_guest_finish(iso_cell *c, iso_error *err);
 void iso_py_guest_clear(iso_py_cell *p);
+/* Interpreter interp_id has ended: what it leased (_datetime in own-GIL
+ * cells) is free for the next cell. */
+void iso_py_guest_interp_ended(int64_t interp_id);
 /* Find what every cell's guard needs once (a zygote, before it forks). */
 void iso_py_guest_warm(void);
 /* Sub-interpreter cells (py_extensions.c): _imp.create_dynamic refuses a

@@ -22,16 +22,67 @@ static const char *const refused_modules[] = {
     "ctypes", "_ctypes", "multiprocessing", "_multiprocessing", NULL};
 
 /* C accelerators that break across cells, refused so that the stdlib
- * falls back to its pure-Python twin (_pydatetime, zoneinfo._zoneinfo).
- * Measured here: in legacy cells (3.11), _zoneinfo keeps state from the
- * first interpreter that imported it, and later cells fail with NameError
- * once that one ended; in own-GIL cells (3.13.0), two cells that imported
- * _datetime corrupt the heap when they end. */
-static const char *const broken_accelerators[] = {"_zoneinfo",
+ * falls back to its pure-Python twin (zoneinfo._zoneinfo). Measured here:
+ * in legacy cells (3.11), _zoneinfo keeps state from the first interpreter
+ * that imported it, and later cells fail with NameError once that one
+ * ended. */
+static const char *const broken_accelerators[] = {"_zoneinfo", NULL};
+
 #if ISO_OWN_GIL
-                                                  "_datetime",
+/* _datetime in own-GIL cells (CPython 3.13.0). Measured here: two isolated
+ * interpreters that hold it at the same time corrupt the heap when they
+ * end ("double free or corruption"), while any number of them holding it
+ * one after another end cleanly (also with the main interpreter holding
+ * it). So it is leased: the first cell that imports it holds it until its
+ * interpreter has ended; meanwhile other cells get ImportError, and
+ * datetime quietly uses _pydatetime, as it does wherever _datetime is
+ * missing. A leaked interpreter (guest threads still alive) never gives it
+ * back. */
+static pthread_mutex_t datetime_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t datetime_holder = -1; /* an interpreter id, or -1 */
+
+static bool lease_datetime(void)
+{
+    int64_t me = PyInterpreterState_GetID(PyInterpreterState_Get());
+    pthread_mutex_lock(&datetime_mu);
+    bool mine = datetime_holder < 0 || datetime_holder == me;
+    if (mine)
+        datetime_holder = me;
+    pthread_mutex_unlock(&datetime_mu);
+    return mine;
+}
+
+void iso_py_guest_interp_ended(int64_t interp_id)
+{
+    pthread_mutex_lock(&datetime_mu);
+    if (datetime_holder == interp_id)
+        datetime_holder = -1;
+    pthread_mutex_unlock(&datetime_mu);
+}
+
+static int check_leased(iso_cell *c, const char *name)
+{
+    if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
+        strcmp(name, "_datetime") != 0 || lease_datetime())
+        return 0;
+    PyErr_SetString(PyExc_ImportError,
+                    "'_datetime' is in use by another own-GIL cell, and two "
+                    "at once corrupt CPython 3.13's heap (the pure-Python "
+                    "datetime is used instead)");
+    return -1;
+}
+#else
+void iso_py_guest_interp_ended(int64_t interp_id)
+{
+    (void)interp_id;
+}
+
+static int check_leased(iso_cell *c, const char *name)
+{
+    (void)c, (void)name;
+    return 0;
+}
 #endif
-                                                  NULL};
 
 /* Test-only extension modules (prefix match): native code written to poke
  * at the interpreter's internals, never a guest's business. */
@@ -242,6 +293,8 @@ static int check_import(iso_cell *c, const char *name, int level, importer who)
                      name);
         return -1;
     }
+    if (check_leased(c, name) < 0)
+        return -1;
     if (who == BY_MODULE)
         return 0;
     if (level > 0) {
