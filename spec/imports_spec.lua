@@ -67,6 +67,13 @@ post(len(zoneinfo.available_timezones()) > 0)
     end
   end)
 
+  it("lets guest code use __future__ (feature flags only) without listing it", function()
+    local sb <close> = spawn({})
+    sb:exec("from __future__ import annotations\ndef f(x: Undefined) -> int: return 1\npost(f.__annotations__['x'])")
+    assert.are.equal("Undefined", sb:recv(5))
+    assert.are.equal("ImportError", support.err_of(sb.exec, sb, "import json").python)
+  end)
+
   it("keeps relative imports from guest code refused", function()
     local sb <close> = spawn({ imports = { "json" } })
     assert.are.equal("ImportError", err_of(sb.exec, sb, "from . import decoder").python)

@@ -211,8 +211,14 @@ local function fs_rules(name, wd)
   return fs
 end
 
+-- CPython's test extensions, which sub-interpreter cells load only when
+-- the spawn names them (the kernel refuses their files otherwise).
+local TEST_EXTENSIONS = { "_testcapi", "_testinternalcapi", "_testbuffer",
+                          "_testmultiphase", "_testimportmultiple", "_testsinglephase" }
+
 local function imports_for(name)
   local imports = { "sys", "tempfile", "unittest", "test", name:match("^test_(.*)$") }
+  table.move(TEST_EXTENSIONS, 1, #TEST_EXTENSIONS, #imports + 1, imports)
   for _, m in ipairs(EXTRA_IMPORTS[name] or {}) do imports[#imports + 1] = m end
   return imports
 end

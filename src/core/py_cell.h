@@ -58,6 +58,8 @@ int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args);
  * loads: the refused modules, the broken accelerators and the test-only
  * extensions? Landlock leaves their files out of a cell thread's grants. */
 bool iso_py_extension_refused(const char *module);
+/* Is module one of CPython's test extensions (_testcapi, ...)? */
+bool iso_py_test_extension(const char *module);
 /* Import a module on behalf of guest code: the import policy applies.
  * New reference, or NULL with ImportError set. */
 PyObject *iso_py_guest_import(iso_cell *c, const char *name);

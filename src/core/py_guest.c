@@ -85,9 +85,19 @@ static int check_leased(iso_cell *c, const char *name)
 #endif
 
 /* Test-only extension modules (prefix match): native code written to poke
- * at the interpreter's internals, never a guest's business. */
+ * at the interpreter's internals, never a guest's business unless the
+ * operator names one in imports (iso_grants_opted_in). */
 static const char *const test_extensions[] = {"_test", "_ctypes_test",
                                               "_xxtestfuzz", NULL};
+
+bool iso_py_test_extension(const char *module)
+{
+    for (int i = 0; test_extensions[i]; i++)
+        if (strncmp(module, test_extensions[i], strlen(test_extensions[i])) ==
+            0)
+            return true;
+    return false;
+}
 
 bool iso_py_extension_refused(const char *module)
 {
@@ -97,11 +107,7 @@ bool iso_py_extension_refused(const char *module)
     for (int i = 0; broken_accelerators[i]; i++)
         if (strcmp(module, broken_accelerators[i]) == 0)
             return true;
-    for (int i = 0; test_extensions[i]; i++)
-        if (strncmp(module, test_extensions[i], strlen(test_extensions[i])) ==
-            0)
-            return true;
-    return false;
+    return iso_py_test_extension(module);
 }
 
 /* The state of a cell's isolate_cell module: the guest builtins are its
@@ -145,8 +151,12 @@ static bool is_broken_accelerator(iso_cell *c, const char *name)
     return false;
 }
 
+/* __future__ holds only feature flags, and `from __future__ import
+ * annotations` at the top of guest code must run as in plain Python. */
 static bool is_allowed(iso_cell *c, const char *name)
 {
+    if (strcmp(name, "__future__") == 0)
+        return true;
     for (size_t i = 0; i < c->n_imports; i++)
         if (name_under(name, c->imports[i]))
             return true;
