@@ -210,6 +210,10 @@ describe("cli.json_encode (lua-cjson)", function()
     local s = 'a"b\\c\n\t\r\b\f\1\31\127/é'
     assert.are.equal(s, decode(encode(s)))
     assert.is_nil(encode(s):find("[%z\1-\31]"))
+    for _, t in ipairs({ "/a/b", "\\/", "\\\\/x", "/\\" }) do
+      assert.are.equal(t, decode(encode(t)))
+    end
+    assert.are.equal('"/usr/share"', encode("/usr/share"))
     local bad = encode({ ["k\255"] = "\255x\192" })
     assert.is_truthy(utf8.len(bad), bad)
     assert.are.same({ ["k\u{FFFD}"] = "\u{FFFD}x\u{FFFD}" }, decode(bad))

@@ -28,6 +28,7 @@ local function out(s) io.stdout:write(s) end
 -- bytes become U+FFFD); what cjson cannot write is put in as a string
 -- "\255<token>\255" and the token spliced in after encoding. A \255 byte
 -- is never valid UTF-8, so no string of the document can forge a token.
+-- Paths stay readable: "/" is written as itself, not cjson's "\/".
 
 local RAW = "\255"
 local encoder = cjson.new()
@@ -91,6 +92,9 @@ end
 -- sandbox.array are arrays, also when empty; other empty tables are {}.
 function cli.json_encode(v)
   local s = encoder.encode(prepare(v))
+  -- cjson writes "/" as "\/"; a backslash it writes before "/" is always
+  -- that escape (its own backslashes are doubled, "/" is never bare)
+  s = s:gsub("\\/", "/")
   return (s:gsub('"' .. RAW .. '(.-)' .. RAW .. '"', "%1"))
 end
 
