@@ -107,6 +107,17 @@ function cli.new_parser(name, description, epilog)
   return p
 end
 
+-- For a command that takes no arguments: collects them, so that the
+-- usage error can name the first (argparse's says "too many arguments").
+function cli.no_arguments(parser)
+  parser:argument("unexpected"):args("*"):hidden(true)
+  return function(args)
+    if args.unexpected[1] then
+      return string.format("unexpected argument '%s'", args.unexpected[1])
+    end
+  end
+end
+
 -- Did argv ask for help before any "--"?
 local function wants_help(argv)
   for _, a in ipairs(argv) do
@@ -270,7 +281,8 @@ local function print_version()
 end
 
 function cli.version(argv)
-  local opts, status = cli.parse(cli.version_parser(), argv)
+  local parser = cli.version_parser()
+  local opts, status = cli.parse(parser, argv, cli.no_arguments(parser))
   if not opts then return status end
   print_version()
   return EXIT_OK

@@ -185,7 +185,8 @@ end
 
 -- doctor.doctor(argv) -> exit status; argv is what follows `doctor`.
 function doctor.doctor(argv)
-  local opts, status = cli.parse(doctor.parser(), argv)
+  local parser = doctor.parser()
+  local opts, status = cli.parse(parser, argv, cli.no_arguments(parser))
   if not opts then return status end
   if opts.clean then return clean(opts) end
   local probes = core.probe()
