@@ -32,10 +32,9 @@ local function run_with_stdin(program, input, ...)
   return code, stdout, stderr
 end
 
--- What lua5.4 prints, with its program name as luaisolate's.
+-- What lua5.4 prints, with its program name (its argv[0]) as luaisolate's.
 local function as_host(s)
-  local prog = LUA:match("[^/]*$")
-  return (s:gsub(prog:gsub("%p", "%%%0"), "luaisolate"))
+  return (s:gsub(LUA:gsub("%p", "%%%0"), "luaisolate"))
 end
 
 local temps = {}

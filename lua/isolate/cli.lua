@@ -471,6 +471,4 @@ function cli.parsers()
            doctor = require("isolate.doctor").parser() }
 end
 
-cli.USAGE = usage_text(cli.check_parser())
-
 return cli

@@ -90,8 +90,10 @@ static void catch_term_signals(void)
  * uncaught exception shows where in the Python code it was raised. */
 static const char *with_guest_traceback(lua_State *L, const char *msg)
 {
-    if (lua_type(L, 1) != LUA_TTABLE ||
-        lua_getfield(L, 1, "traceback") != LUA_TSTRING) {
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return msg;
+    lua_pushliteral(L, "traceback"); /* raw: a handler must not raise */
+    if (lua_rawget(L, 1) != LUA_TSTRING) {
         lua_pop(L, 1);
         return msg;
     }

@@ -58,7 +58,8 @@ static int l_error_tostring(lua_State *L)
     const char *kind = luaL_optstring(L, -3, "error");
     const char *msg = luaL_optstring(L, -2, "(no message)");
     if (lua_type(L, -1) == LUA_TSTRING)
-        lua_pushfstring(L, "isolate: %s: %s: %s", kind, lua_tostring(L, -1), msg);
+        lua_pushfstring(L, "isolate: %s: %s: %s", kind, lua_tostring(L, -1),
+                        msg);
     else
         lua_pushfstring(L, "isolate: %s: %s", kind, msg);
     return 1;
