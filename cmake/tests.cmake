@@ -54,7 +54,7 @@ endif()
 file(GLOB ISOLATE_SPECS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
 foreach(s ${ISOLATE_SPECS})
   get_filename_component(n ${s} NAME_WE)
-  add_test(NAME ${n} COMMAND ${ISOLATE_SPEC_RUNNER} ${BUSTED} -o utfTerminal ${s}
+  add_test(NAME ${n} COMMAND ${ISOLATE_SPEC_RUNNER} ${BUSTED} --run=ctest -o utfTerminal ${s}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(${n} PROPERTIES ENVIRONMENT "${ISOLATE_SPEC_ENV}" LABELS spec)
 endforeach()
