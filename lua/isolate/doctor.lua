@@ -11,7 +11,6 @@ local cli = require "isolate.cli"
 
 local doctor = {}
 
-
 local EXIT_OK, EXIT_MISSING = 0, 1
 
 -- The probes, in report order (the keys of core.probe()).
@@ -120,6 +119,7 @@ function doctor.hardened(probes)
   return { ok = #lack == 0, missing = lack }
 end
 
+-- The command line of `luaisolate doctor` (argparse, see isolate.cli).
 function doctor.parser()
   local p = cli.new_parser("luaisolate doctor",
     "Probe what this host can enforce by trying each layer in a short-lived "
