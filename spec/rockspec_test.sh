@@ -73,4 +73,26 @@ done
 rc=0
 "$tmp/tree/bin/luaisolate" version --json 2>/dev/null || rc=$?
 [[ $rc == 2 ]] || { echo "luaisolate version --json: exit $rc, not 2" >&2; exit 1; }
+# `luarocks test` (test = {type = "busted"}) with the repository's .busted.
+# LuaRocks wants busted as a rock: offline, a shim rock whose executable
+# is Debian's lua-busted stands in for the one it would download.
+mkdir "$tmp/shim"
+cat >"$tmp/shim/busted" <<'SH'
+#!/usr/bin/env lua5.4
+require "busted.runner" ({ standalone = false })
+SH
+cat >"$tmp/shim/busted-0-0.rockspec" <<'SPEC'
+rockspec_format = "3.0"
+package = "busted"
+version = "0-0"
+source = { url = "file:///dev/null" }
+description = { summary = "Debian's lua-busted as a rock", license = "MIT" }
+build = { type = "builtin", modules = {}, install = { bin = { busted = "busted" } } }
+SPEC
+printf 'rocks_trees = { { name = "test", root = "%s" } }\nrocks_servers = {}\n' \
+    "$tmp/tree" >"$tmp/luarocks-config.lua"
+export LUAROCKS_CONFIG="$tmp/luarocks-config.lua"
+(cd "$tmp/shim" && "$luarocks" --lua-version=5.4 make busted-0-0.rockspec >/dev/null)
+(cd "$tmp/src" && "$luarocks" --lua-version=5.4 test rockspec/luaisolate-scm-1.rockspec \
+    -- spec/check_cli_spec.lua spec/policy_spec.lua)
 echo "rockspec ok"
