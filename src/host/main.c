@@ -190,6 +190,7 @@ static int run_main(lua_State *L)
     int argc = (int)lua_tointeger(L, 2);
     open_host(L, "isolate.cli");
     lua_getfield(L, -1, "main");
+    lua_remove(L, -2); /* the module is not the script's to keep alive */
     lua_createtable(L, argc - 1, 0);
     for (int i = 1; i < argc; i++) {
         lua_pushstring(L, argv[i]);
