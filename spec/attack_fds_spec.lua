@@ -275,7 +275,10 @@ post({n: routes(n) for n in ('_ctypes', '_multiprocessing', '_testcapi', '_ctype
 ]])
     local r = sb:recv(10)
     assert.is_table(r._testcapi, "no _testcapi in lib-dynload")
-    assert.are.same({ 0, "loaded", "loaded" }, r._testcapi)
+    -- its file is given back; own-GIL cells then meet CPython's own
+    -- refusal of a single-phase module (3.13's _testcapi is one)
+    local load = sandbox.info().own_gil and "ImportError" or "loaded"
+    assert.are.same({ 0, load, load }, r._testcapi)
     for name, out in pairs(r) do
       if name ~= "_testcapi" then assert.are.same({ EACCES, "ImportError", "ImportError" }, out, name) end
     end
