@@ -530,12 +530,17 @@ void *iso_py_cell_thread(void *arg)
     c->py = &py;
     c->has_cpu_clock =
         pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
+    iso_cell_phase(c, "thread", iso_now());
     int rc = iso_py_runtime_init(&err);
     if (rc == 0)
         rc = open_account(c, &err);
-    if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0 &&
-        (rc = iso_py_cell_setup(c, &py, &err)) != 0)
-        destroy(&py);
+    if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0) {
+        iso_cell_phase(c, "interpreter", iso_now());
+        if ((rc = iso_py_cell_setup(c, &py, &err)) != 0)
+            destroy(&py);
+    }
+    if (rc == 0)
+        iso_cell_phase(c, "guest runtime", iso_now());
     if (rc == 0)
         iso_py_register_cell_thread(py.ts); /* a worker process has one */
     iso_mem_account_flush();

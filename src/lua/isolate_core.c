@@ -161,17 +161,39 @@ static int l_pool_configure(lua_State *L)
     return 0;
 }
 
-static int l_pool_stats(lua_State *L)
+/* core.process_pool_configure(n) */
+static int l_process_pool_configure(lua_State *L)
 {
-    size_t ready, target, taken;
-    iso_pool_stats(&ready, &target, &taken);
-    lua_createtable(L, 0, 3);
+    lua_Integer n = luaL_checkinteger(L, 1);
+    iso_error err = {0};
+    if (n < 0)
+        return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                              "process_pool must be a non-negative integer");
+    if (iso_proc_pool_configure((size_t)n, &err))
+        return iso_lua_raise(L, &err);
+    return 0;
+}
+
+static void push_pool(lua_State *L, size_t ready, size_t target, size_t taken)
+{
+    lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)ready);
     lua_setfield(L, -2, "ready");
     lua_pushinteger(L, (lua_Integer)target);
     lua_setfield(L, -2, "target");
     lua_pushinteger(L, (lua_Integer)taken);
     lua_setfield(L, -2, "taken");
+}
+
+/* -> {ready=, target=, taken=, process = {ready=, target=, taken=}} */
+static int l_pool_stats(lua_State *L)
+{
+    size_t ready, target, taken;
+    iso_pool_stats(&ready, &target, &taken);
+    push_pool(L, ready, target, taken); /* [subinterpreter] */
+    iso_proc_pool_stats(&ready, &target, &taken);
+    push_pool(L, ready, target, taken); /* [subinterpreter, process] */
+    lua_setfield(L, -2, "process");
     return 1;
 }
 
@@ -303,6 +325,7 @@ static const luaL_Reg core_functions[] = {
     {"thread_cgroups", l_thread_cgroups},
     {"pool_configure", l_pool_configure},
     {"pool_stats", l_pool_stats},
+    {"process_pool_configure", l_process_pool_configure},
     {"queue_defaults", l_queue_defaults},
     {"set_event_sink", l_set_event_sink},
     {"now", l_now},
