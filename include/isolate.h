@@ -421,6 +421,11 @@ typedef struct iso_phase {
  * returns how many there are. A debugging aid (bench/cells.lua): the
  * names are the backends' own and may change. */
 size_t iso_cell_phases(iso_cell *c, iso_phase *out, size_t max);
+/* The floor under a sub-interpreter cell's spawn + close (a benchmark
+ * aid): n times, create and end a bare interpreter with the cells'
+ * configuration, on a thread of its own; seconds[i] is each pair. Blocks
+ * for all of it. 0, or -1 with err. */
+int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err);
 
 /* Rollout mode: "dev" (default), "hardened" or "compat" (the minimal
  * seccomp list). ISO_INVALID_ARGUMENT for another name. */

@@ -132,14 +132,25 @@ static int read_config(iso_value *config, double deadline, iso_error *err)
 
 /* ---- the cell ---------------------------------------------------------- */
 
-static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
+/* The cell this worker becomes, before its CONFIG: the runtime only. */
+static iso_cell *new_cell(void)
 {
     iso_cell *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    snprintf(c->name, sizeof c->name, "cell");
+    c->backend = ISO_BACKEND_PROCESS;
+    c->send_hook = send_hook;
+    c->await_reply_hook = await_reply;
+    return c;
+}
+
+/* Its rules, from the CONFIG: read only while it serves a request. */
+static bool configure_cell(iso_cell *c, const iso_value *config,
+                           iso_plan *plan)
+{
     const char *name = iso_config_str(config, "name");
     snprintf(c->name, sizeof c->name, "%s", name ? name : "cell");
-    c->backend = ISO_BACKEND_PROCESS;
     c->imports = (char **)iso_config_strings(config, "imports", &c->n_imports);
     c->capabilities =
         (char **)iso_config_strings(config, "capabilities", &c->n_capabilities);
@@ -147,9 +158,7 @@ static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
     const iso_value *limits = iso_config_field(config, "limits");
     c->output_bytes = iso_config_int(limits, "output_bytes");
     c->mem_limit = iso_config_int(limits, "mem"); /* MemoryError: kind memory */
-    c->send_hook = send_hook;
-    c->await_reply_hook = await_reply;
-    return c->imports && c->capabilities ? c : NULL;
+    return c->imports && c->capabilities;
 }
 
 static void serve(iso_cell *c, iso_py_cell *p)
@@ -186,16 +195,24 @@ static void mark(const char *name)
         marks[n_marks++] = (iso_worker_mark){name, iso_now()};
 }
 
-/* What no policy decides, then (a pool child) the page faults ahead, then
- * the CONFIG frame. Exits on failure: nothing of a guest has run. */
-static void before_config(const iso_worker_fds *w, bool warm,
-                          iso_confine_report *report, iso_value *config)
+/* What no policy decides, and the cell's runtime (no rules yet: they come
+ * with the CONFIG, and no guest code runs before the late half), then for
+ * a pool child the page faults ahead; then the CONFIG frame. Exits on
+ * failure: nothing of a guest has run. */
+static void before_config(const iso_worker_fds *w, bool warm, iso_cell *c,
+                          iso_py_cell *p, iso_confine_report *report,
+                          iso_value *config)
 {
     iso_error err = {0};
     if (iso_worker_confine_early(w, report, &err)) {
         dprintf(w->note, "confinement: %s", err.message);
         _exit(5);
     }
+    if (!c || (c->py = p, iso_py_cell_setup(c, p, &err))) {
+        dprintf(w->note, "cell set-up: %s", err.message);
+        _exit(6);
+    }
+    mark("cell set-up");
     if (warm) {
         iso_prefault();
         mark("prefault");
@@ -221,19 +238,18 @@ static void run_cell(const iso_worker_fds *w, bool warm)
     /* as CPython does when it owns the signals: a write to a broken pipe
      * or socket is BrokenPipeError for the guest, not the worker's death */
     signal(SIGPIPE, SIG_IGN);
-    before_config(w, warm, &report, &config);
+    iso_cell *c = new_cell();
+    iso_py_cell p = {.ts = PyThreadState_Get()};
+    before_config(w, warm, c, &p, &report, &config);
     iso_plan *plan = iso_worker_plan(&config, &err);
     if (!plan || iso_worker_confine_late(&config, plan, w->note, &report, &err)) {
         dprintf(w->note, "confinement: %s", err.message);
         _exit(5);
     }
-    iso_cell *c = new_cell(&config, plan);
-    iso_py_cell p = {.ts = PyThreadState_Get()};
-    if (!c || (c->py = &p, iso_py_cell_setup(c, &p, &err))) {
-        dprintf(w->note, "cell set-up: %s", err.message);
+    if (!configure_cell(c, &config, plan)) {
+        dprintf(w->note, "cell set-up: out of memory");
         _exit(6);
     }
-    mark("cell set-up");
     iso_frame ready = {.type = ISO_FRAME_READY, .time = iso_wallclock()};
     if (iso_worker_ready(&report, marks, n_marks, &ready.value) ||
         iso_wire_send(&wire, &ready, &err))
