@@ -186,6 +186,10 @@ int iso_plan_add_net(iso_plan *p, iso_net_action action, const char *spec,
  * *rule is the deciding rule's index, or -1 for the default deny. */
 bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
                        int *rule);
+/* Is path (absolute, normalised) a directory on the way to a grant: a
+ * proper ancestor of a path some read, write or allow rule matches, and
+ * matched by no deny rule? Its metadata (stat) is then no secret. */
+bool iso_plan_fs_on_the_way(const iso_plan *p, const char *path);
 bool iso_plan_check_net(const iso_plan *p, const iso_addr *addr, uint16_t port,
                         int *rule);
 /* bind(): bind and deny rules decide (a local address). */

@@ -10,6 +10,8 @@ PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
     python3 python3-dev
+    python3-numpy python3-yaml  # third-party extensions: spec/extensions_spec.lua
+    libpython3.11-testsuite     # CPython's own tests: spec/compat
     libseccomp-dev libmsgpack-dev libbpf-dev bpftool
     clang libclang-rt-14-dev
     clang-format

@@ -265,6 +265,22 @@ post({n: routes(n) for n in ('_ctypes', '_multiprocessing', '_testcapi', '_ctype
     end
   end)
 
+  it("gives back only the test extensions the operator names, never _ctypes", function()
+    if not active("landlock_fs") then return end
+    local sb <close> = sandbox.spawn({ imports = { "os", "sys", "_imp", "importlib", "_socket",
+                                                   "_testcapi", "_ctypes", "_multiprocessing" } })
+    sb:exec(ROUTES .. [[
+post({n: routes(n) for n in ('_ctypes', '_multiprocessing', '_testcapi', '_ctypes_test')
+      if so(n)})
+]])
+    local r = sb:recv(10)
+    assert.is_table(r._testcapi, "no _testcapi in lib-dynload")
+    assert.are.same({ 0, "loaded", "loaded" }, r._testcapi)
+    for name, out in pairs(r) do
+      if name ~= "_testcapi" then assert.are.same({ EACCES, "ImportError", "ImportError" }, out, name) end
+    end
+  end)
+
   it("still loads the extensions it allows (the routes work)", function()
     if not active("landlock_fs") then return end
     local sb <close> = sandbox.spawn({ imports = IMPORTS })

@@ -205,6 +205,13 @@ describe("the broker" .. " (" .. backend .. ")", function()
   it("raises PermissionError for an ungranted capability", function()
     local sb <close> = spawn({})
     assert.are.equal("PermissionError", err_of(sb.exec, sb, "request('kv', 'get')").python)
+    sb:exec([[
+try:
+    request('kv', 'get')
+except PermissionError as e:
+    post(e.errno)
+]])
+    assert.are.equal(1, sb:recv(1)) -- EPERM, as every refusal carries one
   end)
 
   it("turns handler errors into guest exceptions carrying the message", function()

@@ -70,6 +70,33 @@ static void test_fs_decisions(void)
     iso_plan_unref(p);
 }
 
+/* stat of a directory on the way to a grant: proper ancestors of what a
+ * rule matches, wildcards included, never past a deny rule. */
+static void test_fs_on_the_way(void)
+{
+    iso_plan *p = iso_plan_new();
+    CHECK_EQ_INT(iso_plan_add_fs(p, ISO_FS_READ, "/srv/data", "r", NULL), 0);
+    CHECK_EQ_INT(iso_plan_add_fs(p, ISO_FS_WRITE, "/home/*/out/**", "w", NULL),
+                 0);
+    CHECK_EQ_INT(iso_plan_add_fs(p, ISO_FS_DENY, "/home/eve/**", "d", NULL), 0);
+    CHECK_EQ_INT(iso_plan_add_fs(p, ISO_FS_READ, "/opt/**/lib", "r2", NULL), 0);
+    CHECK(iso_plan_fs_on_the_way(p, "/"));
+    CHECK(iso_plan_fs_on_the_way(p, "/srv"));
+    CHECK(!iso_plan_fs_on_the_way(p, "/srv/data"));   /* the grant itself */
+    CHECK(!iso_plan_fs_on_the_way(p, "/srv/data/x")); /* beneath it */
+    CHECK(!iso_plan_fs_on_the_way(p, "/srv/other"));
+    CHECK(!iso_plan_fs_on_the_way(p, "/sr"));
+    CHECK(!iso_plan_fs_on_the_way(p, "/etc"));
+    CHECK(iso_plan_fs_on_the_way(p, "/home"));
+    CHECK(iso_plan_fs_on_the_way(p, "/home/bob"));
+    CHECK(!iso_plan_fs_on_the_way(p, "/home/eve")); /* a deny rule: no */
+    CHECK(!iso_plan_fs_on_the_way(p, "/home/bob/in"));
+    CHECK(iso_plan_fs_on_the_way(p, "/home/bob/out")); /* ** may be empty */
+    CHECK(iso_plan_fs_on_the_way(p, "/opt/a/b/c"));
+    iso_plan_unref(p);
+    CHECK(!iso_plan_fs_on_the_way(NULL, "/"));
+}
+
 static bool net(iso_plan *p, const char *target, int *rule)
 {
     iso_addr a;
@@ -235,6 +262,7 @@ int main(void)
     RUN(test_globs);
     RUN(test_net_specs);
     RUN(test_fs_decisions);
+    RUN(test_fs_on_the_way);
     RUN(test_net_decisions);
     RUN(test_unix_specs);
     RUN(test_bind_and_unix_decisions);

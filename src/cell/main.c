@@ -402,6 +402,7 @@ static int zygote(int ctl, pid_t host)
     PyObject *warm = iso_py_import("os"), *tb = iso_py_import("traceback");
     Py_XDECREF(warm), Py_XDECREF(tb);
     PyErr_Clear();
+    iso_py_guest_warm(); /* the import guard's site-packages roots */
     iso_grants_prepare(); /* the runtime's paths, resolved once for all */
     struct pollfd pfd[2] = {{.fd = ctl, .events = POLLIN},
                             {.fd = sigfd, .events = POLLIN}};

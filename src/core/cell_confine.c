@@ -231,6 +231,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
                          char *threads, size_t n, iso_error *err)
 {
     iso_grants_runtime(gs, true); /* refused extensions left out */
+    iso_grants_opted_in(gs, c->imports, c->n_imports);
     cc->n_fixed_grants = gs->n;
     iso_grants_plan(gs, c->plan);
     cc->in_thread = true;

@@ -225,6 +225,35 @@ void iso_grants_runtime(iso_grants *gs, bool carved)
     pthread_mutex_unlock(&runtime.mu);
 }
 
+/* The module a refused file's path holds: its name up to the first dot. */
+static void module_of(const char *path, char *module, size_t n)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(module, n, "%.*s", (int)strcspn(base, "."), base);
+}
+
+static bool named(char *const *imports, size_t n, const char *module)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(imports[i], module) == 0)
+            return true;
+    return false;
+}
+
+void iso_grants_opted_in(iso_grants *gs, char *const *imports, size_t n)
+{
+    char module[NAME_MAX + 1];
+    pthread_mutex_lock(&runtime.mu);
+    for (size_t i = 0; i < runtime.n_refused; i++) {
+        module_of(runtime.refused[i], module, sizeof module);
+        if (iso_py_test_extension(module) && named(imports, n, module))
+            add_once(gs, (iso_fs_grant){runtime.refused[i], true, false, true,
+                                        false});
+    }
+    pthread_mutex_unlock(&runtime.mu);
+}
+
 /* A policy glob's directory: the segments before the first wildcard. */
 static void grant_rule(iso_grants *gs, const char *kind, const char *glob)
 {

@@ -25,6 +25,11 @@ void iso_grants_prepare(void);
  * the way to one is granted as a listing plus each of its entries on its
  * own, since Landlock cannot take a grant back beneath a directory. */
 void iso_grants_runtime(iso_grants *gs, bool carve);
+/* Give back, file by file, the carved-out test extensions (_testcapi,
+ * ...) that imports names exactly: an operator who lists one asked for it
+ * (CPython's own tests need them). No other refused extension is ever
+ * given back. After a carved iso_grants_runtime. */
+void iso_grants_opted_in(iso_grants *gs, char *const *imports, size_t n);
 /* How many extension files the carved runtime grants leave out (0 before
  * the first carved iso_grants_runtime); loaded gets the path of one of
  * them the process had loaded already when they were found ("" if none):

@@ -163,6 +163,34 @@ static bool fs_match(const fs_rule *r, const char *path)
     return r->literal ? beneath(r->glob, path) : match_from(r->glob, path);
 }
 
+/* Is path (segments after the ones matched so far) a proper ancestor of
+ * some path pat matches? `**` matches any depth, so anything leads on. */
+static bool leads_into(const char *pat, const char *path)
+{
+    while (*pat == '/')
+        pat++;
+    while (*path == '/')
+        path++;
+    if (!*path)
+        return *pat != '\0'; /* more to come beneath path */
+    size_t pn = strcspn(pat, "/"), sn = strcspn(path, "/");
+    if (pn == 0)
+        return false;
+    if (pn == 2 && pat[0] == '*' && pat[1] == '*')
+        return true;
+    char ps[ISO_PATH_MAX], ss[ISO_PATH_MAX];
+    snprintf(ps, sizeof ps, "%.*s", (int)pn, pat);
+    snprintf(ss, sizeof ss, "%.*s", (int)sn, path);
+    return fnmatch(ps, ss, 0) == 0 && leads_into(pat + pn, path + sn);
+}
+
+static bool fs_leads_to(const fs_rule *r, const char *path)
+{
+    if (r->literal)
+        return strcmp(r->glob, path) != 0 && beneath(path, r->glob);
+    return leads_into(r->glob, path);
+}
+
 /* ---- net specs --------------------------------------------------------- */
 
 static int parse_port(const char *s, uint16_t *lo, uint16_t *hi, iso_error *err)
@@ -451,6 +479,18 @@ bool iso_plan_check_fs(const iso_plan *p, iso_fs_access op, const char *path,
     }
     *rule = allow;
     return allow >= 0;
+}
+
+bool iso_plan_fs_on_the_way(const iso_plan *p, const char *path)
+{
+    bool leads = false;
+    for (size_t i = 0; p && i < p->n_fs; i++) {
+        const fs_rule *r = &p->fs[i];
+        if (r->access == ISO_FS_DENY && fs_match(r, path))
+            return false;
+        leads = leads || (r->access != ISO_FS_DENY && fs_leads_to(r, path));
+    }
+    return leads;
 }
 
 /* The IP rules of one kind (connect or bind) and every deny rule decide:

@@ -64,6 +64,19 @@ static void end_interpreter(iso_py_cell *p)
 }
 #endif
 
+/* sys.executable and sys._base_executable name the interpreter the cell
+ * runs (see iso_py_executable), not what CPython's path search found on
+ * the host's PATH (a pyenv shim, or another version's python3). */
+static int set_executable(void)
+{
+    PyObject *exe = PyUnicode_DecodeFSDefault(iso_py_executable());
+    int rc = exe ? PySys_SetObject("executable", exe) |
+                       PySys_SetObject("_base_executable", exe)
+                 : -1;
+    Py_XDECREF(exe);
+    return rc ? -1 : 0;
+}
+
 int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
 {
     p->interp = PyThreadState_GetInterpreter(p->ts);
@@ -73,14 +86,16 @@ int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
     p->globals = main ? PyModule_GetDict(main) : NULL;
     Py_XINCREF(p->globals);
     p->code_cache = PyDict_New();
-    if (!p->globals || !p->code_cache) {
+    if (!p->globals || !p->code_cache || set_executable()) {
         PyErr_Clear();
         return iso_error_set(err, ISO_CRASHED, "cannot set up __main__");
     }
     if (iso_py_guest_install(c, err))
         return -1;
     iso_grants_prepare(); /* cells confine themselves without the GIL */
-    return iso_py_guard_install(c, err);
+    if (iso_py_guard_install(c, err))
+        return -1;
+    return iso_py_guest_finish(c, err);
 }
 
 /* Legacy Py_EndInterpreter aborts the process if other threads remain in
@@ -98,6 +113,7 @@ static void destroy(iso_py_cell *p)
     if (d && PyDict_DelItemString(d, "isolate.cell") < 0)
         PyErr_Clear(); /* the guards stop seeing this cell */
     iso_py_guard_clear(p);
+    iso_py_guest_clear(p);
     Py_CLEAR(p->globals);
     Py_CLEAR(p->code_cache);
     Py_CLEAR(p->real_import);
@@ -109,9 +125,11 @@ static void destroy(iso_py_cell *p)
         nanosleep(&pause, NULL);
         PyEval_RestoreThread(me);
     }
-    if (alone_in_interpreter(p))
+    if (alone_in_interpreter(p)) {
+        int64_t id = PyInterpreterState_GetID(p->interp);
         end_interpreter(p);
-    else
+        iso_py_guest_interp_ended(id);
+    } else
         PyEval_SaveThread();
 }
 

@@ -19,6 +19,11 @@ typedef struct iso_py_cell {
     bool socket_patched;   /* socket.socket.listen wrapped (once imported) */
     char **roots;          /* what the interpreter itself reads: sys.path */
     size_t n_roots;
+    /* py_guest.c: where module code lives (sys.path at start, as given and
+     * resolved), and the isolate_cell module the guest builtins belong to */
+    char **module_roots;
+    size_t n_module_roots;
+    PyObject *guest_module;
 } iso_py_cell;
 
 /* Set up the current interpreter (p->ts current, GIL held) as cell c:
@@ -32,10 +37,29 @@ iso_msg *iso_py_cell_run(iso_cell *c, iso_py_cell *p, iso_req *r);
 /* Guest ABI (py_guest.c): install post/log/metric/request and the import
  * guard into the current interpreter. GIL held. */
 int iso_py_guest_install(iso_cell *c, iso_error *err);
+/* After the guards are in: open/io.open become isolate_cell's picklable
+ * wrapper of the guard's open, and _imp.create_dynamic the extension
+ * registry's (sub-interpreter cells). GIL held. */
+int iso_py_guest_finish(iso_cell *c, iso_error *err);
+void iso_py_guest_clear(iso_py_cell *p);
+/* Interpreter interp_id has ended: what it leased (_datetime in own-GIL
+ * cells) is free for the next cell. */
+void iso_py_guest_interp_ended(int64_t interp_id);
+/* Find what every cell's guard needs once (a zygote, before it forks). */
+void iso_py_guest_warm(void);
+/* Sub-interpreter cells (py_extensions.c): _imp.create_dynamic refuses a
+ * single-phase extension another interpreter loaded first. GIL held. */
+int iso_py_extensions_install(iso_cell *c);
+/* The audit hook's part for code creation (compile, code.__new__,
+ * marshal.load[s]): guest code may not mint code that claims to be a
+ * module's. 0, or -1 with an exception set. */
+int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args);
 /* Is module (a top-level name) an extension a sub-interpreter cell never
  * loads: the refused modules, the broken accelerators and the test-only
  * extensions? Landlock leaves their files out of a cell thread's grants. */
 bool iso_py_extension_refused(const char *module);
+/* Is module one of CPython's test extensions (_testcapi, ...)? */
+bool iso_py_test_extension(const char *module);
 /* Import a module on behalf of guest code: the import policy applies.
  * New reference, or NULL with ImportError set. */
 PyObject *iso_py_guest_import(iso_cell *c, const char *name);
@@ -51,6 +75,10 @@ void iso_py_guard_clear(iso_py_cell *p);
  * once socket has (idempotent). */
 int iso_py_guard_patch_os(iso_cell *c);
 /* Send a denial event: [capability, action, target, rule, "python-guard"]. */
+/* Raise PermissionError(code, formatted message), as the kernel layer
+ * refusing the same thing would (EACCES for files, EPERM otherwise), so
+ * the guest sees an errno on every refusal. Returns -1. */
+int iso_py_permission_error(int code, const char *fmt, ...);
 void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
                         const char *target, const char *rule);
 

@@ -60,45 +60,93 @@ void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
     iso_cell_push(c, m);
 }
 
-/* Raise PermissionError naming what would allow it; returns -1. */
+/* Raise PermissionError naming what would allow it, with the errno the
+ * kernel layer gives for the same refusal: EACCES for files (Landlock),
+ * EPERM for sockets and processes (the BPF guard, seccomp). Returns -1. */
 static int deny(iso_cell *c, const char *capability, const char *action,
                 const char *target, const char *rule, const char *advice)
 {
     iso_py_emit_denial(c, capability, action, target, rule);
-    PyErr_Format(PyExc_PermissionError, "%s %s of '%s' denied by %s: %s",
-                 capability, action, target, rule, advice);
-    return -1;
+    return iso_py_permission_error(
+        strcmp(capability, "fs") == 0 ? EACCES : EPERM,
+        "%s %s of '%s' denied by %s: %s", capability, action, target, rule,
+        advice);
 }
 
 /* ---- paths ------------------------------------------------------------- */
 
-/* in made absolute against dir_fd (or the cwd when dir_fd < 0). */
+/* A path argument as the guard decides on it. */
+typedef struct resolved {
+    char path[ISO_PATH_MAX]; /* absolute, normalised, symlinks resolved */
+    bool dir_only; /* ends in "/", "/." or "/..": the kernel walks into it
+                      as a directory (ENOTDIR for a file, EISDIR to create) */
+    int doomed;    /* following it, the walk fails whatever the operation
+                      (ENOENT, ENOTDIR: a component missing or not a
+                      directory before the last); 0 when it does not */
+} resolved;
+
+/* in made absolute against dir_fd (AT_FDCWD: the cwd), failing with the
+ * errno the *at() call would give. The fd is looked up in this thread's
+ * own table: a sub-interpreter cell's thread has its own, and
+ * /proc/self/fd would show the host's. */
 static int absolute(const char *in, int dir_fd, char *out, size_t size)
 {
     char base[PATH_MAX], link[64];
-    if (in[0] == '/')
-        return snprintf(out, size, "%s", in) < (int)size ? 0 : -1;
-    snprintf(link, sizeof link, "/proc/self/fd/%d", dir_fd);
-    ssize_t n = dir_fd >= 0 ? readlink(link, base, sizeof base - 1)
-                : getcwd(base, sizeof base) ? (ssize_t)strlen(base)
-                                            : -1;
+    ssize_t n = 0;
+    if (in[0] != '/' && dir_fd == AT_FDCWD) {
+        n = getcwd(base, sizeof base) ? (ssize_t)strlen(base) : -1;
+    } else if (in[0] != '/') {
+        snprintf(link, sizeof link, "/proc/thread-self/fd/%d", dir_fd);
+        n = dir_fd >= 0 ? readlink(link, base, sizeof base - 1) : -1;
+        errno = EBADF; /* not an open fd */
+        if (n > 0 && base[0] != '/')
+            errno = ENOTDIR, n = -1; /* a socket, a pipe, ... */
+    }
     if (n < 0)
         return -1;
     base[n] = '\0';
-    return snprintf(out, size, "%s/%s", base, in) < (int)size ? 0 : -1;
+    if (snprintf(out, size, "%s%s%s", base, n ? "/" : "", in) < (int)size)
+        return 0;
+    errno = ENAMETOOLONG;
+    return -1;
+}
+
+/* What becomes of the walk past the longest existing prefix (err: how it
+ * failed one component further): nothing but slashes after a non-directory
+ * is for the kernel to judge (ENOTDIR, or EISDIR for a create), and so is
+ * one plain name that does not exist yet; anything else fails. */
+static int tail_fate(const char *tail, int err)
+{
+    int names = 0;
+    bool plain = true;
+    for (const char *p = tail; *p;) {
+        size_t n = strcspn(p, "/");
+        bool dots =
+            (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+        names += n > 0;
+        plain = plain && !dots;
+        p += n + (p[n] == '/');
+    }
+    return names == 0 || (err == ENOENT && names == 1 && plain) ? 0 : err;
 }
 
 /* realpath() of the longest existing prefix of abs, then the rest (which
  * does not exist yet, so holds no symlink) appended lexically. */
-static int resolve_existing(const char *abs, char *out)
+static int resolve_existing(const char *abs, resolved *r)
 {
-    char head[ISO_PATH_MAX], joined[2 * ISO_PATH_MAX];
+    char head[ISO_PATH_MAX], real[PATH_MAX], joined[2 * ISO_PATH_MAX];
+    int failed = 0;
     for (size_t cut = strlen(abs);;) {
         snprintf(head, sizeof head, "%.*s", (int)cut, abs);
-        if (realpath(cut ? head : "/", out)) {
-            snprintf(joined, sizeof joined, "%s/%s", out, abs + cut);
-            return iso_path_normalize(joined, out, ISO_PATH_MAX, NULL);
+        if (realpath(cut ? head : "/", real)) {
+            r->doomed = tail_fate(abs + cut, failed);
+            snprintf(joined, sizeof joined, "%s/%s", real, abs + cut);
+            if (iso_path_normalize(joined, r->path, sizeof r->path, NULL) == 0)
+                return 0;
+            errno = ENAMETOOLONG;
+            return -1;
         }
+        failed = errno;
         if (cut == 0 || (errno != ENOENT && errno != ENOTDIR))
             return -1;
         while (cut > 0 && abs[--cut] != '/')
@@ -108,31 +156,32 @@ static int resolve_existing(const char *abs, char *out)
 
 /* Resolve what `in` names (relative to dir_fd or the cwd) through symlinks,
  * as the kernel would. With follow = false a final symlink is not
- * followed (unlink, rename, lstat act on the link itself). */
-static int resolve(const char *in, int dir_fd, bool follow, char *out)
+ * followed (unlink, rename, lstat act on the link itself; r->doomed is
+ * then left to the kernel's own answer). */
+static int resolve(const char *in, int dir_fd, bool follow, resolved *r)
 {
     char abs[ISO_PATH_MAX];
-    if (absolute(in, dir_fd, abs, sizeof abs)) {
-        errno = ENAMETOOLONG;
+    if (absolute(in, dir_fd, abs, sizeof abs))
         return -1;
-    }
     const char *name = strrchr(abs, '/') + 1;
     bool plain = *name && strcmp(name, ".") && strcmp(name, "..");
+    r->dir_only = !plain;
+    r->doomed = 0;
     if (follow || !plain || name == abs + 1)
-        return resolve_existing(abs, out);
+        return resolve_existing(abs, r);
     char parent[ISO_PATH_MAX];
     snprintf(parent, sizeof parent, "%.*s", (int)(name - 1 - abs), abs);
-    if (resolve_existing(parent, out))
+    if (resolve_existing(parent, r))
         return -1;
-    size_t n = strlen(out);
-    return snprintf(out + n, ISO_PATH_MAX - n, "%s%s", n > 1 ? "/" : "", name) <
-                   (int)(ISO_PATH_MAX - n)
-               ? 0
-               : -1;
+    size_t n = strlen(r->path), room = sizeof r->path - n;
+    if (snprintf(r->path + n, room, "%s%s", n > 1 ? "/" : "", name) < (int)room)
+        return 0;
+    errno = ENAMETOOLONG;
+    return -1;
 }
 
 /* Path argument -> resolved path. 1 when it is an fd (nothing to check). */
-static int path_arg(PyObject *arg, int dir_fd, bool follow, char *out)
+static int path_arg(PyObject *arg, int dir_fd, bool follow, resolved *r)
 {
     if (arg == Py_None)
         arg = NULL;
@@ -142,7 +191,7 @@ static int path_arg(PyObject *arg, int dir_fd, bool follow, char *out)
     if (arg && !PyUnicode_FSConverter(arg, &bytes))
         return -1;
     const char *p = bytes ? PyBytes_AS_STRING(bytes) : ".";
-    int rc = resolve(p, dir_fd, follow, out);
+    int rc = resolve(p, dir_fd, follow, r);
     Py_XDECREF(bytes);
     if (rc)
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
@@ -160,6 +209,17 @@ static bool runtime_readable(iso_py_cell *p, const char *path)
     return false;
 }
 
+/* A directory on the way to the runtime's own files (/usr, /usr/lib). */
+static bool runtime_on_the_way(iso_py_cell *p, const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < p->n_roots; i++)
+        if (n == 1 ||
+            (strncmp(p->roots[i], path, n) == 0 && p->roots[i][n] == '/'))
+            return true;
+    return false;
+}
+
 static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
                     const char *path)
 {
@@ -170,9 +230,14 @@ static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
     if (iso_plan_check_fs(plan, op, path, &rule))
         return 0;
     const char *verb = op == ISO_FS_READ ? "read" : "write";
-    char advice[ISO_PATH_MAX + 64];
+    bool meta = strstr(action, "stat") != NULL;
+    char advice[ISO_PATH_MAX + 160];
     if (rule < 0)
-        snprintf(advice, sizeof advice, "add fs {%s=\"%s\"}", verb, path);
+        snprintf(advice, sizeof advice, "add fs {%s=\"%s\"}%s", verb, path,
+                 meta ? " (for a directory that grants all beneath it; stat "
+                        "of a directory on the way to a granted path needs "
+                        "no rule)"
+                      : "");
     else
         snprintf(advice, sizeof advice, "that deny rule must change first");
     char what[32];
@@ -184,11 +249,27 @@ static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
 static int check_path(iso_cell *c, iso_fs_access op, const char *action,
                       PyObject *arg, int dir_fd, bool follow)
 {
-    char path[ISO_PATH_MAX];
-    int rc = path_arg(arg, dir_fd, follow, path);
+    resolved r;
+    int rc = path_arg(arg, dir_fd, follow, &r);
     if (rc)
         return rc > 0 ? 0 : -1;
-    return check_fs(c, op, action, path);
+    return check_fs(c, op, action, r.path);
+}
+
+/* stat/lstat read metadata, not content: the directories on the way to a
+ * grant or to the runtime's files may be stat'ed (realpath() walks through
+ * them), their listings and files stay as the rules say. */
+static int check_stat(iso_cell *c, const char *action, PyObject *arg,
+                      int dir_fd, bool follow)
+{
+    resolved r;
+    int rc = path_arg(arg, dir_fd, follow, &r);
+    if (rc)
+        return rc > 0 ? 0 : -1;
+    if (runtime_on_the_way(c->py, r.path) ||
+        iso_plan_fs_on_the_way(iso_cell_plan(c), r.path))
+        return 0;
+    return check_fs(c, ISO_FS_READ, action, r.path);
 }
 
 static iso_fs_access flags_access(int flags)
@@ -208,30 +289,70 @@ static int check_open(iso_cell *c, const char *path, int flags)
     return 0;
 }
 
+/* dir_fd as the os functions take it: None (the cwd) or an integer. */
+static int dir_fd_arg(PyObject *o, int *fd)
+{
+    *fd = AT_FDCWD;
+    if (o == Py_None)
+        return 0;
+    if (PyFloat_Check(o) || !PyIndex_Check(o)) {
+        PyErr_Format(PyExc_TypeError,
+                     "argument should be integer or None, not %.200s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    PyObject *n = PyNumber_Index(o);
+    int overflow = 0;
+    long v = n ? PyLong_AsLongAndOverflow(n, &overflow) : -1;
+    Py_XDECREF(n);
+    if (!n)
+        return -1;
+    if (overflow || v > INT_MAX || v < INT_MIN) {
+        PyErr_SetString(PyExc_OverflowError, "fd is out of range");
+        return -1;
+    }
+    *fd = (int)v;
+    return 0;
+}
+
 /* ---- the race-free open ------------------------------------------------ */
 
 /* Open the checked, fully resolved path; a symlink anywhere in it (one
- * swapped in since the check) makes this fail instead of following it. */
+ * swapped in since the check) makes this fail instead of following it.
+ * Mode bits beyond 07777 are dropped, as open(2) drops them (openat2
+ * would refuse them: fileinput passes a whole st_mode). */
 static PyObject *open_checked(iso_cell *c, PyObject *path_obj, int flags,
-                              int mode)
+                              int mode, int dir_fd)
 {
-    char path[ISO_PATH_MAX];
-    if (path_arg(path_obj, -1, true, path) < 0 || check_open(c, path, flags))
+    resolved r;
+    if (PyLong_Check(path_obj))
+        return PyErr_Format(PyExc_TypeError,
+                            "open: path should be string, bytes or "
+                            "os.PathLike, not int");
+    if (path_arg(path_obj, dir_fd, true, &r) < 0 ||
+        check_open(c, r.path, flags))
         return NULL;
+    errno = r.doomed;
+    if (errno)
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+    char target[ISO_PATH_MAX + 1]; /* a trailing slash keeps its meaning */
+    snprintf(target, sizeof target, "%s%s", r.path,
+             r.dir_only && strcmp(r.path, "/") ? "/" : "");
+    bool creates = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
     struct open_how how = {
         .flags = (uint64_t)(flags | O_CLOEXEC),
-        .mode = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)mode : 0,
+        .mode = creates ? (uint64_t)(mode & 07777) : 0,
         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     PyThreadState *ts = PyEval_SaveThread();
-    long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    long fd = syscall(SYS_openat2, AT_FDCWD, target, &how, sizeof how);
     int saved = errno; /* taking the GIL back may change errno */
     iso_py_take_gil(ts);
     if (fd >= 0)
         return PyLong_FromLong(fd);
     errno = saved;
     if (errno == ELOOP) {
-        deny(c, "fs", "open", path, "a symlink swapped in after the check",
+        deny(c, "fs", "open", r.path, "a symlink swapped in after the check",
              "the path changed while it was being opened");
         return NULL;
     }
@@ -245,24 +366,22 @@ static PyObject *guard_opener(PyObject *self, PyObject *args)
     int flags;
     if (!PyArg_ParseTuple(args, "Oi:opener", &path, &flags))
         return NULL;
-    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags,
-                        0666);
+    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags, 0666,
+                        AT_FDCWD);
 }
 
 /* os.open(path, flags, mode=0o777, *, dir_fd=None) */
 static PyObject *guard_os_open(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "flags", "mode", "dir_fd", NULL};
-    PyObject *path, *dir_fd = Py_None;
-    int flags, mode = 0777;
+    PyObject *path, *dir_fd_obj = Py_None;
+    int flags, mode = 0777, dir_fd;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|i$O:open", kwlist, &path,
-                                     &flags, &mode, &dir_fd))
+                                     &flags, &mode, &dir_fd_obj) ||
+        dir_fd_arg(dir_fd_obj, &dir_fd) < 0)
         return NULL;
-    if (dir_fd != Py_None)
-        return PyErr_Format(PyExc_PermissionError,
-                            "os.open with dir_fd is not available in cells");
-    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags,
-                        mode);
+    return open_checked(PyCapsule_GetPointer(self, CELL_KEY), path, flags, mode,
+                        dir_fd);
 }
 
 /* Argument 0 of a call, given positionally or by keyword (borrowed). */
@@ -294,23 +413,40 @@ static PyObject *guard_io_open(PyObject *self, PyObject *args, PyObject *kw)
     return r;
 }
 
-/* os.stat / os.lstat: no audit event exists for them. */
+/* os.stat / os.lstat: no audit event exists for them. They take what the
+ * real ones take (a path or an fd, dir_fd, follow_symlinks), and the real
+ * one is called with the very path, dir_fd and flag that were checked: a
+ * path-like object's __fspath__ or an __index__ is asked once. */
 static PyObject *guarded_stat(PyObject *self, PyObject *args, PyObject *kw,
                               bool lstat)
 {
+    static char *kwlist[] = {"path", "dir_fd", "follow_symlinks", NULL};
+    static char *lkwlist[] = {"path", "dir_fd", NULL};
     iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
     iso_py_cell *p = c->py;
-    PyObject *path = first_arg(args, kw, "path");
-    PyObject *follow = kw ? PyDict_GetItemString(kw, "follow_symlinks") : NULL;
-    PyObject *dir_fd = kw ? PyDict_GetItemString(kw, "dir_fd") : NULL;
-    if (dir_fd && dir_fd != Py_None)
-        return PyErr_Format(PyExc_PermissionError,
-                            "stat with dir_fd is not available in cells");
-    bool follows = !lstat && (!follow || PyObject_IsTrue(follow));
-    if (path &&
-        check_path(c, ISO_FS_READ, lstat ? "lstat" : "stat", path, -1, follows))
+    PyObject *path, *dir_fd_obj = Py_None;
+    int follow = 1, dir_fd;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, lstat ? "O|$O:lstat" : "O|$Op:stat",
+            lstat ? lkwlist : kwlist, &path, &dir_fd_obj, &follow) ||
+        dir_fd_arg(dir_fd_obj, &dir_fd) < 0)
         return NULL;
-    return PyObject_Call(lstat ? p->real_lstat : p->real_stat, args, kw);
+    follow = follow && !lstat;
+    PyObject *fspath = PyLong_Check(path) ? Py_NewRef(path) : PyOS_FSPath(path);
+    PyObject *fd =
+        dir_fd == AT_FDCWD ? Py_NewRef(Py_None) : PyLong_FromLong(dir_fd);
+    PyObject *call = fspath && fd ? PyTuple_Pack(1, fspath) : NULL;
+    PyObject *kw2 = call ? Py_BuildValue("{s:O}", "dir_fd", fd) : NULL;
+    PyObject *r = NULL;
+    if (kw2 && !lstat &&
+        PyDict_SetItemString(kw2, "follow_symlinks",
+                             follow ? Py_True : Py_False) < 0)
+        Py_CLEAR(kw2);
+    if (kw2 &&
+        check_stat(c, lstat ? "lstat" : "stat", fspath, dir_fd, follow) == 0)
+        r = PyObject_Call(lstat ? p->real_lstat : p->real_stat, call, kw2);
+    Py_XDECREF(fspath), Py_XDECREF(fd), Py_XDECREF(call), Py_XDECREF(kw2);
+    return r;
 }
 
 static PyObject *guard_stat(PyObject *self, PyObject *args, PyObject *kw)
@@ -322,7 +458,6 @@ static PyObject *guard_lstat(PyObject *self, PyObject *args, PyObject *kw)
 {
     return guarded_stat(self, args, kw, true);
 }
-
 /* ---- network ----------------------------------------------------------- */
 
 /* action "bind" (and "listen") is judged by bind rules, the rest by
@@ -399,7 +534,8 @@ static int check_host(iso_cell *c, const char *action, int family,
  * (Landlock scopes abstract sockets to the cell anyway). */
 static int check_unix(iso_cell *c, const char *action, PyObject *address)
 {
-    char path[PATH_MAX], target[PATH_MAX + 8];
+    char target[ISO_PATH_MAX + 8];
+    resolved r;
     int rule = -1;
     const iso_plan *plan = iso_cell_plan(c);
     PyObject *b = NULL;
@@ -414,11 +550,11 @@ static int check_unix(iso_cell *c, const char *action, PyObject *address)
                         ? "cells cannot bind or listen on unix sockets"
                         : "cells reach only pathname unix sockets a net "
                           "{connect=\"unix:/path\"} rule names");
-    if (path_arg(address, -1, true, path) < 0)
+    if (path_arg(address, AT_FDCWD, true, &r) < 0)
         return -1;
-    if (iso_plan_check_unix(plan, path, &rule))
+    if (iso_plan_check_unix(plan, r.path, &rule))
         return 0;
-    snprintf(target, sizeof target, "unix:%s", path);
+    snprintf(target, sizeof target, "unix:%s", r.path);
     char advice[sizeof target + 32];
     snprintf(advice, sizeof advice,
              rule < 0 ? "add net {connect=\"%s\"}"
@@ -569,12 +705,13 @@ static const char *const exec_events[] = {"os.system",
                                           "os.killpg",
                                           NULL};
 
+/* The events' dir_fd: -1 stands for none (the cwd). */
 static int dir_fd_of(PyObject *args, int idx)
 {
     PyObject *v = idx >= 0 ? PyTuple_GetItem(args, idx) : NULL;
     long fd = v && PyLong_Check(v) ? PyLong_AsLong(v) : -1;
     PyErr_Clear();
-    return (int)fd;
+    return fd == -1 ? AT_FDCWD : (int)fd;
 }
 
 static int audit_fs(iso_cell *c, const char *event, PyObject *args)
@@ -601,21 +738,24 @@ static int audit_open(iso_cell *c, PyObject *args)
     PyObject *flags = PyTuple_GetItem(args, 2);
     if (!path || !flags)
         return -1;
-    char resolved[ISO_PATH_MAX];
-    int rc = path_arg(path, -1, true, resolved);
+    resolved r;
+    int rc = path_arg(path, AT_FDCWD, true, &r);
     if (rc)
         return rc > 0 ? 0 : -1;
-    return check_open(c, resolved, (int)PyLong_AsLong(flags));
+    return check_open(c, r.path, (int)PyLong_AsLong(flags));
 }
 
 static int audit_hook(const char *event, PyObject *args, void *unused)
 {
     (void)unused;
-    if (event[0] != 'o' && event[0] != 's')
-        return 0; /* the fast way out for exec, compile, import, ... */
+    if (event[0] != 'o' && event[0] != 's' && event[0] != 'c' &&
+        event[0] != 'm')
+        return 0; /* the fast way out for exec, import, ... */
     iso_cell *c = current_cell();
     if (!c)
         return 0;
+    if (event[0] == 'c' || event[0] == 'm') /* code creation: py_guest.c */
+        return iso_py_guest_audit(c, event, args);
     if (strcmp(event, "open") == 0)
         return audit_open(c, args);
     if (strncmp(event, "socket.", 7) == 0)
@@ -749,6 +889,29 @@ static int patch_socket(iso_cell *c)
     return rc ? -1 : 0;
 }
 
+/* os.supports_dir_fd, supports_fd, supports_follow_symlinks and
+ * supports_effective_ids hold functions: the wrapper takes the real one's
+ * place wherever it had one, since it takes the same forms (shutil and
+ * os.fwalk decide by these sets). */
+static int swap_in_sets(PyObject *os, PyObject *real, PyObject *wrapper)
+{
+    static const char *const sets[] = {"supports_dir_fd", "supports_fd",
+                                       "supports_follow_symlinks",
+                                       "supports_effective_ids", NULL};
+    int rc = 0;
+    for (int i = 0; rc == 0 && sets[i]; i++) {
+        PyObject *set = PyObject_GetAttrString(os, sets[i]);
+        int in = set && PySet_Check(set) ? PySet_Contains(set, real) : 0;
+        PyErr_Clear(); /* a set this platform lacks */
+        if (in == 1)
+            rc = PySet_Discard(set, real) < 0 || PySet_Add(set, wrapper) < 0
+                     ? -1
+                     : 0;
+        Py_XDECREF(set);
+    }
+    return rc;
+}
+
 int iso_py_guard_patch_os(iso_cell *c)
 {
     if (patch_socket(c) < 0)
@@ -764,14 +927,18 @@ int iso_py_guard_patch_os(iso_cell *c)
     PyObject *os_open = self ? guard_fn(self, "os_open") : NULL;
     PyObject *stat = self ? guard_fn(self, "stat") : NULL;
     PyObject *lstat = self ? guard_fn(self, "lstat") : NULL;
+    PyObject *real_open = NULL;
     int rc = os_open && stat && lstat ? 0 : -1;
     if (rc == 0)
-        rc = replace(os, "open", os_open, NULL) ||
+        rc = replace(os, "open", os_open, &real_open) ||
              replace(os, "stat", stat, &p->real_stat) ||
              replace(os, "lstat", lstat, &p->real_lstat) ||
+             swap_in_sets(os, real_open, os_open) ||
+             swap_in_sets(os, p->real_stat, stat) ||
+             swap_in_sets(os, p->real_lstat, lstat) ||
              replace_process_functions(os, self);
     Py_XDECREF(self), Py_XDECREF(os_open), Py_XDECREF(stat);
-    Py_XDECREF(lstat);
+    Py_XDECREF(lstat), Py_XDECREF(real_open);
     p->os_patched = rc == 0;
     return rc ? -1 : 0;
 }
@@ -788,9 +955,9 @@ static int collect_roots(iso_py_cell *p)
         const char *s = PyUnicode_Check(PyList_GET_ITEM(path, i))
                             ? PyUnicode_AsUTF8(PyList_GET_ITEM(path, i))
                             : NULL;
-        char real[PATH_MAX];
-        if (s && *s == '/' && resolve(s, -1, true, real) == 0)
-            p->roots[p->n_roots++] = strdup(real);
+        resolved r;
+        if (s && *s == '/' && resolve(s, AT_FDCWD, true, &r) == 0)
+            p->roots[p->n_roots++] = strdup(r.path);
     }
     PyErr_Clear();
     return 0;

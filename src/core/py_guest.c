@@ -4,12 +4,17 @@
  * that wants out of a sub-interpreter can get out (see README).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "py_cell.h"
+#include "marshal.h"
 #include "py_value.h"
 
-#define CAPSULE_NAME "isolate.cell"
+#define GUEST_MODULE "isolate_cell"
 
 /* Modules that reach host memory or other processes: refused in this
  * backend whoever imports them. */
@@ -17,21 +22,82 @@ static const char *const refused_modules[] = {
     "ctypes", "_ctypes", "multiprocessing", "_multiprocessing", NULL};
 
 /* C accelerators that break across cells, refused so that the stdlib
- * falls back to its pure-Python twin (_pydatetime, zoneinfo._zoneinfo).
- * Measured here: in legacy cells (3.11), _zoneinfo keeps state from the
- * first interpreter that imported it, and later cells fail with NameError
- * once that one ended; in own-GIL cells (3.13.0), two cells that imported
- * _datetime corrupt the heap when they end. */
-static const char *const broken_accelerators[] = {"_zoneinfo",
+ * falls back to its pure-Python twin (zoneinfo._zoneinfo). Measured here:
+ * in legacy cells (3.11), _zoneinfo keeps state from the first interpreter
+ * that imported it, and later cells fail with NameError once that one
+ * ended. */
+static const char *const broken_accelerators[] = {"_zoneinfo", NULL};
+
 #if ISO_OWN_GIL
-                                                  "_datetime",
+/* _datetime in own-GIL cells (CPython 3.13.0). Measured here: two isolated
+ * interpreters that hold it at the same time corrupt the heap when they
+ * end ("double free or corruption"), while any number of them holding it
+ * one after another end cleanly (also with the main interpreter holding
+ * it). So it is leased: the first cell that imports it holds it until its
+ * interpreter has ended; meanwhile other cells get ImportError, and
+ * datetime quietly uses _pydatetime, as it does wherever _datetime is
+ * missing. A leaked interpreter (guest threads still alive) never gives it
+ * back. */
+static pthread_mutex_t datetime_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t datetime_holder = -1; /* an interpreter id, or -1 */
+
+static bool lease_datetime(void)
+{
+    int64_t me = PyInterpreterState_GetID(PyInterpreterState_Get());
+    pthread_mutex_lock(&datetime_mu);
+    bool mine = datetime_holder < 0 || datetime_holder == me;
+    if (mine)
+        datetime_holder = me;
+    pthread_mutex_unlock(&datetime_mu);
+    return mine;
+}
+
+void iso_py_guest_interp_ended(int64_t interp_id)
+{
+    pthread_mutex_lock(&datetime_mu);
+    if (datetime_holder == interp_id)
+        datetime_holder = -1;
+    pthread_mutex_unlock(&datetime_mu);
+}
+
+static int check_leased(iso_cell *c, const char *name)
+{
+    if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
+        strcmp(name, "_datetime") != 0 || lease_datetime())
+        return 0;
+    PyErr_SetString(PyExc_ImportError,
+                    "'_datetime' is in use by another own-GIL cell, and two "
+                    "at once corrupt CPython 3.13's heap (the pure-Python "
+                    "datetime is used instead)");
+    return -1;
+}
+#else
+void iso_py_guest_interp_ended(int64_t interp_id)
+{
+    (void)interp_id;
+}
+
+static int check_leased(iso_cell *c, const char *name)
+{
+    (void)c, (void)name;
+    return 0;
+}
 #endif
-                                                  NULL};
 
 /* Test-only extension modules (prefix match): native code written to poke
- * at the interpreter's internals, never a guest's business. */
+ * at the interpreter's internals, never a guest's business unless the
+ * operator names one in imports (iso_grants_opted_in). */
 static const char *const test_extensions[] = {"_test", "_ctypes_test",
                                               "_xxtestfuzz", NULL};
+
+bool iso_py_test_extension(const char *module)
+{
+    for (int i = 0; test_extensions[i]; i++)
+        if (strncmp(module, test_extensions[i], strlen(test_extensions[i])) ==
+            0)
+            return true;
+    return false;
+}
 
 bool iso_py_extension_refused(const char *module)
 {
@@ -41,16 +107,22 @@ bool iso_py_extension_refused(const char *module)
     for (int i = 0; broken_accelerators[i]; i++)
         if (strcmp(module, broken_accelerators[i]) == 0)
             return true;
-    for (int i = 0; test_extensions[i]; i++)
-        if (strncmp(module, test_extensions[i], strlen(test_extensions[i])) ==
-            0)
-            return true;
-    return false;
+    return iso_py_test_extension(module);
 }
+
+/* The state of a cell's isolate_cell module: the guest builtins are its
+ * functions (so they pickle by reference, as plain Python's do), and they
+ * find their cell here, where Python code cannot reach. */
+typedef struct guest_state {
+    iso_cell *c;
+    PyObject *guard_open;     /* the fs guard's open() */
+    PyObject *create_dynamic; /* _imp.create_dynamic before the registry */
+} guest_state;
 
 static iso_cell *cell_of(PyObject *self)
 {
-    return PyCapsule_GetPointer(self, CAPSULE_NAME);
+    guest_state *st = PyModule_GetState(self);
+    return st ? st->c : NULL;
 }
 
 static bool name_under(const char *name, const char *prefix)
@@ -69,43 +141,150 @@ static bool is_refused(iso_cell *c, const char *name)
     return false;
 }
 
-static bool is_broken_accelerator(const char *name)
+static bool is_broken_accelerator(iso_cell *c, const char *name)
 {
+    if (c->backend != ISO_BACKEND_SUBINTERPRETER)
+        return false; /* one interpreter per process: nothing ends early */
     for (int i = 0; broken_accelerators[i]; i++)
         if (strcmp(name, broken_accelerators[i]) == 0)
             return true;
     return false;
 }
 
+/* __future__ holds only feature flags, and `from __future__ import
+ * annotations` at the top of guest code must run as in plain Python. */
 static bool is_allowed(iso_cell *c, const char *name)
 {
+    if (strcmp(name, "__future__") == 0)
+        return true;
     for (size_t i = 0; i < c->n_imports; i++)
         if (name_under(name, c->imports[i]))
             return true;
     return false;
 }
 
-/* An import is a module's own (not guest code) when the code asking for
- * it runs in the namespace of a module registered in sys.modules. The
- * caller's frame tells, not __import__'s globals argument: modules call
- * __import__() without one, and guest code could pass any dict. */
-static bool from_module(void)
+/* ---- who is importing ------------------------------------------------- */
+
+/* The IMPORT_NAME opcode of this CPython, read from the opcode module once
+ * per process (the same in every interpreter of it). */
+static _Atomic int import_name_op = -1;
+
+static int learn_import_name_op(void)
 {
-    PyObject *globals = PyEval_GetGlobals(); /* borrowed; the caller's */
-    if (!globals || !PyDict_Check(globals))
-        return false;
-    PyObject *name = PyDict_GetItemString(globals, "__name__");
-    if (!name || !PyUnicode_Check(name) ||
-        PyUnicode_CompareWithASCIIString(name, "__main__") == 0)
-        return false;
-    PyObject *mod = PyDict_GetItem(PyImport_GetModuleDict(), name);
-    return mod && PyModule_Check(mod) && PyModule_GetDict(mod) == globals;
+    if (atomic_load(&import_name_op) >= 0)
+        return 0;
+    PyObject *opcode = iso_py_import("opcode");
+    PyObject *map = opcode ? PyObject_GetAttrString(opcode, "opmap") : NULL;
+    PyObject *op = map ? PyDict_GetItemString(map, "IMPORT_NAME") : NULL;
+    long v = op ? PyLong_AsLong(op) : -1;
+    Py_XDECREF(opcode), Py_XDECREF(map);
+    if (v < 0 || v > 255)
+        return -1;
+    atomic_store(&import_name_op, (int)v);
+    return 0;
 }
 
-static int check_import(iso_cell *c, const char *name, int level)
+static bool path_under(const char *path, const char *root)
+{
+    size_t n = strlen(root);
+    return strncmp(path, root, n) == 0 && (path[n] == '/' || n == 1);
+}
+
+/* Where module code lives: a file under a sys.path root of the cell's
+ * start, or a frozen stdlib module ("<frozen posixpath>"). */
+static bool module_filename(iso_py_cell *p, PyObject *filename)
+{
+    const char *f = filename && PyUnicode_Check(filename)
+                        ? PyUnicode_AsUTF8(filename)
+                        : NULL;
+    if (!f) {
+        PyErr_Clear(); /* a str that cannot be UTF-8 names no module */
+        return false;
+    }
+    if (f[0] == '<') {
+        size_t n = strlen(f);
+        return strncmp(f, "<frozen ", 8) == 0 && n > 9 && f[n - 1] == '>';
+    }
+    for (size_t i = 0; f[0] == '/' && i < p->n_module_roots; i++)
+        if (path_under(f, p->module_roots[i]))
+            return true;
+    return false;
+}
+
+static bool module_code(iso_py_cell *p, PyCodeObject *code)
+{
+    return module_filename(p, code->co_filename);
+}
+
+typedef enum importer {
+    BY_MODULE,    /* module code: its own imports */
+    BY_STATEMENT, /* guest code's own import statement */
+    BY_CALL,      /* guest code called something that imports: __import__(...)
+                   * directly, or C code such as _pickle (it has no frame) */
+} importer;
+
+/* Is frame executing IMPORT_NAME (an import statement)? */
+static bool at_import_statement(PyFrameObject *frame, PyCodeObject *code)
+{
+    int lasti = PyFrame_GetLasti(frame);
+    PyObject *bytes = lasti >= 0 ? PyCode_GetCode(code) : NULL;
+    bool yes = bytes && PyBytes_Check(bytes) &&
+               lasti < PyBytes_GET_SIZE(bytes) &&
+               (unsigned char)PyBytes_AS_STRING(bytes)[lasti] ==
+                   atomic_load(&import_name_op);
+    Py_XDECREF(bytes);
+    return yes;
+}
+
+/* Judged by the code object of the nearest Python frame, never by its
+ * globals: a module's __name__ and sys.modules entry are the module's (and
+ * the guest's) to change, and guest code may run in a module's globals
+ * (exec(src, json.__dict__)). Code objects claiming a module file cannot
+ * be made by guest code (iso_py_guest_audit). */
+static importer who_imports(iso_cell *c)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (!frame)
+        return BY_CALL;
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    importer who = module_code(c->py, code)           ? BY_MODULE
+                   : at_import_statement(frame, code) ? BY_STATEMENT
+                                                      : BY_CALL;
+    Py_DECREF(code);
+    return who;
+}
+
+/* The form C code's PyImport_Import() asks in: globals and an empty list
+ * as fromlist. A loaded module asked for that way is handed back as it is
+ * (nothing new is loaded): _pickle finds builtins, copyreg, the module of
+ * the class it pickles. */
+static PyObject *loaded_for_c(const char *name, PyObject *globals,
+                              PyObject *fromlist, int level)
+{
+    if (level != 0 || !globals || !PyDict_Check(globals) || !fromlist ||
+        !PyList_CheckExact(fromlist) || PyList_GET_SIZE(fromlist) != 0)
+        return NULL;
+    PyObject *key = PyUnicode_FromString(name);
+    PyObject *mod = key ? PyImport_GetModule(key) : NULL;
+    Py_XDECREF(key);
+    PyErr_Clear();
+    return mod;
+}
+
+static int refuse_import(iso_cell *c, const char *name, const char *rule)
+{
+    iso_py_emit_denial(c, "import", "import", name, rule);
+    PyErr_Format(PyExc_ImportError,
+                 "import of '%s' is not allowed in this cell: add it to "
+                 "the spawn option imports = {\"%s\"}",
+                 name, name);
+    return -1;
+}
+
+static int check_import(iso_cell *c, const char *name, int level, importer who)
 {
     /* A relative import stays inside a package that already passed. */
-    if (level > 0 && from_module())
+    if (level > 0 && who == BY_MODULE)
         return 0;
     if (is_refused(c, name)) {
         iso_py_emit_denial(c, "import", "import", name, "refused");
@@ -116,30 +295,134 @@ static int check_import(iso_cell *c, const char *name, int level)
                      name);
         return -1;
     }
-    if (is_broken_accelerator(name)) {
+    if (is_broken_accelerator(c, name)) {
         PyErr_Format(PyExc_ImportError,
-                     "'%s' is unavailable in cells: this C accelerator "
-                     "breaks when interpreters end (the pure-Python module "
-                     "is used instead)",
+                     "'%s' is unavailable in subinterpreter cells: this C "
+                     "accelerator breaks when interpreters end (the "
+                     "pure-Python module is used instead)",
                      name);
         return -1;
     }
-    if (from_module())
+    if (check_leased(c, name) < 0)
+        return -1;
+    if (who == BY_MODULE)
         return 0;
     if (level > 0) {
         PyErr_SetString(PyExc_ImportError,
                         "relative imports are not available to cell code");
         return -1;
     }
-    if (!is_allowed(c, name)) {
-        iso_py_emit_denial(c, "import", "import", name, "default deny");
-        PyErr_Format(PyExc_ImportError,
-                     "import of '%s' is not allowed in this cell: add it to "
-                     "the spawn option imports = {\"%s\"}",
-                     name, name);
-        return -1;
+    return is_allowed(c, name) ? 0 : refuse_import(c, name, "default deny");
+}
+
+int iso_py_permission_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    PyObject *args = msg ? Py_BuildValue("(iN)", code, msg) : NULL;
+    if (args)
+        PyErr_SetObject(PyExc_PermissionError, args);
+    Py_XDECREF(args);
+    return -1;
+}
+
+/* ---- code that claims to be a module's ---------------------------------- */
+
+static int refuse_forgery(iso_cell *c, const char *event, const char *target)
+{
+    iso_py_emit_denial(c, "import", event, target, "module code forgery");
+    return iso_py_permission_error(
+        EPERM,
+        "%s: cell code cannot make code that claims to come from '%s' "
+        "(module code may import what cell code may not)",
+        event, target);
+}
+
+/* Does obj (a marshal.loads result) hold a code object claiming a module
+ * file? Nesting past depth counts as yes: fail closed. */
+static bool holds_module_code(iso_py_cell *p, PyObject *obj, int depth)
+{
+    if (depth > 100)
+        return true;
+    if (PyCode_Check(obj)) {
+        PyObject *consts = PyObject_GetAttrString(obj, "co_consts");
+        bool yes = module_code(p, (PyCodeObject *)obj) ||
+                   (consts && holds_module_code(p, consts, depth + 1));
+        Py_XDECREF(consts);
+        return yes;
     }
-    return 0;
+    if (PyDict_Check(obj)) {
+        PyObject *k, *v;
+        for (Py_ssize_t i = 0; PyDict_Next(obj, &i, &k, &v);)
+            if (holds_module_code(p, k, depth + 1) ||
+                holds_module_code(p, v, depth + 1))
+                return true;
+        return false;
+    }
+    if (!PyTuple_Check(obj) && !PyList_Check(obj) && !PyAnySet_Check(obj))
+        return false;
+    PyObject *it = PyObject_GetIter(obj), *item;
+    bool yes = false;
+    while (it && !yes && (item = PyIter_Next(it)) != NULL) {
+        yes = holds_module_code(p, item, depth + 1);
+        Py_DECREF(item);
+    }
+    Py_XDECREF(it);
+    PyErr_Clear();
+    return yes;
+}
+
+static _Thread_local bool reading_marshal; /* our own look at the data */
+
+/* marshal.loads(data) from cell code: read the data once more to see. */
+static int check_marshal(iso_cell *c, PyObject *args)
+{
+    PyObject *data = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
+    Py_buffer view;
+    if (reading_marshal || !data || PyObject_GetBuffer(data, &view, 0) < 0) {
+        PyErr_Clear();
+        return 0; /* not bytes-like: marshal.loads refuses it itself */
+    }
+    reading_marshal = true;
+    PyObject *obj =
+        PyMarshal_ReadObjectFromString(view.buf, (Py_ssize_t)view.len);
+    reading_marshal = false;
+    PyBuffer_Release(&view);
+    bool forged = obj && holds_module_code(c->py, obj, 0);
+    Py_XDECREF(obj);
+    PyErr_Clear(); /* bad data: marshal.loads raises the real error */
+    return forged ? refuse_forgery(c, "marshal.loads", "marshalled code") : 0;
+}
+
+int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args)
+{
+    int filename_arg = strcmp(event, "compile") == 0        ? 1
+                       : strcmp(event, "code.__new__") == 0 ? 1
+                                                            : -1;
+    bool marshal = strncmp(event, "marshal.load", 12) == 0;
+    if (filename_arg < 0 && !marshal)
+        return 0;
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    PyCodeObject *code = frame ? PyFrame_GetCode(frame) : NULL;
+    bool trusted = !code || module_code(c->py, code); /* C, or a module */
+    Py_XDECREF(code);
+    if (trusted)
+        return 0;
+    if (strcmp(event, "marshal.load") == 0) /* a file: no data to look at */
+        return refuse_forgery(c, "marshal.load",
+                              "a file (read it and use "
+                              "marshal.loads)");
+    if (marshal)
+        return check_marshal(c, args);
+    PyObject *filename = PyTuple_Size(args) > filename_arg
+                             ? PyTuple_GetItem(args, filename_arg)
+                             : NULL;
+    PyErr_Clear();
+    if (!module_filename(c->py, filename))
+        return 0;
+    return refuse_forgery(c, event, PyUnicode_AsUTF8(filename));
 }
 
 static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
@@ -154,7 +437,13 @@ static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
                                      &level))
         return NULL;
     iso_cell *c = cell_of(self);
-    if (check_import(c, name, level) < 0)
+    importer who = who_imports(c);
+    if (who == BY_CALL && !is_allowed(c, name) && !is_refused(c, name)) {
+        PyObject *mod = loaded_for_c(name, globals, fromlist, level);
+        if (mod || PyErr_Occurred())
+            return mod;
+    }
+    if (check_import(c, name, level, who) < 0)
         return NULL;
     PyObject *m = PyObject_Call(((iso_py_cell *)c->py)->real_import, args, kw);
     if (m && iso_py_guard_patch_os(c) < 0)
@@ -164,7 +453,7 @@ static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
 
 PyObject *iso_py_guest_import(iso_cell *c, const char *name)
 {
-    if (check_import(c, name, 0) < 0)
+    if (check_import(c, name, 0, BY_STATEMENT) < 0)
         return NULL;
     return iso_py_import(name);
 }
@@ -366,10 +655,12 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
                             ISO_REQUEST_TEXT_MAX);
     if (!granted(c, cap)) {
         iso_py_emit_denial(c, "capability", "request", cap, "default deny");
-        return PyErr_Format(PyExc_PermissionError,
-                            "capability '%s' is not granted to this cell: add "
-                            "it to the spawn option capabilities = {\"%s\"}",
-                            cap, cap);
+        iso_py_permission_error(EPERM,
+                                "capability '%s' is not granted to this "
+                                "cell: add it to the spawn option "
+                                "capabilities = {\"%s\"}",
+                                cap, cap);
+        return NULL;
     }
     PyObject *name = PyUnicode_FromString(cap);
     PyObject *items[] = {name, action, payload};
@@ -384,6 +675,17 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
     return take_reply(c);
 }
 
+/* ---- open(): the guard's, picklable ------------------------------------ */
+
+/* open() as the fs guard wraps it, bound to isolate_cell but named as the
+ * real io.open is (its __module__ copied), so that pickle finds it at the
+ * same place as in plain Python. */
+static PyObject *guest_open(PyObject *self, PyObject *args, PyObject *kw)
+{
+    guest_state *st = PyModule_GetState(self);
+    return PyObject_Call(st->guard_open, args, kw);
+}
+
 /* ---- installation ------------------------------------------------------ */
 
 static PyMethodDef guest_methods[] = {
@@ -395,16 +697,169 @@ static PyMethodDef guest_methods[] = {
     {"request", (PyCFunction)(void (*)(void))guest_request,
      METH_VARARGS | METH_KEYWORDS,
      "request(capability, action, payload=None): ask the host's broker"},
-    {"__import__", (PyCFunction)(void (*)(void))guard_import,
-     METH_VARARGS | METH_KEYWORDS, "import guard of this cell"},
     {NULL, NULL, 0, NULL},
 };
 
-static int install_one(PyObject *builtins, PyMethodDef *def, PyObject *self)
+static PyMethodDef import_def = {
+    "__import__", (PyCFunction)(void (*)(void))guard_import,
+    METH_VARARGS | METH_KEYWORDS, "import guard of this cell"};
+
+static PyMethodDef open_def = {"open", (PyCFunction)(void (*)(void))guest_open,
+                               METH_VARARGS | METH_KEYWORDS,
+                               "open() vetted by the cell's fs rules"};
+
+static int guest_traverse(PyObject *m, visitproc visit, void *arg)
 {
-    PyObject *fn = PyCFunction_New(def, self);
-    int rc = fn ? PyDict_SetItemString(builtins, def->ml_name, fn) : -1;
+    guest_state *st = PyModule_GetState(m);
+    Py_VISIT(st->guard_open);
+    Py_VISIT(st->create_dynamic);
+    return 0;
+}
+
+static int guest_clear_state(PyObject *m)
+{
+    guest_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->guard_open);
+    Py_CLEAR(st->create_dynamic);
+    return 0;
+}
+
+static void guest_free(void *m)
+{
+    guest_clear_state(m);
+}
+
+static struct PyModuleDef guest_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = GUEST_MODULE,
+    .m_doc = "the cell's side of the host: post, log, metric, request",
+    .m_size = sizeof(guest_state),
+    .m_methods = guest_methods,
+    .m_traverse = guest_traverse,
+    .m_clear = guest_clear_state,
+    .m_free = guest_free,
+};
+
+/* PyModuleDef_Init writes the def: once, before two cells could race. */
+static pthread_once_t guest_def_once = PTHREAD_ONCE_INIT;
+static void init_guest_def(void)
+{
+    PyModuleDef_Init(&guest_def);
+}
+
+/* The site-packages directories (site.getsitepackages()): cells start
+ * without them on sys.path, but a guest that adds one (and may read it)
+ * imports third-party packages whose code is module code too. The same
+ * for every interpreter of the process: found once (a process cell's
+ * zygote finds them for all its children). */
+static struct {
+    pthread_mutex_t mu;
+    bool ready;
+    char **dirs;
+    size_t n;
+} site_dirs = {PTHREAD_MUTEX_INITIALIZER, false, NULL, 0};
+
+static char **site_packages(size_t *n)
+{
+    pthread_mutex_lock(&site_dirs.mu);
+    bool ready = site_dirs.ready;
+    pthread_mutex_unlock(&site_dirs.mu);
+    if (!ready) { /* importing may let the GIL go: no lock held meanwhile */
+        PyObject *site = iso_py_import("site");
+        PyObject *l =
+            site ? PyObject_CallMethod(site, "getsitepackages", NULL) : NULL;
+        Py_ssize_t len = l && PyList_Check(l) ? PyList_GET_SIZE(l) : 0;
+        char **dirs = calloc((size_t)len + 1, sizeof *dirs);
+        size_t k = 0;
+        for (Py_ssize_t i = 0; dirs && i < len; i++) {
+            PyObject *item = PyList_GET_ITEM(l, i);
+            const char *s =
+                PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+            if (s && s[0] == '/' && (dirs[k] = strdup(s)) != NULL)
+                k++;
+        }
+        Py_XDECREF(site), Py_XDECREF(l);
+        PyErr_Clear();
+        pthread_mutex_lock(&site_dirs.mu);
+        if (!site_dirs.ready && dirs) {
+            site_dirs.dirs = dirs, site_dirs.n = k, site_dirs.ready = true;
+            dirs = NULL;
+        }
+        pthread_mutex_unlock(&site_dirs.mu);
+        for (size_t i = 0; dirs && dirs[i]; i++)
+            free(dirs[i]);
+        free(dirs);
+    }
+    *n = site_dirs.n;
+    return site_dirs.dirs;
+}
+
+void iso_py_guest_warm(void)
+{
+    size_t n;
+    site_packages(&n);
+}
+
+/* Add dir, and its real path when that differs. */
+static void add_root(iso_py_cell *p, const char *dir)
+{
+    char real[PATH_MAX];
+    p->module_roots[p->n_module_roots++] = strdup(dir);
+    if (realpath(dir, real) && strcmp(real, dir) != 0)
+        p->module_roots[p->n_module_roots++] = strdup(real);
+}
+
+/* Where module code lives: sys.path at start and the site-packages
+ * directories, as given and resolved. Fixed for the cell's life: a guest
+ * that could add a root could call its own code a module's. */
+static int collect_module_roots(iso_py_cell *p)
+{
+    size_t n_site;
+    char **site = site_packages(&n_site);
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    Py_ssize_t n = path && PyList_Check(path) ? PyList_GET_SIZE(path) : 0;
+    p->module_roots =
+        calloc(2 * ((size_t)n + n_site) + 1, sizeof *p->module_roots);
+    if (!p->module_roots)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(path, i);
+        const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+        if (s && s[0] == '/')
+            add_root(p, s);
+    }
+    for (size_t i = 0; i < n_site; i++)
+        add_root(p, site[i]);
+    PyErr_Clear();
+    for (size_t i = 0; i < p->n_module_roots; i++)
+        if (!p->module_roots[i])
+            return -1;
+    return 0;
+}
+
+static int install_one(PyObject *builtins, PyObject *module, const char *name)
+{
+    PyObject *fn = PyObject_GetAttrString(module, name);
+    int rc = fn ? PyDict_SetItemString(builtins, name, fn) : -1;
     Py_XDECREF(fn);
+    return rc;
+}
+
+static int install_builtins(iso_cell *c, PyObject *builtins, PyObject *mod)
+{
+    iso_py_cell *p = c->py;
+    guest_state *st = PyModule_GetState(mod);
+    st->c = c;
+    int rc = PyDict_SetItemString(PyImport_GetModuleDict(), GUEST_MODULE, mod);
+    for (PyMethodDef *d = guest_methods; rc == 0 && d->ml_name; d++)
+        rc = install_one(builtins, mod, d->ml_name);
+    PyObject *imp = rc == 0 ? PyCFunction_NewEx(&import_def, mod, NULL) : NULL;
+    p->real_import = PyDict_GetItemString(builtins, "__import__");
+    Py_XINCREF(p->real_import);
+    rc = imp && p->real_import
+             ? PyDict_SetItemString(builtins, "__import__", imp)
+             : -1;
+    Py_XDECREF(imp);
     return rc;
 }
 
@@ -412,18 +867,67 @@ int iso_py_guest_install(iso_cell *c, iso_error *err)
 {
     iso_py_cell *p = c->py;
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
-    PyObject *self = PyCapsule_New(c, CAPSULE_NAME, NULL);
-    p->real_import =
-        builtins ? PyDict_GetItemString(builtins, "__import__") : NULL;
-    Py_XINCREF(p->real_import);
-    int rc = self && p->real_import ? 0 : -1;
-    for (PyMethodDef *d = guest_methods; rc == 0 && d->ml_name; d++)
-        rc = install_one(builtins, d, self);
-    Py_XDECREF(self);
+    pthread_once(&guest_def_once, init_guest_def);
+    p->guest_module = PyModule_Create(&guest_def);
+    int rc = builtins && p->guest_module ? 0 : -1;
+    if (rc == 0)
+        rc = install_builtins(c, builtins, p->guest_module) ||
+             collect_module_roots(p) || learn_import_name_op();
     if (rc) {
         PyErr_Clear();
         return iso_error_set(err, ISO_CRASHED,
                              "cannot install the guest builtins");
     }
     return 0;
+}
+
+/* builtins.open, io.open and the real open's own module (_io on 3.12+)
+ * become isolate_cell's open around the guard's. */
+static int wrap_open(iso_py_cell *p)
+{
+    guest_state *st = PyModule_GetState(p->guest_module);
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    st->guard_open = PyDict_GetItemString(builtins, "open");
+    Py_XINCREF(st->guard_open);
+    PyObject *io = iso_py_import("io"), *raw = iso_py_import("_io");
+    PyObject *real = raw ? PyObject_GetAttrString(raw, "open") : NULL;
+    PyObject *where = real ? PyObject_GetAttrString(real, "__module__") : NULL;
+    PyObject *fn = where && st->guard_open
+                       ? PyCFunction_NewEx(&open_def, p->guest_module, where)
+                       : NULL;
+    PyObject *home = fn && PyUnicode_Check(where)
+                         ? iso_py_import(PyUnicode_AsUTF8(where))
+                         : NULL;
+    int rc = home ? PyDict_SetItemString(builtins, "open", fn) |
+                        PyObject_SetAttrString(io, "open", fn) |
+                        PyObject_SetAttrString(home, "open", fn)
+                  : -1;
+    Py_XDECREF(io), Py_XDECREF(raw), Py_XDECREF(real), Py_XDECREF(where);
+    Py_XDECREF(fn), Py_XDECREF(home);
+    return rc ? -1 : 0;
+}
+
+int iso_py_guest_finish(iso_cell *c, iso_error *err)
+{
+    iso_py_cell *p = c->py;
+    int rc = wrap_open(p);
+    if (rc == 0 && c->backend == ISO_BACKEND_SUBINTERPRETER)
+        rc = iso_py_extensions_install(c);
+    if (rc) {
+        PyErr_Clear();
+        return iso_error_set(err, ISO_CRASHED,
+                             "cannot install the guest's open and the "
+                             "extension registry");
+    }
+    return 0;
+}
+
+void iso_py_guest_clear(iso_py_cell *p)
+{
+    Py_CLEAR(p->guest_module);
+    for (size_t i = 0; i < p->n_module_roots; i++)
+        free(p->module_roots[i]);
+    free(p->module_roots);
+    p->module_roots = NULL;
+    p->n_module_roots = 0;
 }

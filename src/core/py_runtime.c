@@ -4,8 +4,10 @@
  * with its GIL released.
  */
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "py_alloc.h"
 #include "py_cell.h"
@@ -30,12 +32,42 @@ static void promote_symbols(void)
         dlopen(self.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
 }
 
+/* The interpreter this libpython belongs to: the build's Python (its real
+ * path, found at configure time), if it is still there under the name of
+ * the running version ("/python3.11"). Anything else would be another
+ * Python, so then none: "" is what CPython itself reports when it cannot
+ * tell its executable. Found at start-up, before any confinement. */
+static char executable[PATH_MAX];
+
+static void find_executable(void)
+{
+    const char *path = ISO_PYTHON_EXECUTABLE, *v = Py_GetVersion();
+    const char *dot = strchr(v, '.'); /* "3.11.2 (main, ..." */
+    int len = dot ? (int)(dot + 1 - v) + (int)strspn(dot + 1, "0123456789") : 0;
+    char want[32];
+    snprintf(want, sizeof want, "/python%.*s", len, v);
+    size_t n = strlen(path), w = strlen(want);
+    if (len && n > w && strcmp(path + n - w, want) == 0 &&
+        access(path, X_OK) == 0)
+        snprintf(executable, sizeof executable, "%s", path);
+}
+
+const char *iso_py_executable(void)
+{
+    return executable;
+}
+
 static void init_once(void)
 {
     promote_symbols();
     iso_py_guard_hook_install(); /* before start-up: nothing escapes it */
     PyPreConfig pre;
     PyPreConfig_InitIsolatedConfig(&pre);
+    /* PEP 540, as plain Python gets it under the C and C.UTF-8 locales:
+     * file names, open() and the standard streams speak UTF-8. The
+     * isolated pre-config leaves the process's locale alone (no
+     * setlocale), so the host's Lua sees no change. */
+    pre.utf8_mode = 1;
     PyStatus st = Py_PreInitialize(&pre);
     if (PyStatus_Exception(st)) {
         init_rc = -1;
@@ -43,6 +75,7 @@ static void init_once(void)
                  st.err_msg ? st.err_msg : "unknown error");
         return;
     }
+    find_executable();
     iso_py_alloc_install(); /* every block from now on is accounted */
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);

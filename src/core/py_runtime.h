@@ -27,6 +27,9 @@ void iso_py_forget_interp(PyInterpreterState *interp);
 /* A cell thread's own thread state (GIL held): legacy cells hand the GIL
  * on through its interpreter (iso_py_take_gil, and a nudger thread). */
 void iso_py_register_cell_thread(PyThreadState *ts);
+/* What cells report as sys.executable: the build's Python when it is
+ * there under the running version's name, else "" (never another one). */
+const char *iso_py_executable(void);
 /* The main interpreter (the legacy cells' parent). */
 PyInterpreterState *iso_py_main_interp(void);
 
