@@ -231,7 +231,10 @@ sandbox.configure{ process_pool = 3 }
 local sb = sandbox.spawn{ backend = "process" }
 sb:exec("post(1)")
 sb:recv(5)
-while sandbox.pool().process.ready < 3 do sleep(0.005) end
+local t0 = require("isolate.core").now()
+while sandbox.pool().process.ready < 3 and require("isolate.core").now() - t0 < 20 do
+  sleep(0.005)
+end
 io.stdout:write(io.open("/proc/self/stat"):read("l"):match("^%d+"), "\n")
 io.stdout:flush()
 while not io.open(go) do sleep(0.005) end
