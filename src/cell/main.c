@@ -146,8 +146,7 @@ static iso_cell *new_cell(void)
 }
 
 /* Its rules, from the CONFIG: read only while it serves a request. */
-static bool configure_cell(iso_cell *c, const iso_value *config,
-                           iso_plan *plan)
+static bool configure_cell(iso_cell *c, const iso_value *config, iso_plan *plan)
 {
     const char *name = iso_config_str(config, "name");
     snprintf(c->name, sizeof c->name, "%s", name ? name : "cell");
@@ -216,7 +215,8 @@ static void before_config(const iso_worker_fds *w, bool warm, iso_cell *c,
     if (warm) {
         iso_prefault();
         mark("prefault");
-        iso_frame waiting = {.type = ISO_FRAME_WAITING, .time = iso_wallclock()};
+        iso_frame waiting = {.type = ISO_FRAME_WAITING,
+                             .time = iso_wallclock()};
         if (iso_wire_send(&wire, &waiting, &err))
             _exit(0); /* the host let go of us already */
     }
@@ -242,7 +242,8 @@ static void run_cell(const iso_worker_fds *w, bool warm)
     iso_py_cell p = {.ts = PyThreadState_Get()};
     before_config(w, warm, c, &p, &report, &config);
     iso_plan *plan = iso_worker_plan(&config, &err);
-    if (!plan || iso_worker_confine_late(&config, plan, w->note, &report, &err)) {
+    if (!plan ||
+        iso_worker_confine_late(&config, plan, w->note, &report, &err)) {
         dprintf(w->note, "confinement: %s", err.message);
         _exit(5);
     }
@@ -402,7 +403,7 @@ static int zygote(int ctl, pid_t host)
     PyObject *warm = iso_py_import("os"), *tb = iso_py_import("traceback");
     Py_XDECREF(warm), Py_XDECREF(tb);
     PyErr_Clear();
-    iso_py_guest_warm(); /* the import guard's site-packages roots */
+    iso_py_guest_warm();  /* the import guard's site-packages roots */
     iso_grants_prepare(); /* the runtime's paths, resolved once for all */
     struct pollfd pfd[2] = {{.fd = ctl, .events = POLLIN},
                             {.fd = sigfd, .events = POLLIN}};

@@ -65,8 +65,8 @@ const char **iso_config_strings(const iso_value *map, const char *key,
 /* What no policy changes, before the CONFIG frame (a pool child runs it
  * while it waits): only sock, note and the cgroup fd (closed by its step)
  * stay open. */
-int iso_worker_confine_early(const iso_worker_fds *fds,
-                             iso_confine_report *rep, iso_error *err)
+int iso_worker_confine_early(const iso_worker_fds *fds, iso_confine_report *rep,
+                             iso_error *err)
 {
     int keep[] = {fds->sock, fds->note, fds->cgroup};
     iso_confine_config cc = {

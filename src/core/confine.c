@@ -1435,8 +1435,8 @@ static int build_worker_filter(const iso_confine_config *cfg,
     pthread_mutex_lock(&building);
     if (rc == 0)
         rc = build_filter(ctx, cfg, err);
-    out->traps = rc == 0 ? malloc((n_trap_names + 1) * sizeof *out->traps)
-                         : NULL;
+    out->traps =
+        rc == 0 ? malloc((n_trap_names + 1) * sizeof *out->traps) : NULL;
     if (rc == 0 && !out->traps)
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
     for (size_t i = 0; rc == 0 && i < n_trap_names; i++)
@@ -1564,8 +1564,8 @@ static int run_steps(const confine_step *list, size_t n,
 }
 
 static const confine_step early_steps[] = {
-    step_close_fds,    step_session,      step_environment, step_no_core,
-    step_cgroup,       step_capabilities, step_no_new_privs,
+    step_close_fds, step_session,      step_environment,  step_no_core,
+    step_cgroup,    step_capabilities, step_no_new_privs,
 };
 
 static const confine_step late_steps[] = {
@@ -1577,8 +1577,8 @@ static const confine_step late_steps[] = {
 int iso_confine_early(const iso_confine_config *cfg, iso_confine_report *rep,
                       iso_error *err)
 {
-    return run_steps(early_steps, sizeof early_steps / sizeof *early_steps,
-                     cfg, rep, true, err);
+    return run_steps(early_steps, sizeof early_steps / sizeof *early_steps, cfg,
+                     rep, true, err);
 }
 
 int iso_confine_late(const iso_confine_config *cfg, iso_confine_report *rep,
@@ -1591,8 +1591,7 @@ int iso_confine_late(const iso_confine_config *cfg, iso_confine_report *rep,
 int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
                       iso_error *err)
 {
-    return run_steps(steps, sizeof steps / sizeof *steps, cfg, rep, true,
-                     err);
+    return run_steps(steps, sizeof steps / sizeof *steps, cfg, rep, true, err);
 }
 
 int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,

@@ -434,7 +434,7 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
                     cfg->n_deny_syscalls) ||
         put_limits(map, cfg) || put(map, "fs", &fs) || put(map, "net", &net) ||
         iso_plan_to_value(c->plan, fs, net);
-    (void)p; /* its cgroup: the worker is in it before its CONFIG */
+    (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
         rc = put_str(map, "mode", iso_mode_name());
     if (rc == 0 && c->guard_cgroup) /* Landlock leaves connect to it */
@@ -947,11 +947,11 @@ int iso_proc_warm_make(const char *name, bool pooled, iso_proc_warm *w,
     if (socket_pairs(sv, note, err))
         return iso_proc_warm_discard(w), -1;
     w->sock = sv[0], w->note = note[0];
-    int cgfd = w->has_cg ? open(w->cg.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                         : -1;
+    int cgfd =
+        w->has_cg ? open(w->cg.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     pthread_mutex_lock(&zyg.mu);
-    w->pid = zygote_spawn(sv[1], note[1], cgfd,
-                          pooled ? ISO_ZYGOTE_WARM : 0, !pooled, err);
+    w->pid = zygote_spawn(sv[1], note[1], cgfd, pooled ? ISO_ZYGOTE_WARM : 0,
+                          !pooled, err);
     pthread_mutex_unlock(&zyg.mu);
     close(sv[1]), close(note[1]);
     if (cgfd >= 0)
@@ -1039,10 +1039,9 @@ static int take_ready(iso_cell *c, iso_value *v, iso_error *err)
             iso_cell_phase(c, ph->u.seq.items[0].u.str.ptr,
                            ph->u.seq.items[1].u.f);
     }
-    return iso_value_copy(&c->confinement, rows) ? iso_error_set(
-                                                       err, ISO_MEMORY,
-                                                       "out of memory")
-                                                 : 0;
+    return iso_value_copy(&c->confinement, rows)
+               ? iso_error_set(err, ISO_MEMORY, "out of memory")
+               : 0;
 }
 
 static int await_ready(iso_cell *c, proc *p, iso_error *err)
