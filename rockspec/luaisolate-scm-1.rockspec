@@ -14,13 +14,28 @@ luaisolate runs Python code in cells (CPython sub-interpreters or confined
 worker processes) driven by Lua policies. This rock installs the `isolate`
 module (pure Lua plus the C binding isolate.core) and the `luaisolate` host.
 Needs a CPython >= 3.11 with a shared libpython (Debian: python3-dev).
+The man pages luaisolate(1) and luaisolate-policy(5) are installed under
+the rock's share/man.
 ]],
-   -- license: set once the project has a LICENSE file
+   license = "MIT",
+   homepage = "https://github.com/luaisolate/luaisolate",
    labels = { "sandbox", "python", "isolation" },
 }
 
+-- Debian 12: lua-argparse and lua-cjson provide both for Lua 5.4; with
+-- them installed, `luarocks make --deps-mode=none` builds offline.
 dependencies = {
    "lua >= 5.4, < 5.5",
+   "argparse >= 0.7",
+   "lua-cjson >= 2.1.0",
+}
+
+-- `luarocks test` runs busted (LuaRocks installs the busted rock on first
+-- use) with the repository's .busted: Lua 5.4, the module built in build/
+-- (build it first; see .busted and the README).
+
+test = {
+   type = "busted",
 }
 
 -- `luarocks make` from the repository root builds the checkout in place,

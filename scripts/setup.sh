@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
+    lua-argparse lua-cjson lua-ldoc groff-base
     python3 python3-dev
     python3-numpy python3-yaml  # third-party extensions: spec/extensions_spec.lua
     libpython3.11-testsuite     # CPython's own tests: spec/compat

@@ -1,8 +1,7 @@
 -- `luaisolate check`: exit codes, text and JSON output, --explain; and the
--- JSON encoder it prints with. The CLI is called in-process with io.stdout
+-- JSON it prints with (lua-cjson, through cli.json_encode). The CLI is called in-process with io.stdout
 -- and io.stderr swapped for collectors.
 local cli = require "isolate.cli"
-local json = require "isolate.json"
 local policy = require "isolate.policy"
 local decode = require("support").decode_json
 
@@ -186,6 +185,21 @@ describe("luaisolate check --json", function()
     assert.is_truthy(out:find('"problems":[]', 1, true))
   end)
 
+  it("stays valid JSON for hostile names and file contents", function()
+    local bad = tmpfile('return { fs = { { read = "/x\255\1" } }, ["k\192"] = 1 }')
+    local code, out = run({ "--json", "no\255such\0name", bad })
+    os.remove(bad)
+    assert.are.equal(1, code)
+    assert.is_truthy(utf8.len(out), "output is not UTF-8")
+    assert.are.equal("\n", out:sub(-1))
+    assert.is_nil(out:sub(1, -2):find("[%z\1-\31]"), "a raw control character")
+    local doc = decode(out)
+    assert.are.equal(2, #doc.results)
+    assert.is_false(doc.results[1].ok)
+    assert.is_false(doc.results[2].ok)
+    assert.is_true(#doc.results[2].problems >= 1)
+  end)
+
   it("includes explain rows with --explain, and ok=true when all are valid", function()
     local code, out = run({ "--json", "--explain", "web-scraper" })
     assert.are.equal(0, code)
@@ -204,38 +218,55 @@ end)
 
 -- ---- the encoder ------------------------------------------------------------------
 
-describe("isolate.json", function()
-  it("escapes strings per RFC 8259, control characters included", function()
-    assert.are.equal([["a\"b\\c\n\t\r\b\f\u0001\u001f\u007f/é"]],
-                     json.encode('a"b\\c\n\t\r\b\f\1\31\127/é'))
-    assert.are.equal('"\u{FFFD}x"', json.encode("\255x"))
+describe("cli.json_encode (lua-cjson)", function()
+  local encode, array = cli.json_encode, cli.json_array
+
+  it("escapes control characters and keeps the output valid UTF-8", function()
+    local s = 'a"b\\c\n\t\r\b\f\1\31\127/é'
+    assert.are.equal(s, decode(encode(s)))
+    assert.is_nil(encode(s):find("[%z\1-\31]"))
+    for _, t in ipairs({ "/a/b", "\\/", "\\\\/x", "/\\" }) do
+      assert.are.equal(t, decode(encode(t)))
+    end
+    assert.are.equal('"/usr/share"', encode("/usr/share"))
+    local bad = encode({ ["k\255"] = "\255x\192" })
+    assert.is_truthy(utf8.len(bad), bad)
+    assert.are.same({ ["k\u{FFFD}"] = "\u{FFFD}x\u{FFFD}" }, decode(bad))
   end)
 
-  it("keeps integers and floats apart, and refuses NaN and infinity", function()
-    assert.are.equal("3", json.encode(3))
-    assert.are.equal("3.0", json.encode(3.0))
-    assert.are.equal("0.1", json.encode(0.1))
-    assert.are.equal("-2.5e-300", json.encode(-2.5e-300))
-    assert.are.equal(0.1 + 0.2, decode(json.encode(0.1 + 0.2)))
+  it("writes numbers that read back exactly, and refuses NaN and infinity", function()
+    for _, x in ipairs({ 3, -7, 0.1, 0.1 + 0.2, -2.5e-300, 2 ^ 60, 1 / 3,
+                         math.maxinteger, math.mininteger, 123456789012345 }) do
+      local got = decode(encode(x))
+      assert.are.equal(x, got, encode(x))
+      if math.type(x) == "integer" then assert.are.equal("integer", math.type(got)) end
+    end
     for _, v in ipairs({ 0 / 0, math.huge, -math.huge }) do
-      assert.is_false(pcall(json.encode, v))
+      assert.is_false(pcall(encode, v))
+      assert.is_false(pcall(encode, { x = { v } }))
     end
   end)
 
-  it("tells arrays from objects and sorts object keys", function()
-    assert.are.equal("[1,2,3]", json.encode({ 1, 2, 3 }))
-    assert.are.equal("{}", json.encode({}))
-    assert.are.equal("[]", json.encode(json.array({})))
-    assert.are.equal("[]", json.encode(json.array()))
-    assert.are.equal('{"a":1,"b":[true,false],"c":{"d":"e"}}',
-                     json.encode({ c = { d = "e" }, b = { true, false }, a = 1 }))
-    assert.are.equal('{"1":1,"x":2}', json.encode({ ["1"] = 1, x = 2 }))
-    assert.are.equal("null", json.encode(nil))
+  it("writes marked empty tables as [] and unmarked ones as {}", function()
+    assert.are.equal("[]", encode(array({})))
+    assert.are.equal("[]", encode(array()))
+    assert.are.equal("[]", encode(require("isolate").array({})))
+    assert.are.equal("{}", encode({}))
+    assert.are.equal("[1,2,3]", encode({ 1, 2, 3 }))
+    assert.are.equal('{"a":[[],{}]}', encode({ a = { array(), {} } }))
+    assert.are.equal("null", encode(nil))
   end)
 
-  it("refuses what JSON cannot hold", function()
-    assert.is_false(pcall(json.encode, { [1] = 1, x = 2 }))
-    assert.is_false(pcall(json.encode, { [2] = 1 }))
-    assert.is_false(pcall(json.encode, print))
+  it("cannot be made to splice raw text by a string", function()
+    for _, s in ipairs({ "\255[]\255", '"\255]\255"', "\2551\255", "a\255b" }) do
+      local want = s:gsub("\255", "\u{FFFD}")
+      assert.are.same({ want }, decode(encode({ s })))
+    end
+  end)
+
+  it("refuses what JSON cannot hold, and writes a mixed table as an object", function()
+    assert.are.same({ ["1"] = 1, x = 2 }, decode(encode({ [1] = 1, x = 2 })))
+    assert.is_false(pcall(encode, { [1000] = 1 }))
+    assert.is_false(pcall(encode, print))
   end)
 end)

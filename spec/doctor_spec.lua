@@ -212,7 +212,7 @@ describe("luaisolate doctor", function()
     local code, out, err = host("doctor", "--bogus")
     assert.are.equal(2, code)
     assert.are.equal("", out)
-    assert.is_truthy(err:find("unknown option --bogus", 1, true), err)
+    assert.is_truthy(err:find("--bogus", 1, true), err) -- the reason names it
     assert.is_truthy(err:find("usage: luaisolate doctor", 1, true), err)
     assert.are.equal(2, (host("doctor", "--mode", "paranoid")))
     assert.are.equal(2, (host("doctor", "--mode")))

@@ -148,8 +148,10 @@ describe("C accelerators (" .. backend .. ")", function()
       sb:exec("import _datetime\npost(type(datetime.datetime.now()) is _datetime.datetime)")
       assert.is_true(sb:recv(5))
     else
-      assert.is_false(zi) -- legacy cells keep its state from the first one
-      assert.is_true(dt) -- own-GIL cells: this cell holds the lease
+      -- legacy cells: _zoneinfo keeps its state from the first one;
+      -- own-GIL cells: this cell holds the lease of both
+      assert.are.equal(sandbox.info().own_gil, zi)
+      assert.is_true(dt)
     end
   end)
 
@@ -158,20 +160,24 @@ describe("C accelerators (" .. backend .. ")", function()
     -- heap when they end: one holds it at a time, the other gets the
     -- pure-Python datetime, and the next cell gets it back.
     it("lease _datetime to one own-GIL cell at a time", function()
-      local code = "import datetime\npost(hasattr(datetime, 'datetime_CAPI'))"
+      local code = "import datetime, zoneinfo\n"
+        .. "post(hasattr(datetime, 'datetime_CAPI') and zoneinfo.ZoneInfo.__module__ == 'zoneinfo')"
+      local tz = { fs = { { read = "/usr/share/zoneinfo" } } }
       for _ = 1, 5 do
-        local a = spawn({ imports = { "datetime" } })
-        local b = spawn({ imports = { "datetime" } })
+        local a = spawn({ imports = { "datetime", "zoneinfo" }, policy = tz })
+        local b = spawn({ imports = { "datetime", "zoneinfo" }, policy = tz })
         a:exec(code)
         b:exec(code)
         assert.is_true(a:recv(5))
         assert.is_false(b:recv(5))
+        b:exec("post(str(datetime.datetime(2026, 7, 1, tzinfo=zoneinfo.ZoneInfo('Europe/Paris')).utcoffset()))")
+        assert.are.equal("2:00:00", b:recv(5))
         b:exec("post(datetime.datetime(2026, 12, 2).isoformat())")
         assert.are.equal("2026-12-02T00:00:00", b:recv(5))
         a:close()
         b:close()
       end
-      local c <close> = spawn({ imports = { "datetime" } })
+      local c <close> = spawn({ imports = { "datetime", "zoneinfo" } })
       c:exec(code)
       assert.is_true(c:recv(5))
     end)

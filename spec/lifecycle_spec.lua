@@ -273,7 +273,11 @@ while true do sb:result(0.2) end
       local script, go = hk.write_script(APP), os.tmpname()
       os.remove(go)
       -- (a sanitizer build's module loads only into its own host)
-      local lua = core.info().sanitized and (hk.HOST .. " run") or "lua5.4"
+      -- (plain lua5.4 gets this process's module paths: busted's .busted
+      -- sets them in the process, not in the environment)
+      local lua = core.info().sanitized and (hk.HOST .. " run")
+        or string.format("env LUA_PATH=%s LUA_CPATH=%s lua5.4", support.quote(package.path),
+                         support.quote(package.cpath))
       local p = io.popen("exec " .. lua .. " " .. script .. " " .. how .. " " .. go, "r")
       local pid = tonumber(p:read("l"))
       assert.is_truthy(pid)

@@ -24,9 +24,12 @@ else
     done
 fi
 
+# Offline, as the README's second luarocks command: argparse and cjson
+# come from Debian's lua-argparse and lua-cjson on Lua's default path.
 cd "$tmp/src"
-"$luarocks" --lua-version=5.4 make --tree="$tmp/tree" \
+"$luarocks" --lua-version=5.4 make --deps-mode=none --tree="$tmp/tree" \
     rockspec/luaisolate-scm-1.rockspec
+"$luarocks" --lua-version=5.4 lint rockspec/luaisolate-scm-1.rockspec
 
 # Only the rock's tree: drop any path the caller set for Lua 5.4.
 unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
@@ -61,3 +64,35 @@ printf '%s\n' "$out"
 [[ $rc == 0 && $out == *"rock ok"* ]]
 # the installed host finds the installed templates too
 "$tmp/tree/bin/luaisolate" check compute-only web-scraper
+# the man pages are in the rock
+rock=$("$luarocks" --lua-version=5.4 --tree="$tmp/tree" show --rock-dir luaisolate)
+for page in man1/luaisolate.1 man5/luaisolate-policy.5; do
+    [[ -f $rock/share/man/$page ]] || { echo "rock lacks share/man/$page" >&2; exit 1; }
+done
+# and the installed host refuses a bad option with exit 2 (argparse found)
+rc=0
+"$tmp/tree/bin/luaisolate" version --json 2>/dev/null || rc=$?
+[[ $rc == 2 ]] || { echo "luaisolate version --json: exit $rc, not 2" >&2; exit 1; }
+# `luarocks test` (test = {type = "busted"}) with the repository's .busted.
+# LuaRocks wants busted as a rock: offline, a shim rock whose executable
+# is Debian's lua-busted stands in for the one it would download.
+mkdir "$tmp/shim"
+cat >"$tmp/shim/busted" <<'SH'
+#!/usr/bin/env lua5.4
+require "busted.runner" ({ standalone = false })
+SH
+cat >"$tmp/shim/busted-0-0.rockspec" <<'SPEC'
+rockspec_format = "3.0"
+package = "busted"
+version = "0-0"
+source = { url = "file:///dev/null" }
+description = { summary = "Debian's lua-busted as a rock", license = "MIT" }
+build = { type = "builtin", modules = {}, install = { bin = { busted = "busted" } } }
+SPEC
+printf 'rocks_trees = { { name = "test", root = "%s" } }\nrocks_servers = {}\n' \
+    "$tmp/tree" >"$tmp/luarocks-config.lua"
+export LUAROCKS_CONFIG="$tmp/luarocks-config.lua"
+(cd "$tmp/shim" && "$luarocks" --lua-version=5.4 make busted-0-0.rockspec >/dev/null)
+(cd "$tmp/src" && "$luarocks" --lua-version=5.4 test rockspec/luaisolate-scm-1.rockspec \
+    -- spec/check_cli_spec.lua spec/policy_spec.lua)
+echo "rockspec ok"

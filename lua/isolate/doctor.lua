@@ -7,37 +7,11 @@
 -- Output goes through io.stdout / io.stderr at call time, so a caller can
 -- swap them to capture it.
 local core = require "isolate.core"
-local json = require "isolate.json"
 local cli = require "isolate.cli"
 
 local doctor = {}
 
-local USAGE = [[
-usage: luaisolate doctor [--json] [--mode dev|hardened|compat]
-       luaisolate doctor --clean [--json]
-
-Probe what this host can enforce by trying each layer in a short-lived
-child (seccomp, no_new_privs, Landlock, user namespaces) or for a moment
-(BPF programs, cgroup v2 directories, /dev/kvm), grade it out of 10 and
-give one line of advice per missing point. Nothing is left behind.
-
-  --json          print one JSON document: every probe under its name,
-                  grade, missing (the points lost, with advice), hardened
-  --mode hardened exit 1 when a layer hardened mode requires is missing
-                  (seccomp, landlock fs, no_new_privs, and for network
-                  rules bpf cgroup_sock_addr or landlock net)
-
-  --clean         instead: kill and remove what dead hosts left (their
-                  host-<pid> and cells-<pid> cgroups, older cell cgroups
-                  named <name>-<pid>-<n>), one line per directory removed;
-                  a live host's state is never touched
-
-Exit status: 0; 1 with --mode hardened when a required layer is missing;
-2 on a usage error.
-]]
-
 local EXIT_OK, EXIT_MISSING = 0, 1
-local MODES = { dev = true, hardened = true, compat = true }
 
 -- The probes, in report order (the keys of core.probe()).
 doctor.PROBES = { "python", "seccomp", "no_new_privs", "landlock", "bpf",
@@ -125,7 +99,7 @@ doctor.HARDENED = {
 
 -- grade, and the points lost as a list of {point=, advice=}.
 function doctor.grade(probes)
-  local grade, missing = 0, json.array()
+  local grade, missing = 0, cli.json_array()
   for _, point in ipairs(doctor.POINTS) do
     if point.test(probes) then
       grade = grade + 1
@@ -138,37 +112,34 @@ end
 
 -- {ok=, missing={names}}: whether hardened mode can run here.
 function doctor.hardened(probes)
-  local lack = json.array()
+  local lack = cli.json_array()
   for _, layer in ipairs(doctor.HARDENED) do
     if not layer.test(probes) then lack[#lack + 1] = layer.name end
   end
   return { ok = #lack == 0, missing = lack }
 end
 
--- opts; or nil and what is wrong with the command line.
-local function parse(argv)
-  local opts, i = { mode = "dev" }, 1
-  while i <= #argv do
-    local a = argv[i]
-    if type(a) ~= "string" then return nil, "arguments must be strings" end
-    if a == "--json" then opts.json = true
-    elseif a == "--clean" then opts.clean = true
-    elseif a == "-h" or a == "--help" then opts.help = true
-    elseif a == "--mode" then
-      i = i + 1
-      opts.mode = argv[i]
-      if opts.mode == nil then return nil, "--mode needs a name" end
-    elseif a:sub(1, 7) == "--mode=" then opts.mode = a:sub(8)
-    elseif a:sub(1, 1) == "-" then return nil, "unknown option " .. a
-    else return nil, "unexpected argument " .. a
-    end
-    i = i + 1
-  end
-  if not MODES[opts.mode] then
-    return nil, string.format("unknown mode '%s'; valid modes: dev, hardened, compat",
-                              tostring(opts.mode))
-  end
-  return opts
+-- The command line of `luaisolate doctor` (argparse, see isolate.cli).
+function doctor.parser()
+  local p = cli.new_parser("luaisolate doctor",
+    "Probe what this host can enforce by trying each layer in a short-lived "
+    .. "child (seccomp, no_new_privs, Landlock, user namespaces) or for a moment "
+    .. "(BPF programs, cgroup v2 directories, /dev/kvm), grade it out of 10 and "
+    .. "give one line of advice per missing point. Nothing is left behind.",
+    "Exit status: 0; 1 with --mode hardened when a required layer is missing; "
+    .. "2 on a usage error.")
+  p:usage("usage: luaisolate doctor [--json] [--mode dev|hardened|compat]\n"
+          .. "       luaisolate doctor --clean [--json]")
+  p:flag("--json", "Print one JSON document: every probe under its name, grade, "
+         .. "missing (the points lost, with advice), hardened.")
+  p:option("--mode", "hardened: exit 1 when a layer hardened mode requires is "
+           .. "missing (seccomp, landlock fs, no_new_privs, and for network rules "
+           .. "bpf cgroup_sock_addr or landlock net).", "dev")
+    :choices({ "dev", "hardened", "compat" })
+  p:flag("--clean", "Instead: kill and remove what dead hosts left (their host-<pid> "
+         .. "and cells-<pid> cgroups, older cell cgroups named <name>-<pid>-<n>), one "
+         .. "line per directory removed; a live host's state is never touched.")
+  return p
 end
 
 -- ---- output -------------------------------------------------------------------
@@ -196,14 +167,14 @@ end
 local function print_json(probes, grade, missing, hardened)
   local doc = { grade = grade, missing = missing, hardened = hardened }
   for _, name in ipairs(doctor.PROBES) do doc[name] = probes[name] end
-  out(json.encode(doc) .. "\n")
+  out(cli.json_encode(doc) .. "\n")
 end
 
 -- --clean: what dead hosts left, killed and removed, listed.
 local function clean(opts)
   local removed = core.clean_stale()
   if opts.json then
-    out(json.encode({ removed = json.array(removed) }) .. "\n")
+    out(cli.json_encode({ removed = cli.json_array(removed) }) .. "\n")
     return EXIT_OK
   end
   for _, path in ipairs(removed) do out("removed " .. path .. "\n") end
@@ -214,7 +185,8 @@ end
 
 -- doctor.doctor(argv) -> exit status; argv is what follows `doctor`.
 function doctor.doctor(argv)
-  local opts, status = cli.arguments("doctor", argv, parse, USAGE)
+  local parser = doctor.parser()
+  local opts, status = cli.parse(parser, argv, cli.no_arguments(parser))
   if not opts then return status end
   if opts.clean then return clean(opts) end
   local probes = core.probe()
@@ -229,6 +201,5 @@ function doctor.doctor(argv)
   return EXIT_OK
 end
 
-doctor.USAGE = USAGE
 
 return doctor

@@ -29,6 +29,13 @@ local MODULES = {
   "test_datetime", "test_zoneinfo", "test_pickle", "test_shutil",
   "test_pathlib", "test_fileinput", "test_textwrap", "test_difflib",
   "test_struct",
+  -- and more of what guest code leans on: the core types, typing, enum,
+  -- dataclasses, math, hashing, text and binary encodings
+  "test_math", "test_string", "test_enum", "test_dataclasses", "test_typing",
+  "test_operator", "test_copy", "test_bisect", "test_heapq", "test_base64",
+  "test_random", "test_array", "test_set", "test_dict", "test_list",
+  "test_hashlib", "test_contextlib", "test_ipaddress", "test_uuid",
+  "test_unicodedata",
 }
 local BACKENDS = { "subinterpreter", "process" }
 -- Reasons a test may pass bare and not in a cell (known.txt's second-last
@@ -193,6 +200,7 @@ end
 local EXTRA_READ = {
   test_datetime = { "/usr/share/zoneinfo" },
   test_zoneinfo = { "/usr/share/zoneinfo" },
+  test_pathlib = { "/etc/passwd", "/etc/group" }, -- owner() and group()
 }
 
 -- Imports the modules' doctest examples make: an example is code compiled
@@ -203,6 +211,7 @@ local EXTRA_IMPORTS = {
   test_statistics = { "io", "decimal", "fractions", "math" },
   test_collections = { "math" },
   test_difflib = { "pprint", "keyword" },
+  test_typing = { "collections" },
 }
 
 local function fs_rules(name, wd)

@@ -425,11 +425,13 @@ static int zygote(int ctl, pid_t host)
 #ifdef ISO_SANITIZE
 /* A sanitizer build of the worker (tests only) runs with an environment
  * it cannot take options from: a crashing guest must still die by its
- * signal, and the zygote's deliberate leak-at-exit is not news. */
+ * signal, the zygote's deliberate leak-at-exit is not news, and CPython
+ * expects a huge malloc to return NULL (MemoryError), as libc's does. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
 {
-    return "detect_leaks=0:handle_segv=0:handle_abort=0:handle_sigbus=0";
+    return "detect_leaks=0:handle_segv=0:handle_abort=0:handle_sigbus=0:"
+           "allocator_may_return_null=1";
 }
 #endif
 

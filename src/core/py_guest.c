@@ -25,8 +25,12 @@ static const char *const refused_modules[] = {
  * falls back to its pure-Python twin (zoneinfo._zoneinfo). Measured here:
  * in legacy cells (3.11), _zoneinfo keeps state from the first interpreter
  * that imported it, and later cells fail with NameError once that one
- * ended. */
-static const char *const broken_accelerators[] = {"_zoneinfo", NULL};
+ * ended. Own-GIL cells lease it with _datetime instead (below). */
+static const char *const broken_accelerators[] = {
+#if !ISO_OWN_GIL
+    "_zoneinfo",
+#endif
+    NULL};
 
 #if ISO_OWN_GIL
 /* _datetime in own-GIL cells (CPython 3.13.0). Measured here: two isolated
@@ -36,8 +40,10 @@ static const char *const broken_accelerators[] = {"_zoneinfo", NULL};
  * it). So it is leased: the first cell that imports it holds it until its
  * interpreter has ended; meanwhile other cells get ImportError, and
  * datetime quietly uses _pydatetime, as it does wherever _datetime is
- * missing. A leaked interpreter (guest threads still alive) never gives it
- * back. */
+ * missing. _zoneinfo, which needs _datetime's C API, comes with the same
+ * lease (measured: fine in the one interpreter holding both, a crash when
+ * interpreters without _datetime load it). A leaked interpreter (guest
+ * threads still alive) never gives it back. */
 static pthread_mutex_t datetime_mu = PTHREAD_MUTEX_INITIALIZER;
 static int64_t datetime_holder = -1; /* an interpreter id, or -1 */
 
@@ -63,12 +69,14 @@ void iso_py_guest_interp_ended(int64_t interp_id)
 static int check_leased(iso_cell *c, const char *name)
 {
     if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
-        strcmp(name, "_datetime") != 0 || lease_datetime())
+        (strcmp(name, "_datetime") != 0 && strcmp(name, "_zoneinfo") != 0) ||
+        lease_datetime())
         return 0;
-    PyErr_SetString(PyExc_ImportError,
-                    "'_datetime' is in use by another own-GIL cell, and two "
-                    "at once corrupt CPython 3.13's heap (the pure-Python "
-                    "datetime is used instead)");
+    PyErr_Format(PyExc_ImportError,
+                 "'%s' is in use by another own-GIL cell, and two at once "
+                 "corrupt CPython 3.13's heap (the pure-Python module is "
+                 "used instead)",
+                 name);
     return -1;
 }
 #else

@@ -1,16 +1,15 @@
 /*
  * luaisolate: the host. Embeds Lua 5.4, preloads isolate.core and the
- * pure-Lua modules, sets the global `sandbox`, and runs scripts the way
- * lua.c does: under lua_pcall with a message handler that keeps
- * isolate.Error's __tostring and adds a traceback.
+ * pure-Lua modules and hands the command line to isolate.cli (argparse),
+ * which sets the global `sandbox` and runs scripts the way lua.c does:
+ * under lua_pcall with a message handler that keeps isolate.Error's
+ * __tostring, adds a guest's Python traceback and then the Lua one.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -21,9 +20,7 @@
 #include "embedded.h"
 
 static const char *progname = "luaisolate";
-static int exit_status;      /* set by subcommands that choose their own */
-static bool json_logs;       /* run --log-format json */
-static const char *run_mode; /* run --mode dev|hardened|compat */
+static int exit_status; /* what isolate.cli returned */
 
 /* ---- SIGINT, SIGTERM, SIGHUP ------------------------------------------- */
 
@@ -88,30 +85,34 @@ static void catch_term_signals(void)
         pthread_sigmask(SIG_UNBLOCK, &term_signals, NULL);
 }
 
-static void usage(FILE *out)
+/* A guest's exception (an isolate.Error with a traceback): its type and
+ * message are in tostring(err); the guest's own traceback follows, so an
+ * uncaught exception shows where in the Python code it was raised. */
+static const char *with_guest_traceback(lua_State *L, const char *msg)
 {
-    fprintf(
-        out,
-        "usage: %s run [--log-format json] [--mode M] FILE [args...]\n"
-        "                                run a Lua script (also: %s FILE);\n"
-        "                                json: guest logs as JSON lines on "
-        "stderr;\n"
-        "                                M: dev (default), hardened, compat\n"
-        "       %s check [--explain] [--json] [--backend B] FILE|NAME...\n"
-        "                                validate and compile policies\n"
-        "       %s doctor [--json] [--mode hardened]\n"
-        "                                probe what this host can enforce\n"
-        "       %s version              versions and cell mode\n"
-        "       %s --help               this text\n",
-        progname, progname, progname, progname, progname, progname);
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return msg;
+    lua_pushliteral(L, "traceback"); /* raw: a handler must not raise */
+    if (lua_rawget(L, 1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return msg;
+    }
+    size_t len;
+    const char *tb = lua_tolstring(L, -1, &len);
+    while (len > 0 && tb[len - 1] == '\n')
+        len--;
+    lua_pushfstring(L, "%s\nguest %s", msg,
+                    lua_pushlstring(L, tb, len)); /* "guest Traceback ..." */
+    return lua_tostring(L, -1);
 }
 
+/* As lua.c's: the error as text, a traceback after it. */
 static int msghandler(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
+            msg = with_guest_traceback(L, lua_tostring(L, -1));
         else
             msg = lua_pushfstring(L, "(error object is a %s value)",
                                   luaL_typename(L, 1));
@@ -153,17 +154,6 @@ static void preload_modules(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* arg table as lua.c builds it: arg[0] = script, arg[1..] = its args. */
-static void create_arg_table(lua_State *L, char **argv, int argc, int script)
-{
-    lua_createtable(L, argc - script - 1, script + 1);
-    for (int i = 0; i < argc; i++) {
-        lua_pushstring(L, argv[i]);
-        lua_rawseti(L, -2, i - script);
-    }
-    lua_setglobal(L, "arg");
-}
-
 /* Standard libraries, the built-in modules, and require(module) pushed. */
 static void open_host(lua_State *L, const char *module)
 {
@@ -174,153 +164,63 @@ static void open_host(lua_State *L, const char *module)
     lua_call(L, 1, 1);
 }
 
-static int run_script(lua_State *L)
+/* A run's steps (see isolate.cli): each call of the function at `steps`
+ * returns a chunk and its arguments, called here, or the exit status. */
+static int run_steps(lua_State *L, int steps)
 {
-    char **argv = lua_touserdata(L, 1);
-    int argc = (int)lua_tointeger(L, 2);
-    int script = (int)lua_tointeger(L, 3);
-    open_host(L, "isolate");
-    lua_setglobal(L, "sandbox");
-    /* every cell thread gets a cgroup of its own; where the kernel
-     * refuses, cells report that layer missing (hardened: refuse) */
-    lua_getglobal(L, "sandbox");
-    lua_getfield(L, -1, "configure");
-    lua_createtable(L, 0, 2);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "thread_cgroups");
-    if (run_mode) {
-        lua_pushstring(L, run_mode);
-        lua_setfield(L, -2, "mode");
+    for (;;) {
+        lua_settop(L, steps);
+        lua_pushvalue(L, steps);
+        lua_call(L, 0, LUA_MULTRET);
+        if (lua_type(L, steps + 1) != LUA_TFUNCTION)
+            break;
+        lua_call(L, lua_gettop(L) - steps - 1, 0);
     }
-    lua_call(L, 1, 0);
-    lua_pop(L, 1);
-    if (json_logs &&
-        luaL_dostring(L, "local json = require 'isolate.json'\n"
-                         "sandbox.on('log', function(ev)\n"
-                         "  io.stderr:write(json.encode(ev), '\\n')\n"
-                         "end)") != LUA_OK)
-        return lua_error(L);
-    create_arg_table(L, argv, argc, script);
-    if (luaL_loadfile(L, argv[script]) != LUA_OK)
-        return lua_error(L);
-    int n = argc - script - 1;
-    luaL_checkstack(L, n, "too many arguments to script");
-    for (int i = script + 1; i < argc; i++)
-        lua_pushstring(L, argv[i]);
-    lua_call(L, n, 0);
+    exit_status = (int)luaL_optinteger(L, steps + 1, 0);
     return 0;
 }
 
-static int print_version(lua_State *L)
-{
-    open_host(L, "isolate.core");
-    lua_getfield(L, -1, "info");
-    lua_call(L, 0, 1); /* [core info] */
-    lua_getfield(L, -1, "version");
-    lua_getfield(L, -2, "lua");
-    lua_getfield(L, -3, "python");
-    lua_getfield(L, -4, "cell_mode");
-    printf("luaisolate %s\n%s\nCPython %s (%s sub-interpreter cells)\n",
-           lua_tostring(L, -4), lua_tostring(L, -3), lua_tostring(L, -2),
-           lua_tostring(L, -1));
-    return 0;
-}
-
-/* `luaisolate <cmd> ...`: require(module)[fn](args after cmd) returns the
- * exit code. */
-static int run_cli(lua_State *L, const char *module, const char *fn)
+/* isolate.cli.main(args) parses the command line (argparse) and either
+ * returns the exit status or the steps of `luaisolate [options] [script
+ * [args]]`: its -l, -e and script. All of it runs under the message
+ * handler, so an uncaught error gets a traceback. */
+static int run_main(lua_State *L)
 {
     char **argv = lua_touserdata(L, 1);
     int argc = (int)lua_tointeger(L, 2);
-    open_host(L, module);
-    lua_getfield(L, -1, fn);
-    lua_createtable(L, argc - 2, 0);
-    for (int i = 2; i < argc; i++) {
+    open_host(L, "isolate.cli");
+    lua_getfield(L, -1, "main");
+    lua_remove(L, -2); /* the module is not the script's to keep alive */
+    lua_createtable(L, argc - 1, 0);
+    for (int i = 1; i < argc; i++) {
         lua_pushstring(L, argv[i]);
-        lua_rawseti(L, -2, i - 1);
+        lua_rawseti(L, -2, i);
     }
     lua_call(L, 1, 1);
-    exit_status = (int)luaL_checkinteger(L, -1);
+    if (lua_type(L, -1) == LUA_TFUNCTION)
+        return run_steps(L, lua_gettop(L));
+    exit_status = (int)luaL_optinteger(L, -1, 0);
     return 0;
 }
 
-static int run_check(lua_State *L)
-{
-    return run_cli(L, "isolate.cli", "check");
-}
-
-static int run_doctor(lua_State *L)
-{
-    return run_cli(L, "isolate.doctor", "doctor");
-}
-
-static int protected_main(lua_State *L, lua_CFunction fn, char **argv, int argc,
-                          int script)
+static int protected_main(lua_State *L, char **argv, int argc)
 {
     lua_pushcfunction(L, msghandler);
-    lua_pushcfunction(L, fn);
+    lua_pushcfunction(L, run_main);
     lua_pushlightuserdata(L, argv);
     lua_pushinteger(L, argc);
-    lua_pushinteger(L, script);
-    return report(L, lua_pcall(L, 3, 0, 1));
-}
-
-/* run [--log-format json|text] [--mode M] FILE: the index of FILE, or -1
- * (the mode's value is checked by sandbox.configure). */
-static int run_options(int argc, char **argv)
-{
-    int i = 2;
-    for (; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--mode")) {
-            run_mode = argv[i + 1];
-        } else if (!strcmp(argv[i], "--log-format")) {
-            if (strcmp(argv[i + 1], "json") && strcmp(argv[i + 1], "text"))
-                return -1;
-            json_logs = !strcmp(argv[i + 1], "json");
-        } else {
-            break;
-        }
-    }
-    return i < argc && strncmp(argv[i], "--", 2) ? i : -1;
+    return report(L, lua_pcall(L, 2, 0, 1));
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-        usage(stdout);
-        return 0;
-    }
-    lua_CFunction fn = run_script;
-    int script = 1;
-    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version"))
-        fn = print_version;
-    else if (!strcmp(cmd, "check"))
-        fn = run_check;
-    else if (!strcmp(cmd, "doctor"))
-        fn = run_doctor;
-    else if (!strcmp(cmd, "run"))
-        script = run_options(argc, argv);
-    else if (access(cmd, F_OK) != 0) {
-        fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
-        usage(stderr);
-        return 2;
-    }
-    if (fn == run_script && (script < 0 || script >= argc)) {
-        usage(stderr);
-        return 2;
-    }
     catch_term_signals();
     lua_State *L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "%s: cannot create a Lua state\n", progname);
         return 1;
     }
-    int status = protected_main(L, fn, argv, argc, script);
+    int status = protected_main(L, argv, argc);
     stand_aside();
     lua_close(L);
     return status == LUA_OK ? exit_status : 1;

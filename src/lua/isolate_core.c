@@ -48,12 +48,20 @@ int iso_lua_raisef(lua_State *L, iso_kind kind, const char *fmt, ...)
     return iso_lua_raise(L, &err);
 }
 
+/* "isolate: <kind>: <message>"; a guest's exception also names its type:
+ * "isolate: guest: ZeroDivisionError: division by zero". */
 static int l_error_tostring(lua_State *L)
 {
     lua_getfield(L, 1, "kind");
     lua_getfield(L, 1, "message");
-    lua_pushfstring(L, "isolate: %s: %s", luaL_optstring(L, -2, "error"),
-                    luaL_optstring(L, -1, "(no message)"));
+    lua_getfield(L, 1, "python");
+    const char *kind = luaL_optstring(L, -3, "error");
+    const char *msg = luaL_optstring(L, -2, "(no message)");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_pushfstring(L, "isolate: %s: %s: %s", kind, lua_tostring(L, -1),
+                        msg);
+    else
+        lua_pushfstring(L, "isolate: %s: %s", kind, msg);
     return 1;
 }
 
