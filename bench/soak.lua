@@ -61,9 +61,19 @@ local function lasting_threads()
   return fewest
 end
 
+-- The process pool full again (its workers, their fds and cgroups are the
+-- host's, as the zygote is): a refill must not land between two looks.
+local function pool_full()
+  local t = now()
+  while now() - t < 5 and sandbox.pool().process.ready < sandbox.pool().process.target do
+    require("isolate.core").sleep(0.005)
+  end
+end
+
 local function settle()
   collectgarbage()
   collectgarbage()
+  pool_full()
   -- a killed cell's thread, fds and cgroup may take a moment to go (a
   -- thread that missed its close grace ends on its own a little later)
   local t = now()
@@ -116,6 +126,7 @@ end
 cycle(0)
 cycle(1)
 collectgarbage()
+pool_full()
 base_threads = lasting_threads()
 base_fds = fd_count()
 local t0 = now()

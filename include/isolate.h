@@ -405,6 +405,31 @@ bool iso_cell_is_open(const iso_cell *c);
  * thread refills it. Blocks only to close what is drained. */
 int iso_pool_configure(size_t target, iso_error *err);
 void iso_pool_stats(size_t *ready, size_t *target, size_t *taken);
+/* Keep `target` process-cell workers forked ahead (default 2; 0: none),
+ * each past every confinement step no policy decides, waiting for its
+ * policy. The pool fills once a process cell has been spawned (that first
+ * spawn starts the zygote), from a background thread, and empties when
+ * the host's cells end (iso_shutdown). ISO_INVALID_ARGUMENT above 64.
+ * Blocks only to put down what it sheds. */
+int iso_proc_pool_configure(size_t target, iso_error *err);
+void iso_proc_pool_stats(size_t *ready, size_t *target, size_t *taken);
+
+/* One phase of a cell's spawn: when it ended, in seconds after spawn
+ * began (negative: done ahead, by a pool worker). */
+#define ISO_PHASES_MAX 40
+typedef struct iso_phase {
+    char name[32];
+    double at;
+} iso_phase;
+/* Copy up to max of c's spawn phases into out, in the order they ended;
+ * returns how many there are. A debugging aid (bench/cells.lua): the
+ * names are the backends' own and may change. */
+size_t iso_cell_phases(iso_cell *c, iso_phase *out, size_t max);
+/* The floor under a sub-interpreter cell's spawn + close (a benchmark
+ * aid): n times, create and end a bare interpreter with the cells'
+ * configuration, on a thread of its own; seconds[i] is each pair. Blocks
+ * for all of it. 0, or -1 with err. */
+int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err);
 
 /* Rollout mode: "dev" (default), "hardened" or "compat" (the minimal
  * seccomp list). ISO_INVALID_ARGUMENT for another name. */

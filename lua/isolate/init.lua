@@ -404,9 +404,9 @@ local function check_configure(opts)
     raise("invalid_argument", "configure expects a table of options")
   end
   for k, v in pairs(opts) do
-    if k == "warm_pool" then
+    if k == "warm_pool" or k == "process_pool" then
       if math.type(v) ~= "integer" or v < 0 then
-        raise("invalid_argument", "warm_pool must be a non-negative integer")
+        raise("invalid_argument", "%s must be a non-negative integer", k)
       end
     elseif k == "mode" then
       if not MODES[v] then
@@ -422,15 +422,18 @@ local function check_configure(opts)
       end
     else
       raise("invalid_argument", "unknown configure option '%s'; valid "
-            .. "options: warm_pool, mode, thread_cgroups, queue_bytes, "
-            .. "queue_values", tostring(k))
+            .. "options: warm_pool, process_pool, mode, thread_cgroups, "
+            .. "queue_bytes, queue_values", tostring(k))
     end
   end
 end
 
--- sandbox.configure{ warm_pool = N, mode = "dev"|"hardened"|"compat",
--- thread_cgroups = true }. warm_pool keeps N sub-interpreter cells created
--- ahead for spawn (0 drains). thread_cgroups moves this process into its
+-- sandbox.configure{ warm_pool = N, process_pool = K,
+-- mode = "dev"|"hardened"|"compat", thread_cgroups = true }. warm_pool
+-- keeps N sub-interpreter cells created ahead for spawn (0 drains).
+-- process_pool keeps K process-cell workers forked ahead (default 2, at
+-- most 64; 0 drains and disables), each past every confinement step no
+-- policy decides; it fills once a process cell has been spawned. thread_cgroups moves this process into its
 -- own cgroup so each sub-interpreter cell thread gets one (the luaisolate
 -- host does this at start); it cannot be turned off again, and where the
 -- kernel refuses it the cgroup layer is reported missing (hardened mode:
@@ -453,9 +456,11 @@ function sandbox.configure(opts)
     end
   end
   if opts.warm_pool then core.pool_configure(opts.warm_pool) end
+  if opts.process_pool then core.process_pool_configure(opts.process_pool) end
 end
 
--- {ready=, target=, taken=}: the warm pool now (taken: cells spawn took, ever).
+-- {ready=, target=, taken=, process = {ready=, target=, taken=}}: the warm
+-- pool and the process pool now (taken: what spawn took from it, ever).
 function sandbox.pool()
   return core.pool_stats()
 end

@@ -255,6 +255,7 @@ static void test_header_fields(void)
     CHECK_EQ_STR(iso_frame_type_name(ISO_FRAME_DENIAL), "denial");
     CHECK_EQ_STR(iso_frame_type_name(ISO_FRAME_RELOAD), "reload");
     CHECK_EQ_STR(iso_frame_type_name(ISO_FRAME_RELOADED), "reloaded");
+    CHECK_EQ_STR(iso_frame_type_name(ISO_FRAME_WAITING), "waiting");
     CHECK(iso_frame_type_name(7) == NULL);
     CHECK(iso_frame_type_name(-1) == NULL);
 }
@@ -432,7 +433,7 @@ static void test_malformed_header(void)
     refused("85 0c 00 00 c0 01 c0 02 c0 03 c0 c0", "5-item array");
     refused(HDR("00") "c0", "frame type");
     refused(HDR("07") "c0", "frame type");    /* after RELOAD (6) */
-    refused(HDR("12") "c0", "frame type");    /* after RELOADED (17) */
+    refused(HDR("13") "c0", "frame type");    /* after WAITING (18) */
     refused(HDR("06") "c0", "map value");     /* RELOAD carries a plan */
     refused(HDR("ff") "c0", "frame type");    /* -1 */
     refused(HDR("a1 78") "c0", "frame type"); /* "x" */

@@ -45,7 +45,7 @@ static int start(zygote *z)
 static iso_zygote_msg next(zygote *z, int ms)
 {
     iso_zygote_msg m = {0};
-    int fds[2];
+    int fds[ISO_ZYGOTE_MAX_FDS];
     struct pollfd p = {.fd = z->ctl, .events = POLLIN};
     if (poll(&p, 1, ms) == 1 && iso_zygote_recv(z->ctl, &m, fds) <= 0)
         m.type = -1; /* EOF: the zygote is gone */

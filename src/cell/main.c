@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "grants.h"
 #include "py_cell.h"
 #include "setup.h"
 #include "wire.h"
@@ -113,10 +114,12 @@ static bool await_reply(iso_cell *c)
 
 /* ---- the config -------------------------------------------------------- */
 
-static int read_config(iso_value *config, iso_error *err)
+/* deadline: iso_now() seconds, < 0 forever (a pool child waits for its
+ * cell; the host's end closing ends it) */
+static int read_config(iso_value *config, double deadline, iso_error *err)
 {
     iso_frame f = {0};
-    if (iso_wire_recv(&wire, &f, iso_now() + CONFIG_TIMEOUT_S, err))
+    if (iso_wire_recv(&wire, &f, deadline, err))
         return -1;
     if (f.type != ISO_FRAME_CONFIG) {
         iso_frame_clear(&f);
@@ -129,14 +132,24 @@ static int read_config(iso_value *config, iso_error *err)
 
 /* ---- the cell ---------------------------------------------------------- */
 
-static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
+/* The cell this worker becomes, before its CONFIG: the runtime only. */
+static iso_cell *new_cell(void)
 {
     iso_cell *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    snprintf(c->name, sizeof c->name, "cell");
+    c->backend = ISO_BACKEND_PROCESS;
+    c->send_hook = send_hook;
+    c->await_reply_hook = await_reply;
+    return c;
+}
+
+/* Its rules, from the CONFIG: read only while it serves a request. */
+static bool configure_cell(iso_cell *c, const iso_value *config, iso_plan *plan)
+{
     const char *name = iso_config_str(config, "name");
     snprintf(c->name, sizeof c->name, "%s", name ? name : "cell");
-    c->backend = ISO_BACKEND_PROCESS;
     c->imports = (char **)iso_config_strings(config, "imports", &c->n_imports);
     c->capabilities =
         (char **)iso_config_strings(config, "capabilities", &c->n_capabilities);
@@ -144,9 +157,7 @@ static iso_cell *new_cell(const iso_value *config, iso_plan *plan)
     const iso_value *limits = iso_config_field(config, "limits");
     c->output_bytes = iso_config_int(limits, "output_bytes");
     c->mem_limit = iso_config_int(limits, "mem"); /* MemoryError: kind memory */
-    c->send_hook = send_hook;
-    c->await_reply_hook = await_reply;
-    return c->imports && c->capabilities ? c : NULL;
+    return c->imports && c->capabilities;
 }
 
 static void serve(iso_cell *c, iso_py_cell *p)
@@ -173,32 +184,75 @@ static void serve(iso_cell *c, iso_py_cell *p)
     }
 }
 
-/* The child: config, confinement, then serve until STOP or EOF. */
-static void run_cell(int sock, int note)
+/* The moments of this child's start, for the READY frame. */
+static iso_worker_mark marks[8];
+static size_t n_marks;
+
+static void mark(const char *name)
+{
+    if (n_marks < sizeof marks / sizeof *marks)
+        marks[n_marks++] = (iso_worker_mark){name, iso_now()};
+}
+
+/* What no policy decides, and the cell's runtime (no rules yet: they come
+ * with the CONFIG, and no guest code runs before the late half), then for
+ * a pool child the page faults ahead; then the CONFIG frame. Exits on
+ * failure: nothing of a guest has run. */
+static void before_config(const iso_worker_fds *w, bool warm, iso_cell *c,
+                          iso_py_cell *p, iso_confine_report *report,
+                          iso_value *config)
+{
+    iso_error err = {0};
+    if (iso_worker_confine_early(w, report, &err)) {
+        dprintf(w->note, "confinement: %s", err.message);
+        _exit(5);
+    }
+    if (!c || (c->py = p, iso_py_cell_setup(c, p, &err))) {
+        dprintf(w->note, "cell set-up: %s", err.message);
+        _exit(6);
+    }
+    mark("cell set-up");
+    if (warm) {
+        iso_prefault();
+        mark("prefault");
+        iso_frame waiting = {.type = ISO_FRAME_WAITING,
+                             .time = iso_wallclock()};
+        if (iso_wire_send(&wire, &waiting, &err))
+            _exit(0); /* the host let go of us already */
+    }
+    if (read_config(config, warm ? -1 : iso_now() + CONFIG_TIMEOUT_S, &err))
+        _exit(4);
+    mark("config");
+}
+
+/* The child: confinement in two halves around its CONFIG, then serve
+ * until STOP or EOF. */
+static void run_cell(const iso_worker_fds *w, bool warm)
 {
     iso_value config = {0};
     iso_error err = {0};
     iso_confine_report report = {0};
-    iso_wire_init(&wire, sock);
+    mark("forked");
+    iso_wire_init(&wire, w->sock);
     signal(SIGXFSZ, SIG_IGN); /* past output_bytes: EFBIG for the guest */
     /* as CPython does when it owns the signals: a write to a broken pipe
      * or socket is BrokenPipeError for the guest, not the worker's death */
     signal(SIGPIPE, SIG_IGN);
-    if (read_config(&config, &err))
-        _exit(4);
+    iso_cell *c = new_cell();
+    iso_py_cell p = {.ts = PyThreadState_Get()};
+    before_config(w, warm, c, &p, &report, &config);
     iso_plan *plan = iso_worker_plan(&config, &err);
-    if (!plan || iso_worker_confine(&config, plan, sock, note, &report, &err)) {
-        dprintf(note, "confinement: %s", err.message);
+    if (!plan ||
+        iso_worker_confine_late(&config, plan, w->note, &report, &err)) {
+        dprintf(w->note, "confinement: %s", err.message);
         _exit(5);
     }
-    iso_cell *c = new_cell(&config, plan);
-    iso_py_cell p = {.ts = PyThreadState_Get()};
-    if (!c || (c->py = &p, iso_py_cell_setup(c, &p, &err))) {
-        dprintf(note, "cell set-up: %s", err.message);
+    if (!configure_cell(c, &config, plan)) {
+        dprintf(w->note, "cell set-up: out of memory");
         _exit(6);
     }
     iso_frame ready = {.type = ISO_FRAME_READY, .time = iso_wallclock()};
-    if (iso_worker_report(&report, &ready.value) ||
+    if (iso_worker_ready(&report, marks, n_marks, &ready.value) ||
         iso_wire_send(&wire, &ready, &err))
         _exit(7);
     iso_frame_clear(&ready);
@@ -207,14 +261,24 @@ static void run_cell(int sock, int note)
 
 /* ---- the zygote -------------------------------------------------------- */
 
-/* Fork a cell child for (sock, note); the parent keeps neither fd. The
- * child dies with the zygote (PDEATHSIG, re-checked: the zygote may have
- * died between fork and prctl). */
-static pid_t fork_cell(int ctl, int sigfd, int sock, int note)
+static void close_fds(const int fds[ISO_ZYGOTE_MAX_FDS])
+{
+    for (int i = 0; i < ISO_ZYGOTE_MAX_FDS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* Fork a cell child for fds (frames, death note, its cgroup or -1),
+ * created in its cgroup where the kernel can; the parent keeps none of
+ * them. The child dies with the zygote (PDEATHSIG, re-checked: the
+ * zygote may have died between fork and prctl). */
+static pid_t fork_cell(int ctl, int sigfd, const int fds[ISO_ZYGOTE_MAX_FDS],
+                       int flags)
 {
     pid_t zygote_pid = getpid();
+    iso_worker_fds w = {.sock = fds[0], .note = fds[1], .cgroup = fds[2]};
     PyOS_BeforeFork();
-    pid_t pid = fork();
+    pid_t pid = iso_fork_into(w.cgroup, &w.born_in_cgroup);
     if (pid == 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != zygote_pid)
             _exit(0);
@@ -224,12 +288,11 @@ static pid_t fork_cell(int ctl, int sigfd, int sock, int note)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        run_cell(sock, note);
+        run_cell(&w, flags & ISO_ZYGOTE_WARM);
         _exit(0);
     }
     PyOS_AfterFork_Parent();
-    close(sock);
-    close(note);
+    close_fds(fds);
     return pid;
 }
 
@@ -249,18 +312,11 @@ static int reap(int ctl)
 /* The host's token, from its HELLO: a SPAWN without it is not the host's. */
 static unsigned char token[ISO_ZYGOTE_TOKEN];
 
-static void close_fds(const int fds[2])
-{
-    for (int i = 0; i < 2; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-}
-
 /* The first record: HELLO with the token, from the process that started
  * us (the socket's peer credentials say who made the pair). */
 static int hello(int ctl)
 {
-    int fds[2];
+    int fds[ISO_ZYGOTE_MAX_FDS];
     iso_zygote_msg m;
     struct ucred peer;
     socklen_t len = sizeof peer;
@@ -277,7 +333,7 @@ static int hello(int ctl)
 
 static int spawn_one(int ctl, int sigfd)
 {
-    int fds[2];
+    int fds[ISO_ZYGOTE_MAX_FDS];
     iso_zygote_msg m;
     ssize_t n = iso_zygote_recv(ctl, &m, fds);
     if (n <= 0)
@@ -286,7 +342,12 @@ static int spawn_one(int ctl, int sigfd)
         close_fds(fds); /* not the host's: nothing to answer */
         return 0;
     }
-    pid_t pid = fork_cell(ctl, sigfd, fds[0], fds[1]);
+    pid_t pid = -1;
+    errno = EBADF;
+    if (fds[0] >= 0 && fds[1] >= 0)
+        pid = fork_cell(ctl, sigfd, fds, m.flags);
+    else
+        close_fds(fds);
     iso_zygote_msg r = {
         .type = ISO_ZYGOTE_SPAWNED, .pid = pid, .status = pid < 0 ? errno : 0};
     return send(ctl, &r, sizeof r, MSG_NOSIGNAL) < 0 ? -1 : 0;
@@ -342,7 +403,8 @@ static int zygote(int ctl, pid_t host)
     PyObject *warm = iso_py_import("os"), *tb = iso_py_import("traceback");
     Py_XDECREF(warm), Py_XDECREF(tb);
     PyErr_Clear();
-    iso_py_guest_warm(); /* the import guard's site-packages roots */
+    iso_py_guest_warm();  /* the import guard's site-packages roots */
+    iso_grants_prepare(); /* the runtime's paths, resolved once for all */
     struct pollfd pfd[2] = {{.fd = ctl, .events = POLLIN},
                             {.fd = sigfd, .events = POLLIN}};
     for (;;) {

@@ -475,12 +475,14 @@ static int confine(iso_cell *c, iso_error *err)
 
 int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
 {
+    double began = iso_now();
     *out = NULL;
     if (check_config(cfg, err))
         return -1;
     iso_cell *warm =
         cfg->backend == ISO_BACKEND_SUBINTERPRETER ? iso_pool_take() : NULL;
     if (warm) {
+        warm->spawn_began = began;
         if (adopt(warm, cfg, err) || confine(warm, err))
             return -1;
         *out = warm;
@@ -489,6 +491,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
     iso_cell *c = cell_new(cfg);
     if (!c)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
+    c->spawn_began = began;
     if (name_claim(c, err)) {
         cell_free(c);
         return -1;
@@ -498,6 +501,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         iso_cell_unref(c);
         return -1;
     }
+    iso_cell_phase(c, "started", iso_now());
     if (confine(c, err))
         return -1;
     c->spawned_at = iso_now();
@@ -1007,6 +1011,34 @@ iso_msg *iso_cell_next_event(iso_cell *c)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
     return refund(c, queue_pop(&c->events));
+}
+
+void iso_cell_phase(iso_cell *c, const char *name, double at)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->n_phases < ISO_PHASES_MAX) {
+        iso_phase *ph = &c->phases[c->n_phases++];
+        snprintf(ph->name, sizeof ph->name, "%s", name);
+        ph->at = at;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t iso_cell_phases(iso_cell *c, iso_phase *out, size_t max)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->n_phases;
+    for (size_t i = 0; i < n && i < max; i++) {
+        out[i] = c->phases[i];
+        out[i].at -= c->spawn_began;
+    }
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 1; i < n && i < max; i++) /* a handful: insertion sort */
+        for (size_t j = i; j > 0 && out[j].at < out[j - 1].at; j--) {
+            iso_phase t = out[j];
+            out[j] = out[j - 1], out[j - 1] = t;
+        }
+    return n;
 }
 
 void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)

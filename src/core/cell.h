@@ -90,6 +90,9 @@ size_t iso_death_note_clean(char *note);
 /* SIGKILL the zygote (its cells die with it: PDEATHSIG) and reap it; the
  * next process cell starts a new one. Any thread; never blocks on a lock. */
 void iso_process_end(void);
+/* Record that phase name of c's spawn ended at `at` (iso_now() seconds;
+ * a worker's clock is the host's). Past ISO_PHASES_MAX: dropped. */
+void iso_cell_phase(iso_cell *c, const char *name, double at);
 /* lifecycle.c: run iso_shutdown at exit (registered once). */
 void iso_shutdown_at_exit(void);
 
@@ -167,6 +170,11 @@ struct iso_cell {
     double overrun_since; /* when it did */
     double started, last_interrupt;
     double spawned_at, ended_at;
+    /* How its spawn went (iso_cell_phase), under mu: spawn_began and each
+     * phase's end in iso_now() seconds, as the host or its worker saw it */
+    double spawn_began;
+    iso_phase phases[ISO_PHASES_MAX];
+    size_t n_phases;
     uint64_t calls, posts_count, denials;
 };
 

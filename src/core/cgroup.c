@@ -326,6 +326,12 @@ int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
     return 0;
 }
 
+int iso_cgroup_set_limits(iso_cgroup *cg, int64_t mem_bytes, int64_t pids_max,
+                          iso_error *err)
+{
+    return write_limits(cg, mem_bytes, pids_max, err);
+}
+
 void iso_cgroup_procs_path(const iso_cgroup *cg, char *out, size_t n)
 {
     snprintf(out, n, "%s/cgroup.procs", cg->path);

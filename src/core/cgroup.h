@@ -38,6 +38,11 @@ int iso_cgroup_root(char *out, size_t n, iso_error *err);
  * enabled. On failure nothing is left behind and cg->path is "". */
 int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
                       iso_cgroup *cg, iso_error *err);
+/* memory.max (with swap 0, oom.group 1) / pids.max of a cgroup made
+ * ahead (the process pool), as iso_cgroup_create would have: a value < 0
+ * or a controller cg lacks writes nothing. 0, or -1 with err. */
+int iso_cgroup_set_limits(iso_cgroup *cg, int64_t mem_bytes, int64_t pids_max,
+                          iso_error *err);
 /* Path of cg's cgroup.procs (a child writes "0" into it to join). */
 void iso_cgroup_procs_path(const iso_cgroup *cg, char *out, size_t n);
 /* SIGKILL everything in it: cgroup.kill (kernel >= 5.14), else each pid in

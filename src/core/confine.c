@@ -31,6 +31,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "handoff.h"
 #include "landlock.h"
 #include "landlock_cache.h"
 #include "seccomp_cache.h"
@@ -463,11 +464,44 @@ static int step_rlimits(const iso_confine_config *cfg, iso_confine_report *rep,
     return 0;
 }
 
+/* The early half's rlimit: no core files, whatever the policy (no row:
+ * the late half's rlimits row says core=0 with the rest). */
+static int step_no_core(const iso_confine_config *cfg, iso_confine_report *rep,
+                        iso_error *err)
+{
+    (void)cfg, (void)rep;
+    return set_limit(RLIMIT_CORE, "RLIMIT_CORE", 0, 0, err);
+}
+
 /* ---- cgroup and privileges ---------------------------------------------- */
+
+/* Join the cgroup whose directory fd is cfg->cgroup_fd, unless the zygote
+ * created us in it; the fd is closed either way. */
+static int cgroup_by_fd(const iso_confine_config *cfg, iso_confine_report *rep,
+                        iso_error *err)
+{
+    int fd = cfg->cgroup_born_in
+                 ? -1
+                 : openat(cfg->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    ssize_t w = fd >= 0 ? write(fd, "0", 1) : -1;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    close(cfg->cgroup_fd);
+    errno = e;
+    if (!cfg->cgroup_born_in && w != 1)
+        return fail_sys(err, "join its cgroup");
+    step_add(rep, "cgroup", ISO_STEP_ACTIVE, "%s",
+             cfg->cgroup_born_in ? "created in its own (CLONE_INTO_CGROUP)"
+                                 : "joined its own");
+    return 0;
+}
 
 static int step_cgroup(const iso_confine_config *cfg, iso_confine_report *rep,
                        iso_error *err)
 {
+    if (cfg->cgroup_by_fd)
+        return cgroup_by_fd(cfg, rep, err);
     if (!cfg->cgroup_procs) {
         step_add(rep, "cgroup", ISO_STEP_MISSING,
                  "no cgroup v2 directory from the host");
@@ -898,10 +932,7 @@ static int step_thread_landlock(const iso_confine_config *cfg,
  * built: the SIGSYS handler may not call libseccomp's resolver (it
  * allocates), only read this table. */
 #define TRAP_NAMES_MAX 128
-static struct {
-    int nr;
-    char name[32];
-} trap_names[TRAP_NAMES_MAX];
+static iso_trap_name trap_names[TRAP_NAMES_MAX];
 static size_t n_trap_names;
 static volatile int death_fd = -1;
 
@@ -1275,7 +1306,7 @@ const char *iso_seccomp_missing(void)
 static pthread_mutex_t building = PTHREAD_MUTEX_INITIALIZER;
 
 /* A worker's filter: built, its names kept for the SIGSYS handler, loaded.
- * A worker confines itself once, so there is nothing to cache. */
+ * Only where its host sent none compiled (see iso_confine_worker_filter). */
 static int load_process_filter(const iso_confine_config *cfg, size_t *denied,
                                iso_error *err)
 {
@@ -1292,6 +1323,29 @@ static int load_process_filter(const iso_confine_config *cfg, size_t *denied,
     *denied = n_trap_names;
     pthread_mutex_unlock(&building);
     return rc < 0 ? -1 : 0;
+}
+
+/* A worker's filter its host compiled: the names into the handler's
+ * table, the handler, then the program as seccomp_load would install it
+ * (flags 0: a worker has one thread). */
+static int load_compiled_filter(const iso_confine_config *cfg, size_t *denied,
+                                iso_error *err)
+{
+    const iso_worker_filter *f = cfg->compiled;
+    if (f->n_traps > TRAP_NAMES_MAX || !f->prog.filter || f->prog.len == 0)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "confine: a malformed compiled seccomp filter");
+    pthread_mutex_lock(&building);
+    for (size_t i = 0; i < f->n_traps; i++)
+        trap_names[i] = f->traps[i];
+    n_trap_names = f->n_traps;
+    *denied = n_trap_names;
+    pthread_mutex_unlock(&building);
+    if (install_sigsys(cfg, err) < 0)
+        return -1;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &f->prog) < 0)
+        return fail_sys(err, "seccomp: load the compiled filter");
+    return 0;
 }
 
 /* libseccomp's BPF for ctx, read back from a memfd (libseccomp 2.5 can
@@ -1358,14 +1412,77 @@ static int load_thread_filter(const iso_confine_config *cfg, size_t *denied,
                            .deny = cfg->deny_syscalls,
                            .n_deny = cfg->n_deny};
     struct sock_fprog prog = {0};
-    if (!iso_seccomp_cache_find(&key, &prog, denied)) {
+    if (!iso_seccomp_cache_find(&key, &prog, denied, NULL)) {
         if (compile_thread_filter(cfg, &prog, denied, err) < 0)
             return -1;
-        iso_seccomp_cache_add(&key, &prog, *denied);
+        iso_seccomp_cache_add(&key, &prog, *denied, NULL);
     }
     int rc = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
     free(prog.filter);
     return rc < 0 ? fail_sys(err, "seccomp load") : 0;
+}
+
+/* cfg's worker filter built under the lock, with its trap names copied. */
+static int build_worker_filter(const iso_confine_config *cfg,
+                               iso_worker_filter *out, iso_error *err)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return iso_error_set(err, ISO_CRASHED, "confine: seccomp_init failed");
+    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    if (rc < 0)
+        rc = seccomp_fail(err, rc, "optimize attribute");
+    pthread_mutex_lock(&building);
+    if (rc == 0)
+        rc = build_filter(ctx, cfg, err);
+    out->traps =
+        rc == 0 ? malloc((n_trap_names + 1) * sizeof *out->traps) : NULL;
+    if (rc == 0 && !out->traps)
+        rc = iso_error_set(err, ISO_MEMORY, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n_trap_names; i++)
+        out->traps[i] = trap_names[i];
+    out->n_traps = rc == 0 ? n_trap_names : 0;
+    pthread_mutex_unlock(&building);
+    if (rc == 0)
+        rc = export_program(ctx, &out->prog, err);
+    seccomp_release(ctx);
+    return rc < 0 ? -1 : 0;
+}
+
+int iso_confine_worker_filter(const iso_confine_config *cfg,
+                              iso_worker_filter *out, iso_error *err)
+{
+    iso_seccomp_key key = {.compat = cfg->compat,
+                           .processes = cfg->processes > 0,
+                           .net = cfg->net_calls,
+                           .deny = cfg->deny_syscalls,
+                           .n_deny = cfg->n_deny};
+    iso_seccomp_extra extra = {0};
+    size_t denied;
+    memset(out, 0, sizeof *out);
+    if (cfg->in_thread)
+        return iso_error_set(err, ISO_INVALID_ARGUMENT,
+                             "confine: a worker filter is not a thread's");
+    if (iso_seccomp_cache_find(&key, &out->prog, &denied, &extra)) {
+        out->traps = extra.data;
+        out->n_traps = extra.len / sizeof *out->traps;
+        return 0;
+    }
+    if (build_worker_filter(cfg, out, err) < 0) {
+        iso_worker_filter_free(out);
+        return -1;
+    }
+    extra.data = out->traps;
+    extra.len = out->n_traps * sizeof *out->traps;
+    iso_seccomp_cache_add(&key, &out->prog, out->n_traps, &extra);
+    return 0;
+}
+
+void iso_worker_filter_free(iso_worker_filter *f)
+{
+    free(f->prog.filter);
+    free(f->traps);
+    memset(f, 0, sizeof *f);
 }
 
 static int step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
@@ -1377,8 +1494,9 @@ static int step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
         return 0;
     }
     size_t denied = 0;
-    if ((cfg->in_thread ? load_thread_filter(cfg, &denied, err)
-                        : load_process_filter(cfg, &denied, err)) < 0)
+    if ((cfg->in_thread  ? load_thread_filter(cfg, &denied, err)
+         : cfg->compiled ? load_compiled_filter(cfg, &denied, err)
+                         : load_process_filter(cfg, &denied, err)) < 0)
         return -1;
     step_add(rep, "seccomp", ISO_STEP_ACTIVE,
              "%s list: %zu system calls %s; clone3 -> ENOSYS; %s; foreign "
@@ -1423,24 +1541,57 @@ static const confine_step thread_steps[] = {
     step_no_new_privs,  step_thread_landlock, step_seccomp,
 };
 
+/* Run list, appending to rep (fresh: emptied first); each row is stamped
+ * with the time its step ended. */
 static int run_steps(const confine_step *list, size_t n,
                      const iso_confine_config *cfg, iso_confine_report *rep,
-                     iso_error *err)
+                     bool fresh, iso_error *err)
 {
     iso_confine_report scratch;
     if (!rep)
-        rep = &scratch;
-    rep->n = 0;
-    for (size_t i = 0; i < n; i++)
+        rep = &scratch, fresh = true;
+    if (fresh)
+        rep->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t from = rep->n;
         if (list[i](cfg, rep, err) < 0)
             return -1;
+        double t = iso_now();
+        for (size_t k = from; k < rep->n; k++)
+            rep->steps[k].done_at = t;
+    }
     return 0;
+}
+
+static const confine_step early_steps[] = {
+    step_close_fds, step_session,      step_environment,  step_no_core,
+    step_cgroup,    step_capabilities, step_no_new_privs,
+};
+
+static const confine_step late_steps[] = {
+    step_rlimits,
+    step_landlock,
+    step_seccomp,
+};
+
+int iso_confine_early(const iso_confine_config *cfg, iso_confine_report *rep,
+                      iso_error *err)
+{
+    return run_steps(early_steps, sizeof early_steps / sizeof *early_steps, cfg,
+                     rep, true, err);
+}
+
+int iso_confine_late(const iso_confine_config *cfg, iso_confine_report *rep,
+                     iso_error *err)
+{
+    return run_steps(late_steps, sizeof late_steps / sizeof *late_steps, cfg,
+                     rep, false, err);
 }
 
 int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
                       iso_error *err)
 {
-    return run_steps(steps, sizeof steps / sizeof *steps, cfg, rep, err);
+    return run_steps(steps, sizeof steps / sizeof *steps, cfg, rep, true, err);
 }
 
 int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
@@ -1451,7 +1602,7 @@ int iso_confine_thread(const iso_confine_config *cfg, iso_confine_report *rep,
                              "confine: iso_confine_thread needs in_thread");
     carried.fd = -1;
     int rc = run_steps(thread_steps, sizeof thread_steps / sizeof *thread_steps,
-                       cfg, rep, err);
+                       cfg, rep, true, err);
     if (carried.fd >= 0) /* a step between failed: the thread's copy */
         close(carried.fd);
     carried.fd = -1;

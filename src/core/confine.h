@@ -35,6 +35,7 @@ typedef struct iso_step {
     const char *layer; /* static string, see the list above */
     iso_step_state state;
     char detail[256];
+    double done_at; /* iso_now() when its step ended (spawn phases) */
 } iso_step;
 
 #define ISO_CONFINE_MAX_STEPS 16
@@ -52,6 +53,20 @@ typedef struct iso_fs_grant {
     bool list;
 } iso_fs_grant;
 
+/* A trapped system call's number and name (the SIGSYS handler's table). */
+typedef struct iso_trap_name {
+    int nr;
+    char name[32];
+} iso_trap_name;
+
+/* A worker's seccomp program, compiled by its host (which caches it by
+ * what it depends on): the BPF and the names of the calls it traps. */
+typedef struct iso_worker_filter {
+    struct sock_fprog prog; /* filter malloc'd */
+    iso_trap_name *traps;   /* malloc'd */
+    size_t n_traps;
+} iso_worker_filter;
+
 typedef struct iso_confine_config {
     /* Every other fd is closed; 0, 1 and 2 are pointed at /dev/null unless
      * listed. death_note_fd is always kept. In a thread: the host fds the
@@ -63,6 +78,11 @@ typedef struct iso_confine_config {
     /* < 0: not set. processes > 0 also allows fork (pids.max counts). */
     int64_t mem_bytes, cpu_ms, open_files, output_bytes, processes;
     const char *cgroup_procs;   /* "0" is written there; NULL: none (missing) */
+    /* instead of cgroup_procs: the cgroup's directory fd, closed by the
+     * cgroup step (a guest must never hold it); born_in: the zygote
+     * created the process in it already (clone3 CLONE_INTO_CGROUP) */
+    bool cgroup_by_fd, cgroup_born_in;
+    int cgroup_fd;
     const iso_fs_grant *grants; /* Landlock path-beneath rules */
     size_t n_grants;
     /* the first n_fixed_grants are the runtime's, resolved once per
@@ -89,6 +109,9 @@ typedef struct iso_confine_config {
     const char *cgroup_threads, *cgroup_missing;
     bool cgroup_joined; /* the thread is in cgroup_threads' cgroup already */
     bool compat;        /* the minimal seccomp list (compat mode) */
+    /* a worker: the seccomp step loads this (compiled by the host from the
+     * same fields) instead of building the filter itself */
+    const iso_worker_filter *compiled;
     /* the BPF guard judges connects: Landlock handles TCP bind (and connect
      * only without the guard) */
     bool connect_by_bpf;
@@ -136,6 +159,20 @@ int iso_confine_apply(const iso_confine_config *cfg, iso_confine_report *rep,
                       iso_error *err);
 
 /*
+ * The same steps in two halves, for a worker forked ahead of its policy
+ * (the process pool): iso_confine_early runs what no policy changes
+ * (close_fds, session, environment, rlimits' core=0 without a row, cgroup
+ * (by fd or born in it), capabilities, no_new_privs); iso_confine_late
+ * what the policy decides (rlimits, landlock_*, seccomp*), appending to
+ * the same report. Guest code may run only after both. cfg->env, keep_fds
+ * and the cgroup fields are read by early, the rest by late.
+ */
+int iso_confine_early(const iso_confine_config *cfg, iso_confine_report *rep,
+                      iso_error *err);
+int iso_confine_late(const iso_confine_config *cfg, iso_confine_report *rep,
+                     iso_error *err);
+
+/*
  * Confine the calling thread only (a sub-interpreter cell's thread, before
  * its first guest code): cgroup (its threaded cgroup), fd_table (a
  * private copy of the fd table, unshare(CLONE_FILES), in which every fd
@@ -168,6 +205,16 @@ int iso_confine_rows(const iso_confine_report *rep, const char *scope,
 int iso_confine_net_from_plan(iso_confine_config *cfg, const iso_plan *plan,
                               iso_error *err);
 void iso_confine_net_free(iso_confine_config *cfg);
+
+/* The worker filter cfg asks for (compat, processes, net_calls,
+ * deny_syscalls; not in_thread), compiled with libseccomp once per
+ * distinct key (~0.8 ms) and copied from the cache after. The host does
+ * this for its workers: a worker then only installs it. 0, or -1 with err
+ * (ISO_INVALID_ARGUMENT: an unknown name in the deny list). Thread-safe.
+ * Free with iso_worker_filter_free. */
+int iso_confine_worker_filter(const iso_confine_config *cfg,
+                              iso_worker_filter *out, iso_error *err);
+void iso_worker_filter_free(iso_worker_filter *f);
 
 /* Why this kernel cannot load seccomp filters, or NULL when it can. */
 const char *iso_seccomp_missing(void);

@@ -21,6 +21,9 @@
 
 #include "cell.h"
 #include "cgroup.h"
+#include "confine.h"
+#include "netguard.h"
+#include "proc_pool.h"
 #include "wire.h"
 #include "zygote.h"
 
@@ -228,9 +231,12 @@ static int zygote_read(iso_zygote_msg *m, double deadline)
     int ms = deadline < 0 ? -1 : left > 0 ? (int)(left * 1000) + 1 : 0;
     if (poll(&p, 1, ms) <= 0)
         return -1;
-    int fds[2];
+    int fds[ISO_ZYGOTE_MAX_FDS];
     if (iso_zygote_recv(zyg.ctl, m, fds) <= 0)
         return -2; /* the zygote is gone */
+    for (int i = 0; i < ISO_ZYGOTE_MAX_FDS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]); /* the zygote sends none: not ours to keep */
     if (m->type == ISO_ZYGOTE_EXIT && zyg.n_exits < EXITS_MAX) {
         zyg.exits[zyg.n_exits].pid = m->pid;
         zyg.exits[zyg.n_exits++].status = m->status;
@@ -267,22 +273,29 @@ static int exit_status(pid_t pid, double deadline)
     }
 }
 
-static int send_spawn(iso_zygote_msg *m, const int fds[2])
+static int send_spawn(iso_zygote_msg *m, const int *fds, int nfds)
 {
     memcpy(m->token, zyg.token, sizeof m->token);
-    return iso_zygote_send(zyg.ctl, m, fds, 2);
+    return iso_zygote_send(zyg.ctl, m, fds, nfds);
 }
 
-/* Ask the zygote for a child serving (sock, note). */
-static pid_t zygote_spawn(int sock, int note, iso_error *err)
+/* Ask the zygote for a child serving (sock, note), created in the cgroup
+ * whose directory is cgroup_fd (-1: none). start: a zygote may be started
+ * for it (the pool's refills never start one: a host that shut its cells
+ * down must not get a zygote back from a refill). The zygote lock held. */
+static pid_t zygote_spawn(int sock, int note, int cgroup_fd, int flags,
+                          bool start, iso_error *err)
 {
+    if (zyg.ctl < 0 && !start)
+        return iso_error_set(err, ISO_CRASHED, "no zygote");
     if (zyg.ctl < 0 && zygote_start(err))
         return -1;
-    iso_zygote_msg m = {.type = ISO_ZYGOTE_SPAWN};
-    int fds[2] = {sock, note};
-    if (send_spawn(&m, fds)) {
+    iso_zygote_msg m = {.type = ISO_ZYGOTE_SPAWN, .flags = flags};
+    int fds[3] = {sock, note, cgroup_fd};
+    int nfds = cgroup_fd >= 0 ? 3 : 2;
+    if (send_spawn(&m, fds, nfds)) {
         zygote_lost(); /* it died since: once more with a new one */
-        if (zygote_start(err) || send_spawn(&m, fds))
+        if (!start || zygote_start(err) || send_spawn(&m, fds, nfds))
             return iso_error_set(err, ISO_CRASHED, "the zygote is gone");
     }
     double deadline = iso_now() + START_TIMEOUT_S;
@@ -348,6 +361,64 @@ static int put_limits(iso_value *map, const iso_cell_config *cfg)
     return 0;
 }
 
+/* The worker's seccomp program, compiled here (once per distinct policy
+ * key: the cache) so that the worker only installs it. */
+static int put_filter(iso_value *map, const iso_worker_filter *f)
+{
+    iso_value *v, *k, *prog, *traps;
+    if (put(map, "seccomp", &v))
+        return -1;
+    iso_value_set_map(v);
+    if (iso_map_append(v, &k, &prog) ||
+        iso_value_set_string(k, ISO_STR, "program", 7) ||
+        iso_value_set_string(prog, ISO_BYTES, (const char *)f->prog.filter,
+                             f->prog.len * sizeof *f->prog.filter) ||
+        iso_map_append(v, &k, &traps) ||
+        iso_value_set_string(k, ISO_STR, "traps", 5))
+        return -1;
+    iso_value_set_list(traps);
+    for (size_t i = 0; i < f->n_traps; i++) {
+        iso_value *row = iso_list_append(traps), *x;
+        if (!row)
+            return -1;
+        iso_value_set_list(row);
+        if (!(x = iso_list_append(row)))
+            return -1;
+        iso_value_set_int(x, f->traps[i].nr);
+        if (!(x = iso_list_append(row)) ||
+            iso_value_set_string(x, ISO_STR, f->traps[i].name,
+                                 strlen(f->traps[i].name)))
+            return -1;
+    }
+    return 0;
+}
+
+/* What the worker would compile from its CONFIG, compiled by the host.
+ * A policy it cannot compile goes without: the worker then builds the
+ * filter itself and fails its confinement with the reason. */
+static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
+                           iso_value *map)
+{
+    iso_confine_config cc = {
+        .compat = iso_mode_get() == ISO_MODE_COMPAT,
+        .processes = cfg->processes,
+        .deny_syscalls = cfg->deny_syscalls,
+        .n_deny = cfg->n_deny_syscalls,
+    };
+    iso_worker_filter f;
+    iso_error err = {0};
+    int rc = iso_confine_net_from_plan(&cc, c->plan, &err);
+    bool have = rc == 0 && iso_confine_worker_filter(&cc, &f, &err) == 0;
+    iso_confine_net_free(&cc);
+    iso_error_clear(&err);
+    if (rc)
+        return -1; /* out of memory */
+    rc = have ? put_filter(map, &f) : 0;
+    if (have)
+        iso_worker_filter_free(&f);
+    return rc;
+}
+
 static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
                         iso_value *map)
 {
@@ -363,15 +434,13 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
                     cfg->n_deny_syscalls) ||
         put_limits(map, cfg) || put(map, "fs", &fs) || put(map, "net", &net) ||
         iso_plan_to_value(c->plan, fs, net);
-    char procs[PATH_MAX];
-    if (rc == 0 && p->has_cg) {
-        iso_cgroup_procs_path(&p->cg, procs, sizeof procs);
-        rc = put_str(map, "cgroup_procs", procs);
-    }
+    (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
         rc = put_str(map, "mode", iso_mode_name());
     if (rc == 0 && c->guard_cgroup) /* Landlock leaves connect to it */
         rc = put_str(map, "connect", "bpf");
+    if (rc == 0)
+        rc = compiled_filter(c, cfg, map);
     return rc;
 }
 
@@ -808,52 +877,21 @@ static void proc_destroy(iso_cell *c)
 
 /* ---- start ------------------------------------------------------------- */
 
-static int make_cgroup(iso_cell *c, const iso_cell_config *cfg, proc *p,
-                       iso_error *err)
+/* ---- workers, made ahead (the pool) or for one spawn ------------------- */
+
+/* A worker past its policy-independent confinement, waiting for its
+ * CONFIG: frames, death note, and the cgroup it was created in. */
+static void warm_close(iso_proc_warm *w)
 {
-    iso_error cg_err = {0};
-    p->has_cg = iso_cgroup_create(c->name, cfg->mem_bytes ? cfg->mem_bytes : -1,
-                                  cfg->processes > 0 ? cfg->processes : -1,
-                                  &p->cg, &cg_err) == 0;
-    if (!p->has_cg)
-        snprintf(p->guard_why, sizeof p->guard_why,
-                 "the BPF guard sees cgroups, and this cell has none (%.400s)",
-                 cg_err.message);
-    else /* before the worker joins the cgroup */
-        iso_cell_guard(c, p->cg.path, 0, p->guard_why, sizeof p->guard_why);
-    iso_error_clear(&cg_err);
-    if (cfg->processes > 0 && !(p->has_cg && p->cg.pids))
-        return iso_error_set(err, ISO_NOT_IMPLEMENTED,
-                             "limits.processes needs the pids controller of "
-                             "cgroup v2, which this host does not offer");
-    return 0;
+    if (w->sock >= 0)
+        close(w->sock);
+    if (w->note >= 0)
+        close(w->note);
+    w->sock = w->note = -1;
 }
 
-static int await_ready(iso_cell *c, proc *p, iso_error *err)
+static int socket_pairs(int sv[2], int note[2], iso_error *err)
 {
-    iso_frame f = {0};
-    if (iso_wire_recv(&p->wire, &f, iso_now() + START_TIMEOUT_S, err)) {
-        if (err->kind == ISO_TIMEOUT)
-            kill_worker(p);
-        death_reason(c, p, err);
-        return -1;
-    }
-    int rc = f.type == ISO_FRAME_READY ? 0 : -1;
-    if (rc)
-        iso_error_set(err, ISO_CRASHED, "protocol: expected READY");
-    else
-        iso_value_move(&c->confinement, &f.value);
-    iso_frame_clear(&f);
-    if (rc == 0 &&
-        iso_cell_guard_row(c, &c->confinement, "process", p->guard_why))
-        rc = iso_error_set(err, ISO_MEMORY, "out of memory");
-    return rc;
-}
-
-static int launch(iso_cell *c, const iso_cell_config *cfg, proc *p,
-                  iso_error *err)
-{
-    int sv[2], note[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
         return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
                              strerror(errno));
@@ -866,14 +904,169 @@ static int launch(iso_cell *c, const iso_cell_config *cfg, proc *p,
                              strerror(errno));
     }
     shutdown(note[0], SHUT_WR), shutdown(note[1], SHUT_RD);
-    p->sock = sv[0], p->note = note[0];
-    iso_wire_init(&p->wire, p->sock);
+    return 0;
+}
+
+/* Its cgroup (no limits yet: they are the policy's) and its id; none is
+ * not an error here (the cell reports the layer missing, and says why). */
+static void warm_cgroup(const char *name, iso_proc_warm *w)
+{
+    iso_error err = {0};
+    w->has_cg = iso_cgroup_create(name, -1, -1, &w->cg, &err) == 0;
+    w->cg_made_at = iso_now();
+    if (w->has_cg && iso_cgroup_id_of(w->cg.path, &w->cg_id, &err) < 0)
+        w->cg_id = 0; /* the guard looks again */
+    if (!w->has_cg)
+        snprintf(w->cg_why, sizeof w->cg_why, "%.399s", err.message);
+    iso_error_clear(&err);
+}
+
+/* A pool worker says WAITING once it is past its early confinement and
+ * its page faults: only then is it ready to be taken. */
+static int await_waiting(iso_proc_warm *w, iso_error *err)
+{
+    iso_wire wire;
+    iso_frame f = {0};
+    iso_wire_init(&wire, w->sock);
+    int rc = iso_wire_recv(&wire, &f, iso_now() + START_TIMEOUT_S, err);
+    if (rc == 0 && (f.type != ISO_FRAME_WAITING || wire.len != wire.off))
+        rc = iso_error_set(err, ISO_CRASHED, "protocol: expected WAITING");
+    iso_frame_clear(&f);
+    iso_wire_free(&wire);
+    return rc;
+}
+
+int iso_proc_warm_make(const char *name, bool pooled, iso_proc_warm *w,
+                       iso_error *err)
+{
+    int sv[2], note[2];
+    memset(w, 0, sizeof *w);
+    w->sock = w->note = -1;
+    w->pid = -1;
+    warm_cgroup(name, w);
+    if (socket_pairs(sv, note, err))
+        return iso_proc_warm_discard(w), -1;
+    w->sock = sv[0], w->note = note[0];
+    int cgfd =
+        w->has_cg ? open(w->cg.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     pthread_mutex_lock(&zyg.mu);
-    p->pid = zygote_spawn(sv[1], note[1], err);
+    w->pid = zygote_spawn(sv[1], note[1], cgfd, pooled ? ISO_ZYGOTE_WARM : 0,
+                          !pooled, err);
     pthread_mutex_unlock(&zyg.mu);
     close(sv[1]), close(note[1]);
-    if (p->pid < 0)
+    if (cgfd >= 0)
+        close(cgfd);
+    if (w->pid < 0 || (pooled && await_waiting(w, err)))
+        return iso_proc_warm_discard(w), -1;
+    w->made_at = iso_now();
+    return 0;
+}
+
+void iso_proc_warm_discard(iso_proc_warm *w)
+{
+    iso_error err = {0};
+    warm_close(w); /* a waiting worker reads EOF and exits */
+    if (w->has_cg)
+        iso_cgroup_kill(&w->cg, &err);
+    else if (w->pid > 0)
+        kill(w->pid, SIGKILL);
+    if (w->pid > 0 && pthread_mutex_trylock(&zyg.mu) == 0) {
+        exit_status(w->pid, iso_now() + STOP_GRACE_S); /* claimed */
+        pthread_mutex_unlock(&zyg.mu);
+    }
+    if (w->has_cg)
+        iso_cgroup_remove(&w->cg, &err);
+    w->has_cg = false;
+    w->pid = -1;
+    iso_error_clear(&err);
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+/* The cell takes worker w: the policy's cgroup limits and BPF rules go on
+ * its cgroup before its CONFIG is sent (nothing of the guest runs before
+ * that). */
+static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
+                 iso_proc_warm *w, iso_error *err)
+{
+    p->pid = w->pid, p->sock = w->sock, p->note = w->note;
+    p->cg = w->cg, p->has_cg = w->has_cg;
+    w->sock = w->note = -1, w->has_cg = false;
+    iso_wire_init(&p->wire, p->sock);
+    if (p->has_cg &&
+        iso_cgroup_set_limits(&p->cg, cfg->mem_bytes ? cfg->mem_bytes : -1,
+                              cfg->processes > 0 ? cfg->processes : -1, err))
         return -1;
+    iso_cell_phase(c, "cgroup limits", iso_now());
+    if (cfg->processes > 0 && !(p->has_cg && p->cg.pids))
+        return iso_error_set(err, ISO_NOT_IMPLEMENTED,
+                             "limits.processes needs the pids controller of "
+                             "cgroup v2, which this host does not offer");
+    if (!p->has_cg)
+        snprintf(p->guard_why, sizeof p->guard_why,
+                 "the BPF guard sees cgroups, and this cell has none (%.400s)",
+                 w->cg_why);
+    else
+        iso_cell_guard(c, p->cg.path, w->cg_id, p->guard_why,
+                       sizeof p->guard_why);
+    iso_cell_phase(c, "bpf rules", iso_now());
+    return 0;
+}
+
+static const iso_value *map_field(const iso_value *map, const char *key)
+{
+    for (size_t i = 0; map->type == ISO_MAP && i < map->u.seq.len; i++) {
+        const iso_value *k = &map->u.seq.items[2 * i];
+        if (k->type == ISO_STR && strcmp(k->u.str.ptr, key) == 0)
+            return k + 1;
+    }
+    return NULL;
+}
+
+/* READY's value: {confinement = rows, phases = [[name, iso_now()]...]}. */
+static int take_ready(iso_cell *c, iso_value *v, iso_error *err)
+{
+    const iso_value *rows = map_field(v, "confinement");
+    const iso_value *phases = map_field(v, "phases");
+    if (v->type != ISO_MAP || !rows || rows->type != ISO_LIST || !phases ||
+        phases->type != ISO_LIST)
+        return iso_error_set(err, ISO_CRASHED, "protocol: a malformed READY");
+    for (size_t i = 0; i < phases->u.seq.len; i++) {
+        const iso_value *ph = &phases->u.seq.items[i];
+        if (ph->type == ISO_LIST && ph->u.seq.len == 2 &&
+            ph->u.seq.items[0].type == ISO_STR &&
+            ph->u.seq.items[1].type == ISO_FLOAT)
+            iso_cell_phase(c, ph->u.seq.items[0].u.str.ptr,
+                           ph->u.seq.items[1].u.f);
+    }
+    return iso_value_copy(&c->confinement, rows)
+               ? iso_error_set(err, ISO_MEMORY, "out of memory")
+               : 0;
+}
+
+static int await_ready(iso_cell *c, proc *p, iso_error *err)
+{
+    iso_frame f = {0};
+    if (iso_wire_recv(&p->wire, &f, iso_now() + START_TIMEOUT_S, err)) {
+        if (err->kind == ISO_TIMEOUT)
+            kill_worker(p);
+        death_reason(c, p, err);
+        return -1;
+    }
+    int rc = f.type == ISO_FRAME_READY
+                 ? take_ready(c, &f.value, err)
+                 : iso_error_set(err, ISO_CRASHED, "protocol: expected READY");
+    iso_frame_clear(&f);
+    iso_cell_phase(c, "ready", iso_now());
+    if (rc == 0 &&
+        iso_cell_guard_row(c, &c->confinement, "process", p->guard_why))
+        rc = iso_error_set(err, ISO_MEMORY, "out of memory");
+    return rc;
+}
+
+static int send_config(iso_cell *c, const iso_cell_config *cfg, proc *p,
+                       iso_error *err)
+{
     iso_frame f = {.type = ISO_FRAME_CONFIG, .time = iso_wallclock()};
     if (config_value(c, cfg, p, &f.value)) {
         iso_frame_clear(&f);
@@ -881,7 +1074,23 @@ static int launch(iso_cell *c, const iso_cell_config *cfg, proc *p,
     }
     if (send_frame(p, &f, err))
         return death_reason(c, p, err);
-    return await_ready(c, p, err);
+    iso_cell_phase(c, "config sent", iso_now());
+    return 0;
+}
+
+/* A worker from the pool, or one made now (the cold path). */
+static int get_worker(iso_cell *c, iso_proc_warm *w, iso_error *err)
+{
+    if (iso_proc_pool_take(w)) {
+        iso_cell_phase(c, "from the pool", iso_now());
+        return 0;
+    }
+    if (iso_proc_warm_make(c->name, false, w, err))
+        return -1;
+    iso_cell_phase(c, "cgroup", w->cg_made_at);
+    iso_cell_phase(c, "fork", w->made_at);
+    iso_proc_pool_wake(); /* process cells are in use: keep workers ahead */
+    return 0;
 }
 
 static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
@@ -893,9 +1102,15 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     p->pid = -1;
     p->cell = c;
     c->backend_data = p;
-    int rc = make_cgroup(c, cfg, p, err);
-    if (rc == 0)
-        rc = launch(c, cfg, p, err);
+    iso_proc_warm w;
+    int rc = get_worker(c, &w, err);
+    if (rc == 0) {
+        rc = adopt(c, cfg, p, &w, err);
+        if (rc == 0)
+            rc = send_config(c, cfg, p, err);
+        if (rc == 0)
+            rc = await_ready(c, p, err);
+    }
     if (rc) {
         if (p->pid > 0)
             kill_worker(p);
@@ -941,6 +1156,7 @@ int64_t iso_process_mem_bytes(const iso_cell *c)
 
 void iso_process_end(void)
 {
+    iso_proc_pool_end(); /* before the zygote: no refill starts one again */
     /* from a signal thread the Lua thread may hold the lock (waiting for
      * an exit): the zygote still dies, and its cells with it */
     bool locked = pthread_mutex_trylock(&zyg.mu) == 0;

@@ -548,12 +548,17 @@ void *iso_py_cell_thread(void *arg)
     c->py = &py;
     c->has_cpu_clock =
         pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
+    iso_cell_phase(c, "thread", iso_now());
     int rc = iso_py_runtime_init(&err);
     if (rc == 0)
         rc = open_account(c, &err);
-    if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0 &&
-        (rc = iso_py_cell_setup(c, &py, &err)) != 0)
-        destroy(&py);
+    if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0) {
+        iso_cell_phase(c, "interpreter", iso_now());
+        if ((rc = iso_py_cell_setup(c, &py, &err)) != 0)
+            destroy(&py);
+    }
+    if (rc == 0)
+        iso_cell_phase(c, "guest runtime", iso_now());
     if (rc == 0)
         iso_py_register_cell_thread(py.ts); /* a worker process has one */
     iso_mem_account_flush();
@@ -567,6 +572,46 @@ void *iso_py_cell_thread(void *arg)
     iso_mem_account_close(c->mem_account);
     iso_cell_unref(c);
     return NULL;
+}
+
+/* ---- the floor: a bare interpreter ------------------------------------- */
+
+typedef struct floor_run {
+    size_t n;
+    double *seconds;
+    int rc;
+    iso_error err;
+} floor_run;
+
+/* Create and end n interpreters configured as a cell's, nothing else: no
+ * cell, no guest runtime, no accounting, no confinement. */
+static void *floor_thread(void *arg)
+{
+    floor_run *f = arg;
+    f->rc = iso_py_runtime_init(&f->err);
+    for (size_t i = 0; f->rc == 0 && i < f->n; i++) {
+        iso_py_cell p = {0};
+        double t0 = iso_now();
+        f->rc = new_interpreter(&p, &f->err);
+        if (f->rc == 0)
+            end_interpreter(&p);
+        f->seconds[i] = iso_now() - t0;
+    }
+    return NULL;
+}
+
+int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err)
+{
+    floor_run f = {.n = n, .seconds = seconds};
+    pthread_t t;
+    int e = iso_thread_start(&t, NULL, floor_thread, &f);
+    if (e)
+        return iso_error_set(err, ISO_CRASHED, "cannot start a thread: %s",
+                             strerror(e));
+    pthread_join(t, NULL);
+    if (f.rc)
+        iso_error_move(err, &f.err);
+    return f.rc;
 }
 
 /* ---- the host side: iso_cell_ops ---------------------------------------- */

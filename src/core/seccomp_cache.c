@@ -19,6 +19,8 @@ typedef struct entry {
     struct sock_filter *code; /* owned */
     unsigned short len;
     size_t denied;
+    void *extra; /* owned; the caller's, e.g. a worker's trap names */
+    size_t extra_len;
 } entry;
 
 static struct {
@@ -70,7 +72,7 @@ static entry *lookup(const iso_seccomp_key *k, const char **names)
 }
 
 bool iso_seccomp_cache_find(const iso_seccomp_key *key, struct sock_fprog *prog,
-                            size_t *denied)
+                            size_t *denied, iso_seccomp_extra *extra)
 {
     const char *names[DENY_MAX];
     if (!sorted_deny(key, names))
@@ -79,11 +81,22 @@ bool iso_seccomp_cache_find(const iso_seccomp_key *key, struct sock_fprog *prog,
     entry *e = lookup(key, names);
     size_t bytes = e ? e->len * sizeof *e->code : 0;
     struct sock_filter *copy = e ? malloc(bytes) : NULL;
+    void *more = copy && extra && e->extra_len ? malloc(e->extra_len) : NULL;
+    if (copy && extra && e->extra_len && !more) {
+        free(copy);
+        copy = NULL;
+    }
     if (copy) {
         memcpy(copy, e->code, bytes);
         prog->filter = copy;
         prog->len = e->len;
         *denied = e->denied;
+    }
+    if (copy && extra) {
+        if (more)
+            memcpy(more, e->extra, e->extra_len);
+        extra->data = more;
+        extra->len = more ? e->extra_len : 0;
     }
     if (copy)
         cache.hits++;
@@ -99,12 +112,14 @@ static void entry_free(entry *e)
         free(e->deny[i]);
     free(e->deny);
     free(e->code);
+    free(e->extra);
     memset(e, 0, sizeof *e);
 }
 
 /* A filled entry for key, or false (out of memory: nothing allocated). */
 static bool entry_make(entry *e, const iso_seccomp_key *k, const char **names,
-                       const struct sock_fprog *prog, size_t denied)
+                       const struct sock_fprog *prog, size_t denied,
+                       const iso_seccomp_extra *extra)
 {
     *e = (entry){.compat = k->compat,
                  .in_thread = k->in_thread,
@@ -117,6 +132,12 @@ static bool entry_make(entry *e, const iso_seccomp_key *k, const char **names,
     e->deny = calloc(k->n_deny + 1, sizeof *e->deny);
     e->code = malloc(prog->len * sizeof *prog->filter);
     bool ok = e->deny && e->code;
+    if (ok && extra && extra->len) {
+        ok = (e->extra = malloc(extra->len)) != NULL;
+        if (ok)
+            memcpy(e->extra, extra->data, extra->len);
+        e->extra_len = ok ? extra->len : 0;
+    }
     for (size_t i = 0; ok && i < k->n_deny; i++)
         ok = (e->deny[i] = strdup(names[i])) != NULL;
     if (!ok) {
@@ -128,12 +149,13 @@ static bool entry_make(entry *e, const iso_seccomp_key *k, const char **names,
 }
 
 void iso_seccomp_cache_add(const iso_seccomp_key *key,
-                           const struct sock_fprog *prog, size_t denied)
+                           const struct sock_fprog *prog, size_t denied,
+                           const iso_seccomp_extra *extra)
 {
     const char *names[DENY_MAX];
     entry fresh;
     if (!sorted_deny(key, names) ||
-        !entry_make(&fresh, key, names, prog, denied))
+        !entry_make(&fresh, key, names, prog, denied, extra))
         return;
     pthread_mutex_lock(&cache.mu);
     if (lookup(key, names)) { /* another cell thread compiled it too */

@@ -30,17 +30,26 @@ typedef struct iso_seccomp_key {
     size_t n_deny;
 } iso_seccomp_key;
 
-/* A private copy of the program compiled for key into prog (the caller
- * frees prog->filter) and how many calls it denies; false when none is
- * cached (or no memory for the copy: then compile again). */
-bool iso_seccomp_cache_find(const iso_seccomp_key *key, struct sock_fprog *prog,
-                            size_t *denied);
+/* Bytes kept with a program (a worker's trap names); data malloc'd. */
+typedef struct iso_seccomp_extra {
+    void *data;
+    size_t len;
+} iso_seccomp_extra;
 
-/* Remember a copy of prog for key. Best effort: out of memory, or a key
- * already cached, leaves the cache as it was. The oldest entry makes room
- * when the cache is full. */
+/* A private copy of the program compiled for key into prog (the caller
+ * frees prog->filter) and how many calls it denies, and (extra not NULL)
+ * a copy of the bytes kept with it (the caller frees extra->data; NULL
+ * when none); false when none is cached (or no memory for the copy: then
+ * compile again). */
+bool iso_seccomp_cache_find(const iso_seccomp_key *key, struct sock_fprog *prog,
+                            size_t *denied, iso_seccomp_extra *extra);
+
+/* Remember a copy of prog (and of extra, may be NULL) for key. Best
+ * effort: out of memory, or a key already cached, leaves the cache as it
+ * was. The oldest entry makes room when the cache is full. */
 void iso_seccomp_cache_add(const iso_seccomp_key *key,
-                           const struct sock_fprog *prog, size_t denied);
+                           const struct sock_fprog *prog, size_t denied,
+                           const iso_seccomp_extra *extra);
 
 typedef struct iso_seccomp_cache_stats {
     size_t entries;

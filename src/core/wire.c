@@ -60,6 +60,7 @@ static const frame_rule rules[] = {
     [ISO_FRAME_REQUEST] = {"request", false, false, SHAPE_LIST, 3},
     [ISO_FRAME_DENIAL] = {"denial", false, false, SHAPE_LIST, 5},
     [ISO_FRAME_RELOADED] = {"reloaded", false, false, SHAPE_NIL, 0},
+    [ISO_FRAME_WAITING] = {"waiting", false, false, SHAPE_NIL, 0},
 };
 
 static const frame_rule *rule_of(uint64_t type)

@@ -30,6 +30,7 @@
  *   CONFIG   -     -      map
  *   STOP     -     -      nil
  *   READY    -     -      any (the confinement report)
+ *   WAITING  -     -      nil (a pool worker, before its CONFIG)
  *   RESULT   -     opt.   the result (nil when error is set)
  *   POST     -     -      any
  *   LOG      -     -      [level, message, fields]
@@ -77,6 +78,7 @@ typedef enum iso_frame_type {
     ISO_FRAME_REQUEST = 15,
     ISO_FRAME_DENIAL = 16,
     ISO_FRAME_RELOADED = 17, /* the plan of a RELOAD is in force */
+    ISO_FRAME_WAITING = 18,  /* a pool worker is ready for its CONFIG */
 } iso_frame_type;
 
 typedef struct iso_frame {

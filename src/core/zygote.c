@@ -9,9 +9,13 @@
 
 int iso_zygote_send(int sock, const iso_zygote_msg *m, const int *fds, int nfds)
 {
-    char control[CMSG_SPACE(2 * sizeof(int))] = {0};
+    char control[CMSG_SPACE(ISO_ZYGOTE_MAX_FDS * sizeof(int))] = {0};
     struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > ISO_ZYGOTE_MAX_FDS) {
+        errno = EINVAL;
+        return -1;
+    }
     if (nfds > 0) {
         msg.msg_control = control;
         msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
@@ -28,15 +32,17 @@ int iso_zygote_send(int sock, const iso_zygote_msg *m, const int *fds, int nfds)
     return n == (ssize_t)sizeof *m ? 0 : -1;
 }
 
-ssize_t iso_zygote_recv(int sock, iso_zygote_msg *m, int fds[2])
+ssize_t iso_zygote_recv(int sock, iso_zygote_msg *m,
+                        int fds[ISO_ZYGOTE_MAX_FDS])
 {
-    char control[CMSG_SPACE(2 * sizeof(int))];
+    char control[CMSG_SPACE((ISO_ZYGOTE_MAX_FDS + 1) * sizeof(int))];
     struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
     struct msghdr msg = {.msg_iov = &iov,
                          .msg_iovlen = 1,
                          .msg_control = control,
                          .msg_controllen = sizeof control};
-    fds[0] = fds[1] = -1;
+    for (int i = 0; i < ISO_ZYGOTE_MAX_FDS; i++)
+        fds[i] = -1;
     ssize_t n;
     do
         n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
@@ -44,7 +50,15 @@ ssize_t iso_zygote_recv(int sock, iso_zygote_msg *m, int fds[2])
     struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
     if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
         size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        memcpy(fds, CMSG_DATA(cm), (k > 2 ? 2 : k) * sizeof(int));
+        int got[ISO_ZYGOTE_MAX_FDS + 1];
+        k = k > ISO_ZYGOTE_MAX_FDS + 1 ? ISO_ZYGOTE_MAX_FDS + 1 : k;
+        memcpy(got, CMSG_DATA(cm), k * sizeof(int));
+        for (size_t i = 0; i < k; i++) {
+            if (i < ISO_ZYGOTE_MAX_FDS)
+                fds[i] = got[i];
+            else
+                close(got[i]); /* more than a record carries: not kept */
+        }
     }
     if (n > 0 && n != (ssize_t)sizeof *m) {
         errno = EPROTO;

@@ -11,8 +11,14 @@
  * of its own. The zygote also checks that its peer is its parent.
  *
  *   host -> zygote  HELLO   the token, once, before anything else
- *                   SPAWN   the token, with two fds: the cell's frame
- *                           socket and the write end of its death note
+ *                   SPAWN   the token, with two or three fds: the cell's
+ *                           frame socket, the write end of its death note
+ *                           and (when the cell has one) its cgroup
+ *                           directory, which the child is created in
+ *                           (clone3 CLONE_INTO_CGROUP; where the kernel
+ *                           refuses that, it joins it before its CONFIG);
+ *                           flags ISO_ZYGOTE_WARM: a pool child (it
+ *                           prefaults its pages while it waits)
  *   zygote -> host  SPAWNED pid (or -1 and errno in status)
  *                   EXIT    pid and its wait status, for every child reaped
  */
@@ -31,11 +37,14 @@ typedef enum iso_zygote_type {
 } iso_zygote_type;
 
 #define ISO_ZYGOTE_TOKEN 16
+#define ISO_ZYGOTE_MAX_FDS 3
+#define ISO_ZYGOTE_WARM 1 /* SPAWN flags */
 
 typedef struct iso_zygote_msg {
     int type;
     pid_t pid;
     int status;
+    int flags; /* SPAWN: ISO_ZYGOTE_WARM */
     unsigned char token[ISO_ZYGOTE_TOKEN]; /* HELLO and SPAWN */
 } iso_zygote_msg;
 
@@ -48,8 +57,10 @@ int iso_zygote_token_ok(const iso_zygote_msg *m,
 /* Send m with fds[0..nfds) attached. 0 or -1 (errno). */
 int iso_zygote_send(int sock, const iso_zygote_msg *m, const int *fds,
                     int nfds);
-/* Receive one record; attached fds (at most 2) land in fds, -1 where
- * absent. Returns the record size, 0 at EOF, -1 on error. */
-ssize_t iso_zygote_recv(int sock, iso_zygote_msg *m, int fds[2]);
+/* Receive one record; attached fds (at most ISO_ZYGOTE_MAX_FDS) land in
+ * fds, -1 where absent (more are closed). Returns the record size, 0 at
+ * EOF, -1 on error. */
+ssize_t iso_zygote_recv(int sock, iso_zygote_msg *m,
+                        int fds[ISO_ZYGOTE_MAX_FDS]);
 
 #endif

@@ -169,17 +169,57 @@ static int l_pool_configure(lua_State *L)
     return 0;
 }
 
-static int l_pool_stats(lua_State *L)
+/* core.interp_floor(n) -> {us, ...}: n bare interpreters created and ended
+ * with the cells' configuration (bench/cells.lua's floor) */
+static int l_interp_floor(lua_State *L)
 {
-    size_t ready, target, taken;
-    iso_pool_stats(&ready, &target, &taken);
-    lua_createtable(L, 0, 3);
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n > 0 && n <= 100000, 1, "between 1 and 100000");
+    double *t = lua_newuserdatauv(L, (size_t)n * sizeof *t, 0); /* [n, buf] */
+    iso_error err = {0};
+    if (iso_bench_interp_floor((size_t)n, t, &err))
+        return iso_lua_raise(L, &err);
+    lua_createtable(L, (int)n, 0); /* [n, buf, list] */
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_pushnumber(L, t[i] * 1e6);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* core.process_pool_configure(n) */
+static int l_process_pool_configure(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    iso_error err = {0};
+    if (n < 0)
+        return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
+                              "process_pool must be a non-negative integer");
+    if (iso_proc_pool_configure((size_t)n, &err))
+        return iso_lua_raise(L, &err);
+    return 0;
+}
+
+static void push_pool(lua_State *L, size_t ready, size_t target, size_t taken)
+{
+    lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)ready);
     lua_setfield(L, -2, "ready");
     lua_pushinteger(L, (lua_Integer)target);
     lua_setfield(L, -2, "target");
     lua_pushinteger(L, (lua_Integer)taken);
     lua_setfield(L, -2, "taken");
+}
+
+/* -> {ready=, target=, taken=, process = {ready=, target=, taken=}} */
+static int l_pool_stats(lua_State *L)
+{
+    size_t ready, target, taken;
+    iso_pool_stats(&ready, &target, &taken);
+    push_pool(L, ready, target, taken); /* [subinterpreter] */
+    iso_proc_pool_stats(&ready, &target, &taken);
+    push_pool(L, ready, target, taken); /* [subinterpreter, process] */
+    lua_setfield(L, -2, "process");
     return 1;
 }
 
@@ -311,6 +351,8 @@ static const luaL_Reg core_functions[] = {
     {"thread_cgroups", l_thread_cgroups},
     {"pool_configure", l_pool_configure},
     {"pool_stats", l_pool_stats},
+    {"process_pool_configure", l_process_pool_configure},
+    {"interp_floor", l_interp_floor},
     {"queue_defaults", l_queue_defaults},
     {"set_event_sink", l_set_event_sink},
     {"now", l_now},

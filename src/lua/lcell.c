@@ -425,6 +425,26 @@ static int l_cell_stats(lua_State *L)
     return 1;
 }
 
+/* sb:phases() -> {{phase=, ms=}, ...}: when each phase of its spawn ended,
+ * in milliseconds after spawn began (a debugging aid: bench/cells.lua) */
+static int l_cell_phases(lua_State *L)
+{
+    lcell *u = check_cell(L);
+    iso_phase ph[ISO_PHASES_MAX];
+    size_t n = iso_cell_phases(u->cell, ph, ISO_PHASES_MAX);
+    n = n < ISO_PHASES_MAX ? n : ISO_PHASES_MAX;
+    lua_createtable(L, (int)n, 0); /* [list] */
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 2); /* [list, row] */
+        lua_pushstring(L, ph[i].name);
+        lua_setfield(L, -2, "phase");
+        lua_pushnumber(L, ph[i].at * 1000);
+        lua_setfield(L, -2, "ms");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
 /* sb:confinement() -> {{layer=, state=, scope=, detail=}, ...} in order */
 static int l_cell_confinement(lua_State *L)
 {
@@ -510,6 +530,7 @@ static const luaL_Reg cell_methods[] = {
     {"call", l_cell_call},
     {"recv", l_cell_recv},
     {"stats", l_cell_stats},
+    {"phases", l_cell_phases},
     {"close", l_cell_close},
     {"kill", l_cell_kill},
     {"is_open", l_cell_is_open},
