@@ -442,6 +442,22 @@ while True:
     assert.is_true(sb:stats().mem_bytes <= 96 * MiB)
   end)
 
+  it("counts what short-lived guest threads allocate (a thread may end at any moment)", function()
+    local sb <close> = sandbox.spawn({ imports = { "threading" }, limits = { mem = "32MiB" } })
+    local e = err_of(sb.exec, sb, [[
+import threading
+keep = []
+def grab():
+    keep.append(bytearray(50000))
+for _ in range(2000):
+    t = threading.Thread(target=grab)
+    t.start()
+    t.join()
+]])
+    assert.are.equal("memory", e.kind)
+    assert.is_true(sb:stats().mem_bytes <= 96 * MiB)
+  end)
+
   it("survives exhaustion by small objects (no interpreter abort)", function()
     local sb <close> = sandbox.spawn({ limits = { mem = "16MiB" } })
     assert.are.equal("memory", err_of(sb.exec, sb, "a = None\nwhile True:\n    a = (a, 1.0)").kind)

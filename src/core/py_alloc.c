@@ -12,12 +12,12 @@
  * MemoryError in the guest.
  *
  * Own-GIL cells allocate in parallel, so nothing on the allocation path is
- * written by two cells: each account has its own cache lines, and a thread
- * charges its account in batches of up to BATCH bytes kept thread-locally
- * (no atomic read-modify-write per block). A thread's own limit checks see
- * its pending batch, so a limit holds to within one batch per other thread
- * of the cell; a cell thread flushes after every request, so stats() after
- * a request are exact.
+ * written by two cells: each account has its own cache lines, and a cell
+ * thread charges in batches of up to BATCH bytes kept thread-locally (no
+ * atomic read-modify-write per block). Its own limit checks see its
+ * pending batch, so a limit is exact for the cell thread; it flushes after
+ * every request, so stats() after a request are exact. Other threads
+ * charge directly.
  *
  * CPython cannot live under a hard cap: raising and unwinding a MemoryError
  * allocates too, and when that fails again and again it aborts the whole
@@ -149,10 +149,12 @@ static bool admit(account *a, size_t n)
             atomic_store_explicit(&a->overrun, false, memory_order_relaxed);
         return true;
     }
-    if (want <= atomic_load_explicit(&a->allowance, memory_order_relaxed))
+    bool capped = want > limit + hard_extra(limit); /* however slow the
+                                                       interrupt is */
+    if (!capped &&
+        want <= atomic_load_explicit(&a->allowance, memory_order_relaxed))
         return true; /* unwinding an earlier refusal */
-    if (atomic_load_explicit(&a->overrun, memory_order_relaxed) &&
-        want <= limit + hard_extra(limit))
+    if (!capped && atomic_load_explicit(&a->overrun, memory_order_relaxed))
         return true; /* the host is stopping it: let the interrupt raise */
     atomic_store_explicit(&a->allowance, used + SLACK, memory_order_relaxed);
     atomic_store_explicit(&a->refused, true, memory_order_relaxed);
@@ -169,10 +171,19 @@ static void flush(void)
     batch = 0;
 }
 
+/* Only a cell thread batches: it flushes after each request and when its
+ * account closes. Any other thread (one a guest starts, an interrupter)
+ * may end at any moment, and its pending batch would be lost. */
 static void charge(uint32_t id, int64_t n)
 {
     if (!id)
         return;
+    if (!entered) {
+        account *a = account_of(id);
+        if (a)
+            atomic_fetch_add_explicit(&a->used, n, memory_order_relaxed);
+        return;
+    }
     if (id != batch_id) {
         flush();
         batch_id = id;
