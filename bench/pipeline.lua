@@ -25,7 +25,7 @@ def spin(n):
         s += i * i
     return s & 0xffff
 ]],
-  alloc = [[
+  alloc = [=[
 def spin(n):
     keep = []
     for i in range(n):
@@ -33,7 +33,7 @@ def spin(n):
         if len(keep) > 64:
             keep = [s + "." for s in keep[::8]]
     return len(keep)
-]],
+]=],
 }
 local MEM = 512 * 1024 * 1024 -- limits.mem when set: never reached
 
