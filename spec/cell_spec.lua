@@ -446,13 +446,18 @@ while True:
     local sb <close> = sandbox.spawn({ imports = { "threading" }, limits = { mem = "32MiB" } })
     local e = err_of(sb.exec, sb, [[
 import threading
-keep = []
+keep, failed = [], []
 def grab():
-    keep.append(bytearray(50000))
+    try:
+        keep.append(bytearray(50000))
+    except MemoryError as e:
+        failed.append(e)
 for _ in range(2000):
     t = threading.Thread(target=grab)
     t.start()
     t.join()
+    if failed:
+        raise failed[0]
 ]])
     assert.are.equal("memory", e.kind)
     assert.is_true(sb:stats().mem_bytes <= 96 * MiB)

@@ -166,7 +166,7 @@ static char *format_traceback(PyObject *exc)
     return out;
 }
 
-static PyObject *fetch_exception(void)
+PyObject *iso_py_take_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -182,10 +182,20 @@ static PyObject *fetch_exception(void)
 #endif
 }
 
+void iso_py_restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+#endif
+}
+
 /* Turn the pending Python exception into err (kind as given). */
 static void take_exception(iso_cell *c, iso_error *err, iso_kind kind)
 {
-    PyObject *exc = fetch_exception();
+    PyObject *exc = iso_py_take_exception();
     PyObject *msg = exc ? PyObject_Str(exc) : NULL;
     const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
     /* The cell ran out of its memory limit. A worker says so only under

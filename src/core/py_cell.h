@@ -58,6 +58,11 @@ int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args);
  * loads: the refused modules, the broken accelerators and the test-only
  * extensions? Landlock leaves their files out of a cell thread's grants. */
 bool iso_py_extension_refused(const char *module);
+/* The pending exception, normalised, with its traceback (new reference;
+ * NULL if none), and back (steals exc): PyErr_GetRaisedException and
+ * PyErr_SetRaisedException on every CPython this builds with. */
+PyObject *iso_py_take_exception(void);
+void iso_py_restore_exception(PyObject *exc);
 /* Is module one of CPython's test extensions (_testcapi, ...)? */
 bool iso_py_test_extension(const char *module);
 /* Import a module on behalf of guest code: the import policy applies.

@@ -145,32 +145,6 @@ static const char *const one_interpreter_only[] = {
     "cannot load module more than once per process",
     NULL};
 
-static PyObject *take_raised(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value && tb)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-static void restore_raised(PyObject *exc) /* steals exc */
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-    Py_DECREF(exc);
-#endif
-}
-
 static bool says_one_interpreter(PyObject *exc)
 {
     PyObject *text = exc && PyErr_GivenExceptionMatches(exc, PyExc_ImportError)
@@ -191,18 +165,18 @@ static bool says_one_interpreter(PyObject *exc)
  * unseen. Other ImportErrors pass unchanged. */
 static PyObject *advise(iso_cell *c, PyObject *name, PyObject *origin)
 {
-    PyObject *exc = take_raised();
+    PyObject *exc = iso_py_take_exception();
     if (!says_one_interpreter(exc)) {
         if (exc)
-            restore_raised(exc);
+            iso_py_restore_exception(exc);
         return NULL;
     }
     refuse(c, name, origin,
            "it refuses to load in more than one interpreter, and cells are "
            "sub-interpreters");
-    PyObject *mine = take_raised();
+    PyObject *mine = iso_py_take_exception();
     PyException_SetCause(mine, exc); /* steals exc */
-    restore_raised(mine);
+    iso_py_restore_exception(mine);
     return NULL;
 }
 
