@@ -45,13 +45,7 @@ def raw(rc):
 local row = support.row
 local function bpf_active(sb) return support.active("bpf", sb) end
 
-local function denials(sb)
-  local out = {}
-  for e in sb:events() do
-    if e.type == "denial" then out[#out + 1] = e end
-  end
-  return out
-end
+local denials = support.denials
 
 local function has_denial(list, action, layer)
   for _, e in ipairs(list) do

@@ -1,25 +1,12 @@
 -- Python-level guards in sub-interpreter cells: fs, net, exec, imports and
 -- capabilities, each with its PermissionError and its denial event.
 local sandbox = require "isolate"
-local err_of = require("support").err_of
+local support = require "support"
+local err_of = support.err_of
 
 local root -- a scratch tree: root/data (allowed), root/other (not)
 
-local function sh(cmd) assert(os.execute(cmd), cmd) end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function denials(sb)
-  local out = {}
-  for ev in sb:events() do
-    if ev.type == "denial" then out[#out + 1] = ev end
-  end
-  return out
-end
+local sh, write, denials = support.sh, support.write, support.denials
 
 -- exec code expecting PermissionError; returns the one denial it caused.
 local function denied(sb, code)

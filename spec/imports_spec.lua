@@ -6,13 +6,7 @@ local sandbox = require "isolate"
 local support = require "support"
 local err_of = support.err_of
 
-local function denials(sb)
-  local out = {}
-  for ev in sb:events() do
-    if ev.type == "denial" then out[#out + 1] = ev end
-  end
-  return out
-end
+local denials = support.denials
 
 for _, backend in ipairs(support.backends()) do
 local spawn = support.spawner(backend)
@@ -71,7 +65,7 @@ post(len(zoneinfo.available_timezones()) > 0)
     local sb <close> = spawn({})
     sb:exec("from __future__ import annotations\ndef f(x: Undefined) -> int: return 1\npost(f.__annotations__['x'])")
     assert.are.equal("Undefined", sb:recv(5))
-    assert.are.equal("ImportError", support.err_of(sb.exec, sb, "import json").python)
+    assert.are.equal("ImportError", err_of(sb.exec, sb, "import json").python)
   end)
 
   it("keeps relative imports from guest code refused", function()

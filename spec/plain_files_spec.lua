@@ -20,13 +20,7 @@ def attempt(f):
 
 local root -- root/data (read/write), root/data/ro (read), root/other (nothing)
 
-local function sh(cmd) assert(os.execute(cmd), cmd) end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local sh, write = support.sh, support.write
 
 local function exists(path)
   return os.rename(path, path) ~= nil

@@ -60,6 +60,25 @@ function support.write_temp(text)
   return path
 end
 
+-- Run a shell command; raise if it fails.
+function support.sh(cmd) assert(os.execute(cmd), cmd) end
+
+-- Write text to path (created or truncated).
+function support.write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+-- The denial events sb has queued, in order (taking them off its queue).
+function support.denials(sb)
+  local out = {}
+  for ev in sb:events() do
+    if ev.type == "denial" then out[#out + 1] = ev end
+  end
+  return out
+end
+
 -- The whole of a file, or nil when it cannot be opened.
 function support.slurp(path)
   local f = io.open(path, "rb")
