@@ -131,6 +131,16 @@ void iso_cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+bool iso_cond_quiet_since(pthread_cond_t *cv, pthread_mutex_t *mu,
+                          double since, double quiet_s)
+{
+    double left = since + quiet_s - iso_now();
+    if (left <= 0)
+        return true;
+    iso_cond_wait_for(cv, mu, left);
+    return false;
+}
+
 bool iso_room_for_one(void **items, size_t *cap, size_t n, size_t size)
 {
     if (n < *cap)

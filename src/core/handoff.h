@@ -64,5 +64,10 @@ bool iso_room_for_one(void **items, size_t *cap, size_t n, size_t size);
 /* pthread_cond_timedwait for `seconds` (cv on CLOCK_REALTIME, the default),
  * mu held. */
 void iso_cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds);
+/* mu held: true once quiet_s have passed since `since` (an iso_now());
+ * otherwise wait on cv for the rest and return false (look again). The
+ * warm pools refill only once spawns have paused this long. */
+bool iso_cond_quiet_since(pthread_cond_t *cv, pthread_mutex_t *mu,
+                          double since, double quiet_s);
 
 #endif

@@ -34,15 +34,12 @@ static struct {
           0,
           false};
 
-/* The pool lock held: wait out REFILL_QUIET_S since the last take. False
- * when it had to wait (look at the pool again). */
+/* The pool lock held: has spawn left the pool alone for REFILL_QUIET_S?
+ * (If not, waits for the rest: look at the pool again.) */
 static bool quiet(void)
 {
-    double left = pool.last_take + REFILL_QUIET_S - iso_now();
-    if (left <= 0)
-        return true;
-    iso_cond_wait_for(&pool.cv, &pool.mu, left);
-    return false;
+    return iso_cond_quiet_since(&pool.cv, &pool.mu, pool.last_take,
+                                REFILL_QUIET_S);
 }
 
 static void *refill(void *unused)
