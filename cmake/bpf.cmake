@@ -1,6 +1,6 @@
-# The eBPF network guard: src/bpf/netguard.bpf.c compiled with clang
+# The eBPF network guard: src/kernel/netguard.bpf.c compiled with clang
 # -target bpf, wrapped by `bpftool gen skeleton` into netguard.skel.h, which
-# src/core/netguard.c loads (included from CMakeLists.txt after isolate_core).
+# src/kernel/netguard.c loads (included from CMakeLists.txt after isolate_core).
 #
 # No vmlinux.h: the programs use only UAPI types (struct bpf_sock_addr from
 # <linux/bpf.h>), so the build needs neither the running kernel's BTF nor
@@ -29,7 +29,7 @@ else()
 endif()
 
 # The ABI header (map layouts) is shared by both sides in either case.
-target_include_directories(isolate_core PRIVATE src/bpf)
+target_include_directories(isolate_core PRIVATE src/kernel)
 
 if(ISOLATE_NETGUARD_MISSING)
   message(STATUS "BPF network guard: not built (${ISOLATE_NETGUARD_MISSING})")
@@ -58,13 +58,13 @@ if(ISOLATE_WERROR)
 endif()
 
 set(_ng_dir ${CMAKE_BINARY_DIR}/bpf)
-set(_ng_src ${CMAKE_SOURCE_DIR}/src/bpf/netguard.bpf.c)
+set(_ng_src ${CMAKE_SOURCE_DIR}/src/kernel/netguard.bpf.c)
 add_custom_command(
   OUTPUT ${_ng_dir}/netguard.bpf.o
   COMMAND ${CMAKE_COMMAND} -E make_directory ${_ng_dir}
-  COMMAND ${ISOLATE_CLANG} ${_ng_flags} -I${CMAKE_SOURCE_DIR}/src/bpf
+  COMMAND ${ISOLATE_CLANG} ${_ng_flags} -I${CMAKE_SOURCE_DIR}/src/kernel
           -c ${_ng_src} -o ${_ng_dir}/netguard.bpf.o
-  DEPENDS ${_ng_src} ${CMAKE_SOURCE_DIR}/src/bpf/netguard_abi.h
+  DEPENDS ${_ng_src} ${CMAKE_SOURCE_DIR}/src/kernel/netguard_abi.h
   COMMENT "Compiling the eBPF network guard"
   VERBATIM)
 # bpftool writes the skeleton to stdout: through a temporary file, so that

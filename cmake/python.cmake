@@ -1,6 +1,6 @@
 # Find the CPython that cells embed: ISOLATE_PYTHON names its interpreter,
 # which tells us its headers, its shared libpython and the soname that the
-# runtime re-opens with RTLD_GLOBAL (see src/core/py_runtime.c), and the
+# runtime re-opens with RTLD_GLOBAL (see src/python/py_runtime.c), and the
 # real path of that interpreter, which cells report as sys.executable.
 execute_process(
   COMMAND ${ISOLATE_PYTHON} -c "import os, sys, sysconfig as s

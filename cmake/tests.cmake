@@ -10,7 +10,7 @@ find_program(LDOC ldoc REQUIRED)
 # test_<name> from spec/c/test_<name>.c, plus extra sources and libraries.
 function(isolate_c_test name)
   add_executable(test_${name} spec/c/test_${name}.c ${ARGN})
-  target_include_directories(test_${name} PRIVATE src/core src/lua spec/c)
+  target_include_directories(test_${name} PRIVATE ${ISOLATE_LAYER_DIRS} src/lua spec/c)
   target_link_libraries(test_${name} PRIVATE isolate_core)
   target_compile_definitions(test_${name} PRIVATE _GNU_SOURCE)
   add_test(NAME c_${name} COMMAND test_${name})

@@ -11,7 +11,7 @@ local err_of = support.err_of
 local has_process = false
 for _, b in ipairs(sandbox.IMPLEMENTED) do has_process = has_process or b == "process" end
 
--- Frame types and error kinds, as src/core/wire.h and include/isolate.h
+-- Frame types and error kinds, as src/base/wire.h and include/isolate.h
 -- number them.
 local F = { READY = 10, RESULT = 11, POST = 12, LOG = 13, METRIC = 14,
             REQUEST = 15, DENIAL = 16, REPLY = 3 }

@@ -1,4 +1,4 @@
-/* Unit tests for src/core/py_value.c: iso_value <-> CPython objects. */
+/* Unit tests for src/python/py_value.c: iso_value <-> CPython objects. */
 #include "py_value.h" /* Python.h first */
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Unit tests for src/core/value.c and src/core/error.c. */
+/* Unit tests for src/base/value.c and src/base/error.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

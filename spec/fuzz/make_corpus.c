@@ -4,8 +4,8 @@
  * length-prefixed streams. The files are committed; rerun only to change
  * them, from the source root:
  *
- *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/core spec/fuzz/make_corpus.c \
- *      src/core/wire.c src/core/value.c src/core/error.c src/core/handoff.c \
+ *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/base spec/fuzz/make_corpus.c \
+ *      src/base/wire.c src/base/value.c src/base/error.c src/base/handoff.c \
  *      $(pkg-config --cflags --libs msgpack) -o /tmp/make_corpus &&
  *   /tmp/make_corpus spec/fuzz/corpus
  */

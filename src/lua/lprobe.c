@@ -1,10 +1,10 @@
 /*
  * core.probe(): the host probes behind `luaisolate doctor`, as a Lua table
- * {name = {ok=, detail=, advice=, ...}} (see src/core/probe.h).
+ * {name = {ok=, detail=, advice=, ...}} (see src/kernel/probe.h).
  */
 #include "binding.h"
 #include "lvalue.h"
-#include "../core/probe.h" /* the binding has no src/core include path */
+#include "probe.h" /* the binding has no src/core include path */
 
 static int push_probes(lua_State *L)
 {

@@ -1,6 +1,6 @@
 /*
  * What the network guard's eBPF programs (netguard.bpf.c) and its loader
- * (src/core/netguard.c) share: map keys, map values and the denial record.
+ * (src/kernel/netguard.c) share: map keys, map values and the denial record.
  * Both sides compile this header, so it uses only <linux/types.h> and
  * spells out every padding byte: hash keys are compared as raw bytes, and
  * a pad left to the compiler could differ between the two sides.

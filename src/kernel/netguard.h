@@ -1,7 +1,7 @@
 /*
  * The eBPF network guard (host side; no Lua, no Python).
  *
- * cgroup connect4/6 and sendmsg4/6 programs (src/bpf/netguard.bpf.c),
+ * cgroup connect4/6 and sendmsg4/6 programs (src/kernel/netguard.bpf.c),
  * attached once per process to the luaisolate cgroup root, judge every
  * connect() and unconnected sendto() made from a registered cgroup -- a
  * process cell's own cgroup or a cell thread's threaded cgroup -- against

@@ -2,7 +2,7 @@
  * What dead hosts left under the luaisolate cgroup root: their host-<pid>
  * and cells-<pid> directories, and cell directories of the older flat
  * layout (<name>-<pid>-<n>). A host killed with SIGKILL runs no exit
- * handler; its zygote kills its cells (PDEATHSIG, src/cell/main.c) but
+ * handler; its zygote kills its cells (PDEATHSIG, src/backend/process/worker/main.c) but
  * cannot remove the host's own directory. The next host start, or
  * `luaisolate doctor --clean`, does.
  *

@@ -2,7 +2,7 @@
  * The network guard: cgroup connect4/6, sendmsg4/6 and bind4/6 hooks that
  * judge each connect(), unconnected sendto() and bind() of a registered
  * cell against the cell's rules, and report what they refuse (maps:
- * netguard_abi.h; loader: src/core/netguard.c).
+ * netguard_abi.h; loader: src/kernel/netguard.c).
  *
  * No vmlinux.h, on purpose: struct bpf_sock_addr is UAPI (<linux/bpf.h>)
  * and nothing here reads a kernel-internal struct, so there is no CO-RE to
