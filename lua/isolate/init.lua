@@ -479,6 +479,10 @@ function sandbox.wrap(target, opts)
   return pipeline.wrap(sandbox, target, opts)
 end
 
+-- Sharding a map across runs and gathering its results: isolate.shard.
+sandbox.shard = require("isolate.shard").shard
+sandbox.gather = require("isolate.shard").gather
+
 -- ---- metrics ----------------------------------------------------------------
 
 local CELL_METRICS = {

@@ -451,6 +451,10 @@ end
 -- is a terminal.
 function Pipeline:map(inputs, opts)
   check_stages(self)
+  -- {shard=, out=}: this run's slice, written to out (isolate.shard)
+  if type(opts) == "table" and (opts.shard ~= nil or opts.out ~= nil) then
+    return require("isolate.shard").map(self, inputs, opts, Pipeline.map)
+  end
   local workers, progress = check_map(inputs, opts)
   local m = new_run(self, inputs, workers, progress)
   if m.total == 0 then return {}, {} end
