@@ -255,3 +255,65 @@ describe("luaisolate submit usage", function()
     end)
   end
 end)
+
+-- The image: Debian packages only, and a runtime stage that installs the
+-- package of every shared library luaisolate and its worker load.
+describe("the Containerfile", function()
+  local text = assert(slurp(SRC .. "/Containerfile"))
+
+  -- the packages of each stage's apt-get install, in order
+  local function stages()
+    local out, bodies = {}, {}
+    for line in text:gmatch("[^\n]*") do
+      if line:match("^FROM ") then bodies[#bodies + 1] = ""
+      elseif #bodies > 0 then bodies[#bodies] = bodies[#bodies] .. line .. "\n" end
+    end
+    for _, body in ipairs(bodies) do
+      local pkgs = {}
+      local install = body:match("apt%-get install(.-)&&") or ""
+      for word in install:gmatch("%S+") do
+        if not word:match("^%-") and word ~= "\\" then pkgs[word] = true end
+      end
+      out[#out + 1] = pkgs
+    end
+    return out
+  end
+
+  it("builds from Debian images and packages, fetching nothing else", function()
+    for from in text:gmatch("\nFROM (%S+)") do
+      assert.is_truthy(from:match("^docker%.io/library/debian:12"), from)
+    end
+    for _, word in ipairs({ "curl", "wget", "pip", "luarocks", "npm", "ADD ", "git clone" }) do
+      local code_only = text:gsub("#[^\n]*", "")
+      assert.is_nil(code_only:find(word, 1, true), word)
+    end
+    local s = stages()
+    assert.are.equal(2, #s)
+    local setup = assert(slurp(SRC .. "/scripts/setup.sh"))
+    for pkg in pairs(s[1]) do -- the build stage: what setup.sh installs
+      assert.is_truthy(setup:find("[%s(]" .. pkg:gsub("%p", "%%%0") .. "[%s)]"), pkg)
+    end
+  end)
+
+  it("installs the package of every library luaisolate loads", function()
+    local runtime = stages()[2]
+    local dir = HOST:match("^(.*)/[^/]*$")
+    local checked = 0
+    for _, bin in ipairs({ HOST, dir .. "/luaisolate-cell" }) do
+      local code, out = run("ldd " .. q(bin))
+      assert.are.equal(0, code)
+      for path in out:gmatch("=> (/%S+)") do
+        local c2, owner = run("dpkg -S " .. q(path) .. " 2>/dev/null || dpkg -S "
+                              .. q((path:gsub("^/lib/", "/usr/lib/"))))
+        local pkg = c2 == 0 and owner:match("^([^:]+)")
+        -- libc6 is in every Debian image; a sanitizer runtime or a
+        -- CPython not from Debian (build-py313) is not what the image builds
+        if pkg and pkg ~= "libc6" and not pkg:match("^lib[at]?[su]b?san") then
+          assert.is_true(runtime[pkg] == true, path .. " comes from " .. pkg)
+          checked = checked + 1
+        end
+      end
+    end
+    assert.is_true(checked >= 5, "checked only " .. checked .. " libraries")
+  end)
+end)
