@@ -10,7 +10,11 @@ local shard = require "isolate.shard"
 local support = require "support"
 
 local q = support.quote
-local HOST = assert(os.getenv("ISOLATE_HOST"), "ISOLATE_HOST (the luaisolate binary) is not set")
+local HOST = os.getenv("ISOLATE_HOST")
+if not HOST then
+  print("# slurm_spec: skipped, ISOLATE_HOST (path of the luaisolate binary) is not set")
+  return
+end
 local SRC = os.getenv("ISOLATE_SOURCE_DIR") or "."
 local MAP = SRC .. "/spec/scale/map.lua"
 local ITEMS, SHARDS = 200, 4

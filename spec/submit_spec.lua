@@ -8,7 +8,11 @@ local shard = require "isolate.shard"
 local support = require "support"
 
 local q = support.quote
-local HOST = assert(os.getenv("ISOLATE_HOST"), "ISOLATE_HOST (the luaisolate binary) is not set")
+local HOST = os.getenv("ISOLATE_HOST")
+if not HOST then
+  print("# submit_spec: skipped, ISOLATE_HOST (path of the luaisolate binary) is not set")
+  return
+end
 local SRC = os.getenv("ISOLATE_SOURCE_DIR") or "."
 local MAP = SRC .. "/spec/scale/map.lua"
 local PYTHON = "/usr/bin/python3" -- Debian's, with python3-yaml (scripts/setup.sh)
