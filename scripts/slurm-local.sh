@@ -80,6 +80,8 @@ start() {
     done
     mkdir -p "$dir/state" "$dir/spool" "$dir/munge"
     dir=$(cd "$dir" && pwd)
+    # a start that fails leaves no daemon behind
+    trap 'stop "$dir"' EXIT
     # munged: every folder above its socket must be searchable by all
     chmod 711 "$dir" "$dir/munge"
     head -c 1024 /dev/urandom >"$dir/munge/munge.key"
@@ -96,6 +98,7 @@ start() {
         tail -n 20 "$dir/slurmctld.log" "$dir/slurmd.log" >&2 || true
         die "the node did not come up idle within 30 s"
     fi
+    trap - EXIT
     printf 'export SLURM_CONF=%s\n' "$SLURM_CONF"
 }
 
