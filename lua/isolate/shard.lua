@@ -619,7 +619,7 @@ local function read_shard(path, index, count)
       r.outputs[rec.item] = rec.value
     elseif rec.ok == false and type(rec.error) == "table"
            and type(rec.error.kind) == "string" then
-      r.errors[rec.item] = errors.new(rec.error.kind, rec.error.message,
+      r.errors[rec.item] = errors.new(rec.error.kind, tostring(rec.error.message),
         { stage = rec.error.stage, python = rec.error.python, item = rec.item })
     else
       return nil, "bad item line"
