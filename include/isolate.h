@@ -33,9 +33,14 @@ typedef enum iso_kind {
     ISO_OUTPUT, /* past output_bytes or the host's queue limits */
 } iso_kind;
 
+/* iso_error.code for a peer (a process cell's worker, or its host) that
+ * broke the wire protocol; kind ISO_CRASHED. Negative: errno values are
+ * positive. */
+#define ISO_E_PROTOCOL (-1000)
+
 typedef struct iso_error {
     iso_kind kind;
-    int code; /* errno when a system call failed, else 0 */
+    int code; /* errno when a system call failed, ISO_E_PROTOCOL, else 0 */
     char message[512];
     char python[64]; /* ISO_GUEST: the exception type name */
     char *traceback; /* ISO_GUEST: heap text, owned; iso_error_clear frees */
