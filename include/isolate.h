@@ -409,14 +409,17 @@ bool iso_cell_is_open(const iso_cell *c);
  * run, no rules yet) for spawn to take; 0 drains the pool. A background
  * thread refills it. Blocks only to close what is drained. */
 int iso_pool_configure(size_t target, iso_error *err);
+#define ISO_WARM_POOL_MAX 256 /* the most warm_pool may keep */
 void iso_pool_stats(size_t *ready, size_t *target, size_t *taken);
 /* Keep `target` process-cell workers forked ahead (default 2; 0: none),
  * each past every confinement step no policy decides, waiting for its
  * policy. The pool fills once a process cell has been spawned (that first
  * spawn starts the zygote), from a background thread, and empties when
- * the host's cells end (iso_shutdown). ISO_INVALID_ARGUMENT above 64.
- * Blocks only to put down what it sheds. */
+ * the host's cells end (iso_shutdown). ISO_INVALID_ARGUMENT above
+ * ISO_PROC_POOL_MAX. Blocks only to put down what it sheds. */
 int iso_proc_pool_configure(size_t target, iso_error *err);
+#define ISO_PROC_POOL_MAX 64
+#define ISO_PROC_POOL_DEFAULT 2
 void iso_proc_pool_stats(size_t *ready, size_t *target, size_t *taken);
 
 /* One phase of a cell's spawn: when it ended, in seconds after spawn
@@ -440,19 +443,30 @@ int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err);
  * seccomp list). ISO_INVALID_ARGUMENT for another name. */
 int iso_mode_set(const char *name, iso_error *err);
 const char *iso_mode_name(void);
+/* The i-th mode's name (0: "dev"), NULL past the last: the one list. */
+const char *iso_mode_name_at(int i);
+/* Whether a cell that lacks a layer is refused: the one place that says
+ * which mode does that. */
+bool iso_mode_hardened(void);
 /* Move this process into its own cgroup under the luaisolate cgroup so
  * each sub-interpreter cell thread can get a threaded cgroup of its own
  * (idempotent; undone at exit). ISO_NOT_IMPLEMENTED without a writable
  * cgroup v2. */
 int iso_thread_cgroups_enable(iso_error *err);
-/* What the kernel layers can do on this host (probed once). */
+/* What the kernel layers can do on this host. */
 typedef struct iso_kernel_info {
     int landlock_abi; /* 0: no Landlock */
     bool seccomp;
     bool bpf;          /* the BPF network guard is loaded and attached */
     char bpf_why[256]; /* why not, when !bpf */
+    bool bpf_looked;   /* bpf says what a load would find, not one done */
 } iso_kernel_info;
+/* Probed once; loads and attaches the BPF network guard to know. */
 void iso_kernel_info_get(iso_kernel_info *ki);
+/* The same without side effects (no BPF program loaded, no cgroup made):
+ * the guard's cached outcome when this process opened it, else a look at
+ * what it needs (bpf_looked). For explaining a policy. */
+void iso_kernel_info_look(iso_kernel_info *ki);
 bool iso_thread_cgroups_enabled(void);
 
 /* One map per enforcement layer: {layer=, state="active"|"missing"|

@@ -31,7 +31,9 @@ local methods = {}
 -- and every field read returns a copy (see Policy.__index).
 local private = setmetatable({}, { __mode = "k" })
 
-local BACKENDS = { "subinterpreter", "process", "microvm" }
+-- The backends, from the one list in C (src/core/backend.c).
+local BACKENDS = core.backends
+local DEFAULT_BACKEND = BACKENDS[1] -- ISO_BACKEND_SUBINTERPRETER
 local MAX_EXTENDS = 16
 -- A policy file is data: it gets this many VM instructions to build its
 -- table, so a stray loop fails instead of hanging `luaisolate check`.
@@ -404,9 +406,16 @@ GUARD["net-unix"], GUARD["net-unix-deny"] = GUARDRAIL .. UNIX_NOTE,
   GUARDRAIL .. UNIX_NOTE
 GUARD["net-unix-refused"] = GUARD["net-unix-deny"]
 
--- Per backend: kind -> {layer, note}.
+-- Per backend: kind -> {layer, note[, needs = a core.kernel() field]}: the
+-- one table of which layer enforces each rule. A kind with a row here is
+-- enforced by that backend, so spawn accepts it (policy.enforces); a row
+-- that needs a kernel facility this host lacks gives way to the
+-- python-guard, or to none. Rows that depend on what the kernel can do
+-- come first (host_layer).
 local LAYERS = {
   subinterpreter = {
+    syscall = { "seccomp", "on the cell thread: the call fails with EPERM",
+                needs = "seccomp" },
     wall_ms = { "python-guard", "watchdog interrupt; a guest stuck in one C "
                 .. "call is abandoned" },
     cpu_ms = { "python-guard", "the cell thread's CPU clock, watched while "
@@ -460,9 +469,9 @@ local UNENFORCED = "not enforced by this backend in this build; spawn "
   .. "refuses it"
 local UNAVAILABLE = "backend not available in this build"
 
--- Layers that depend on what this host's kernel can do (core.kernel()).
-local function host_layer(backend, kind)
-  local k = core.kernel()
+-- Layers that depend on what this host's kernel can do: k is
+-- core.kernel() or core.kernel_look().
+local function host_layer(backend, kind, k)
   if (kind == "net" or kind == "net-deny") and k.bpf then
     return "bpf", "cgroup connect/sendmsg programs judge the exact address "
       .. "and port (reloadable)"
@@ -485,34 +494,41 @@ local function host_layer(backend, kind)
   elseif kind == "net-bind" and k.landlock >= 4 then
     return "landlock", "on the cell thread: TCP bind to the rule's ports; "
       .. "addresses and UDP bind by the python-guard"
-  elseif kind == "syscall" and k.seccomp then
-    return "seccomp", "on the cell thread: the call fails with EPERM"
   end
 end
 
-local function enforcement(backend, kind)
-  if backend == "microvm" then return "none", UNAVAILABLE end
-  local layer, note = host_layer(backend, kind)
+local function enforcement(backend, kind, k)
+  if not LAYERS[backend] then return "none", UNAVAILABLE end
+  local layer, note = host_layer(backend, kind, k)
   if layer then return layer, note end
   local row = LAYERS[backend][kind]
-  if row then return row[1], row[2] end
+  if row and (not row.needs or k[row.needs]) then return row[1], row[2] end
   if backend == "subinterpreter" and GUARD[kind] then
     return "python-guard", GUARD[kind]
   end
   return "none", UNENFORCED
 end
 
--- p:explain([backend]) -> {{rule=, layer=, note=[, origin=]}, ...}
+-- policy.enforces(backend, kind) -> whether cells of that backend enforce
+-- rules of that kind (a limit key, or "syscall") in this build: spawn
+-- refuses the others rather than accept and ignore them.
+function policy.enforces(backend, kind)
+  return LAYERS[backend] ~= nil and LAYERS[backend][kind] ~= nil
+end
+
+-- p:explain([backend]) -> {{rule=, layer=, note=[, origin=]}, ...}. What
+-- the kernel can do is looked at, never loaded (core.kernel_look): no BPF
+-- program, no cgroup.
 function methods.explain(p, backend)
   local s = state(p)
-  backend = backend == nil and "subinterpreter" or backend
+  backend = backend == nil and DEFAULT_BACKEND or backend
   if not contains(BACKENDS, backend) then
     errors.raise("invalid_argument", "unknown backend %s; valid backends: %s",
                  describe(backend), table.concat(BACKENDS, ", "))
   end
-  local rows = {}
+  local rows, k = {}, core.kernel_look()
   for i, r in ipairs(rules.rule_rows(s.spec)) do
-    local layer, note = enforcement(backend, r.kind)
+    local layer, note = enforcement(backend, r.kind, k)
     rows[i] = { rule = r.rule, layer = layer, note = note, origin = r.origin }
   end
   return rows
@@ -524,11 +540,12 @@ local NOT_KERNEL = { imports = true, capabilities = true }
 for _, k in ipairs(rules.LIMIT_KEYS) do NOT_KERNEL[k] = true end
 
 -- p:unenforceable(backend) -> the rule texts no kernel layer of this host
--- enforces exactly for that backend (what hardened mode refuses).
+-- enforces exactly for that backend (what hardened mode refuses). Asks
+-- core.kernel(), which loads the BPF guard: spawn is about to need it.
 function methods.unenforceable(p, backend)
-  local out = {}
+  local out, k = {}, core.kernel()
   for _, r in ipairs(rules.rule_rows(state(p).spec)) do
-    local layer = enforcement(backend, r.kind)
+    local layer = enforcement(backend, r.kind, k)
     local partial = (r.kind == "fs" and r.rule:find("[*?]"))
       or ((r.kind == "net" or r.kind == "net-bind")
           and layer == "landlock") -- ports only
@@ -606,5 +623,6 @@ end
 
 policy.path = policy.default_path()
 policy.BACKENDS = BACKENDS
+policy.DEFAULT_BACKEND = DEFAULT_BACKEND
 
 return policy
