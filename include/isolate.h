@@ -274,6 +274,10 @@ int iso_backend_from_name(const char *name);
 /* 0 when this build and host can run b; else ISO_NOT_IMPLEMENTED with what
  * is missing. Probes the host (cheap, never blocks for long). */
 int iso_backend_check(iso_backend b, iso_error *err);
+/* What the microvm backend lacks here, as names in out (up to max; returns
+ * how many): "runtime" (this build has no microvm runtime), "/dev/kvm"
+ * (none usable), "vmm" (no VMM binary on PATH). Looks, changes nothing. */
+size_t iso_microvm_lacks(const char **out, size_t max);
 
 /* ---- runtime ----------------------------------------------------------- */
 

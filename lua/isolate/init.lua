@@ -133,17 +133,22 @@ local function sorted_keys(t)
   return table.concat(keys, ", ")
 end
 
+-- An unknown backend: the error lists the valid ones (valid=) too.
+local function bad_backend(fmt, ...)
+  local valid = table.move(sandbox.BACKENDS, 1, #sandbox.BACKENDS, 1, {})
+  error(errors.new("invalid_argument", string.format(fmt, ...)
+                   .. table.concat(valid, ", "), { valid = valid }), 4)
+end
+
 local function check_backend(backend)
   if backend == nil then return sandbox.DEFAULT_BACKEND end
-  local valid = table.concat(sandbox.BACKENDS, ", ")
   if type(backend) ~= "string" then
-    raise("invalid_argument", "backend must be a string, one of: %s", valid)
+    bad_backend("backend must be a string, one of: ")
   end
   for _, b in ipairs(sandbox.BACKENDS) do
     if b == backend then return backend end
   end
-  raise("invalid_argument", "unknown backend '%s'; valid backends: %s",
-        backend, valid)
+  bad_backend("unknown backend '%s'; valid backends: ", backend)
 end
 
 local function check_name(name)

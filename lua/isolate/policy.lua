@@ -69,7 +69,8 @@ local function search_dirs(from_dir)
   return dirs
 end
 
--- The file a reference names, or nil and the places searched. Names are
+-- The file a reference names, or nil, the places searched as text and as
+-- a list (a path: itself). Names are
 -- searched next to the referring file first (so a folder of policies can
 -- extend each other), then in policy.path.
 local function locate(ref, from_dir)
@@ -79,7 +80,7 @@ local function locate(ref, from_dir)
   end
   if is_path(ref) then
     if ref:sub(1, 1) ~= "/" and from_dir then ref = from_dir .. "/" .. ref end
-    return exists(ref) and ref or nil, ref
+    return exists(ref) and ref or nil, ref, { ref }
   end
   local dirs = search_dirs(from_dir)
   if ref:match("^[%w_][%w_.-]*$") then
@@ -88,7 +89,8 @@ local function locate(ref, from_dir)
       if exists(file) then return file end
     end
   end
-  return nil, #dirs > 0 and table.concat(dirs, ", ") or "(policy.path is empty)"
+  return nil, #dirs > 0 and table.concat(dirs, ", ") or "(policy.path is empty)",
+    dirs
 end
 
 -- Run a data chunk: no string methods, a bounded number of instructions.
@@ -107,10 +109,15 @@ local function run_data(chunk)
   return ok, res
 end
 
+-- The error of a file that does not load or run: source is the file, and
+-- line the line Lua named in file:LINE: (nil when it named none).
 local function file_error(file, msg)
+  local at = msg:sub(1, #file + 1) == file .. ":" and msg:sub(#file + 1)
+  local line = at and tonumber(at:match("^:(%d+):")) or nil
   if not msg:find(file, 1, true) then msg = file .. ": " .. msg end
   error(errors.new("policy", "cannot load policy " .. msg,
-                   { problems = { { path = "", message = msg } }, source = file }), 0)
+                   { problems = { { path = "", message = msg, line = line } },
+                     source = file, line = line }), 0)
 end
 
 -- The table a policy file returns. The environment is empty: no io, os,
@@ -135,11 +142,21 @@ end
 
 local compile_spec
 
-local function cycle_text(stack, label)
+-- The policies of a cycle, the first repeated at the end.
+local function cycle_of(stack, label)
   local names = {}
   for i, e in ipairs(stack) do names[i] = e.label end
   names[#names + 1] = label
-  return table.concat(names, " -> ")
+  return names
+end
+
+-- A problem's facts besides its text (cycle=, searched=, line=): kept as
+-- they are when a child relays them.
+local PROBLEM_FACTS = { "cycle", "searched", "line" }
+
+local function add_facts(P, facts)
+  local last = P.list[#P.list]
+  for _, k in ipairs(PROBLEM_FACTS) do last[k] = facts[k] end
 end
 
 -- Relay a parent's problems under `extends`, naming the parent.
@@ -150,22 +167,26 @@ local function relay(P, label, err)
   for _, p in ipairs(list) do
     P:add("extends", "in %s: %s%s", label, p.path == "" and "" or p.path .. ": ",
           p.message)
+    add_facts(P, p)
   end
 end
 
 -- The merged spec of the policy `ref` names, or nil with problems in P.
 local function parent_spec(P, ref, meta, stack)
-  local file, searched = locate(ref, dir_of(meta.source))
+  local file, searched, dirs = locate(ref, dir_of(meta.source))
   if not file then
     P:add("extends", "unknown policy %s; searched: %s (add its folder to "
           .. "policy.path or ISOLATE_POLICY_PATH)", quote(ref), searched)
+    add_facts(P, { searched = dirs })
     return nil
   end
   local id, label = identity(file), is_path(ref) and file or ref
   for _, e in ipairs(stack) do
     if e.id == id then
+      local cycle = cycle_of(stack, label)
       P:add("extends", "cyclic extends: %s; remove one of these extends",
-            cycle_text(stack, label))
+            table.concat(cycle, " -> "))
+      add_facts(P, { cycle = cycle })
       return nil
     end
   end
@@ -244,10 +265,10 @@ function policy.load(ref)
     errors.raise("invalid_argument", "policy.load expects a policy name or a "
                  .. "file path, got %s", describe(ref))
   end
-  local file, searched = locate(ref, nil)
+  local file, searched, dirs = locate(ref, nil)
   if not file then
     error(errors.new("policy", string.format("unknown policy %s; searched: %s",
-          quote(ref), searched), { problems = {} }), 2)
+          quote(ref), searched), { problems = {}, searched = dirs }), 2)
   end
   local meta = { name = not is_path(ref) and ref or nil, source = file }
   local spec = compile_spec(read_data(file), meta,

@@ -12,11 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cgroup.h"
 #include "confine.h"
 #include "landlock.h"
 #include "netguard.h"
+#include "probe.h"
 
 #define CAP_SYS_ADMIN_BIT 21
 #define CAP_BPF_BIT 39
@@ -84,4 +86,20 @@ void iso_kernel_info_look(iso_kernel_info *ki)
     }
     if (!ki->bpf)
         snprintf(ki->bpf_why, sizeof ki->bpf_why, "%.255s", why);
+}
+
+size_t iso_microvm_lacks(const char **out, size_t max)
+{
+    struct stat st;
+    char path[ISO_PATH_MAX];
+    const char *lacks[3];
+    size_t n = 0;
+    lacks[n++] = "runtime"; /* no build has one yet */
+    if (stat("/dev/kvm", &st) != 0 || access("/dev/kvm", R_OK | W_OK) != 0)
+        lacks[n++] = "/dev/kvm";
+    if (!iso_find_vmm(path, sizeof path))
+        lacks[n++] = "vmm";
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = lacks[i];
+    return n;
 }

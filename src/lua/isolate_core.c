@@ -28,6 +28,8 @@ void iso_lua_push_error(lua_State *L, iso_error *err)
     lua_setfield(L, -2, "message");
     set_string_field(L, "python", err->python);
     set_string_field(L, "traceback", err->traceback);
+    if (err->code == ISO_E_PROTOCOL) /* a kind of crash, told apart */
+        set_string_field(L, "code", "protocol");
     luaL_setmetatable(L, ISO_ERROR_MT);
     iso_error_clear(err);
 }
@@ -65,7 +67,21 @@ static int l_error_tostring(lua_State *L)
     return 1;
 }
 
-/* core.backend_check(name) -> true | false, isolate.Error */
+/* error.missing = {"runtime", "/dev/kvm", "vmm"}: what microvm lacks. */
+static void set_microvm_missing(lua_State *L)
+{
+    const char *lacks[8];
+    size_t n = iso_microvm_lacks(lacks, 8);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n && i < 8; i++) {
+        lua_pushstring(L, lacks[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "missing");
+}
+
+/* core.backend_check(name) -> true | false, isolate.Error (with missing=
+ * for microvm) */
 static int l_backend_check(lua_State *L)
 {
     iso_error err = {0};
@@ -78,6 +94,8 @@ static int l_backend_check(lua_State *L)
     }
     lua_pushboolean(L, 0);
     iso_lua_push_error(L, &err);
+    if (b == ISO_BACKEND_MICROVM)
+        set_microvm_missing(L);
     return 2;
 }
 
