@@ -66,8 +66,8 @@ void iso_error_move(iso_error *dst, iso_error *src);
  * and request payloads in one list that is not a level of the values inside
  * (as for a sub-interpreter call), so a value gets 32 - 1 = 31 levels. The
  * Lua and Python converters could carry more; they use this limit too so
- * that no value crosses one backend and not the other. src/base/wire.c
- * asserts the relation at compile time.
+ * that no value crosses one backend and not the other.
+ * src/base/wire_decode.c asserts the relation at compile time.
  */
 #define ISO_VALUE_MAX_DEPTH 31
 #define ISO_VALUE_MAX_BYTES ((size_t)64 << 20) /* one payload, all strings */
