@@ -175,8 +175,10 @@ function cli.check_parser()
   p:argument("targets", "Policy files or template names."):args("*"):argname("FILE|NAME")
   p:flag("--explain", "Print which layer enforces each rule, for --backend.")
   p:flag("--json", "Print one JSON document instead of text.")
-  p:option("--backend", "The backend to explain for: subinterpreter (default), "
-           .. "process or microvm.", "subinterpreter"):choices(policy.BACKENDS)
+  p:option("--backend", "The backend to explain for: "
+           .. table.concat(policy.BACKENDS, ", ") .. " (default "
+           .. policy.DEFAULT_BACKEND .. ").", policy.DEFAULT_BACKEND)
+    :choices(policy.BACKENDS)
   return p
 end
 
@@ -326,7 +328,7 @@ function cli.run_parser(name)
     :action(ordered("l")):init(nil)
   p:flag("-v --version", "Print the versions (as the version command).")
   p:option("--mode", "dev (default), hardened or compat: sandbox.configure's mode.")
-    :choices({ "dev", "hardened", "compat" })
+    :choices(require("isolate.core").modes)
   p:option("--log-format", "json: every guest log as a JSON line on stderr; "
            .. "text: the default."):choices({ "json", "text" })
   return p
