@@ -442,9 +442,29 @@ function cli.run(argv, before, name)
   return steps(opts, argv, script)
 end
 
+-- `luaisolate test [busted args]`: busted inside this host, so that specs
+-- run their cells as `luaisolate run` does (thread cgroups, the host's
+-- signal handling and shutdown). The steps: one chunk, busted's runner.
+function cli.test(argv)
+  if not pcall(require, "busted.runner") then
+    io.stderr:write(PROG, ": test: busted is not installed for Lua 5.4 ",
+                    "(Debian: apt-get install lua-busted)\n")
+    return EXIT_INVALID
+  end
+  configure({})
+  -- --ignore-lua: a .busted `lua = ...` would run the specs elsewhere
+  _G.arg = table.move(argv, 1, #argv, 2, { [-1] = PROG, [0] = "busted", "--ignore-lua" })
+  local started = false
+  return function()
+    if started then return EXIT_OK end
+    started = true
+    return function() require("busted.runner")({ standalone = false }) end
+  end
+end
+
 -- ---- the host's entry point -------------------------------------------------------
 
-cli.COMMANDS = { "run", "check", "doctor", "version", "help" }
+cli.COMMANDS = { "run", "check", "doctor", "test", "version", "help" }
 
 function cli.main_parser()
   return cli.run_parser(PROG)
@@ -466,6 +486,7 @@ function cli.main(argv)
   if cmd == "check" then return cli.check(rest) end
   if cmd == "doctor" then return require("isolate.doctor").doctor(rest) end
   if cmd == "version" then return cli.version(rest) end
+  if cmd == "test" then return cli.test(rest) end
   if cmd == "help" then out(cli.help_text(cli.main_parser())); return EXIT_OK end
   if cmd == nil then return usage_error(cli.main_parser(), "no script or command given") end
   -- a word that names no command and no file is a mistyped command
