@@ -22,12 +22,13 @@ the rock's share/man.
    labels = { "sandbox", "python", "isolation" },
 }
 
--- Debian 12: lua-argparse and lua-cjson provide both for Lua 5.4; with
+-- Debian 12: lua-argparse, lua-cjson and lua-luaossl provide them for Lua 5.4; with
 -- them installed, `luarocks make --deps-mode=none` builds offline.
 dependencies = {
    "lua >= 5.4, < 5.5",
    "argparse >= 0.7",
    "lua-cjson >= 2.1.0",
+   "luaossl >= 20220711",
 }
 
 -- `luarocks test` runs busted (LuaRocks installs the busted rock on first

@@ -10,6 +10,7 @@ PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
     lua-argparse lua-cjson lua-ldoc groff-base
+    lua-luaossl                 # SHA-256 of shard manifests (isolate.shard)
     slurm-wlm munge             # the real Slurm cluster of spec/slurm_spec.lua
     python3 python3-dev
     python3-numpy python3-yaml  # third-party extensions: spec/extensions_spec.lua

@@ -30,61 +30,13 @@ M.FORMAT = "luaisolate-shard/1"
 local MAX_DIGITS = 9 -- indices and counts up to 999999999
 local MAX_DEPTH = 64
 
--- ---- SHA-256 (FIPS 180-4) ---------------------------------------------------
+-- ---- SHA-256 (OpenSSL's, through Debian's lua-luaossl) ----------------------
 
-local K = {
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-  0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-  0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-  0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-  0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-  0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-  0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-  0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-}
-local M32 = 0xffffffff
-
--- One 64-byte block. Rotations are written out and masked once per sum:
--- the bits a shift leaves above bit 31 never reach the low 32 bits (sums
--- carry upwards only), so masking the result is enough (and 3x faster
--- than a function call per rotation).
-local function sha_block(H, w)
-  for t = 17, 64 do
-    local a, b = w[t - 15], w[t - 2]
-    w[t] = (w[t - 16] + w[t - 7]
-            + (((a >> 7) | (a << 25)) ~ ((a >> 18) | (a << 14)) ~ (a >> 3))
-            + (((b >> 17) | (b << 15)) ~ ((b >> 19) | (b << 13)) ~ (b >> 10))) & M32
-  end
-  local a, b, c, d, e, f, g, h = H[1], H[2], H[3], H[4], H[5], H[6], H[7], H[8]
-  for t = 1, 64 do
-    local t1 = h + (((e >> 6) | (e << 26)) ~ ((e >> 11) | (e << 21)) ~ ((e >> 25) | (e << 7)))
-               + ((e & f) ~ (~e & g)) + K[t] + w[t]
-    local t2 = (((a >> 2) | (a << 30)) ~ ((a >> 13) | (a << 19)) ~ ((a >> 22) | (a << 10)))
-               + ((a & b) ~ (a & c) ~ (b & c))
-    h, g, f, e, d, c, b, a = g, f, e, (d + t1) & M32, c, b, a, (t1 + t2) & M32
-  end
-  H[1], H[2], H[3], H[4] = (H[1] + a) & M32, (H[2] + b) & M32, (H[3] + c) & M32, (H[4] + d) & M32
-  H[5], H[6], H[7], H[8] = (H[5] + e) & M32, (H[6] + f) & M32, (H[7] + g) & M32, (H[8] + h) & M32
-end
-
-local BLOCK = ">" .. string.rep("I4", 16)
-
--- sha256(s) -> 64 hex digits.
+-- sha256(s) -> 64 hex digits. Loaded on first use: only sharded maps need
+-- it, and `require "isolate"` must not.
 function M.sha256(s)
-  local H = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f,
-              0x9b05688c, 0x1f83d9ab, 0x5be0cd19 }
-  local msg = s .. "\128" .. string.rep("\0", (55 - #s) % 64)
-              .. string.pack(">I8", #s * 8)
-  local w = {}
-  for at = 1, #msg, 64 do
-    w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11], w[12],
-      w[13], w[14], w[15], w[16] = string.unpack(BLOCK, msg, at)
-    sha_block(H, w)
-  end
-  return string.format(string.rep("%08x", 8), table.unpack(H))
+  local raw = require("openssl.digest").new("sha256"):final(s)
+  return (raw:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
 -- ---- the shard setting ------------------------------------------------------
