@@ -62,15 +62,6 @@ static void name_release(iso_cell *c)
     pthread_mutex_unlock(&names_mu);
 }
 
-bool iso_cell_name_valid(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n < 1 || n > ISO_NAME_MAX)
-        return false;
-    return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                        "0123456789_-") == n;
-}
-
 /* ---- messages and queues ---------------------------------------------- */
 
 /* Rung by every sub-interpreter cell's push besides its own to_host, so
@@ -117,25 +108,6 @@ static void ring_doorbell(void)
             /* full: the waiter is woken already */
         }
     }
-}
-
-iso_msg *iso_msg_new(iso_msg_type type)
-{
-    iso_msg *m = calloc(1, sizeof *m);
-    if (m) {
-        m->type = type;
-        m->time = iso_wallclock();
-    }
-    return m;
-}
-
-void iso_msg_destroy(iso_msg *m)
-{
-    if (!m)
-        return;
-    iso_value_free(&m->value);
-    iso_error_clear(&m->error);
-    free(m);
 }
 
 static void queue_push(iso_msg_queue *q, iso_msg *m)
@@ -251,10 +223,6 @@ int iso_denial_mark(iso_msg *m, const char *source)
 
 int iso_cell_push(iso_cell *c, iso_msg *m)
 {
-    if (c->send_hook) {
-        c->send_hook(c, m);
-        return 0;
-    }
     /* An abandoned thread's guest runs on after kill: nothing it sends
      * from then on is "posted before it was killed". */
     if (atomic_load(&c->abandoned) ||
@@ -320,9 +288,9 @@ static void cell_free(iso_cell *c)
     iso_error_clear(&c->failed);
     iso_cell_unconfine(c);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
-    free_strings(c->imports, c->n_imports);
-    free_strings(c->capabilities, c->n_capabilities);
-    iso_plan_unref(c->plan);
+    free_strings(c->guest.imports, c->guest.n_imports);
+    free_strings(c->guest.capabilities, c->guest.n_capabilities);
+    iso_plan_unref(c->guest.plan);
     for (size_t i = 0; i < c->n_retired; i++)
         iso_plan_unref(c->retired[i]);
     free(c->retired);
@@ -357,23 +325,24 @@ static int configure(iso_cell *c, const iso_cell_config *cfg)
         free_strings(deny, cfg->n_deny_syscalls);
         return -1;
     }
-    free_strings(c->imports, c->n_imports);
-    free_strings(c->capabilities, c->n_capabilities);
+    free_strings(c->guest.imports, c->guest.n_imports);
+    free_strings(c->guest.capabilities, c->guest.n_capabilities);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
-    c->imports = imports, c->n_imports = cfg->n_imports;
-    c->capabilities = caps, c->n_capabilities = cfg->n_capabilities;
+    c->guest.imports = imports, c->guest.n_imports = cfg->n_imports;
+    c->guest.capabilities = caps, c->guest.n_capabilities = cfg->n_capabilities;
     c->deny_syscalls = deny, c->n_deny_syscalls = cfg->n_deny_syscalls;
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
+    snprintf(c->guest.name, sizeof c->guest.name, "%s", cfg->name);
     c->wall_ms = cfg->wall_ms;
     c->cpu_ms = cfg->cpu_ms;
-    c->output_bytes = cfg->output_bytes;
-    c->mem_limit = cfg->mem_bytes;
+    c->guest.output_bytes = cfg->output_bytes;
+    c->guest.mem_limit = cfg->mem_bytes;
     int64_t qb, qv;
     iso_queue_defaults_get(&qb, &qv);
     c->queue_bytes = cfg->queue_bytes > 0 ? cfg->queue_bytes : qb;
     c->queue_values = cfg->queue_values > 0 ? cfg->queue_values : qv;
-    iso_plan_unref(c->plan);
-    c->plan = iso_plan_ref(cfg->plan);
+    iso_plan_unref(c->guest.plan);
+    c->guest.plan = iso_plan_ref(cfg->plan);
     return 0;
 }
 
@@ -385,7 +354,7 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    c->backend = cfg->backend;
+    c->backend = c->guest.backend = cfg->backend;
     c->ops = cfg->backend == ISO_BACKEND_PROCESS ? &iso_process_ops
                                                  : &iso_subinterpreter_ops;
     c->start_rc = 1; /* not started yet */
@@ -444,13 +413,13 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
  * that an empty cell already fills could only ever fail. */
 static int limit_memory(iso_cell *c, iso_error *err)
 {
-    int64_t used = iso_mem_account_used(c->mem_account);
-    if (c->mem_limit > 0 && used >= c->mem_limit)
+    int64_t used = iso_mem_account_used(c->guest.mem_account);
+    if (c->guest.mem_limit > 0 && used >= c->guest.mem_limit)
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
                              "limits.mem of %lld bytes is below the %lld "
                              "bytes an empty cell already holds: raise it",
-                             (long long)c->mem_limit, (long long)used);
-    iso_mem_account_limit(c->mem_account, c->mem_limit);
+                             (long long)c->guest.mem_limit, (long long)used);
+    iso_mem_account_limit(c->guest.mem_account, c->guest.mem_limit);
     return 0;
 }
 
@@ -620,7 +589,7 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->overrun = ISO_OK;
     c->started = iso_now();
     if (c->ops->interrupt &&
-        (c->wall_ms > 0 || c->cpu_ms > 0 || c->mem_limit > 0))
+        (c->wall_ms > 0 || c->cpu_ms > 0 || c->guest.mem_limit > 0))
         c->watched = iso_watchdog_watch(c, r->seq, c->started) == 0;
     c->last_interrupt = 0;
     c->calls++;
@@ -772,7 +741,7 @@ static bool over_limit(iso_cell *c, double now)
     else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER &&
              iso_cell_thread_cpu_ms(c) >= c->cpu_ms)
         c->overrun = ISO_CPU, c->overrun_since = now;
-    else if (iso_mem_account_overrun(c->mem_account))
+    else if (iso_mem_account_overrun(c->guest.mem_account))
         c->overrun = ISO_MEMORY, c->overrun_since = now;
     return c->overrun != ISO_OK;
 }
@@ -809,7 +778,7 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
     double wake = -1;
     if (c->overrun)
         wake = c->last_interrupt + ISO_INTERRUPT_EVERY_S;
-    else if ((c->cpu_ms > 0 || c->mem_limit > 0) && !c->watched &&
+    else if ((c->cpu_ms > 0 || c->guest.mem_limit > 0) && !c->watched &&
              c->backend == ISO_BACKEND_SUBINTERPRETER)
         wake = iso_now() + CPU_CHECK_EVERY_S;
     else if (c->wall_ms > 0)
@@ -825,7 +794,7 @@ static int overrun_error(iso_cell *c, iso_error *err, bool closed)
                         : c->overrun == ISO_MEMORY ? "mem"
                                                    : "wall_ms";
     int64_t value = c->overrun == ISO_CPU      ? c->cpu_ms
-                    : c->overrun == ISO_MEMORY ? c->mem_limit
+                    : c->overrun == ISO_MEMORY ? c->guest.mem_limit
                                                : c->wall_ms;
     return iso_error_set(err, c->overrun,
                          "cell '%s' exceeded limits.%s=%lld "
@@ -1052,7 +1021,7 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
     if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
         st->mem_bytes = iso_process_mem_bytes(c);
     else if (iso_cell_is_open(c))
-        st->mem_bytes = iso_mem_account_used(c->mem_account);
+        st->mem_bytes = iso_mem_account_used(c->guest.mem_account);
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;
@@ -1083,25 +1052,4 @@ const iso_value *iso_cell_confinement(iso_cell *c)
 {
     settle_quietly(c); /* a failure shows as the cell being closed */
     return &c->confinement;
-}
-
-static int add_field(iso_value *map, const char *key, const char *value)
-{
-    iso_value *k, *v;
-    if (iso_map_append(map, &k, &v))
-        return -1;
-    return iso_value_set_string(k, ISO_STR, key, strlen(key)) ||
-           iso_value_set_string(v, ISO_STR, value, strlen(value));
-}
-
-int iso_confinement_add(iso_value *list, const char *layer, const char *state,
-                        const char *scope, const char *detail)
-{
-    iso_value *row = iso_list_append(list);
-    if (!row)
-        return -1;
-    iso_value_set_map(row);
-    return add_field(row, "layer", layer) || add_field(row, "state", state) ||
-           add_field(row, "scope", scope) ||
-           add_field(row, "detail", detail ? detail : "");
 }

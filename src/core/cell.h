@@ -10,15 +10,14 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "isolate.h"
+#include "guest.h"
 #include "handoff.h"
+#include "isolate.h"
+#include "msg.h"
 
 #define ISO_CLOSE_GRACE_S 2.0 /* close: how long to wait for the thread */
 #define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
 #define ISO_INTERRUPT_EVERY_S 0.05
-/* request(): the longest capability and action names, in bytes (a
- * process cell's host takes a longer one for a forged frame). */
-#define ISO_REQUEST_TEXT_MAX 4096
 
 typedef enum iso_req_type {
     ISO_REQ_EXEC,
@@ -103,15 +102,15 @@ struct iso_cell {
     const iso_cell_ops *ops;
     void *backend_data;    /* proc.c: the worker process */
     iso_value confinement; /* per layer: what confines this cell */
-    char **imports, **capabilities;
-    size_t n_imports, n_capabilities;
+    /* What the guest runtime reads: its name, imports, capabilities, plan
+     * (immutable; NULL denies every fs and net access; a reload swaps
+     * it), output and memory limits, and its sink. A sub-interpreter
+     * cell's thread runs its guest with it; a process cell's host side
+     * reads the rules from it. mem_account is set before the cell is
+     * started, output_used and quiet are the cell thread's. */
+    iso_guest guest;
     int64_t wall_ms, cpu_ms; /* 0: none */
-    int64_t output_bytes;    /* posts and logs; 0: none */
-    int64_t output_used;     /* cell thread */
-    int64_t mem_limit;       /* bytes; 0: none */
-    uint32_t mem_account;    /* py_alloc.c; set before the cell is started */
-    iso_plan *plan;       /* immutable; NULL denies every fs and net access */
-    char **deny_syscalls; /* the policy's syscalls.deny */
+    char **deny_syscalls;    /* the policy's syscalls.deny */
     size_t n_deny_syscalls;
     struct iso_cell_kernel *kernel; /* cell_confine.c */
     uint64_t guard_cgroup;          /* BPF-guarded cgroup id, 0: none */
@@ -147,14 +146,7 @@ struct iso_cell {
     pthread_t thread;
     clockid_t cpu_clock;
     bool has_cpu_clock;
-    unsigned long py_thread_id;
     _Atomic uint64_t running_seq; /* request being run; 0 when idle */
-    bool quiet;                   /* the runtime's own work: no denial events */
-    void *py;                     /* backend state (py_cell.c) */
-    /* In a worker process the cell talks to its host over a socket
-     * instead of the outbox and the reply slot. */
-    void (*send_hook)(iso_cell *c, iso_msg *m);
-    bool (*await_reply_hook)(iso_cell *c);
 
     /* Host thread only. */
     iso_msg_queue posts, events;
@@ -204,11 +196,10 @@ void iso_cell_unguard(iso_cell *c);
 int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
                        const char *why);
 void iso_cell_guard_drain(void); /* BPF denials -> their cells' events */
-/* The plan the cell decides with now (hot reload may swap it: read it once
- * per decision; a replaced plan lives as long as the cell). */
+/* The plan the cell decides with now (iso_guest_plan). */
 static inline const iso_plan *iso_cell_plan(iso_cell *c)
 {
-    return __atomic_load_n(&c->plan, __ATOMIC_ACQUIRE);
+    return iso_guest_plan(&c->guest);
 }
 void iso_cell_confine_run(iso_cell *c); /* the cell thread */
 void iso_cell_unconfine(iso_cell *c);   /* host: close */
@@ -241,7 +232,6 @@ void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
  * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
 int iso_cell_doorbell_fd(void);
 void *iso_py_cell_thread(void *arg); /* py_cell.c: the cell thread */
-iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);
 

@@ -407,7 +407,7 @@ static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
     };
     iso_worker_filter f;
     iso_error err = {0};
-    int rc = iso_confine_net_from_plan(&cc, c->plan, &err);
+    int rc = iso_confine_net_from_plan(&cc, c->guest.plan, &err);
     bool have = rc == 0 && iso_confine_worker_filter(&cc, &f, &err) == 0;
     iso_confine_net_free(&cc);
     iso_error_clear(&err);
@@ -424,16 +424,16 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
 {
     iso_value *fs, *net;
     iso_value_set_map(map);
-    int rc =
-        put_str(map, "name", c->name) ||
-        put_strings(map, "imports", (const char *const *)c->imports,
-                    c->n_imports) ||
-        put_strings(map, "capabilities", (const char *const *)c->capabilities,
-                    c->n_capabilities) ||
-        put_strings(map, "syscalls_deny", cfg->deny_syscalls,
-                    cfg->n_deny_syscalls) ||
-        put_limits(map, cfg) || put(map, "fs", &fs) || put(map, "net", &net) ||
-        iso_plan_to_value(c->plan, fs, net);
+    int rc = put_str(map, "name", c->name) ||
+             put_strings(map, "imports", (const char *const *)c->guest.imports,
+                         c->guest.n_imports) ||
+             put_strings(map, "capabilities",
+                         (const char *const *)c->guest.capabilities,
+                         c->guest.n_capabilities) ||
+             put_strings(map, "syscalls_deny", cfg->deny_syscalls,
+                         cfg->n_deny_syscalls) ||
+             put_limits(map, cfg) || put(map, "fs", &fs) ||
+             put(map, "net", &net) || iso_plan_to_value(c->guest.plan, fs, net);
     (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
         rc = put_str(map, "mode", iso_mode_name());
@@ -575,7 +575,7 @@ static int check_result(iso_cell *c, const iso_frame *f, iso_error *err)
     if (!c->busy || f->seq != c->next_seq || c->pending_result)
         return violation(err, "a RESULT for no running request");
     if (f->error.kind != ISO_OK &&
-        !iso_worker_kind_allowed(f->error.kind, c->mem_limit))
+        !iso_worker_kind_allowed(f->error.kind, c->guest.mem_limit))
         return violation(err, "a RESULT with a verdict only the host gives");
     return 0;
 }
@@ -608,14 +608,15 @@ static int charge_output(iso_cell *c, proc *p, const iso_frame *f,
                          iso_error *err)
 {
     int64_t n = (int64_t)iso_value_string_bytes(&f->value);
-    if (c->output_bytes <= 0 || p->output_used + n <= c->output_bytes) {
+    if (c->guest.output_bytes <= 0 ||
+        p->output_used + n <= c->guest.output_bytes) {
         p->output_used += n;
         return 0;
     }
     return iso_error_set(err, ISO_OUTPUT,
                          "cell '%s' sent more than limits.output_bytes=%lld "
                          "(its worker should have refused it)",
-                         c->name, (long long)c->output_bytes);
+                         c->name, (long long)c->guest.output_bytes);
 }
 
 static int check_frame(iso_cell *c, proc *p, const iso_frame *f, iso_error *err)
@@ -638,9 +639,10 @@ static int check_frame(iso_cell *c, proc *p, const iso_frame *f, iso_error *err)
 
 static bool granted(const iso_cell *c, const iso_value *cap)
 {
-    for (size_t i = 0; i < c->n_capabilities; i++)
-        if (strlen(c->capabilities[i]) == cap->u.str.len &&
-            memcmp(c->capabilities[i], cap->u.str.ptr, cap->u.str.len) == 0)
+    for (size_t i = 0; i < c->guest.n_capabilities; i++)
+        if (strlen(c->guest.capabilities[i]) == cap->u.str.len &&
+            memcmp(c->guest.capabilities[i], cap->u.str.ptr, cap->u.str.len) ==
+                0)
             return true;
     return false;
 }

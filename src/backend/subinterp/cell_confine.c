@@ -139,7 +139,7 @@ bool iso_cell_guard(iso_cell *c, const char *dir, uint64_t id, char *why,
     if (rc == 0 && !id)
         rc = iso_cgroup_id_of(dir, &id, &err);
     if (rc == 0)
-        rc = iso_netguard_rules_from_plan(c->plan, rules,
+        rc = iso_netguard_rules_from_plan(c->guest.plan, rules,
                                           ISO_NETGUARD_MAX_RULES, &count, &err);
     if (rc == 0)
         rc = iso_netguard_set(id, rules, count, &err);
@@ -231,9 +231,9 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
                          char *threads, size_t n, iso_error *err)
 {
     iso_grants_runtime(gs, true); /* refused extensions left out */
-    iso_grants_opted_in(gs, c->imports, c->n_imports);
+    iso_grants_opted_in(gs, c->guest.imports, c->guest.n_imports);
     cc->n_fixed_grants = gs->n;
-    iso_grants_plan(gs, c->plan);
+    iso_grants_plan(gs, c->guest.plan);
     cc->in_thread = true;
     cc->compat = c->kernel->compat;
     cc->grants = gs->g;
@@ -250,7 +250,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     } else {
         cc->cgroup_missing = c->kernel->cgroup_why;
     }
-    return iso_confine_net_from_plan(cc, c->plan, err);
+    return iso_confine_net_from_plan(cc, c->guest.plan, err);
 }
 
 /* The state of a layer in rep ("missing" when it is not there). */
@@ -491,8 +491,8 @@ static int swap_plan(iso_cell *c, iso_plan *plan)
         return -1;
     c->retired = r;
     pthread_mutex_lock(&c->mu);
-    r[c->n_retired++] = c->plan;
-    __atomic_store_n(&c->plan, iso_plan_ref(plan), __ATOMIC_RELEASE);
+    r[c->n_retired++] = c->guest.plan;
+    __atomic_store_n(&c->guest.plan, iso_plan_ref(plan), __ATOMIC_RELEASE);
     pthread_mutex_unlock(&c->mu);
     return 0;
 }
@@ -525,9 +525,9 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     bool fs_same, net_same;
     if (iso_cell_settle(c, err))
         return -1;
-    compare(c->plan, plan, &fs_same, &net_same);
+    compare(c->guest.plan, plan, &fs_same, &net_same);
     bool calls_same, binds_same;
-    net_kernel_same(c->plan, plan, &calls_same, &binds_same);
+    net_kernel_same(c->guest.plan, plan, &calls_same, &binds_same);
     /* everything that can fail first: then nothing has changed */
     if (c->guard_cgroup && (iso_netguard_rules_from_plan(
                                 plan, rules, ISO_NETGUARD_MAX_RULES, &n, err) ||
@@ -537,7 +537,7 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     c->guard_rules = (int)n;
     /* a worker's python-guard takes it as a frame (1: now, 0: before its
-     * next request); a sub-interpreter cell's reads c->plan */
+     * next request); a sub-interpreter cell's reads c->guest.plan */
     int guard = c->ops->reload ? c->ops->reload(c, err) : 1;
     if (guard < 0)
         return -1;
