@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "cell.h"
-#include "py_alloc.h"
 
 /* ---- live names -------------------------------------------------------- */
 
@@ -355,8 +354,7 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->backend = c->guest.backend = cfg->backend;
-    c->ops = cfg->backend == ISO_BACKEND_PROCESS ? &iso_process_ops
-                                                 : &iso_subinterpreter_ops;
+    c->ops = iso_backend_ops(cfg->backend);
     c->start_rc = 1; /* not started yet */
     if (configure(c, cfg)) {
         cell_free(c);
@@ -380,10 +378,10 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
     return iso_backend_check(cfg->backend, err);
 }
 
-/* A sub-interpreter cell with no name and no rules, for the warm pool. */
-iso_cell *iso_cell_new_blank(iso_error *err)
+/* A cell with no name and no rules, for a backend's warm pool. */
+iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
 {
-    iso_cell_config cfg = {.name = "", .backend = ISO_BACKEND_SUBINTERPRETER};
+    iso_cell_config cfg = {.name = "", .backend = b};
     iso_cell *c = cell_new(&cfg);
     if (!c) {
         iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -396,7 +394,7 @@ iso_cell *iso_cell_new_blank(iso_error *err)
     return c;
 }
 
-/* Make a warm cell (iso_pool_take) the cell cfg asks for. */
+/* Make a warm cell (the take_warm op) the cell cfg asks for. */
 static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
 {
     if (configure(c, cfg)) {
@@ -409,33 +407,19 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     return -1;
 }
 
-/* limits.mem of a sub-interpreter cell: its account's budget. A budget
- * that an empty cell already fills could only ever fail. */
-static int limit_memory(iso_cell *c, iso_error *err)
-{
-    int64_t used = iso_mem_account_used(c->guest.mem_account);
-    if (c->guest.mem_limit > 0 && used >= c->guest.mem_limit)
-        return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                             "limits.mem of %lld bytes is below the %lld "
-                             "bytes an empty cell already holds: raise it",
-                             (long long)c->guest.mem_limit, (long long)used);
-    iso_mem_account_limit(c->guest.mem_account, c->guest.mem_limit);
-    return 0;
-}
-
 static void warn_missing(iso_cell *c);
 
-/* Limits and kernel layers on a sub-interpreter cell's thread before any
- * guest code. The cell thread serves the confinement before any request,
+/* Limits and kernel layers before any guest code (the confine op). A
+ * sub-interpreter cell's thread serves its confinement before any request,
  * so spawn need not wait for it: the first use of the cell does
  * (iso_cell_settle), and a cell that could not be confined is stopped
  * there, never used. Hardened mode waits here, so spawn itself fails. */
 static int confine(iso_cell *c, iso_error *err)
 {
-    if (c->backend != ISO_BACKEND_SUBINTERPRETER)
-        warn_missing(c); /* a worker confined itself before it was ready */
-    if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
-        (limit_memory(c, err) == 0 && iso_cell_confine(c, err) == 0 &&
+    if (!c->ops->confine)
+        warn_missing(c); /* it confined itself before it was ready */
+    if (!c->ops->confine ||
+        (c->ops->confine(c, err) == 0 &&
          (iso_mode_get() != ISO_MODE_HARDENED || iso_cell_settle(c, err) == 0)))
         return 0;
     iso_cell_release(c);
@@ -448,8 +432,8 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
     *out = NULL;
     if (check_config(cfg, err))
         return -1;
-    iso_cell *warm =
-        cfg->backend == ISO_BACKEND_SUBINTERPRETER ? iso_pool_take() : NULL;
+    const iso_cell_ops *ops = iso_backend_ops(cfg->backend);
+    iso_cell *warm = ops->take_warm ? ops->take_warm() : NULL;
     if (warm) {
         warm->spawn_began = began;
         if (adopt(warm, cfg, err) || confine(warm, err))
@@ -588,9 +572,9 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->busy = true;
     c->overrun = ISO_OK;
     c->started = iso_now();
-    if (c->ops->interrupt &&
+    if (c->ops->watch &&
         (c->wall_ms > 0 || c->cpu_ms > 0 || c->guest.mem_limit > 0))
-        c->watched = iso_watchdog_watch(c, r->seq, c->started) == 0;
+        c->watched = c->ops->watch(c, r->seq, c->started) == 0;
     c->last_interrupt = 0;
     c->calls++;
     return c->ops->submit(c, r, err);
@@ -681,7 +665,7 @@ static void adopt_watchdog(iso_cell *c)
 {
     double since;
     iso_kind kind = c->watched && !c->overrun
-                        ? iso_watchdog_found(c, c->next_seq, &since)
+                        ? c->ops->found(c, c->next_seq, &since)
                         : ISO_OK;
     if (kind != ISO_OK)
         c->overrun = kind, c->overrun_since = since;
@@ -690,7 +674,7 @@ static void adopt_watchdog(iso_cell *c)
 static void unwatch(iso_cell *c)
 {
     if (c->watched)
-        iso_watchdog_forget(c);
+        c->ops->forget(c);
     c->watched = false;
 }
 
@@ -721,14 +705,6 @@ void iso_cell_retire(iso_cell *c, iso_state state)
     unwatch(c);
 }
 
-int64_t iso_cell_thread_cpu_ms(const iso_cell *c)
-{
-    struct timespec ts;
-    if (!c->has_cpu_clock || clock_gettime(c->cpu_clock, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Which limit the running request passed, and since when. */
 static bool over_limit(iso_cell *c, double now)
 {
@@ -736,13 +712,11 @@ static bool over_limit(iso_cell *c, double now)
     if (c->overrun)
         return true;
     double wall_end = c->started + (double)c->wall_ms / 1000.0;
+    iso_kind over;
     if (c->wall_ms > 0 && now >= wall_end)
         c->overrun = ISO_TIMEOUT, c->overrun_since = wall_end;
-    else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER &&
-             iso_cell_thread_cpu_ms(c) >= c->cpu_ms)
-        c->overrun = ISO_CPU, c->overrun_since = now;
-    else if (iso_mem_account_overrun(c->guest.mem_account))
-        c->overrun = ISO_MEMORY, c->overrun_since = now;
+    else if (c->ops->over && (over = c->ops->over(c)) != ISO_OK)
+        c->overrun = over, c->overrun_since = now;
     return c->overrun != ISO_OK;
 }
 
@@ -768,7 +742,7 @@ static int enforce_limits(iso_cell *c, double now)
     return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
 }
 
-/* cpu_ms and mem of a sub-interpreter cell the watchdog does not watch */
+/* cpu_ms and mem of a cell (the over op) the watchdog does not watch */
 #define CPU_CHECK_EVERY_S 0.01
 
 static double next_deadline(iso_cell *c, iso_wait what, double deadline)
@@ -779,7 +753,7 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
     if (c->overrun)
         wake = c->last_interrupt + ISO_INTERRUPT_EVERY_S;
     else if ((c->cpu_ms > 0 || c->guest.mem_limit > 0) && !c->watched &&
-             c->backend == ISO_BACKEND_SUBINTERPRETER)
+             c->ops->over)
         wake = iso_now() + CPU_CHECK_EVERY_S;
     else if (c->wall_ms > 0)
         wake = c->started + (double)c->wall_ms / 1000.0;
@@ -926,11 +900,10 @@ static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
     nfds_t nfds = 0;
     bool threads = false;
     for (size_t i = 0; i < n; i++) {
-        int fd = cells[i]->backend == ISO_BACKEND_PROCESS
-                     ? iso_process_frames_fd(cells[i])
-                     : -1;
-        if (cells[i]->backend != ISO_BACKEND_PROCESS)
-            threads = true;
+        const iso_cell_ops *ops = cells[i]->ops;
+        int fd = ops->poll_fd ? ops->poll_fd(cells[i]) : -1;
+        if (!ops->poll_fd)
+            threads = true; /* it rings the doorbell */
         else if (nfds == WAIT_ANY_FDS)
             lower(&wake, iso_now() + WAIT_ANY_SLICE_S);
         else if (fd >= 0)
@@ -1014,14 +987,10 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
 {
     static const char *const names[] = {"starting", "idle", "closed", "dead"};
     memset(st, 0, sizeof *st);
-    if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
-        st->cpu_ms = iso_process_cpu_ms(c);
-    else if (iso_cell_is_open(c))
-        st->cpu_ms = iso_cell_thread_cpu_ms(c);
-    if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
-        st->mem_bytes = iso_process_mem_bytes(c);
-    else if (iso_cell_is_open(c))
-        st->mem_bytes = iso_mem_account_used(c->guest.mem_account);
+    if (iso_cell_is_open(c) && c->ops->cpu_ms)
+        st->cpu_ms = c->ops->cpu_ms(c);
+    if (iso_cell_is_open(c) && c->ops->mem_bytes)
+        st->mem_bytes = c->ops->mem_bytes(c);
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;

@@ -45,10 +45,22 @@ typedef struct iso_msg_queue {
 } iso_msg_queue;
 
 /* What the generic host side (cell.c) needs from a backend: the
- * sub-interpreter backend (py_cell.c) and the process backend (proc.c). */
+ * sub-interpreter backend (py_cell.c) and the process backend (proc.c),
+ * found by kind in the registry (backend.c). cell.c never asks which
+ * backend a cell has: what differs is an op here, or an op left NULL. */
 typedef struct iso_cell_ops {
+    /* Can this build and host run the backend? 0, or -1 with err saying
+     * what is missing. NULL: always. */
+    int (*check)(iso_error *err);
+    /* A warm cell (started, unnamed, no rules) to make the spawned one;
+     * NULL when there is none. NULL op: the backend has no such pool. */
+    iso_cell *(*take_warm)(void);
     /* Create the cell and wait until it is ready. */
     int (*start)(iso_cell *c, const iso_cell_config *cfg, iso_error *err);
+    /* Limits and confinement of a started (or warm, just configured) cell
+     * before any guest code: 0, or -1 with err. NULL: the cell confined
+     * itself before it was ready (its missing layers are in c->confinement). */
+    int (*confine)(iso_cell *c, iso_error *err);
     /* Hand over request r (owned). */
     int (*submit)(iso_cell *c, iso_req *r, iso_error *err);
     /* Deliver what the cell sent (iso_cell_deliver), waiting for something
@@ -57,6 +69,16 @@ typedef struct iso_cell_ops {
     int (*receive)(iso_cell *c, double deadline, iso_error *err);
     /* Answer the cell's broker request. */
     void (*reply)(iso_cell *c, iso_value *value, const char *error);
+    /* A limit the host checks itself while it waits for a result:
+     * ISO_CPU, ISO_MEMORY or ISO_OK. NULL: the backend enforces cpu_ms
+     * and mem otherwise (a worker's RLIMIT_CPU and its own MemoryError). */
+    iso_kind (*over)(iso_cell *c);
+    /* Watch request seq (started at `started`) for its limits while the
+     * host does not wait for it: 0 when watched; forget it; what was found
+     * (ISO_OK: nothing yet) and since when. NULL: no watcher. */
+    int (*watch)(iso_cell *c, uint64_t seq, double started);
+    void (*forget)(iso_cell *c);
+    iso_kind (*found)(iso_cell *c, uint64_t seq, double *since);
     /* The running request is past wall_ms by `overdue` seconds. Returns
      * true while the cell may still answer (it was interrupted), false
      * once it was killed or abandoned (retired). */
@@ -72,15 +94,20 @@ typedef struct iso_cell_ops {
      * in force on return, 0 when it takes it before its next request (it
      * is busy), -1 with err (the cell died). NULL: it reads c->plan. */
     int (*reload)(iso_cell *c, iso_error *err);
+    /* An open cell's CPU time in ms and memory in bytes (stats). */
+    int64_t (*cpu_ms)(const iso_cell *c);
+    int64_t (*mem_bytes)(const iso_cell *c);
+    /* The fd that becomes readable when the cell sent something, for
+     * iso_cell_wait_any (-1 once it is gone). NULL: the cell rings the
+     * doorbell instead. */
+    int (*poll_fd)(const iso_cell *c);
 } iso_cell_ops;
 
 extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
-/* proc.c: is the worker installed; a process cell's CPU time, memory; the
- * socket its frames arrive on (-1 once it is gone), for iso_cell_wait_any. */
-int iso_process_backend_check(iso_error *err);
-int64_t iso_process_cpu_ms(const iso_cell *c);
-int64_t iso_process_mem_bytes(const iso_cell *c); /* resident set */
-int iso_process_frames_fd(const iso_cell *c);
+/* backend.c: the ops of backend b (NULL: none in this build); a test puts
+ * a fake backend in a slot with iso_backend_ops_set. */
+const iso_cell_ops *iso_backend_ops(iso_backend b);
+void iso_backend_ops_set(iso_backend b, const iso_cell_ops *ops);
 /* proc.c, pure: may a worker report kind in a RESULT (what it sends: guest,
  * value, and memory under limits.mem)? A death note made fit to show:
  * bytes other than printable ASCII dropped, in place; its new length. */
@@ -236,7 +263,8 @@ void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);
 
 /* The warm pool (pool.c). */
-iso_cell *iso_cell_new_blank(iso_error *err); /* started, unnamed, no rules */
+/* A started cell of backend b, unnamed and without rules (a warm pool's). */
+iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err);
 iso_cell *iso_pool_take(void); /* a warm cell, or NULL when there is none */
 
 /* Host thread, for backends. */

@@ -94,7 +94,7 @@ static bool find_worker(char *out, size_t n)
     return executable(out);
 }
 
-int iso_process_backend_check(iso_error *err)
+static int proc_check(iso_error *err)
 {
     char path[PATH_MAX];
     if (!find_worker(path, sizeof path))
@@ -189,7 +189,7 @@ static int zygote_start(iso_error *err)
     char path[PATH_MAX], host[24], cells[ISO_PATH_MAX] = "-";
     int sv[2];
     if (!find_worker(path, sizeof path))
-        return iso_process_backend_check(err);
+        return proc_check(err);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
         return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
                              strerror(errno));
@@ -1123,7 +1123,7 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     return 0;
 }
 
-int64_t iso_process_cpu_ms(const iso_cell *c)
+static int64_t proc_cpu_ms(const iso_cell *c)
 {
     const proc *p = c->backend_data;
     char path[64], buf[1024];
@@ -1142,7 +1142,8 @@ int64_t iso_process_cpu_ms(const iso_cell *c)
     return (int64_t)(ut + stime) * 1000 / sysconf(_SC_CLK_TCK);
 }
 
-int64_t iso_process_mem_bytes(const iso_cell *c)
+/* Its resident set. */
+static int64_t proc_mem_bytes(const iso_cell *c)
 {
     const proc *p = c->backend_data;
     char path[64];
@@ -1170,7 +1171,15 @@ void iso_process_end(void)
         pthread_mutex_unlock(&zyg.mu);
 }
 
+/* The socket its frames arrive on. */
+static int proc_frames_fd(const iso_cell *c)
+{
+    const proc *p = c->backend_data;
+    return p ? p->sock : -1;
+}
+
 const iso_cell_ops iso_process_ops = {
+    .check = proc_check,
     .start = proc_start,
     .submit = proc_submit,
     .receive = proc_receive,
@@ -1179,10 +1188,7 @@ const iso_cell_ops iso_process_ops = {
     .stop = proc_stop,
     .destroy = proc_destroy,
     .reload = proc_reload,
+    .cpu_ms = proc_cpu_ms,
+    .mem_bytes = proc_mem_bytes,
+    .poll_fd = proc_frames_fd,
 };
-
-int iso_process_frames_fd(const iso_cell *c)
-{
-    const proc *p = c->backend_data;
-    return p ? p->sock : -1;
-}

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cell.h"
 #include "guest.h"
 #include "py_alloc.h"
+#include "subinterp.h"
 
 /* ---- creation and teardown --------------------------------------------- */
 
@@ -573,13 +573,21 @@ static void sub_stop(iso_cell *c, bool force)
 }
 
 const iso_cell_ops iso_subinterpreter_ops = {
+    .take_warm = iso_pool_take,
     .start = sub_start,
+    .confine = iso_sub_confine,
     .submit = sub_submit,
     .receive = sub_receive,
     .reply = sub_reply,
+    .over = iso_sub_over,
+    .watch = iso_watchdog_watch,
+    .forget = iso_watchdog_forget,
+    .found = iso_watchdog_found,
     .overrun = sub_overrun,
     .stop = sub_stop,
     .interrupt = interrupt,
+    .cpu_ms = iso_cell_thread_cpu_ms,
+    .mem_bytes = iso_sub_mem_bytes,
 };
 
 /* ---- interrupts -------------------------------------------------------- */
