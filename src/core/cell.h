@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "guard_routes.h"
 #include "guest.h"
 #include "handoff.h"
 #include "isolate.h"
@@ -140,10 +141,9 @@ struct iso_cell {
     char **deny_syscalls;    /* the policy's syscalls.deny */
     size_t n_deny_syscalls;
     struct iso_cell_kernel *kernel; /* cell_confine.c */
-    uint64_t guard_cgroup;          /* BPF-guarded cgroup id, 0: none */
-    iso_plan **retired;             /* plans replaced by reloads */
+    iso_guard guard;    /* the BPF guard of its cgroup (cell_guard.c) */
+    iso_plan **retired; /* plans replaced by reloads */
     size_t n_retired;
-    int guard_rules;
     /* The host's queue limits (0: unbounded), and what waits now in the
      * outbox and the host's posts and events: charged by whoever queues a
      * message, refunded when the host takes it. */
@@ -215,8 +215,9 @@ int iso_cell_settle(iso_cell *c, iso_error *err);
 /* The pool's refill thread: a warm cell's thread joins a threaded cgroup of
  * its own ahead of spawn. Best effort (spawn makes one when it did not). */
 void iso_cell_cgroup_prepare(iso_cell *c);
-/* The BPF guard for a cell's cgroup (either backend): install its plan's
- * rules and remember the cell for denial events; the confinement row. */
+/* cell_guard.c: the BPF guard for a cell's cgroup (either backend):
+ * install its plan's rules and route its denials to the cell's events;
+ * the confinement row. */
 bool iso_cell_guard(iso_cell *c, const char *cgroup_dir, uint64_t cgroup_id,
                     char *why, size_t n); /* cgroup_id 0: look it up */
 void iso_cell_unguard(iso_cell *c);

@@ -437,7 +437,7 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
     (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
         rc = put_str(map, "mode", iso_mode_name());
-    if (rc == 0 && c->guard_cgroup) /* Landlock leaves connect to it */
+    if (rc == 0 && c->guard.cgroup_id) /* Landlock leaves connect to it */
         rc = put_str(map, "connect", "bpf");
     if (rc == 0)
         rc = compiled_filter(c, cfg, map);
