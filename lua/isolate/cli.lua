@@ -175,8 +175,10 @@ function cli.check_parser()
   p:argument("targets", "Policy files or template names."):args("*"):argname("FILE|NAME")
   p:flag("--explain", "Print which layer enforces each rule, for --backend.")
   p:flag("--json", "Print one JSON document instead of text.")
-  p:option("--backend", "The backend to explain for: subinterpreter (default), "
-           .. "process or microvm.", "subinterpreter"):choices(policy.BACKENDS)
+  p:option("--backend", "The backend to explain for: "
+           .. table.concat(policy.BACKENDS, ", ") .. " (default "
+           .. policy.DEFAULT_BACKEND .. ").", policy.DEFAULT_BACKEND)
+    :choices(policy.BACKENDS)
   return p
 end
 
@@ -326,7 +328,7 @@ function cli.run_parser(name)
     :action(ordered("l")):init(nil)
   p:flag("-v --version", "Print the versions (as the version command).")
   p:option("--mode", "dev (default), hardened or compat: sandbox.configure's mode.")
-    :choices({ "dev", "hardened", "compat" })
+    :choices(require("isolate.core").modes)
   p:option("--log-format", "json: every guest log as a JSON line on stderr; "
            .. "text: the default."):choices({ "json", "text" })
   return p
@@ -440,9 +442,29 @@ function cli.run(argv, before, name)
   return steps(opts, argv, script)
 end
 
+-- `luaisolate test [busted args]`: busted inside this host, so that specs
+-- run their cells as `luaisolate run` does (thread cgroups, the host's
+-- signal handling and shutdown). The steps: one chunk, busted's runner.
+function cli.test(argv)
+  if not pcall(require, "busted.runner") then
+    io.stderr:write(PROG, ": test: busted is not installed for Lua 5.4 ",
+                    "(Debian: apt-get install lua-busted)\n")
+    return EXIT_INVALID
+  end
+  configure({})
+  -- --ignore-lua: a .busted `lua = ...` would run the specs elsewhere
+  _G.arg = table.move(argv, 1, #argv, 2, { [-1] = PROG, [0] = "busted", "--ignore-lua" })
+  local started = false
+  return function()
+    if started then return EXIT_OK end
+    started = true
+    return function() require("busted.runner")({ standalone = false }) end
+  end
+end
+
 -- ---- the host's entry point -------------------------------------------------------
 
-cli.COMMANDS = { "run", "check", "doctor", "version", "help" }
+cli.COMMANDS = { "run", "check", "doctor", "test", "version", "help" }
 
 function cli.main_parser()
   return cli.run_parser(PROG)
@@ -464,6 +486,7 @@ function cli.main(argv)
   if cmd == "check" then return cli.check(rest) end
   if cmd == "doctor" then return require("isolate.doctor").doctor(rest) end
   if cmd == "version" then return cli.version(rest) end
+  if cmd == "test" then return cli.test(rest) end
   if cmd == "help" then out(cli.help_text(cli.main_parser())); return EXIT_OK end
   if cmd == nil then return usage_error(cli.main_parser(), "no script or command given") end
   -- a word that names no command and no file is a mistyped command

@@ -75,7 +75,6 @@ int iso_backend_check(iso_backend b, iso_error *err)
         return ops->check ? ops->check(err) : 0;
     if (b == ISO_BACKEND_MICROVM)
         return microvm_missing(err);
-    return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                         "unknown backend; valid backends: "
-                         "subinterpreter, process, microvm");
+    return iso_error_set(err, ISO_INVALID_ARGUMENT, "unknown backend %d",
+                         (int)b);
 }

@@ -10,8 +10,8 @@
  * started; either way exactly once and before any guest code, and its thread
  * never serves another cell.
  *
- * (The rollout modes and kernel info at the top are on their way to
- * src/core; the BPF guard and hot reload are src/core/cell_guard.c's.)
+ * (The BPF guard and hot reload are src/core/cell_guard.c's, what the
+ * kernel offers src/kernel/kernel_info.c's.)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -38,55 +38,6 @@ struct iso_cell_kernel {
     char cgroup_why[600]; /* why the thread has no cgroup */
     char guard_why[600];  /* why the BPF guard does not cover the cell */
 };
-
-static _Atomic int mode = ISO_MODE_DEV;
-
-static const char *const mode_names[] = {"dev", "hardened", "compat"};
-
-int iso_mode_set(const char *name, iso_error *err)
-{
-    const char *const *names = mode_names;
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, names[i]) == 0) {
-            atomic_store(&mode, i);
-            return 0;
-        }
-    return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                         "mode must be dev, hardened or compat, got '%s'",
-                         name);
-}
-
-iso_mode iso_mode_get(void)
-{
-    return (iso_mode)atomic_load(&mode);
-}
-
-const char *iso_mode_name(void)
-{
-    return mode_names[iso_mode_get()];
-}
-
-int iso_thread_cgroups_enable(iso_error *err)
-{
-    return iso_cgroup_host_enter(err);
-}
-
-bool iso_thread_cgroups_enabled(void)
-{
-    return iso_cgroup_host_entered();
-}
-
-void iso_kernel_info_get(iso_kernel_info *ki)
-{
-    memset(ki, 0, sizeof *ki);
-    int abi = iso_landlock_abi();
-    ki->landlock_abi = abi > 0 ? abi : 0;
-    ki->seccomp = iso_seccomp_missing() == NULL;
-    iso_error err = {0};
-    ki->bpf = iso_netguard_open(&err) == 0;
-    snprintf(ki->bpf_why, sizeof ki->bpf_why, "%.255s", err.message);
-    iso_error_clear(&err);
-}
 
 /* ---- the cell thread ---------------------------------------------------- */
 

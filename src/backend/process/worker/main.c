@@ -129,7 +129,7 @@ static int read_config(iso_value *config, double deadline, iso_error *err)
         return -1;
     if (f.type != ISO_FRAME_CONFIG) {
         iso_frame_clear(&f);
-        return iso_error_set(err, ISO_CRASHED, "protocol: expected CONFIG");
+        return iso_wire_violation(err, "expected CONFIG");
     }
     iso_value_move(config, &f.value);
     iso_frame_clear(&f);
@@ -172,7 +172,7 @@ static void serve(void)
         iso_error err = {0};
         if (next_frame(&f, &err) ||
             (f.type != ISO_FRAME_EXEC && f.type != ISO_FRAME_CALL))
-            _exit(err.kind == ISO_CRASHED && err.message[0] == 'p' ? 2 : 0);
+            _exit(ISO_WIRE_VIOLATED(&err) ? 2 : 0);
         const char *text = f.text ? f.text : "";
         iso_msg *m = iso_guest_run(&guest, f.type == ISO_FRAME_CALL, text,
                                    strlen(text), &f.value);
