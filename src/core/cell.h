@@ -197,14 +197,15 @@ struct iso_cell {
     uint64_t calls, posts_count, denials;
 };
 
-/* cell_confine.c: kernel layers on a sub-interpreter cell's thread. */
+/* modes.c: the rollout mode. */
 typedef enum iso_mode {
     ISO_MODE_DEV,
     ISO_MODE_HARDENED,
     ISO_MODE_COMPAT
 } iso_mode;
 iso_mode iso_mode_get(void);
-/* Host: spawn starts the cell thread's confinement; everything else that
+/* cell_confine.c: kernel layers on a sub-interpreter cell's thread.
+ * Host: spawn starts the cell thread's confinement; everything else that
  * touches the cell first waits for it with iso_cell_confined (-1 with err
  * when it failed). The cell thread serves it before any request. */
 int iso_cell_confine(iso_cell *c, iso_error *err);
@@ -238,8 +239,8 @@ void iso_cell_unconfine(iso_cell *c);   /* host: close */
 int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started);
 void iso_watchdog_forget(iso_cell *c);
 iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since);
-/* CPU time of a sub-interpreter cell's thread, in ms (process cells have
- * RLIMIT_CPU in their worker instead). */
+/* limits.c: CPU time of a sub-interpreter cell's thread, in ms (process
+ * cells have RLIMIT_CPU in their worker instead). */
 int64_t iso_cell_thread_cpu_ms(const iso_cell *c);
 
 /* Both threads. */
