@@ -9,6 +9,7 @@
  *   "posts:N"  N posts ("p0", "p1", ...), then a RESULT
  *   "fail"     a RESULT carrying a guest error
  *   "ask"      a broker REQUEST; the RESULT is the host's reply
+ *   "deny"     a DENIAL event the cell claims, then a RESULT
  *   "die"      the cell dies under the request
  *   "hang"     never answers (until it is killed)
  * and a call answers the number of its arguments.
@@ -114,6 +115,12 @@ static bool answer_exec(iso_cell *c, fake *f, const char *text)
         return true;
     } else if (strcmp(text, "hang") == 0) {
         return false;
+    } else if (strcmp(text, "deny") == 0) {
+        iso_msg *m = iso_msg_new(ISO_MSG_DENIAL);
+        iso_value_set_list(&m->value);
+        for (int i = 0; i < 5; i++) /* capability ... layer: no source */
+            iso_value_set_string(iso_list_append(&m->value), ISO_STR, "x", 1);
+        deliver(c, m);
     }
     deliver(c, with_int(ISO_MSG_RESULT, 7));
     return true;
@@ -448,6 +455,40 @@ static void test_bad_limits(void)
     iso_error_clear(&err);
 }
 
+static void test_denial_event(void)
+{
+    iso_cell *c = spawn("fake-l");
+    iso_error err = {0};
+    CHECK_EQ_INT(exec_kind(c, "deny"), ISO_OK);
+    iso_msg_destroy(wait_for(c, ISO_WAIT_RESULT, &err));
+    iso_msg *m = iso_cell_next_event(c);
+    CHECK(m && m->type == ISO_MSG_DENIAL && m->value.u.seq.len == 6);
+    if (m && m->value.u.seq.len == 6) /* the cell's claim: source "cell" */
+        CHECK_EQ_STR(m->value.u.seq.items[5].u.str.ptr, "cell");
+    iso_msg_destroy(m);
+    CHECK(iso_cell_next_event(c) == NULL);
+    iso_cell_stats st;
+    iso_cell_stats_get(c, &st);
+    CHECK_EQ_INT(st.denials, 1);
+    iso_cell_release(c);
+}
+
+static void test_wait_any(void)
+{
+    iso_cell *cells[2] = {spawn("fake-m"), spawn("fake-n")};
+    bool ready[2] = {true, true};
+    CHECK_EQ_INT(exec_kind(cells[0], "hang"), ISO_OK);
+    CHECK_EQ_INT(exec_kind(cells[1], "ok"), ISO_OK);
+    CHECK_EQ_INT(iso_cell_wait_any(cells, 2, 1.0, ready), 1);
+    CHECK(!ready[0] && ready[1]);
+    double t0 = iso_now();
+    CHECK_EQ_INT(iso_cell_wait_any(cells, 1, 0.02, ready), 0);
+    CHECK(!ready[0]);
+    CHECK(iso_now() - t0 >= 0.02); /* slept until its timeout */
+    iso_cell_release(cells[0]);
+    iso_cell_release(cells[1]);
+}
+
 int main(void)
 {
     iso_backend_ops_set(FAKE, &fake_ops);
@@ -462,5 +503,7 @@ int main(void)
     RUN(test_wall_ms);
     RUN(test_queue_limit);
     RUN(test_bad_limits);
+    RUN(test_denial_event);
+    RUN(test_wait_any);
     return CHECK_EXIT();
 }
