@@ -4,6 +4,10 @@
  * code), spoken to in frames (wire.c) on the Lua thread itself: no extra
  * thread, no extra hop. Everything a guest sends is decoded as data,
  * checked against the frame rules, and a malformed frame kills the cell.
+ *
+ * Over 600 lines: the zygote, a worker's start, its frames and the ops
+ * share one worker state (proc) and the zygote's lock; the warm pool of
+ * workers is proc_pool.c's already.
  */
 #include <dlfcn.h>
 #include <errno.h>
