@@ -24,11 +24,12 @@
 #define FAKE ISO_BACKEND_MICROVM
 
 typedef struct fake {
-    iso_req *req;     /* the request to answer at the next receive */
-    bool asked;       /* "ask": the REQUEST went out, the reply awaited */
-    bool replied;     /* the host answered it */
-    iso_value answer; /* what it answered */
-    int refused;      /* deliveries a queue limit refused */
+    iso_req *req;        /* the request to answer at the next receive */
+    bool asked;          /* "ask": the REQUEST went out, the reply awaited */
+    bool replied;        /* the host answered it */
+    iso_value answer;    /* what it answered */
+    int refused;         /* deliveries a queue limit refused */
+    iso_host_hooks host; /* given at start */
 } fake;
 
 static struct {
@@ -43,15 +44,18 @@ static int fake_check(iso_error *err)
     return 0;
 }
 
-static int fake_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+static int fake_start(iso_cell *c, const iso_cell_config *cfg,
+                      const iso_host_hooks *host, iso_error *err)
 {
     (void)cfg;
     seen.starts++;
     if (seen.start_fails)
         return iso_error_set(err, ISO_CRASHED, "fake: cannot start");
-    c->backend_data = calloc(1, sizeof(fake));
-    if (!c->backend_data)
+    fake *f = calloc(1, sizeof(fake));
+    if (!f)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
+    f->host = *host;
+    c->backend_data = f;
     atomic_store(&c->state, ISO_STATE_IDLE);
     return 0;
 }
@@ -68,7 +72,7 @@ static int fake_submit(iso_cell *c, iso_req *r, iso_error *err)
 static void deliver(iso_cell *c, iso_msg *m)
 {
     fake *f = c->backend_data;
-    if (m && iso_cell_deliver(c, m))
+    if (m && iso_host_deliver(&f->host, m))
         f->refused++;
 }
 
@@ -134,7 +138,7 @@ static int fake_receive(iso_cell *c, double deadline, iso_error *err)
     if (!r)
         return 0;
     if (r->type == ISO_REQ_EXEC && strcmp(r->text, "die") == 0) {
-        iso_cell_retire(c, ISO_STATE_DEAD);
+        iso_host_retire(&f->host, ISO_STATE_DEAD);
         return iso_error_set(err, ISO_CRASHED, "fake: the cell died");
     }
     bool done =
@@ -163,7 +167,8 @@ static bool fake_overrun(iso_cell *c, double overdue)
 {
     (void)overdue;
     seen.overruns++;
-    iso_cell_retire(c, ISO_STATE_DEAD); /* killed at once */
+    iso_host_retire(&((fake *)c->backend_data)->host,
+                    ISO_STATE_DEAD); /* killed at once */
     return false;
 }
 
@@ -171,7 +176,7 @@ static void fake_stop(iso_cell *c, bool force)
 {
     seen.stops++;
     seen.forced_stops += force;
-    iso_cell_retire(c, ISO_STATE_CLOSED);
+    iso_host_retire(&((fake *)c->backend_data)->host, ISO_STATE_CLOSED);
 }
 
 static void fake_destroy(iso_cell *c)

@@ -205,6 +205,57 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
     return iso_backend_check(cfg->backend, err);
 }
 
+/* ---- what backends tell the host (their iso_host_hooks) ---------------- */
+
+/* Record that phase name of c's spawn ended at `at`. Past ISO_PHASES_MAX:
+ * dropped. */
+static void cell_phase(iso_cell *c, const char *name, double at)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->n_phases < ISO_PHASES_MAX) {
+        iso_phase *ph = &c->phases[c->n_phases++];
+        snprintf(ph->name, sizeof ph->name, "%s", name);
+        ph->at = at;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void unwatch(iso_cell *c);
+
+/* The cell is over: state CLOSED or DEAD, name free, nothing running. */
+static void cell_retire(iso_cell *c, iso_state state)
+{
+    c->ended_at = iso_now();
+    atomic_store(&c->state, state);
+    name_release(c);
+    c->busy = false;
+    unwatch(c);
+}
+
+static int hook_deliver(void *ctx, iso_msg *m)
+{
+    return iso_cell_deliver(ctx, m);
+}
+static void hook_retire(void *ctx, iso_state state)
+{
+    cell_retire(ctx, state);
+}
+static void hook_wake(void *ctx)
+{
+    iso_cell_wake_host(ctx);
+}
+static void hook_phase(void *ctx, const char *name, double at)
+{
+    cell_phase(ctx, name, at);
+}
+
+/* The hooks c's backend gets when it starts c. */
+static iso_host_hooks hooks_for(iso_cell *c)
+{
+    return (iso_host_hooks){c, hook_deliver, hook_retire, hook_wake,
+                            hook_phase};
+}
+
 /* A cell with no name and no rules, for a backend's warm pool. */
 iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
 {
@@ -214,7 +265,8 @@ iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
         iso_error_set(err, ISO_MEMORY, "out of memory");
         return NULL;
     }
-    if (c->ops->start(c, &cfg, err)) {
+    iso_host_hooks host = hooks_for(c);
+    if (c->ops->start(c, &cfg, &host, err)) {
         iso_cell_unref(c);
         return NULL;
     }
@@ -276,12 +328,13 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         cell_free(c);
         return -1;
     }
-    if (c->ops->start(c, cfg, err)) {
+    iso_host_hooks host = hooks_for(c);
+    if (c->ops->start(c, cfg, &host, err)) {
         name_release(c);
         iso_cell_unref(c);
         return -1;
     }
-    iso_cell_phase(c, "started", iso_now());
+    cell_phase(c, "started", iso_now());
     if (confine(c, err))
         return -1;
     c->spawned_at = iso_now();
@@ -523,15 +576,6 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
     return m;
 }
 
-void iso_cell_retire(iso_cell *c, iso_state state)
-{
-    c->ended_at = iso_now();
-    atomic_store(&c->state, state);
-    name_release(c);
-    c->busy = false;
-    unwatch(c);
-}
-
 /* Which limit the running request passed, and since when. */
 static bool over_limit(iso_cell *c, double now)
 {
@@ -736,17 +780,6 @@ iso_msg *iso_cell_next_event(iso_cell *c)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
     return iso_cell_refund(c, iso_msg_queue_pop(&c->events));
-}
-
-void iso_cell_phase(iso_cell *c, const char *name, double at)
-{
-    pthread_mutex_lock(&c->mu);
-    if (c->n_phases < ISO_PHASES_MAX) {
-        iso_phase *ph = &c->phases[c->n_phases++];
-        snprintf(ph->name, sizeof ph->name, "%s", name);
-        ph->at = at;
-    }
-    pthread_mutex_unlock(&c->mu);
 }
 
 size_t iso_cell_phases(iso_cell *c, iso_phase *out, size_t max)

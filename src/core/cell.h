@@ -13,6 +13,7 @@
 #include "guard_routes.h"
 #include "guest.h"
 #include "handoff.h"
+#include "host_hooks.h"
 #include "isolate.h"
 #include "msg.h"
 
@@ -34,13 +35,6 @@ typedef struct iso_req {
     uint64_t seq;
 } iso_req;
 
-typedef enum iso_state {
-    ISO_STATE_STARTING,
-    ISO_STATE_IDLE,
-    ISO_STATE_CLOSED,
-    ISO_STATE_DEAD,
-} iso_state;
-
 typedef struct iso_msg_queue {
     iso_msg *head, *tail;
 } iso_msg_queue;
@@ -56,15 +50,18 @@ typedef struct iso_cell_ops {
     /* A warm cell (started, unnamed, no rules) to make the spawned one;
      * NULL when there is none. NULL op: the backend has no such pool. */
     iso_cell *(*take_warm)(void);
-    /* Create the cell and wait until it is ready. */
-    int (*start)(iso_cell *c, const iso_cell_config *cfg, iso_error *err);
+    /* Create the cell and wait until it is ready. From here on the backend
+     * tells the host what the cell sends, that it ended, and how its spawn
+     * went through `host` (a copy of it is the backend's to keep). */
+    int (*start)(iso_cell *c, const iso_cell_config *cfg,
+                 const iso_host_hooks *host, iso_error *err);
     /* Limits and confinement of a started (or warm, just configured) cell
      * before any guest code: 0, or -1 with err. NULL: the cell confined
      * itself before it was ready (its missing layers are in c->confinement). */
     int (*confine)(iso_cell *c, iso_error *err);
     /* Hand over request r (owned). */
     int (*submit)(iso_cell *c, iso_req *r, iso_error *err);
-    /* Deliver what the cell sent (iso_cell_deliver), waiting for something
+    /* Deliver what the cell sent (the deliver hook), waiting for something
      * until deadline (iso_now() seconds, < 0 forever). -1 with err when
      * the cell died. */
     int (*receive)(iso_cell *c, double deadline, iso_error *err);
@@ -84,7 +81,8 @@ typedef struct iso_cell_ops {
      * true while the cell may still answer (it was interrupted), false
      * once it was killed or abandoned (retired). */
     bool (*overrun)(iso_cell *c, double overdue);
-    /* End the cell (force: without waiting for it). Leaves it retired. */
+    /* End the cell (force: without waiting for it). Leaves it retired
+     * (the retire hook). */
     void (*stop)(iso_cell *c, bool force);
     /* Free backend state (last reference gone). */
     void (*destroy)(iso_cell *c);
@@ -117,9 +115,6 @@ size_t iso_death_note_clean(char *note);
 /* SIGKILL the zygote (its cells die with it: PDEATHSIG) and reap it; the
  * next process cell starts a new one. Any thread; never blocks on a lock. */
 void iso_process_end(void);
-/* Record that phase name of c's spawn ended at `at` (iso_now() seconds;
- * a worker's clock is the host's). Past ISO_PHASES_MAX: dropped. */
-void iso_cell_phase(iso_cell *c, const char *name, double at);
 /* lifecycle.c: run iso_shutdown at exit (registered once). */
 void iso_shutdown_at_exit(void);
 
@@ -129,6 +124,7 @@ struct iso_cell {
     iso_backend backend;
     const iso_cell_ops *ops;
     void *backend_data;    /* proc.c: the worker process */
+    iso_host_hooks host;   /* py_cell.c: the hooks its start op was given */
     iso_value confinement; /* per layer: what confines this cell */
     /* What the guest runtime reads: its name, imports, capabilities, plan
      * (immutable; NULL denies every fs and net access; a reload swaps
@@ -189,7 +185,7 @@ struct iso_cell {
     double overrun_since; /* when it did */
     double started, last_interrupt;
     double spawned_at, ended_at;
-    /* How its spawn went (iso_cell_phase), under mu: spawn_began and each
+    /* How its spawn went (the phase hook), under mu: spawn_began and each
      * phase's end in iso_now() seconds, as the host or its worker saw it */
     double spawn_began;
     iso_phase phases[ISO_PHASES_MAX];
@@ -256,7 +252,6 @@ void iso_cell_queue_why(iso_cell *c, char *buf, size_t n);
 /* Set a denial's source, the 6th item of its list ("cell", "kernel" or
  * "host"), replacing whatever was there. -1 on OOM. */
 int iso_denial_mark(iso_msg *m, const char *source);
-void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
 /* The doorbell's ringing end (made on first use; -1 if it could not be):
  * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
 int iso_cell_doorbell_fd(void);
@@ -269,14 +264,7 @@ void iso_req_destroy(iso_req *r);
 iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err);
 iso_cell *iso_pool_take(void); /* a warm cell, or NULL when there is none */
 
-/* Host thread, for backends. */
-/* Sort m (consumed) into the host queues, counting what it queues against
- * the queue limits unless it was counted on the way (iso_cell_push). A
- * denial without a source is the cell's claim (source "cell"). -1 (m
- * destroyed) when it would pass a queue limit. */
-int iso_cell_deliver(iso_cell *c, iso_msg *m);
-/* The cell is over: state CLOSED or DEAD, name free, nothing running. */
-void iso_cell_retire(iso_cell *c, iso_state state);
+/* Host thread. */
 /* Move the outbox into the host queues; true when anything moved. */
 bool iso_cell_drain_outbox(iso_cell *c);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cell.h"
+#include "cell_queue.h"
 #include "guard_routes.h"
 
 /* ---- the BPF network guard ---------------------------------------------- */

@@ -44,6 +44,7 @@ typedef struct proc {
     iso_cgroup cg;
     bool has_cg;
     iso_cell *cell;      /* whose cgroup the BPF guard may cover */
+    iso_host_hooks host; /* given at start: what the host hears from us */
     bool reload_pending; /* a reload while busy: sent before the next frame */
     char guard_why[600]; /* why it does not */
     int64_t output_used; /* posted, logged, measured: counted by the host */
@@ -536,7 +537,7 @@ static int died(iso_cell *c, proc *p, iso_error *err)
         death_reason(c, p, err);
     }
     cleanup(p);
-    iso_cell_retire(c, ISO_STATE_DEAD);
+    iso_host_retire(&p->host, ISO_STATE_DEAD);
     return -1;
 }
 
@@ -701,7 +702,7 @@ static int refuse_request(iso_cell *c, proc *p, const iso_value *cap,
     iso_msg *m = host_denial(cap);
     if (!m)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    return iso_cell_deliver(c, m) ? queue_full(c, err) : 0;
+    return iso_host_deliver(&p->host, m) ? queue_full(c, err) : 0;
 }
 
 static int deliver(iso_cell *c, proc *p, iso_frame *f, iso_error *err)
@@ -720,7 +721,7 @@ static int deliver(iso_cell *c, proc *p, iso_frame *f, iso_error *err)
         iso_msg_destroy(m);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
-    return iso_cell_deliver(c, m) ? queue_full(c, err) : 0;
+    return iso_host_deliver(&p->host, m) ? queue_full(c, err) : 0;
 }
 
 /* The worker is dead: what it sent before it died may still wait in the
@@ -850,7 +851,7 @@ static bool proc_overrun(iso_cell *c, double overdue)
     put_down(p);
     salvage(c, p);
     cleanup(p);
-    iso_cell_retire(c, ISO_STATE_DEAD);
+    iso_host_retire(&p->host, ISO_STATE_DEAD);
     return false;
 }
 
@@ -870,7 +871,7 @@ static void proc_stop(iso_cell *c, bool force)
     pthread_mutex_unlock(&zyg.mu);
     salvage(c, p);
     cleanup(p);
-    iso_cell_retire(c, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
+    iso_host_retire(&p->host, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
 }
 
 static void proc_destroy(iso_cell *c)
@@ -1004,7 +1005,7 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
         iso_cgroup_set_limits(&p->cg, cfg->mem_bytes ? cfg->mem_bytes : -1,
                               cfg->processes > 0 ? cfg->processes : -1, err))
         return -1;
-    iso_cell_phase(c, "cgroup limits", iso_now());
+    iso_host_phase(&p->host, "cgroup limits", iso_now());
     if (cfg->processes > 0 && !(p->has_cg && p->cg.pids))
         return iso_error_set(err, ISO_NOT_IMPLEMENTED,
                              "limits.processes needs the pids controller of "
@@ -1016,7 +1017,7 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
     else
         iso_cell_guard(c, p->cg.path, w->cg_id, p->guard_why,
                        sizeof p->guard_why);
-    iso_cell_phase(c, "bpf rules", iso_now());
+    iso_host_phase(&p->host, "bpf rules", iso_now());
     return 0;
 }
 
@@ -1031,7 +1032,7 @@ static const iso_value *map_field(const iso_value *map, const char *key)
 }
 
 /* READY's value: {confinement = rows, phases = [[name, iso_now()]...]}. */
-static int take_ready(iso_cell *c, iso_value *v, iso_error *err)
+static int take_ready(iso_cell *c, proc *p, iso_value *v, iso_error *err)
 {
     const iso_value *rows = map_field(v, "confinement");
     const iso_value *phases = map_field(v, "phases");
@@ -1043,7 +1044,7 @@ static int take_ready(iso_cell *c, iso_value *v, iso_error *err)
         if (ph->type == ISO_LIST && ph->u.seq.len == 2 &&
             ph->u.seq.items[0].type == ISO_STR &&
             ph->u.seq.items[1].type == ISO_FLOAT)
-            iso_cell_phase(c, ph->u.seq.items[0].u.str.ptr,
+            iso_host_phase(&p->host, ph->u.seq.items[0].u.str.ptr,
                            ph->u.seq.items[1].u.f);
     }
     return iso_value_copy(&c->confinement, rows)
@@ -1061,10 +1062,10 @@ static int await_ready(iso_cell *c, proc *p, iso_error *err)
         return -1;
     }
     int rc = f.type == ISO_FRAME_READY
-                 ? take_ready(c, &f.value, err)
+                 ? take_ready(c, p, &f.value, err)
                  : iso_wire_violation(err, "expected READY");
     iso_frame_clear(&f);
-    iso_cell_phase(c, "ready", iso_now());
+    iso_host_phase(&p->host, "ready", iso_now());
     if (rc == 0 &&
         iso_cell_guard_row(c, &c->confinement, "process", p->guard_why))
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -1081,26 +1082,27 @@ static int send_config(iso_cell *c, const iso_cell_config *cfg, proc *p,
     }
     if (send_frame(p, &f, err))
         return death_reason(c, p, err);
-    iso_cell_phase(c, "config sent", iso_now());
+    iso_host_phase(&p->host, "config sent", iso_now());
     return 0;
 }
 
 /* A worker from the pool, or one made now (the cold path). */
-static int get_worker(iso_cell *c, iso_proc_warm *w, iso_error *err)
+static int get_worker(iso_cell *c, proc *p, iso_proc_warm *w, iso_error *err)
 {
     if (iso_proc_pool_take(w)) {
-        iso_cell_phase(c, "from the pool", iso_now());
+        iso_host_phase(&p->host, "from the pool", iso_now());
         return 0;
     }
     if (iso_proc_warm_make(c->name, false, w, err))
         return -1;
-    iso_cell_phase(c, "cgroup", w->cg_made_at);
-    iso_cell_phase(c, "fork", w->made_at);
+    iso_host_phase(&p->host, "cgroup", w->cg_made_at);
+    iso_host_phase(&p->host, "fork", w->made_at);
     iso_proc_pool_wake(); /* process cells are in use: keep workers ahead */
     return 0;
 }
 
-static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+static int proc_start(iso_cell *c, const iso_cell_config *cfg,
+                      const iso_host_hooks *host, iso_error *err)
 {
     proc *p = calloc(1, sizeof *p);
     if (!p)
@@ -1108,9 +1110,10 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     p->sock = p->note = -1;
     p->pid = -1;
     p->cell = c;
+    p->host = *host;
     c->backend_data = p;
     iso_proc_warm w;
-    int rc = get_worker(c, &w, err);
+    int rc = get_worker(c, p, &w, err);
     if (rc == 0) {
         rc = adopt(c, cfg, p, &w, err);
         if (rc == 0)

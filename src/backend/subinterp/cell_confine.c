@@ -134,11 +134,11 @@ static void make_cgroup(iso_cell *c)
         snprintf(k->guard_why, sizeof k->guard_why,
                  "the BPF guard sees cgroups, and this cell thread has none");
     } else {
-        iso_cell_phase(c, "cgroup", iso_now());
+        iso_host_phase(&c->host, "cgroup", iso_now());
         iso_cell_guard(c, k->cg.path, k->cg_id, k->guard_why,
                        sizeof k->guard_why);
     }
-    iso_cell_phase(c, "bpf rules", iso_now());
+    iso_host_phase(&c->host, "bpf rules", iso_now());
     iso_error_clear(&err);
 }
 
@@ -159,7 +159,7 @@ static int confine_self(iso_cell *c, iso_error *err)
         rc = iso_confine_thread(&cc, &rep, err);
     for (size_t i = 0; rc == 0 && i < rep.n; i++)
         if (i == 0 || rep.steps[i].done_at != rep.steps[i - 1].done_at)
-            iso_cell_phase(c, rep.steps[i].layer, rep.steps[i].done_at);
+            iso_host_phase(&c->host, rep.steps[i].layer, rep.steps[i].done_at);
     if (rc == 0 && describe(c, &rep))
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
     iso_confine_net_free(&cc);

@@ -225,17 +225,17 @@ void *iso_py_cell_thread(void *arg)
         (iso_guest_sink){sink_send, sink_await_reply, sink_why_refused, c};
     c->has_cpu_clock =
         pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
-    iso_cell_phase(c, "thread", iso_now());
+    iso_host_phase(&c->host, "thread", iso_now());
     int rc = iso_py_runtime_init(&err);
     if (rc == 0)
         rc = open_account(c, &err);
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0) {
-        iso_cell_phase(c, "interpreter", iso_now());
+        iso_host_phase(&c->host, "interpreter", iso_now());
         if ((rc = iso_guest_setup(&c->guest, &err)) != 0)
             destroy(&c->guest);
     }
     if (rc == 0)
-        iso_cell_phase(c, "guest runtime", iso_now());
+        iso_host_phase(&c->host, "guest runtime", iso_now());
     if (rc == 0)
         iso_py_register_cell_thread(py.ts); /* a worker process has one */
     iso_mem_account_flush();
@@ -314,9 +314,11 @@ static int describe_confinement(iso_cell *c)
     return rc;
 }
 
-static int sub_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+static int sub_start(iso_cell *c, const iso_cell_config *cfg,
+                     const iso_host_hooks *host, iso_error *err)
 {
     (void)cfg;
+    c->host = *host; /* before the thread, which reports its phases */
     if (describe_confinement(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     atomic_fetch_add(&c->refs, 1); /* the thread's reference */
@@ -387,7 +389,7 @@ static void abandon(iso_cell *c)
     atomic_store(&c->stop, true);
     iso_signal_notify(&c->to_cell);
     pthread_detach(c->thread);
-    iso_cell_retire(c, ISO_STATE_DEAD);
+    iso_host_retire(&c->host, ISO_STATE_DEAD);
     interrupt(c, 0);
 }
 
@@ -425,7 +427,7 @@ static void sub_stop(iso_cell *c, bool force)
     if (!join_within(c, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
         abandon(c);
     else
-        iso_cell_retire(c, ISO_STATE_CLOSED);
+        iso_host_retire(&c->host, ISO_STATE_CLOSED);
 }
 
 const iso_cell_ops iso_subinterpreter_ops = {

@@ -51,7 +51,7 @@ static void look(watch *w, double now)
         return; /* not started yet, or over */
     if (!w->found && (w->found = passed(w, now)) != ISO_OK) {
         w->since = now;
-        iso_cell_wake_host(w->c); /* it takes over: kind, and abandonment */
+        iso_host_wake(&w->c->host); /* it takes over: kind, and abandonment */
     }
     if (w->found && now - w->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
         w->last_interrupt = now;

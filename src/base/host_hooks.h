@@ -1,0 +1,53 @@
+/*
+ * What a backend tells the host about one of its cells, without knowing
+ * the host's cell object: the host hands a backend these hooks when it
+ * starts a cell (the start op), with its own context for that cell, and
+ * the backend calls them instead of reaching up into the host.
+ */
+#ifndef ISO_HOST_HOOKS_H
+#define ISO_HOST_HOOKS_H
+
+#include "isolate.h"
+
+/* Where a cell is in its life, as the host sees it. */
+typedef enum iso_state {
+    ISO_STATE_STARTING,
+    ISO_STATE_IDLE,
+    ISO_STATE_CLOSED,
+    ISO_STATE_DEAD,
+} iso_state;
+
+typedef struct iso_host_hooks {
+    void *ctx; /* the host's own state for the cell: passed to each hook */
+    /* Host thread: sort m (consumed) into the host's queues; -1 (m
+     * destroyed) when it would pass a queue limit. */
+    int (*deliver)(void *ctx, iso_msg *m);
+    /* Host thread: the cell is over (state CLOSED or DEAD): its name is
+     * free and nothing runs in it any more. */
+    void (*retire)(void *ctx, iso_state state);
+    /* Any thread: have a host that waits on the cell look again. */
+    void (*wake)(void *ctx);
+    /* Any thread: phase name of the cell's spawn ended at `at` (iso_now()
+     * seconds; a worker's clock is the host's). */
+    void (*phase)(void *ctx, const char *name, double at);
+} iso_host_hooks;
+
+static inline int iso_host_deliver(const iso_host_hooks *h, iso_msg *m)
+{
+    return h->deliver(h->ctx, m);
+}
+static inline void iso_host_retire(const iso_host_hooks *h, iso_state state)
+{
+    h->retire(h->ctx, state);
+}
+static inline void iso_host_wake(const iso_host_hooks *h)
+{
+    h->wake(h->ctx);
+}
+static inline void iso_host_phase(const iso_host_hooks *h, const char *name,
+                                  double at)
+{
+    h->phase(h->ctx, name, at);
+}
+
+#endif
