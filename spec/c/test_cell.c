@@ -56,7 +56,6 @@ static int fake_start(iso_cell *c, const iso_cell_config *cfg,
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     f->host = *host;
     c->backend_data = f;
-    atomic_store(&c->state, ISO_STATE_IDLE);
     return 0;
 }
 
@@ -72,8 +71,10 @@ static int fake_submit(iso_cell *c, iso_req *r, iso_error *err)
 static void deliver(iso_cell *c, iso_msg *m)
 {
     fake *f = c->backend_data;
-    if (m && iso_host_deliver(&f->host, m))
-        f->refused++;
+    iso_error err = {0};
+    if (m && iso_host_deliver(&f->host, m, &err))
+        f->refused += err.kind == ISO_OUTPUT; /* the hook says which limit */
+    iso_error_clear(&err);
 }
 
 static iso_msg *with_int(iso_msg_type type, int64_t n)
@@ -172,8 +173,9 @@ static bool fake_overrun(iso_cell *c, double overdue)
     return false;
 }
 
-static void fake_stop(iso_cell *c, bool force)
+static void fake_stop(iso_cell *c, bool force, bool busy)
 {
+    (void)busy;
     seen.stops++;
     seen.forced_stops += force;
     iso_host_retire(&((fake *)c->backend_data)->host, ISO_STATE_CLOSED);

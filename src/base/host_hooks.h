@@ -7,6 +7,10 @@
 #ifndef ISO_HOST_HOOKS_H
 #define ISO_HOST_HOOKS_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "isolate.h"
 
 /* Where a cell is in its life, as the host sees it. */
@@ -20,8 +24,9 @@ typedef enum iso_state {
 typedef struct iso_host_hooks {
     void *ctx; /* the host's own state for the cell: passed to each hook */
     /* Host thread: sort m (consumed) into the host's queues; -1 (m
-     * destroyed) when it would pass a queue limit. */
-    int (*deliver)(void *ctx, iso_msg *m);
+     * destroyed), with err saying which limit (ISO_OUTPUT), when it would
+     * pass a queue limit. */
+    int (*deliver)(void *ctx, iso_msg *m, iso_error *err);
     /* Host thread: the cell is over (state CLOSED or DEAD): its name is
      * free and nothing runs in it any more. */
     void (*retire)(void *ctx, iso_state state);
@@ -30,11 +35,24 @@ typedef struct iso_host_hooks {
     /* Any thread: phase name of the cell's spawn ended at `at` (iso_now()
      * seconds; a worker's clock is the host's). */
     void (*phase)(void *ctx, const char *name, double at);
+    /* Host thread, while the cell starts: rows (moved) become what
+     * confines the cell (one map per layer). */
+    void (*confined)(void *ctx, iso_value *rows);
+    /* The BPF guard of the cell's cgroup, which the host keeps (a reload
+     * updates it): install the cell's plan for the cgroup at dir (id 0:
+     * look it up) and route its denials to the cell; false, with why, when
+     * it cannot. Remove it (before the cgroup goes). Its confinement row,
+     * appended to list (why: the reason it is missing). */
+    bool (*guard)(void *ctx, const char *dir, uint64_t id, char *why, size_t n);
+    void (*unguard)(void *ctx);
+    int (*guard_row)(void *ctx, iso_value *list, const char *scope,
+                     const char *why);
 } iso_host_hooks;
 
-static inline int iso_host_deliver(const iso_host_hooks *h, iso_msg *m)
+static inline int iso_host_deliver(const iso_host_hooks *h, iso_msg *m,
+                                   iso_error *err)
 {
-    return h->deliver(h->ctx, m);
+    return h->deliver(h->ctx, m, err);
 }
 static inline void iso_host_retire(const iso_host_hooks *h, iso_state state)
 {
@@ -48,6 +66,25 @@ static inline void iso_host_phase(const iso_host_hooks *h, const char *name,
                                   double at)
 {
     h->phase(h->ctx, name, at);
+}
+
+static inline void iso_host_confined(const iso_host_hooks *h, iso_value *rows)
+{
+    h->confined(h->ctx, rows);
+}
+static inline bool iso_host_guard(const iso_host_hooks *h, const char *dir,
+                                  uint64_t id, char *why, size_t n)
+{
+    return h->guard(h->ctx, dir, id, why, n);
+}
+static inline void iso_host_unguard(const iso_host_hooks *h)
+{
+    h->unguard(h->ctx);
+}
+static inline int iso_host_guard_row(const iso_host_hooks *h, iso_value *list,
+                                     const char *scope, const char *why)
+{
+    return h->guard_row(h->ctx, list, scope, why);
 }
 
 #endif

@@ -232,9 +232,18 @@ static void cell_retire(iso_cell *c, iso_state state)
     unwatch(c);
 }
 
-static int hook_deliver(void *ctx, iso_msg *m)
+static int hook_deliver(void *ctx, iso_msg *m, iso_error *err)
 {
-    return iso_cell_deliver(ctx, m);
+    iso_cell *c = ctx;
+    if (iso_cell_deliver(c, m) == 0)
+        return 0;
+    char why[96];
+    iso_cell_queue_why(c, why, sizeof why);
+    return iso_error_set(err, ISO_OUTPUT,
+                         "cell '%s' left more than %s of posts and events "
+                         "waiting in its host: recv sooner, or raise the "
+                         "limit (spawn limits or sandbox.configure)",
+                         c->name, why);
 }
 static void hook_retire(void *ctx, iso_state state)
 {
@@ -248,12 +257,37 @@ static void hook_phase(void *ctx, const char *name, double at)
 {
     cell_phase(ctx, name, at);
 }
+static void hook_confined(void *ctx, iso_value *rows)
+{
+    iso_value_move(&((iso_cell *)ctx)->confinement, rows);
+}
+static bool hook_guard(void *ctx, const char *dir, uint64_t id, char *why,
+                       size_t n)
+{
+    return iso_cell_guard(ctx, dir, id, why, n);
+}
+static void hook_unguard(void *ctx)
+{
+    iso_cell_unguard(ctx);
+}
+static int hook_guard_row(void *ctx, iso_value *list, const char *scope,
+                          const char *why)
+{
+    return iso_cell_guard_row(ctx, list, scope, why);
+}
 
 /* The hooks c's backend gets when it starts c. */
 static iso_host_hooks hooks_for(iso_cell *c)
 {
-    return (iso_host_hooks){c, hook_deliver, hook_retire, hook_wake,
-                            hook_phase};
+    return (iso_host_hooks){.ctx = c,
+                            .deliver = hook_deliver,
+                            .retire = hook_retire,
+                            .wake = hook_wake,
+                            .phase = hook_phase,
+                            .confined = hook_confined,
+                            .guard = hook_guard,
+                            .unguard = hook_unguard,
+                            .guard_row = hook_guard_row};
 }
 
 /* A cell with no name and no rules, for a backend's warm pool. */
@@ -270,6 +304,7 @@ iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
         iso_cell_unref(c);
         return NULL;
     }
+    atomic_store(&c->state, ISO_STATE_IDLE);
     return c;
 }
 
@@ -334,6 +369,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         iso_cell_unref(c);
         return -1;
     }
+    atomic_store(&c->state, ISO_STATE_IDLE);
     cell_phase(c, "started", iso_now());
     if (confine(c, err))
         return -1;
@@ -408,7 +444,7 @@ int iso_cell_settle(iso_cell *c, iso_error *err)
         warn_missing(c);
         return 0;
     }
-    c->ops->stop(c, true); /* never used unconfined */
+    c->ops->stop(c, true, c->busy); /* never used unconfined */
     iso_error_set(err, why.kind, "%s", why.message);
     iso_error_move(&c->failed, &why);
     return -1;
@@ -821,14 +857,14 @@ void iso_cell_close(iso_cell *c)
 {
     settle_quietly(c);
     if (iso_cell_is_open(c))
-        c->ops->stop(c, false);
+        c->ops->stop(c, false, c->busy);
 }
 
 void iso_cell_kill(iso_cell *c)
 {
     settle_quietly(c);
     if (iso_cell_is_open(c))
-        c->ops->stop(c, true);
+        c->ops->stop(c, true, c->busy);
     if (atomic_load(&c->state) == ISO_STATE_CLOSED)
         atomic_store(&c->state, ISO_STATE_DEAD);
 }

@@ -50,7 +50,8 @@ typedef struct iso_cell_ops {
     /* A warm cell (started, unnamed, no rules) to make the spawned one;
      * NULL when there is none. NULL op: the backend has no such pool. */
     iso_cell *(*take_warm)(void);
-    /* Create the cell and wait until it is ready. From here on the backend
+    /* Create the cell and wait until it is ready (the host then counts it
+     * idle). From here on the backend
      * tells the host what the cell sends, that it ended, and how its spawn
      * went through `host` (a copy of it is the backend's to keep). */
     int (*start)(iso_cell *c, const iso_cell_config *cfg,
@@ -81,18 +82,20 @@ typedef struct iso_cell_ops {
      * true while the cell may still answer (it was interrupted), false
      * once it was killed or abandoned (retired). */
     bool (*overrun)(iso_cell *c, double overdue);
-    /* End the cell (force: without waiting for it). Leaves it retired
+    /* End the cell (force: without waiting for it; busy: a request was
+     * submitted whose result the host has not taken). Leaves it retired
      * (the retire hook). */
-    void (*stop)(iso_cell *c, bool force);
+    void (*stop)(iso_cell *c, bool force, bool busy);
     /* Free backend state (last reference gone). */
     void (*destroy)(iso_cell *c);
     /* Interrupt request seq if it still runs; any thread (the watchdog).
      * NULL: the backend enforces its limits otherwise. */
     void (*interrupt)(iso_cell *c, uint64_t seq);
-    /* Hand the cell's own guard the plan c->plan now is (a reload): 1 when
-     * in force on return, 0 when it takes it before its next request (it
-     * is busy), -1 with err (the cell died). NULL: it reads c->plan. */
-    int (*reload)(iso_cell *c, iso_error *err);
+    /* Hand the cell's own guard plan, the cell's plan now (a reload; busy
+     * as for stop): 1 when in force on return, 0 when it takes it before
+     * its next request (it is busy), -1 with err (the cell died). NULL: it
+     * reads c->guest's plan. */
+    int (*reload)(iso_cell *c, iso_plan *plan, bool busy, iso_error *err);
     /* An open cell's CPU time in ms and memory in bytes (stats). */
     int64_t (*cpu_ms)(const iso_cell *c);
     int64_t (*mem_bytes)(const iso_cell *c);

@@ -43,8 +43,15 @@ typedef struct proc {
     int sock, note; /* frames; the reading end of the death note */
     iso_cgroup cg;
     bool has_cg;
-    iso_cell *cell;      /* whose cgroup the BPF guard may cover */
+    bool guarded;        /* the BPF guard covers its cgroup */
     iso_host_hooks host; /* given at start: what the host hears from us */
+    char name[ISO_NAME_MAX + 1];
+    char **caps; /* the capabilities request() may use */
+    size_t n_caps;
+    int64_t output_bytes, mem_limit; /* limits.output_bytes, .mem; 0: none */
+    iso_plan *plan;      /* the cell's plan as it is now (a reload swaps it) */
+    uint64_t awaiting;   /* the request whose RESULT is due (0: none) */
+    bool asked;          /* a REQUEST went to the host, not answered yet */
     bool reload_pending; /* a reload while busy: sent before the next frame */
     char guard_why[600]; /* why it does not */
     int64_t output_used; /* posted, logged, measured: counted by the host */
@@ -401,8 +408,7 @@ static int put_filter(iso_value *map, const iso_worker_filter *f)
 /* What the worker would compile from its CONFIG, compiled by the host.
  * A policy it cannot compile goes without: the worker then builds the
  * filter itself and fails its confinement with the reason. */
-static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
-                           iso_value *map)
+static int compiled_filter(const iso_cell_config *cfg, iso_value *map)
 {
     iso_confine_config cc = {
         .compat = iso_mode_get() == ISO_MODE_COMPAT,
@@ -412,7 +418,7 @@ static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
     };
     iso_worker_filter f;
     iso_error err = {0};
-    int rc = iso_confine_net_from_plan(&cc, c->guest.plan, &err);
+    int rc = iso_confine_net_from_plan(&cc, cfg->plan, &err);
     bool have = rc == 0 && iso_confine_worker_filter(&cc, &f, &err) == 0;
     iso_confine_net_free(&cc);
     iso_error_clear(&err);
@@ -424,37 +430,42 @@ static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
     return rc;
 }
 
-static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
+static int config_value(const iso_cell_config *cfg, const proc *p,
                         iso_value *map)
 {
     iso_value *fs, *net;
     iso_value_set_map(map);
-    int rc = put_str(map, "name", c->name) ||
-             put_strings(map, "imports", (const char *const *)c->guest.imports,
-                         c->guest.n_imports) ||
-             put_strings(map, "capabilities",
-                         (const char *const *)c->guest.capabilities,
-                         c->guest.n_capabilities) ||
+    int rc = put_str(map, "name", cfg->name) ||
+             put_strings(map, "imports", cfg->imports, cfg->n_imports) ||
+             put_strings(map, "capabilities", cfg->capabilities,
+                         cfg->n_capabilities) ||
              put_strings(map, "syscalls_deny", cfg->deny_syscalls,
                          cfg->n_deny_syscalls) ||
              put_limits(map, cfg) || put(map, "fs", &fs) ||
-             put(map, "net", &net) || iso_plan_to_value(c->guest.plan, fs, net);
+             put(map, "net", &net) || iso_plan_to_value(cfg->plan, fs, net);
     (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
         rc = put_str(map, "mode", iso_mode_name());
-    if (rc == 0 && c->guard.cgroup_id) /* Landlock leaves connect to it */
+    if (rc == 0 && p->guarded) /* Landlock leaves connect to it */
         rc = put_str(map, "connect", "bpf");
     if (rc == 0)
-        rc = compiled_filter(c, cfg, map);
+        rc = compiled_filter(cfg, map);
     return rc;
 }
 
 /* ---- death ------------------------------------------------------------- */
 
+static void free_strings(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void cleanup(proc *p)
 {
     iso_error err = {0};
-    iso_cell_unguard(p->cell);
+    iso_host_unguard(&p->host);
     if (p->has_cg) {
         iso_cgroup_kill(&p->cg, &err);
         iso_cgroup_remove(&p->cg, &err);
@@ -489,7 +500,7 @@ size_t iso_death_note_clean(char *note)
 
 /* Why it died: the host's own observation (its wait status) first; the
  * death note is the cell's claim, bounded, cleaned and shown as one. */
-static int death_reason(iso_cell *c, proc *p, iso_error *err)
+static int death_reason(proc *p, iso_error *err)
 {
     char note[256] = "";
     fcntl(p->note, F_SETFL, O_NONBLOCK);
@@ -501,15 +512,15 @@ static int death_reason(iso_cell *c, proc *p, iso_error *err)
     pthread_mutex_unlock(&zyg.mu);
     if (st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU)
         return iso_error_set(err, ISO_CPU, "cell '%s' exceeded limits.cpu_ms",
-                             c->name);
+                             p->name);
     if (note[0])
         return iso_error_set(err, ISO_CRASHED,
-                             "cell '%s' died; it reported: %s", c->name, note);
+                             "cell '%s' died; it reported: %s", p->name, note);
     if (st != -1 && WIFSIGNALED(st))
         return iso_error_set(err, ISO_CRASHED, "cell '%s' was killed by %s",
-                             c->name, strsignal(WTERMSIG(st)));
+                             p->name, strsignal(WTERMSIG(st)));
     return iso_error_set(err, ISO_CRASHED, "cell '%s' exited (status %d)",
-                         c->name, st != -1 ? WEXITSTATUS(st) : -1);
+                         p->name, st != -1 ? WEXITSTATUS(st) : -1);
 }
 
 /* Kill the worker and claim its exit, without a reason from it. */
@@ -522,7 +533,7 @@ static void put_down(proc *p)
 }
 
 /* The worker is gone or misbehaved: make sure of it and say why. */
-static int died(iso_cell *c, proc *p, iso_error *err)
+static int died(proc *p, iso_error *err)
 {
     if (err->kind == ISO_OUTPUT) { /* the host's verdict: kept as is */
         put_down(p);
@@ -531,10 +542,10 @@ static int died(iso_cell *c, proc *p, iso_error *err)
         char why[sizeof err->message];
         snprintf(why, sizeof why, "%s", err->message);
         iso_error_set(err, ISO_CRASHED, "cell '%s' broke the protocol (%s)",
-                      c->name, why);
+                      p->name, why);
         err->code = ISO_E_PROTOCOL;
     } else {
-        death_reason(c, p, err);
+        death_reason(p, err);
     }
     cleanup(p);
     iso_host_retire(&p->host, ISO_STATE_DEAD);
@@ -576,26 +587,26 @@ static bool is_str(const iso_value *v, size_t max)
 
 /* A result answers the running request, once, with a kind a worker may
  * report: timeout, cpu, crashed... come from the host's own eyes. */
-static int check_result(iso_cell *c, const iso_frame *f, iso_error *err)
+static int check_result(const proc *p, const iso_frame *f, iso_error *err)
 {
-    if (!c->busy || f->seq != c->next_seq || c->pending_result)
+    if (!p->awaiting || f->seq != p->awaiting)
         return violation(err, "a RESULT for no running request");
     if (f->error.kind != ISO_OK &&
-        !iso_worker_kind_allowed(f->error.kind, c->guest.mem_limit))
+        !iso_worker_kind_allowed(f->error.kind, p->mem_limit))
         return violation(err, "a RESULT with a verdict only the host gives");
     return 0;
 }
 
 /* [capability, action, payload], one at a time: the worker waits for its
  * answer before it sends another. */
-static int check_request(iso_cell *c, const iso_frame *f, iso_error *err)
+static int check_request(const proc *p, const iso_frame *f, iso_error *err)
 {
     const iso_value *it = f->value.u.seq.items;
     if (!is_str(&it[0], ISO_REQUEST_TEXT_MAX) ||
         !is_str(&it[1], ISO_REQUEST_TEXT_MAX))
         return violation(err, "a REQUEST whose capability or action is not "
                               "a short string");
-    if (c->pending_request)
+    if (p->asked)
         return violation(err, "a second REQUEST before the first was answered");
     return 0;
 }
@@ -610,58 +621,44 @@ static int check_denial(const iso_frame *f, iso_error *err)
 
 /* limits.output_bytes, counted again here as the worker counts it: a
  * worker that sends more than it may lied. */
-static int charge_output(iso_cell *c, proc *p, const iso_frame *f,
-                         iso_error *err)
+static int charge_output(proc *p, const iso_frame *f, iso_error *err)
 {
     int64_t n = (int64_t)iso_value_string_bytes(&f->value);
-    if (c->guest.output_bytes <= 0 ||
-        p->output_used + n <= c->guest.output_bytes) {
+    if (p->output_bytes <= 0 || p->output_used + n <= p->output_bytes) {
         p->output_used += n;
         return 0;
     }
     return iso_error_set(err, ISO_OUTPUT,
                          "cell '%s' sent more than limits.output_bytes=%lld "
                          "(its worker should have refused it)",
-                         c->name, (long long)c->guest.output_bytes);
+                         p->name, (long long)p->output_bytes);
 }
 
-static int check_frame(iso_cell *c, proc *p, const iso_frame *f, iso_error *err)
+static int check_frame(proc *p, const iso_frame *f, iso_error *err)
 {
     switch (f->type) {
     case ISO_FRAME_RESULT:
-        return check_result(c, f, err);
+        return check_result(p, f, err);
     case ISO_FRAME_REQUEST:
-        return check_request(c, f, err);
+        return check_request(p, f, err);
     case ISO_FRAME_DENIAL:
         return check_denial(f, err);
     case ISO_FRAME_POST:
     case ISO_FRAME_LOG:
     case ISO_FRAME_METRIC:
-        return charge_output(c, p, f, err);
+        return charge_output(p, f, err);
     default:
         return violation(err, "a frame a ready worker never sends");
     }
 }
 
-static bool granted(const iso_cell *c, const iso_value *cap)
+static bool granted(const proc *p, const iso_value *cap)
 {
-    for (size_t i = 0; i < c->guest.n_capabilities; i++)
-        if (strlen(c->guest.capabilities[i]) == cap->u.str.len &&
-            memcmp(c->guest.capabilities[i], cap->u.str.ptr, cap->u.str.len) ==
-                0)
+    for (size_t i = 0; i < p->n_caps; i++)
+        if (strlen(p->caps[i]) == cap->u.str.len &&
+            memcmp(p->caps[i], cap->u.str.ptr, cap->u.str.len) == 0)
             return true;
     return false;
-}
-
-static int queue_full(iso_cell *c, iso_error *err)
-{
-    char why[96];
-    iso_cell_queue_why(c, why, sizeof why);
-    return iso_error_set(err, ISO_OUTPUT,
-                         "cell '%s' left more than %s of posts and events "
-                         "waiting in its host: recv sooner, or raise the "
-                         "limit (spawn limits or sandbox.configure)",
-                         c->name, why);
 }
 
 /* The host's own denial of capability cap: source "host". */
@@ -689,8 +686,7 @@ static iso_msg *host_denial(const iso_value *cap)
 /* An ungranted REQUEST (the worker checks grants, so it was forged) never
  * reaches a handler: the host answers it with an error and records a
  * denial of its own. */
-static int refuse_request(iso_cell *c, proc *p, const iso_value *cap,
-                          iso_error *err)
+static int refuse_request(proc *p, const iso_value *cap, iso_error *err)
 {
     iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
     iso_error_set(&f.error, ISO_POLICY,
@@ -702,15 +698,18 @@ static int refuse_request(iso_cell *c, proc *p, const iso_value *cap,
     iso_msg *m = host_denial(cap);
     if (!m)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    return iso_host_deliver(&p->host, m) ? queue_full(c, err) : 0;
+    return iso_host_deliver(&p->host, m, err);
 }
 
-static int deliver(iso_cell *c, proc *p, iso_frame *f, iso_error *err)
+static int deliver(proc *p, iso_frame *f, iso_error *err)
 {
-    if (check_frame(c, p, f, err)) /* it knows every type a worker sends */
+    if (check_frame(p, f, err)) /* it knows every type a worker sends */
         return -1;
-    if (f->type == ISO_FRAME_REQUEST && !granted(c, &f->value.u.seq.items[0]))
-        return refuse_request(c, p, &f->value.u.seq.items[0], err);
+    if (f->type == ISO_FRAME_REQUEST && !granted(p, &f->value.u.seq.items[0]))
+        return refuse_request(p, &f->value.u.seq.items[0], err);
+    if (f->type == ISO_FRAME_RESULT)
+        p->awaiting = 0; /* answered: another RESULT for it is a lie */
+    p->asked |= f->type == ISO_FRAME_REQUEST; /* until the host replies */
     iso_msg *m = iso_msg_new(frame_msg_types[f->type]);
     if (!m)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -721,12 +720,12 @@ static int deliver(iso_cell *c, proc *p, iso_frame *f, iso_error *err)
         iso_msg_destroy(m);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
-    return iso_host_deliver(&p->host, m) ? queue_full(c, err) : 0;
+    return iso_host_deliver(&p->host, m, err);
 }
 
 /* The worker is dead: what it sent before it died may still wait in the
  * socket. Its posts and events are kept (its result no longer counts). */
-static void salvage(iso_cell *c, proc *p)
+static void salvage(proc *p)
 {
     iso_error err = {0};
     for (int rc = 0; rc == 0;) {
@@ -734,7 +733,7 @@ static void salvage(iso_cell *c, proc *p)
         if (p->sock < 0 || iso_wire_recv(&p->wire, &f, 0, &err))
             break;
         bool keep = f.type != ISO_FRAME_RESULT && f.type != ISO_FRAME_REQUEST;
-        rc = keep ? deliver(c, p, &f, &err) : 0;
+        rc = keep ? deliver(p, &f, &err) : 0;
         iso_frame_clear(&f);
     }
     iso_error_clear(&err);
@@ -745,41 +744,43 @@ static void salvage(iso_cell *c, proc *p)
  * request() or request, so while busy only the latest plan is sent, just
  * before the next frame it will read (a reload storm never fills the
  * socket); an idle one takes it at once and says so. */
-static int send_reload(iso_cell *c, proc *p, iso_error *err)
+static int send_reload(proc *p, iso_error *err)
 {
     iso_frame f = {.type = ISO_FRAME_RELOAD, .time = iso_wallclock()};
     iso_value *fs, *net;
     iso_value_set_map(&f.value);
     p->reload_pending = false;
     if (put(&f.value, "fs", &fs) || put(&f.value, "net", &net) ||
-        iso_plan_to_value(iso_cell_plan(c), fs, net)) {
+        iso_plan_to_value(p->plan, fs, net)) {
         iso_frame_clear(&f);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
     return send_frame(p, &f, err);
 }
 
-static int proc_reload(iso_cell *c, iso_error *err)
+static int proc_reload(iso_cell *c, iso_plan *plan, bool busy, iso_error *err)
 {
     proc *p = c->backend_data;
-    if (c->busy) {
+    iso_plan_unref(p->plan);
+    p->plan = iso_plan_ref(plan);
+    if (busy) {
         p->reload_pending = true;
         return 0;
     }
-    if (send_reload(c, p, err))
-        return died(c, p, err);
+    if (send_reload(p, err))
+        return died(p, err);
     for (double deadline = iso_now() + START_TIMEOUT_S;;) {
         iso_frame r = {0};
         if (iso_wire_recv(&p->wire, &r, deadline, err)) {
             if (err->kind == ISO_TIMEOUT) /* one that cannot say: gone */
                 kill_worker(p);
-            return died(c, p, err);
+            return died(p, err);
         }
         bool done = r.type == ISO_FRAME_RELOADED;
-        int rc = done ? 0 : deliver(c, p, &r, err);
+        int rc = done ? 0 : deliver(p, &r, err);
         iso_frame_clear(&r);
         if (rc)
-            return died(c, p, err);
+            return died(p, err);
         if (done)
             return 1;
     }
@@ -794,15 +795,15 @@ static int proc_receive(iso_cell *c, double deadline, iso_error *err)
         iso_frame f = {0};
         if (iso_wire_recv(&p->wire, &f, n ? 0 : deadline, err)) {
             if (err->kind != ISO_TIMEOUT)
-                return died(c, p, err);
+                return died(p, err);
             iso_error_clear(err);
             return 0;
         }
         /* the word on a reload a busy worker took later: nothing to do */
-        int rc = f.type == ISO_FRAME_RELOADED ? 0 : deliver(c, p, &f, err);
+        int rc = f.type == ISO_FRAME_RELOADED ? 0 : deliver(p, &f, err);
         iso_frame_clear(&f);
         if (rc)
-            return died(c, p, err);
+            return died(p, err);
     }
 }
 
@@ -813,18 +814,19 @@ static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
                                                    : ISO_FRAME_CALL,
                    .seq = r->seq,
                    .time = iso_wallclock()};
+    p->awaiting = r->seq;
     f.text = r->text;
     r->text = NULL;
     iso_value_move(&f.value, &r->args);
     iso_req_destroy(r);
     if (f.type == ISO_FRAME_CALL && f.value.type != ISO_LIST)
         iso_value_set_list(&f.value);
-    if ((!p->reload_pending || send_reload(c, p, err) == 0) &&
+    if ((!p->reload_pending || send_reload(p, err) == 0) &&
         send_frame(p, &f, err) == 0)
         return 0;
     iso_frame_clear(&f);
-    c->busy = false;
-    return err->kind == ISO_CRASHED ? died(c, p, err) : -1;
+    p->awaiting = 0;
+    return err->kind == ISO_CRASHED ? died(p, err) : -1;
 }
 
 static void proc_reply(iso_cell *c, iso_value *value, const char *error)
@@ -832,12 +834,13 @@ static void proc_reply(iso_cell *c, iso_value *value, const char *error)
     proc *p = c->backend_data;
     iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
     iso_error err = {0};
+    p->asked = false;
     if (error)
         iso_error_set(&f.error, ISO_GUEST, "%s", error);
     else if (value)
         iso_value_move(&f.value, value);
     if (p->reload_pending) /* request() takes it before its reply */
-        send_reload(c, p, &err);
+        send_reload(p, &err);
     iso_error_clear(&err);
     send_frame(p, &f, &err); /* a dead worker shows up at the next receive */
     iso_error_clear(&err);
@@ -849,18 +852,18 @@ static bool proc_overrun(iso_cell *c, double overdue)
     (void)overdue;
     proc *p = c->backend_data;
     put_down(p);
-    salvage(c, p);
+    salvage(p);
     cleanup(p);
     iso_host_retire(&p->host, ISO_STATE_DEAD);
     return false;
 }
 
-static void proc_stop(iso_cell *c, bool force)
+static void proc_stop(iso_cell *c, bool force, bool busy)
 {
     proc *p = c->backend_data;
     iso_frame f = {.type = ISO_FRAME_STOP, .time = iso_wallclock()};
     iso_error err = {0};
-    if (force || c->busy || send_frame(p, &f, &err))
+    if (force || busy || send_frame(p, &f, &err))
         kill_worker(p);
     iso_error_clear(&err);
     pthread_mutex_lock(&zyg.mu);
@@ -869,7 +872,7 @@ static void proc_stop(iso_cell *c, bool force)
         exit_status(p->pid, iso_now() + STOP_GRACE_S);
     }
     pthread_mutex_unlock(&zyg.mu);
-    salvage(c, p);
+    salvage(p);
     cleanup(p);
     iso_host_retire(&p->host, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
 }
@@ -877,8 +880,11 @@ static void proc_stop(iso_cell *c, bool force)
 static void proc_destroy(iso_cell *c)
 {
     proc *p = c->backend_data;
-    if (p)
+    if (p) {
         cleanup(p);
+        iso_plan_unref(p->plan);
+        free_strings(p->caps, p->n_caps);
+    }
     free(p);
     c->backend_data = NULL;
 }
@@ -994,8 +1000,8 @@ void iso_proc_warm_discard(iso_proc_warm *w)
 /* The cell takes worker w: the policy's cgroup limits and BPF rules go on
  * its cgroup before its CONFIG is sent (nothing of the guest runs before
  * that). */
-static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
-                 iso_proc_warm *w, iso_error *err)
+static int adopt(const iso_cell_config *cfg, proc *p, iso_proc_warm *w,
+                 iso_error *err)
 {
     p->pid = w->pid, p->sock = w->sock, p->note = w->note;
     p->cg = w->cg, p->has_cg = w->has_cg;
@@ -1015,8 +1021,8 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
                  "the BPF guard sees cgroups, and this cell has none (%.400s)",
                  w->cg_why);
     else
-        iso_cell_guard(c, p->cg.path, w->cg_id, p->guard_why,
-                       sizeof p->guard_why);
+        p->guarded = iso_host_guard(&p->host, p->cg.path, w->cg_id,
+                                    p->guard_why, sizeof p->guard_why);
     iso_host_phase(&p->host, "bpf rules", iso_now());
     return 0;
 }
@@ -1031,8 +1037,9 @@ static const iso_value *map_field(const iso_value *map, const char *key)
     return NULL;
 }
 
-/* READY's value: {confinement = rows, phases = [[name, iso_now()]...]}. */
-static int take_ready(iso_cell *c, proc *p, iso_value *v, iso_error *err)
+/* READY's value: {confinement = rows, phases = [[name, iso_now()]...]}:
+ * the rows, copied to out. */
+static int take_ready(proc *p, iso_value *v, iso_value *out, iso_error *err)
 {
     const iso_value *rows = map_field(v, "confinement");
     const iso_value *phases = map_field(v, "phases");
@@ -1047,53 +1054,73 @@ static int take_ready(iso_cell *c, proc *p, iso_value *v, iso_error *err)
             iso_host_phase(&p->host, ph->u.seq.items[0].u.str.ptr,
                            ph->u.seq.items[1].u.f);
     }
-    return iso_value_copy(&c->confinement, rows)
+    return iso_value_copy(out, rows)
                ? iso_error_set(err, ISO_MEMORY, "out of memory")
                : 0;
 }
 
-static int await_ready(iso_cell *c, proc *p, iso_error *err)
+/* The worker's READY: its confinement rows and the guard's go to the host. */
+static int await_ready(proc *p, iso_error *err)
 {
     iso_frame f = {0};
+    iso_value rows = {0};
     if (iso_wire_recv(&p->wire, &f, iso_now() + START_TIMEOUT_S, err)) {
         if (err->kind == ISO_TIMEOUT)
             kill_worker(p);
-        death_reason(c, p, err);
+        death_reason(p, err);
         return -1;
     }
     int rc = f.type == ISO_FRAME_READY
-                 ? take_ready(c, p, &f.value, err)
+                 ? take_ready(p, &f.value, &rows, err)
                  : iso_wire_violation(err, "expected READY");
     iso_frame_clear(&f);
     iso_host_phase(&p->host, "ready", iso_now());
-    if (rc == 0 &&
-        iso_cell_guard_row(c, &c->confinement, "process", p->guard_why))
+    if (rc == 0 && iso_host_guard_row(&p->host, &rows, "process", p->guard_why))
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
+    if (rc == 0)
+        iso_host_confined(&p->host, &rows);
+    iso_value_free(&rows);
     return rc;
 }
 
-static int send_config(iso_cell *c, const iso_cell_config *cfg, proc *p,
-                       iso_error *err)
+static int send_config(const iso_cell_config *cfg, proc *p, iso_error *err)
 {
     iso_frame f = {.type = ISO_FRAME_CONFIG, .time = iso_wallclock()};
-    if (config_value(c, cfg, p, &f.value)) {
+    if (config_value(cfg, p, &f.value)) {
         iso_frame_clear(&f);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
     if (send_frame(p, &f, err))
-        return death_reason(c, p, err);
+        return death_reason(p, err);
     iso_host_phase(&p->host, "config sent", iso_now());
     return 0;
 }
 
+/* What the host side checks the worker's frames against, kept from cfg:
+ * 0, or -1 when out of memory. */
+static int take_config(proc *p, const iso_cell_config *cfg)
+{
+    snprintf(p->name, sizeof p->name, "%s", cfg->name);
+    p->output_bytes = cfg->output_bytes;
+    p->mem_limit = cfg->mem_bytes;
+    p->plan = iso_plan_ref(cfg->plan);
+    p->caps = calloc(cfg->n_capabilities + 1, sizeof *p->caps);
+    if (!p->caps)
+        return -1;
+    for (; p->n_caps < cfg->n_capabilities; p->n_caps++)
+        if (!(p->caps[p->n_caps] = strdup(cfg->capabilities[p->n_caps])))
+            return -1;
+    return 0;
+}
+
 /* A worker from the pool, or one made now (the cold path). */
-static int get_worker(iso_cell *c, proc *p, iso_proc_warm *w, iso_error *err)
+static int get_worker(proc *p, iso_proc_warm *w, iso_error *err)
 {
     if (iso_proc_pool_take(w)) {
         iso_host_phase(&p->host, "from the pool", iso_now());
         return 0;
     }
-    if (iso_proc_warm_make(c->name, false, w, err))
+    if (iso_proc_warm_make(p->name, false, w, err))
         return -1;
     iso_host_phase(&p->host, "cgroup", w->cg_made_at);
     iso_host_phase(&p->host, "fork", w->made_at);
@@ -1109,17 +1136,18 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg,
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     p->sock = p->note = -1;
     p->pid = -1;
-    p->cell = c;
     p->host = *host;
     c->backend_data = p;
+    if (take_config(p, cfg))
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
     iso_proc_warm w;
-    int rc = get_worker(c, p, &w, err);
+    int rc = get_worker(p, &w, err);
     if (rc == 0) {
-        rc = adopt(c, cfg, p, &w, err);
+        rc = adopt(cfg, p, &w, err);
         if (rc == 0)
-            rc = send_config(c, cfg, p, err);
+            rc = send_config(cfg, p, err);
         if (rc == 0)
-            rc = await_ready(c, p, err);
+            rc = await_ready(p, err);
     }
     if (rc) {
         if (p->pid > 0)
@@ -1127,7 +1155,6 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg,
         cleanup(p);
         return -1;
     }
-    atomic_store(&c->state, ISO_STATE_IDLE);
     return 0;
 }
 

@@ -418,9 +418,9 @@ static bool join_within(iso_cell *c, double seconds)
     return pthread_timedjoin_np(c->thread, NULL, &ts) == 0;
 }
 
-static void sub_stop(iso_cell *c, bool force)
+static void sub_stop(iso_cell *c, bool force, bool busy)
 {
-    if (force && c->busy)
+    if (force && busy)
         interrupt(c, c->next_seq);
     atomic_store(&c->stop, true);
     iso_signal_notify(&c->to_cell);
