@@ -35,6 +35,9 @@ typedef struct iso_host_hooks {
     /* Any thread: phase name of the cell's spawn ended at `at` (iso_now()
      * seconds; a worker's clock is the host's). */
     void (*phase)(void *ctx, const char *name, double at);
+    /* Host thread: does a broker request the cell sent wait for the host
+     * to take it? (A cell asks one at a time.) */
+    bool (*request_waiting)(void *ctx);
     /* Host thread, while the cell starts: rows (moved) become what
      * confines the cell (one map per layer). */
     void (*confined)(void *ctx, iso_value *rows);
@@ -68,6 +71,10 @@ static inline void iso_host_phase(const iso_host_hooks *h, const char *name,
     h->phase(h->ctx, name, at);
 }
 
+static inline bool iso_host_request_waiting(const iso_host_hooks *h)
+{
+    return h->request_waiting(h->ctx);
+}
 static inline void iso_host_confined(const iso_host_hooks *h, iso_value *rows)
 {
     h->confined(h->ctx, rows);

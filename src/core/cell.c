@@ -257,6 +257,10 @@ static void hook_phase(void *ctx, const char *name, double at)
 {
     cell_phase(ctx, name, at);
 }
+static bool hook_request_waiting(void *ctx)
+{
+    return ((iso_cell *)ctx)->pending_request != NULL;
+}
 static void hook_confined(void *ctx, iso_value *rows)
 {
     iso_value_move(&((iso_cell *)ctx)->confinement, rows);
@@ -284,6 +288,7 @@ static iso_host_hooks hooks_for(iso_cell *c)
                             .retire = hook_retire,
                             .wake = hook_wake,
                             .phase = hook_phase,
+                            .request_waiting = hook_request_waiting,
                             .confined = hook_confined,
                             .guard = hook_guard,
                             .unguard = hook_unguard,

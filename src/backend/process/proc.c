@@ -51,7 +51,6 @@ typedef struct proc {
     int64_t output_bytes, mem_limit; /* limits.output_bytes, .mem; 0: none */
     iso_plan *plan;      /* the cell's plan as it is now (a reload swaps it) */
     uint64_t awaiting;   /* the request whose RESULT is due (0: none) */
-    bool asked;          /* a REQUEST went to the host, not answered yet */
     bool reload_pending; /* a reload while busy: sent before the next frame */
     char guard_why[600]; /* why it does not */
     int64_t output_used; /* posted, logged, measured: counted by the host */
@@ -606,7 +605,7 @@ static int check_request(const proc *p, const iso_frame *f, iso_error *err)
         !is_str(&it[1], ISO_REQUEST_TEXT_MAX))
         return violation(err, "a REQUEST whose capability or action is not "
                               "a short string");
-    if (p->asked)
+    if (iso_host_request_waiting(&p->host))
         return violation(err, "a second REQUEST before the first was answered");
     return 0;
 }
@@ -709,7 +708,6 @@ static int deliver(proc *p, iso_frame *f, iso_error *err)
         return refuse_request(p, &f->value.u.seq.items[0], err);
     if (f->type == ISO_FRAME_RESULT)
         p->awaiting = 0; /* answered: another RESULT for it is a lie */
-    p->asked |= f->type == ISO_FRAME_REQUEST; /* until the host replies */
     iso_msg *m = iso_msg_new(frame_msg_types[f->type]);
     if (!m)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -834,7 +832,6 @@ static void proc_reply(iso_cell *c, iso_value *value, const char *error)
     proc *p = c->backend_data;
     iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
     iso_error err = {0};
-    p->asked = false;
     if (error)
         iso_error_set(&f.error, ISO_GUEST, "%s", error);
     else if (value)
