@@ -21,8 +21,16 @@ typedef enum iso_state {
     ISO_STATE_DEAD,
 } iso_state;
 
+/* The rollout mode (the host's modes.c decides it). */
+typedef enum iso_mode {
+    ISO_MODE_DEV,
+    ISO_MODE_HARDENED,
+    ISO_MODE_COMPAT
+} iso_mode;
+
 typedef struct iso_host_hooks {
-    void *ctx; /* the host's own state for the cell: passed to each hook */
+    iso_mode mode; /* the mode the host runs in as the cell starts */
+    void *ctx;     /* the host's own state for the cell: passed to each hook */
     /* Host thread: sort m (consumed) into the host's queues; -1 (m
      * destroyed), with err saying which limit (ISO_OUTPUT), when it would
      * pass a queue limit. */

@@ -64,15 +64,6 @@ static void name_release(iso_cell *c)
     pthread_mutex_unlock(&names_mu);
 }
 
-void iso_req_destroy(iso_req *r)
-{
-    if (!r)
-        return;
-    free(r->text);
-    iso_value_free(&r->args);
-    free(r);
-}
-
 /* ---- lifetime ---------------------------------------------------------- */
 
 static char **copy_strings(const char *const *src, size_t n)
@@ -98,7 +89,7 @@ static void free_strings(char **v, size_t n)
 static void cell_free(iso_cell *c)
 {
     if (c->ops && c->ops->destroy)
-        c->ops->destroy(c);
+        c->ops->destroy(c->handle);
     iso_value_free(&c->confinement);
     iso_msg_queue_clear(&c->outbox);
     iso_msg_queue_clear(&c->posts);
@@ -283,7 +274,8 @@ static int hook_guard_row(void *ctx, iso_value *list, const char *scope,
 /* The hooks c's backend gets when it starts c. */
 static iso_host_hooks hooks_for(iso_cell *c)
 {
-    return (iso_host_hooks){.ctx = c,
+    return (iso_host_hooks){.mode = iso_mode_get(),
+                            .ctx = c,
                             .deliver = hook_deliver,
                             .retire = hook_retire,
                             .wake = hook_wake,
@@ -305,7 +297,7 @@ iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
         return NULL;
     }
     iso_host_hooks host = hooks_for(c);
-    if (c->ops->start(c, &cfg, &host, err)) {
+    if (c->ops->start(c, &cfg, &host, &c->handle, err)) {
         iso_cell_unref(c);
         return NULL;
     }
@@ -338,7 +330,7 @@ static int confine(iso_cell *c, iso_error *err)
     if (!c->ops->confine)
         warn_missing(c); /* it confined itself before it was ready */
     if (!c->ops->confine ||
-        (c->ops->confine(c, err) == 0 &&
+        (c->ops->confine(c->handle, err) == 0 &&
          (iso_mode_get() != ISO_MODE_HARDENED || iso_cell_settle(c, err) == 0)))
         return 0;
     iso_cell_release(c);
@@ -369,7 +361,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         return -1;
     }
     iso_host_hooks host = hooks_for(c);
-    if (c->ops->start(c, cfg, &host, err)) {
+    if (c->ops->start(c, cfg, &host, &c->handle, err)) {
         name_release(c);
         iso_cell_unref(c);
         return -1;
@@ -449,7 +441,7 @@ int iso_cell_settle(iso_cell *c, iso_error *err)
         warn_missing(c);
         return 0;
     }
-    c->ops->stop(c, true, c->busy); /* never used unconfined */
+    c->ops->stop(c->handle, true, c->busy); /* never used unconfined */
     iso_error_set(err, why.kind, "%s", why.message);
     iso_error_move(&c->failed, &why);
     return -1;
@@ -495,10 +487,13 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->started = iso_now();
     if (c->ops->watch &&
         (c->wall_ms > 0 || c->cpu_ms > 0 || c->guest.mem_limit > 0))
-        c->watched = c->ops->watch(c, r->seq, c->started) == 0;
+        c->watched = c->ops->watch(c->handle, r->seq, c->started) == 0;
     c->last_interrupt = 0;
     c->calls++;
-    return c->ops->submit(c, r, err);
+    if (c->ops->submit(c->handle, r, err) == 0)
+        return 0;
+    c->busy = false; /* nothing runs: not submitted, or the cell died */
+    return -1;
 }
 
 static iso_req *req_new(iso_req_type type, const char *text, size_t len)
@@ -586,7 +581,7 @@ static void adopt_watchdog(iso_cell *c)
 {
     double since;
     iso_kind kind = c->watched && !c->overrun
-                        ? c->ops->found(c, c->next_seq, &since)
+                        ? c->ops->found(c->handle, c->next_seq, &since)
                         : ISO_OK;
     if (kind != ISO_OK)
         c->overrun = kind, c->overrun_since = since;
@@ -595,7 +590,7 @@ static void adopt_watchdog(iso_cell *c)
 static void unwatch(iso_cell *c)
 {
     if (c->watched)
-        c->ops->forget(c);
+        c->ops->forget(c->handle);
     c->watched = false;
 }
 
@@ -627,7 +622,7 @@ static bool over_limit(iso_cell *c, double now)
     iso_kind over;
     if (c->wall_ms > 0 && now >= wall_end)
         c->overrun = ISO_TIMEOUT, c->overrun_since = wall_end;
-    else if (c->ops->over && (over = c->ops->over(c)) != ISO_OK)
+    else if (c->ops->over && (over = c->ops->over(c->handle)) != ISO_OK)
         c->overrun = over, c->overrun_since = now;
     return c->overrun != ISO_OK;
 }
@@ -638,7 +633,7 @@ static void take_in(iso_cell *c)
 {
     iso_error err = {0};
     bool busy = c->busy;
-    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
+    if (iso_cell_is_open(c) && c->ops->receive(c->handle, 0, &err) && busy)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
 }
@@ -651,7 +646,7 @@ static int enforce_limits(iso_cell *c, double now)
     take_in(c); /* it may have stopped while nobody waited (the watchdog) */
     if (c->pending_result || c->lost.kind != ISO_OK)
         return 0; /* its answer comes first */
-    return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
+    return c->ops->overrun(c->handle, now - c->overrun_since) ? 0 : -1;
 }
 
 /* cpu_ms and mem of a cell (the over op) the watchdog does not watch */
@@ -727,7 +722,7 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
                           now - (deadline - timeout_s), timeout_s);
             return 1; /* the caller's own deadline, not a limit */
         }
-        if (c->ops->receive(c, next_deadline(c, what, deadline), err))
+        if (c->ops->receive(c->handle, next_deadline(c, what, deadline), err))
             return -1;
     }
 }
@@ -772,7 +767,7 @@ static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
     bool threads = false;
     for (size_t i = 0; i < n; i++) {
         const iso_cell_ops *ops = cells[i]->ops;
-        int fd = ops->poll_fd ? ops->poll_fd(cells[i]) : -1;
+        int fd = ops->poll_fd ? ops->poll_fd(cells[i]->handle) : -1;
         if (!ops->poll_fd)
             threads = true; /* it rings the doorbell */
         else if (nfds == WAIT_ANY_FDS)
@@ -805,7 +800,7 @@ size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
 int iso_cell_reply(iso_cell *c, iso_value *value, const char *error)
 {
     if (iso_cell_is_open(c))
-        c->ops->reply(c, value, error);
+        c->ops->reply(c->handle, value, error);
     return 0;
 }
 
@@ -817,7 +812,7 @@ iso_msg *iso_cell_next_event(iso_cell *c)
     iso_cell_guard_drain();
     /* Without waiting; a death found here is the running request's
      * outcome, kept for whoever waits for its result. */
-    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
+    if (iso_cell_is_open(c) && c->ops->receive(c->handle, 0, &err) && busy)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
     return iso_cell_refund(c, iso_msg_queue_pop(&c->events));
@@ -845,9 +840,9 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
     static const char *const names[] = {"starting", "idle", "closed", "dead"};
     memset(st, 0, sizeof *st);
     if (iso_cell_is_open(c) && c->ops->cpu_ms)
-        st->cpu_ms = c->ops->cpu_ms(c);
+        st->cpu_ms = c->ops->cpu_ms(c->handle);
     if (iso_cell_is_open(c) && c->ops->mem_bytes)
-        st->mem_bytes = c->ops->mem_bytes(c);
+        st->mem_bytes = c->ops->mem_bytes(c->handle);
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;
@@ -862,14 +857,14 @@ void iso_cell_close(iso_cell *c)
 {
     settle_quietly(c);
     if (iso_cell_is_open(c))
-        c->ops->stop(c, false, c->busy);
+        c->ops->stop(c->handle, false, c->busy);
 }
 
 void iso_cell_kill(iso_cell *c)
 {
     settle_quietly(c);
     if (iso_cell_is_open(c))
-        c->ops->stop(c, true, c->busy);
+        c->ops->stop(c->handle, true, c->busy);
     if (atomic_load(&c->state) == ISO_STATE_CLOSED)
         atomic_store(&c->state, ISO_STATE_DEAD);
 }

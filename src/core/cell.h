@@ -12,6 +12,7 @@
 
 #include "guard_routes.h"
 #include "guest.h"
+#include "backend.h"
 #include "handoff.h"
 #include "host_hooks.h"
 #include "isolate.h"
@@ -21,114 +22,23 @@
 #define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
 #define ISO_INTERRUPT_EVERY_S 0.05
 
-typedef enum iso_req_type {
-    ISO_REQ_EXEC,
-    ISO_REQ_CALL,
-    ISO_REQ_CONFINE, /* cell_confine.c: the thread confines itself */
-} iso_req_type;
-
-typedef struct iso_req {
-    iso_req_type type;
-    char *text; /* source, or call target */
-    size_t len;
-    iso_value args; /* ISO_REQ_CALL: list */
-    uint64_t seq;
-} iso_req;
-
 typedef struct iso_msg_queue {
     iso_msg *head, *tail;
 } iso_msg_queue;
 
-/* What the generic host side (cell.c) needs from a backend: the
- * sub-interpreter backend (py_cell.c) and the process backend (proc.c),
- * found by kind in the registry (backend.c). cell.c never asks which
- * backend a cell has: what differs is an op here, or an op left NULL. */
-typedef struct iso_cell_ops {
-    /* Can this build and host run the backend? 0, or -1 with err saying
-     * what is missing. NULL: always. */
-    int (*check)(iso_error *err);
-    /* A warm cell (started, unnamed, no rules) to make the spawned one;
-     * NULL when there is none. NULL op: the backend has no such pool. */
-    iso_cell *(*take_warm)(void);
-    /* Create the cell and wait until it is ready (the host then counts it
-     * idle). From here on the backend
-     * tells the host what the cell sends, that it ended, and how its spawn
-     * went through `host` (a copy of it is the backend's to keep). */
-    int (*start)(iso_cell *c, const iso_cell_config *cfg,
-                 const iso_host_hooks *host, iso_error *err);
-    /* Limits and confinement of a started (or warm, just configured) cell
-     * before any guest code: 0, or -1 with err. NULL: the cell confined
-     * itself before it was ready (its missing layers are in c->confinement). */
-    int (*confine)(iso_cell *c, iso_error *err);
-    /* Hand over request r (owned). */
-    int (*submit)(iso_cell *c, iso_req *r, iso_error *err);
-    /* Deliver what the cell sent (the deliver hook), waiting for something
-     * until deadline (iso_now() seconds, < 0 forever). -1 with err when
-     * the cell died. */
-    int (*receive)(iso_cell *c, double deadline, iso_error *err);
-    /* Answer the cell's broker request. */
-    void (*reply)(iso_cell *c, iso_value *value, const char *error);
-    /* A limit the host checks itself while it waits for a result:
-     * ISO_CPU, ISO_MEMORY or ISO_OK. NULL: the backend enforces cpu_ms
-     * and mem otherwise (a worker's RLIMIT_CPU and its own MemoryError). */
-    iso_kind (*over)(iso_cell *c);
-    /* Watch request seq (started at `started`) for its limits while the
-     * host does not wait for it: 0 when watched; forget it; what was found
-     * (ISO_OK: nothing yet) and since when. NULL: no watcher. */
-    int (*watch)(iso_cell *c, uint64_t seq, double started);
-    void (*forget)(iso_cell *c);
-    iso_kind (*found)(iso_cell *c, uint64_t seq, double *since);
-    /* The running request is past wall_ms by `overdue` seconds. Returns
-     * true while the cell may still answer (it was interrupted), false
-     * once it was killed or abandoned (retired). */
-    bool (*overrun)(iso_cell *c, double overdue);
-    /* End the cell (force: without waiting for it; busy: a request was
-     * submitted whose result the host has not taken). Leaves it retired
-     * (the retire hook). */
-    void (*stop)(iso_cell *c, bool force, bool busy);
-    /* Free backend state (last reference gone). */
-    void (*destroy)(iso_cell *c);
-    /* Interrupt request seq if it still runs; any thread (the watchdog).
-     * NULL: the backend enforces its limits otherwise. */
-    void (*interrupt)(iso_cell *c, uint64_t seq);
-    /* Hand the cell's own guard plan, the cell's plan now (a reload; busy
-     * as for stop): 1 when in force on return, 0 when it takes it before
-     * its next request (it is busy), -1 with err (the cell died). NULL: it
-     * reads c->guest's plan. */
-    int (*reload)(iso_cell *c, iso_plan *plan, bool busy, iso_error *err);
-    /* An open cell's CPU time in ms and memory in bytes (stats). */
-    int64_t (*cpu_ms)(const iso_cell *c);
-    int64_t (*mem_bytes)(const iso_cell *c);
-    /* The fd that becomes readable when the cell sent something, for
-     * iso_cell_wait_any (-1 once it is gone). NULL: the cell rings the
-     * doorbell instead. */
-    int (*poll_fd)(const iso_cell *c);
-} iso_cell_ops;
-
-extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
 /* backend.c: the ops of backend b (NULL: none in this build); a test puts
  * a fake backend in a slot with iso_backend_ops_set. */
 const iso_cell_ops *iso_backend_ops(iso_backend b);
 void iso_backend_ops_set(iso_backend b, const iso_cell_ops *ops);
-/* proc.c, pure: may a worker report kind in a RESULT (what it sends: guest,
- * value, and memory under limits.mem)? A death note made fit to show:
- * bytes other than printable ASCII dropped, in place; its new length. */
-bool iso_worker_kind_allowed(iso_kind kind, int64_t mem_limit);
-size_t iso_death_note_clean(char *note);
-/* SIGKILL the zygote (its cells die with it: PDEATHSIG) and reap it; the
- * next process cell starts a new one. Any thread; never blocks on a lock. */
-void iso_process_end(void);
-/* lifecycle.c: run iso_shutdown at exit (registered once). */
-void iso_shutdown_at_exit(void);
 
 struct iso_cell {
     _Atomic int refs; /* the host handle, the cell thread, interrupters */
     char name[ISO_NAME_MAX + 1];
     iso_backend backend;
     const iso_cell_ops *ops;
-    void *backend_data;    /* proc.c: the worker process */
-    iso_host_hooks host;   /* py_cell.c: the hooks its start op was given */
-    iso_value confinement; /* per layer: what confines this cell */
+    iso_backend_cell *handle; /* the backend's own state (its start op) */
+    iso_host_hooks host;      /* py_cell.c: the hooks its start op was given */
+    iso_value confinement;    /* per layer: what confines this cell */
     /* What the guest runtime reads: its name, imports, capabilities, plan
      * (immutable; NULL denies every fs and net access; a reload swaps
      * it), output and memory limits, and its sink. A sub-interpreter
@@ -196,12 +106,7 @@ struct iso_cell {
     uint64_t calls, posts_count, denials;
 };
 
-/* modes.c: the rollout mode. */
-typedef enum iso_mode {
-    ISO_MODE_DEV,
-    ISO_MODE_HARDENED,
-    ISO_MODE_COMPAT
-} iso_mode;
+/* modes.c: the rollout mode (backends get it in their hooks). */
 iso_mode iso_mode_get(void);
 /* cell_confine.c: kernel layers on a sub-interpreter cell's thread.
  * Host: spawn starts the cell thread's confinement; everything else that
@@ -252,15 +157,11 @@ int iso_cell_push(iso_cell *c, iso_msg *m);
 int iso_cell_queue_charge(iso_cell *c, iso_msg *m);
 /* Which queue limit a refused charge passed, as "limits.<name>=N <unit>". */
 void iso_cell_queue_why(iso_cell *c, char *buf, size_t n);
-/* Set a denial's source, the 6th item of its list ("cell", "kernel" or
- * "host"), replacing whatever was there. -1 on OOM. */
-int iso_denial_mark(iso_msg *m, const char *source);
 /* The doorbell's ringing end (made on first use; -1 if it could not be):
  * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
 int iso_cell_doorbell_fd(void);
 void *iso_py_cell_thread(void *arg); /* py_cell.c: the cell thread */
 void iso_cell_unref(iso_cell *c);
-void iso_req_destroy(iso_req *r);
 
 /* The warm pool (pool.c). */
 /* A started cell of backend b, unnamed and without rules (a warm pool's). */

@@ -119,7 +119,8 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     c->guard = next;
     /* a worker's python-guard takes it as a frame (1: now, 0: before its
      * next request); a sub-interpreter cell's reads c->guest.plan */
-    int guard = c->ops->reload ? c->ops->reload(c, plan, c->busy, err) : 1;
+    int guard =
+        c->ops->reload ? c->ops->reload(c->handle, plan, c->busy, err) : 1;
     if (guard < 0)
         return -1;
     iso_value_set_map(report);

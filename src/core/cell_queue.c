@@ -161,16 +161,6 @@ iso_msg *iso_cell_refund(iso_cell *c, iso_msg *m)
     return m;
 }
 
-int iso_denial_mark(iso_msg *m, const char *source)
-{
-    iso_value *list = &m->value;
-    while (list->u.seq.len > 5) /* whoever set one before: replaced */
-        iso_value_free(&list->u.seq.items[--list->u.seq.len]);
-    iso_value *slot = iso_list_append(list);
-    return slot ? iso_value_set_string(slot, ISO_STR, source, strlen(source))
-                : -1;
-}
-
 int iso_cell_push(iso_cell *c, iso_msg *m)
 {
     /* An abandoned thread's guest runs on after kill: nothing it sends

@@ -10,8 +10,6 @@
  *   - what is left after that (the host's own cgroup directories) is
  *     removed by the next host start (cgroup_stale.c).
  */
-#include <stdatomic.h>
-#include <stdlib.h>
 
 #include "cell.h"
 #include "cgroup.h"
@@ -23,18 +21,6 @@ void iso_shutdown(bool leave_host)
     iso_process_end();      /* the zygote (its cells are gone already) */
     if (leave_host)
         iso_cgroup_host_leave();
-}
-
-static void at_exit(void)
-{
-    iso_shutdown(false); /* host_enter registered the leaving itself */
-}
-
-void iso_shutdown_at_exit(void)
-{
-    static _Atomic bool armed;
-    if (!atomic_exchange(&armed, true))
-        atexit(at_exit);
 }
 
 int iso_clean_stale(void (*fn)(const char *path, void *ud), void *ud,

@@ -14,8 +14,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +25,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cell.h"
+#include "backend.h"
 #include "cgroup.h"
 #include "confine.h"
+#include "handoff.h"
 #include "netguard.h"
+#include "guest.h"
+#include "msg.h"
 #include "proc_pool.h"
 #include "wire.h"
 #include "zygote.h"
@@ -37,7 +42,8 @@
 
 extern char **environ;
 
-typedef struct proc {
+/* A process cell's backend state: its worker. */
+struct iso_backend_cell {
     pid_t pid;
     iso_wire wire;
     int sock, note; /* frames; the reading end of the death note */
@@ -54,7 +60,8 @@ typedef struct proc {
     bool reload_pending; /* a reload while busy: sent before the next frame */
     char guard_why[600]; /* why it does not */
     int64_t output_used; /* posted, logged, measured: counted by the host */
-} proc;
+};
+typedef struct iso_backend_cell proc;
 
 /* The zygote, shared by every process cell of this host. */
 static struct {
@@ -195,6 +202,20 @@ static void spawn_attr(posix_spawnattr_t *attr)
 /* posix_spawn, so a host with cell threads never forks itself. The zygote
  * is told the host's pid (it re-checks its parent after PDEATHSIG) and
  * the host's cells cgroup (which it kills when the host goes away). */
+static void at_exit(void)
+{
+    iso_shutdown(false); /* host_enter registered the leaving itself */
+}
+
+/* Once the host has a zygote, its end (iso_shutdown, lifecycle.c) runs at
+ * exit: registered once. */
+static void shutdown_at_exit(void)
+{
+    static _Atomic bool armed;
+    if (!atomic_exchange(&armed, true))
+        atexit(at_exit);
+}
+
 static int zygote_start(iso_error *err)
 {
     char path[PATH_MAX], host[24], cells[ISO_PATH_MAX] = "-";
@@ -227,7 +248,7 @@ static int zygote_start(iso_error *err)
                              strerror(e));
     }
     zyg.ctl = sv[0];
-    iso_shutdown_at_exit();
+    shutdown_at_exit();
     if (iso_zygote_hello(zyg.ctl, zyg.token) == 0)
         return 0;
     zygote_lost(); /* it reads the token first or ends */
@@ -407,10 +428,11 @@ static int put_filter(iso_value *map, const iso_worker_filter *f)
 /* What the worker would compile from its CONFIG, compiled by the host.
  * A policy it cannot compile goes without: the worker then builds the
  * filter itself and fails its confinement with the reason. */
-static int compiled_filter(const iso_cell_config *cfg, iso_value *map)
+static int compiled_filter(const iso_cell_config *cfg, iso_mode mode,
+                           iso_value *map)
 {
     iso_confine_config cc = {
-        .compat = iso_mode_get() == ISO_MODE_COMPAT,
+        .compat = mode == ISO_MODE_COMPAT,
         .processes = cfg->processes,
         .deny_syscalls = cfg->deny_syscalls,
         .n_deny = cfg->n_deny_syscalls,
@@ -444,11 +466,11 @@ static int config_value(const iso_cell_config *cfg, const proc *p,
              put(map, "net", &net) || iso_plan_to_value(cfg->plan, fs, net);
     (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
-        rc = put_str(map, "mode", iso_mode_name());
+        rc = put_str(map, "mode", iso_mode_name_at((int)p->host.mode));
     if (rc == 0 && p->guarded) /* Landlock leaves connect to it */
         rc = put_str(map, "connect", "bpf");
     if (rc == 0)
-        rc = compiled_filter(cfg, map);
+        rc = compiled_filter(cfg, p->host.mode, map);
     return rc;
 }
 
@@ -756,9 +778,8 @@ static int send_reload(proc *p, iso_error *err)
     return send_frame(p, &f, err);
 }
 
-static int proc_reload(iso_cell *c, iso_plan *plan, bool busy, iso_error *err)
+static int proc_reload(proc *p, iso_plan *plan, bool busy, iso_error *err)
 {
-    proc *p = c->backend_data;
     iso_plan_unref(p->plan);
     p->plan = iso_plan_ref(plan);
     if (busy) {
@@ -786,9 +807,8 @@ static int proc_reload(iso_cell *c, iso_plan *plan, bool busy, iso_error *err)
 
 /* ---- iso_cell_ops ------------------------------------------------------ */
 
-static int proc_receive(iso_cell *c, double deadline, iso_error *err)
+static int proc_receive(proc *p, double deadline, iso_error *err)
 {
-    proc *p = c->backend_data;
     for (int n = 0;; n++) {
         iso_frame f = {0};
         if (iso_wire_recv(&p->wire, &f, n ? 0 : deadline, err)) {
@@ -805,9 +825,8 @@ static int proc_receive(iso_cell *c, double deadline, iso_error *err)
     }
 }
 
-static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
+static int proc_submit(proc *p, iso_req *r, iso_error *err)
 {
-    proc *p = c->backend_data;
     iso_frame f = {.type = r->type == ISO_REQ_EXEC ? ISO_FRAME_EXEC
                                                    : ISO_FRAME_CALL,
                    .seq = r->seq,
@@ -827,9 +846,8 @@ static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
     return err->kind == ISO_CRASHED ? died(p, err) : -1;
 }
 
-static void proc_reply(iso_cell *c, iso_value *value, const char *error)
+static void proc_reply(proc *p, iso_value *value, const char *error)
 {
-    proc *p = c->backend_data;
     iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
     iso_error err = {0};
     if (error)
@@ -844,10 +862,9 @@ static void proc_reply(iso_cell *c, iso_value *value, const char *error)
 }
 
 /* Past wall_ms: the whole cgroup dies; the cell is closed. */
-static bool proc_overrun(iso_cell *c, double overdue)
+static bool proc_overrun(proc *p, double overdue)
 {
     (void)overdue;
-    proc *p = c->backend_data;
     put_down(p);
     salvage(p);
     cleanup(p);
@@ -855,9 +872,8 @@ static bool proc_overrun(iso_cell *c, double overdue)
     return false;
 }
 
-static void proc_stop(iso_cell *c, bool force, bool busy)
+static void proc_stop(proc *p, bool force, bool busy)
 {
-    proc *p = c->backend_data;
     iso_frame f = {.type = ISO_FRAME_STOP, .time = iso_wallclock()};
     iso_error err = {0};
     if (force || busy || send_frame(p, &f, &err))
@@ -874,16 +890,14 @@ static void proc_stop(iso_cell *c, bool force, bool busy)
     iso_host_retire(&p->host, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
 }
 
-static void proc_destroy(iso_cell *c)
+static void proc_destroy(proc *p)
 {
-    proc *p = c->backend_data;
     if (p) {
         cleanup(p);
         iso_plan_unref(p->plan);
         free_strings(p->caps, p->n_caps);
     }
     free(p);
-    c->backend_data = NULL;
 }
 
 /* ---- start ------------------------------------------------------------- */
@@ -1126,15 +1140,15 @@ static int get_worker(proc *p, iso_proc_warm *w, iso_error *err)
 }
 
 static int proc_start(iso_cell *c, const iso_cell_config *cfg,
-                      const iso_host_hooks *host, iso_error *err)
+                      const iso_host_hooks *host, proc **out, iso_error *err)
 {
-    proc *p = calloc(1, sizeof *p);
+    (void)c; /* the host's: the worker's state is all in p */
+    proc *p = *out = calloc(1, sizeof *p);
     if (!p)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     p->sock = p->note = -1;
     p->pid = -1;
     p->host = *host;
-    c->backend_data = p;
     if (take_config(p, cfg))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     iso_proc_warm w;
@@ -1155,9 +1169,8 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg,
     return 0;
 }
 
-static int64_t proc_cpu_ms(const iso_cell *c)
+static int64_t proc_cpu_ms(const proc *p)
 {
-    const proc *p = c->backend_data;
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", p ? p->pid : -1);
     FILE *f = p ? fopen(path, "r") : NULL;
@@ -1175,9 +1188,8 @@ static int64_t proc_cpu_ms(const iso_cell *c)
 }
 
 /* Its resident set. */
-static int64_t proc_mem_bytes(const iso_cell *c)
+static int64_t proc_mem_bytes(const proc *p)
 {
-    const proc *p = c->backend_data;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/statm", p ? p->pid : -1);
     FILE *f = p ? fopen(path, "r") : NULL;
@@ -1204,9 +1216,8 @@ void iso_process_end(void)
 }
 
 /* The socket its frames arrive on. */
-static int proc_frames_fd(const iso_cell *c)
+static int proc_frames_fd(const proc *p)
 {
-    const proc *p = c->backend_data;
     return p ? p->sock : -1;
 }
 

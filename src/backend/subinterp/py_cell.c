@@ -430,22 +430,93 @@ static void sub_stop(iso_cell *c, bool force, bool busy)
         iso_host_retire(&c->host, ISO_STATE_CLOSED);
 }
 
+/* ---- the ops: a sub-interpreter cell's handle is the cell itself ------- */
+
+static iso_cell *cell_of(iso_backend_cell *h)
+{
+    return (iso_cell *)h;
+}
+static const iso_cell *const_cell_of(const iso_backend_cell *h)
+{
+    return (const iso_cell *)h;
+}
+
+static int op_start(iso_cell *c, const iso_cell_config *cfg,
+                    const iso_host_hooks *host, iso_backend_cell **out,
+                    iso_error *err)
+{
+    *out = (iso_backend_cell *)c;
+    return sub_start(c, cfg, host, err);
+}
+static int op_confine(iso_backend_cell *h, iso_error *err)
+{
+    return iso_sub_confine(cell_of(h), err);
+}
+static int op_submit(iso_backend_cell *h, iso_req *r, iso_error *err)
+{
+    return sub_submit(cell_of(h), r, err);
+}
+static int op_receive(iso_backend_cell *h, double deadline, iso_error *err)
+{
+    return sub_receive(cell_of(h), deadline, err);
+}
+static void op_reply(iso_backend_cell *h, iso_value *value, const char *error)
+{
+    sub_reply(cell_of(h), value, error);
+}
+static iso_kind op_over(iso_backend_cell *h)
+{
+    return iso_sub_over(cell_of(h));
+}
+static int op_watch(iso_backend_cell *h, uint64_t seq, double started)
+{
+    return iso_watchdog_watch(cell_of(h), seq, started);
+}
+static void op_forget(iso_backend_cell *h)
+{
+    iso_watchdog_forget(cell_of(h));
+}
+static iso_kind op_found(iso_backend_cell *h, uint64_t seq, double *since)
+{
+    return iso_watchdog_found(cell_of(h), seq, since);
+}
+static bool op_overrun(iso_backend_cell *h, double overdue)
+{
+    return sub_overrun(cell_of(h), overdue);
+}
+static void op_stop(iso_backend_cell *h, bool force, bool busy)
+{
+    sub_stop(cell_of(h), force, busy);
+}
+static void op_interrupt(iso_backend_cell *h, uint64_t seq)
+{
+    interrupt(cell_of(h), seq);
+}
+static int64_t op_cpu_ms(const iso_backend_cell *h)
+{
+    return iso_cell_thread_cpu_ms(const_cell_of(h));
+}
+static int64_t op_mem_bytes(const iso_backend_cell *h)
+{
+    return iso_sub_mem_bytes(const_cell_of(h));
+}
+
 const iso_cell_ops iso_subinterpreter_ops = {
     .take_warm = iso_pool_take,
-    .start = sub_start,
-    .confine = iso_sub_confine,
-    .submit = sub_submit,
-    .receive = sub_receive,
-    .reply = sub_reply,
-    .over = iso_sub_over,
-    .watch = iso_watchdog_watch,
-    .forget = iso_watchdog_forget,
-    .found = iso_watchdog_found,
-    .overrun = sub_overrun,
-    .stop = sub_stop,
-    .interrupt = interrupt,
-    .cpu_ms = iso_cell_thread_cpu_ms,
-    .mem_bytes = iso_sub_mem_bytes,
+    .start = op_start,
+    .confine = op_confine,
+    .submit = op_submit,
+    .receive = op_receive,
+    .reply = op_reply,
+    .over = op_over,
+    .watch = op_watch,
+    .forget = op_forget,
+    .found = op_found,
+    .overrun = op_overrun,
+    .stop = op_stop,
+    .interrupt = op_interrupt,
+    .cpu_ms = op_cpu_ms,
+    .mem_bytes = op_mem_bytes,
 };
 
 /* ---- interrupts -------------------------------------------------------- */

@@ -55,7 +55,7 @@ static void look(watch *w, double now)
     }
     if (w->found && now - w->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
         w->last_interrupt = now;
-        w->c->ops->interrupt(w->c, w->seq);
+        w->c->ops->interrupt(w->c->handle, w->seq);
     }
 }
 
