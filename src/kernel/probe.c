@@ -158,21 +158,22 @@ static const char *child_why(int rc, char *buf, size_t n)
 
 /* ---- python ------------------------------------------------------------- */
 
-static void probe_python(iso_value *all, bool *oom)
+/* From the facts the caller read (iso_runtime_info_get): the kernel
+ * layer never calls into the Python runtime. */
+static void probe_python(iso_value *all, const iso_runtime_info *info,
+                         bool *oom)
 {
     probe p = probe_begin(all, "python", oom);
-    iso_runtime_info info;
     char detail[256];
-    iso_runtime_info_get(&info);
-    put_text(&p, "version", info.python_version);
-    put_text(&p, "cell_mode", info.cell_mode);
-    put_bool(&p, "own_gil", info.own_gil);
+    put_text(&p, "version", info->python_version);
+    put_text(&p, "cell_mode", info->cell_mode);
+    put_bool(&p, "own_gil", info->own_gil);
     put_verdict(&p, true,
                 fmt(detail, sizeof detail, "CPython %s, %s: %s",
-                    info.python_version, info.cell_mode,
-                    info.own_gil ? "sub-interpreter cells run in parallel"
-                                 : "sub-interpreter cells take turns "
-                                   "(CPython >= 3.13 runs them in parallel)"),
+                    info->python_version, info->cell_mode,
+                    info->own_gil ? "sub-interpreter cells run in parallel"
+                                  : "sub-interpreter cells take turns "
+                                    "(CPython >= 3.13 runs them in parallel)"),
                 "");
 }
 
@@ -666,15 +667,16 @@ static void probe_vmm(iso_value *all, bool *oom)
 
 /* ---- all ---------------------------------------------------------------- */
 
-int iso_probe_host(iso_value *out, iso_error *err)
+int iso_probe_host(const iso_runtime_info *python, iso_value *out,
+                   iso_error *err)
 {
     static void (*const probes[])(iso_value *, bool *) = {
-        probe_python,   probe_seccomp, probe_no_new_privs,
-        probe_landlock, probe_bpf,     probe_cgroup,
-        probe_userns,   probe_kvm,     probe_vmm,
+        probe_seccomp, probe_no_new_privs, probe_landlock, probe_bpf,
+        probe_cgroup,  probe_userns,       probe_kvm,      probe_vmm,
     };
     bool oom = false;
     iso_value_set_map(out);
+    probe_python(out, python, &oom);
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++)
         probes[i](out, &oom);
     if (oom) {
