@@ -71,10 +71,10 @@ foreach(s ${ISOLATE_SPECS})
 endforeach()
 
 # ---- habits (issue 11) --------------------------------------------------------
-# Every spec again with the collector running all the time (spec/gc_helper.lua:
-# pause 100, stepmul 400, stepsize 10, a full collection after each test),
-# as luv's CI does: a __gc or __close that frees too early or in the wrong
-# order fails here. Label gc; ~N min more in build/ (README, "Tests").
+# Every spec again with the collector never far behind (spec/gc_helper.lua:
+# generational, a minor collection per 1% of heap growth, a major one per
+# 10%, a full collection after each test), as luv's CI does: a __gc or
+# __close that frees too early or in the wrong order fails here. Label gc.
 foreach(s ${ISOLATE_SPECS})
   get_filename_component(n ${s} NAME_WE)
   add_test(NAME gc_${n} COMMAND ${ISOLATE_SPEC_RUNNER} ${BUSTED} --run=ctest
