@@ -1,7 +1,7 @@
 -- The habits that keep the house standing (issue 11), checked on a source
 -- tree:
 --
---   layers  every `#include "x.h"` in include/ and src/ points down the
+--   layers  every `#include` of ours in include/ and src/ points down the
 --           layers (include/ < src/base < src/kernel < src/python <
 --           src/backend/{subinterp,process} < src/core < src/lua <
 --           src/host), never between the two backends, and no include
@@ -109,10 +109,12 @@ function M.layer_of(path)
   return best
 end
 
--- The file a quoted include names, as the compiler finds it: the
--- including file's folder first, then the include dirs in order.
-local function resolve(root, from, name)
-  local candidates = { dirname(from) .. "/" .. name }
+-- The file an include names, as the compiler finds it: for a quoted one
+-- the including file's folder first, then (both kinds) the include dirs
+-- in order: -I dirs serve <x.h> too, so <cell.h> is no way around the
+-- layers, while <stdio.h> is found in none of them.
+local function resolve(root, from, name, quoted)
+  local candidates = { quoted and (dirname(from) .. "/" .. name) or nil }
   for _, d in ipairs(M.INCLUDE_DIRS) do candidates[#candidates + 1] = d .. "/" .. name end
   for _, c in ipairs(candidates) do
     local n = normalize(c)
@@ -121,15 +123,15 @@ local function resolve(root, from, name)
   return nil
 end
 
--- Every quoted include of file: {line =, name =, target =} (target nil
--- when the header is not in the tree).
+-- Every include of file: {line =, name =, target =} (target nil when the
+-- header is not in the tree).
 local function includes(root, file)
   local out, n = {}, 0
   for text in io.lines(root .. "/" .. file) do
     n = n + 1
-    local name = text:match('^%s*#%s*include%s*"([^"]+)"')
+    local open, name = text:match('^%s*#%s*include%s*([<"])([^">]+)[">]')
     if name then
-      out[#out + 1] = { line = n, name = name, target = resolve(root, file, name) }
+      out[#out + 1] = { line = n, name = name, target = resolve(root, file, name, open == '"') }
     end
   end
   return out

@@ -57,6 +57,13 @@ describe("check_layers", function()
     assert.equal(2, found[1].line)
   end)
 
+  it("judges an angle-bracket include the include dirs resolve", function()
+    local found = check.check_layers(fixtures .. "up_angle")
+    assert.same({ "up" }, kinds(found))
+    assert.equal("src/base/value.c", found[1].file)
+    assert.equal(2, found[1].line)
+  end)
+
   it("fails an include between the two backends (the worker is process)", function()
     local found = check.check_layers(fixtures .. "sideways")
     assert.same({ "sideways" }, kinds(found))
@@ -145,7 +152,7 @@ describe("check_layers", function()
 
     it("exits 0 on a clean tree and 1 on each kind of violation", function()
       assert.equal(0, sh(cmd .. fixtures .. "clean"))
-      for _, tree in ipairs({ "up", "up_relative", "sideways", "cycle", "outside" }) do
+      for _, tree in ipairs({ "up", "up_relative", "up_angle", "sideways", "cycle", "outside" }) do
         assert.equal(1, sh(cmd .. fixtures .. tree))
       end
     end)
