@@ -11,8 +11,9 @@ if(ISOLATE_FUZZ)
   endif()
   set(ISOLATE_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined
       -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-  add_executable(fuzz_frame spec/fuzz/fuzz_frame.c src/base/wire.c
-                 src/base/value.c src/base/error.c src/base/handoff.c)
+  add_executable(fuzz_frame spec/fuzz/fuzz_frame.c src/base/wire_rules.c
+                 src/base/wire_decode.c src/base/wire_encode.c
+                 src/base/wire_io.c src/base/value.c src/base/error.c src/base/handoff.c)
   target_include_directories(fuzz_frame PRIVATE include src/base)
   target_compile_definitions(fuzz_frame PRIVATE _GNU_SOURCE)
   target_compile_options(fuzz_frame PRIVATE ${ISOLATE_FUZZ_FLAGS})

@@ -33,9 +33,14 @@ typedef enum iso_kind {
     ISO_OUTPUT, /* past output_bytes or the host's queue limits */
 } iso_kind;
 
+/* iso_error.code for a peer (a process cell's worker, or its host) that
+ * broke the wire protocol; kind ISO_CRASHED. Negative: errno values are
+ * positive. */
+#define ISO_E_PROTOCOL (-1000)
+
 typedef struct iso_error {
     iso_kind kind;
-    int code; /* errno when a system call failed, else 0 */
+    int code; /* errno when a system call failed, ISO_E_PROTOCOL, else 0 */
     char message[512];
     char python[64]; /* ISO_GUEST: the exception type name */
     char *traceback; /* ISO_GUEST: heap text, owned; iso_error_clear frees */
@@ -61,8 +66,8 @@ void iso_error_move(iso_error *dst, iso_error *src);
  * and request payloads in one list that is not a level of the values inside
  * (as for a sub-interpreter call), so a value gets 32 - 1 = 31 levels. The
  * Lua and Python converters could carry more; they use this limit too so
- * that no value crosses one backend and not the other. src/base/wire.c
- * asserts the relation at compile time.
+ * that no value crosses one backend and not the other.
+ * src/base/wire_decode.c asserts the relation at compile time.
  */
 #define ISO_VALUE_MAX_DEPTH 31
 #define ISO_VALUE_MAX_BYTES ((size_t)64 << 20) /* one payload, all strings */
@@ -269,6 +274,10 @@ int iso_backend_from_name(const char *name);
 /* 0 when this build and host can run b; else ISO_NOT_IMPLEMENTED with what
  * is missing. Probes the host (cheap, never blocks for long). */
 int iso_backend_check(iso_backend b, iso_error *err);
+/* What the microvm backend lacks here, as names in out (up to max; returns
+ * how many): "runtime" (this build has no microvm runtime), "/dev/kvm"
+ * (none usable), "vmm" (no VMM binary on PATH). Looks, changes nothing. */
+size_t iso_microvm_lacks(const char **out, size_t max);
 
 /* ---- runtime ----------------------------------------------------------- */
 
@@ -411,14 +420,17 @@ bool iso_cell_is_open(const iso_cell *c);
  * run, no rules yet) for spawn to take; 0 drains the pool. A background
  * thread refills it. Blocks only to close what is drained. */
 int iso_pool_configure(size_t target, iso_error *err);
+#define ISO_WARM_POOL_MAX 256 /* the most warm_pool may keep */
 void iso_pool_stats(size_t *ready, size_t *target, size_t *taken);
 /* Keep `target` process-cell workers forked ahead (default 2; 0: none),
  * each past every confinement step no policy decides, waiting for its
  * policy. The pool fills once a process cell has been spawned (that first
  * spawn starts the zygote), from a background thread, and empties when
- * the host's cells end (iso_shutdown). ISO_INVALID_ARGUMENT above 64.
- * Blocks only to put down what it sheds. */
+ * the host's cells end (iso_shutdown). ISO_INVALID_ARGUMENT above
+ * ISO_PROC_POOL_MAX. Blocks only to put down what it sheds. */
 int iso_proc_pool_configure(size_t target, iso_error *err);
+#define ISO_PROC_POOL_MAX 64
+#define ISO_PROC_POOL_DEFAULT 2
 void iso_proc_pool_stats(size_t *ready, size_t *target, size_t *taken);
 
 /* One phase of a cell's spawn: when it ended, in seconds after spawn
@@ -442,19 +454,30 @@ int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err);
  * seccomp list). ISO_INVALID_ARGUMENT for another name. */
 int iso_mode_set(const char *name, iso_error *err);
 const char *iso_mode_name(void);
+/* The i-th mode's name (0: "dev"), NULL past the last: the one list. */
+const char *iso_mode_name_at(int i);
+/* Whether a cell that lacks a layer is refused: the one place that says
+ * which mode does that. */
+bool iso_mode_hardened(void);
 /* Move this process into its own cgroup under the luaisolate cgroup so
  * each sub-interpreter cell thread can get a threaded cgroup of its own
  * (idempotent; undone at exit). ISO_NOT_IMPLEMENTED without a writable
  * cgroup v2. */
 int iso_thread_cgroups_enable(iso_error *err);
-/* What the kernel layers can do on this host (probed once). */
+/* What the kernel layers can do on this host. */
 typedef struct iso_kernel_info {
     int landlock_abi; /* 0: no Landlock */
     bool seccomp;
     bool bpf;          /* the BPF network guard is loaded and attached */
     char bpf_why[256]; /* why not, when !bpf */
+    bool bpf_looked;   /* bpf says what a load would find, not one done */
 } iso_kernel_info;
+/* Probed once; loads and attaches the BPF network guard to know. */
 void iso_kernel_info_get(iso_kernel_info *ki);
+/* The same without side effects (no BPF program loaded, no cgroup made):
+ * the guard's cached outcome when this process opened it, else a look at
+ * what it needs (bpf_looked). For explaining a policy. */
+void iso_kernel_info_look(iso_kernel_info *ki);
 bool iso_thread_cgroups_enabled(void);
 
 /* One map per enforcement layer: {layer=, state="active"|"missing"|

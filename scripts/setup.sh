@@ -10,6 +10,7 @@ PACKAGES=(
     build-essential cmake pkg-config git
     lua5.4 liblua5.4-dev lua-busted luarocks
     lua-argparse lua-cjson lua-ldoc groff-base
+    slurm-wlm munge             # the real Slurm cluster of spec/slurm_spec.lua
     python3 python3-dev
     python3-numpy python3-yaml  # third-party extensions: spec/extensions_spec.lua
     libpython3.11-testsuite     # CPython's own tests: spec/compat

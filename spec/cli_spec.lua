@@ -262,3 +262,31 @@ sb:call("outer")
     assert.is_truthy(has(err, "stack traceback"))
   end)
 end)
+
+describe("luaisolate test", function()
+  -- The TAP lines of a busted run: how many passed, how many failed.
+  local function tally(stdout)
+    local ok, failed = 0, 0
+    for line in stdout:gmatch("[^\n]+") do
+      if line:match("^ok %d") then ok = ok + 1 end
+      if line:match("^not ok %d") then failed = failed + 1 end
+    end
+    return ok, failed
+  end
+
+  it("runs the example spec inside the host, every test passing", function()
+    local code, stdout = host("test", "-o", "TAP", "examples/workload_spec.lua")
+    assert.are.equal(0, code)
+    assert.are.same({ 4, 0 }, { tally(stdout) })
+  end)
+
+  it("exits non-zero when a spec fails, and its fixture cells are closed", function()
+    local out = os.tmpname()
+    local code, stdout = support.run("env", "ISOLATE_TESTING_OUT=" .. out, HOST, "test", "-o", "TAP",
+                                     "spec/testing/cleanup_fixture.lua")
+    assert.are_not.equal(0, code)
+    assert.are.same({ 1, 1 }, { tally(stdout) })
+    assert.are.equal("closed", support.slurp(out))
+    os.remove(out)
+  end)
+end)

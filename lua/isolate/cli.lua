@@ -175,8 +175,10 @@ function cli.check_parser()
   p:argument("targets", "Policy files or template names."):args("*"):argname("FILE|NAME")
   p:flag("--explain", "Print which layer enforces each rule, for --backend.")
   p:flag("--json", "Print one JSON document instead of text.")
-  p:option("--backend", "The backend to explain for: subinterpreter (default), "
-           .. "process or microvm.", "subinterpreter"):choices(policy.BACKENDS)
+  p:option("--backend", "The backend to explain for: "
+           .. table.concat(policy.BACKENDS, ", ") .. " (default "
+           .. policy.DEFAULT_BACKEND .. ").", policy.DEFAULT_BACKEND)
+    :choices(policy.BACKENDS)
   return p
 end
 
@@ -301,6 +303,8 @@ Commands (each takes --help):
   check [options] FILE|NAME...    validate and compile policies
   doctor [options]                probe what this host can enforce
   version                         versions and cell mode
+  gather [options] DIR            merge and check a sharded map's results
+  submit [options] script [args]  run a script as shards on Slurm or Kubernetes
   help                            this text
 
 Exit status: what the script passes to os.exit, else 0; 1 on an error;
@@ -326,15 +330,18 @@ function cli.run_parser(name)
     :action(ordered("l")):init(nil)
   p:flag("-v --version", "Print the versions (as the version command).")
   p:option("--mode", "dev (default), hardened or compat: sandbox.configure's mode.")
-    :choices({ "dev", "hardened", "compat" })
+    :choices(require("isolate.core").modes)
   p:option("--log-format", "json: every guest log as a JSON line on stderr; "
            .. "text: the default."):choices({ "json", "text" })
+  p:option("--shard", "I/N: this run is shard I of N (sandbox.shard()).")
+    :argname("<I/N>")
   return p
 end
 
 -- Options that take a value in the next argument unless written -eX,
 -- --mode=X: where the options stop and the script begins.
-local VALUE_OPTIONS = { ["--mode"] = true, ["--log-format"] = true }
+local VALUE_OPTIONS = { ["--mode"] = true, ["--log-format"] = true,
+                        ["--shard"] = true }
 local SHORT_VALUES = { e = true, l = true }
 
 local function takes_next(a)
@@ -374,6 +381,7 @@ local function configure(opts)
   -- every cell thread gets a cgroup of its own; where the kernel refuses,
   -- cells report that layer missing (hardened: refuse)
   sandbox.configure({ thread_cgroups = true, mode = opts.mode })
+  require("isolate.shard").set_cli(opts.shard)
   if opts.log_format == "json" then
     sandbox.on("log", function(ev) io.stderr:write(cli.json_encode(ev), "\n") end)
   end
@@ -423,6 +431,9 @@ function cli.run(argv, before, name)
   local opts, status = cli.parse(parser, head, function(a)
     a.order = a.order or {}
     if not script and #a.order == 0 and not a.version then return "no script given" end
+    if a.shard and not pcall(require("isolate.shard").parse, a.shard) then
+      return "--shard must be I/N with 0 <= I < N, as in 0/4"
+    end
   end)
   if not opts then return status end
   if opts.version then print_version() end
@@ -440,9 +451,29 @@ function cli.run(argv, before, name)
   return steps(opts, argv, script)
 end
 
+-- `luaisolate test [busted args]`: busted inside this host, so that specs
+-- run their cells as `luaisolate run` does (thread cgroups, the host's
+-- signal handling and shutdown). The steps: one chunk, busted's runner.
+function cli.test(argv)
+  if not pcall(require, "busted.runner") then
+    io.stderr:write(PROG, ": test: busted is not installed for Lua 5.4 ",
+                    "(Debian: apt-get install lua-busted)\n")
+    return EXIT_INVALID
+  end
+  configure({})
+  -- --ignore-lua: a .busted `lua = ...` would run the specs elsewhere
+  _G.arg = table.move(argv, 1, #argv, 2, { [-1] = PROG, [0] = "busted", "--ignore-lua" })
+  local started = false
+  return function()
+    if started then return EXIT_OK end
+    started = true
+    return function() require("busted.runner")({ standalone = false }) end
+  end
+end
+
 -- ---- the host's entry point -------------------------------------------------------
 
-cli.COMMANDS = { "run", "check", "doctor", "version", "help" }
+cli.COMMANDS = { "run", "check", "doctor", "test", "version", "gather", "submit", "help" }
 
 function cli.main_parser()
   return cli.run_parser(PROG)
@@ -464,6 +495,9 @@ function cli.main(argv)
   if cmd == "check" then return cli.check(rest) end
   if cmd == "doctor" then return require("isolate.doctor").doctor(rest) end
   if cmd == "version" then return cli.version(rest) end
+  if cmd == "test" then return cli.test(rest) end
+  if cmd == "gather" then return require("isolate.scale").gather(rest) end
+  if cmd == "submit" then return require("isolate.scale").submit(rest) end
   if cmd == "help" then out(cli.help_text(cli.main_parser())); return EXIT_OK end
   if cmd == nil then return usage_error(cli.main_parser(), "no script or command given") end
   -- a word that names no command and no file is a mistyped command
@@ -480,7 +514,9 @@ end
 function cli.parsers()
   return { [""] = cli.main_parser(), run = cli.run_parser(), check = cli.check_parser(),
            version = cli.version_parser(),
-           doctor = require("isolate.doctor").parser() }
+           doctor = require("isolate.doctor").parser(),
+           gather = require("isolate.scale").gather_parser(),
+           submit = require("isolate.scale").submit_parser() }
 end
 
 return cli

@@ -128,14 +128,15 @@ function doctor.parser()
     .. "give one line of advice per missing point. Nothing is left behind.",
     "Exit status: 0; 1 with --mode hardened when a required layer is missing; "
     .. "2 on a usage error.")
-  p:usage("usage: luaisolate doctor [--json] [--mode dev|hardened|compat]\n"
+  p:usage("usage: luaisolate doctor [--json] [--mode "
+          .. table.concat(core.modes, "|") .. "]\n"
           .. "       luaisolate doctor --clean [--json]")
   p:flag("--json", "Print one JSON document: every probe under its name, grade, "
          .. "missing (the points lost, with advice), hardened.")
   p:option("--mode", "hardened: exit 1 when a layer hardened mode requires is "
            .. "missing (seccomp, landlock fs, no_new_privs, and for network rules "
            .. "bpf cgroup_sock_addr or landlock net).", "dev")
-    :choices({ "dev", "hardened", "compat" })
+    :choices(core.modes)
   p:flag("--clean", "Instead: kill and remove what dead hosts left (their host-<pid> "
          .. "and cells-<pid> cgroups, older cell cgroups named <name>-<pid>-<n>), one "
          .. "line per directory removed; a live host's state is never touched.")

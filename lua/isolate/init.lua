@@ -10,14 +10,15 @@
 local core = require "isolate.core"
 local errors = require "isolate.error"
 local policy = require "isolate.policy"
+local rules = require "isolate.rules"
 local pipeline = require "isolate.pipeline"
 
 local raise = errors.raise
 local sandbox = {}
 
 sandbox._VERSION = core.info().version
-sandbox.BACKENDS = { "subinterpreter", "process", "microvm" }
-sandbox.DEFAULT_BACKEND = "subinterpreter"
+sandbox.BACKENDS = policy.BACKENDS -- core.backends: C keeps the list
+sandbox.DEFAULT_BACKEND = policy.DEFAULT_BACKEND
 sandbox.null = core.null
 sandbox.array = core.array
 sandbox.bytes = core.bytes
@@ -32,15 +33,6 @@ end
 
 local SPAWN_OPTIONS = { name = true, backend = true, policy = true,
                         imports = true, capabilities = true, limits = true }
--- What each backend enforces beyond wall_ms: a limit is never accepted and
--- then ignored.
-local ENFORCED = {
-  subinterpreter = { wall_ms = true, cpu_ms = true, mem = true, output_bytes = true,
-                     syscalls = true, queue_bytes = true, queue_values = true },
-  process = { wall_ms = true, cpu_ms = true, mem = true, open_files = true,
-              output_bytes = true, processes = true, syscalls = true,
-              queue_bytes = true, queue_values = true },
-}
 
 local live = setmetatable({}, { __mode = "v" }) -- name -> cell
 local origins = setmetatable({}, { __mode = "k" }) -- cell -> {name=, config=}
@@ -103,11 +95,17 @@ local function missing_layers(cell)
   return missing
 end
 
+-- Whether a missing layer refuses instead of warning: the core decides
+-- (iso_mode_hardened), every check below asks here.
+local function hardened()
+  return core.info().hardened
+end
+
 -- hardened mode: a cell that lacks a layer is closed and spawn raises (the
 -- core confined it before spawn returned). Other modes get one warning
 -- event per such cell from the core, once its confinement is done.
 local function check_layers(cell)
-  if core.info().mode ~= "hardened" then return end
+  if not hardened() then return end
   local missing = missing_layers(cell)
   if #missing == 0 then return end
   cell:close()
@@ -118,13 +116,13 @@ end
 
 -- hardened mode: every rule must have a kernel layer on this host.
 local function check_hardened(p, backend)
-  if core.info().mode ~= "hardened" then return end
-  local rules = p:unenforceable(backend)
-  if #rules > 0 then
+  if not hardened() then return end
+  local refused = p:unenforceable(backend)
+  if #refused > 0 then
     error(errors.new("unenforceable", string.format(
       "hardened mode: no kernel layer enforces %s for %s cells on this "
-      .. "host; change the rules, or use mode dev", table.concat(rules, ", "),
-      backend), { rules = rules }), 3)
+      .. "host; change the rules, or use mode dev", table.concat(refused, ", "),
+      backend), { rules = refused }), 3)
   end
 end
 
@@ -135,17 +133,22 @@ local function sorted_keys(t)
   return table.concat(keys, ", ")
 end
 
+-- An unknown backend: the error lists the valid ones (valid=) too.
+local function bad_backend(fmt, ...)
+  local valid = table.move(sandbox.BACKENDS, 1, #sandbox.BACKENDS, 1, {})
+  error(errors.new("invalid_argument", string.format(fmt, ...)
+                   .. table.concat(valid, ", "), { valid = valid }), 4)
+end
+
 local function check_backend(backend)
   if backend == nil then return sandbox.DEFAULT_BACKEND end
-  local valid = table.concat(sandbox.BACKENDS, ", ")
   if type(backend) ~= "string" then
-    raise("invalid_argument", "backend must be a string, one of: %s", valid)
+    bad_backend("backend must be a string, one of: ")
   end
   for _, b in ipairs(sandbox.BACKENDS) do
     if b == backend then return backend end
   end
-  raise("invalid_argument", "unknown backend '%s'; valid backends: %s",
-        backend, valid)
+  bad_backend("unknown backend '%s'; valid backends: ", backend)
 end
 
 local function check_name(name)
@@ -157,22 +160,19 @@ local function check_name(name)
     return name
   end
   if type(name) ~= "string" or not core.name_valid(name) then
-    raise("invalid_argument", "name must match ^[A-Za-z0-9_-]{1,64}$, got %s",
+    raise("invalid_argument", "name must match ^[A-Za-z0-9_-]{1,%d}$, got %s",
+          core.limits.name,
           type(name) == "string" and string.format("%q", name) or type(name))
   end
   return name
 end
 
-local MODULE_NAME = "^[%a_][%w_]*$"
-
 local function check_module(m, where)
   if type(m) ~= "string" then
     raise("invalid_argument", "%s: expected a module name string", where)
   end
-  for part in (m .. "."):gmatch("(.-)%.") do
-    if not part:match(MODULE_NAME) then
-      raise("invalid_argument", "%s: '%s' is not a module name", where, m)
-    end
+  if not rules.module_name(m) then
+    raise("invalid_argument", "%s: '%s' is not a module name", where, m)
   end
 end
 
@@ -232,14 +232,13 @@ end
 
 -- What a backend cannot enforce is refused, never accepted and ignored.
 local function check_enforceable(p, backend)
-  local enforced = ENFORCED[backend]
   for k in pairs(p.limits) do
-    if not enforced[k] then
+    if not policy.enforces(backend, k) then
       raise("not_implemented", "limits.%s is not enforced by %s cells in "
             .. "this build; remove it or use backend='process'", k, backend)
     end
   end
-  if #p.syscalls.deny > 0 and not enforced.syscalls then
+  if #p.syscalls.deny > 0 and not policy.enforces(backend, "syscall") then
     raise("not_implemented", "syscalls.deny needs seccomp, which %s cells "
           .. "in this build do not apply; use backend='process'", backend)
   end
@@ -397,20 +396,25 @@ function sandbox.capability(name, handler)
   capabilities[name] = handler
 end
 
-local MODES = { dev = true, hardened = true, compat = true }
+local MODES = {} -- core.modes: C keeps the names
+for _, m in ipairs(core.modes) do MODES[m] = true end
+local POOL_MAX = { warm_pool = core.limits.warm_pool,
+                   process_pool = core.limits.process_pool }
 
 local function check_configure(opts)
   if type(opts) ~= "table" then
     raise("invalid_argument", "configure expects a table of options")
   end
   for k, v in pairs(opts) do
-    if k == "warm_pool" or k == "process_pool" then
-      if math.type(v) ~= "integer" or v < 0 then
-        raise("invalid_argument", "%s must be a non-negative integer", k)
+    if POOL_MAX[k] then
+      if math.type(v) ~= "integer" or v < 0 or v > POOL_MAX[k] then
+        raise("invalid_argument", "%s must be an integer from 0 to %d", k,
+              POOL_MAX[k])
       end
     elseif k == "mode" then
       if not MODES[v] then
-        raise("invalid_argument", "mode must be dev, hardened or compat")
+        raise("invalid_argument", "mode must be one of %s",
+              table.concat(core.modes, ", "))
       end
     elseif k == "thread_cgroups" then
       if type(v) ~= "boolean" then
@@ -431,8 +435,9 @@ end
 -- sandbox.configure{ warm_pool = N, process_pool = K,
 -- mode = "dev"|"hardened"|"compat", thread_cgroups = true }. warm_pool
 -- keeps N sub-interpreter cells created ahead for spawn (0 drains).
--- process_pool keeps K process-cell workers forked ahead (default 2, at
--- most 64; 0 drains and disables), each past every confinement step no
+-- process_pool keeps K process-cell workers forked ahead (default and
+-- most: core.limits.process_pool_default and .process_pool, 2 and 64; 0
+-- drains and disables), each past every confinement step no
 -- policy decides; it fills once a process cell has been spawned. thread_cgroups moves this process into its
 -- own cgroup so each sub-interpreter cell thread gets one (the luaisolate
 -- host does this at start); it cannot be turned off again, and where the
@@ -451,7 +456,7 @@ function sandbox.configure(opts)
   if opts.mode then core.set_mode(opts.mode) end
   if opts.thread_cgroups then
     local ok, why = core.thread_cgroups()
-    if not ok and core.info().mode == "hardened" then
+    if not ok and hardened() then
       raise("unenforceable", "thread cgroups: %s", why)
     end
   end
@@ -478,6 +483,10 @@ end
 function sandbox.wrap(target, opts)
   return pipeline.wrap(sandbox, target, opts)
 end
+
+-- Sharding a map across runs and gathering its results: isolate.shard.
+sandbox.shard = require("isolate.shard").shard
+sandbox.gather = require("isolate.shard").gather
 
 -- ---- metrics ----------------------------------------------------------------
 

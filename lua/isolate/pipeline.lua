@@ -18,6 +18,7 @@
 -- (isolate passes itself in, so there is no require cycle).
 local core = require "isolate.core"
 local errors = require "isolate.error"
+local rules = require "isolate.rules"
 
 local raise = errors.raise
 
@@ -54,13 +55,7 @@ end
 
 -- "module.func" or a name in the cell's globals.
 local function check_target(s, what)
-  local ok = type(s) == "string" and s ~= ""
-  if ok then
-    for part in (s .. "."):gmatch("(.-)%.") do
-      ok = ok and part:match("^[%a_][%w_]*$") ~= nil
-    end
-  end
-  if not ok then
+  if not rules.module_name(s) then
     raise("invalid_argument", "%s must be a Python name like 'module.func', "
           .. "got %s", what, type(s) == "string" and string.format("%q", s)
           or type(s))
@@ -451,6 +446,10 @@ end
 -- is a terminal.
 function Pipeline:map(inputs, opts)
   check_stages(self)
+  -- {shard=, out=}: this run's slice, written to out (isolate.shard)
+  if type(opts) == "table" and (opts.shard ~= nil or opts.out ~= nil) then
+    return require("isolate.shard").map(self, inputs, opts, Pipeline.map)
+  end
   local workers, progress = check_map(inputs, opts)
   local m = new_run(self, inputs, workers, progress)
   if m.total == 0 then return {}, {} end

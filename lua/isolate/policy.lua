@@ -31,7 +31,9 @@ local methods = {}
 -- and every field read returns a copy (see Policy.__index).
 local private = setmetatable({}, { __mode = "k" })
 
-local BACKENDS = { "subinterpreter", "process", "microvm" }
+-- The backends, from the one list in C (src/core/backend.c).
+local BACKENDS = core.backends
+local DEFAULT_BACKEND = BACKENDS[1] -- ISO_BACKEND_SUBINTERPRETER
 local MAX_EXTENDS = 16
 -- A policy file is data: it gets this many VM instructions to build its
 -- table, so a stray loop fails instead of hanging `luaisolate check`.
@@ -67,7 +69,8 @@ local function search_dirs(from_dir)
   return dirs
 end
 
--- The file a reference names, or nil and the places searched. Names are
+-- The file a reference names, or nil, the places searched as text and as
+-- a list (a path: itself). Names are
 -- searched next to the referring file first (so a folder of policies can
 -- extend each other), then in policy.path.
 local function locate(ref, from_dir)
@@ -77,7 +80,7 @@ local function locate(ref, from_dir)
   end
   if is_path(ref) then
     if ref:sub(1, 1) ~= "/" and from_dir then ref = from_dir .. "/" .. ref end
-    return exists(ref) and ref or nil, ref
+    return exists(ref) and ref or nil, ref, { ref }
   end
   local dirs = search_dirs(from_dir)
   if ref:match("^[%w_][%w_.-]*$") then
@@ -86,7 +89,8 @@ local function locate(ref, from_dir)
       if exists(file) then return file end
     end
   end
-  return nil, #dirs > 0 and table.concat(dirs, ", ") or "(policy.path is empty)"
+  return nil, #dirs > 0 and table.concat(dirs, ", ") or "(policy.path is empty)",
+    dirs
 end
 
 -- Run a data chunk: no string methods, a bounded number of instructions.
@@ -105,10 +109,15 @@ local function run_data(chunk)
   return ok, res
 end
 
+-- The error of a file that does not load or run: source is the file, and
+-- line the line Lua named in file:LINE: (nil when it named none).
 local function file_error(file, msg)
+  local at = msg:sub(1, #file + 1) == file .. ":" and msg:sub(#file + 1)
+  local line = at and tonumber(at:match("^:(%d+):")) or nil
   if not msg:find(file, 1, true) then msg = file .. ": " .. msg end
   error(errors.new("policy", "cannot load policy " .. msg,
-                   { problems = { { path = "", message = msg } }, source = file }), 0)
+                   { problems = { { path = "", message = msg, line = line } },
+                     source = file, line = line }), 0)
 end
 
 -- The table a policy file returns. The environment is empty: no io, os,
@@ -133,11 +142,21 @@ end
 
 local compile_spec
 
-local function cycle_text(stack, label)
+-- The policies of a cycle, the first repeated at the end.
+local function cycle_of(stack, label)
   local names = {}
   for i, e in ipairs(stack) do names[i] = e.label end
   names[#names + 1] = label
-  return table.concat(names, " -> ")
+  return names
+end
+
+-- A problem's facts besides its text (cycle=, searched=, line=): kept as
+-- they are when a child relays them.
+local PROBLEM_FACTS = { "cycle", "searched", "line" }
+
+local function add_facts(P, facts)
+  local last = P.list[#P.list]
+  for _, k in ipairs(PROBLEM_FACTS) do last[k] = facts[k] end
 end
 
 -- Relay a parent's problems under `extends`, naming the parent.
@@ -148,22 +167,26 @@ local function relay(P, label, err)
   for _, p in ipairs(list) do
     P:add("extends", "in %s: %s%s", label, p.path == "" and "" or p.path .. ": ",
           p.message)
+    add_facts(P, p)
   end
 end
 
 -- The merged spec of the policy `ref` names, or nil with problems in P.
 local function parent_spec(P, ref, meta, stack)
-  local file, searched = locate(ref, dir_of(meta.source))
+  local file, searched, dirs = locate(ref, dir_of(meta.source))
   if not file then
     P:add("extends", "unknown policy %s; searched: %s (add its folder to "
           .. "policy.path or ISOLATE_POLICY_PATH)", quote(ref), searched)
+    add_facts(P, { searched = dirs })
     return nil
   end
   local id, label = identity(file), is_path(ref) and file or ref
   for _, e in ipairs(stack) do
     if e.id == id then
+      local cycle = cycle_of(stack, label)
       P:add("extends", "cyclic extends: %s; remove one of these extends",
-            cycle_text(stack, label))
+            table.concat(cycle, " -> "))
+      add_facts(P, { cycle = cycle })
       return nil
     end
   end
@@ -242,10 +265,10 @@ function policy.load(ref)
     errors.raise("invalid_argument", "policy.load expects a policy name or a "
                  .. "file path, got %s", describe(ref))
   end
-  local file, searched = locate(ref, nil)
+  local file, searched, dirs = locate(ref, nil)
   if not file then
     error(errors.new("policy", string.format("unknown policy %s; searched: %s",
-          quote(ref), searched), { problems = {} }), 2)
+          quote(ref), searched), { problems = {}, searched = dirs }), 2)
   end
   local meta = { name = not is_path(ref) and ref or nil, source = file }
   local spec = compile_spec(read_data(file), meta,
@@ -404,9 +427,16 @@ GUARD["net-unix"], GUARD["net-unix-deny"] = GUARDRAIL .. UNIX_NOTE,
   GUARDRAIL .. UNIX_NOTE
 GUARD["net-unix-refused"] = GUARD["net-unix-deny"]
 
--- Per backend: kind -> {layer, note}.
+-- Per backend: kind -> {layer, note[, needs = a core.kernel() field]}: the
+-- one table of which layer enforces each rule. A kind with a row here is
+-- enforced by that backend, so spawn accepts it (policy.enforces); a row
+-- that needs a kernel facility this host lacks gives way to the
+-- python-guard, or to none. Rows that depend on what the kernel can do
+-- come first (host_layer).
 local LAYERS = {
   subinterpreter = {
+    syscall = { "seccomp", "on the cell thread: the call fails with EPERM",
+                needs = "seccomp" },
     wall_ms = { "python-guard", "watchdog interrupt; a guest stuck in one C "
                 .. "call is abandoned" },
     cpu_ms = { "python-guard", "the cell thread's CPU clock, watched while "
@@ -460,9 +490,9 @@ local UNENFORCED = "not enforced by this backend in this build; spawn "
   .. "refuses it"
 local UNAVAILABLE = "backend not available in this build"
 
--- Layers that depend on what this host's kernel can do (core.kernel()).
-local function host_layer(backend, kind)
-  local k = core.kernel()
+-- Layers that depend on what this host's kernel can do: k is
+-- core.kernel() or core.kernel_look().
+local function host_layer(backend, kind, k)
   if (kind == "net" or kind == "net-deny") and k.bpf then
     return "bpf", "cgroup connect/sendmsg programs judge the exact address "
       .. "and port (reloadable)"
@@ -485,34 +515,41 @@ local function host_layer(backend, kind)
   elseif kind == "net-bind" and k.landlock >= 4 then
     return "landlock", "on the cell thread: TCP bind to the rule's ports; "
       .. "addresses and UDP bind by the python-guard"
-  elseif kind == "syscall" and k.seccomp then
-    return "seccomp", "on the cell thread: the call fails with EPERM"
   end
 end
 
-local function enforcement(backend, kind)
-  if backend == "microvm" then return "none", UNAVAILABLE end
-  local layer, note = host_layer(backend, kind)
+local function enforcement(backend, kind, k)
+  if not LAYERS[backend] then return "none", UNAVAILABLE end
+  local layer, note = host_layer(backend, kind, k)
   if layer then return layer, note end
   local row = LAYERS[backend][kind]
-  if row then return row[1], row[2] end
+  if row and (not row.needs or k[row.needs]) then return row[1], row[2] end
   if backend == "subinterpreter" and GUARD[kind] then
     return "python-guard", GUARD[kind]
   end
   return "none", UNENFORCED
 end
 
--- p:explain([backend]) -> {{rule=, layer=, note=[, origin=]}, ...}
+-- policy.enforces(backend, kind) -> whether cells of that backend enforce
+-- rules of that kind (a limit key, or "syscall") in this build: spawn
+-- refuses the others rather than accept and ignore them.
+function policy.enforces(backend, kind)
+  return LAYERS[backend] ~= nil and LAYERS[backend][kind] ~= nil
+end
+
+-- p:explain([backend]) -> {{rule=, layer=, note=[, origin=]}, ...}. What
+-- the kernel can do is looked at, never loaded (core.kernel_look): no BPF
+-- program, no cgroup.
 function methods.explain(p, backend)
   local s = state(p)
-  backend = backend == nil and "subinterpreter" or backend
+  backend = backend == nil and DEFAULT_BACKEND or backend
   if not contains(BACKENDS, backend) then
     errors.raise("invalid_argument", "unknown backend %s; valid backends: %s",
                  describe(backend), table.concat(BACKENDS, ", "))
   end
-  local rows = {}
+  local rows, k = {}, core.kernel_look()
   for i, r in ipairs(rules.rule_rows(s.spec)) do
-    local layer, note = enforcement(backend, r.kind)
+    local layer, note = enforcement(backend, r.kind, k)
     rows[i] = { rule = r.rule, layer = layer, note = note, origin = r.origin }
   end
   return rows
@@ -524,11 +561,12 @@ local NOT_KERNEL = { imports = true, capabilities = true }
 for _, k in ipairs(rules.LIMIT_KEYS) do NOT_KERNEL[k] = true end
 
 -- p:unenforceable(backend) -> the rule texts no kernel layer of this host
--- enforces exactly for that backend (what hardened mode refuses).
+-- enforces exactly for that backend (what hardened mode refuses). Asks
+-- core.kernel(), which loads the BPF guard: spawn is about to need it.
 function methods.unenforceable(p, backend)
-  local out = {}
+  local out, k = {}, core.kernel()
   for _, r in ipairs(rules.rule_rows(state(p).spec)) do
-    local layer = enforcement(backend, r.kind)
+    local layer = enforcement(backend, r.kind, k)
     local partial = (r.kind == "fs" and r.rule:find("[*?]"))
       or ((r.kind == "net" or r.kind == "net-bind")
           and layer == "landlock") -- ports only
@@ -606,5 +644,6 @@ end
 
 policy.path = policy.default_path()
 policy.BACKENDS = BACKENDS
+policy.DEFAULT_BACKEND = DEFAULT_BACKEND
 
 return policy

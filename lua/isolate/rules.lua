@@ -100,8 +100,12 @@ local function suggestion(k, valid)
   return best and string.format(" (did you mean '%s'?)", best) or ""
 end
 
+-- A Python (and Lua) identifier; a module name is such names joined by
+-- dots. The one check of both: isolate and isolate.pipeline use these.
+local IDENT = "^[%a_][%w_]*$"
+
 local function key_path(base, k)
-  if type(k) == "string" and k:match("^[%a_][%w_]*$") then
+  if type(k) == "string" and k:match(IDENT) then
     return base == "" and k or base .. "." .. k
   end
   if math.type(k) == "integer" then return string.format("%s[%d]", base, k) end
@@ -116,7 +120,7 @@ end
 local function module_name(s)
   if type(s) ~= "string" then return false end
   for part in (s .. "."):gmatch("(.-)%.") do
-    if not part:match("^[%a_][%w_]*$") then return false end
+    if not part:match(IDENT) then return false end
   end
   return true
 end

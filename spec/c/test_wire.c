@@ -103,7 +103,8 @@ static size_t unhex(const char *s, unsigned char *out)
 #define POST HDR("0c")
 #define CALL_F "95 02 00 a1 66 c0 cb 0000000000000000 " /* target "f" */
 
-/* The body must be refused as a protocol error that mentions needle. */
+/* The body must be refused as a protocol error (its code) whose message
+ * names the rule broken (needle). */
 static void refused(const char *hex, const char *needle)
 {
     unsigned char body[512];
@@ -112,8 +113,7 @@ static void refused(const char *hex, const char *needle)
     iso_error err = {0};
     check_total++;
     int rc = iso_frame_decode((const char *)body, n, &f, &err);
-    if (rc != -1 || err.kind != ISO_CRASHED ||
-        strncmp(err.message, "protocol: ", 10) != 0 ||
+    if (rc != -1 || err.kind != ISO_CRASHED || err.code != ISO_E_PROTOCOL ||
         !strstr(err.message, needle))
         CHECK_FAIL_("body %s: rc %d, %s: \"%s\", expected \"%s\"", hex, rc,
                     iso_kind_name(err.kind), err.message, needle);
@@ -379,7 +379,8 @@ static void test_item_limit(void)
     body = nil_list_body(ISO_VALUE_MAX_ITEMS + 64, &len); /* header slack */
     CHECK_EQ_INT(iso_frame_decode(body, len, &f, &err), -1);
     CHECK_EQ_INT(err.kind, ISO_CRASHED);
-    CHECK_HAS_STR(err.message, "protocol: the frame holds more than");
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, "the frame holds more than");
     free(body);
     iso_error_clear(&err);
 }
@@ -410,17 +411,22 @@ static void test_depth(void)
      * msgpack-c's stack; a CALL (or a LOG) carries 32 but not 33 */
     CHECK_EQ_INT(decode_nested(POST, 31, &err), 0);
     CHECK_EQ_INT(decode_nested(POST, 32, &err), -1);
-    CHECK_HAS_STR(err.message, "protocol: a value nested deeper than 31");
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, "a value nested deeper than 31");
     CHECK_EQ_INT(decode_nested(POST, 33, &err), -1);
-    CHECK_HAS_STR(err.message, "protocol: nested deeper than 32");
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, "nested deeper than 32");
     CHECK_EQ_INT(decode_nested(POST, 100, &err), -1);
-    CHECK_HAS_STR(err.message, "protocol:");
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, "");
     CHECK_EQ_INT(decode_nested(CALL_F, 32, &err), 0);
     CHECK_EQ_INT(decode_nested(CALL_F, 33, &err), -1);
-    CHECK_HAS_STR(err.message, "protocol: nested deeper than 32");
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, "nested deeper than 32");
     CHECK_EQ_INT(decode_nested(HDR("0d") "93 01 01", 31, &err), 0);
     CHECK_EQ_INT(decode_nested(HDR("0d") "93 01 01", 32, &err), -1);
-    CHECK_HAS_STR(err.message, "protocol: nested deeper than 32");
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, "nested deeper than 32");
     iso_error_clear(&err);
 }
 
@@ -575,7 +581,8 @@ static void test_size_limit(void)
     CHECK_EQ_INT(n, len);
     iso_error err = {0};
     CHECK_EQ_INT(iso_frame_decode((const char *)body, n, &f, &err), -1);
-    CHECK_HAS_STR(err.message, "protocol: the value holds more than");
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, "the value holds more than");
     free(body);
     /* text is not value bytes, but the whole frame has a limit */
     f = (iso_frame){.type = ISO_FRAME_EXEC, .text = malloc(ISO_FRAME_MAX)};
@@ -637,7 +644,20 @@ static void expect_fail(iso_wire *w, double deadline, iso_kind kind,
     iso_error err = {0};
     CHECK_EQ_INT(iso_wire_recv(w, &got, deadline, &err), -1);
     CHECK_EQ_STR(iso_kind_name(err.kind), iso_kind_name(kind));
+    CHECK(err.code != ISO_E_PROTOCOL);
     CHECK_HAS_STR(err.message, msg);
+    iso_frame_clear(&got);
+}
+
+/* A protocol error (its code), the rule broken named by needle. */
+static void expect_violation(iso_wire *w, double deadline, const char *needle)
+{
+    iso_frame got;
+    iso_error err = {0};
+    CHECK_EQ_INT(iso_wire_recv(w, &got, deadline, &err), -1);
+    CHECK_EQ_STR(iso_kind_name(err.kind), iso_kind_name(ISO_CRASHED));
+    CHECK_EQ_INT(err.code, ISO_E_PROTOCOL);
+    CHECK_HAS_STR(err.message, needle);
     iso_frame_clear(&got);
 }
 
@@ -859,7 +879,7 @@ static void test_bad_streams(void)
     iso_wire_init(&w, sv[0]);
     snprintf(hex, sizeof hex, "%08zx", (size_t)ISO_FRAME_MAX + 1);
     write_hex(sv[1], hex);
-    expect_fail(&w, iso_now() + 1, ISO_CRASHED, "protocol: a frame of");
+    expect_violation(&w, iso_now() + 1, "a frame of");
     iso_wire_free(&w);
     close(sv[0]);
     close(sv[1]);
@@ -867,9 +887,9 @@ static void test_bad_streams(void)
     pair(sv);
     iso_wire_init(&w, sv[0]);
     write_hex(sv[1], "00000002 c0 c0");
-    expect_fail(&w, iso_now() + 1, ISO_CRASHED, "protocol: the header");
+    expect_violation(&w, iso_now() + 1, "the header");
     write_hex(sv[1], "00000000");
-    expect_fail(&w, iso_now() + 1, ISO_CRASHED, "protocol:");
+    expect_violation(&w, iso_now() + 1, "");
     iso_wire_free(&w);
     close(sv[0]);
     close(sv[1]);

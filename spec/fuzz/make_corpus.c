@@ -5,7 +5,8 @@
  * them, from the source root:
  *
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/base spec/fuzz/make_corpus.c \
- *      src/base/wire.c src/base/value.c src/base/error.c src/base/handoff.c \
+ *      src/base/wire_rules.c src/base/wire_decode.c src/base/wire_encode.c \
+ *      src/base/wire_io.c src/base/value.c src/base/error.c src/base/handoff.c \
  *      $(pkg-config --cflags --libs msgpack) -o /tmp/make_corpus &&
  *   /tmp/make_corpus spec/fuzz/corpus
  */

@@ -46,9 +46,12 @@
  *
  * Errors: encoding a frame that breaks these rules fails with
  * ISO_INVALID_ARGUMENT (frame shape) or ISO_VALUE (value rules, size, depth);
- * a received frame that breaks them fails with ISO_CRASHED and a message
- * starting "protocol:". After a protocol error the connection is unusable:
- * kill the worker.
+ * a received frame that breaks them fails with ISO_CRASHED and code
+ * ISO_E_PROTOCOL (the message starts "protocol:" for people; code decides).
+ * After a protocol error the connection is unusable: kill the worker.
+ *
+ * Files: wire_rules.c (the rules above), wire_decode.c, wire_encode.c and
+ * wire_io.c (framed socket I/O).
  */
 #ifndef ISO_WIRE_H
 #define ISO_WIRE_H
@@ -103,6 +106,13 @@ int iso_frame_encode(const iso_frame *f, char **out, size_t *len,
 /* Decode exactly one body of n bytes into f, which is output only
  * (overwritten, not freed; left zeroed on failure). Never blocks. */
 int iso_frame_decode(const char *body, size_t n, iso_frame *f, iso_error *err);
+
+/* A peer broke the protocol: ISO_CRASHED, code ISO_E_PROTOCOL, message
+ * "protocol: <fmt...>". Returns -1. */
+int iso_wire_violation(iso_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Whether err is such an error. */
+#define ISO_WIRE_VIOLATED(err) ((err)->code == ISO_E_PROTOCOL)
 
 /* A connection end: the fd (not owned) and the bytes received past the last
  * frame taken, buf[off, len). One thread may send while another receives;

@@ -60,8 +60,7 @@ int iso_backend_check(iso_backend b, iso_error *err)
     case ISO_BACKEND_MICROVM:
         return microvm_missing(err);
     default:
-        return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                             "unknown backend; valid backends: "
-                             "subinterpreter, process, microvm");
+        return iso_error_set(err, ISO_INVALID_ARGUMENT, "unknown backend %d",
+                             (int)b);
     }
 }

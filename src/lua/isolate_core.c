@@ -28,6 +28,8 @@ void iso_lua_push_error(lua_State *L, iso_error *err)
     lua_setfield(L, -2, "message");
     set_string_field(L, "python", err->python);
     set_string_field(L, "traceback", err->traceback);
+    if (err->code == ISO_E_PROTOCOL) /* a kind of crash, told apart */
+        set_string_field(L, "code", "protocol");
     luaL_setmetatable(L, ISO_ERROR_MT);
     iso_error_clear(err);
 }
@@ -65,7 +67,21 @@ static int l_error_tostring(lua_State *L)
     return 1;
 }
 
-/* core.backend_check(name) -> true | false, isolate.Error */
+/* error.missing = {"runtime", "/dev/kvm", "vmm"}: what microvm lacks. */
+static void set_microvm_missing(lua_State *L)
+{
+    const char *lacks[8];
+    size_t n = iso_microvm_lacks(lacks, 8);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n && i < 8; i++) {
+        lua_pushstring(L, lacks[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "missing");
+}
+
+/* core.backend_check(name) -> true | false, isolate.Error (with missing=
+ * for microvm) */
 static int l_backend_check(lua_State *L)
 {
     iso_error err = {0};
@@ -78,6 +94,8 @@ static int l_backend_check(lua_State *L)
     }
     lua_pushboolean(L, 0);
     iso_lua_push_error(L, &err);
+    if (b == ISO_BACKEND_MICROVM)
+        set_microvm_missing(L);
     return 2;
 }
 
@@ -102,7 +120,7 @@ static void push_abandoned(lua_State *L, const iso_runtime_info *info)
 }
 
 /* core.info() -> {version=, python=, own_gil=, cell_mode=, lua=, mode=,
- * thread_cgroups=, abandoned={threads=, parked=, cpu_ms=}} */
+ * hardened=, thread_cgroups=, abandoned={threads=, parked=, cpu_ms=}} */
 static int l_info(lua_State *L)
 {
     iso_runtime_info info;
@@ -115,6 +133,8 @@ static int l_info(lua_State *L)
     lua_pushboolean(L, info.own_gil);
     lua_setfield(L, -2, "own_gil");
     set_string_field(L, "mode", iso_mode_name());
+    lua_pushboolean(L, iso_mode_hardened());
+    lua_setfield(L, -2, "hardened");
     lua_pushboolean(L, iso_thread_cgroups_enabled());
     lua_setfield(L, -2, "thread_cgroups");
     push_abandoned(L, &info);
@@ -326,25 +346,45 @@ const char *iso_lua_checkstr(lua_State *L, int idx, const char *what)
     return s;
 }
 
-/* core.kernel() -> {landlock=abi, seccomp=, bpf=, bpf_why=} */
+static void push_kernel_info(lua_State *L, const iso_kernel_info *k);
+
+/* core.kernel() -> {landlock=abi, seccomp=, bpf=, bpf_why=}: loads the BPF
+ * guard to know. core.kernel_look(): the same with no side effect (no BPF
+ * program, no cgroup), bpf_looked = true when bpf is a look, not a load. */
 static int l_kernel(lua_State *L)
 {
     iso_kernel_info ki;
     iso_kernel_info_get(&ki);
-    lua_createtable(L, 0, 4);
-    lua_pushinteger(L, ki.landlock_abi);
-    lua_setfield(L, -2, "landlock");
-    lua_pushboolean(L, ki.seccomp);
-    lua_setfield(L, -2, "seccomp");
-    lua_pushboolean(L, ki.bpf);
-    lua_setfield(L, -2, "bpf");
-    if (!ki.bpf)
-        set_string_field(L, "bpf_why", ki.bpf_why);
+    push_kernel_info(L, &ki);
     return 1;
+}
+
+static int l_kernel_look(lua_State *L)
+{
+    iso_kernel_info ki;
+    iso_kernel_info_look(&ki);
+    push_kernel_info(L, &ki);
+    return 1;
+}
+
+static void push_kernel_info(lua_State *L, const iso_kernel_info *ki)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, ki->landlock_abi);
+    lua_setfield(L, -2, "landlock");
+    lua_pushboolean(L, ki->seccomp);
+    lua_setfield(L, -2, "seccomp");
+    lua_pushboolean(L, ki->bpf);
+    lua_setfield(L, -2, "bpf");
+    if (!ki->bpf)
+        set_string_field(L, "bpf_why", ki->bpf_why);
+    lua_pushboolean(L, ki->bpf_looked);
+    lua_setfield(L, -2, "bpf_looked");
 }
 
 static const luaL_Reg core_functions[] = {
     {"kernel", l_kernel},
+    {"kernel_look", l_kernel_look},
     {"shutdown", l_shutdown},
     {"clean_stale", l_clean_stale},
     {"set_mode", l_set_mode},
@@ -368,12 +408,44 @@ static const luaL_Reg core_functions[] = {
     {NULL, NULL},
 };
 
+/* The facts C owns, as Lua tables (lua/isolate keeps no copy):
+ * core.backends = {"subinterpreter", ...} in iso_backend order,
+ * core.modes = {"dev", "hardened", "compat"},
+ * core.limits = {warm_pool=, process_pool=, process_pool_default=,
+ * name=}: the most warm_pool and process_pool accept, and a name's length. */
+static void push_facts(lua_State *L)
+{
+    lua_createtable(L, ISO_BACKEND_COUNT, 0);
+    for (int b = 0; b < ISO_BACKEND_COUNT; b++) {
+        lua_pushstring(L, iso_backend_name((iso_backend)b));
+        lua_rawseti(L, -2, b + 1);
+    }
+    lua_setfield(L, -2, "backends");
+    lua_newtable(L);
+    for (int i = 0; iso_mode_name_at(i); i++) {
+        lua_pushstring(L, iso_mode_name_at(i));
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "modes");
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, ISO_WARM_POOL_MAX);
+    lua_setfield(L, -2, "warm_pool");
+    lua_pushinteger(L, ISO_PROC_POOL_MAX);
+    lua_setfield(L, -2, "process_pool");
+    lua_pushinteger(L, ISO_PROC_POOL_DEFAULT);
+    lua_setfield(L, -2, "process_pool_default");
+    lua_pushinteger(L, ISO_NAME_MAX);
+    lua_setfield(L, -2, "name");
+    lua_setfield(L, -2, "limits");
+}
+
 int luaopen_isolate_core(lua_State *L)
 {
     iso_lua_value_init(L);
     iso_lua_cell_register(L);
     luaL_newlib(L, core_functions); /* [core] */
     iso_lua_plan_register(L);
+    push_facts(L);
     luaL_newmetatable(L, ISO_ERROR_MT);
     lua_pushcfunction(L, l_error_tostring);
     lua_setfield(L, -2, "__tostring");

@@ -184,10 +184,12 @@ static void serve_request(lua_State *L, lcell *u, iso_msg *m)
 
 /* Wait for `what`, serving broker requests and handing events to the sink
  * meanwhile. Returns the message (owned by the caller), or NULL with err
- * set; err->code is 1 exactly when the caller's own timeout passed. */
+ * set; *waited_out is true exactly when the caller's own timeout passed
+ * (err->code stays the error's: an errno, ISO_E_PROTOCOL). */
 static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
-                     iso_error *err)
+                     iso_error *err, bool *waited_out)
 {
+    *waited_out = false;
     double start = now_s(), deadline = timeout < 0 ? -1 : start + timeout;
     for (;;) {
         iso_msg *m;
@@ -205,7 +207,7 @@ static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
                           "timed out: waited %.3fs of the %gs asked for",
                           now_s() - start, timeout);
         if (rc) {
-            err->code = rc == 1;
+            *waited_out = rc == 1;
             return NULL;
         }
         if (m->type != ISO_MSG_REQUEST)
@@ -219,8 +221,9 @@ static iso_msg *pump(lua_State *L, lcell *u, iso_wait what, double timeout,
 static int finish_request(lua_State *L, lcell *u, double timeout)
 {
     iso_error err = {0};
-    iso_msg *m = pump(L, u, ISO_WAIT_RESULT, timeout, &err);
-    if (!m && err.code == 1) /* still running at the caller's timeout */
+    bool waited_out;
+    iso_msg *m = pump(L, u, ISO_WAIT_RESULT, timeout, &err, &waited_out);
+    if (!m && waited_out) /* still running at the caller's timeout */
         return 0;
     if (m && m->error.kind != ISO_OK)
         iso_error_move(&err, &m->error);
@@ -333,8 +336,9 @@ static int l_cell_recv(lua_State *L)
                               "recv timeout must be >= 0 seconds");
     iso_error err = {0};
     double start = now_s();
-    iso_msg *m = pump(L, u, ISO_WAIT_POST, timeout, &err);
-    if (!m && err.code == 1) {
+    bool waited_out;
+    iso_msg *m = pump(L, u, ISO_WAIT_POST, timeout, &err, &waited_out);
+    if (!m && waited_out) {
         lua_pushnil(L);
         iso_lua_push_error(L, &err); /* [nil err] err.timeout, err.waited */
         lua_pushnumber(L, timeout);

@@ -521,12 +521,13 @@ static int died(iso_cell *c, proc *p, iso_error *err)
 {
     if (err->kind == ISO_OUTPUT) { /* the host's verdict: kept as is */
         put_down(p);
-    } else if (strncmp(err->message, "protocol", 8) == 0) {
+    } else if (ISO_WIRE_VIOLATED(err)) {
         put_down(p);
         char why[sizeof err->message];
         snprintf(why, sizeof why, "%s", err->message);
         iso_error_set(err, ISO_CRASHED, "cell '%s' broke the protocol (%s)",
                       c->name, why);
+        err->code = ISO_E_PROTOCOL;
     } else {
         death_reason(c, p, err);
     }
@@ -554,7 +555,7 @@ static int send_frame(proc *p, iso_frame *f, iso_error *err)
 
 static int violation(iso_error *err, const char *what)
 {
-    return iso_error_set(err, ISO_CRASHED, "protocol: %s", what);
+    return iso_wire_violation(err, "%s", what);
 }
 
 bool iso_worker_kind_allowed(iso_kind kind, int64_t mem_limit)
@@ -930,7 +931,7 @@ static int await_waiting(iso_proc_warm *w, iso_error *err)
     iso_wire_init(&wire, w->sock);
     int rc = iso_wire_recv(&wire, &f, iso_now() + START_TIMEOUT_S, err);
     if (rc == 0 && (f.type != ISO_FRAME_WAITING || wire.len != wire.off))
-        rc = iso_error_set(err, ISO_CRASHED, "protocol: expected WAITING");
+        rc = iso_wire_violation(err, "expected WAITING");
     iso_frame_clear(&f);
     iso_wire_free(&wire);
     return rc;
@@ -1030,7 +1031,7 @@ static int take_ready(iso_cell *c, iso_value *v, iso_error *err)
     const iso_value *phases = map_field(v, "phases");
     if (v->type != ISO_MAP || !rows || rows->type != ISO_LIST || !phases ||
         phases->type != ISO_LIST)
-        return iso_error_set(err, ISO_CRASHED, "protocol: a malformed READY");
+        return iso_wire_violation(err, "a malformed READY");
     for (size_t i = 0; i < phases->u.seq.len; i++) {
         const iso_value *ph = &phases->u.seq.items[i];
         if (ph->type == ISO_LIST && ph->u.seq.len == 2 &&
@@ -1055,7 +1056,7 @@ static int await_ready(iso_cell *c, proc *p, iso_error *err)
     }
     int rc = f.type == ISO_FRAME_READY
                  ? take_ready(c, &f.value, err)
-                 : iso_error_set(err, ISO_CRASHED, "protocol: expected READY");
+                 : iso_wire_violation(err, "expected READY");
     iso_frame_clear(&f);
     iso_cell_phase(c, "ready", iso_now());
     if (rc == 0 &&

@@ -14,8 +14,8 @@
 #include "cell.h"
 #include "proc_pool.h"
 
-#define PROC_POOL_MAX 64
-#define PROC_POOL_DEFAULT 2
+#define PROC_POOL_MAX ISO_PROC_POOL_MAX
+#define PROC_POOL_DEFAULT ISO_PROC_POOL_DEFAULT
 /* Refill only once spawn has left the pool alone this long: a fork and a
  * worker's prefault take CPU the cell just handed out should have. */
 #define REFILL_QUIET_S 0.005

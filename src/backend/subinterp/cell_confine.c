@@ -37,33 +37,6 @@ struct iso_cell_kernel {
     char guard_why[600];  /* why the BPF guard does not cover the cell */
 };
 
-static _Atomic int mode = ISO_MODE_DEV;
-
-static const char *const mode_names[] = {"dev", "hardened", "compat"};
-
-int iso_mode_set(const char *name, iso_error *err)
-{
-    const char *const *names = mode_names;
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, names[i]) == 0) {
-            atomic_store(&mode, i);
-            return 0;
-        }
-    return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                         "mode must be dev, hardened or compat, got '%s'",
-                         name);
-}
-
-iso_mode iso_mode_get(void)
-{
-    return (iso_mode)atomic_load(&mode);
-}
-
-const char *iso_mode_name(void)
-{
-    return mode_names[iso_mode_get()];
-}
-
 int iso_thread_cgroups_enable(iso_error *err)
 {
     return iso_cgroup_host_enter(err);

@@ -11,7 +11,7 @@
 
 #include "cell.h"
 
-#define POOL_MAX 256
+#define POOL_MAX ISO_WARM_POOL_MAX
 /* Refill only once spawn has left the pool alone this long: creating an
  * interpreter takes milliseconds of CPU (and, with a shared GIL, the GIL),
  * which the cell just handed out should have for its first request. */

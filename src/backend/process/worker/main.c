@@ -123,7 +123,7 @@ static int read_config(iso_value *config, double deadline, iso_error *err)
         return -1;
     if (f.type != ISO_FRAME_CONFIG) {
         iso_frame_clear(&f);
-        return iso_error_set(err, ISO_CRASHED, "protocol: expected CONFIG");
+        return iso_wire_violation(err, "expected CONFIG");
     }
     iso_value_move(config, &f.value);
     iso_frame_clear(&f);
@@ -167,7 +167,7 @@ static void serve(iso_cell *c, iso_py_cell *p)
         iso_error err = {0};
         if (next_frame(c, &f, &err) ||
             (f.type != ISO_FRAME_EXEC && f.type != ISO_FRAME_CALL))
-            _exit(err.kind == ISO_CRASHED && err.message[0] == 'p' ? 2 : 0);
+            _exit(ISO_WIRE_VIOLATED(&err) ? 2 : 0);
         iso_req r = {.type =
                          f.type == ISO_FRAME_EXEC ? ISO_REQ_EXEC : ISO_REQ_CALL,
                      .text = f.text ? f.text : "",
