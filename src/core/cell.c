@@ -1,8 +1,9 @@
 /*
  * Cells, as the host sees them: spawn, requests, waiting ("pumping"),
  * broker replies, close and kill. What differs between backends is behind
- * their ops (cell.h); the queues and the doorbell are cell_queue.c's, the
- * BPF guard and hot reload cell_guard.c's.
+ * their ops (backend.h), and they report through the hooks cell.c hands
+ * them at start (host_hooks.h); the queues and the doorbell are cell_queue.c's,
+ * the BPF guard and hot reload cell_guard.c's.
  *
  * Longer than 600 lines because spawn, requests and the wait loops with their
  * limits share the cell's host-side state and its statics (live names);

@@ -10,9 +10,9 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "backend.h"
 #include "guard_routes.h"
 #include "guest.h"
-#include "backend.h"
 #include "handoff.h"
 #include "host_hooks.h"
 #include "isolate.h"
