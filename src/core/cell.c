@@ -92,14 +92,14 @@ static void cell_free(iso_cell *c)
     if (c->ops && c->ops->destroy)
         c->ops->destroy(c->handle);
     iso_value_free(&c->confinement);
-    iso_msg_queue_clear(&c->outbox);
+    iso_msg_queue_clear(&c->ch.outbox);
     iso_msg_queue_clear(&c->posts);
     iso_msg_queue_clear(&c->events);
     iso_msg_destroy(c->pending_result);
     iso_msg_destroy(c->pending_request);
-    iso_req_destroy(c->req);
-    iso_value_free(&c->reply);
-    free(c->reply_error);
+    iso_req_destroy(c->ch.req);
+    iso_value_free(&c->ch.reply);
+    free(c->ch.reply_error);
     iso_error_clear(&c->start_err);
     iso_error_clear(&c->lost);
     iso_error_clear(&c->confine_err);
@@ -112,8 +112,8 @@ static void cell_free(iso_cell *c)
     for (size_t i = 0; i < c->n_retired; i++)
         iso_plan_unref(c->retired[i]);
     free(c->retired);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->ch.mu);
+    pthread_cond_destroy(&c->ch.cv);
     free(c);
 }
 
@@ -170,8 +170,8 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     if (!c)
         return NULL;
     atomic_init(&c->refs, 1);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    pthread_mutex_init(&c->ch.mu, NULL);
+    pthread_cond_init(&c->ch.cv, NULL);
     c->backend = c->guest.backend = cfg->backend;
     c->ops = iso_backend_ops(cfg->backend);
     c->start_rc = 1; /* not started yet */
@@ -203,13 +203,13 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
  * dropped. */
 static void cell_phase(iso_cell *c, const char *name, double at)
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     if (c->n_phases < ISO_PHASES_MAX) {
         iso_phase *ph = &c->phases[c->n_phases++];
         snprintf(ph->name, sizeof ph->name, "%s", name);
         ph->at = at;
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
 }
 
 static void unwatch(iso_cell *c);
@@ -218,7 +218,7 @@ static void unwatch(iso_cell *c);
 static void cell_retire(iso_cell *c, iso_state state)
 {
     c->ended_at = iso_now();
-    atomic_store(&c->state, state);
+    atomic_store(&c->ch.state, state);
     name_release(c);
     c->busy = false;
     unwatch(c);
@@ -302,7 +302,7 @@ iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
         iso_cell_unref(c);
         return NULL;
     }
-    atomic_store(&c->state, ISO_STATE_IDLE);
+    atomic_store(&c->ch.state, ISO_STATE_IDLE);
     return c;
 }
 
@@ -367,7 +367,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         iso_cell_unref(c);
         return -1;
     }
-    atomic_store(&c->state, ISO_STATE_IDLE);
+    atomic_store(&c->ch.state, ISO_STATE_IDLE);
     cell_phase(c, "started", iso_now());
     if (confine(c, err))
         return -1;
@@ -393,7 +393,7 @@ static int64_t uptime_ms(const iso_cell *c)
 
 bool iso_cell_is_open(const iso_cell *c)
 {
-    int s = atomic_load(&c->state);
+    int s = atomic_load(&c->ch.state);
     return s == ISO_STATE_IDLE;
 }
 
@@ -462,7 +462,7 @@ static int closed_error(iso_cell *c, iso_error *err)
         return iso_error_set(err, c->failed.kind, "cell '%s' was stopped: %s",
                              c->name, c->failed.message);
     return iso_error_set(err, ISO_CLOSED, "cell '%s' is %s", c->name,
-                         atomic_load(&c->state) == ISO_STATE_DEAD
+                         atomic_load(&c->ch.state) == ISO_STATE_DEAD
                              ? "dead (it was killed or abandoned)"
                              : "closed");
 }
@@ -566,10 +566,10 @@ int iso_cell_deliver(iso_cell *c, iso_msg *m)
 
 bool iso_cell_drain_outbox(iso_cell *c)
 {
-    pthread_mutex_lock(&c->mu);
-    iso_msg_queue q = c->outbox;
-    c->outbox.head = c->outbox.tail = NULL;
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_msg_queue q = c->ch.outbox;
+    c->ch.outbox.head = c->ch.outbox.tail = NULL;
+    pthread_mutex_unlock(&c->ch.mu);
     bool any = q.head != NULL;
     iso_msg *m;
     while ((m = iso_msg_queue_pop(&q)))
@@ -821,13 +821,13 @@ iso_msg *iso_cell_next_event(iso_cell *c)
 
 size_t iso_cell_phases(iso_cell *c, iso_phase *out, size_t max)
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     size_t n = c->n_phases;
     for (size_t i = 0; i < n && i < max; i++) {
         out[i] = c->phases[i];
         out[i].at -= c->spawn_began;
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     for (size_t i = 1; i < n && i < max; i++) /* a handful: insertion sort */
         for (size_t j = i; j > 0 && out[j].at < out[j - 1].at; j--) {
             iso_phase t = out[j];
@@ -848,7 +848,7 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
     st->posts = c->posts_count;
     st->denials = c->denials;
     st->uptime_ms = uptime_ms(c);
-    int s = atomic_load(&c->state);
+    int s = atomic_load(&c->ch.state);
     st->state = (s == ISO_STATE_IDLE && c->busy) ? "running" : names[s];
 }
 
@@ -866,8 +866,8 @@ void iso_cell_kill(iso_cell *c)
     settle_quietly(c);
     if (iso_cell_is_open(c))
         c->ops->stop(c->handle, true, c->busy);
-    if (atomic_load(&c->state) == ISO_STATE_CLOSED)
-        atomic_store(&c->state, ISO_STATE_DEAD);
+    if (atomic_load(&c->ch.state) == ISO_STATE_CLOSED)
+        atomic_store(&c->ch.state, ISO_STATE_DEAD);
 }
 
 const iso_value *iso_cell_confinement(iso_cell *c)

@@ -1,7 +1,7 @@
 /*
  * The cell as both of its threads see it. The host (Lua) thread owns the
  * host-side queues; everything crossing to the cell thread goes through
- * `mu` and one of the two signals.
+ * its channel (ch: `mu` and one of the two signals).
  */
 #ifndef ISO_CELL_H
 #define ISO_CELL_H
@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "cell_channel.h"
 #include "guard_routes.h"
 #include "guest.h"
 #include "handoff.h"
@@ -21,10 +22,6 @@
 #define ISO_CLOSE_GRACE_S 2.0 /* close: how long to wait for the thread */
 #define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
 #define ISO_INTERRUPT_EVERY_S 0.05
-
-typedef struct iso_msg_queue {
-    iso_msg *head, *tail;
-} iso_msg_queue;
 
 /* backend.c: the ops of backend b (NULL: none in this build); a test puts
  * a fake backend in a slot with iso_backend_ops_set. */
@@ -59,19 +56,8 @@ struct iso_cell {
     int64_t queue_bytes, queue_values;
     _Atomic int64_t queued_bytes, queued_values;
 
-    pthread_mutex_t mu;
-    pthread_cond_t cv;    /* slow events only: start-up, interrupters */
-    iso_signal to_cell;   /* a request, a broker reply, or stop */
-    iso_signal to_host;   /* the outbox grew */
-    iso_req *req;         /* mu: the request the cell should run */
-    iso_msg_queue outbox; /* mu: cell -> host */
-    bool reply_ready;     /* mu: broker answer for the cell */
-    iso_value reply;
-    char *reply_error;
-    _Atomic bool stop;      /* leave the loop and end the interpreter */
-    _Atomic bool abandoned; /* the host gave up on this thread */
-    _Atomic int state;      /* iso_state */
-    int start_rc;           /* mu: set once the interpreter exists */
+    iso_cell_channel ch; /* what crosses to and from the cell thread */
+    int start_rc;        /* mu: set once the interpreter exists */
     iso_error start_err;
     int confine_rc; /* mu: 1 while the thread confines itself */
     iso_error confine_err;

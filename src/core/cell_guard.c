@@ -74,10 +74,10 @@ static int swap_plan(iso_cell *c, iso_plan *plan)
     if (!r)
         return -1;
     c->retired = r;
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     r[c->n_retired++] = c->guest.plan;
     __atomic_store_n(&c->guest.plan, iso_plan_ref(plan), __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     return 0;
 }
 

@@ -92,7 +92,7 @@ void iso_msg_queue_clear(iso_msg_queue *q)
 
 void iso_cell_wake_host(iso_cell *c)
 {
-    iso_signal_notify(&c->to_host);
+    iso_signal_notify(&c->ch.to_host);
     iso_doorbell_ring();
 }
 
@@ -165,15 +165,15 @@ int iso_cell_push(iso_cell *c, iso_msg *m)
 {
     /* An abandoned thread's guest runs on after kill: nothing it sends
      * from then on is "posted before it was killed". */
-    if (atomic_load(&c->abandoned) ||
+    if (atomic_load(&c->ch.abandoned) ||
         (queued_type(m->type) && iso_cell_queue_charge(c, m))) {
         iso_msg_destroy(m);
         return -1;
     }
-    pthread_mutex_lock(&c->mu);
-    iso_msg_queue_push(&c->outbox, m);
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_host);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_msg_queue_push(&c->ch.outbox, m);
+    pthread_mutex_unlock(&c->ch.mu);
+    iso_signal_notify(&c->ch.to_host);
     iso_doorbell_ring();
     return 0;
 }

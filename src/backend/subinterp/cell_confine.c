@@ -180,11 +180,11 @@ void iso_cell_confine_run(iso_cell *c)
 {
     iso_error err = {0};
     int rc = c->kernel->join_only ? join_self(c, &err) : confine_self(c, &err);
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     c->confine_rc = rc;
     iso_error_move(&c->confine_err, &err);
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    pthread_cond_broadcast(&c->ch.cv);
+    pthread_mutex_unlock(&c->ch.mu);
 }
 
 /* ---- the host side ------------------------------------------------------ */
@@ -203,12 +203,12 @@ static int post_request(iso_cell *c, iso_error *err)
     if (!r)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     r->type = ISO_REQ_CONFINE;
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     c->confine_rc = 1; /* pending */
-    c->req = r;
-    pthread_mutex_unlock(&c->mu);
+    c->ch.req = r;
+    pthread_mutex_unlock(&c->ch.mu);
     c->confining = true;
-    iso_signal_notify(&c->to_cell);
+    iso_signal_notify(&c->ch.to_cell);
     return 0;
 }
 
@@ -216,13 +216,13 @@ int iso_cell_confined(iso_cell *c, iso_error *err)
 {
     if (!c->confining)
         return 0;
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     while (c->confine_rc > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
+        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
     int rc = c->confine_rc;
     if (rc)
         iso_error_move(err, &c->confine_err);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     c->confining = false;
     return rc;
 }

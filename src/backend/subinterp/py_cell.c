@@ -92,16 +92,16 @@ static void destroy(iso_guest *g)
 
 static void report_start(iso_cell *c, int rc, iso_error *err)
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     c->start_rc = rc;
     if (rc) {
         iso_error_move(&c->start_err, err);
     } else {
         c->interp_alive = true;
-        atomic_store(&c->state, ISO_STATE_IDLE);
+        atomic_store(&c->ch.state, ISO_STATE_IDLE);
     }
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    pthread_cond_broadcast(&c->ch.cv);
+    pthread_mutex_unlock(&c->ch.mu);
 }
 
 /* An interrupt aimed at this request may still be pending: drop it so it
@@ -119,27 +119,27 @@ static void clear_interrupt(iso_cell *c)
 static iso_req *wait_request(iso_cell *c)
 {
     for (;;) {
-        uint32_t seen = iso_signal_peek(&c->to_cell);
-        if (atomic_load(&c->stop))
+        uint32_t seen = iso_signal_peek(&c->ch.to_cell);
+        if (atomic_load(&c->ch.stop))
             return NULL;
-        pthread_mutex_lock(&c->mu);
-        iso_req *r = c->req;
-        c->req = NULL;
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_lock(&c->ch.mu);
+        iso_req *r = c->ch.req;
+        c->ch.req = NULL;
+        pthread_mutex_unlock(&c->ch.mu);
         if (r)
             return r;
-        iso_signal_wait(&c->to_cell, seen, -1);
+        iso_signal_wait(&c->ch.to_cell, seen, -1);
     }
 }
 
 /* No interrupter may touch the interpreter once we start ending it. */
 static void retire_interrupters(iso_cell *c)
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     c->interp_alive = false;
     while (c->interrupters > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
+        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
+    pthread_mutex_unlock(&c->ch.mu);
 }
 
 static void serve(iso_cell *c, iso_py_state *p)
@@ -186,19 +186,19 @@ static bool sink_await_reply(void *ctx, iso_value *value, char **error)
 {
     iso_cell *c = ctx;
     bool ready = false;
-    while (!ready && !atomic_load(&c->stop)) {
-        uint32_t seen = iso_signal_peek(&c->to_cell);
-        pthread_mutex_lock(&c->mu);
-        ready = c->reply_ready;
-        c->reply_ready = false;
+    while (!ready && !atomic_load(&c->ch.stop)) {
+        uint32_t seen = iso_signal_peek(&c->ch.to_cell);
+        pthread_mutex_lock(&c->ch.mu);
+        ready = c->ch.reply_ready;
+        c->ch.reply_ready = false;
         if (ready) {
-            iso_value_move(value, &c->reply);
-            *error = c->reply_error;
-            c->reply_error = NULL;
+            iso_value_move(value, &c->ch.reply);
+            *error = c->ch.reply_error;
+            c->ch.reply_error = NULL;
         }
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&c->ch.mu);
         if (!ready)
-            iso_signal_wait(&c->to_cell, seen, -1);
+            iso_signal_wait(&c->ch.to_cell, seen, -1);
     }
     return ready;
 }
@@ -330,13 +330,13 @@ static int sub_start(iso_cell *c, const iso_cell_config *cfg,
         err->code = e;
         return -1;
     }
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     while (c->start_rc > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
+        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
     int rc = c->start_rc;
     if (rc)
         iso_error_move(err, &c->start_err);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     if (rc)
         pthread_join(c->thread, NULL);
     return rc;
@@ -345,20 +345,20 @@ static int sub_start(iso_cell *c, const iso_cell_config *cfg,
 static int sub_submit(iso_cell *c, iso_req *r, iso_error *err)
 {
     (void)err;
-    pthread_mutex_lock(&c->mu);
-    c->req = r;
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_cell);
+    pthread_mutex_lock(&c->ch.mu);
+    c->ch.req = r;
+    pthread_mutex_unlock(&c->ch.mu);
+    iso_signal_notify(&c->ch.to_cell);
     return 0;
 }
 
 static int sub_receive(iso_cell *c, double deadline, iso_error *err)
 {
     (void)err;
-    uint32_t seen = iso_signal_peek(&c->to_host);
+    uint32_t seen = iso_signal_peek(&c->ch.to_host);
     if (iso_cell_drain_outbox(c) || deadline == 0)
         return 0;
-    iso_signal_wait(&c->to_host, seen, deadline);
+    iso_signal_wait(&c->ch.to_host, seen, deadline);
     iso_cell_drain_outbox(c);
     return 0;
 }
@@ -366,17 +366,17 @@ static int sub_receive(iso_cell *c, double deadline, iso_error *err)
 static void sub_reply(iso_cell *c, iso_value *value, const char *error)
 {
     char *e = error ? strdup(error) : NULL;
-    pthread_mutex_lock(&c->mu);
-    iso_value_free(&c->reply);
-    free(c->reply_error);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_value_free(&c->ch.reply);
+    free(c->ch.reply_error);
     if (value)
-        iso_value_move(&c->reply, value);
-    c->reply_error = e;
+        iso_value_move(&c->ch.reply, value);
+    c->ch.reply_error = e;
     if (error && !e)
-        c->reply_error = strdup("out of memory");
-    c->reply_ready = true;
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_cell);
+        c->ch.reply_error = strdup("out of memory");
+    c->ch.reply_ready = true;
+    pthread_mutex_unlock(&c->ch.mu);
+    iso_signal_notify(&c->ch.to_cell);
 }
 
 /* The cell gave no result within its grace period: give its thread up,
@@ -385,9 +385,9 @@ static void sub_reply(iso_cell *c, iso_value *value, const char *error)
 static void abandon(iso_cell *c)
 {
     iso_abandoned_add(c);
-    atomic_store(&c->abandoned, true);
-    atomic_store(&c->stop, true);
-    iso_signal_notify(&c->to_cell);
+    atomic_store(&c->ch.abandoned, true);
+    atomic_store(&c->ch.stop, true);
+    iso_signal_notify(&c->ch.to_cell);
     pthread_detach(c->thread);
     iso_host_retire(&c->host, ISO_STATE_DEAD);
     interrupt(c, 0);
@@ -422,8 +422,8 @@ static void sub_stop(iso_cell *c, bool force, bool busy)
 {
     if (force && busy)
         interrupt(c, c->next_seq);
-    atomic_store(&c->stop, true);
-    iso_signal_notify(&c->to_cell);
+    atomic_store(&c->ch.stop, true);
+    iso_signal_notify(&c->ch.to_cell);
     if (!join_within(c, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
         abandon(c);
     else
@@ -528,10 +528,10 @@ typedef struct interrupt_job {
 
 static void interrupter_done(iso_cell *c)
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     c->interrupters--;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    pthread_cond_broadcast(&c->ch.cv);
+    pthread_mutex_unlock(&c->ch.mu);
     iso_cell_unref(c);
 }
 
@@ -544,7 +544,7 @@ static void *interrupter(void *arg)
     iso_py_state *p = c->guest.py;
     PyThreadState *ts = PyThreadState_New(p->interp);
     PyEval_RestoreThread(ts);
-    if (atomic_load(&c->abandoned))
+    if (atomic_load(&c->ch.abandoned))
         iso_abandoned_park(c, p);
     else if (atomic_load(&c->running_seq) == job->seq)
         PyThreadState_SetAsyncExc(p->thread_id, PyExc_TimeoutError);
@@ -561,16 +561,16 @@ static void interrupt(iso_cell *c, uint64_t seq)
     if (!job)
         return;
     *job = (interrupt_job){c, seq};
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     /* One at a time; but the park must not be lost to one in flight that
-     * looked at c->abandoned too early. */
-    bool ok =
-        c->interp_alive && (c->interrupters == 0 || atomic_load(&c->abandoned));
+     * looked at c->ch.abandoned too early. */
+    bool ok = c->interp_alive &&
+              (c->interrupters == 0 || atomic_load(&c->ch.abandoned));
     if (ok) {
         c->interrupters++;
         atomic_fetch_add(&c->refs, 1);
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
