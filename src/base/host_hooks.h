@@ -43,6 +43,17 @@ typedef struct iso_host_hooks {
     /* Any thread: phase name of the cell's spawn ended at `at` (iso_now()
      * seconds; a worker's clock is the host's). */
     void (*phase)(void *ctx, const char *name, double at);
+    /* A cell thread's way to its host (the sub-interpreter backend): any
+     * thread, hand m (consumed) over through the cell's outbox, counted
+     * against the queue limits first when it is a post, log, metric or
+     * denial: -1 (m destroyed) when it would pass one; which limit that
+     * was, as "limits.<name>=N <unit>"; host thread, move the outbox into
+     * the host's queues (true when anything moved); the fd a confined cell
+     * thread keeps to ring the host with (-1 if there is none). */
+    int (*push)(void *ctx, iso_msg *m);
+    void (*queue_why)(void *ctx, char *buf, size_t n);
+    bool (*drain)(void *ctx);
+    int (*doorbell_fd)(void *ctx);
     /* Host thread: does a broker request the cell sent wait for the host
      * to take it? (A cell asks one at a time.) */
     bool (*request_waiting)(void *ctx);
@@ -79,6 +90,23 @@ static inline void iso_host_phase(const iso_host_hooks *h, const char *name,
     h->phase(h->ctx, name, at);
 }
 
+static inline int iso_host_push(const iso_host_hooks *h, iso_msg *m)
+{
+    return h->push(h->ctx, m);
+}
+static inline void iso_host_queue_why(const iso_host_hooks *h, char *buf,
+                                      size_t n)
+{
+    h->queue_why(h->ctx, buf, n);
+}
+static inline bool iso_host_drain(const iso_host_hooks *h)
+{
+    return h->drain(h->ctx);
+}
+static inline int iso_host_doorbell_fd(const iso_host_hooks *h)
+{
+    return h->doorbell_fd(h->ctx);
+}
 static inline bool iso_host_request_waiting(const iso_host_hooks *h)
 {
     return h->request_waiting(h->ctx);

@@ -249,6 +249,23 @@ static void hook_phase(void *ctx, const char *name, double at)
 {
     cell_phase(ctx, name, at);
 }
+static int hook_push(void *ctx, iso_msg *m)
+{
+    return iso_cell_push(ctx, m);
+}
+static void hook_queue_why(void *ctx, char *buf, size_t n)
+{
+    iso_cell_queue_why(ctx, buf, n);
+}
+static bool hook_drain(void *ctx)
+{
+    return iso_cell_drain_outbox(ctx);
+}
+static int hook_doorbell_fd(void *ctx)
+{
+    (void)ctx; /* one doorbell per host */
+    return iso_cell_doorbell_fd();
+}
 static bool hook_request_waiting(void *ctx)
 {
     return ((iso_cell *)ctx)->pending_request != NULL;
@@ -281,6 +298,10 @@ static iso_host_hooks hooks_for(iso_cell *c)
                             .retire = hook_retire,
                             .wake = hook_wake,
                             .phase = hook_phase,
+                            .push = hook_push,
+                            .queue_why = hook_queue_why,
+                            .drain = hook_drain,
+                            .doorbell_fd = hook_doorbell_fd,
                             .request_waiting = hook_request_waiting,
                             .confined = hook_confined,
                             .guard = hook_guard,

@@ -112,7 +112,8 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
     if (rc == 0)
         rc = native_row(v, rep);
     if (rc == 0)
-        rc = iso_cell_guard_row(c, v, "cell thread", c->kernel->guard_why);
+        rc = iso_host_guard_row(&c->host, v, "cell thread",
+                                c->kernel->guard_why);
     if (rc == 0)
         rc = iso_confinement_add(
             v, "rlimit", "not needed", "process",
@@ -135,7 +136,7 @@ static void make_cgroup(iso_cell *c)
                  "the BPF guard sees cgroups, and this cell thread has none");
     } else {
         iso_host_phase(&c->host, "cgroup", iso_now());
-        iso_cell_guard(c, k->cg.path, k->cg_id, k->guard_why,
+        iso_host_guard(&c->host, k->cg.path, k->cg_id, k->guard_why,
                        sizeof k->guard_why);
     }
     iso_host_phase(&c->host, "bpf rules", iso_now());
@@ -149,7 +150,7 @@ static int confine_self(iso_cell *c, iso_error *err)
     iso_confine_report rep = {.n = 0};
     char threads[ISO_PATH_MAX + 64];
     /* the one host fd the thread keeps: it rings the host with it */
-    int bell = iso_cell_doorbell_fd();
+    int bell = iso_host_doorbell_fd(&c->host);
     cc.keep_fds = &bell;
     cc.n_keep = bell >= 0;
     c->kernel->tid = (long)syscall(SYS_gettid);
@@ -266,7 +267,7 @@ void iso_cell_unconfine(iso_cell *c)
     if (!c->kernel)
         return;
     iso_error err = {0};
-    iso_cell_unguard(c);
+    iso_host_unguard(&c->host);
     iso_cgroup_thread_release(&c->kernel->cg, c->kernel->tid, &err);
     iso_error_clear(&err);
     free(c->kernel);

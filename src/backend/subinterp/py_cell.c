@@ -164,7 +164,7 @@ static void serve(iso_cell *c, iso_py_state *p)
         iso_req_destroy(r);
         iso_mem_account_flush(); /* stats() after a request are exact */
         if (m)
-            iso_cell_push(c, m);
+            iso_host_push(&c->host, m);
     }
 }
 
@@ -172,12 +172,12 @@ static void serve(iso_cell *c, iso_py_state *p)
 
 static int sink_send(void *ctx, iso_msg *m)
 {
-    return iso_cell_push(ctx, m);
+    return iso_host_push(&((iso_cell *)ctx)->host, m);
 }
 
 static void sink_why_refused(void *ctx, char *buf, size_t n)
 {
-    iso_cell_queue_why(ctx, buf, n);
+    iso_host_queue_why(&((iso_cell *)ctx)->host, buf, n);
 }
 
 /* request(): block until the host answers (sub_reply) or the cell is
@@ -356,10 +356,10 @@ static int sub_receive(iso_cell *c, double deadline, iso_error *err)
 {
     (void)err;
     uint32_t seen = iso_signal_peek(&c->ch.to_host);
-    if (iso_cell_drain_outbox(c) || deadline == 0)
+    if (iso_host_drain(&c->host) || deadline == 0)
         return 0;
     iso_signal_wait(&c->ch.to_host, seen, deadline);
-    iso_cell_drain_outbox(c);
+    iso_host_drain(&c->host);
     return 0;
 }
 
