@@ -66,6 +66,10 @@ typedef struct iso_cell_ops {
      * before any guest code: 0, or -1 with err. NULL: the cell confined
      * itself before it was ready (its missing layers are in its rows). */
     int (*confine)(iso_backend_cell *h, iso_error *err);
+    /* Wait until the confinement the cell applies itself (started by the
+     * confine op) is done: 0, or -1 with err saying why it failed. NULL:
+     * the backend confines its cells before start returns. */
+    int (*confined)(iso_backend_cell *h, iso_error *err);
     /* Hand over request r (owned). */
     int (*submit)(iso_backend_cell *h, iso_req *r, iso_error *err);
     /* Deliver what the cell sent (the deliver hook), waiting for something
@@ -92,7 +96,8 @@ typedef struct iso_cell_ops {
      * submitted whose result the host has not taken). Leaves it retired
      * (the retire hook). */
     void (*stop)(iso_backend_cell *h, bool force, bool busy);
-    /* Free backend state (last reference gone). */
+    /* Free backend state (last reference gone; h may be NULL when the
+     * cell was never started). */
     void (*destroy)(iso_backend_cell *h);
     /* Interrupt request seq if it still runs; any thread (the watchdog).
      * NULL: the backend enforces its limits otherwise. */

@@ -104,7 +104,6 @@ static void cell_free(iso_cell *c)
     iso_error_clear(&c->lost);
     iso_error_clear(&c->confine_err);
     iso_error_clear(&c->failed);
-    iso_cell_unconfine(c);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
     free_strings(c->guest.imports, c->guest.n_imports);
     free_strings(c->guest.capabilities, c->guest.n_capabilities);
@@ -459,7 +458,7 @@ int iso_cell_settle(iso_cell *c, iso_error *err)
     if (!c->confining)
         return 0;
     iso_error why = {0};
-    if (iso_cell_confined(c, &why) == 0) {
+    if (!c->ops->confined || c->ops->confined(c->handle, &why) == 0) {
         warn_missing(c);
         return 0;
     }

@@ -96,11 +96,12 @@ struct iso_cell {
 iso_mode iso_mode_get(void);
 /* cell_confine.c: kernel layers on a sub-interpreter cell's thread.
  * Host: spawn starts the cell thread's confinement; everything else that
- * touches the cell first waits for it with iso_cell_confined (-1 with err
- * when it failed). The cell thread serves it before any request. */
+ * touches the cell first waits for it with iso_cell_confined, its
+ * confined op (-1 with err when it failed). The cell thread serves it
+ * before any request. */
 int iso_cell_confine(iso_cell *c, iso_error *err);
 int iso_cell_confined(iso_cell *c, iso_error *err);
-/* cell.c: iso_cell_confined, then a warning event for a missing layer, or
+/* cell.c: the confined op, then a warning event for a missing layer, or
  * the cell stopped with the reason kept for every later call. */
 int iso_cell_settle(iso_cell *c, iso_error *err);
 /* The pool's refill thread: a warm cell's thread joins a threaded cgroup of
@@ -121,7 +122,7 @@ static inline const iso_plan *iso_cell_plan(iso_cell *c)
     return iso_guest_plan(&c->guest);
 }
 void iso_cell_confine_run(iso_cell *c); /* the cell thread */
-void iso_cell_unconfine(iso_cell *c);   /* host: close */
+void iso_cell_unconfine(iso_cell *c);   /* its destroy op */
 
 /* The watchdog (watchdog.c): interrupts a sub-interpreter request past a
  * limit even while the host does not wait for it; the host adopts what it

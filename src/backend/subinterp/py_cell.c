@@ -452,6 +452,15 @@ static int op_confine(iso_backend_cell *h, iso_error *err)
 {
     return iso_sub_confine(cell_of(h), err);
 }
+static int op_confined(iso_backend_cell *h, iso_error *err)
+{
+    return iso_cell_confined(cell_of(h), err);
+}
+static void op_destroy(iso_backend_cell *h)
+{
+    if (h) /* its kernel layers: the cell's cgroup, the BPF guard */
+        iso_cell_unconfine(cell_of(h));
+}
 static int op_submit(iso_backend_cell *h, iso_req *r, iso_error *err)
 {
     return sub_submit(cell_of(h), r, err);
@@ -505,6 +514,7 @@ const iso_cell_ops iso_subinterpreter_ops = {
     .take_warm = iso_pool_take,
     .start = op_start,
     .confine = op_confine,
+    .confined = op_confined,
     .submit = op_submit,
     .receive = op_receive,
     .reply = op_reply,
@@ -514,6 +524,7 @@ const iso_cell_ops iso_subinterpreter_ops = {
     .found = op_found,
     .overrun = op_overrun,
     .stop = op_stop,
+    .destroy = op_destroy,
     .interrupt = op_interrupt,
     .cpu_ms = op_cpu_ms,
     .mem_bytes = op_mem_bytes,
