@@ -29,8 +29,11 @@ typedef enum iso_mode {
 } iso_mode;
 
 typedef struct iso_host_hooks {
-    iso_mode mode; /* the mode the host runs in as the cell starts */
-    void *ctx;     /* the host's own state for the cell: passed to each hook */
+    /* The mode the host ran in when it started the cell. A warm cell
+     * (started ahead, adopted by a later spawn) may see a newer mode by
+     * then: what it decides at adoption it asks the host's mode then. */
+    iso_mode mode;
+    void *ctx; /* the host's own state for the cell: passed to each hook */
     /* Host thread: sort m (consumed) into the host's queues; -1 (m
      * destroyed), with err saying which limit (ISO_OUTPUT), when it would
      * pass a queue limit. */

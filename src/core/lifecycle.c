@@ -2,7 +2,8 @@
  * The host's end. Three mechanisms, so that no guest process outlives a
  * host however it ends:
  *   - a host that ends normally, errors, calls os.exit or gets a
- *     termination signal runs iso_shutdown (atexit, module collection,
+ *     termination signal runs iso_shutdown (atexit, armed by the process
+ *     backend once it starts a zygote (proc.c), module collection,
  *     sandbox.shutdown(), the luaisolate host's signal thread);
  *   - a host killed outright (SIGKILL, a crash) runs nothing: its zygote
  *     gets PR_SET_PDEATHSIG and sees its control socket hang up, kills the
