@@ -16,8 +16,8 @@
 #include "isolate.h"
 
 /* A backend's own state for one cell; what it is, only the backend knows
- * (the process backend: its worker; the sub-interpreter backend: the cell
- * itself). */
+ * (the process backend: its worker; the sub-interpreter backend: its
+ * thread's state). */
 typedef struct iso_backend_cell iso_backend_cell;
 
 typedef enum iso_req_type {

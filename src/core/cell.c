@@ -100,9 +100,7 @@ static void cell_free(iso_cell *c)
     iso_req_destroy(c->ch.req);
     iso_value_free(&c->ch.reply);
     free(c->ch.reply_error);
-    iso_error_clear(&c->start_err);
     iso_error_clear(&c->lost);
-    iso_error_clear(&c->confine_err);
     iso_error_clear(&c->failed);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
     free_strings(c->guest.imports, c->guest.n_imports);
@@ -173,7 +171,6 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     pthread_cond_init(&c->ch.cv, NULL);
     c->backend = c->guest.backend = cfg->backend;
     c->ops = iso_backend_ops(cfg->backend);
-    c->start_rc = 1; /* not started yet */
     if (configure(c, cfg)) {
         cell_free(c);
         return NULL;

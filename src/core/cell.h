@@ -46,7 +46,6 @@ struct iso_cell {
     int64_t wall_ms, cpu_ms; /* 0: none */
     char **deny_syscalls;    /* the policy's syscalls.deny */
     size_t n_deny_syscalls;
-    struct iso_cell_kernel *kernel; /* cell_confine.c */
     iso_guard guard;    /* the BPF guard of its cgroup (cell_guard.c) */
     iso_plan **retired; /* plans replaced by reloads */
     size_t n_retired;
@@ -57,18 +56,6 @@ struct iso_cell {
     _Atomic int64_t queued_bytes, queued_values;
 
     iso_cell_channel ch; /* what crosses to and from the cell thread */
-    int start_rc;        /* mu: set once the interpreter exists */
-    iso_error start_err;
-    int confine_rc; /* mu: 1 while the thread confines itself */
-    iso_error confine_err;
-    bool interp_alive; /* mu: interrupters may touch the interp */
-    int interrupters;  /* mu: interrupters in flight */
-
-    /* Cell thread only (and interrupters, under the cell's GIL). */
-    pthread_t thread;
-    clockid_t cpu_clock;
-    bool has_cpu_clock;
-    _Atomic uint64_t running_seq; /* request being run; 0 when idle */
 
     /* Host thread only. */
     iso_msg_queue posts, events;

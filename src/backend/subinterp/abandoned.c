@@ -106,7 +106,8 @@ static int park(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)frame, (void)what, (void)arg;
     iso_cell *c = PyCapsule_GetPointer(obj, "isolate.park");
-    if (!c || !atomic_load(&c->running_seq) || holds_import_lock()) {
+    if (!c || !atomic_load(&iso_sub_of(c)->running_seq) ||
+        holds_import_lock()) {
         PyErr_Clear();
         return 0;
     }

@@ -27,6 +27,7 @@
 #include "grants.h"
 #include "landlock.h"
 #include "netguard.h"
+#include "subinterp.h"
 
 struct iso_cell_kernel {
     iso_cgroup cg; /* the thread's cgroup; path "" when missing */
@@ -49,7 +50,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     cc->n_fixed_grants = gs->n;
     iso_grants_plan(gs, c->guest.plan);
     cc->in_thread = true;
-    cc->compat = c->kernel->compat;
+    cc->compat = iso_sub_of(c)->kernel->compat;
     cc->grants = gs->g;
     cc->n_grants = gs->n;
     cc->processes = 0;
@@ -57,12 +58,12 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     cc->deny_syscalls = (const char *const *)c->deny_syscalls;
     cc->n_deny = c->n_deny_syscalls;
     cc->connect_by_bpf = c->guard.cgroup_id != 0;
-    if (c->kernel->cg.path[0]) {
-        iso_cgroup_threads_path(&c->kernel->cg, threads, n);
+    if (iso_sub_of(c)->kernel->cg.path[0]) {
+        iso_cgroup_threads_path(&iso_sub_of(c)->kernel->cg, threads, n);
         cc->cgroup_threads = threads;
-        cc->cgroup_joined = c->kernel->joined;
+        cc->cgroup_joined = iso_sub_of(c)->kernel->joined;
     } else {
-        cc->cgroup_missing = c->kernel->cgroup_why;
+        cc->cgroup_missing = iso_sub_of(c)->kernel->cgroup_why;
     }
     return iso_confine_net_from_plan(cc, c->guest.plan, err);
 }
@@ -113,7 +114,7 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
         rc = native_row(v, rep);
     if (rc == 0)
         rc = iso_host_guard_row(&c->host, v, "cell thread",
-                                c->kernel->guard_why);
+                                iso_sub_of(c)->kernel->guard_why);
     if (rc == 0)
         rc = iso_confinement_add(
             v, "rlimit", "not needed", "process",
@@ -129,7 +130,7 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
 static void make_cgroup(iso_cell *c)
 {
     iso_error err = {0};
-    struct iso_cell_kernel *k = c->kernel;
+    struct iso_cell_kernel *k = iso_sub_of(c)->kernel;
     if (!k->joined && iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
         snprintf(k->cgroup_why, sizeof k->cgroup_why, "%s", err.message);
         snprintf(k->guard_why, sizeof k->guard_why,
@@ -153,7 +154,7 @@ static int confine_self(iso_cell *c, iso_error *err)
     int bell = iso_host_doorbell_fd(&c->host);
     cc.keep_fds = &bell;
     cc.n_keep = bell >= 0;
-    c->kernel->tid = (long)syscall(SYS_gettid);
+    iso_sub_of(c)->kernel->tid = (long)syscall(SYS_gettid);
     make_cgroup(c);
     int rc = thread_config(c, &gs, &cc, threads, sizeof threads, err);
     if (rc == 0)
@@ -172,18 +173,20 @@ static int confine_self(iso_cell *c, iso_error *err)
 static int join_self(iso_cell *c, iso_error *err)
 {
     char threads[ISO_PATH_MAX + 64];
-    c->kernel->tid = (long)syscall(SYS_gettid);
-    iso_cgroup_threads_path(&c->kernel->cg, threads, sizeof threads);
+    iso_sub_of(c)->kernel->tid = (long)syscall(SYS_gettid);
+    iso_cgroup_threads_path(&iso_sub_of(c)->kernel->cg, threads,
+                            sizeof threads);
     return iso_confine_join_cgroup(threads, err);
 }
 
 void iso_cell_confine_run(iso_cell *c)
 {
     iso_error err = {0};
-    int rc = c->kernel->join_only ? join_self(c, &err) : confine_self(c, &err);
+    int rc = iso_sub_of(c)->kernel->join_only ? join_self(c, &err)
+                                              : confine_self(c, &err);
     pthread_mutex_lock(&c->ch.mu);
-    c->confine_rc = rc;
-    iso_error_move(&c->confine_err, &err);
+    iso_sub_of(c)->confine_rc = rc;
+    iso_error_move(&iso_sub_of(c)->confine_err, &err);
     pthread_cond_broadcast(&c->ch.cv);
     pthread_mutex_unlock(&c->ch.mu);
 }
@@ -192,9 +195,9 @@ void iso_cell_confine_run(iso_cell *c)
 
 static struct iso_cell_kernel *kernel_of(iso_cell *c)
 {
-    if (!c->kernel)
-        c->kernel = calloc(1, sizeof *c->kernel);
-    return c->kernel;
+    if (!iso_sub_of(c)->kernel)
+        iso_sub_of(c)->kernel = calloc(1, sizeof *iso_sub_of(c)->kernel);
+    return iso_sub_of(c)->kernel;
 }
 
 /* Hand the cell thread ISO_REQ_CONFINE; iso_cell_confined waits for it. */
@@ -205,7 +208,7 @@ static int post_request(iso_cell *c, iso_error *err)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     r->type = ISO_REQ_CONFINE;
     pthread_mutex_lock(&c->ch.mu);
-    c->confine_rc = 1; /* pending */
+    iso_sub_of(c)->confine_rc = 1; /* pending */
     c->ch.req = r;
     pthread_mutex_unlock(&c->ch.mu);
     c->confining = true;
@@ -218,11 +221,11 @@ int iso_cell_confined(iso_cell *c, iso_error *err)
     if (!c->confining)
         return 0;
     pthread_mutex_lock(&c->ch.mu);
-    while (c->confine_rc > 0)
+    while (iso_sub_of(c)->confine_rc > 0)
         pthread_cond_wait(&c->ch.cv, &c->ch.mu);
-    int rc = c->confine_rc;
+    int rc = iso_sub_of(c)->confine_rc;
     if (rc)
-        iso_error_move(err, &c->confine_err);
+        iso_error_move(err, &iso_sub_of(c)->confine_err);
     pthread_mutex_unlock(&c->ch.mu);
     c->confining = false;
     return rc;
@@ -258,18 +261,19 @@ int iso_cell_confine(iso_cell *c, iso_error *err)
 {
     if (!kernel_of(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    c->kernel->compat = iso_mode_get() == ISO_MODE_COMPAT;
+    iso_sub_of(c)->kernel->compat = iso_mode_get() == ISO_MODE_COMPAT;
     return post_request(c, err);
 }
 
 void iso_cell_unconfine(iso_cell *c)
 {
-    if (!c->kernel)
+    if (!iso_sub_of(c)->kernel)
         return;
     iso_error err = {0};
     iso_host_unguard(&c->host);
-    iso_cgroup_thread_release(&c->kernel->cg, c->kernel->tid, &err);
+    iso_cgroup_thread_release(&iso_sub_of(c)->kernel->cg,
+                              iso_sub_of(c)->kernel->tid, &err);
     iso_error_clear(&err);
-    free(c->kernel);
-    c->kernel = NULL;
+    free(iso_sub_of(c)->kernel);
+    iso_sub_of(c)->kernel = NULL;
 }

@@ -93,11 +93,11 @@ static void destroy(iso_guest *g)
 static void report_start(iso_cell *c, int rc, iso_error *err)
 {
     pthread_mutex_lock(&c->ch.mu);
-    c->start_rc = rc;
+    iso_sub_of(c)->start_rc = rc;
     if (rc) {
-        iso_error_move(&c->start_err, err);
+        iso_error_move(&iso_sub_of(c)->start_err, err);
     } else {
-        c->interp_alive = true;
+        iso_sub_of(c)->interp_alive = true;
         atomic_store(&c->ch.state, ISO_STATE_IDLE);
     }
     pthread_cond_broadcast(&c->ch.cv);
@@ -110,7 +110,7 @@ static void clear_interrupt(iso_cell *c)
 {
     PyThreadState_SetAsyncExc(c->guest.py->thread_id, NULL);
     PyErr_Clear();
-    atomic_store(&c->running_seq, 0);
+    atomic_store(&iso_sub_of(c)->running_seq, 0);
 }
 
 /* ---- the cell thread --------------------------------------------------- */
@@ -136,8 +136,8 @@ static iso_req *wait_request(iso_cell *c)
 static void retire_interrupters(iso_cell *c)
 {
     pthread_mutex_lock(&c->ch.mu);
-    c->interp_alive = false;
-    while (c->interrupters > 0)
+    iso_sub_of(c)->interp_alive = false;
+    while (iso_sub_of(c)->interrupters > 0)
         pthread_cond_wait(&c->ch.cv, &c->ch.mu);
     pthread_mutex_unlock(&c->ch.mu);
 }
@@ -157,7 +157,7 @@ static void serve(iso_cell *c, iso_py_state *p)
             return;
         }
         iso_py_take_gil(p->ts);
-        atomic_store(&c->running_seq, r->seq);
+        atomic_store(&iso_sub_of(c)->running_seq, r->seq);
         iso_msg *m = iso_guest_run(&c->guest, r->type == ISO_REQ_CALL, r->text,
                                    r->len, &r->args);
         clear_interrupt(c);
@@ -223,8 +223,8 @@ void *iso_py_cell_thread(void *arg)
     c->guest.py = &py;
     c->guest.sink =
         (iso_guest_sink){sink_send, sink_await_reply, sink_why_refused, c};
-    c->has_cpu_clock =
-        pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
+    iso_sub_of(c)->has_cpu_clock =
+        pthread_getcpuclockid(pthread_self(), &iso_sub_of(c)->cpu_clock) == 0;
     iso_host_phase(&c->host, "thread", iso_now());
     int rc = iso_py_runtime_init(&err);
     if (rc == 0)
@@ -322,7 +322,8 @@ static int sub_start(iso_cell *c, const iso_cell_config *cfg,
     if (describe_confinement(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     atomic_fetch_add(&c->refs, 1); /* the thread's reference */
-    int e = iso_thread_start(&c->thread, NULL, iso_py_cell_thread, c);
+    int e =
+        iso_thread_start(&iso_sub_of(c)->thread, NULL, iso_py_cell_thread, c);
     if (e) {
         atomic_fetch_sub(&c->refs, 1);
         iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
@@ -331,14 +332,14 @@ static int sub_start(iso_cell *c, const iso_cell_config *cfg,
         return -1;
     }
     pthread_mutex_lock(&c->ch.mu);
-    while (c->start_rc > 0)
+    while (iso_sub_of(c)->start_rc > 0)
         pthread_cond_wait(&c->ch.cv, &c->ch.mu);
-    int rc = c->start_rc;
+    int rc = iso_sub_of(c)->start_rc;
     if (rc)
-        iso_error_move(err, &c->start_err);
+        iso_error_move(err, &iso_sub_of(c)->start_err);
     pthread_mutex_unlock(&c->ch.mu);
     if (rc)
-        pthread_join(c->thread, NULL);
+        pthread_join(iso_sub_of(c)->thread, NULL);
     return rc;
 }
 
@@ -388,7 +389,7 @@ static void abandon(iso_cell *c)
     atomic_store(&c->ch.abandoned, true);
     atomic_store(&c->ch.stop, true);
     iso_signal_notify(&c->ch.to_cell);
-    pthread_detach(c->thread);
+    pthread_detach(iso_sub_of(c)->thread);
     iso_host_retire(&c->host, ISO_STATE_DEAD);
     interrupt(c, 0);
 }
@@ -415,7 +416,7 @@ static bool join_within(iso_cell *c, double seconds)
     double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + seconds;
     ts.tv_sec = (time_t)end;
     ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    return pthread_timedjoin_np(c->thread, NULL, &ts) == 0;
+    return pthread_timedjoin_np(iso_sub_of(c)->thread, NULL, &ts) == 0;
 }
 
 static void sub_stop(iso_cell *c, bool force, bool busy)
@@ -430,84 +431,85 @@ static void sub_stop(iso_cell *c, bool force, bool busy)
         iso_host_retire(&c->host, ISO_STATE_CLOSED);
 }
 
-/* ---- the ops: a sub-interpreter cell's handle is the cell itself ------- */
-
-static iso_cell *cell_of(iso_backend_cell *h)
-{
-    return (iso_cell *)h;
-}
-static const iso_cell *const_cell_of(const iso_backend_cell *h)
-{
-    return (const iso_cell *)h;
-}
+/* ---- the ops, on the handle (iso_sub) --------------------------------- */
 
 static int op_start(iso_cell *c, const iso_cell_config *cfg,
                     const iso_host_hooks *host, iso_backend_cell **out,
                     iso_error *err)
 {
-    *out = (iso_backend_cell *)c;
+    iso_sub *s = calloc(1, sizeof *s);
+    if (!s)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    s->cell = c;
+    s->start_rc = 1; /* not started yet */
+    *out = (iso_backend_cell *)s;
     return sub_start(c, cfg, host, err);
 }
 static int op_confine(iso_backend_cell *h, iso_error *err)
 {
-    return iso_sub_confine(cell_of(h), err);
+    return iso_sub_confine(iso_sub_cell(h), err);
 }
 static int op_confined(iso_backend_cell *h, iso_error *err)
 {
-    return iso_cell_confined(cell_of(h), err);
+    return iso_cell_confined(iso_sub_cell(h), err);
 }
 static void op_destroy(iso_backend_cell *h)
 {
-    if (h) /* its kernel layers: the cell's cgroup, the BPF guard */
-        iso_cell_unconfine(cell_of(h));
+    iso_sub *s = (iso_sub *)h;
+    if (!s)
+        return;
+    iso_cell_unconfine(s->cell); /* the cell's cgroup, the BPF guard */
+    iso_error_clear(&s->start_err);
+    iso_error_clear(&s->confine_err);
+    free(s);
 }
 static int op_submit(iso_backend_cell *h, iso_req *r, iso_error *err)
 {
-    return sub_submit(cell_of(h), r, err);
+    return sub_submit(iso_sub_cell(h), r, err);
 }
 static int op_receive(iso_backend_cell *h, double deadline, iso_error *err)
 {
-    return sub_receive(cell_of(h), deadline, err);
+    return sub_receive(iso_sub_cell(h), deadline, err);
 }
 static void op_reply(iso_backend_cell *h, iso_value *value, const char *error)
 {
-    sub_reply(cell_of(h), value, error);
+    sub_reply(iso_sub_cell(h), value, error);
 }
 static iso_kind op_over(iso_backend_cell *h)
 {
-    return iso_sub_over(cell_of(h));
+    return iso_sub_over(iso_sub_cell(h));
 }
 static int op_watch(iso_backend_cell *h, uint64_t seq, double started)
 {
-    return iso_watchdog_watch(cell_of(h), seq, started);
+    return iso_watchdog_watch(iso_sub_cell(h), seq, started);
 }
 static void op_forget(iso_backend_cell *h)
 {
-    iso_watchdog_forget(cell_of(h));
+    iso_watchdog_forget(iso_sub_cell(h));
 }
 static iso_kind op_found(iso_backend_cell *h, uint64_t seq, double *since)
 {
-    return iso_watchdog_found(cell_of(h), seq, since);
+    return iso_watchdog_found(iso_sub_cell(h), seq, since);
 }
 static bool op_overrun(iso_backend_cell *h, double overdue)
 {
-    return sub_overrun(cell_of(h), overdue);
+    return sub_overrun(iso_sub_cell(h), overdue);
 }
 static void op_stop(iso_backend_cell *h, bool force, bool busy)
 {
-    sub_stop(cell_of(h), force, busy);
+    sub_stop(iso_sub_cell(h), force, busy);
 }
 static void op_interrupt(iso_backend_cell *h, uint64_t seq)
 {
-    interrupt(cell_of(h), seq);
+    interrupt(iso_sub_cell(h), seq);
 }
 static int64_t op_cpu_ms(const iso_backend_cell *h)
 {
-    return iso_cell_thread_cpu_ms(const_cell_of(h));
+    return iso_cell_thread_cpu_ms(iso_sub_cell(h));
 }
 static int64_t op_mem_bytes(const iso_backend_cell *h)
 {
-    return iso_sub_mem_bytes(const_cell_of(h));
+    return iso_sub_mem_bytes(iso_sub_cell(h));
 }
 
 const iso_cell_ops iso_subinterpreter_ops = {
@@ -540,7 +542,7 @@ typedef struct interrupt_job {
 static void interrupter_done(iso_cell *c)
 {
     pthread_mutex_lock(&c->ch.mu);
-    c->interrupters--;
+    iso_sub_of(c)->interrupters--;
     pthread_cond_broadcast(&c->ch.cv);
     pthread_mutex_unlock(&c->ch.mu);
     iso_cell_unref(c);
@@ -557,7 +559,7 @@ static void *interrupter(void *arg)
     PyEval_RestoreThread(ts);
     if (atomic_load(&c->ch.abandoned))
         iso_abandoned_park(c, p);
-    else if (atomic_load(&c->running_seq) == job->seq)
+    else if (atomic_load(&iso_sub_of(c)->running_seq) == job->seq)
         PyThreadState_SetAsyncExc(p->thread_id, PyExc_TimeoutError);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
@@ -575,10 +577,11 @@ static void interrupt(iso_cell *c, uint64_t seq)
     pthread_mutex_lock(&c->ch.mu);
     /* One at a time; but the park must not be lost to one in flight that
      * looked at c->ch.abandoned too early. */
-    bool ok = c->interp_alive &&
-              (c->interrupters == 0 || atomic_load(&c->ch.abandoned));
+    bool ok =
+        iso_sub_of(c)->interp_alive &&
+        (iso_sub_of(c)->interrupters == 0 || atomic_load(&c->ch.abandoned));
     if (ok) {
-        c->interrupters++;
+        iso_sub_of(c)->interrupters++;
         atomic_fetch_add(&c->refs, 1);
     }
     pthread_mutex_unlock(&c->ch.mu);

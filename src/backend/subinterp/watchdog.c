@@ -12,6 +12,7 @@
 
 #include "cell.h"
 #include "py_alloc.h"
+#include "subinterp.h"
 
 #define CHECK_EVERY_S 0.01
 
@@ -47,7 +48,7 @@ static iso_kind passed(const watch *w, double now)
 
 static void look(watch *w, double now)
 {
-    if (atomic_load(&w->c->running_seq) != w->seq)
+    if (atomic_load(&iso_sub_of(w->c)->running_seq) != w->seq)
         return; /* not started yet, or over */
     if (!w->found && (w->found = passed(w, now)) != ISO_OK) {
         w->since = now;
