@@ -195,6 +195,16 @@ end
 
 -- ---- the writer ---------------------------------------------------------------
 
+-- The level an event is written at: a log's own; a cell the script
+-- closed is info (a clean end is no news), a metric debug; everything
+-- else (warnings, denials, reloads, kills, timeouts, crashes) warning.
+function events.level(ev)
+  if ev.type == "log" then return level_of(ev.level) end
+  if ev.type == "metric" then return LEVELS.debug end
+  if ev.type == "exit" and ev.reason == "close" then return LEVELS.info end
+  return LEVELS.warning
+end
+
 local function check_writer_options(opts)
   if type(opts) ~= "table" then
     errors.raise("invalid_argument", "log_events expects a table of options or false")
@@ -232,9 +242,9 @@ local function open_log(path)
   return f
 end
 
--- A function ev -> nothing that writes ev when it is of the kind shown:
--- warnings, denials, exits, reloads, logs at `level` or above, and
--- metrics at level debug. It never raises: a full disk or a closed pipe
+-- A function ev -> nothing that writes ev when its events.level is
+-- `level` or above (so by default: warnings, denials, reloads, exits
+-- but clean closes, logs at warning or above). It never raises: a full disk or a closed pipe
 -- loses the line, not the script.
 function events.writer(opts)
   local format, threshold = check_writer_options(opts)
@@ -244,8 +254,7 @@ function events.writer(opts)
                     return events.text_line(ev, f and utc(ev.time) .. " " or "luaisolate: ")
                   end
   return function(ev)
-    if ev.type == "log" and level_of(ev.level) < threshold then return end
-    if ev.type == "metric" and threshold > LEVELS.debug then return end
+    if events.level(ev) < threshold then return end
     local ok, s = pcall(line, ev)
     if ok then (f or io.stderr):write(s, "\n") end
   end, f

@@ -95,8 +95,10 @@ end
 
 -- sandbox.log_events{format = "text"|"json", file = PATH, level = "warning"}:
 -- write every event of a type the script has no sandbox.on handler for,
--- one line each, to stderr or appended to file: warnings, denials, exits,
--- reloads, guest logs at `level` or above, metric events at level debug.
+-- one line each, to stderr or appended to file, when its level is `level`
+-- or above: a guest log's own level; a clean close (exit reason "close")
+-- info, a metric event debug, every other warning, denial, exit and reload
+-- warning.
 -- The luaisolate host turns it on; a program that requires the module
 -- gets nothing until it asks. sandbox.log_events(false) turns it off.
 function sandbox.log_events(opts)
