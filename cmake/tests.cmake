@@ -29,6 +29,7 @@ isolate_c_test(netguard)
 isolate_c_test(confine)
 isolate_c_test(landlock_cache)
 isolate_c_test(zygote)
+isolate_c_test(cell) # the cell object against a fake backend
 target_compile_definitions(test_zygote PRIVATE
   ISO_TEST_WORKER="$<TARGET_FILE:luaisolate-cell>")
 add_dependencies(test_zygote luaisolate-cell)
