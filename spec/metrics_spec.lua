@@ -65,6 +65,62 @@ describe("guest metrics in sandbox.metrics()", function()
   end)
 end)
 
+describe("the guest's metric()", function()
+  -- what breaks a rule, and the exception the guest gets for it
+  local REFUSED = {
+    { "metric('x' * (1 << 20), 1)", "ValueError" },          -- a huge name
+    { "metric('', 1)", "ValueError" },
+    { "metric('a\\nb', 1)", "ValueError" },                  -- a control character
+    { "metric('a\\x1b[2J', 1)", "ValueError" },
+    { "metric('x{cell=\"y\"}', 1)", "ValueError" },
+    { "metric('caf\\u00e9', 1)", "ValueError" },            -- not ASCII
+    { "metric('x' * 65, 1)", "ValueError" },
+    { "metric('n', float('nan'))", "ValueError" },
+    { "metric('n', float('inf'))", "ValueError" },
+    { "metric('n', 2**64)", "ValueError" },
+    { "metric('n', True)", "TypeError" },
+    { "metric('n', '1')", "TypeError" },
+    { "metric('n', None)", "TypeError" },
+    { "metric('n', 1, ['k'])", "TypeError" },
+    { "metric('n', 1, {'cell': 'other'})", "ValueError" },
+    { "metric('n', 1, {'__name__': 'x'})", "ValueError" },
+    { "metric('n', 1, {'a-b': 'x'})", "ValueError" },
+    { "metric('n', 1, {'1a': 'x'})", "ValueError" },
+    { "metric('n', 1, {1: 'x'})", "TypeError" },
+    { "metric('n', 1, {'t%d' % i: 'v' for i in range(9)})", "ValueError" },
+    { "metric('n', 1, {'k': 'v' * 129})", "ValueError" },
+    { "metric('n', 1, {'k': '\\u00e9' * 65})", "ValueError" }, -- 130 bytes of UTF-8
+    { "metric('n', 1, {'k': b'x'})", "TypeError" },
+    { "metric('n', 1, {'k': [1]})", "TypeError" },
+    { "metric('n', 1, {'k': float('nan')})", "ValueError" },
+    { "metric('n', 1, {'k': '\\ud800'})", "UnicodeEncodeError" },
+  }
+
+  for _, backend in ipairs(support.backends()) do
+    it("refuses a bad name, value or tags with the reason, the cell intact (" .. backend .. ")", function()
+      local sb <close> = sandbox.spawn({ backend = backend })
+      local before = prom.sample(families(), "isolate_metrics_dropped_total", { reason = "invalid" }).value
+      for _, case in ipairs(REFUSED) do
+        local e = support.err_of(sb.exec, sb, case[1])
+        assert.are.same({ "guest", case[2] }, { e.kind, e.python }, case[1])
+        assert.is_truthy(#e.message > 0)
+      end
+      -- and what fits, right at the bounds, is kept
+      sb:exec("metric('x' * 64, 1, {'t%d' % i: 'v' * 128 for i in range(8)})\n"
+              .. "metric('n', -2**63, {'k': '\\u00e9' * 64, 'b': False, 'f': 0.5, 'i': 3})")
+      for _ in sb:events() do end
+      local fams = families()
+      assert.are.equal(1, prom.sample(fams, "isolate_guest_" .. string.rep("x", 64), { cell = sb.name }).value)
+      assert.are.same({ cell = sb.name, k = string.rep("\u{e9}", 64), b = "false", f = "0.5", i = "3" },
+                      prom.sample(fams, "isolate_guest_n", { cell = sb.name }).labels)
+      assert.are.equal(-2 ^ 63, prom.sample(fams, "isolate_guest_n", { cell = sb.name }).value)
+      -- nothing reached the host to be dropped there
+      assert.are.equal(before, prom.sample(fams, "isolate_metrics_dropped_total",
+                                           { reason = "invalid" }).value)
+    end)
+  end
+end)
+
 describe("isolate.metrics' rules, which the host applies to whatever a cell sends", function()
   local cases = {
     { "a huge name", { name = string.rep("n", 1 << 20), value = 1 } },
@@ -179,18 +235,17 @@ describe("--metrics-file", function()
   end)
   after_each(function() support.sh("rm -rf " .. support.quote(dir)) end)
 
-  -- The script reads the file while the cell sleeps past a few intervals,
-  -- and the file's inode: a rename gives a new one, a rewrite would not.
+  -- The script reads the file while the cell sleeps past a few intervals.
+  -- A handle opened before keeps reading the first file: a rename leaves
+  -- it alone, a rewrite in place would change what it reads.
   local SCRIPT = [[
 local path = ...
-local function inode()
-  local p = io.popen("stat -c %%i " .. path); local s = p:read("l"); p:close(); return s
-end
 local sb = sandbox.spawn{ name = "job", imports = { "time" } }
-local first = inode()
+local held = io.open(path)
 sb:exec("import time\nmetric('progress', 1)\ntime.sleep(0.6)")
 local f = io.open(path); local mid = f:read("a"); f:close()
-io.write(first ~= inode() and "renamed\n" or "same\n")
+local old = held:read("a"); held:close()
+io.write(old:find("isolate_guest_progress", 1, true) and "rewritten\n" or "renamed\n")
 io.write((mid:match('isolate_guest_progress{cell="job"} (%%S+)') or "none"), "\n")
 sb:exec("metric('progress', 2)")
 %s
