@@ -186,7 +186,7 @@ while True: pass
   it("an honest cell's output_bytes is refused in the guest, never by the host", function()
     local sb <close> = forger({ limits = { output_bytes = 1000 } })
     sb:exec([=[
-metric('m' * 600, 1)
+metric('m', 1, {'t%d' % i: 'v' * 120 for i in range(5)})  # 600+ bytes of strings
 try:
     post('p' * 600)
 except OSError as e:
