@@ -235,6 +235,18 @@ describe("a program that requires isolate", function()
     assert.are.same({ ["log:error"] = 1, denial = 1 }, kinds(text_events(capture(workload))))
   end)
 
+  it("writes a reload, which names a policy and no cell, in both formats", function()
+    sandbox.log_events({})
+    local line = capture(function() sandbox.policy.reload("no-such-cells", {}) end)
+    assert.is_truthy(line:match("^luaisolate: reload: policy no%-such%-cells: 0 "), line)
+    sandbox.log_events({ format = "json" })
+    local raw = capture(function() sandbox.policy.reload("none", {}) end)
+    local ev = support.decode_json(raw)
+    assert.are.same({ "reload", "none" }, { ev.type, ev.policy })
+    assert.is_truthy(raw:find('"cell":null', 1, true), raw) -- present, and null
+    assert.are.equal("number", type(ev.time))
+  end)
+
   it("checks log_events' options", function()
     assert.are.equal("invalid_argument", support.err_of(sandbox.log_events, { format = "xml" }).kind)
     assert.are.same({ "text", "json" }, support.err_of(sandbox.log_events, { format = "xml" }).valid)
