@@ -80,6 +80,27 @@ describe("the luaisolate host's events", function()
                     kinds(text_events(err)))
   end)
 
+  it("writes a crashed process cell's exit, in text and JSON", function()
+    local has_process = false
+    for _, b in ipairs(sandbox.IMPLEMENTED) do has_process = has_process or b == "process" end
+    if not has_process then
+      print("# events_cli_spec: no process backend in this build; crash case skipped")
+      return
+    end
+    local path = script([[
+local sb <close> = sandbox.spawn{ name = "c", backend = "process", imports = { "faulthandler" } }
+assert(not pcall(sb.exec, sb, "import faulthandler\nfaulthandler._sigsegv()"))
+]])
+    local code, _, err = support.run(HOST, path)
+    assert.are.equal(0, code, err)
+    assert.are.same({ ["exit:crashed"] = 1 }, kinds(text_events(err)))
+    code, _, err = support.run(HOST, "--log-format=json", path)
+    assert.are.equal(0, code, err)
+    local crash = json_events(err)
+    crash = crash[#crash]
+    assert.are.same({ "exit", "c", "crashed" }, { crash.type, crash.cell, crash.reason })
+  end)
+
   it("leaves a type to the script once it registers a handler for it", function()
     local code, _, err = support.run(HOST, script(
       "sandbox.on('denial', function() end)\nsandbox.on('log', function() end)\n" .. WORKLOAD))
