@@ -20,7 +20,8 @@ metrics.SERIES_MAX = 10000   -- every cell's, closed cells' included
 
 local families = {}    -- full name -> { [label text] = value }
 local cells = {}       -- cell name -> { n = series, keys = {{family, labels}}, warned = {} }
-local closed = {}      -- cell names in the order they closed (FIFO)
+local closed = {}      -- cell names in the order they closed (FIFO), each once
+local queued = {}      -- name -> true while it is in `closed`
 local series = 0
 local dropped = { invalid = 0, series = 0 }
 
@@ -127,6 +128,7 @@ end
 local function make_room()
   while series >= metrics.SERIES_MAX and #closed > 0 do
     local name = table.remove(closed, 1)
+    queued[name] = nil
     if cells[name] and cells[name].closed then forget(name) end
   end
   return series < metrics.SERIES_MAX
@@ -173,11 +175,16 @@ function metrics.record(ev, warn)
 end
 
 -- The cell named has closed: its series stay (a batch job's last values
--- are what it is for) until room is needed.
+-- are what it is for) until room is needed; a cell with none is forgotten
+-- now. A name closed again while queued keeps its place: the queue holds
+-- each name once, so it never outgrows the cells that have series.
 function metrics.closed(name)
   local rec = cells[name]
-  if rec and not rec.closed then
-    rec.closed = true
+  if not rec then return end
+  if rec.n == 0 then cells[name] = nil; return end
+  rec.closed = true
+  if not queued[name] then
+    queued[name] = true
     closed[#closed + 1] = name
   end
 end
