@@ -4,7 +4,7 @@
  * their ops (cell.h); the queues and the doorbell are cell_queue.c's, the
  * BPF guard and hot reload cell_guard.c's.
  *
- * Longer than 600 lines: spawn, requests and the wait loops with their
+ * Longer than 600 lines because spawn, requests and the wait loops with their
  * limits share the cell's host-side state and its statics (live names);
  * splitting the waits out would spread one state machine over two files.
  */

@@ -12,7 +12,7 @@
  *    openat2(RESOLVE_NO_SYMLINKS) on the resolved path, so swapping a path
  *    component for a symlink between the check and the open fails.
  *
- * Over 600 lines: the fs, net and process guards share the audit hook,
+ * Longer than 600 lines because the fs, net and process guards share the audit hook,
  * the capsule the wrappers find their guest through, and one installation.
  */
 #include <arpa/inet.h>

@@ -3,7 +3,7 @@
  * request, and the import guard. A guardrail, not a boundary: Python code
  * that wants out of a sub-interpreter can get out (see README).
  *
- * Over 600 lines: the builtins and the import guard share the guest's
+ * Longer than 600 lines because the builtins and the import guard share the guest's
  * module state (guest_state) and its import rules; the code-forgery audit
  * belongs with the import guard it protects.
  */

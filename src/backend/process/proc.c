@@ -5,7 +5,7 @@
  * thread, no extra hop. Everything a guest sends is decoded as data,
  * checked against the frame rules, and a malformed frame kills the cell.
  *
- * Over 600 lines: the zygote, a worker's start, its frames and the ops
+ * Longer than 600 lines because the zygote, a worker's start, its frames and the ops
  * share one worker state (proc) and the zygote's lock; the warm pool of
  * workers is proc_pool.c's already.
  */
