@@ -408,10 +408,12 @@ end
 function cli.keep_metrics_file(writer)
   local core = require "isolate.core"
   local exit = os.exit
-  local final = setmetatable({}, { __gc = function() writer.write() end })
+  -- at lua_close cells may be collected first: whatever fails, the file
+  -- keeps its last good copy (write replaces it only once complete)
+  local final = setmetatable({}, { __gc = function() pcall(writer.write) end })
   core.set_tick(function() local _ = final; writer.tick() end)
   os.exit = function(...) -- luacheck: ignore 122
-    writer.write()
+    pcall(writer.write)
     return exit(...)
   end
 end
