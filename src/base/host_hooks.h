@@ -46,6 +46,11 @@ typedef struct iso_host_hooks {
     /* Any thread: phase name of the cell's spawn ended at `at` (iso_now()
      * seconds; a worker's clock is the host's). */
     void (*phase)(void *ctx, const char *name, double at);
+    /* Any thread: keep the host's cell (and so what the backend keeps for
+     * it) alive while a thread of the backend uses it; let it go (the last
+     * one frees it, the backend's state through its destroy op). */
+    void (*hold)(void *ctx);
+    void (*release)(void *ctx);
     /* A cell thread's way to its host (the sub-interpreter backend): any
      * thread, hand m (consumed) over through the cell's outbox, counted
      * against the queue limits first when it is a post, log, metric or
@@ -93,6 +98,15 @@ static inline void iso_host_phase(const iso_host_hooks *h, const char *name,
     h->phase(h->ctx, name, at);
 }
 
+static inline void iso_host_hold(const iso_host_hooks *h)
+{
+    h->hold(h->ctx);
+}
+/* h may live in what this frees: it is not read after the call. */
+static inline void iso_host_release(const iso_host_hooks *h)
+{
+    h->release(h->ctx);
+}
 static inline int iso_host_push(const iso_host_hooks *h, iso_msg *m)
 {
     return h->push(h->ctx, m);

@@ -245,6 +245,14 @@ static void hook_phase(void *ctx, const char *name, double at)
 {
     cell_phase(ctx, name, at);
 }
+static void hook_hold(void *ctx)
+{
+    atomic_fetch_add(&((iso_cell *)ctx)->refs, 1);
+}
+static void hook_release(void *ctx)
+{
+    iso_cell_unref(ctx);
+}
 static int hook_push(void *ctx, iso_msg *m)
 {
     return iso_cell_push(ctx, m);
@@ -294,6 +302,8 @@ static iso_host_hooks hooks_for(iso_cell *c)
                             .retire = hook_retire,
                             .wake = hook_wake,
                             .phase = hook_phase,
+                            .hold = hook_hold,
+                            .release = hook_release,
                             .push = hook_push,
                             .queue_why = hook_queue_why,
                             .drain = hook_drain,

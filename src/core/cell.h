@@ -29,7 +29,7 @@ const iso_cell_ops *iso_backend_ops(iso_backend b);
 void iso_backend_ops_set(iso_backend b, const iso_cell_ops *ops);
 
 struct iso_cell {
-    _Atomic int refs; /* the host handle, the cell thread, interrupters */
+    _Atomic int refs; /* the host handle; a backend's threads (hold hook) */
     char name[ISO_NAME_MAX + 1];
     iso_backend backend;
     const iso_cell_ops *ops;

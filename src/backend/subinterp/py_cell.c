@@ -248,7 +248,7 @@ void *iso_py_cell_thread(void *arg)
     }
     iso_abandoned_thread_ends(c);
     iso_mem_account_close(c->guest.mem_account);
-    iso_cell_unref(c);
+    iso_host_release(&c->host);
     return NULL;
 }
 
@@ -321,11 +321,11 @@ static int sub_start(iso_cell *c, const iso_cell_config *cfg,
     c->host = *host; /* before the thread, which reports its phases */
     if (describe_confinement(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    atomic_fetch_add(&c->refs, 1); /* the thread's reference */
+    iso_host_hold(&c->host); /* the thread's reference */
     int e =
         iso_thread_start(&iso_sub_of(c)->thread, NULL, iso_py_cell_thread, c);
     if (e) {
-        atomic_fetch_sub(&c->refs, 1);
+        iso_host_release(&c->host); /* the host's own is left */
         iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
                       strerror(e));
         err->code = e;
@@ -545,7 +545,7 @@ static void interrupter_done(iso_cell *c)
     iso_sub_of(c)->interrupters--;
     pthread_cond_broadcast(&c->ch.cv);
     pthread_mutex_unlock(&c->ch.mu);
-    iso_cell_unref(c);
+    iso_host_release(&c->host);
 }
 
 /* Runs on its own short-lived thread: taking the cell's GIL may wait for
@@ -582,7 +582,7 @@ static void interrupt(iso_cell *c, uint64_t seq)
         (iso_sub_of(c)->interrupters == 0 || atomic_load(&c->ch.abandoned));
     if (ok) {
         iso_sub_of(c)->interrupters++;
-        atomic_fetch_add(&c->refs, 1);
+        iso_host_hold(&c->host);
     }
     pthread_mutex_unlock(&c->ch.mu);
     pthread_t t;

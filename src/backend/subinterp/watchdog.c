@@ -96,12 +96,13 @@ int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started)
     bool ok = dog.running &&
               iso_room_for_one((void **)&dog.w, &dog.cap, dog.n, sizeof *dog.w);
     if (ok) {
-        atomic_fetch_add(&c->refs, 1);
+        iso_host_hold(&c->host);
         dog.w[dog.n++] = (watch){.c = c, .seq = seq, .started = started};
         pthread_cond_signal(&dog.cv);
     }
     pthread_mutex_unlock(&dog.mu);
-    iso_cell_unref(old);
+    if (old)
+        iso_host_release(&old->host);
     return ok ? 0 : -1;
 }
 
@@ -110,7 +111,8 @@ void iso_watchdog_forget(iso_cell *c)
     pthread_mutex_lock(&dog.mu);
     iso_cell *old = take_out(c);
     pthread_mutex_unlock(&dog.mu);
-    iso_cell_unref(old);
+    if (old)
+        iso_host_release(&old->host);
 }
 
 iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since)
