@@ -54,6 +54,11 @@ typedef struct iso_cell_ops {
     /* A warm cell (started, unnamed, no rules) to make the spawned one;
      * NULL when there is none. NULL op: the backend has no such pool. */
     iso_cell *(*take_warm)(void);
+    /* Keep target cells warm for take_warm, each made by make (the host's:
+     * a started cell of this backend, unnamed, without rules): 0, or -1
+     * with err. NULL: the backend keeps no warm cells. */
+    int (*warm_pool)(size_t target, iso_cell *(*make)(iso_error *err),
+                     iso_error *err);
     /* Create cell c (the host's; cfg says what it is) and wait until it is
      * ready, the host then counts it idle. *out is the backend's state for
      * it, set even when start fails (destroy frees it). From here on the

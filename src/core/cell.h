@@ -91,9 +91,6 @@ int iso_cell_confined(iso_cell *c, iso_error *err);
 /* cell.c: the confined op, then a warning event for a missing layer, or
  * the cell stopped with the reason kept for every later call. */
 int iso_cell_settle(iso_cell *c, iso_error *err);
-/* The pool's refill thread: a warm cell's thread joins a threaded cgroup of
- * its own ahead of spawn. Best effort (spawn makes one when it did not). */
-void iso_cell_cgroup_prepare(iso_cell *c);
 /* cell_guard.c: the BPF guard for a cell's cgroup (either backend):
  * install its plan's rules and route its denials to the cell's events;
  * the confinement row. */
@@ -137,10 +134,8 @@ int iso_cell_doorbell_fd(void);
 void *iso_py_cell_thread(void *arg); /* py_cell.c: the cell thread */
 void iso_cell_unref(iso_cell *c);
 
-/* The warm pool (pool.c). */
 /* A started cell of backend b, unnamed and without rules (a warm pool's). */
 iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err);
-iso_cell *iso_pool_take(void); /* a warm cell, or NULL when there is none */
 
 /* Host thread. */
 /* Move the outbox into the host queues; true when anything moved. */

@@ -514,6 +514,7 @@ static int64_t op_mem_bytes(const iso_backend_cell *h)
 
 const iso_cell_ops iso_subinterpreter_ops = {
     .take_warm = iso_pool_take,
+    .warm_pool = iso_sub_pool_configure,
     .start = op_start,
     .confine = op_confine,
     .confined = op_confined,

@@ -12,6 +12,7 @@
 
 #include "cell.h"
 #include "guest.h"
+#include "pool.h"
 
 /* A sub-interpreter cell's own state, its handle (iso_backend_cell): what
  * only this backend's threads use. The host's cell points to it (handle)
