@@ -9,15 +9,15 @@ local HOST = os.getenv("ISOLATE_HOST")
 
 -- What a guest does to make one event of each kind: two logs below the
 -- default level, one at it, one above, a metric, a denial, a cell that
--- is killed and one that is closed.
+-- is stopped at its time limit and one that is closed.
 local WORKLOAD = [[
 local sb = sandbox.spawn{ name = "w" }
 sb:exec("log('debug', 'd')\nlog('info', 'i')\nlog('warning', 'careful', k=1)\n"
         .. "log('error', 'e')\nmetric('m', 1)")
 pcall(sb.exec, sb, "import json")
 sb:close()
-local t = sandbox.spawn{ name = "t" }
-t:kill()
+local t = sandbox.spawn{ name = "t", backend = "process", limits = { wall_ms = 50 } }
+pcall(t.exec, t, "while True:\n    pass")
 ]]
 
 -- {type=, cell=, rest=} of each "luaisolate: <type>: cell <name>: ..." line.
@@ -76,7 +76,7 @@ describe("the luaisolate host's events", function()
     local code, out, err = support.run(HOST, script(WORKLOAD))
     assert.are.equal(0, code, err)
     assert.are.equal("", out)
-    assert.are.same({ ["log:warning"] = 1, ["log:error"] = 1, denial = 1, ["exit:kill"] = 1 },
+    assert.are.same({ ["log:warning"] = 1, ["log:error"] = 1, denial = 1, ["exit:timeout"] = 1 },
                     kinds(text_events(err)))
   end)
 
@@ -105,14 +105,14 @@ assert(not pcall(sb.exec, sb, "import faulthandler\nfaulthandler._sigsegv()"))
     local code, _, err = support.run(HOST, script(
       "sandbox.on('denial', function() end)\nsandbox.on('log', function() end)\n" .. WORKLOAD))
     assert.are.equal(0, code, err)
-    assert.are.same({ ["exit:kill"] = 1 }, kinds(text_events(err)))
+    assert.are.same({ ["exit:timeout"] = 1 }, kinds(text_events(err)))
   end)
 
   it("writes every type, clean closes and metric events included, at --log-level debug", function()
     local code, _, err = support.run(HOST, "--log-level=debug", script(WORKLOAD))
     assert.are.equal(0, code, err)
     assert.are.same({ ["log:debug"] = 1, ["log:info"] = 1, ["log:warning"] = 1, ["log:error"] = 1,
-                      metric = 1, denial = 1, ["exit:close"] = 1, ["exit:kill"] = 1 },
+                      metric = 1, denial = 1, ["exit:close"] = 1, ["exit:timeout"] = 1 },
                     kinds(text_events(err)))
   end)
 
@@ -136,7 +136,7 @@ assert(not pcall(sb.exec, sb, "import faulthandler\nfaulthandler._sigsegv()"))
     assert.are.equal("careful", by["log:warning"].message)
     assert.are.same({ "import", "json", "python-guard" },
                     { by["denial:"].capability, by["denial:"].target, by["denial:"].layer })
-    assert.are.equal("t", by["exit:kill"].cell)
+    assert.are.equal("t", by["exit:timeout"].cell)
     assert.are.same({ "m", 1 }, { by["metric:"].name, by["metric:"].value })
   end)
 
@@ -182,7 +182,7 @@ sb:exec("try:\n    import json\nexcept ImportError:\n    pass")
       assert.is_truthy(lines[i]:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ %a+: cell "),
                        lines[i])
     end
-    assert.are.same({ ["log:warning"] = 1, ["log:error"] = 1, denial = 1, ["exit:kill"] = 1 },
+    assert.are.same({ ["log:warning"] = 1, ["log:error"] = 1, denial = 1, ["exit:timeout"] = 1 },
                     kinds(json_events(table.concat(lines, "\n", 5))))
   end)
 

@@ -200,12 +200,16 @@ end
 -- ---- the writer ---------------------------------------------------------------
 
 -- The level an event is written at: a log's own; a cell the script
--- closed is info (a clean end is no news), a metric debug; everything
--- else (warnings, denials, reloads, kills, timeouts, crashes) warning.
+-- closed or killed is info (an end it asked for is no news), a metric
+-- debug; everything else (warnings, denials, reloads, timeouts, limits,
+-- crashes) warning.
 function events.level(ev)
   if ev.type == "log" then return level_of(ev.level) end
   if ev.type == "metric" then return LEVELS.debug end
-  if ev.type == "exit" and ev.reason == "close" then return LEVELS.info end
+  -- the script ended it (close or kill): no news
+  if ev.type == "exit" and (ev.reason == "close" or ev.reason == "kill") then
+    return LEVELS.info
+  end
   return LEVELS.warning
 end
 
