@@ -114,25 +114,6 @@ local function check_layers(cell)
                cell.name, table.concat(missing, ", "))
 end
 
--- hardened mode: every rule must have a kernel layer on this host.
-local function check_hardened(p, backend)
-  if not hardened() then return end
-  local refused = p:unenforceable(backend)
-  if #refused > 0 then
-    error(errors.new("unenforceable", string.format(
-      "hardened mode: no kernel layer enforces %s for %s cells on this "
-      .. "host; change the rules, or use mode dev", table.concat(refused, ", "),
-      backend), { rules = refused }), 3)
-  end
-end
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  return table.concat(keys, ", ")
-end
-
 -- An unknown backend: the error lists the valid ones (valid=) too.
 local function bad_backend(fmt, ...)
   local valid = table.move(sandbox.BACKENDS, 1, #sandbox.BACKENDS, 1, {})
@@ -216,8 +197,14 @@ local function check_options(opts)
   end
   for k in pairs(opts) do
     if not SPAWN_OPTIONS[k] then
-      raise("invalid_argument", "unknown spawn option '%s'; valid options: %s",
-            tostring(k), sorted_keys(SPAWN_OPTIONS))
+      local valid = {}
+      for name in pairs(SPAWN_OPTIONS) do valid[#valid + 1] = name end
+      table.sort(valid)
+      error(errors.new("invalid_argument", string.format(
+        "unknown spawn option '%s'%s; valid options: %s", tostring(k),
+        rules.suggestion(k, valid), table.concat(valid, ", ")),
+        { option = tostring(k), suggestion = rules.nearest(k, valid),
+          valid = valid, where = "spawn" }), 3)
     end
   end
   return {
@@ -230,17 +217,64 @@ local function check_options(opts)
   }
 end
 
--- What a backend cannot enforce is refused, never accepted and ignored.
-local function check_enforceable(p, backend)
-  for k in pairs(p.limits) do
-    if not policy.enforces(backend, k) then
-      raise("not_implemented", "limits.%s is not enforced by %s cells in "
-            .. "this build; remove it or use backend='process'", k, backend)
-    end
+-- What a backend cannot enforce is refused, never accepted and ignored;
+-- hardened mode also refuses every rule no kernel layer enforces exactly.
+-- p:refusals decides (luaisolate check --mode asks it too); the first
+-- refusal is raised, with the others of its kind. Where the user wrote
+-- the option is on the error: where = "spawn" (or the caller's label)
+-- when it came from spawn options, "policy" when from the policy.
+local function check_refusals(p, config)
+  local list = p:refusals(config.backend, { hardened = hardened() })
+  local first = list[1]
+  if not first then return end
+  local same, texts = {}, {}
+  for _, r in ipairs(list) do
+    if r.error == first.error then same[#same + 1], texts[#texts + 1] = r, r.rule end
   end
-  if #p.syscalls.deny > 0 and not policy.enforces(backend, "syscall") then
-    raise("not_implemented", "syscalls.deny needs seccomp, which %s cells "
-          .. "in this build do not apply; use backend='process'", backend)
+  local fields = { rules = texts, refusals = same, fix = first.fix,
+                   where = config.where or "spawn" }
+  local msg = first.reason
+  if first.error == "unenforceable" then
+    local fixes = {}
+    for _, r in ipairs(same) do
+      if r.fix then fixes[#fixes + 1] = r.rule .. " -> " .. r.fix end
+    end
+    msg = string.format("hardened mode: no kernel layer enforces %s for %s "
+      .. "cells on this host; %schange the rules (luaisolate check --mode "
+      .. "hardened says how), or use mode dev", table.concat(texts, ", "),
+      config.backend, #fixes > 0 and "write " .. table.concat(fixes, ", ")
+      .. " (Landlock grants whole directories); " or "")
+    fields.suggestion = first.fix
+  elseif first.module then
+    fields.option, fields.module = "imports", first.module
+    fields.suggestion = first.fix
+    local from_spawn = rules.contains(config.imports, first.module)
+    fields.where = from_spawn and fields.where or "policy"
+  elseif first.limit then
+    fields.option = "limits." .. first.limit
+    fields.where = config.limits and config.limits[first.limit] ~= nil
+      and fields.where or "policy"
+  end
+  error(errors.new(first.error, msg, fields), 4)
+end
+
+-- Every capability the cell is granted needs a handler now: a request
+-- no handler answers is refused at spawn, not when the guest asks.
+local function check_handlers(p, config)
+  for _, c in ipairs(p.capabilities) do
+    if not capabilities[c] then
+      local names = {}
+      for n in pairs(capabilities) do names[#names + 1] = n end
+      table.sort(names)
+      local near = rules.nearest(c, names)
+      error(errors.new("invalid_argument", string.format(
+        "capability '%s' has no handler; register one with "
+        .. "sandbox.capability('%s', fn) before spawn%s", c, c,
+        near and string.format(" (did you mean '%s'?)", near) or ""),
+        { option = "capabilities", capability = c, suggestion = near,
+          where = rules.contains(config.capabilities, c)
+            and (config.where or "spawn") or "policy" }), 4)
+    end
   end
 end
 
@@ -256,8 +290,8 @@ local function with_options(p, config)
       limits = config.limits,
     })
   end
-  check_enforceable(p, config.backend)
-  check_hardened(p, config.backend)
+  check_refusals(p, config)
+  check_handlers(p, config)
   return p
 end
 

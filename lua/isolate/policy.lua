@@ -560,18 +560,127 @@ end
 local NOT_KERNEL = { imports = true, capabilities = true }
 for _, k in ipairs(rules.LIMIT_KEYS) do NOT_KERNEL[k] = true end
 
+-- How to make a rule hardened mode refuses into one a kernel layer
+-- enforces exactly: the rule to write instead (nil when there is none),
+-- and why. k: the kernel facts the decision used.
+local function hardened_fix(r, layer, backend, k)
+  local src = r.source or {}
+  if r.kind == "fs" then
+    local dir = src.pattern:match("^(.-)/%*%*$")
+    if dir and dir ~= "" and not dir:find("[*?%[]") then
+      return string.format("{%s=%s}", src.access, quote(dir)),
+        "Landlock grants whole directories: " .. quote(dir) .. " grants the "
+        .. "same tree, and Landlock enforces it exactly"
+    end
+    local head = src.pattern:match("^(.-)[*?%[]"):match("^(.*)/") or ""
+    if head ~= "" then
+      return string.format("{%s=%s}", src.access, quote(head)),
+        "Landlock cannot apply wildcards: grant the whole directory "
+        .. quote(head) .. " (wider than the rule), or use mode dev"
+    end
+    return nil, "Landlock cannot apply wildcards at the root; use mode dev"
+  elseif r.kind == "fs-deny" then
+    return nil, "Landlock cannot take away inside a grant: remove this deny "
+      .. "rule and narrow the grants instead (what no rule grants is "
+      .. "denied already)"
+  elseif (r.kind == "net" or r.kind == "net-bind") and layer == "landlock" then
+    return nil, "without cgroup BPF (" .. tostring(k.bpf_why or "not "
+      .. "available") .. ") Landlock judges only the port: allow every "
+      .. "address on it (e.g. {connect=\"0.0.0.0/0:443\"}) or run where "
+      .. "BPF is available"
+  elseif r.kind:match("^net%-unix") then
+    return nil, "only the python-guard judges unix socket paths: remove "
+      .. "the rule, or use mode dev"
+  elseif layer == "none" then
+    return nil, "not enforced by " .. backend .. " cells in this build: "
+      .. "remove it or use backend='process'"
+  end
+  return nil, "no kernel layer of this host enforces it (only the "
+    .. "python-guard): remove it, or use mode dev"
+end
+
+-- Would hardened mode refuse rule row r (kind, layer)? Rules that are not
+-- kernel objects never are; the others need a kernel layer that enforces
+-- them exactly.
+local function hardened_refuses(r, layer)
+  if NOT_KERNEL[r.kind] then return false end
+  local partial = (r.kind == "fs" and r.rule:find("[*?]"))
+    or ((r.kind == "net" or r.kind == "net-bind") and layer == "landlock")
+  return layer == "python-guard" or layer == "none" or partial and true
+end
+
+local function import_refusals(s, backend, out)
+  for _, m in ipairs(s.spec.imports) do
+    if core.import_refused(backend, m) then
+      out[#out + 1] = { rule = "imports " .. quote(m), kind = "imports",
+        module = m, error = "invalid_argument", fix = "backend='process'",
+        reason = string.format("%s cells refuse to import %s whatever the "
+          .. "policy says (it reaches host memory or processes, or breaks "
+          .. "when a cell ends): remove it, or use backend='process'",
+          backend, quote(m)) }
+    end
+  end
+end
+
+local function unenforced_refusals(s, backend, out)
+  for _, k in ipairs(rules.LIMIT_KEYS) do
+    if s.spec.limits[k] and not policy.enforces(backend, k) then
+      out[#out + 1] = { rule = "limits." .. k, kind = k, limit = k,
+        error = "not_implemented", fix = "backend='process'",
+        reason = string.format("limits.%s is not enforced by %s cells in "
+          .. "this build; remove it or use backend='process'", k, backend) }
+    end
+  end
+  if #s.spec.syscalls > 0 and not policy.enforces(backend, "syscall") then
+    out[#out + 1] = { rule = "syscalls.deny", kind = "syscall",
+      error = "not_implemented", fix = "backend='process'",
+      reason = string.format("syscalls.deny needs seccomp, which %s cells in "
+        .. "this build do not apply; use backend='process'", backend) }
+  end
+end
+
+local function hardened_refusals(s, backend, k, out)
+  for _, r in ipairs(rules.rule_rows(s.spec)) do
+    local layer = enforcement(backend, r.kind, k)
+    if hardened_refuses(r, layer) then
+      local fix, why = hardened_fix(r, layer, backend, k)
+      out[#out + 1] = { rule = r.rule, kind = r.kind, origin = r.origin,
+        layer = layer, error = "unenforceable", fix = fix,
+        reason = "hardened mode: no kernel layer enforces it exactly; " .. why }
+    end
+  end
+end
+
+-- p:refusals(backend [, {hardened=, look=}]) -> what spawn refuses in a
+-- cell of that backend, in the order it checks: {{rule=, kind=, error=
+-- (the error kind spawn raises), reason=, fix= (a rule or option to use
+-- instead, or nil)[, origin=, module=, limit=]}, ...}. The one decision:
+-- spawn raises the first; `luaisolate check --mode` prints them all.
+-- look: ask core.kernel_look() (nothing loaded) instead of core.kernel()
+-- (which loads the BPF guard: spawn is about to need it).
+function methods.refusals(p, backend, opts)
+  local s = state(p)
+  opts = opts or {}
+  if not contains(BACKENDS, backend) then
+    errors.raise("invalid_argument", "unknown backend %s; valid backends: %s",
+                 describe(backend), table.concat(BACKENDS, ", "))
+  end
+  local out = {}
+  import_refusals(s, backend, out)
+  unenforced_refusals(s, backend, out)
+  if opts.hardened then
+    hardened_refusals(s, backend, opts.look and core.kernel_look() or core.kernel(),
+                      out)
+  end
+  return out
+end
+
 -- p:unenforceable(backend) -> the rule texts no kernel layer of this host
--- enforces exactly for that backend (what hardened mode refuses). Asks
--- core.kernel(), which loads the BPF guard: spawn is about to need it.
+-- enforces exactly for that backend (what hardened mode refuses).
 function methods.unenforceable(p, backend)
   local out, k = {}, core.kernel()
   for _, r in ipairs(rules.rule_rows(state(p).spec)) do
-    local layer = enforcement(backend, r.kind, k)
-    local partial = (r.kind == "fs" and r.rule:find("[*?]"))
-      or ((r.kind == "net" or r.kind == "net-bind")
-          and layer == "landlock") -- ports only
-    if not NOT_KERNEL[r.kind] and (layer == "python-guard" or layer == "none"
-                                   or partial) then
+    if hardened_refuses(r, enforcement(backend, r.kind, k)) then
       out[#out + 1] = r.rule
     end
   end

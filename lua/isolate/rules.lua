@@ -90,13 +90,20 @@ local function distance(a, b)
   return prev[#b]
 end
 
-local function suggestion(k, valid)
-  if type(k) ~= "string" then return "" end
+-- The name of valid nearest to k (an edit distance of at most 2), or
+-- nil: the one "did you mean" of every hint.
+local function nearest(k, valid)
+  if type(k) ~= "string" then return nil end
   local best, best_d = nil, 3
   for _, v in ipairs(valid) do
     local d = distance(k, v)
     if d < best_d then best, best_d = v, d end
   end
+  return best
+end
+
+local function suggestion(k, valid)
+  local best = nearest(k, valid)
   return best and string.format(" (did you mean '%s'?)", best) or ""
 end
 
@@ -246,15 +253,17 @@ local function limit_text(k, v)
                        or tostring(v))
 end
 
--- Every rule of the policy in explain order: {rule=, kind=, origin=}.
+-- Every rule of the policy in explain order: {rule=, kind=, origin=[,
+-- source=]}; source is the fs or net rule itself ({access=, pattern=} or
+-- {action=, spec=}), for hardened mode's fixes.
 local function rule_rows(spec)
   local rows = {}
-  local function add(rule, kind, origin)
-    rows[#rows + 1] = { rule = rule, kind = kind, origin = origin }
+  local function add(rule, kind, origin, source)
+    rows[#rows + 1] = { rule = rule, kind = kind, origin = origin, source = source }
   end
   if #spec.imports > 0 then add("imports " .. quote_list(spec.imports), "imports") end
   for _, r in ipairs(spec.fs) do
-    add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin)
+    add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin, r)
   end
   local unix_allowed = false
   for _, r in ipairs(spec.net) do
@@ -264,7 +273,7 @@ local function rule_rows(spec)
     local kind = M.net_kind(r)
     -- with no unix: connect rule, seccomp refuses socket(AF_UNIX) itself
     if kind == "net-unix-deny" and not unix_allowed then kind = "net-unix-refused" end
-    add(r.text, kind, r.origin)
+    add(r.text, kind, r.origin, r)
   end
   if #spec.capabilities > 0 then
     add("capabilities " .. quote_list(spec.capabilities), "capabilities")
@@ -487,6 +496,7 @@ end
 M.contains, M.copy_list, M.copy_rules = contains, copy_list, copy_rules
 M.quote, M.describe, M.key_path = quote, describe, key_path
 M.module_name = module_name
+M.nearest, M.suggestion = nearest, suggestion
 
 M.new_problems, M.raise_problems = new_problems, raise_problems
 M.empty_spec, M.validate, M.validate_options = empty_spec, validate, validate_options
