@@ -179,6 +179,10 @@ function cli.check_parser()
            .. table.concat(policy.BACKENDS, ", ") .. " (default "
            .. policy.DEFAULT_BACKEND .. ").", policy.DEFAULT_BACKEND)
     :choices(policy.BACKENDS)
+  p:option("--mode", "Also report what spawn refuses in this mode "
+           .. "(dev, hardened or compat) for --backend, each with its fix: "
+           .. "hardened refuses every rule no kernel layer enforces exactly.")
+    :choices(require("isolate.core").modes)
   return p
 end
 
@@ -193,19 +197,42 @@ local function problems_of(err)
   return list
 end
 
+-- What spawn would refuse (Policy:refusals, the decision spawn makes),
+-- as plain rows; the kernel is looked at, nothing loaded.
+local function refusals_of(p, opts)
+  local rows = {}
+  for i, x in ipairs(p:refusals(opts.backend, { hardened = opts.mode == "hardened",
+                                                look = true })) do
+    rows[i] = { rule = x.rule, kind = x.error, reason = x.reason, fix = x.fix,
+                origin = x.origin }
+  end
+  return rows
+end
+
 local function check_one(target, opts)
   local r = { target = target }
   local ok, p = pcall(policy.load, target)
   if ok then
     r.ok, r.source, r.problems = true, p.source, {}
-    if opts.explain then r.explain = p:explain(opts.backend) end
+    if opts.explain and opts.available then r.explain = p:explain(opts.backend) end
+    if opts.mode then
+      r.refusals = refusals_of(p, opts)
+      r.ok = #r.refusals == 0
+    end
   else
     -- Anything but an isolate.Error is a bug here, not a verdict.
     if not errors.is(p) then error(p, 0) end
     r.ok, r.source, r.problems = false, p.source, problems_of(p)
     if opts.explain then r.explain = {} end
+    if opts.mode then r.refusals = {} end
   end
   return r
+end
+
+-- "<file>: <rule>: <reason>; write <fix> instead"
+local function refusal_line(file, x)
+  return string.format("%s: %s: %s%s\n", file, x.rule, x.reason,
+                       x.fix and "; write " .. x.fix .. " instead" or "")
 end
 
 local function problem_line(file, p)
@@ -245,18 +272,31 @@ local function print_text(results)
   for _, r in ipairs(results) do
     out((r.ok and "OK " or "FAIL ") .. r.target .. "\n")
     for _, p in ipairs(r.problems) do out(problem_line(r.source or r.target, p)) end
-    if r.ok and r.explain then out(explain_table(r.explain)) end
+    for _, x in ipairs(r.refusals or {}) do out(refusal_line(r.source or r.target, x)) end
+    if r.explain and #r.problems == 0 then out(explain_table(r.explain)) end
   end
 end
 
-local function print_json(results, all_ok)
+local function print_json(results, all_ok, backend)
   local docs = {}
   for i, r in ipairs(results) do
     docs[i] = { target = r.target, ok = r.ok, source = r.source,
                 problems = cli.json_array(r.problems),
-                explain = r.explain and cli.json_array(r.explain) }
+                explain = r.explain and cli.json_array(r.explain),
+                refusals = r.refusals and cli.json_array(r.refusals) }
   end
-  out(cli.json_encode({ ok = all_ok, results = cli.json_array(docs) }) .. "\n")
+  out(cli.json_encode({ ok = all_ok, results = cli.json_array(docs),
+                        backend = backend }) .. "\n")
+end
+
+-- Explaining or checking for a backend this build cannot run is an
+-- answer about nothing: say so (and why), and fail. nil when it runs.
+local function unavailable(opts)
+  if not (opts.explain or opts.mode) then return nil end
+  local ok, err = require("isolate.core").backend_check(opts.backend)
+  if ok then return nil end
+  return { name = opts.backend, available = false,
+           reason = errors.is(err) and err.message or tostring(err) }
 end
 
 -- cli.check(argv) -> exit status; argv is what follows `check`.
@@ -265,12 +305,19 @@ function cli.check(argv)
     if #a.targets == 0 then return "no policy given" end
   end)
   if not opts then return status end
-  local results, all_ok = {}, true
+  local missing = unavailable(opts)
+  opts.available = missing == nil
+  local results, all_ok = {}, missing == nil
   for i, target in ipairs(opts.targets) do
     results[i] = check_one(target, opts)
     all_ok = all_ok and results[i].ok
   end
-  if opts.json then print_json(results, all_ok) else print_text(results) end
+  if missing and not opts.json then
+    io.stderr:write(PROG, " check: backend '", missing.name, "' cannot run ",
+                    "in this build, so nothing enforces its rules here: ",
+                    missing.reason, "\n")
+  end
+  if opts.json then print_json(results, all_ok, missing) else print_text(results) end
   return all_ok and EXIT_OK or EXIT_INVALID
 end
 
