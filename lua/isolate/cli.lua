@@ -223,6 +223,7 @@ local function check_one(target, opts)
     -- Anything but an isolate.Error is a bug here, not a verdict.
     if not errors.is(p) then error(p, 0) end
     r.ok, r.source, r.problems = false, p.source, problems_of(p)
+    r.suggestion, r.searched = p.suggestion, p.searched
     if opts.explain then r.explain = {} end
     if opts.mode then r.refusals = {} end
   end
@@ -281,6 +282,8 @@ local function print_json(results, all_ok, backend)
   local docs = {}
   for i, r in ipairs(results) do
     docs[i] = { target = r.target, ok = r.ok, source = r.source,
+                suggestion = r.suggestion,
+                searched = r.searched and cli.json_array(r.searched),
                 problems = cli.json_array(r.problems),
                 explain = r.explain and cli.json_array(r.explain),
                 refusals = r.refusals and cli.json_array(r.refusals) }

@@ -295,9 +295,19 @@ local function with_options(p, config)
   return p
 end
 
+-- A policy that does not load names the option it came from.
+local function resolve_option(v, config)
+  local ok, p = pcall(policy.resolve, v)
+  if ok then return p end
+  if errors.is(p) then
+    p.option, p.where = p.option or "policy", p.where or config.where or "spawn"
+  end
+  error(p, 0)
+end
+
 local function cell_policy(opts, config)
   EMPTY_POLICY = EMPTY_POLICY or policy.compile({})
-  local p = opts.policy == nil and EMPTY_POLICY or policy.resolve(opts.policy)
+  local p = opts.policy == nil and EMPTY_POLICY or resolve_option(opts.policy, config)
   return with_options(p, config)
 end
 

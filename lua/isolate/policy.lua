@@ -93,6 +93,34 @@ local function locate(ref, from_dir)
     dirs
 end
 
+-- The policy names the folders dirs hold (their *.lua files), sorted:
+-- what "did you mean" picks from. lfs (lua-filesystem) is loaded only
+-- when a name is not found.
+local function names_in(dirs)
+  local lfs = require "lfs"
+  local out = {}
+  for _, d in ipairs(dirs) do
+    local ok, iter, dir = pcall(lfs.dir, d)
+    for f in ok and iter or function() end, dir do
+      local name = f:match("^([%w_][%w_.-]*)%.lua$")
+      if name and not contains(out, name) then out[#out + 1] = name end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The nearest policy name in dirs to ref, or nil (a path: none).
+local function nearest_name(ref, dirs)
+  if is_path(ref) then return nil end
+  return rules.nearest(ref, names_in(dirs))
+end
+
+-- " (did you mean "x"?)" or "".
+local function did_you_mean(near)
+  return near and string.format(" (did you mean %s?)", quote(near)) or ""
+end
+
 -- Run a data chunk: no string methods, a bounded number of instructions.
 local function run_data(chunk)
   local co = coroutine.create(chunk)
@@ -152,7 +180,7 @@ end
 
 -- A problem's facts besides its text (cycle=, searched=, line=): kept as
 -- they are when a child relays them.
-local PROBLEM_FACTS = { "cycle", "searched", "line" }
+local PROBLEM_FACTS = { "cycle", "searched", "line", "suggestion" }
 
 local function add_facts(P, facts)
   local last = P.list[#P.list]
@@ -175,9 +203,11 @@ end
 local function parent_spec(P, ref, meta, stack)
   local file, searched, dirs = locate(ref, dir_of(meta.source))
   if not file then
-    P:add("extends", "unknown policy %s; searched: %s (add its folder to "
-          .. "policy.path or ISOLATE_POLICY_PATH)", quote(ref), searched)
-    add_facts(P, { searched = dirs })
+    local near = nearest_name(ref, dirs)
+    P:add("extends", "unknown policy %s%s; searched: %s (add its folder to "
+          .. "policy.path or ISOLATE_POLICY_PATH)", quote(ref),
+          did_you_mean(near), searched)
+    add_facts(P, { searched = dirs, suggestion = near })
     return nil
   end
   local id, label = identity(file), is_path(ref) and file or ref
@@ -267,8 +297,11 @@ function policy.load(ref)
   end
   local file, searched, dirs = locate(ref, nil)
   if not file then
-    error(errors.new("policy", string.format("unknown policy %s; searched: %s",
-          quote(ref), searched), { problems = {}, searched = dirs }), 2)
+    local near = nearest_name(ref, dirs)
+    error(errors.new("policy", string.format("unknown policy %s%s; searched: "
+          .. "%s (add its folder to policy.path or ISOLATE_POLICY_PATH)",
+          quote(ref), did_you_mean(near), searched),
+          { problems = {}, searched = dirs, suggestion = near }), 2)
   end
   local meta = { name = not is_path(ref) and ref or nil, source = file }
   local spec = compile_spec(read_data(file), meta,
