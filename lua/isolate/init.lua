@@ -258,6 +258,9 @@ local function check_refusals(p, config)
   error(errors.new(first.error, msg, fields), 4)
 end
 
+-- isolate.pipeline asks the same before a stage's cells exist.
+sandbox._check_refusals = check_refusals
+
 -- Every capability the cell is granted needs a handler now: a request
 -- no handler answers is refused at spawn, not when the guest asks.
 local function check_handlers(p, config)

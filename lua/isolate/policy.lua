@@ -331,8 +331,10 @@ local function state(p)
   return s
 end
 
--- merge(p, {imports=, capabilities=, limits=}): spawn options on top of p.
-function policy.merge(p, opts)
+-- merge(p, {imports=, capabilities=, limits=} [, subject]): spawn options
+-- on top of p; subject names them in errors ("spawn options" by default,
+-- a pipeline says "stage 'x' options").
+function policy.merge(p, opts, subject)
   local s = state(p)
   if opts == nil then return p end
   if type(opts) ~= "table" then
@@ -340,7 +342,11 @@ function policy.merge(p, opts)
   end
   local P = new_problems()
   local spec = rules.validate_options(P, opts)
-  if #P.list > 0 then raise_problems("invalid_argument", "spawn options", P.list) end
+  if #P.list > 0 then
+    local first = P.list[1].path:match("^[%w_]+")
+    raise_problems("invalid_argument", subject or "spawn options", P.list,
+                   { option = first, where = "spawn" })
+  end
   return new_policy(combine(s.spec, spec), s)
 end
 
