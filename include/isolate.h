@@ -309,7 +309,14 @@ typedef struct iso_cell_config {
     size_t n_capabilities;
     int64_t wall_ms; /* per exec/call; 0 = unbounded */
     iso_plan *plan;  /* fs and net rules; NULL denies all (a ref is taken) */
-    /* Process backend only (0 = not set; processes: how many children). */
+    /* 0 = not set. Both backends enforce cpu_ms (a sub-interpreter
+     * cell's thread CPU time, judged by the host; a worker's RLIMIT_CPU),
+     * mem_bytes (the cell's Python allocation account; a worker's
+     * RLIMIT_AS and cgroup memory.max) and output_bytes (what the guest
+     * posts, logs and measures; a worker's files too, RLIMIT_FSIZE).
+     * open_files and processes (how many children) are process cells'
+     * only: a sub-interpreter cell ignores them (lua/isolate/init.lua
+     * refuses them at spawn). */
     int64_t cpu_ms, mem_bytes, open_files, output_bytes, processes;
     const char *const *deny_syscalls; /* the policy's syscalls.deny */
     size_t n_deny_syscalls;

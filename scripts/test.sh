@@ -4,6 +4,10 @@
 #   build-asan/   ASan + UBSan: C unit tests and specs in the instrumented host;
 #   build-py313/  a shared CPython >= 3.13 (own-GIL cells), when one is found;
 #   build-fuzz/   clang + libFuzzer: the wire frame decoder fuzzed for ~30 s.
+# The first three run every ctest test, labels included: the specs again
+# under garbage-collector stress (label gc, spec/gc_helper.lua; under ASan
+# in build-asan/) and the include-layer and file-length check (label check,
+# scripts/check_layers.lua).
 # Every suite runs even if an earlier one failed. Each ctest prints its own
 # summary; the LAST line is that summary totalled over all suites, in ctest's
 # own words, so a reader of the closing line sees a failure in any suite, not

@@ -50,17 +50,31 @@ static int microvm_missing(iso_error *err)
         vmm ? vmm : "");
 }
 
+/* The backends this build has, by kind (NULL: none). Only a test changes
+ * a slot (iso_backend_ops_set), before any cell of that kind exists. */
+static const iso_cell_ops *registry[ISO_BACKEND_COUNT] = {
+    [ISO_BACKEND_SUBINTERPRETER] = &iso_subinterpreter_ops,
+    [ISO_BACKEND_PROCESS] = &iso_process_ops,
+};
+
+const iso_cell_ops *iso_backend_ops(iso_backend b)
+{
+    return (unsigned)b < ISO_BACKEND_COUNT ? registry[b] : NULL;
+}
+
+void iso_backend_ops_set(iso_backend b, const iso_cell_ops *ops)
+{
+    if ((unsigned)b < ISO_BACKEND_COUNT)
+        registry[b] = ops;
+}
+
 int iso_backend_check(iso_backend b, iso_error *err)
 {
-    switch (b) {
-    case ISO_BACKEND_SUBINTERPRETER:
-        return 0;
-    case ISO_BACKEND_PROCESS:
-        return iso_process_backend_check(err);
-    case ISO_BACKEND_MICROVM:
+    const iso_cell_ops *ops = iso_backend_ops(b);
+    if (ops)
+        return ops->check ? ops->check(err) : 0;
+    if (b == ISO_BACKEND_MICROVM)
         return microvm_missing(err);
-    default:
-        return iso_error_set(err, ISO_INVALID_ARGUMENT, "unknown backend %d",
-                             (int)b);
-    }
+    return iso_error_set(err, ISO_INVALID_ARGUMENT, "unknown backend %d",
+                         (int)b);
 }

@@ -1,18 +1,20 @@
 /*
  * Cells, as the host sees them: spawn, requests, waiting ("pumping"),
- * broker replies, close and kill. The cell thread's side lives in the
- * backend (py_cell.c); the two meet only through struct iso_cell.
+ * broker replies, close and kill. What differs between backends is behind
+ * their ops (cell.h); the queues and the doorbell are cell_queue.c's, the
+ * BPF guard and hot reload cell_guard.c's.
+ *
+ * Longer than 600 lines because spawn, requests and the wait loops with their
+ * limits share the cell's host-side state and its statics (live names);
+ * splitting the waits out would spread one state machine over two files.
  */
-#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "cell.h"
-#include "py_alloc.h"
+#include "cell_queue.h"
 
 /* ---- live names -------------------------------------------------------- */
 
@@ -62,214 +64,6 @@ static void name_release(iso_cell *c)
     pthread_mutex_unlock(&names_mu);
 }
 
-bool iso_cell_name_valid(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n < 1 || n > ISO_NAME_MAX)
-        return false;
-    return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                        "0123456789_-") == n;
-}
-
-/* ---- messages and queues ---------------------------------------------- */
-
-/* Rung by every sub-interpreter cell's push besides its own to_host, so
- * that iso_cell_wait_any sleeps on one address for many cells. A ring from
- * a cell outside the waited-for set costs the waiter one more look. A
- * waiter that must also watch process cells' sockets sleeps in ppoll
- * instead, and asks (pollers) for the ring to reach a socket too.
- *
- * That socket pair is made once, before the first cell thread confines
- * itself: a confined cell thread has a private fd table (confine.c) that
- * keeps only the writing end, so a guest can ring (a spurious wake-up) but
- * never read the host's wake-ups. A socket, not a pipe or an eventfd: a
- * pipe's other end can be reopened through /proc/self/fd/N (Landlock does
- * not mediate pipes), a socket cannot (ENXIO), and an eventfd is one fd
- * for both directions. */
-static iso_signal doorbell;
-static _Atomic uint32_t doorbell_pollers;
-static int doorbell_fds[2] = {-1, -1}; /* [0] the host reads, [1] rings */
-static pthread_once_t doorbell_once = PTHREAD_ONCE_INIT;
-
-static void doorbell_make(void)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) <
-        0)
-        return; /* the waiter then looks at the doorbell every ms */
-    shutdown(sv[0], SHUT_WR); /* nothing ever flows to the ringing end */
-    shutdown(sv[1], SHUT_RD);
-    doorbell_fds[0] = sv[0], doorbell_fds[1] = sv[1];
-}
-
-int iso_cell_doorbell_fd(void)
-{
-    pthread_once(&doorbell_once, doorbell_make);
-    return doorbell_fds[1];
-}
-
-static void ring_doorbell(void)
-{
-    iso_signal_notify(&doorbell);
-    if (atomic_load(&doorbell_pollers)) {
-        char one = 1;
-        if (send(doorbell_fds[1], &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-            /* full: the waiter is woken already */
-        }
-    }
-}
-
-iso_msg *iso_msg_new(iso_msg_type type)
-{
-    iso_msg *m = calloc(1, sizeof *m);
-    if (m) {
-        m->type = type;
-        m->time = iso_wallclock();
-    }
-    return m;
-}
-
-void iso_msg_destroy(iso_msg *m)
-{
-    if (!m)
-        return;
-    iso_value_free(&m->value);
-    iso_error_clear(&m->error);
-    free(m);
-}
-
-static void queue_push(iso_msg_queue *q, iso_msg *m)
-{
-    m->next = NULL;
-    if (q->tail)
-        q->tail->next = m;
-    else
-        q->head = m;
-    q->tail = m;
-}
-
-static iso_msg *queue_pop(iso_msg_queue *q)
-{
-    iso_msg *m = q->head;
-    if (m) {
-        q->head = m->next;
-        if (!q->head)
-            q->tail = NULL;
-        m->next = NULL;
-    }
-    return m;
-}
-
-static void queue_clear(iso_msg_queue *q)
-{
-    iso_msg *m;
-    while ((m = queue_pop(q)))
-        iso_msg_destroy(m);
-}
-
-void iso_cell_wake_host(iso_cell *c)
-{
-    iso_signal_notify(&c->to_host);
-    ring_doorbell();
-}
-
-/* ---- the host's queues, bounded ---------------------------------------- */
-
-static _Atomic int64_t queue_bytes_default = ISO_QUEUE_BYTES_DEFAULT;
-static _Atomic int64_t queue_values_default = ISO_QUEUE_VALUES_DEFAULT;
-
-int iso_queue_defaults_set(int64_t bytes, int64_t values, iso_error *err)
-{
-    if (bytes <= 0 || values <= 0)
-        return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                             "queue_bytes and queue_values must be positive "
-                             "integers");
-    atomic_store(&queue_bytes_default, bytes);
-    atomic_store(&queue_values_default, values);
-    return 0;
-}
-
-void iso_queue_defaults_get(int64_t *bytes, int64_t *values)
-{
-    *bytes = atomic_load(&queue_bytes_default);
-    *values = atomic_load(&queue_values_default);
-}
-
-/* Messages that wait in a queue until the host takes them; a result and a
- * broker request have one slot each instead. */
-static bool queued_type(iso_msg_type type)
-{
-    return type != ISO_MSG_RESULT && type != ISO_MSG_REQUEST;
-}
-
-int iso_cell_queue_charge(iso_cell *c, iso_msg *m)
-{
-    int64_t size = (int64_t)(iso_value_footprint(&m->value) + sizeof *m);
-    int64_t bytes = atomic_fetch_add(&c->queued_bytes, size) + size;
-    int64_t values = atomic_fetch_add(&c->queued_values, 1) + 1;
-    if ((c->queue_bytes > 0 && bytes > c->queue_bytes) ||
-        (c->queue_values > 0 && values > c->queue_values)) {
-        atomic_fetch_sub(&c->queued_bytes, size);
-        atomic_fetch_sub(&c->queued_values, 1);
-        return -1;
-    }
-    m->charged = size;
-    return 0;
-}
-
-void iso_cell_queue_why(iso_cell *c, char *buf, size_t n)
-{
-    if (c->queue_values > 0 &&
-        atomic_load(&c->queued_values) >= c->queue_values)
-        snprintf(buf, n, "limits.queue_values=%lld messages",
-                 (long long)c->queue_values);
-    else
-        snprintf(buf, n, "limits.queue_bytes=%lld bytes",
-                 (long long)c->queue_bytes);
-}
-
-/* The host took m out of its queue. */
-static iso_msg *refund(iso_cell *c, iso_msg *m)
-{
-    if (m && m->charged) {
-        atomic_fetch_sub(&c->queued_bytes, m->charged);
-        atomic_fetch_sub(&c->queued_values, 1);
-        m->charged = 0;
-    }
-    return m;
-}
-
-int iso_denial_mark(iso_msg *m, const char *source)
-{
-    iso_value *list = &m->value;
-    while (list->u.seq.len > 5) /* whoever set one before: replaced */
-        iso_value_free(&list->u.seq.items[--list->u.seq.len]);
-    iso_value *slot = iso_list_append(list);
-    return slot ? iso_value_set_string(slot, ISO_STR, source, strlen(source))
-                : -1;
-}
-
-int iso_cell_push(iso_cell *c, iso_msg *m)
-{
-    if (c->send_hook) {
-        c->send_hook(c, m);
-        return 0;
-    }
-    /* An abandoned thread's guest runs on after kill: nothing it sends
-     * from then on is "posted before it was killed". */
-    if (atomic_load(&c->abandoned) ||
-        (queued_type(m->type) && iso_cell_queue_charge(c, m))) {
-        iso_msg_destroy(m);
-        return -1;
-    }
-    pthread_mutex_lock(&c->mu);
-    queue_push(&c->outbox, m);
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_host);
-    ring_doorbell();
-    return 0;
-}
-
 void iso_req_destroy(iso_req *r)
 {
     if (!r)
@@ -306,9 +100,9 @@ static void cell_free(iso_cell *c)
     if (c->ops && c->ops->destroy)
         c->ops->destroy(c);
     iso_value_free(&c->confinement);
-    queue_clear(&c->outbox);
-    queue_clear(&c->posts);
-    queue_clear(&c->events);
+    iso_msg_queue_clear(&c->outbox);
+    iso_msg_queue_clear(&c->posts);
+    iso_msg_queue_clear(&c->events);
     iso_msg_destroy(c->pending_result);
     iso_msg_destroy(c->pending_request);
     iso_req_destroy(c->req);
@@ -320,9 +114,9 @@ static void cell_free(iso_cell *c)
     iso_error_clear(&c->failed);
     iso_cell_unconfine(c);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
-    free_strings(c->imports, c->n_imports);
-    free_strings(c->capabilities, c->n_capabilities);
-    iso_plan_unref(c->plan);
+    free_strings(c->guest.imports, c->guest.n_imports);
+    free_strings(c->guest.capabilities, c->guest.n_capabilities);
+    iso_plan_unref(c->guest.plan);
     for (size_t i = 0; i < c->n_retired; i++)
         iso_plan_unref(c->retired[i]);
     free(c->retired);
@@ -357,23 +151,24 @@ static int configure(iso_cell *c, const iso_cell_config *cfg)
         free_strings(deny, cfg->n_deny_syscalls);
         return -1;
     }
-    free_strings(c->imports, c->n_imports);
-    free_strings(c->capabilities, c->n_capabilities);
+    free_strings(c->guest.imports, c->guest.n_imports);
+    free_strings(c->guest.capabilities, c->guest.n_capabilities);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
-    c->imports = imports, c->n_imports = cfg->n_imports;
-    c->capabilities = caps, c->n_capabilities = cfg->n_capabilities;
+    c->guest.imports = imports, c->guest.n_imports = cfg->n_imports;
+    c->guest.capabilities = caps, c->guest.n_capabilities = cfg->n_capabilities;
     c->deny_syscalls = deny, c->n_deny_syscalls = cfg->n_deny_syscalls;
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
+    snprintf(c->guest.name, sizeof c->guest.name, "%s", cfg->name);
     c->wall_ms = cfg->wall_ms;
     c->cpu_ms = cfg->cpu_ms;
-    c->output_bytes = cfg->output_bytes;
-    c->mem_limit = cfg->mem_bytes;
+    c->guest.output_bytes = cfg->output_bytes;
+    c->guest.mem_limit = cfg->mem_bytes;
     int64_t qb, qv;
     iso_queue_defaults_get(&qb, &qv);
     c->queue_bytes = cfg->queue_bytes > 0 ? cfg->queue_bytes : qb;
     c->queue_values = cfg->queue_values > 0 ? cfg->queue_values : qv;
-    iso_plan_unref(c->plan);
-    c->plan = iso_plan_ref(cfg->plan);
+    iso_plan_unref(c->guest.plan);
+    c->guest.plan = iso_plan_ref(cfg->plan);
     return 0;
 }
 
@@ -385,9 +180,8 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    c->backend = cfg->backend;
-    c->ops = cfg->backend == ISO_BACKEND_PROCESS ? &iso_process_ops
-                                                 : &iso_subinterpreter_ops;
+    c->backend = c->guest.backend = cfg->backend;
+    c->ops = iso_backend_ops(cfg->backend);
     c->start_rc = 1; /* not started yet */
     if (configure(c, cfg)) {
         cell_free(c);
@@ -411,10 +205,10 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
     return iso_backend_check(cfg->backend, err);
 }
 
-/* A sub-interpreter cell with no name and no rules, for the warm pool. */
-iso_cell *iso_cell_new_blank(iso_error *err)
+/* A cell with no name and no rules, for a backend's warm pool. */
+iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
 {
-    iso_cell_config cfg = {.name = "", .backend = ISO_BACKEND_SUBINTERPRETER};
+    iso_cell_config cfg = {.name = "", .backend = b};
     iso_cell *c = cell_new(&cfg);
     if (!c) {
         iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -427,7 +221,7 @@ iso_cell *iso_cell_new_blank(iso_error *err)
     return c;
 }
 
-/* Make a warm cell (iso_pool_take) the cell cfg asks for. */
+/* Make a warm cell (the take_warm op) the cell cfg asks for. */
 static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
 {
     if (configure(c, cfg)) {
@@ -440,33 +234,19 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     return -1;
 }
 
-/* limits.mem of a sub-interpreter cell: its account's budget. A budget
- * that an empty cell already fills could only ever fail. */
-static int limit_memory(iso_cell *c, iso_error *err)
-{
-    int64_t used = iso_mem_account_used(c->mem_account);
-    if (c->mem_limit > 0 && used >= c->mem_limit)
-        return iso_error_set(err, ISO_INVALID_ARGUMENT,
-                             "limits.mem of %lld bytes is below the %lld "
-                             "bytes an empty cell already holds: raise it",
-                             (long long)c->mem_limit, (long long)used);
-    iso_mem_account_limit(c->mem_account, c->mem_limit);
-    return 0;
-}
-
 static void warn_missing(iso_cell *c);
 
-/* Limits and kernel layers on a sub-interpreter cell's thread before any
- * guest code. The cell thread serves the confinement before any request,
+/* Limits and kernel layers before any guest code (the confine op). A
+ * sub-interpreter cell's thread serves its confinement before any request,
  * so spawn need not wait for it: the first use of the cell does
  * (iso_cell_settle), and a cell that could not be confined is stopped
  * there, never used. Hardened mode waits here, so spawn itself fails. */
 static int confine(iso_cell *c, iso_error *err)
 {
-    if (c->backend != ISO_BACKEND_SUBINTERPRETER)
-        warn_missing(c); /* a worker confined itself before it was ready */
-    if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
-        (limit_memory(c, err) == 0 && iso_cell_confine(c, err) == 0 &&
+    if (!c->ops->confine)
+        warn_missing(c); /* it confined itself before it was ready */
+    if (!c->ops->confine ||
+        (c->ops->confine(c, err) == 0 &&
          (iso_mode_get() != ISO_MODE_HARDENED || iso_cell_settle(c, err) == 0)))
         return 0;
     iso_cell_release(c);
@@ -479,8 +259,8 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
     *out = NULL;
     if (check_config(cfg, err))
         return -1;
-    iso_cell *warm =
-        cfg->backend == ISO_BACKEND_SUBINTERPRETER ? iso_pool_take() : NULL;
+    const iso_cell_ops *ops = iso_backend_ops(cfg->backend);
+    iso_cell *warm = ops->take_warm ? ops->take_warm() : NULL;
     if (warm) {
         warm->spawn_began = began;
         if (adopt(warm, cfg, err) || confine(warm, err))
@@ -561,7 +341,7 @@ static void warn_missing(iso_cell *c)
                      ? iso_msg_new(ISO_MSG_WARNING)
                      : NULL;
     if (m && iso_value_set_string(&m->value, ISO_STR, text, strlen(text)) == 0)
-        queue_push(&c->events, m);
+        iso_msg_queue_push(&c->events, m);
     else
         iso_msg_destroy(m);
 }
@@ -619,9 +399,9 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->busy = true;
     c->overrun = ISO_OK;
     c->started = iso_now();
-    if (c->ops->interrupt &&
-        (c->wall_ms > 0 || c->cpu_ms > 0 || c->mem_limit > 0))
-        c->watched = iso_watchdog_watch(c, r->seq, c->started) == 0;
+    if (c->ops->watch &&
+        (c->wall_ms > 0 || c->cpu_ms > 0 || c->guest.mem_limit > 0))
+        c->watched = c->ops->watch(c, r->seq, c->started) == 0;
     c->last_interrupt = 0;
     c->calls++;
     return c->ops->submit(c, r, err);
@@ -690,7 +470,7 @@ int iso_cell_deliver(iso_cell *c, iso_msg *m)
     }
     if (m->type == ISO_MSG_POST)
         c->posts_count++;
-    queue_push(m->type == ISO_MSG_POST ? &c->posts : &c->events, m);
+    iso_msg_queue_push(m->type == ISO_MSG_POST ? &c->posts : &c->events, m);
     return 0;
 }
 
@@ -702,7 +482,7 @@ bool iso_cell_drain_outbox(iso_cell *c)
     pthread_mutex_unlock(&c->mu);
     bool any = q.head != NULL;
     iso_msg *m;
-    while ((m = queue_pop(&q)))
+    while ((m = iso_msg_queue_pop(&q)))
         iso_cell_deliver(c, m);
     return any;
 }
@@ -712,7 +492,7 @@ static void adopt_watchdog(iso_cell *c)
 {
     double since;
     iso_kind kind = c->watched && !c->overrun
-                        ? iso_watchdog_found(c, c->next_seq, &since)
+                        ? c->ops->found(c, c->next_seq, &since)
                         : ISO_OK;
     if (kind != ISO_OK)
         c->overrun = kind, c->overrun_since = since;
@@ -721,7 +501,7 @@ static void adopt_watchdog(iso_cell *c)
 static void unwatch(iso_cell *c)
 {
     if (c->watched)
-        iso_watchdog_forget(c);
+        c->ops->forget(c);
     c->watched = false;
 }
 
@@ -738,7 +518,7 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
         adopt_watchdog(c); /* an interrupted request's kind */
         unwatch(c);
     } else if (what == ISO_WAIT_POST) {
-        m = refund(c, queue_pop(&c->posts));
+        m = iso_cell_refund(c, iso_msg_queue_pop(&c->posts));
     }
     return m;
 }
@@ -752,14 +532,6 @@ void iso_cell_retire(iso_cell *c, iso_state state)
     unwatch(c);
 }
 
-int64_t iso_cell_thread_cpu_ms(const iso_cell *c)
-{
-    struct timespec ts;
-    if (!c->has_cpu_clock || clock_gettime(c->cpu_clock, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Which limit the running request passed, and since when. */
 static bool over_limit(iso_cell *c, double now)
 {
@@ -767,13 +539,11 @@ static bool over_limit(iso_cell *c, double now)
     if (c->overrun)
         return true;
     double wall_end = c->started + (double)c->wall_ms / 1000.0;
+    iso_kind over;
     if (c->wall_ms > 0 && now >= wall_end)
         c->overrun = ISO_TIMEOUT, c->overrun_since = wall_end;
-    else if (c->cpu_ms > 0 && c->backend == ISO_BACKEND_SUBINTERPRETER &&
-             iso_cell_thread_cpu_ms(c) >= c->cpu_ms)
-        c->overrun = ISO_CPU, c->overrun_since = now;
-    else if (iso_mem_account_overrun(c->mem_account))
-        c->overrun = ISO_MEMORY, c->overrun_since = now;
+    else if (c->ops->over && (over = c->ops->over(c)) != ISO_OK)
+        c->overrun = over, c->overrun_since = now;
     return c->overrun != ISO_OK;
 }
 
@@ -799,7 +569,7 @@ static int enforce_limits(iso_cell *c, double now)
     return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
 }
 
-/* cpu_ms and mem of a sub-interpreter cell the watchdog does not watch */
+/* cpu_ms and mem of a cell (the over op) the watchdog does not watch */
 #define CPU_CHECK_EVERY_S 0.01
 
 static double next_deadline(iso_cell *c, iso_wait what, double deadline)
@@ -809,8 +579,8 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
     double wake = -1;
     if (c->overrun)
         wake = c->last_interrupt + ISO_INTERRUPT_EVERY_S;
-    else if ((c->cpu_ms > 0 || c->mem_limit > 0) && !c->watched &&
-             c->backend == ISO_BACKEND_SUBINTERPRETER)
+    else if ((c->cpu_ms > 0 || c->guest.mem_limit > 0) && !c->watched &&
+             c->ops->over)
         wake = iso_now() + CPU_CHECK_EVERY_S;
     else if (c->wall_ms > 0)
         wake = c->started + (double)c->wall_ms / 1000.0;
@@ -825,7 +595,7 @@ static int overrun_error(iso_cell *c, iso_error *err, bool closed)
                         : c->overrun == ISO_MEMORY ? "mem"
                                                    : "wall_ms";
     int64_t value = c->overrun == ISO_CPU      ? c->cpu_ms
-                    : c->overrun == ISO_MEMORY ? c->mem_limit
+                    : c->overrun == ISO_MEMORY ? c->guest.mem_limit
                                                : c->wall_ms;
     return iso_error_set(err, c->overrun,
                          "cell '%s' exceeded limits.%s=%lld "
@@ -846,7 +616,7 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
     }
     if (!iso_cell_is_open(c) && what == ISO_WAIT_POST) {
         iso_cell_drain_outbox(c); /* posted before it ended: not lost */
-        if ((*out = refund(c, queue_pop(&c->posts))))
+        if ((*out = iso_cell_refund(c, iso_msg_queue_pop(&c->posts))))
             return 0;
     }
     if (!iso_cell_is_open(c))
@@ -881,9 +651,8 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
 
 /* Process cells in one wait-any that get a socket of their own in ppoll.
  * Any beyond, and the doorbell when no socket can be made, are looked at
- * every WAIT_ANY_SLICE_S instead. */
+ * every ISO_WAIT_ANY_SLICE_S instead. */
 #define WAIT_ANY_FDS 64
-#define WAIT_ANY_SLICE_S 0.001
 
 static void lower(double *wake, double t)
 {
@@ -908,46 +677,6 @@ static bool needs_host(iso_cell *c, double now, double *wake)
     return false;
 }
 
-static void to_timespec(double seconds, struct timespec *ts)
-{
-    if (seconds < 0)
-        seconds = 0;
-    ts->tv_sec = (time_t)seconds;
-    ts->tv_nsec = (long)((seconds - (double)ts->tv_sec) * 1e9);
-}
-
-/* The doorbell's reading end for ppoll (-1 when there is none). */
-static int doorbell_pollfd(void)
-{
-    pthread_once(&doorbell_once, doorbell_make);
-    return doorbell_fds[0];
-}
-
-/* ppoll the sockets in fds[0..nfds) and, with cell threads in the set,
- * the doorbell (its socket in the last slot, left free by the caller). */
-static void poll_any(struct pollfd *fds, nfds_t nfds, bool threads,
-                     uint32_t seen, double wake)
-{
-    int bell = threads ? doorbell_pollfd() : -1;
-    if (threads && bell < 0) /* no socket: look at the doorbell often */
-        lower(&wake, iso_now() + WAIT_ANY_SLICE_S);
-    if (bell >= 0)
-        fds[nfds++] = (struct pollfd){.fd = bell, .events = POLLIN};
-    atomic_fetch_add(&doorbell_pollers, 1);
-    if (bell < 0 || iso_signal_peek(&doorbell) == seen) {
-        struct timespec ts;
-        to_timespec(wake - iso_now(), &ts);
-        ppoll(fds, nfds, wake < 0 ? NULL : &ts, NULL);
-    }
-    atomic_fetch_sub(&doorbell_pollers, 1);
-    /* one read, not a loop: a guest that rings without pause must not
-     * keep the host here (what is left makes the next ppoll return) */
-    char rings[4096];
-    if (bell >= 0 && recv(bell, rings, sizeof rings, MSG_DONTWAIT) < 0) {
-        /* EAGAIN: nothing rang */
-    }
-}
-
 /* Sleep until the doorbell moves past seen, a process cell's socket has
  * something, or wake (< 0: no limit). Spurious returns are fine. */
 static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
@@ -957,20 +686,16 @@ static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
     nfds_t nfds = 0;
     bool threads = false;
     for (size_t i = 0; i < n; i++) {
-        int fd = cells[i]->backend == ISO_BACKEND_PROCESS
-                     ? iso_process_frames_fd(cells[i])
-                     : -1;
-        if (cells[i]->backend != ISO_BACKEND_PROCESS)
-            threads = true;
+        const iso_cell_ops *ops = cells[i]->ops;
+        int fd = ops->poll_fd ? ops->poll_fd(cells[i]) : -1;
+        if (!ops->poll_fd)
+            threads = true; /* it rings the doorbell */
         else if (nfds == WAIT_ANY_FDS)
-            lower(&wake, iso_now() + WAIT_ANY_SLICE_S);
+            lower(&wake, iso_now() + ISO_WAIT_ANY_SLICE_S);
         else if (fd >= 0)
             fds[nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
     }
-    if (nfds == 0)
-        iso_signal_sleep(&doorbell, seen, wake);
-    else
-        poll_any(fds, nfds, threads, seen, wake);
+    iso_doorbell_sleep(fds, nfds, threads, seen, wake);
 }
 
 size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
@@ -978,7 +703,7 @@ size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
 {
     double deadline = timeout_s < 0 ? -1 : iso_now() + timeout_s;
     for (;;) {
-        uint32_t seen = iso_signal_peek(&doorbell);
+        uint32_t seen = iso_doorbell_peek();
         double now = iso_now(), wake = deadline;
         size_t count = 0;
         for (size_t i = 0; i < n; i++) {
@@ -1010,7 +735,7 @@ iso_msg *iso_cell_next_event(iso_cell *c)
     if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
-    return refund(c, queue_pop(&c->events));
+    return iso_cell_refund(c, iso_msg_queue_pop(&c->events));
 }
 
 void iso_cell_phase(iso_cell *c, const char *name, double at)
@@ -1045,14 +770,10 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
 {
     static const char *const names[] = {"starting", "idle", "closed", "dead"};
     memset(st, 0, sizeof *st);
-    if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
-        st->cpu_ms = iso_process_cpu_ms(c);
-    else if (iso_cell_is_open(c))
-        st->cpu_ms = iso_cell_thread_cpu_ms(c);
-    if (c->backend == ISO_BACKEND_PROCESS && iso_cell_is_open(c))
-        st->mem_bytes = iso_process_mem_bytes(c);
-    else if (iso_cell_is_open(c))
-        st->mem_bytes = iso_mem_account_used(c->mem_account);
+    if (iso_cell_is_open(c) && c->ops->cpu_ms)
+        st->cpu_ms = c->ops->cpu_ms(c);
+    if (iso_cell_is_open(c) && c->ops->mem_bytes)
+        st->mem_bytes = c->ops->mem_bytes(c);
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;
@@ -1083,25 +804,4 @@ const iso_value *iso_cell_confinement(iso_cell *c)
 {
     settle_quietly(c); /* a failure shows as the cell being closed */
     return &c->confinement;
-}
-
-static int add_field(iso_value *map, const char *key, const char *value)
-{
-    iso_value *k, *v;
-    if (iso_map_append(map, &k, &v))
-        return -1;
-    return iso_value_set_string(k, ISO_STR, key, strlen(key)) ||
-           iso_value_set_string(v, ISO_STR, value, strlen(value));
-}
-
-int iso_confinement_add(iso_value *list, const char *layer, const char *state,
-                        const char *scope, const char *detail)
-{
-    iso_value *row = iso_list_append(list);
-    if (!row)
-        return -1;
-    iso_value_set_map(row);
-    return add_field(row, "layer", layer) || add_field(row, "state", state) ||
-           add_field(row, "scope", scope) ||
-           add_field(row, "detail", detail ? detail : "");
 }

@@ -10,15 +10,15 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "isolate.h"
+#include "guard_routes.h"
+#include "guest.h"
 #include "handoff.h"
+#include "isolate.h"
+#include "msg.h"
 
 #define ISO_CLOSE_GRACE_S 2.0 /* close: how long to wait for the thread */
 #define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
 #define ISO_INTERRUPT_EVERY_S 0.05
-/* request(): the longest capability and action names, in bytes (a
- * process cell's host takes a longer one for a forged frame). */
-#define ISO_REQUEST_TEXT_MAX 4096
 
 typedef enum iso_req_type {
     ISO_REQ_EXEC,
@@ -46,10 +46,22 @@ typedef struct iso_msg_queue {
 } iso_msg_queue;
 
 /* What the generic host side (cell.c) needs from a backend: the
- * sub-interpreter backend (py_cell.c) and the process backend (proc.c). */
+ * sub-interpreter backend (py_cell.c) and the process backend (proc.c),
+ * found by kind in the registry (backend.c). cell.c never asks which
+ * backend a cell has: what differs is an op here, or an op left NULL. */
 typedef struct iso_cell_ops {
+    /* Can this build and host run the backend? 0, or -1 with err saying
+     * what is missing. NULL: always. */
+    int (*check)(iso_error *err);
+    /* A warm cell (started, unnamed, no rules) to make the spawned one;
+     * NULL when there is none. NULL op: the backend has no such pool. */
+    iso_cell *(*take_warm)(void);
     /* Create the cell and wait until it is ready. */
     int (*start)(iso_cell *c, const iso_cell_config *cfg, iso_error *err);
+    /* Limits and confinement of a started (or warm, just configured) cell
+     * before any guest code: 0, or -1 with err. NULL: the cell confined
+     * itself before it was ready (its missing layers are in c->confinement). */
+    int (*confine)(iso_cell *c, iso_error *err);
     /* Hand over request r (owned). */
     int (*submit)(iso_cell *c, iso_req *r, iso_error *err);
     /* Deliver what the cell sent (iso_cell_deliver), waiting for something
@@ -58,6 +70,16 @@ typedef struct iso_cell_ops {
     int (*receive)(iso_cell *c, double deadline, iso_error *err);
     /* Answer the cell's broker request. */
     void (*reply)(iso_cell *c, iso_value *value, const char *error);
+    /* A limit the host checks itself while it waits for a result:
+     * ISO_CPU, ISO_MEMORY or ISO_OK. NULL: the backend enforces cpu_ms
+     * and mem otherwise (a worker's RLIMIT_CPU and its own MemoryError). */
+    iso_kind (*over)(iso_cell *c);
+    /* Watch request seq (started at `started`) for its limits while the
+     * host does not wait for it: 0 when watched; forget it; what was found
+     * (ISO_OK: nothing yet) and since when. NULL: no watcher. */
+    int (*watch)(iso_cell *c, uint64_t seq, double started);
+    void (*forget)(iso_cell *c);
+    iso_kind (*found)(iso_cell *c, uint64_t seq, double *since);
     /* The running request is past wall_ms by `overdue` seconds. Returns
      * true while the cell may still answer (it was interrupted), false
      * once it was killed or abandoned (retired). */
@@ -73,15 +95,20 @@ typedef struct iso_cell_ops {
      * in force on return, 0 when it takes it before its next request (it
      * is busy), -1 with err (the cell died). NULL: it reads c->plan. */
     int (*reload)(iso_cell *c, iso_error *err);
+    /* An open cell's CPU time in ms and memory in bytes (stats). */
+    int64_t (*cpu_ms)(const iso_cell *c);
+    int64_t (*mem_bytes)(const iso_cell *c);
+    /* The fd that becomes readable when the cell sent something, for
+     * iso_cell_wait_any (-1 once it is gone). NULL: the cell rings the
+     * doorbell instead. */
+    int (*poll_fd)(const iso_cell *c);
 } iso_cell_ops;
 
 extern const iso_cell_ops iso_subinterpreter_ops, iso_process_ops;
-/* proc.c: is the worker installed; a process cell's CPU time, memory; the
- * socket its frames arrive on (-1 once it is gone), for iso_cell_wait_any. */
-int iso_process_backend_check(iso_error *err);
-int64_t iso_process_cpu_ms(const iso_cell *c);
-int64_t iso_process_mem_bytes(const iso_cell *c); /* resident set */
-int iso_process_frames_fd(const iso_cell *c);
+/* backend.c: the ops of backend b (NULL: none in this build); a test puts
+ * a fake backend in a slot with iso_backend_ops_set. */
+const iso_cell_ops *iso_backend_ops(iso_backend b);
+void iso_backend_ops_set(iso_backend b, const iso_cell_ops *ops);
 /* proc.c, pure: may a worker report kind in a RESULT (what it sends: guest,
  * value, and memory under limits.mem)? A death note made fit to show:
  * bytes other than printable ASCII dropped, in place; its new length. */
@@ -103,21 +130,20 @@ struct iso_cell {
     const iso_cell_ops *ops;
     void *backend_data;    /* proc.c: the worker process */
     iso_value confinement; /* per layer: what confines this cell */
-    char **imports, **capabilities;
-    size_t n_imports, n_capabilities;
+    /* What the guest runtime reads: its name, imports, capabilities, plan
+     * (immutable; NULL denies every fs and net access; a reload swaps
+     * it), output and memory limits, and its sink. A sub-interpreter
+     * cell's thread runs its guest with it; a process cell's host side
+     * reads the rules from it. mem_account is set before the cell is
+     * started, output_used and quiet are the cell thread's. */
+    iso_guest guest;
     int64_t wall_ms, cpu_ms; /* 0: none */
-    int64_t output_bytes;    /* posts and logs; 0: none */
-    int64_t output_used;     /* cell thread */
-    int64_t mem_limit;       /* bytes; 0: none */
-    uint32_t mem_account;    /* py_alloc.c; set before the cell is started */
-    iso_plan *plan;       /* immutable; NULL denies every fs and net access */
-    char **deny_syscalls; /* the policy's syscalls.deny */
+    char **deny_syscalls;    /* the policy's syscalls.deny */
     size_t n_deny_syscalls;
     struct iso_cell_kernel *kernel; /* cell_confine.c */
-    uint64_t guard_cgroup;          /* BPF-guarded cgroup id, 0: none */
-    iso_plan **retired;             /* plans replaced by reloads */
+    iso_guard guard;    /* the BPF guard of its cgroup (cell_guard.c) */
+    iso_plan **retired; /* plans replaced by reloads */
     size_t n_retired;
-    int guard_rules;
     /* The host's queue limits (0: unbounded), and what waits now in the
      * outbox and the host's posts and events: charged by whoever queues a
      * message, refunded when the host takes it. */
@@ -147,14 +173,7 @@ struct iso_cell {
     pthread_t thread;
     clockid_t cpu_clock;
     bool has_cpu_clock;
-    unsigned long py_thread_id;
     _Atomic uint64_t running_seq; /* request being run; 0 when idle */
-    bool quiet;                   /* the runtime's own work: no denial events */
-    void *py;                     /* backend state (py_cell.c) */
-    /* In a worker process the cell talks to its host over a socket
-     * instead of the outbox and the reply slot. */
-    void (*send_hook)(iso_cell *c, iso_msg *m);
-    bool (*await_reply_hook)(iso_cell *c);
 
     /* Host thread only. */
     iso_msg_queue posts, events;
@@ -178,14 +197,15 @@ struct iso_cell {
     uint64_t calls, posts_count, denials;
 };
 
-/* cell_confine.c: kernel layers on a sub-interpreter cell's thread. */
+/* modes.c: the rollout mode. */
 typedef enum iso_mode {
     ISO_MODE_DEV,
     ISO_MODE_HARDENED,
     ISO_MODE_COMPAT
 } iso_mode;
 iso_mode iso_mode_get(void);
-/* Host: spawn starts the cell thread's confinement; everything else that
+/* cell_confine.c: kernel layers on a sub-interpreter cell's thread.
+ * Host: spawn starts the cell thread's confinement; everything else that
  * touches the cell first waits for it with iso_cell_confined (-1 with err
  * when it failed). The cell thread serves it before any request. */
 int iso_cell_confine(iso_cell *c, iso_error *err);
@@ -196,19 +216,19 @@ int iso_cell_settle(iso_cell *c, iso_error *err);
 /* The pool's refill thread: a warm cell's thread joins a threaded cgroup of
  * its own ahead of spawn. Best effort (spawn makes one when it did not). */
 void iso_cell_cgroup_prepare(iso_cell *c);
-/* The BPF guard for a cell's cgroup (either backend): install its plan's
- * rules and remember the cell for denial events; the confinement row. */
+/* cell_guard.c: the BPF guard for a cell's cgroup (either backend):
+ * install its plan's rules and route its denials to the cell's events;
+ * the confinement row. */
 bool iso_cell_guard(iso_cell *c, const char *cgroup_dir, uint64_t cgroup_id,
                     char *why, size_t n); /* cgroup_id 0: look it up */
 void iso_cell_unguard(iso_cell *c);
 int iso_cell_guard_row(iso_cell *c, iso_value *list, const char *scope,
                        const char *why);
 void iso_cell_guard_drain(void); /* BPF denials -> their cells' events */
-/* The plan the cell decides with now (hot reload may swap it: read it once
- * per decision; a replaced plan lives as long as the cell). */
+/* The plan the cell decides with now (iso_guest_plan). */
 static inline const iso_plan *iso_cell_plan(iso_cell *c)
 {
-    return __atomic_load_n(&c->plan, __ATOMIC_ACQUIRE);
+    return iso_guest_plan(&c->guest);
 }
 void iso_cell_confine_run(iso_cell *c); /* the cell thread */
 void iso_cell_unconfine(iso_cell *c);   /* host: close */
@@ -219,8 +239,8 @@ void iso_cell_unconfine(iso_cell *c);   /* host: close */
 int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started);
 void iso_watchdog_forget(iso_cell *c);
 iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since);
-/* CPU time of a sub-interpreter cell's thread, in ms (process cells have
- * RLIMIT_CPU in their worker instead). */
+/* limits.c: CPU time of a sub-interpreter cell's thread, in ms (process
+ * cells have RLIMIT_CPU in their worker instead). */
 int64_t iso_cell_thread_cpu_ms(const iso_cell *c);
 
 /* Both threads. */
@@ -241,12 +261,12 @@ void iso_cell_wake_host(iso_cell *c); /* have a waiting host look again */
  * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
 int iso_cell_doorbell_fd(void);
 void *iso_py_cell_thread(void *arg); /* py_cell.c: the cell thread */
-iso_msg *iso_msg_new(iso_msg_type type);
 void iso_cell_unref(iso_cell *c);
 void iso_req_destroy(iso_req *r);
 
 /* The warm pool (pool.c). */
-iso_cell *iso_cell_new_blank(iso_error *err); /* started, unnamed, no rules */
+/* A started cell of backend b, unnamed and without rules (a warm pool's). */
+iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err);
 iso_cell *iso_pool_take(void); /* a warm cell, or NULL when there is none */
 
 /* Host thread, for backends. */

@@ -1,7 +1,8 @@
 /*
  * Host probes for `luaisolate doctor`: what this kernel and machine can
  * enforce, found by trying each layer rather than by reading configuration
- * (no Lua, no Python here).
+ * (no Lua, no Python here: the python row is made from the facts the
+ * caller passes in).
  *
  * Whatever could confine the caller (seccomp, Landlock, no_new_privs, a
  * user namespace) is tried in a short-lived forked child, so the process
@@ -22,7 +23,8 @@
  *   {ok = bool, detail = text, advice = text (only when not ok), ...}
  *
  * Probes and their own fields:
- *   python        version, cell_mode, own_gil
+ *   python        version, cell_mode, own_gil (from *python, the
+ *                 runtime's facts: iso_runtime_info_get)
  *   seccomp       libseccomp (its version)
  *   no_new_privs  -
  *   landlock      abi (0 when none), fs, net (ABI >= 4), scope (ABI >= 6)
@@ -39,7 +41,8 @@
  * milliseconds, two seconds per child at worst. Forks: call it where a
  * fork is safe (the children only make system calls, then _exit).
  */
-int iso_probe_host(iso_value *out, iso_error *err);
+int iso_probe_host(const iso_runtime_info *python, iso_value *out,
+                   iso_error *err);
 
 /* The first VMM a microvm runtime could drive (firecracker,
  * cloud-hypervisor, qemu-system-x86_64) found on PATH, its full path in

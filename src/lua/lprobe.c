@@ -18,7 +18,9 @@ int iso_lua_probe(lua_State *L)
 {
     iso_value v = {0};
     iso_error err = {0};
-    if (iso_probe_host(&v, &err) < 0)
+    iso_runtime_info python;
+    iso_runtime_info_get(&python);
+    if (iso_probe_host(&python, &v, &err) < 0)
         return iso_lua_raise(L, &err);
     lua_pushcfunction(L, push_probes);
     lua_pushlightuserdata(L, &v);

@@ -1,6 +1,6 @@
 /* Landlock grants for a cell (see grants.h). */
 #include "grants.h"
-#include "py_cell.h"
+#include "guest.h"
 
 #include <Python.h>
 #include <dirent.h>

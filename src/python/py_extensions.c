@@ -30,7 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "py_cell.h"
+#include "guest.h"
+#include "handoff.h"
 
 #define GUARD_CAPSULE "isolate.extensions"
 
@@ -75,7 +76,7 @@ static void record_owner(const char *origin, int64_t owner)
 }
 
 typedef struct ext_guard {
-    iso_cell *c;
+    iso_guest *guest;
     PyObject *real; /* _imp.create_dynamic */
 } ext_guard;
 
@@ -120,11 +121,11 @@ static bool stdlib_extension(const char *origin)
 #endif
 }
 
-static PyObject *refuse(iso_cell *c, PyObject *name, PyObject *origin,
+static PyObject *refuse(iso_guest *guest, PyObject *name, PyObject *origin,
                         const char *why)
 {
     const char *n = PyUnicode_AsUTF8(name);
-    iso_py_emit_denial(c, "import", "import", n ? n : "?",
+    iso_py_emit_denial(guest, "import", "import", n ? n : "?",
                        "one-interpreter extension");
     PyObject *msg = PyUnicode_FromFormat(
         "extension module '%U' cannot be loaded in this cell: %s; use "
@@ -142,8 +143,7 @@ static PyObject *refuse(iso_cell *c, PyObject *name, PyObject *origin,
 static const char *const one_interpreter_only[] = {
     "does not support loading in subinterpreters",
     "Interpreter change detected",
-    "cannot load module more than once per process",
-    NULL};
+    "cannot load module more than once per process", NULL};
 
 static bool says_one_interpreter(PyObject *exc)
 {
@@ -163,7 +163,7 @@ static bool says_one_interpreter(PyObject *exc)
  * the advice and recorded as a denial, so that a module that falls back
  * to pure Python on ImportError (PyYAML) does not lose its C half
  * unseen. Other ImportErrors pass unchanged. */
-static PyObject *advise(iso_cell *c, PyObject *name, PyObject *origin)
+static PyObject *advise(iso_guest *guest, PyObject *name, PyObject *origin)
 {
     PyObject *exc = iso_py_take_exception();
     if (!says_one_interpreter(exc)) {
@@ -171,7 +171,7 @@ static PyObject *advise(iso_cell *c, PyObject *name, PyObject *origin)
             iso_py_restore_exception(exc);
         return NULL;
     }
-    refuse(c, name, origin,
+    refuse(guest, name, origin,
            "it refuses to load in more than one interpreter, and cells are "
            "sub-interpreters");
     PyObject *mine = iso_py_take_exception();
@@ -195,11 +195,11 @@ static PyObject *create_dynamic(PyObject *self, PyObject *args)
     int64_t owner = o ? owner_of(o) : -1;
     PyObject *m = NULL;
     if (owner >= 0 && owner != me)
-        refuse(g->c, name, origin,
+        refuse(g->guest, name, origin,
                "it keeps its state in C statics (single-phase init) and "
                "another sub-interpreter loaded it first");
     else if (!(m = PyObject_Call(g->real, args, NULL)) && o)
-        advise(g->c, name, origin);
+        advise(g->guest, name, origin);
     else if (m && o && single_phase(m) && !stdlib_extension(o))
         record_owner(o, me);
     Py_XDECREF(name), Py_XDECREF(origin);
@@ -211,7 +211,7 @@ static PyMethodDef create_dynamic_def = {
     "_imp.create_dynamic, refusing single-phase extensions another "
     "interpreter owns"};
 
-int iso_py_extensions_install(iso_cell *c)
+int iso_py_extensions_install(iso_guest *guest)
 {
     PyObject *imp = iso_py_import("_imp");
     ext_guard *g = calloc(1, sizeof *g);
@@ -220,7 +220,7 @@ int iso_py_extensions_install(iso_cell *c)
         free(g);
     PyObject *fn = self ? PyCFunction_New(&create_dynamic_def, self) : NULL;
     if (fn) {
-        g->c = c;
+        g->guest = guest;
         g->real = PyObject_GetAttrString(imp, "create_dynamic");
     }
     int rc =

@@ -11,6 +11,9 @@
  *    resolved through symlinks before deciding, and opens then go through
  *    openat2(RESOLVE_NO_SYMLINKS) on the resolved path, so swapping a path
  *    component for a symlink between the check and the open fails.
+ *
+ * Longer than 600 lines because the fs, net and process guards share the audit hook,
+ * the capsule the wrappers find their guest through, and one installation.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,13 +29,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "py_cell.h"
+#include "guest.h"
+#include "msg.h"
 
 #define CELL_KEY "isolate.cell"
 
 /* ---- which cell is running --------------------------------------------- */
 
-static iso_cell *current_cell(void)
+static iso_guest *current_guest(void)
 {
     PyObject *d = PyInterpreterState_GetDict(PyInterpreterState_Get());
     PyObject *cap = d ? PyDict_GetItemString(d, CELL_KEY) : NULL;
@@ -41,10 +45,11 @@ static iso_cell *current_cell(void)
 
 /* ---- denials ----------------------------------------------------------- */
 
-void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
-                        const char *target, const char *rule)
+void iso_py_emit_denial(iso_guest *g, const char *capability,
+                        const char *action, const char *target,
+                        const char *rule)
 {
-    iso_msg *m = c->quiet ? NULL : iso_msg_new(ISO_MSG_DENIAL);
+    iso_msg *m = g->quiet ? NULL : iso_msg_new(ISO_MSG_DENIAL);
     if (!m)
         return;
     const char *items[] = {capability, action, target, rule, "python-guard"};
@@ -57,20 +62,20 @@ void iso_py_emit_denial(iso_cell *c, const char *capability, const char *action,
             return;
         }
     }
-    iso_cell_push(c, m);
+    g->sink.send(g->sink.ctx, m); /* -1: the host holds too many already */
 }
 
 /* Raise PermissionError naming what would allow it, with the errno the
  * kernel layer gives for the same refusal: EACCES for files (Landlock),
  * EPERM for sockets and processes (the BPF guard, seccomp). Returns -1. */
-static int deny(iso_cell *c, const char *capability, const char *action,
+static int deny(iso_guest *g, const char *capability, const char *action,
                 const char *target, const char *rule, const char *advice)
 {
-    iso_py_emit_denial(c, capability, action, target, rule);
-    return iso_py_permission_error(
-        strcmp(capability, "fs") == 0 ? EACCES : EPERM,
-        "%s %s of '%s' denied by %s: %s", capability, action, target, rule,
-        advice);
+    iso_py_emit_denial(g, capability, action, target, rule);
+    return iso_py_permission_error(strcmp(capability, "fs") == 0 ? EACCES
+                                                                 : EPERM,
+                                   "%s %s of '%s' denied by %s: %s", capability,
+                                   action, target, rule, advice);
 }
 
 /* ---- paths ------------------------------------------------------------- */
@@ -198,7 +203,7 @@ static int path_arg(PyObject *arg, int dir_fd, bool follow, resolved *r)
     return rc;
 }
 
-static bool runtime_readable(iso_py_cell *p, const char *path)
+static bool runtime_readable(iso_py_state *p, const char *path)
 {
     for (size_t i = 0; i < p->n_roots; i++) {
         size_t n = strlen(p->roots[i]);
@@ -210,7 +215,7 @@ static bool runtime_readable(iso_py_cell *p, const char *path)
 }
 
 /* A directory on the way to the runtime's own files (/usr, /usr/lib). */
-static bool runtime_on_the_way(iso_py_cell *p, const char *path)
+static bool runtime_on_the_way(iso_py_state *p, const char *path)
 {
     size_t n = strlen(path);
     for (size_t i = 0; i < p->n_roots; i++)
@@ -220,12 +225,12 @@ static bool runtime_on_the_way(iso_py_cell *p, const char *path)
     return false;
 }
 
-static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
+static int check_fs(iso_guest *g, iso_fs_access op, const char *action,
                     const char *path)
 {
     int rule;
-    const iso_plan *plan = iso_cell_plan(c); /* one plan per decision */
-    if (op == ISO_FS_READ && runtime_readable(c->py, path))
+    const iso_plan *plan = iso_guest_plan(g); /* one plan per decision */
+    if (op == ISO_FS_READ && runtime_readable(g->py, path))
         return 0;
     if (iso_plan_check_fs(plan, op, path, &rule))
         return 0;
@@ -242,34 +247,34 @@ static int check_fs(iso_cell *c, iso_fs_access op, const char *action,
         snprintf(advice, sizeof advice, "that deny rule must change first");
     char what[32];
     snprintf(what, sizeof what, "%s (%s)", verb, action);
-    return deny(c, "fs", what, path, iso_plan_fs_text(plan, rule), advice);
+    return deny(g, "fs", what, path, iso_plan_fs_text(plan, rule), advice);
 }
 
 /* Check op on the path argument; fds pass (they were opened already). */
-static int check_path(iso_cell *c, iso_fs_access op, const char *action,
+static int check_path(iso_guest *g, iso_fs_access op, const char *action,
                       PyObject *arg, int dir_fd, bool follow)
 {
     resolved r;
     int rc = path_arg(arg, dir_fd, follow, &r);
     if (rc)
         return rc > 0 ? 0 : -1;
-    return check_fs(c, op, action, r.path);
+    return check_fs(g, op, action, r.path);
 }
 
 /* stat/lstat read metadata, not content: the directories on the way to a
  * grant or to the runtime's files may be stat'ed (realpath() walks through
  * them), their listings and files stay as the rules say. */
-static int check_stat(iso_cell *c, const char *action, PyObject *arg,
+static int check_stat(iso_guest *g, const char *action, PyObject *arg,
                       int dir_fd, bool follow)
 {
     resolved r;
     int rc = path_arg(arg, dir_fd, follow, &r);
     if (rc)
         return rc > 0 ? 0 : -1;
-    if (runtime_on_the_way(c->py, r.path) ||
-        iso_plan_fs_on_the_way(iso_cell_plan(c), r.path))
+    if (runtime_on_the_way(g->py, r.path) ||
+        iso_plan_fs_on_the_way(iso_guest_plan(g), r.path))
         return 0;
-    return check_fs(c, ISO_FS_READ, action, r.path);
+    return check_fs(g, ISO_FS_READ, action, r.path);
 }
 
 static iso_fs_access flags_access(int flags)
@@ -279,12 +284,12 @@ static iso_fs_access flags_access(int flags)
     return acc == O_RDWR ? ISO_FS_ALLOW : write ? ISO_FS_WRITE : ISO_FS_READ;
 }
 
-static int check_open(iso_cell *c, const char *path, int flags)
+static int check_open(iso_guest *g, const char *path, int flags)
 {
     iso_fs_access op = flags_access(flags);
-    if ((op & ISO_FS_READ) && check_fs(c, ISO_FS_READ, "open", path))
+    if ((op & ISO_FS_READ) && check_fs(g, ISO_FS_READ, "open", path))
         return -1;
-    if ((op & ISO_FS_WRITE) && check_fs(c, ISO_FS_WRITE, "open", path))
+    if ((op & ISO_FS_WRITE) && check_fs(g, ISO_FS_WRITE, "open", path))
         return -1;
     return 0;
 }
@@ -321,7 +326,7 @@ static int dir_fd_arg(PyObject *o, int *fd)
  * swapped in since the check) makes this fail instead of following it.
  * Mode bits beyond 07777 are dropped, as open(2) drops them (openat2
  * would refuse them: fileinput passes a whole st_mode). */
-static PyObject *open_checked(iso_cell *c, PyObject *path_obj, int flags,
+static PyObject *open_checked(iso_guest *g, PyObject *path_obj, int flags,
                               int mode, int dir_fd)
 {
     resolved r;
@@ -330,7 +335,7 @@ static PyObject *open_checked(iso_cell *c, PyObject *path_obj, int flags,
                             "open: path should be string, bytes or "
                             "os.PathLike, not int");
     if (path_arg(path_obj, dir_fd, true, &r) < 0 ||
-        check_open(c, r.path, flags))
+        check_open(g, r.path, flags))
         return NULL;
     errno = r.doomed;
     if (errno)
@@ -352,7 +357,7 @@ static PyObject *open_checked(iso_cell *c, PyObject *path_obj, int flags,
         return PyLong_FromLong(fd);
     errno = saved;
     if (errno == ELOOP) {
-        deny(c, "fs", "open", r.path, "a symlink swapped in after the check",
+        deny(g, "fs", "open", r.path, "a symlink swapped in after the check",
              "the path changed while it was being opened");
         return NULL;
     }
@@ -396,8 +401,8 @@ static PyObject *first_arg(PyObject *args, PyObject *kw, const char *name)
  * brought one (then the audit hook still vets the path). */
 static PyObject *guard_io_open(PyObject *self, PyObject *args, PyObject *kw)
 {
-    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
-    iso_py_cell *p = c->py;
+    iso_guest *g = PyCapsule_GetPointer(self, CELL_KEY);
+    iso_py_state *p = g->py;
     PyObject *file = first_arg(args, kw, "file");
     PyObject *opener = kw ? PyDict_GetItemString(kw, "opener") : NULL;
     if ((file && PyLong_Check(file)) || PyTuple_GET_SIZE(args) >= 8 ||
@@ -422,8 +427,8 @@ static PyObject *guarded_stat(PyObject *self, PyObject *args, PyObject *kw,
 {
     static char *kwlist[] = {"path", "dir_fd", "follow_symlinks", NULL};
     static char *lkwlist[] = {"path", "dir_fd", NULL};
-    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
-    iso_py_cell *p = c->py;
+    iso_guest *g = PyCapsule_GetPointer(self, CELL_KEY);
+    iso_py_state *p = g->py;
     PyObject *path, *dir_fd_obj = Py_None;
     int follow = 1, dir_fd;
     if (!PyArg_ParseTupleAndKeywords(
@@ -443,7 +448,7 @@ static PyObject *guarded_stat(PyObject *self, PyObject *args, PyObject *kw,
                              follow ? Py_True : Py_False) < 0)
         Py_CLEAR(kw2);
     if (kw2 &&
-        check_stat(c, lstat ? "lstat" : "stat", fspath, dir_fd, follow) == 0)
+        check_stat(g, lstat ? "lstat" : "stat", fspath, dir_fd, follow) == 0)
         r = PyObject_Call(lstat ? p->real_lstat : p->real_stat, call, kw2);
     Py_XDECREF(fspath), Py_XDECREF(fd), Py_XDECREF(call), Py_XDECREF(kw2);
     return r;
@@ -467,11 +472,11 @@ static bool is_bind(const char *action)
     return strcmp(action, "bind") == 0 || strcmp(action, "listen") == 0;
 }
 
-static int check_endpoint(iso_cell *c, const char *action, const iso_addr *a,
+static int check_endpoint(iso_guest *g, const char *action, const iso_addr *a,
                           uint16_t port)
 {
     int rule;
-    const iso_plan *plan = iso_cell_plan(c); /* one plan per decision */
+    const iso_plan *plan = iso_guest_plan(g); /* one plan per decision */
     if (is_bind(action) ? iso_plan_check_bind(plan, a, port, &rule)
                         : iso_plan_check_net(plan, a, port, &rule))
         return 0;
@@ -485,7 +490,7 @@ static int check_endpoint(iso_cell *c, const char *action, const iso_addr *a,
                  is_bind(action) ? "bind" : "connect", target);
     else
         snprintf(advice, sizeof advice, "that deny rule must change first");
-    return deny(c, "net", action, target, iso_plan_net_text(plan, rule),
+    return deny(g, "net", action, target, iso_plan_net_text(plan, rule),
                 advice);
 }
 
@@ -503,7 +508,7 @@ static void addr_from_sockaddr(const struct sockaddr *sa, iso_addr *a)
 
 /* Every address host resolves to must be allowed (a name is resolved here
  * and again by connect: DNS can change in between; BPF sees the truth). */
-static int check_host(iso_cell *c, const char *action, int family,
+static int check_host(iso_guest *g, const char *action, int family,
                       const char *host, uint16_t port)
 {
     struct addrinfo hints = {.ai_family = family}, *res = NULL;
@@ -523,7 +528,7 @@ static int check_host(iso_cell *c, const char *action, int family,
         iso_addr a;
         addr_from_sockaddr(ai->ai_addr, &a);
         a = iso_addr_unmap(&a); /* judged and reported as IPv4 */
-        rc = check_endpoint(c, action, &a, port);
+        rc = check_endpoint(g, action, &a, port);
     }
     freeaddrinfo(res);
     return rc;
@@ -532,12 +537,12 @@ static int check_host(iso_cell *c, const char *action, int family,
 /* A pathname unix socket: its path resolved as fs rules resolve paths,
  * then the unix: rules decide. Abstract and unnamed addresses are refused
  * (Landlock scopes abstract sockets to the cell anyway). */
-static int check_unix(iso_cell *c, const char *action, PyObject *address)
+static int check_unix(iso_guest *g, const char *action, PyObject *address)
 {
     char target[ISO_PATH_MAX + 8];
     resolved r;
     int rule = -1;
-    const iso_plan *plan = iso_cell_plan(c);
+    const iso_plan *plan = iso_guest_plan(g);
     PyObject *b = NULL;
     bool named = (PyUnicode_Check(address) || PyBytes_Check(address)) &&
                  PyUnicode_FSConverter(address, &b) &&
@@ -545,7 +550,7 @@ static int check_unix(iso_cell *c, const char *action, PyObject *address)
     Py_XDECREF(b);
     PyErr_Clear();
     if (!named || is_bind(action))
-        return deny(c, "net", action, "a unix socket address", "default deny",
+        return deny(g, "net", action, "a unix socket address", "default deny",
                     is_bind(action)
                         ? "cells cannot bind or listen on unix sockets"
                         : "cells reach only pathname unix sockets a net "
@@ -560,7 +565,7 @@ static int check_unix(iso_cell *c, const char *action, PyObject *address)
              rule < 0 ? "add net {connect=\"%s\"}"
                       : "that deny rule must change first (%s)",
              target);
-    return deny(c, "net", action, target, iso_plan_net_text(plan, rule),
+    return deny(g, "net", action, target, iso_plan_net_text(plan, rule),
                 advice);
 }
 
@@ -574,7 +579,7 @@ static long family_of(PyObject *sock)
 }
 
 /* socket.connect / sendto / sendmsg / bind: (sock, address) */
-static int guard_socket(iso_cell *c, const char *event, PyObject *args)
+static int guard_socket(iso_guest *g, const char *event, PyObject *args)
 {
     const char *action = strchr(event, '.') + 1;
     PyObject *sock = PyTuple_GetItem(args, 0);
@@ -585,7 +590,7 @@ static int guard_socket(iso_cell *c, const char *event, PyObject *args)
         return 0;
     long family = family_of(sock);
     if (family == AF_UNIX)
-        return check_unix(c, action, address);
+        return check_unix(g, action, address);
     /* the runtime's own name resolution binds NETLINK_ROUTE sockets */
     if (family == AF_NETLINK && is_bind(action))
         return 0;
@@ -595,10 +600,10 @@ static int guard_socket(iso_cell *c, const char *event, PyObject *args)
         !PyArg_ParseTuple(address, "si|II", &host, &port, &(unsigned){0},
                           &(unsigned){0})) {
         PyErr_Clear();
-        return deny(c, "net", action, "a non-IP socket address", "default deny",
+        return deny(g, "net", action, "a non-IP socket address", "default deny",
                     "cells may only use IPv4, IPv6 and allowed unix sockets");
     }
-    return check_host(c, action, family == AF_INET ? AF_INET : AF_INET6, host,
+    return check_host(g, action, family == AF_INET ? AF_INET : AF_INET6, host,
                       (uint16_t)port);
 }
 
@@ -607,11 +612,11 @@ static int guard_socket(iso_cell *c, const char *event, PyObject *args)
  * that, and re-judges a bound socket's address by the bind rules (the
  * kernel's answer, for a guest that calls _socket directly: seccomp
  * refuses listen() unless the policy has a bind rule). */
-static int check_listen(iso_cell *c, PyObject *sock)
+static int check_listen(iso_guest *g, PyObject *sock)
 {
     long family = family_of(sock);
     if (family != AF_INET && family != AF_INET6)
-        return deny(c, "net", "listen", "a non-IP socket", "default deny",
+        return deny(g, "net", "listen", "a non-IP socket", "default deny",
                     "cells listen only on IP sockets a net {bind=...} rule "
                     "allows");
     PyObject *name = PyObject_CallMethod(sock, "getsockname", NULL);
@@ -624,13 +629,13 @@ static int check_listen(iso_cell *c, PyObject *sock)
     }
     int rc = 0;
     if (port == 0)
-        rc = deny(c, "net", "listen", "an unbound socket",
-                  iso_plan_net_text(iso_cell_plan(c), -1),
+        rc = deny(g, "net", "listen", "an unbound socket",
+                  iso_plan_net_text(iso_guest_plan(g), -1),
                   "bind it first to an address a net {bind=\"host:port\"} "
                   "rule allows: listen() on an unbound socket binds every "
                   "address");
     else
-        rc = check_host(c, "listen", family == AF_INET ? AF_INET : AF_INET6,
+        rc = check_host(g, "listen", family == AF_INET ? AF_INET : AF_INET6,
                         host, (uint16_t)port);
     Py_DECREF(name);
     return rc;
@@ -638,17 +643,17 @@ static int check_listen(iso_cell *c, PyObject *sock)
 
 static PyObject *guard_listen(PyObject *self, PyObject *args)
 {
-    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
+    iso_guest *g = PyCapsule_GetPointer(self, CELL_KEY);
     PyObject *sock = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
-    if (!sock || check_listen(c, sock) < 0)
+    if (!sock || check_listen(g, sock) < 0)
         return NULL;
-    return PyObject_Call(((iso_py_cell *)c->py)->real_listen, args, NULL);
+    return PyObject_Call(((iso_py_state *)g->py)->real_listen, args, NULL);
 }
 
 /* ---- the audit hook ---------------------------------------------------- */
 
 /* What the guest tried to run: the first argument, when it has one. */
-static int refuse_exec(iso_cell *c, const char *event, PyObject *args)
+static int refuse_exec(iso_guest *g, const char *event, PyObject *args)
 {
     PyObject *first = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
     PyObject *text =
@@ -659,7 +664,7 @@ static int refuse_exec(iso_cell *c, const char *event, PyObject *args)
             : PyObject_Str(first);
     const char *target = text ? PyUnicode_AsUTF8(text) : NULL;
     PyErr_Clear();
-    deny(c, "exec", event, target ? target : event, "default deny",
+    deny(g, "exec", event, target ? target : event, "default deny",
          "cells cannot run programs or create processes");
     Py_XDECREF(text);
     return -1;
@@ -714,7 +719,7 @@ static int dir_fd_of(PyObject *args, int idx)
     return fd == -1 ? AT_FDCWD : (int)fd;
 }
 
-static int audit_fs(iso_cell *c, const char *event, PyObject *args)
+static int audit_fs(iso_guest *g, const char *event, PyObject *args)
 {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof fs_events / sizeof *fs_events;
@@ -725,14 +730,14 @@ static int audit_fs(iso_cell *c, const char *event, PyObject *args)
         PyObject *arg = PyTuple_GetItem(args, e->arg);
         if (!arg)
             return -1;
-        rc = check_path(c, e->op, event + 3, arg,
+        rc = check_path(g, e->op, event + 3, arg,
                         dir_fd_of(args, e->dir_fd_arg), e->follow);
     }
     return rc;
 }
 
 /* "open": (path, mode, flags) from io.open, os.open and io.open_code. */
-static int audit_open(iso_cell *c, PyObject *args)
+static int audit_open(iso_guest *g, PyObject *args)
 {
     PyObject *path = PyTuple_GetItem(args, 0);
     PyObject *flags = PyTuple_GetItem(args, 2);
@@ -742,7 +747,7 @@ static int audit_open(iso_cell *c, PyObject *args)
     int rc = path_arg(path, AT_FDCWD, true, &r);
     if (rc)
         return rc > 0 ? 0 : -1;
-    return check_open(c, r.path, (int)PyLong_AsLong(flags));
+    return check_open(g, r.path, (int)PyLong_AsLong(flags));
 }
 
 static int audit_hook(const char *event, PyObject *args, void *unused)
@@ -751,24 +756,24 @@ static int audit_hook(const char *event, PyObject *args, void *unused)
     if (event[0] != 'o' && event[0] != 's' && event[0] != 'c' &&
         event[0] != 'm')
         return 0; /* the fast way out for exec, import, ... */
-    iso_cell *c = current_cell();
-    if (!c)
+    iso_guest *g = current_guest();
+    if (!g)
         return 0;
     if (event[0] == 'c' || event[0] == 'm') /* code creation: py_guest.c */
-        return iso_py_guest_audit(c, event, args);
+        return iso_py_guest_audit(g, event, args);
     if (strcmp(event, "open") == 0)
-        return audit_open(c, args);
+        return audit_open(g, args);
     if (strncmp(event, "socket.", 7) == 0)
         return strcmp(event, "socket.connect") == 0 ||
                        strcmp(event, "socket.sendto") == 0 ||
                        strcmp(event, "socket.sendmsg") == 0 ||
                        strcmp(event, "socket.bind") == 0
-                   ? guard_socket(c, event, args)
+                   ? guard_socket(g, event, args)
                    : 0;
     for (int i = 0; exec_events[i]; i++)
         if (strcmp(event, exec_events[i]) == 0)
-            return refuse_exec(c, event, args);
-    return audit_fs(c, event, args);
+            return refuse_exec(g, event, args);
+    return audit_fs(g, event, args);
 }
 
 int iso_py_guard_hook_install(void)
@@ -781,8 +786,8 @@ int iso_py_guard_hook_install(void)
  * in every mode, with the denial the guest and the host expect. */
 static PyObject *guard_process(PyObject *self, PyObject *args)
 {
-    iso_cell *c = PyCapsule_GetPointer(self, CELL_KEY);
-    refuse_exec(c, "os.fork/os.exec", args);
+    iso_guest *g = PyCapsule_GetPointer(self, CELL_KEY);
+    refuse_exec(g, "os.fork/os.exec", args);
     return NULL;
 }
 
@@ -833,7 +838,7 @@ static int replace_process_functions(PyObject *os, PyObject *self)
     return rc;
 }
 
-static int install_wrappers(iso_py_cell *p, PyObject *self)
+static int install_wrappers(iso_py_state *p, PyObject *self)
 {
     PyObject *io = iso_py_import("io");        /* imported at start-up anyway */
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
@@ -864,9 +869,9 @@ static bool initializing(PyObject *module)
 
 /* socket.socket (a Python class) gets a listen method that binds like a
  * function (an instance method around the C function). */
-static int patch_socket(iso_cell *c)
+static int patch_socket(iso_guest *g)
 {
-    iso_py_cell *p = c->py;
+    iso_py_state *p = g->py;
     PyObject *mods = PyImport_GetModuleDict();
     PyObject *sm =
         p->socket_patched ? NULL : PyDict_GetItemString(mods, "socket");
@@ -875,7 +880,7 @@ static int patch_socket(iso_cell *c)
         return 0;
     PyObject *cls = PyObject_GetAttrString(sm, "socket");
     PyObject *rawcls = PyObject_GetAttrString(raw, "socket");
-    PyObject *self = PyCapsule_New(c, CELL_KEY, NULL);
+    PyObject *self = PyCapsule_New(g, CELL_KEY, NULL);
     PyObject *fn = self ? guard_fn(self, "listen") : NULL;
     PyObject *meth = fn ? PyInstanceMethod_New(fn) : NULL;
     if (cls && rawcls && meth && !p->real_listen)
@@ -912,18 +917,18 @@ static int swap_in_sets(PyObject *os, PyObject *real, PyObject *wrapper)
     return rc;
 }
 
-int iso_py_guard_patch_os(iso_cell *c)
+int iso_py_guard_patch_os(iso_guest *g)
 {
-    if (patch_socket(c) < 0)
+    if (patch_socket(g) < 0)
         return -1;
-    iso_py_cell *p = c->py;
+    iso_py_state *p = g->py;
     PyObject *os = p->os_patched
                        ? NULL
                        : PyDict_GetItemString(PyImport_GetModuleDict(),
                                               "os"); /* borrowed */
     if (!os || initializing(os))
         return 0;
-    PyObject *self = PyCapsule_New(c, CELL_KEY, NULL);
+    PyObject *self = PyCapsule_New(g, CELL_KEY, NULL);
     PyObject *os_open = self ? guard_fn(self, "os_open") : NULL;
     PyObject *stat = self ? guard_fn(self, "stat") : NULL;
     PyObject *lstat = self ? guard_fn(self, "lstat") : NULL;
@@ -944,7 +949,7 @@ int iso_py_guard_patch_os(iso_cell *c)
 }
 
 /* What the interpreter itself must read: every sys.path entry. */
-static int collect_roots(iso_py_cell *p)
+static int collect_roots(iso_py_state *p)
 {
     PyObject *path = PySys_GetObject("path"); /* borrowed */
     Py_ssize_t n = path && PyList_Check(path) ? PyList_GET_SIZE(path) : 0;
@@ -963,15 +968,15 @@ static int collect_roots(iso_py_cell *p)
     return 0;
 }
 
-int iso_py_guard_install(iso_cell *c, iso_error *err)
+int iso_py_guard_install(iso_guest *g, iso_error *err)
 {
-    iso_py_cell *p = c->py;
+    iso_py_state *p = g->py;
     PyObject *d = PyInterpreterState_GetDict(p->interp);
-    PyObject *self = PyCapsule_New(c, CELL_KEY, NULL);
+    PyObject *self = PyCapsule_New(g, CELL_KEY, NULL);
     int rc = d && self ? PyDict_SetItemString(d, CELL_KEY, self) : -1;
     if (rc == 0)
         rc = collect_roots(p) || install_wrappers(p, self) ||
-             iso_py_guard_patch_os(c);
+             iso_py_guard_patch_os(g);
     Py_XDECREF(self);
     if (rc) {
         PyErr_Clear();
@@ -982,7 +987,7 @@ int iso_py_guard_install(iso_cell *c, iso_error *err)
     return 0;
 }
 
-void iso_py_guard_clear(iso_py_cell *p)
+void iso_py_guard_clear(iso_py_state *p)
 {
     Py_CLEAR(p->real_open);
     Py_CLEAR(p->real_stat);

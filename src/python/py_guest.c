@@ -2,6 +2,10 @@
  * The guest side of the cell ABI: the builtins post, log, metric and
  * request, and the import guard. A guardrail, not a boundary: Python code
  * that wants out of a sub-interpreter can get out (see README).
+ *
+ * Longer than 600 lines because the builtins and the import guard share the guest's
+ * module state (guest_state) and its import rules; the code-forgery audit
+ * belongs with the import guard it protects.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -10,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "py_cell.h"
+#include "guest.h"
+#include "msg.h"
 #include "marshal.h"
 #include "py_value.h"
 
@@ -66,9 +71,9 @@ void iso_py_guest_interp_ended(int64_t interp_id)
     pthread_mutex_unlock(&datetime_mu);
 }
 
-static int check_leased(iso_cell *c, const char *name)
+static int check_leased(iso_guest *g, const char *name)
 {
-    if (c->backend != ISO_BACKEND_SUBINTERPRETER ||
+    if (g->backend != ISO_BACKEND_SUBINTERPRETER ||
         (strcmp(name, "_datetime") != 0 && strcmp(name, "_zoneinfo") != 0) ||
         lease_datetime())
         return 0;
@@ -85,9 +90,9 @@ void iso_py_guest_interp_ended(int64_t interp_id)
     (void)interp_id;
 }
 
-static int check_leased(iso_cell *c, const char *name)
+static int check_leased(iso_guest *g, const char *name)
 {
-    (void)c, (void)name;
+    (void)g, (void)name;
     return 0;
 }
 #endif
@@ -122,15 +127,15 @@ bool iso_py_extension_refused(const char *module)
  * functions (so they pickle by reference, as plain Python's do), and they
  * find their cell here, where Python code cannot reach. */
 typedef struct guest_state {
-    iso_cell *c;
+    iso_guest *g;
     PyObject *guard_open;     /* the fs guard's open() */
     PyObject *create_dynamic; /* _imp.create_dynamic before the registry */
 } guest_state;
 
-static iso_cell *cell_of(PyObject *self)
+static iso_guest *guest_of(PyObject *self)
 {
     guest_state *st = PyModule_GetState(self);
-    return st ? st->c : NULL;
+    return st ? st->g : NULL;
 }
 
 static bool name_under(const char *name, const char *prefix)
@@ -139,9 +144,9 @@ static bool name_under(const char *name, const char *prefix)
     return strncmp(name, prefix, n) == 0 && (name[n] == '\0' || name[n] == '.');
 }
 
-static bool is_refused(iso_cell *c, const char *name)
+static bool is_refused(iso_guest *g, const char *name)
 {
-    if (c->backend != ISO_BACKEND_SUBINTERPRETER)
+    if (g->backend != ISO_BACKEND_SUBINTERPRETER)
         return false; /* a process cell is contained by the kernel layers */
     for (int i = 0; refused_modules[i]; i++)
         if (name_under(name, refused_modules[i]))
@@ -149,9 +154,9 @@ static bool is_refused(iso_cell *c, const char *name)
     return false;
 }
 
-static bool is_broken_accelerator(iso_cell *c, const char *name)
+static bool is_broken_accelerator(iso_guest *g, const char *name)
 {
-    if (c->backend != ISO_BACKEND_SUBINTERPRETER)
+    if (g->backend != ISO_BACKEND_SUBINTERPRETER)
         return false; /* one interpreter per process: nothing ends early */
     for (int i = 0; broken_accelerators[i]; i++)
         if (strcmp(name, broken_accelerators[i]) == 0)
@@ -161,12 +166,12 @@ static bool is_broken_accelerator(iso_cell *c, const char *name)
 
 /* __future__ holds only feature flags, and `from __future__ import
  * annotations` at the top of guest code must run as in plain Python. */
-static bool is_allowed(iso_cell *c, const char *name)
+static bool is_allowed(iso_guest *g, const char *name)
 {
     if (strcmp(name, "__future__") == 0)
         return true;
-    for (size_t i = 0; i < c->n_imports; i++)
-        if (name_under(name, c->imports[i]))
+    for (size_t i = 0; i < g->n_imports; i++)
+        if (name_under(name, g->imports[i]))
             return true;
     return false;
 }
@@ -200,7 +205,7 @@ static bool path_under(const char *path, const char *root)
 
 /* Where module code lives: a file under a sys.path root of the cell's
  * start, or a frozen stdlib module ("<frozen posixpath>"). */
-static bool module_filename(iso_py_cell *p, PyObject *filename)
+static bool module_filename(iso_py_state *p, PyObject *filename)
 {
     const char *f = filename && PyUnicode_Check(filename)
                         ? PyUnicode_AsUTF8(filename)
@@ -219,7 +224,7 @@ static bool module_filename(iso_py_cell *p, PyObject *filename)
     return false;
 }
 
-static bool module_code(iso_py_cell *p, PyCodeObject *code)
+static bool module_code(iso_py_state *p, PyCodeObject *code)
 {
     return module_filename(p, code->co_filename);
 }
@@ -249,13 +254,13 @@ static bool at_import_statement(PyFrameObject *frame, PyCodeObject *code)
  * the guest's) to change, and guest code may run in a module's globals
  * (exec(src, json.__dict__)). Code objects claiming a module file cannot
  * be made by guest code (iso_py_guest_audit). */
-static importer who_imports(iso_cell *c)
+static importer who_imports(iso_guest *g)
 {
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
     if (!frame)
         return BY_CALL;
     PyCodeObject *code = PyFrame_GetCode(frame);
-    importer who = module_code(c->py, code)           ? BY_MODULE
+    importer who = module_code(g->py, code)           ? BY_MODULE
                    : at_import_statement(frame, code) ? BY_STATEMENT
                                                       : BY_CALL;
     Py_DECREF(code);
@@ -279,9 +284,9 @@ static PyObject *loaded_for_c(const char *name, PyObject *globals,
     return mod;
 }
 
-static int refuse_import(iso_cell *c, const char *name, const char *rule)
+static int refuse_import(iso_guest *g, const char *name, const char *rule)
 {
-    iso_py_emit_denial(c, "import", "import", name, rule);
+    iso_py_emit_denial(g, "import", "import", name, rule);
     PyErr_Format(PyExc_ImportError,
                  "import of '%s' is not allowed in this cell: add it to "
                  "the spawn option imports = {\"%s\"}",
@@ -289,13 +294,13 @@ static int refuse_import(iso_cell *c, const char *name, const char *rule)
     return -1;
 }
 
-static int check_import(iso_cell *c, const char *name, int level, importer who)
+static int check_import(iso_guest *g, const char *name, int level, importer who)
 {
     /* A relative import stays inside a package that already passed. */
     if (level > 0 && who == BY_MODULE)
         return 0;
-    if (is_refused(c, name)) {
-        iso_py_emit_denial(c, "import", "import", name, "refused");
+    if (is_refused(g, name)) {
+        iso_py_emit_denial(g, "import", "import", name, "refused");
         PyErr_Format(PyExc_ImportError,
                      "import of '%s' is refused in subinterpreter cells (it "
                      "reaches host memory or processes); use "
@@ -303,7 +308,7 @@ static int check_import(iso_cell *c, const char *name, int level, importer who)
                      name);
         return -1;
     }
-    if (is_broken_accelerator(c, name)) {
+    if (is_broken_accelerator(g, name)) {
         PyErr_Format(PyExc_ImportError,
                      "'%s' is unavailable in subinterpreter cells: this C "
                      "accelerator breaks when interpreters end (the "
@@ -311,7 +316,7 @@ static int check_import(iso_cell *c, const char *name, int level, importer who)
                      name);
         return -1;
     }
-    if (check_leased(c, name) < 0)
+    if (check_leased(g, name) < 0)
         return -1;
     if (who == BY_MODULE)
         return 0;
@@ -320,7 +325,7 @@ static int check_import(iso_cell *c, const char *name, int level, importer who)
                         "relative imports are not available to cell code");
         return -1;
     }
-    return is_allowed(c, name) ? 0 : refuse_import(c, name, "default deny");
+    return is_allowed(g, name) ? 0 : refuse_import(g, name, "default deny");
 }
 
 int iso_py_permission_error(int code, const char *fmt, ...)
@@ -338,9 +343,9 @@ int iso_py_permission_error(int code, const char *fmt, ...)
 
 /* ---- code that claims to be a module's ---------------------------------- */
 
-static int refuse_forgery(iso_cell *c, const char *event, const char *target)
+static int refuse_forgery(iso_guest *g, const char *event, const char *target)
 {
-    iso_py_emit_denial(c, "import", event, target, "module code forgery");
+    iso_py_emit_denial(g, "import", event, target, "module code forgery");
     return iso_py_permission_error(
         EPERM,
         "%s: cell code cannot make code that claims to come from '%s' "
@@ -350,7 +355,7 @@ static int refuse_forgery(iso_cell *c, const char *event, const char *target)
 
 /* Does obj (a marshal.loads result) hold a code object claiming a module
  * file? Nesting past depth counts as yes: fail closed. */
-static bool holds_module_code(iso_py_cell *p, PyObject *obj, int depth)
+static bool holds_module_code(iso_py_state *p, PyObject *obj, int depth)
 {
     if (depth > 100)
         return true;
@@ -385,7 +390,7 @@ static bool holds_module_code(iso_py_cell *p, PyObject *obj, int depth)
 static _Thread_local bool reading_marshal; /* our own look at the data */
 
 /* marshal.loads(data) from cell code: read the data once more to see. */
-static int check_marshal(iso_cell *c, PyObject *args)
+static int check_marshal(iso_guest *g, PyObject *args)
 {
     PyObject *data = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
     Py_buffer view;
@@ -398,13 +403,13 @@ static int check_marshal(iso_cell *c, PyObject *args)
         PyMarshal_ReadObjectFromString(view.buf, (Py_ssize_t)view.len);
     reading_marshal = false;
     PyBuffer_Release(&view);
-    bool forged = obj && holds_module_code(c->py, obj, 0);
+    bool forged = obj && holds_module_code(g->py, obj, 0);
     Py_XDECREF(obj);
     PyErr_Clear(); /* bad data: marshal.loads raises the real error */
-    return forged ? refuse_forgery(c, "marshal.loads", "marshalled code") : 0;
+    return forged ? refuse_forgery(g, "marshal.loads", "marshalled code") : 0;
 }
 
-int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args)
+int iso_py_guest_audit(iso_guest *g, const char *event, PyObject *args)
 {
     int filename_arg = strcmp(event, "compile") == 0        ? 1
                        : strcmp(event, "code.__new__") == 0 ? 1
@@ -414,23 +419,23 @@ int iso_py_guest_audit(iso_cell *c, const char *event, PyObject *args)
         return 0;
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
     PyCodeObject *code = frame ? PyFrame_GetCode(frame) : NULL;
-    bool trusted = !code || module_code(c->py, code); /* C, or a module */
+    bool trusted = !code || module_code(g->py, code); /* C, or a module */
     Py_XDECREF(code);
     if (trusted)
         return 0;
     if (strcmp(event, "marshal.load") == 0) /* a file: no data to look at */
-        return refuse_forgery(c, "marshal.load",
+        return refuse_forgery(g, "marshal.load",
                               "a file (read it and use "
                               "marshal.loads)");
     if (marshal)
-        return check_marshal(c, args);
+        return check_marshal(g, args);
     PyObject *filename = PyTuple_Size(args) > filename_arg
                              ? PyTuple_GetItem(args, filename_arg)
                              : NULL;
     PyErr_Clear();
-    if (!module_filename(c->py, filename))
+    if (!module_filename(g->py, filename))
         return 0;
-    return refuse_forgery(c, event, PyUnicode_AsUTF8(filename));
+    return refuse_forgery(g, event, PyUnicode_AsUTF8(filename));
 }
 
 static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
@@ -444,24 +449,24 @@ static PyObject *guard_import(PyObject *self, PyObject *args, PyObject *kw)
                                      &name, &globals, &locals, &fromlist,
                                      &level))
         return NULL;
-    iso_cell *c = cell_of(self);
-    importer who = who_imports(c);
-    if (who == BY_CALL && !is_allowed(c, name) && !is_refused(c, name)) {
+    iso_guest *g = guest_of(self);
+    importer who = who_imports(g);
+    if (who == BY_CALL && !is_allowed(g, name) && !is_refused(g, name)) {
         PyObject *mod = loaded_for_c(name, globals, fromlist, level);
         if (mod || PyErr_Occurred())
             return mod;
     }
-    if (check_import(c, name, level, who) < 0)
+    if (check_import(g, name, level, who) < 0)
         return NULL;
-    PyObject *m = PyObject_Call(((iso_py_cell *)c->py)->real_import, args, kw);
-    if (m && iso_py_guard_patch_os(c) < 0)
+    PyObject *m = PyObject_Call(((iso_py_state *)g->py)->real_import, args, kw);
+    if (m && iso_py_guard_patch_os(g) < 0)
         Py_CLEAR(m);
     return m;
 }
 
-PyObject *iso_py_guest_import(iso_cell *c, const char *name)
+PyObject *iso_py_guest_import(iso_guest *g, const char *name)
 {
-    if (check_import(c, name, 0, BY_STATEMENT) < 0)
+    if (check_import(g, name, 0, BY_STATEMENT) < 0)
         return NULL;
     return iso_py_import(name);
 }
@@ -486,11 +491,11 @@ PyObject *iso_py_import(const char *name)
 /* limits.output_bytes bounds what a cell posts, logs and measures
  * (strings and bytes in them), whatever the backend. A process cell's host
  * counts the same way and kills a worker that sends more. */
-static int charge_output(iso_cell *c, iso_msg *m, int64_t *charged)
+static int charge_output(iso_guest *g, iso_msg *m, int64_t *charged)
 {
     int64_t n = (int64_t)iso_value_string_bytes(&m->value);
-    if (c->output_bytes <= 0 || c->output_used + n <= c->output_bytes) {
-        c->output_used += n;
+    if (g->output_bytes <= 0 || g->output_used + n <= g->output_bytes) {
+        g->output_used += n;
         *charged = n;
         return 0;
     }
@@ -499,7 +504,7 @@ static int charge_output(iso_cell *c, iso_msg *m, int64_t *charged)
     snprintf(msg, sizeof msg,
              "limits.output_bytes=%lld exceeded: this cell "
              "has posted and logged %lld bytes",
-             (long long)c->output_bytes, (long long)c->output_used);
+             (long long)g->output_bytes, (long long)g->output_used);
     PyObject *args = Py_BuildValue("(is)", EFBIG, msg); /* OSError.errno */
     if (args)
         PyErr_SetObject(PyExc_OSError, args);
@@ -510,16 +515,17 @@ static int charge_output(iso_cell *c, iso_msg *m, int64_t *charged)
 /* Charge m (consumed) to output_bytes and hand it to the host. A
  * sub-interpreter cell whose host queues are full is refused here, before
  * the host's memory grows: OSError(ENOBUFS) until the host takes some. */
-static PyObject *enqueue(iso_cell *c, iso_msg *m)
+static PyObject *enqueue(iso_guest *g, iso_msg *m)
 {
     int64_t charged = 0;
-    if (charge_output(c, m, &charged) < 0)
+    if (charge_output(g, m, &charged) < 0)
         return NULL;
-    if (iso_cell_push(c, m) == 0)
+    if (g->sink.send(g->sink.ctx, m) == 0)
         Py_RETURN_NONE;
-    c->output_used -= charged; /* it was not sent */
-    char why[96], msg[256];
-    iso_cell_queue_why(c, why, sizeof why);
+    g->output_used -= charged; /* it was not sent */
+    char why[96] = "a queue limit", msg[256];
+    if (g->sink.why_refused)
+        g->sink.why_refused(g->sink.ctx, why, sizeof why);
     snprintf(msg, sizeof msg,
              "the host holds %s of this cell's posts and events already: "
              "the host must recv() sooner, or raise the limit",
@@ -531,25 +537,25 @@ static PyObject *enqueue(iso_cell *c, iso_msg *m)
     return NULL;
 }
 
-static PyObject *post_value(iso_cell *c, iso_msg *m, PyObject *obj)
+static PyObject *post_value(iso_guest *g, iso_msg *m, PyObject *obj)
 {
     if (iso_py_to_value(obj, &m->value) < 0) {
         iso_msg_destroy(m);
         return NULL;
     }
-    return enqueue(c, m);
+    return enqueue(g, m);
 }
 
 /* Send a message whose value is the list of items (borrowed). Each item
  * is converted on its own, so it may nest as deep as a posted value. */
-static PyObject *send(iso_cell *c, iso_msg_type type, PyObject **items,
+static PyObject *send(iso_guest *g, iso_msg_type type, PyObject **items,
                       size_t n)
 {
     iso_msg *m = iso_msg_new(type);
     if (!m)
         return PyErr_NoMemory();
     if (type == ISO_MSG_POST) /* a post carries the value itself */
-        return post_value(c, m, items[0]);
+        return post_value(g, m, items[0]);
     iso_value_set_list(&m->value);
     for (size_t i = 0; i < n; i++) {
         iso_value *slot = iso_list_append(&m->value);
@@ -561,14 +567,14 @@ static PyObject *send(iso_cell *c, iso_msg_type type, PyObject **items,
         }
     }
     if (type != ISO_MSG_REQUEST)
-        return enqueue(c, m);
-    iso_cell_push(c, m);
+        return enqueue(g, m);
+    g->sink.send(g->sink.ctx, m); /* refused only once it is stopping */
     Py_RETURN_NONE;
 }
 
 static PyObject *guest_post(PyObject *self, PyObject *obj)
 {
-    return send(cell_of(self), ISO_MSG_POST, &obj, 1);
+    return send(guest_of(self), ISO_MSG_POST, &obj, 1);
 }
 
 static PyObject *guest_log(PyObject *self, PyObject *args, PyObject *kw)
@@ -577,7 +583,7 @@ static PyObject *guest_log(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTuple(args, "UU:log", &level, &message))
         return NULL;
     PyObject *items[] = {level, message, kw ? kw : Py_None};
-    return send(cell_of(self), ISO_MSG_LOG, items, 3);
+    return send(guest_of(self), ISO_MSG_LOG, items, 3);
 }
 
 static PyObject *guest_metric(PyObject *self, PyObject *args, PyObject *kw)
@@ -592,49 +598,33 @@ static PyObject *guest_metric(PyObject *self, PyObject *args, PyObject *kw)
     if (tags != Py_None && !PyDict_Check(tags))
         return PyErr_Format(PyExc_TypeError, "metric tags must be a dict");
     PyObject *items[] = {name, value, tags};
-    return send(cell_of(self), ISO_MSG_METRIC, items, 3);
+    return send(guest_of(self), ISO_MSG_METRIC, items, 3);
 }
 
 /* ---- request: the broker ----------------------------------------------- */
 
-static bool granted(iso_cell *c, const char *cap)
+static bool granted(iso_guest *g, const char *cap)
 {
-    for (size_t i = 0; i < c->n_capabilities; i++)
-        if (strcmp(cap, c->capabilities[i]) == 0)
+    for (size_t i = 0; i < g->n_capabilities; i++)
+        if (strcmp(cap, g->capabilities[i]) == 0)
             return true;
     return false;
 }
 
-/* Block (GIL released) until the host answers or the cell is stopping. */
-static bool wait_reply(iso_cell *c)
+/* Block (GIL released) until the host answers or the guest is stopping;
+ * then the answer, as a Python value or RuntimeError. */
+static PyObject *take_reply(iso_guest *g, const char *cap)
 {
-    bool ready = false;
+    iso_value v = {0};
+    char *error = NULL;
     PyThreadState *ts = PyEval_SaveThread();
-    if (c->await_reply_hook) /* a worker process: the answer is a frame */
-        ready = c->await_reply_hook(c);
-    while (!ready && !atomic_load(&c->stop)) {
-        uint32_t seen = iso_signal_peek(&c->to_cell);
-        pthread_mutex_lock(&c->mu);
-        ready = c->reply_ready;
-        c->reply_ready = false;
-        pthread_mutex_unlock(&c->mu);
-        if (!ready)
-            iso_signal_wait(&c->to_cell, seen, -1);
-    }
+    bool ready = g->sink.await_reply(g->sink.ctx, &v, &error);
     iso_py_take_gil(ts);
-    return ready;
-}
-
-static PyObject *take_reply(iso_cell *c)
-{
-    pthread_mutex_lock(&c->mu);
-    char *error = c->reply_error;
-    iso_value v = c->reply;
-    c->reply_error = NULL;
-    memset(&c->reply, 0, sizeof c->reply);
-    pthread_mutex_unlock(&c->mu);
     PyObject *r = NULL;
-    if (error)
+    if (!ready)
+        PyErr_Format(PyExc_RuntimeError, "request('%s'): the cell is closing",
+                     cap);
+    else if (error)
         PyErr_SetString(PyExc_RuntimeError, error);
     else
         r = iso_py_from_value(&v);
@@ -651,7 +641,7 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sU|O:request", kwlist, &cap,
                                      &action, &payload))
         return NULL;
-    iso_cell *c = cell_of(self);
+    iso_guest *g = guest_of(self);
     Py_ssize_t action_len = 0;
     if (!PyUnicode_AsUTF8AndSize(action, &action_len))
         return NULL;
@@ -661,8 +651,8 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
                             "request(): capability and action are at most "
                             "%d bytes each",
                             ISO_REQUEST_TEXT_MAX);
-    if (!granted(c, cap)) {
-        iso_py_emit_denial(c, "capability", "request", cap, "default deny");
+    if (!granted(g, cap)) {
+        iso_py_emit_denial(g, "capability", "request", cap, "default deny");
         iso_py_permission_error(EPERM,
                                 "capability '%s' is not granted to this "
                                 "cell: add it to the spawn option "
@@ -672,15 +662,12 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
     }
     PyObject *name = PyUnicode_FromString(cap);
     PyObject *items[] = {name, action, payload};
-    PyObject *sent = name ? send(c, ISO_MSG_REQUEST, items, 3) : NULL;
+    PyObject *sent = name ? send(g, ISO_MSG_REQUEST, items, 3) : NULL;
     Py_XDECREF(name);
     if (!sent)
         return NULL;
     Py_DECREF(sent);
-    if (!wait_reply(c))
-        return PyErr_Format(PyExc_RuntimeError,
-                            "request('%s'): the cell is closing", cap);
-    return take_reply(c);
+    return take_reply(g, cap);
 }
 
 /* ---- open(): the guard's, picklable ------------------------------------ */
@@ -809,7 +796,7 @@ void iso_py_guest_warm(void)
 }
 
 /* Add dir, and its real path when that differs. */
-static void add_root(iso_py_cell *p, const char *dir)
+static void add_root(iso_py_state *p, const char *dir)
 {
     char real[PATH_MAX];
     p->module_roots[p->n_module_roots++] = strdup(dir);
@@ -820,7 +807,7 @@ static void add_root(iso_py_cell *p, const char *dir)
 /* Where module code lives: sys.path at start and the site-packages
  * directories, as given and resolved. Fixed for the cell's life: a guest
  * that could add a root could call its own code a module's. */
-static int collect_module_roots(iso_py_cell *p)
+static int collect_module_roots(iso_py_state *p)
 {
     size_t n_site;
     char **site = site_packages(&n_site);
@@ -853,11 +840,11 @@ static int install_one(PyObject *builtins, PyObject *module, const char *name)
     return rc;
 }
 
-static int install_builtins(iso_cell *c, PyObject *builtins, PyObject *mod)
+static int install_builtins(iso_guest *g, PyObject *builtins, PyObject *mod)
 {
-    iso_py_cell *p = c->py;
+    iso_py_state *p = g->py;
     guest_state *st = PyModule_GetState(mod);
-    st->c = c;
+    st->g = g;
     int rc = PyDict_SetItemString(PyImport_GetModuleDict(), GUEST_MODULE, mod);
     for (PyMethodDef *d = guest_methods; rc == 0 && d->ml_name; d++)
         rc = install_one(builtins, mod, d->ml_name);
@@ -871,15 +858,15 @@ static int install_builtins(iso_cell *c, PyObject *builtins, PyObject *mod)
     return rc;
 }
 
-int iso_py_guest_install(iso_cell *c, iso_error *err)
+int iso_py_guest_install(iso_guest *g, iso_error *err)
 {
-    iso_py_cell *p = c->py;
+    iso_py_state *p = g->py;
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
     pthread_once(&guest_def_once, init_guest_def);
     p->guest_module = PyModule_Create(&guest_def);
     int rc = builtins && p->guest_module ? 0 : -1;
     if (rc == 0)
-        rc = install_builtins(c, builtins, p->guest_module) ||
+        rc = install_builtins(g, builtins, p->guest_module) ||
              collect_module_roots(p) || learn_import_name_op();
     if (rc) {
         PyErr_Clear();
@@ -891,7 +878,7 @@ int iso_py_guest_install(iso_cell *c, iso_error *err)
 
 /* builtins.open, io.open and the real open's own module (_io on 3.12+)
  * become isolate_cell's open around the guard's. */
-static int wrap_open(iso_py_cell *p)
+static int wrap_open(iso_py_state *p)
 {
     guest_state *st = PyModule_GetState(p->guest_module);
     PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
@@ -915,12 +902,12 @@ static int wrap_open(iso_py_cell *p)
     return rc ? -1 : 0;
 }
 
-int iso_py_guest_finish(iso_cell *c, iso_error *err)
+int iso_py_guest_finish(iso_guest *g, iso_error *err)
 {
-    iso_py_cell *p = c->py;
+    iso_py_state *p = g->py;
     int rc = wrap_open(p);
-    if (rc == 0 && c->backend == ISO_BACKEND_SUBINTERPRETER)
-        rc = iso_py_extensions_install(c);
+    if (rc == 0 && g->backend == ISO_BACKEND_SUBINTERPRETER)
+        rc = iso_py_extensions_install(g);
     if (rc) {
         PyErr_Clear();
         return iso_error_set(err, ISO_CRASHED,
@@ -930,7 +917,7 @@ int iso_py_guest_finish(iso_cell *c, iso_error *err)
     return 0;
 }
 
-void iso_py_guest_clear(iso_py_cell *p)
+void iso_py_guest_clear(iso_py_state *p)
 {
     Py_CLEAR(p->guest_module);
     for (size_t i = 0; i < p->n_module_roots; i++)

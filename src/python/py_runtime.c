@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #include "py_alloc.h"
-#include "py_cell.h"
+#include "guest.h"
+#include "handoff.h"
 #include "py_runtime.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -113,7 +114,7 @@ PyInterpreterState *iso_py_main_interp(void)
     return main_interp;
 }
 
-void iso_runtime_info_get(iso_runtime_info *info)
+void iso_py_runtime_info(iso_runtime_info *info)
 {
     static char version[32];
     const char *v = Py_GetVersion(); /* "3.11.2 (main, ...": no init needed */
@@ -122,7 +123,6 @@ void iso_runtime_info_get(iso_runtime_info *info)
     info->python_version = version;
     info->own_gil = ISO_OWN_GIL;
     info->cell_mode = ISO_OWN_GIL ? "own GIL" : "shared GIL";
-    iso_abandoned_get(info);
 }
 
 #if !ISO_OWN_GIL

@@ -30,6 +30,9 @@ void iso_py_register_cell_thread(PyThreadState *ts);
 /* What cells report as sys.executable: the build's Python when it is
  * there under the running version's name, else "" (never another one). */
 const char *iso_py_executable(void);
+/* The Python part of iso_runtime_info: version and GIL mode (the
+ * sub-interpreter backend adds its abandoned guests). */
+void iso_py_runtime_info(iso_runtime_info *info);
 /* The main interpreter (the legacy cells' parent). */
 PyInterpreterState *iso_py_main_interp(void);
 

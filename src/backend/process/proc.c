@@ -4,6 +4,10 @@
  * code), spoken to in frames (wire.c) on the Lua thread itself: no extra
  * thread, no extra hop. Everything a guest sends is decoded as data,
  * checked against the frame rules, and a malformed frame kills the cell.
+ *
+ * Longer than 600 lines because the zygote, a worker's start, its frames and the ops
+ * share one worker state (proc) and the zygote's lock; the warm pool of
+ * workers is proc_pool.c's already.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -94,7 +98,7 @@ static bool find_worker(char *out, size_t n)
     return executable(out);
 }
 
-int iso_process_backend_check(iso_error *err)
+static int proc_check(iso_error *err)
 {
     char path[PATH_MAX];
     if (!find_worker(path, sizeof path))
@@ -189,7 +193,7 @@ static int zygote_start(iso_error *err)
     char path[PATH_MAX], host[24], cells[ISO_PATH_MAX] = "-";
     int sv[2];
     if (!find_worker(path, sizeof path))
-        return iso_process_backend_check(err);
+        return proc_check(err);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
         return iso_error_set(err, ISO_CRASHED, "socketpair: %s",
                              strerror(errno));
@@ -407,7 +411,7 @@ static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
     };
     iso_worker_filter f;
     iso_error err = {0};
-    int rc = iso_confine_net_from_plan(&cc, c->plan, &err);
+    int rc = iso_confine_net_from_plan(&cc, c->guest.plan, &err);
     bool have = rc == 0 && iso_confine_worker_filter(&cc, &f, &err) == 0;
     iso_confine_net_free(&cc);
     iso_error_clear(&err);
@@ -424,20 +428,20 @@ static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
 {
     iso_value *fs, *net;
     iso_value_set_map(map);
-    int rc =
-        put_str(map, "name", c->name) ||
-        put_strings(map, "imports", (const char *const *)c->imports,
-                    c->n_imports) ||
-        put_strings(map, "capabilities", (const char *const *)c->capabilities,
-                    c->n_capabilities) ||
-        put_strings(map, "syscalls_deny", cfg->deny_syscalls,
-                    cfg->n_deny_syscalls) ||
-        put_limits(map, cfg) || put(map, "fs", &fs) || put(map, "net", &net) ||
-        iso_plan_to_value(c->plan, fs, net);
+    int rc = put_str(map, "name", c->name) ||
+             put_strings(map, "imports", (const char *const *)c->guest.imports,
+                         c->guest.n_imports) ||
+             put_strings(map, "capabilities",
+                         (const char *const *)c->guest.capabilities,
+                         c->guest.n_capabilities) ||
+             put_strings(map, "syscalls_deny", cfg->deny_syscalls,
+                         cfg->n_deny_syscalls) ||
+             put_limits(map, cfg) || put(map, "fs", &fs) ||
+             put(map, "net", &net) || iso_plan_to_value(c->guest.plan, fs, net);
     (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
         rc = put_str(map, "mode", iso_mode_name());
-    if (rc == 0 && c->guard_cgroup) /* Landlock leaves connect to it */
+    if (rc == 0 && c->guard.cgroup_id) /* Landlock leaves connect to it */
         rc = put_str(map, "connect", "bpf");
     if (rc == 0)
         rc = compiled_filter(c, cfg, map);
@@ -576,7 +580,7 @@ static int check_result(iso_cell *c, const iso_frame *f, iso_error *err)
     if (!c->busy || f->seq != c->next_seq || c->pending_result)
         return violation(err, "a RESULT for no running request");
     if (f->error.kind != ISO_OK &&
-        !iso_worker_kind_allowed(f->error.kind, c->mem_limit))
+        !iso_worker_kind_allowed(f->error.kind, c->guest.mem_limit))
         return violation(err, "a RESULT with a verdict only the host gives");
     return 0;
 }
@@ -609,14 +613,15 @@ static int charge_output(iso_cell *c, proc *p, const iso_frame *f,
                          iso_error *err)
 {
     int64_t n = (int64_t)iso_value_string_bytes(&f->value);
-    if (c->output_bytes <= 0 || p->output_used + n <= c->output_bytes) {
+    if (c->guest.output_bytes <= 0 ||
+        p->output_used + n <= c->guest.output_bytes) {
         p->output_used += n;
         return 0;
     }
     return iso_error_set(err, ISO_OUTPUT,
                          "cell '%s' sent more than limits.output_bytes=%lld "
                          "(its worker should have refused it)",
-                         c->name, (long long)c->output_bytes);
+                         c->name, (long long)c->guest.output_bytes);
 }
 
 static int check_frame(iso_cell *c, proc *p, const iso_frame *f, iso_error *err)
@@ -639,9 +644,10 @@ static int check_frame(iso_cell *c, proc *p, const iso_frame *f, iso_error *err)
 
 static bool granted(const iso_cell *c, const iso_value *cap)
 {
-    for (size_t i = 0; i < c->n_capabilities; i++)
-        if (strlen(c->capabilities[i]) == cap->u.str.len &&
-            memcmp(c->capabilities[i], cap->u.str.ptr, cap->u.str.len) == 0)
+    for (size_t i = 0; i < c->guest.n_capabilities; i++)
+        if (strlen(c->guest.capabilities[i]) == cap->u.str.len &&
+            memcmp(c->guest.capabilities[i], cap->u.str.ptr, cap->u.str.len) ==
+                0)
             return true;
     return false;
 }
@@ -1122,7 +1128,7 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
     return 0;
 }
 
-int64_t iso_process_cpu_ms(const iso_cell *c)
+static int64_t proc_cpu_ms(const iso_cell *c)
 {
     const proc *p = c->backend_data;
     char path[64], buf[1024];
@@ -1141,7 +1147,8 @@ int64_t iso_process_cpu_ms(const iso_cell *c)
     return (int64_t)(ut + stime) * 1000 / sysconf(_SC_CLK_TCK);
 }
 
-int64_t iso_process_mem_bytes(const iso_cell *c)
+/* Its resident set. */
+static int64_t proc_mem_bytes(const iso_cell *c)
 {
     const proc *p = c->backend_data;
     char path[64];
@@ -1169,7 +1176,15 @@ void iso_process_end(void)
         pthread_mutex_unlock(&zyg.mu);
 }
 
+/* The socket its frames arrive on. */
+static int proc_frames_fd(const iso_cell *c)
+{
+    const proc *p = c->backend_data;
+    return p ? p->sock : -1;
+}
+
 const iso_cell_ops iso_process_ops = {
+    .check = proc_check,
     .start = proc_start,
     .submit = proc_submit,
     .receive = proc_receive,
@@ -1178,10 +1193,7 @@ const iso_cell_ops iso_process_ops = {
     .stop = proc_stop,
     .destroy = proc_destroy,
     .reload = proc_reload,
+    .cpu_ms = proc_cpu_ms,
+    .mem_bytes = proc_mem_bytes,
+    .poll_fd = proc_frames_fd,
 };
-
-int iso_process_frames_fd(const iso_cell *c)
-{
-    const proc *p = c->backend_data;
-    return p ? p->sock : -1;
-}

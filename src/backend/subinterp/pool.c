@@ -55,7 +55,8 @@ static void *refill(void *unused)
             continue;
         pthread_mutex_unlock(&pool.mu);
         iso_error err = {0};
-        iso_cell *c = iso_cell_new_blank(&err); /* milliseconds: unlocked */
+        /* milliseconds: unlocked */
+        iso_cell *c = iso_cell_new_blank(ISO_BACKEND_SUBINTERPRETER, &err);
         iso_error_clear(&err);
         if (c)
             iso_cell_cgroup_prepare(c);

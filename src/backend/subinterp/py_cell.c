@@ -7,17 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "grants.h"
+#include "guest.h"
 #include "py_alloc.h"
-#include "py_cell.h"
-#include "py_value.h"
-
-#define CODE_CACHE_MAX 256 /* compiled sources kept per cell */
+#include "subinterp.h"
 
 /* ---- creation and teardown --------------------------------------------- */
 
 #if ISO_OWN_GIL
-static int new_interpreter(iso_py_cell *p, iso_error *err)
+static int new_interpreter(iso_py_state *p, iso_error *err)
 {
     PyInterpreterConfig cfg = {
         .use_main_obmalloc = 0,
@@ -36,12 +33,12 @@ static int new_interpreter(iso_py_cell *p, iso_error *err)
     return 0;
 }
 
-static void end_interpreter(iso_py_cell *p)
+static void end_interpreter(iso_py_state *p)
 {
     Py_EndInterpreter(p->ts);
 }
 #else
-static int new_interpreter(iso_py_cell *p, iso_error *err)
+static int new_interpreter(iso_py_state *p, iso_error *err)
 {
     p->aux = PyThreadState_New(iso_py_main_interp());
     if (!p->aux)
@@ -55,7 +52,7 @@ static int new_interpreter(iso_py_cell *p, iso_error *err)
     return iso_error_set(err, ISO_CRASHED, "cannot create a sub-interpreter");
 }
 
-static void end_interpreter(iso_py_cell *p)
+static void end_interpreter(iso_py_state *p)
 {
     Py_EndInterpreter(p->ts);
     PyThreadState_Swap(p->aux);
@@ -64,59 +61,19 @@ static void end_interpreter(iso_py_cell *p)
 }
 #endif
 
-/* sys.executable and sys._base_executable name the interpreter the cell
- * runs (see iso_py_executable), not what CPython's path search found on
- * the host's PATH (a pyenv shim, or another version's python3). */
-static int set_executable(void)
-{
-    PyObject *exe = PyUnicode_DecodeFSDefault(iso_py_executable());
-    int rc = exe ? PySys_SetObject("executable", exe) |
-                       PySys_SetObject("_base_executable", exe)
-                 : -1;
-    Py_XDECREF(exe);
-    return rc ? -1 : 0;
-}
-
-int iso_py_cell_setup(iso_cell *c, iso_py_cell *p, iso_error *err)
-{
-    p->interp = PyThreadState_GetInterpreter(p->ts);
-    iso_mem_account_bind(c->mem_account, p->interp); /* guest threads */
-    c->py_thread_id = PyThread_get_thread_ident();
-    PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
-    p->globals = main ? PyModule_GetDict(main) : NULL;
-    Py_XINCREF(p->globals);
-    p->code_cache = PyDict_New();
-    if (!p->globals || !p->code_cache || set_executable()) {
-        PyErr_Clear();
-        return iso_error_set(err, ISO_CRASHED, "cannot set up __main__");
-    }
-    if (iso_py_guest_install(c, err))
-        return -1;
-    iso_grants_prepare(); /* cells confine themselves without the GIL */
-    if (iso_py_guard_install(c, err))
-        return -1;
-    return iso_py_guest_finish(c, err);
-}
-
 /* Legacy Py_EndInterpreter aborts the process if other threads remain in
  * the interpreter (guest threads): leak the interpreter instead. */
-static bool alone_in_interpreter(iso_py_cell *p)
+static bool alone_in_interpreter(iso_py_state *p)
 {
     PyThreadState *t = PyInterpreterState_ThreadHead(p->interp);
     return t == p->ts && PyThreadState_Next(t) == NULL;
 }
 
-static void destroy(iso_py_cell *p)
+static void destroy(iso_guest *g)
 {
+    iso_py_state *p = g->py;
     iso_py_forget_interp(p->interp);
-    PyObject *d = PyInterpreterState_GetDict(p->interp);
-    if (d && PyDict_DelItemString(d, "isolate.cell") < 0)
-        PyErr_Clear(); /* the guards stop seeing this cell */
-    iso_py_guard_clear(p);
-    iso_py_guest_clear(p);
-    Py_CLEAR(p->globals);
-    Py_CLEAR(p->code_cache);
-    Py_CLEAR(p->real_import);
+    iso_guest_clear(g);
     /* A door to this interpreter made before forget_interp (a cell waiting
      * for the GIL, the nudger) may still wait: let it through. */
     for (int i = 0; i < 5 && !alone_in_interpreter(p); i++) {
@@ -147,341 +104,13 @@ static void report_start(iso_cell *c, int rc, iso_error *err)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* ---- guest errors ------------------------------------------------------ */
-
-static char *format_traceback(PyObject *exc)
-{
-    PyObject *tb = iso_py_import("traceback");
-    PyObject *lines =
-        tb ? PyObject_CallMethod(tb, "format_exception", "O", exc) : NULL;
-    PyObject *sep = PyUnicode_FromString("");
-    PyObject *text = lines && sep ? PyUnicode_Join(sep, lines) : NULL;
-    const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
-    char *out = s ? strdup(s) : NULL;
-    Py_XDECREF(tb);
-    Py_XDECREF(lines);
-    Py_XDECREF(sep);
-    Py_XDECREF(text);
-    PyErr_Clear();
-    return out;
-}
-
-PyObject *iso_py_take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value && tb)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
-void iso_py_restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-    Py_DECREF(exc);
-#endif
-}
-
-/* Turn the pending Python exception into err (kind as given). */
-static void take_exception(iso_cell *c, iso_error *err, iso_kind kind)
-{
-    PyObject *exc = iso_py_take_exception();
-    PyObject *msg = exc ? PyObject_Str(exc) : NULL;
-    const char *m = msg ? PyUnicode_AsUTF8(msg) : NULL;
-    /* The cell ran out of its memory limit. A worker says so only under
-     * limits.mem: its host believes kind memory from nothing else. */
-    if (exc && PyErr_GivenExceptionMatches(exc, PyExc_MemoryError) &&
-        (!c->send_hook || c->mem_limit > 0))
-        kind = ISO_MEMORY;
-    if (kind == ISO_MEMORY && iso_mem_account_refused(c->mem_account))
-        iso_error_set(err, kind, "cell '%s' reached limits.mem (%lld bytes)",
-                      c->name, (long long)c->mem_limit);
-    else if (!m || (!*m && kind == ISO_MEMORY))
-        iso_error_set(err, kind, "%s",
-                      kind == ISO_MEMORY ? "out of memory" : "unknown error");
-    else
-        iso_error_set(err, kind, "%s", m);
-    PyErr_Clear();
-    if (exc) {
-        const char *type = Py_TYPE(exc)->tp_name;
-        const char *dot = strrchr(type, '.');
-        snprintf(err->python, sizeof err->python, "%s", dot ? dot + 1 : type);
-        c->quiet = true; /* reading source for the traceback is ours */
-        if (kind == ISO_GUEST)
-            err->traceback = format_traceback(exc);
-        c->quiet = false;
-    }
-    Py_XDECREF(msg);
-    Py_XDECREF(exc);
-}
-
-/* ---- requests ---------------------------------------------------------- */
-
-static PyObject *compile_cached(iso_cell *c, iso_py_cell *p, iso_req *r)
-{
-    PyObject *key = PyUnicode_DecodeUTF8(r->text, (Py_ssize_t)r->len, NULL);
-    if (!key)
-        return NULL;
-    PyObject *code = PyDict_GetItemWithError(p->code_cache, key);
-    if (code) {
-        Py_INCREF(code);
-    } else if (!PyErr_Occurred()) {
-        char filename[ISO_NAME_MAX + 8];
-        snprintf(filename, sizeof filename, "<%s>", c->name);
-        code = Py_CompileString(r->text, filename, Py_file_input);
-        if (code && PyDict_GET_SIZE(p->code_cache) >= CODE_CACHE_MAX)
-            PyDict_Clear(p->code_cache);
-        if (code && PyDict_SetItem(p->code_cache, key, code) < 0)
-            Py_CLEAR(code);
-    }
-    Py_DECREF(key);
-    return code;
-}
-
-static PyObject *run_exec(iso_cell *c, iso_py_cell *p, iso_req *r)
-{
-    if (strlen(r->text) != r->len)
-        return PyErr_Format(PyExc_ValueError, "source contains a NUL byte");
-    PyObject *code = compile_cached(c, p, r);
-    if (!code)
-        return NULL;
-    PyObject *res = PyEval_EvalCode(code, p->globals, p->globals);
-    Py_DECREF(code);
-    if (!res)
-        return NULL;
-    Py_DECREF(res);
-    Py_RETURN_NONE;
-}
-
-/* "name", "name.attr..." from __main__, or "module.func" via the guard. */
-static PyObject *resolve_target(iso_cell *c, iso_py_cell *p, const char *t)
-{
-    size_t head_len = strcspn(t, ".");
-    PyObject *head = PyUnicode_FromStringAndSize(t, (Py_ssize_t)head_len);
-    PyObject *obj = head ? PyDict_GetItemWithError(p->globals, head) : NULL;
-    if (head && !obj && !PyErr_Occurred()) /* then builtins, as Python does */
-        obj = PyDict_GetItemWithError(PyEval_GetBuiltins(), head);
-    Py_XDECREF(head);
-    const char *rest = t + head_len;
-    if (obj) {
-        Py_INCREF(obj);
-    } else if (PyErr_Occurred()) {
-        return NULL;
-    } else if (!*rest) {
-        return PyErr_Format(PyExc_NameError, "name '%s' is not defined", t);
-    } else {
-        rest = strrchr(t, '.');
-        char *module = strndup(t, (size_t)(rest - t));
-        obj = module ? iso_py_guest_import(c, module) : PyErr_NoMemory();
-        free(module);
-    }
-    while (obj && *rest == '.') {
-        const char *next = rest + 1 + strcspn(rest + 1, ".");
-        PyObject *name = PyUnicode_FromStringAndSize(
-            rest + 1, (Py_ssize_t)(next - rest - 1));
-        PyObject *attr = name ? PyObject_GetAttr(obj, name) : NULL;
-        Py_XDECREF(name);
-        Py_DECREF(obj);
-        obj = attr;
-        rest = next;
-    }
-    return obj;
-}
-
-/* Arguments one by one, so each may nest as deep as a posted value. */
-static PyObject *call_args(const iso_value *list)
-{
-    size_t n = list->u.seq.len;
-    PyObject *args = PyTuple_New((Py_ssize_t)n);
-    for (size_t i = 0; args && i < n; i++) {
-        PyObject *item = iso_py_from_value(&list->u.seq.items[i]);
-        if (!item)
-            Py_CLEAR(args);
-        else
-            PyTuple_SET_ITEM(args, (Py_ssize_t)i, item);
-    }
-    return args;
-}
-
-static PyObject *run_call(iso_cell *c, iso_py_cell *p, iso_req *r)
-{
-    PyObject *fn = resolve_target(c, p, r->text);
-    PyObject *args = fn ? call_args(&r->args) : NULL;
-    PyObject *res = args ? PyObject_Call(fn, args, NULL) : NULL;
-    Py_XDECREF(fn);
-    Py_XDECREF(args);
-    return res;
-}
-
-iso_msg *iso_py_cell_run(iso_cell *c, iso_py_cell *p, iso_req *r)
-{
-    iso_msg *m = iso_msg_new(ISO_MSG_RESULT);
-    if (!m)
-        return NULL;
-    PyObject *res =
-        r->type == ISO_REQ_EXEC ? run_exec(c, p, r) : run_call(c, p, r);
-    if (!res)
-        take_exception(c, &m->error, ISO_GUEST);
-    else if (iso_py_to_value(res, &m->value) < 0)
-        take_exception(c, &m->error, ISO_VALUE);
-    Py_XDECREF(res);
-    return m;
-}
-
 /* An interrupt aimed at this request may still be pending: drop it so it
  * never fires in the next one. Called with running_seq still set. */
 static void clear_interrupt(iso_cell *c)
 {
-    PyThreadState_SetAsyncExc(c->py_thread_id, NULL);
+    PyThreadState_SetAsyncExc(c->guest.py->thread_id, NULL);
     PyErr_Clear();
     atomic_store(&c->running_seq, 0);
-}
-
-/* ---- abandoned guests -------------------------------------------------- */
-
-/* Cells whose thread the host gave up on while it still ran, each with a
- * reference of the list's own: the thread goes on until its guest ends by
- * itself, or for good when it is parked (sandbox.info() reports both). */
-static struct {
-    pthread_mutex_t mu;
-    struct abandoned_cell {
-        iso_cell *c;
-        bool parked;
-    } * cells;
-    size_t n, cap;
-} abandoned = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
-
-/* Unless its thread has ended already (c->py is NULL then). */
-static void abandoned_add(iso_cell *c)
-{
-    pthread_mutex_lock(&abandoned.mu);
-    if (c->py && iso_room_for_one((void **)&abandoned.cells, &abandoned.cap,
-                                  abandoned.n, sizeof *abandoned.cells)) {
-        atomic_fetch_add(&c->refs, 1);
-        abandoned.cells[abandoned.n++] = (struct abandoned_cell){c, false};
-    }
-    pthread_mutex_unlock(&abandoned.mu);
-}
-
-/* abandoned.mu held: c's entry, or NULL. */
-static struct abandoned_cell *abandoned_entry(iso_cell *c)
-{
-    for (size_t i = 0; i < abandoned.n; i++)
-        if (abandoned.cells[i].c == c)
-            return &abandoned.cells[i];
-    return NULL;
-}
-
-/* The cell thread, as it ends (abandoned or not). */
-static void thread_ends(iso_cell *c)
-{
-    pthread_mutex_lock(&abandoned.mu);
-    c->py = NULL;
-    struct abandoned_cell *e = abandoned_entry(c);
-    if (e)
-        *e = abandoned.cells[--abandoned.n];
-    pthread_mutex_unlock(&abandoned.mu);
-    if (e)
-        iso_cell_unref(c);
-}
-
-void iso_abandoned_get(iso_runtime_info *info)
-{
-    info->abandoned_threads = info->abandoned_parked = 0;
-    info->abandoned_cpu_ms = 0;
-    pthread_mutex_lock(&abandoned.mu); /* their threads cannot end meanwhile */
-    for (size_t i = 0; i < abandoned.n; i++) {
-        info->abandoned_threads++;
-        info->abandoned_parked += abandoned.cells[i].parked;
-        info->abandoned_cpu_ms += iso_cell_thread_cpu_ms(abandoned.cells[i].c);
-    }
-    pthread_mutex_unlock(&abandoned.mu);
-}
-
-/* Does this thread hold the runtime's import lock, which every interpreter
- * shares? A guest that slept holding it would stop every cell's imports.
- * _imp.release_lock() refuses unless the caller holds it; then it is
- * taken back at once. (Another thread's hold is no reason to wait.) */
-static bool holds_import_lock(void)
-{
-    PyObject *imp = iso_py_import("_imp");
-    PyObject *r = imp ? PyObject_CallMethod(imp, "release_lock", NULL) : NULL;
-    bool mine = r != NULL;
-    Py_XDECREF(r);
-    if (mine)
-        Py_XDECREF(PyObject_CallMethod(imp, "acquire_lock", NULL));
-    PyErr_Clear();
-    Py_XDECREF(imp);
-    return mine || !imp;
-}
-
-/* The trace function of an abandoned guest's thread (obj: its cell): at
- * its next event while it still runs the abandoned request, it lets the
- * GIL go and sleeps for good. A guest cannot catch that; parked, it takes
- * the shared GIL from no live cell and burns no CPU, and keeps only its
- * memory and a sleeping thread. Never while it holds the import lock, the
- * one lock Python code holds that every interpreter shares: the next
- * event tries again. */
-static int park(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
-{
-    (void)frame, (void)what, (void)arg;
-    iso_cell *c = PyCapsule_GetPointer(obj, "isolate.park");
-    if (!c || !atomic_load(&c->running_seq) || holds_import_lock()) {
-        PyErr_Clear();
-        return 0;
-    }
-    pthread_mutex_lock(&abandoned.mu);
-    struct abandoned_cell *e = abandoned_entry(c);
-    if (e)
-        e->parked = true;
-    pthread_mutex_unlock(&abandoned.mu);
-    PyEval_SaveThread();
-    for (;;)
-        pause();
-    return 0;
-}
-
-/* A loop of one instruction (while True: pass) has no line events: its
- * running frames report every opcode instead. */
-static void trace_opcodes(PyThreadState *ts)
-{
-    PyFrameObject *f = PyThreadState_GetFrame(ts);
-    while (f) {
-        if (PyObject_SetAttrString((PyObject *)f, "f_trace_opcodes", Py_True))
-            PyErr_Clear();
-        PyFrameObject *back = PyFrame_GetBack(f);
-        Py_DECREF(f);
-        f = back;
-    }
-}
-
-/* Interrupter, with the cell's GIL: trace the cell's thread with park (on
- * 3.12+, every thread of its interpreter: guest threads too). */
-static void park_guest(iso_cell *c, iso_py_cell *p)
-{
-    PyObject *obj = PyCapsule_New(c, "isolate.park", NULL);
-    if (!obj) {
-        PyErr_Clear();
-        return;
-    }
-    trace_opcodes(p->ts);
-#if PY_VERSION_HEX >= 0x030C0000
-    PyEval_SetTraceAllThreads(park, obj);
-#else
-    if (_PyEval_SetTrace(p->ts, park, obj) < 0)
-        PyErr_Clear();
-#endif
-    Py_DECREF(obj);
 }
 
 /* ---- the cell thread --------------------------------------------------- */
@@ -513,7 +142,7 @@ static void retire_interrupters(iso_cell *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-static void serve(iso_cell *c, iso_py_cell *p)
+static void serve(iso_cell *c, iso_py_state *p)
 {
     for (;;) {
         PyEval_SaveThread();
@@ -529,7 +158,8 @@ static void serve(iso_cell *c, iso_py_cell *p)
         }
         iso_py_take_gil(p->ts);
         atomic_store(&c->running_seq, r->seq);
-        iso_msg *m = iso_py_cell_run(c, p, r);
+        iso_msg *m = iso_guest_run(&c->guest, r->type == ISO_REQ_CALL, r->text,
+                                   r->len, &r->args);
         clear_interrupt(c);
         iso_req_destroy(r);
         iso_mem_account_flush(); /* stats() after a request are exact */
@@ -538,24 +168,61 @@ static void serve(iso_cell *c, iso_py_cell *p)
     }
 }
 
+/* ---- the guest's sink: the outbox and the reply slot ------------------- */
+
+static int sink_send(void *ctx, iso_msg *m)
+{
+    return iso_cell_push(ctx, m);
+}
+
+static void sink_why_refused(void *ctx, char *buf, size_t n)
+{
+    iso_cell_queue_why(ctx, buf, n);
+}
+
+/* request(): block until the host answers (sub_reply) or the cell is
+ * stopping; the answer moved out of the reply slot. */
+static bool sink_await_reply(void *ctx, iso_value *value, char **error)
+{
+    iso_cell *c = ctx;
+    bool ready = false;
+    while (!ready && !atomic_load(&c->stop)) {
+        uint32_t seen = iso_signal_peek(&c->to_cell);
+        pthread_mutex_lock(&c->mu);
+        ready = c->reply_ready;
+        c->reply_ready = false;
+        if (ready) {
+            iso_value_move(value, &c->reply);
+            *error = c->reply_error;
+            c->reply_error = NULL;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (!ready)
+            iso_signal_wait(&c->to_cell, seen, -1);
+    }
+    return ready;
+}
+
 /* Everything the cell's Python allocates from here on, its interpreter's
  * creation included, is charged to the cell (limits.mem, stats). */
 static int open_account(iso_cell *c, iso_error *err)
 {
-    c->mem_account = iso_mem_account_open();
-    if (!c->mem_account)
+    c->guest.mem_account = iso_mem_account_open();
+    if (!c->guest.mem_account)
         return iso_error_set(err, ISO_CRASHED,
                              "too many sub-interpreter cells at once");
-    iso_mem_account_enter(c->mem_account);
+    iso_mem_account_enter(c->guest.mem_account);
     return 0;
 }
 
 void *iso_py_cell_thread(void *arg)
 {
     iso_cell *c = arg;
-    iso_py_cell py = {0};
+    iso_py_state py = {0};
     iso_error err = {0};
-    c->py = &py;
+    c->guest.py = &py;
+    c->guest.sink =
+        (iso_guest_sink){sink_send, sink_await_reply, sink_why_refused, c};
     c->has_cpu_clock =
         pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
     iso_cell_phase(c, "thread", iso_now());
@@ -564,8 +231,8 @@ void *iso_py_cell_thread(void *arg)
         rc = open_account(c, &err);
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0) {
         iso_cell_phase(c, "interpreter", iso_now());
-        if ((rc = iso_py_cell_setup(c, &py, &err)) != 0)
-            destroy(&py);
+        if ((rc = iso_guest_setup(&c->guest, &err)) != 0)
+            destroy(&c->guest);
     }
     if (rc == 0)
         iso_cell_phase(c, "guest runtime", iso_now());
@@ -575,11 +242,12 @@ void *iso_py_cell_thread(void *arg)
     report_start(c, rc, &err);
     if (rc == 0) {
         serve(c, &py);
-        iso_mem_account_limit(c->mem_account, 0); /* ending must not fail */
-        destroy(&py);
+        iso_mem_account_limit(c->guest.mem_account,
+                              0); /* ending must not fail */
+        destroy(&c->guest);
     }
-    thread_ends(c);
-    iso_mem_account_close(c->mem_account);
+    iso_abandoned_thread_ends(c);
+    iso_mem_account_close(c->guest.mem_account);
     iso_cell_unref(c);
     return NULL;
 }
@@ -600,7 +268,7 @@ static void *floor_thread(void *arg)
     floor_run *f = arg;
     f->rc = iso_py_runtime_init(&f->err);
     for (size_t i = 0; f->rc == 0 && i < f->n; i++) {
-        iso_py_cell p = {0};
+        iso_py_state p = {0};
         double t0 = iso_now();
         f->rc = new_interpreter(&p, &f->err);
         if (f->rc == 0)
@@ -628,7 +296,8 @@ int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err)
 
 static void interrupt(iso_cell *c, uint64_t seq);
 
-/* What confines a sub-interpreter cell in this build. */
+/* What confines a started sub-interpreter cell until its thread confines
+ * itself (cell_confine.c then writes the rows of what it applied). */
 static int describe_confinement(iso_cell *c)
 {
     static const char *const kernel[] = {"landlock", "seccomp", "bpf",
@@ -640,8 +309,8 @@ static int describe_confinement(iso_cell *c)
                                  "Python: a guardrail, not a boundary");
     for (int i = 0; rc == 0 && kernel[i]; i++)
         rc = iso_confinement_add(v, kernel[i], "missing", "cell thread",
-                                 "kernel layers are not applied to "
-                                 "sub-interpreter cells in this build");
+                                 "not applied yet: the cell thread "
+                                 "confines itself before its first request");
     return rc;
 }
 
@@ -713,7 +382,7 @@ static void sub_reply(iso_cell *c, iso_value *value, const char *error)
  * CPU. */
 static void abandon(iso_cell *c)
 {
-    abandoned_add(c);
+    iso_abandoned_add(c);
     atomic_store(&c->abandoned, true);
     atomic_store(&c->stop, true);
     iso_signal_notify(&c->to_cell);
@@ -760,13 +429,21 @@ static void sub_stop(iso_cell *c, bool force)
 }
 
 const iso_cell_ops iso_subinterpreter_ops = {
+    .take_warm = iso_pool_take,
     .start = sub_start,
+    .confine = iso_sub_confine,
     .submit = sub_submit,
     .receive = sub_receive,
     .reply = sub_reply,
+    .over = iso_sub_over,
+    .watch = iso_watchdog_watch,
+    .forget = iso_watchdog_forget,
+    .found = iso_watchdog_found,
     .overrun = sub_overrun,
     .stop = sub_stop,
     .interrupt = interrupt,
+    .cpu_ms = iso_cell_thread_cpu_ms,
+    .mem_bytes = iso_sub_mem_bytes,
 };
 
 /* ---- interrupts -------------------------------------------------------- */
@@ -791,13 +468,13 @@ static void *interrupter(void *arg)
 {
     interrupt_job *job = arg;
     iso_cell *c = job->c;
-    iso_py_cell *p = c->py;
+    iso_py_state *p = c->guest.py;
     PyThreadState *ts = PyThreadState_New(p->interp);
     PyEval_RestoreThread(ts);
     if (atomic_load(&c->abandoned))
-        park_guest(c, p);
+        iso_abandoned_park(c, p);
     else if (atomic_load(&c->running_seq) == job->seq)
-        PyThreadState_SetAsyncExc(c->py_thread_id, PyExc_TimeoutError);
+        PyThreadState_SetAsyncExc(p->thread_id, PyExc_TimeoutError);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
     interrupter_done(c);

@@ -40,7 +40,7 @@ static iso_kind passed(const watch *w, double now)
         return ISO_TIMEOUT;
     if (c->cpu_ms > 0 && iso_cell_thread_cpu_ms(c) >= c->cpu_ms)
         return ISO_CPU;
-    if (iso_mem_account_overrun(c->mem_account))
+    if (iso_mem_account_overrun(c->guest.mem_account))
         return ISO_MEMORY;
     return ISO_OK;
 }

@@ -5,9 +5,9 @@
  *
  * The zygote initialises CPython once, single-threaded, runs no guest code
  * and forks one child per cell. A child reads its CONFIG frame, confines
- * itself (confine.c) and only then becomes a cell: the same cell runtime as
- * the sub-interpreter backend (py_cell.c), running on the main thread of
- * its own process, talking to the host in frames (wire.c).
+ * itself (confine.c) and only then becomes a cell: the same guest runtime
+ * as the sub-interpreter backend's (guest.h), running on the main thread
+ * of its own process, its sink talking to the host in frames (wire.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,14 +25,16 @@
 
 #include "cgroup.h"
 #include "grants.h"
-#include "py_cell.h"
+#include "guest.h"
+#include "handoff.h"
 #include "setup.h"
 #include "wire.h"
 #include "zygote.h"
 
 #define CONFIG_TIMEOUT_S 10.0
 
-static iso_wire wire; /* the child's connection to its host */
+static iso_wire wire;   /* the child's connection to its host */
+static iso_guest guest; /* the cell this child becomes */
 
 /* ---- frames <-> messages ----------------------------------------------- */
 
@@ -43,9 +45,8 @@ static const int msg_frame_types[] = {
 };
 
 /* Send m (consumed) to the host; a host that is gone ends the cell. */
-static void send_msg(iso_cell *c, iso_msg *m, uint64_t seq)
+static void send_msg(iso_msg *m, uint64_t seq)
 {
-    (void)c;
     iso_frame f = {
         .type = msg_frame_types[m->type], .seq = seq, .time = m->time};
     iso_value_move(&f.value, &m->value);
@@ -58,9 +59,13 @@ static void send_msg(iso_cell *c, iso_msg *m, uint64_t seq)
         _exit(0);
 }
 
-static void send_hook(iso_cell *c, iso_msg *m)
+/* The guest's sink: what it sends goes out at once (the host keeps the
+ * queue limits and kills a worker that passes them). */
+static int sink_send(void *ctx, iso_msg *m)
 {
-    send_msg(c, m, 0);
+    (void)ctx;
+    send_msg(m, 0);
+    return 0;
 }
 
 /* RELOAD: the python-guard's new plan. Landlock and seccomp stay as they
@@ -68,14 +73,14 @@ static void send_hook(iso_cell *c, iso_msg *m)
  * between decisions (between requests, or while request() waits): this
  * thread is the only one that decides. A plan that does not parse ends
  * the cell: it must not go on under rules its host has moved past. */
-static void reload(iso_cell *c, const iso_value *value)
+static void reload(const iso_value *value)
 {
     iso_error err = {0};
     iso_plan *plan = iso_worker_plan(value, &err);
     if (!plan)
         _exit(8);
-    iso_plan *old = c->plan;
-    c->plan = plan;
+    iso_plan *old = guest.plan;
+    __atomic_store_n(&guest.plan, plan, __ATOMIC_RELEASE);
     iso_plan_unref(old);
     iso_frame ack = {.type = ISO_FRAME_RELOADED, .time = iso_wallclock()};
     int rc = iso_wire_send(&wire, &ack, &err);
@@ -85,29 +90,30 @@ static void reload(iso_cell *c, const iso_value *value)
 }
 
 /* The next frame that is not a RELOAD (those are applied on the way). */
-static int next_frame(iso_cell *c, iso_frame *f, iso_error *err)
+static int next_frame(iso_frame *f, iso_error *err)
 {
     for (;;) {
         int rc = iso_wire_recv(&wire, f, -1, err);
         if (rc || f->type != ISO_FRAME_RELOAD)
             return rc;
-        reload(c, &f->value);
+        reload(&f->value);
         iso_frame_clear(f);
     }
 }
 
 /* request(): wait for the host's REPLY frame. */
-static bool await_reply(iso_cell *c)
+static bool sink_await_reply(void *ctx, iso_value *value, char **error)
 {
+    (void)ctx;
     iso_frame f = {0};
     iso_error err = {0};
-    if (next_frame(c, &f, &err) || f.type != ISO_FRAME_REPLY) {
+    if (next_frame(&f, &err) || f.type != ISO_FRAME_REPLY) {
         iso_frame_clear(&f);
         iso_error_clear(&err);
         _exit(0); /* STOP, EOF or nonsense while a request waits: done */
     }
-    iso_value_move(&c->reply, &f.value);
-    c->reply_error = f.error.kind ? strdup(f.error.message) : NULL;
+    iso_value_move(value, &f.value);
+    *error = f.error.kind ? strdup(f.error.message) : NULL;
     iso_frame_clear(&f);
     return true;
 }
@@ -132,55 +138,49 @@ static int read_config(iso_value *config, double deadline, iso_error *err)
 
 /* ---- the cell ---------------------------------------------------------- */
 
-/* The cell this worker becomes, before its CONFIG: the runtime only. */
-static iso_cell *new_cell(void)
+/* The guest this worker becomes, before its CONFIG: the runtime only. */
+static void guest_init(iso_py_state *p)
 {
-    iso_cell *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    snprintf(c->name, sizeof c->name, "cell");
-    c->backend = ISO_BACKEND_PROCESS;
-    c->send_hook = send_hook;
-    c->await_reply_hook = await_reply;
-    return c;
+    snprintf(guest.name, sizeof guest.name, "cell");
+    guest.backend = ISO_BACKEND_PROCESS;
+    guest.py = p;
+    guest.sink =
+        (iso_guest_sink){.send = sink_send, .await_reply = sink_await_reply};
 }
 
 /* Its rules, from the CONFIG: read only while it serves a request. */
-static bool configure_cell(iso_cell *c, const iso_value *config, iso_plan *plan)
+static bool configure_guest(const iso_value *config, iso_plan *plan)
 {
     const char *name = iso_config_str(config, "name");
-    snprintf(c->name, sizeof c->name, "%s", name ? name : "cell");
-    c->imports = (char **)iso_config_strings(config, "imports", &c->n_imports);
-    c->capabilities =
-        (char **)iso_config_strings(config, "capabilities", &c->n_capabilities);
-    c->plan = plan;
+    snprintf(guest.name, sizeof guest.name, "%s", name ? name : "cell");
+    guest.imports =
+        (char **)iso_config_strings(config, "imports", &guest.n_imports);
+    guest.capabilities = (char **)iso_config_strings(config, "capabilities",
+                                                     &guest.n_capabilities);
+    guest.plan = plan;
     const iso_value *limits = iso_config_field(config, "limits");
-    c->output_bytes = iso_config_int(limits, "output_bytes");
-    c->mem_limit = iso_config_int(limits, "mem"); /* MemoryError: kind memory */
-    return c->imports && c->capabilities;
+    guest.output_bytes = iso_config_int(limits, "output_bytes");
+    /* MemoryError: kind memory */
+    guest.mem_limit = iso_config_int(limits, "mem");
+    return guest.imports && guest.capabilities;
 }
 
-static void serve(iso_cell *c, iso_py_cell *p)
+static void serve(void)
 {
     for (;;) {
         iso_frame f = {0};
         iso_error err = {0};
-        if (next_frame(c, &f, &err) ||
+        if (next_frame(&f, &err) ||
             (f.type != ISO_FRAME_EXEC && f.type != ISO_FRAME_CALL))
             _exit(ISO_WIRE_VIOLATED(&err) ? 2 : 0);
-        iso_req r = {.type =
-                         f.type == ISO_FRAME_EXEC ? ISO_REQ_EXEC : ISO_REQ_CALL,
-                     .text = f.text ? f.text : "",
-                     .seq = f.seq};
-        r.len = strlen(r.text);
-        iso_value_move(&r.args, &f.value);
-        iso_msg *m = iso_py_cell_run(c, p, &r);
-        iso_value_free(&r.args);
+        const char *text = f.text ? f.text : "";
+        iso_msg *m = iso_guest_run(&guest, f.type == ISO_FRAME_CALL, text,
+                                   strlen(text), &f.value);
         uint64_t seq = f.seq;
         iso_frame_clear(&f);
         if (!m)
             _exit(3);
-        send_msg(c, m, seq);
+        send_msg(m, seq);
     }
 }
 
@@ -198,16 +198,15 @@ static void mark(const char *name)
  * with the CONFIG, and no guest code runs before the late half), then for
  * a pool child the page faults ahead; then the CONFIG frame. Exits on
  * failure: nothing of a guest has run. */
-static void before_config(const iso_worker_fds *w, bool warm, iso_cell *c,
-                          iso_py_cell *p, iso_confine_report *report,
-                          iso_value *config)
+static void before_config(const iso_worker_fds *w, bool warm,
+                          iso_confine_report *report, iso_value *config)
 {
     iso_error err = {0};
     if (iso_worker_confine_early(w, report, &err)) {
         dprintf(w->note, "confinement: %s", err.message);
         _exit(5);
     }
-    if (!c || (c->py = p, iso_py_cell_setup(c, p, &err))) {
+    if (iso_guest_setup(&guest, &err)) {
         dprintf(w->note, "cell set-up: %s", err.message);
         _exit(6);
     }
@@ -238,16 +237,16 @@ static void run_cell(const iso_worker_fds *w, bool warm)
     /* as CPython does when it owns the signals: a write to a broken pipe
      * or socket is BrokenPipeError for the guest, not the worker's death */
     signal(SIGPIPE, SIG_IGN);
-    iso_cell *c = new_cell();
-    iso_py_cell p = {.ts = PyThreadState_Get()};
-    before_config(w, warm, c, &p, &report, &config);
+    iso_py_state p = {.ts = PyThreadState_Get()};
+    guest_init(&p);
+    before_config(w, warm, &report, &config);
     iso_plan *plan = iso_worker_plan(&config, &err);
     if (!plan ||
         iso_worker_confine_late(&config, plan, w->note, &report, &err)) {
         dprintf(w->note, "confinement: %s", err.message);
         _exit(5);
     }
-    if (!configure_cell(c, &config, plan)) {
+    if (!configure_guest(&config, plan)) {
         dprintf(w->note, "cell set-up: out of memory");
         _exit(6);
     }
@@ -256,7 +255,7 @@ static void run_cell(const iso_worker_fds *w, bool warm)
         iso_wire_send(&wire, &ready, &err))
         _exit(7);
     iso_frame_clear(&ready);
-    serve(c, &p);
+    serve();
 }
 
 /* ---- the zygote -------------------------------------------------------- */

@@ -1,0 +1,2 @@
+#include "../proc.h"
+#include "guest.h"

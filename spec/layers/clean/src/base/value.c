@@ -1,0 +1,2 @@
+#include "value.h"
+#include <stdio.h>

@@ -1,0 +1,1 @@
+#include "isolate.h"

@@ -1,0 +1,3 @@
+#include "thread.h"
+#include "proc.h"
+#include "../kernel/confine.h"

@@ -1,0 +1,2 @@
+#include "confine.h"
+#include "netguard.skel.h" /* generated in the build tree */

@@ -1,0 +1,2 @@
+#include "isolate.h"
+#include "cell.h"

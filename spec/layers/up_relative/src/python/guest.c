@@ -1,0 +1,2 @@
+#include "guest.h"
+#include "../core/cell.h"

@@ -1,0 +1,15 @@
+/*
+ * Messages, confinement rows and cell names: small values every layer
+ * makes (msg.c). iso_msg_destroy, iso_confinement_add and
+ * iso_cell_name_valid are public (isolate.h); their definitions live here
+ * too, so that no layer calls up to the cell object to make one.
+ */
+#ifndef ISO_MSG_H
+#define ISO_MSG_H
+
+#include "isolate.h"
+
+/* A message of type, stamped with the wall clock now; NULL on OOM. */
+iso_msg *iso_msg_new(iso_msg_type type);
+
+#endif
