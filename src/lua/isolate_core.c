@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "binding.h"
+#include "guest.h" /* iso_py_extension_refused: src/python keeps the list */
 #include "lvalue.h"
 
 static void set_string_field(lua_State *L, const char *key, const char *v)
@@ -106,12 +107,6 @@ static int l_name_valid(lua_State *L)
     lua_pushboolean(L, strlen(name) == len && iso_cell_name_valid(name));
     return 1;
 }
-
-/* Until src/python exports it through a header the binding can include:
- * the one list of extensions sub-interpreter cells never load lives there
- * (py_guest.c), never here. */
-bool iso_py_extension_refused(const char *module);
-bool iso_py_test_extension(const char *module);
 
 /* core.import_refused(backend, module) -> whether cells of that backend
  * refuse to import module whatever the policy says, so that spawn can
