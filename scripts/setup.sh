@@ -15,6 +15,7 @@ PACKAGES=(
     slurm-wlm munge             # the real Slurm cluster of spec/slurm_spec.lua
     python3 python3-dev
     python3-numpy python3-yaml  # third-party extensions: spec/extensions_spec.lua
+    python3-prometheus-client   # reads sandbox.metrics() back: spec/metrics_spec.lua
     libpython3.11-testsuite     # CPython's own tests: spec/compat
     libseccomp-dev libmsgpack-dev libbpf-dev bpftool
     clang libclang-rt-14-dev

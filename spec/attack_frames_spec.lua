@@ -186,7 +186,7 @@ while True: pass
   it("an honest cell's output_bytes is refused in the guest, never by the host", function()
     local sb <close> = forger({ limits = { output_bytes = 1000 } })
     sb:exec([=[
-metric('m' * 600, 1)
+metric('m', 1, {'t%d' % i: 'v' * 120 for i in range(5)})  # 600+ bytes of strings
 try:
     post('p' * 600)
 except OSError as e:
@@ -236,6 +236,33 @@ while True: pass
     assert.are.equal(1, #denials)
     assert.are.same({ "bpf", "cell", "10.0.0.1:22" },
       { denials[1].layer, denials[1].source, denials[1].target })
+  end)
+
+  it("forged METRIC frames the guest's metric() would refuse are dropped by the host, counted, one warning", function()
+    local prom = require "prom"
+    local function dropped()
+      return prom.sample(prom.parse(sandbox.metrics()), "isolate_metrics_dropped_total",
+                         { reason = "invalid" }).value
+    end
+    local before = dropped()
+    local sb <close> = forger({ name = "forged-metrics" })
+    events_of(sb, "warning") -- a host that lacks a layer warned already: not ours
+    local FORGED = {
+      "['a\\n}x 1\\n# TYPE', 1, None]", "['x' * 100000, 1, None]", "['n', 'str', None]",
+      "['n', True, None]", "['n', 1, {'cell': 'evil'}]", "['n', 1, {'k': 'v' * 200}]",
+      "['n', 1, {'t%d' % i: 'v' for i in range(100)}]", "['n', 1, {'__name__': 'x'}]",
+      "['n', 1, {'k': b'\\xff'}]", "['n', 1, 'not a dict']", "[7, 1, None]",
+    }
+    for _, item in ipairs(FORGED) do sb:exec("send(frame(14, " .. item .. "))") end
+    sb:exec("send(frame(14, ['kept', 5, {'k': 'v'}]))\npost(1)")
+    assert.are.equal(1, sb:recv(5))
+    local warnings = events_of(sb, "warning")
+    local fams = prom.parse(sandbox.metrics()) -- still valid exposition
+    assert.are.equal(#FORGED, dropped() - before)
+    assert.are.equal(1, #warnings) -- one warning, not one per frame
+    assert.are.equal("forged-metrics", warnings[1].cell)
+    assert.are.equal(5, prom.sample(fams, "isolate_guest_kept", { cell = "forged-metrics" }).value)
+    assert.is_nil(prom.sample(fams, "isolate_guest_n", { cell = "evil" }))
   end)
 
   it("a DENIAL that brings its own source is a protocol violation", function()

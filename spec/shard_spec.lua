@@ -40,28 +40,13 @@ local function numbers(n)
   return t
 end
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = support.tmpdir
 
 local function rm(dir) os.execute("rm -rf -- " .. q(dir)) end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = support.slurp
 
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local spit = support.write
 
 -- An env function over a table.
 local function env(t) return function(k) return t[k] end end

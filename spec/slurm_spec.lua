@@ -22,13 +22,7 @@ local WAIT_S = 60
 
 local root, conf
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = support.slurp
 
 -- exit code, stdout and stderr of a shell command run against the cluster.
 local function sh(cmd)

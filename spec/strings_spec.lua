@@ -121,14 +121,16 @@ describe("other strings into C", function()
   end)
 
   for _, backend in ipairs(support.backends()) do
-    it("metric and log names from the guest keep their NUL bytes (" .. backend .. ")", function()
+    it("metric tags and log messages from the guest keep their NUL bytes (" .. backend .. ")", function()
       local sb <close> = sandbox.spawn({ backend = backend })
-      sb:exec("metric('a\\0b', 1)\nlog('info', 'x\\0y')\npost('p\\0q')")
+      sb:exec("metric('a', 1, {'k': 'a\\0b'})\nlog('info', 'x\\0y')\npost('p\\0q')")
       assert.are.equal("p\0q", sb:recv(1))
       local names = {}
-      for ev in sb:events() do names[ev.type] = ev.name or ev.message end
+      for ev in sb:events() do names[ev.type] = ev.tags and ev.tags.k or ev.message end
       assert.are.equal("a\0b", names.metric)
       assert.are.equal("x\0y", names.log)
+      -- a metric name is never cut at a NUL: it is refused whole
+      assert.are.equal("ValueError", err_of(sb.exec, sb, "metric('a\\0b', 1)").python)
     end)
 
     it("a capability name with a NUL from the guest is refused (" .. backend .. ")", function()

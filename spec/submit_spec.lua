@@ -17,19 +17,9 @@ local SRC = os.getenv("ISOLATE_SOURCE_DIR") or "."
 local MAP = SRC .. "/spec/scale/map.lua"
 local PYTHON = "/usr/bin/python3" -- Debian's, with python3-yaml (scripts/setup.sh)
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = support.slurp
 
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local spit = support.write
 
 local function run(cmd, input)
   local errf, inf = os.tmpname(), os.tmpname()
@@ -43,12 +33,7 @@ local function run(cmd, input)
   return code, out, err
 end
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = support.tmpdir
 
 local function submit(args)
   return run("KUBECONFIG=/nonexistent " .. q(HOST) .. " submit " .. args)

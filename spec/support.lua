@@ -76,6 +76,14 @@ end
 -- Run a shell command; raise if it fails.
 function support.sh(cmd) assert(os.execute(cmd), cmd) end
 
+-- A fresh temporary directory (mktemp -d); its path.
+function support.tmpdir()
+  local p = io.popen("mktemp -d")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
 -- Write text to path (created or truncated).
 function support.write(path, text)
   local f = assert(io.open(path, "w"))

@@ -381,8 +381,19 @@ function cli.run_parser(name)
   p:flag("-v --version", "Print the versions (as the version command).")
   p:option("--mode", "dev (default), hardened or compat: sandbox.configure's mode.")
     :choices(require("isolate.core").modes)
-  p:option("--log-format", "json: every guest log as a JSON line on stderr; "
-           .. "text: the default."):choices({ "json", "text" })
+  p:option("--log-format", "text (the default) or json: how events are written, "
+           .. "one line each (JSON: type, time, cell and the event's fields).")
+    :choices({ "text", "json" })
+  p:option("--log-file", "Append the event lines to PATH instead of stderr.")
+    :argname("<path>")
+  p:option("--log-level", "The lowest guest log level written: debug (with "
+           .. "metric events), info, warning (default), error, critical.")
+    :choices(require("isolate.events").LEVEL_NAMES)
+  p:option("--metrics-file", "Write sandbox.metrics() to PATH (to PATH.tmp, then "
+           .. "renamed) every --metrics-interval seconds and at exit.")
+    :argname("<path>")
+  p:option("--metrics-interval", "Seconds between --metrics-file writes (default 15).")
+    :argname("<seconds>")
   p:option("--shard", "I/N: this run is shard I of N (sandbox.shard()).")
     :argname("<I/N>")
   return p
@@ -391,7 +402,9 @@ end
 -- Options that take a value in the next argument unless written -eX,
 -- --mode=X: where the options stop and the script begins.
 local VALUE_OPTIONS = { ["--mode"] = true, ["--log-format"] = true,
-                        ["--shard"] = true }
+                        ["--shard"] = true, ["--log-file"] = true,
+                        ["--log-level"] = true, ["--metrics-file"] = true,
+                        ["--metrics-interval"] = true }
 local SHORT_VALUES = { e = true, l = true }
 
 local function takes_next(a)
@@ -432,9 +445,58 @@ local function configure(opts)
   -- cells report that layer missing (hardened: refuse)
   sandbox.configure({ thread_cgroups = true, mode = opts.mode })
   require("isolate.shard").set_cli(opts.shard)
-  if opts.log_format == "json" then
-    sandbox.on("log", function(ev) io.stderr:write(cli.json_encode(ev), "\n") end)
+  -- events a script does not handle itself are shown (isolate.events)
+  sandbox.log_events({ format = opts.log_format, file = opts.log_file,
+                       level = opts.log_level })
+  if opts.metrics_writer then cli.keep_metrics_file(opts.metrics_writer) end
+end
+
+-- --metrics-file: written at every tick past the interval (while the
+-- script waits on cells), when os.exit is called and when the host's Lua
+-- state closes (the script ended or raised). A signal ends the host at
+-- once: the file then holds the last interval's values.
+function cli.keep_metrics_file(writer)
+  local core = require "isolate.core"
+  local exit = os.exit
+  -- at lua_close cells may be collected first: whatever fails, the file
+  -- keeps its last good copy (write replaces it only once complete)
+  local final = setmetatable({}, { __gc = function() pcall(writer.write) end })
+  core.set_tick(function() local _ = final; writer.tick() end)
+  os.exit = function(...) -- luacheck: ignore 122
+    pcall(writer.write)
+    return exit(...)
   end
+end
+
+-- The writer of --metrics-file (written once now, so that a path that
+-- cannot be written is a usage error), or nil and why.
+local function metrics_writer(a)
+  local interval = 15
+  if a.metrics_interval then
+    interval = tonumber(a.metrics_interval)
+    if not interval or interval ~= interval or interval <= 0 or interval == math.huge then
+      return nil, "--metrics-interval must be a positive number of seconds"
+    end
+  end
+  if not a.metrics_file then return nil end
+  local sandbox = require "isolate"
+  local w, why = require("isolate.metrics").file_writer(a.metrics_file, interval,
+    sandbox.metrics, require("isolate.core").now)
+  if not w then return nil, "cannot write --metrics-file: " .. tostring(why) end
+  return w
+end
+
+-- Options whose values are only known good once tried: the log file opens,
+-- the metrics file is written.
+local function check_outputs(a)
+  if a.log_file then
+    local f, why = io.open(a.log_file, "a")
+    if not f then return "cannot open --log-file: " .. why end
+    f:close()
+  end
+  local w, why = metrics_writer(a)
+  if why then return why end
+  a.metrics_writer = w
 end
 
 -- The arg table as lua.c builds it from the whole command line (full[1]
@@ -484,6 +546,7 @@ function cli.run(argv, before, name)
     if a.shard and not pcall(require("isolate.shard").parse, a.shard) then
       return "--shard must be I/N with 0 <= I < N, as in 0/4"
     end
+    return check_outputs(a)
   end)
   if not opts then return status end
   if opts.version then print_version() end
@@ -511,6 +574,8 @@ function cli.test(argv)
     return EXIT_INVALID
   end
   configure({})
+  -- busted reports; the specs' own denials and exits would bury it
+  require("isolate").log_events(false)
   -- --ignore-lua: a .busted `lua = ...` would run the specs elsewhere
   _G.arg = table.move(argv, 1, #argv, 2, { [-1] = PROG, [0] = "busted", "--ignore-lua" })
   local started = false

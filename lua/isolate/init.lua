@@ -12,6 +12,8 @@ local errors = require "isolate.error"
 local policy = require "isolate.policy"
 local rules = require "isolate.rules"
 local pipeline = require "isolate.pipeline"
+local events = require "isolate.events"
+local guest_metrics = require "isolate.metrics"
 
 local raise = errors.raise
 local sandbox = {}
@@ -51,15 +53,60 @@ local handlers = {}                               -- type -> {fn, ...}
 local queues = setmetatable({}, { __mode = "k" }) -- cell -> {first, last, ...}
 local totals = { spawned = 0, exited = 0 }
 
+local default_writer -- sandbox.log_events: for the types nobody handles
+local log_file        -- the file it writes, if any: closed when replaced
+local record_metrics  -- below: guest metric values for sandbox.metrics()
+
+-- The script's handlers of ev's type, or the default writer when there
+-- are none (and it is on).
+local function deliver(ev, cell)
+  if cell then record_metrics(ev, cell) end
+  local list = handlers[ev.type]
+  if list then
+    for _, fn in ipairs(list) do fn(ev) end
+  elseif default_writer then
+    default_writer(ev)
+  end
+end
+
 local function sink(cell, ev)
   local q = queues[cell]
   if not q then q = { first = 1, last = 0 }; queues[cell] = q end
   q.last = q.last + 1
   q[q.last] = ev
   if ev.type == "exit" then totals.exited = totals.exited + 1 end
-  for _, fn in ipairs(handlers[ev.type] or {}) do fn(ev) end
+  deliver(ev, cell)
 end
 core.set_event_sink(sink)
+
+-- A metric event's value is kept for sandbox.metrics(); one that breaks
+-- isolate.metrics' rules (a process cell can send anything) is dropped,
+-- with a warning event from the same cell.
+function record_metrics(ev, cell)
+  if ev.type == "metric" then
+    guest_metrics.record(ev, function(message)
+      sink(cell, { type = "warning", message = message, cell = ev.cell,
+                   time = os.time() })
+    end)
+  elseif ev.type == "exit" then
+    guest_metrics.closed(ev.cell)
+  end
+end
+
+-- sandbox.log_events{format = "text"|"json", file = PATH, level = "warning"}:
+-- write every event of a type the script has no sandbox.on handler for,
+-- one line each, to stderr or appended to file, when its level is `level`
+-- or above: a guest log's own level; a clean close (exit reason "close")
+-- info, a metric event debug, every other warning, denial, exit and reload
+-- warning.
+-- The luaisolate host turns it on; a program that requires the module
+-- gets nothing until it asks. sandbox.log_events(false) turns it off.
+function sandbox.log_events(opts)
+  local writer, file = nil, nil
+  if opts ~= false then writer, file = events.writer(opts or {}) end
+  if log_file then log_file:close() end
+  default_writer, log_file = writer, file
+end
 
 -- for ev in sb:events() do ... end: yields and consumes pending events.
 function core.cell_methods.events(cell)
@@ -401,8 +448,7 @@ function policy.reload(name, new_policy)
     report[i] = { cell = r.cell.name, layers = layers, restart_needed = restart }
   end
   table.sort(report, function(a, b) return a.cell < b.cell end)
-  local ev = { type = "reload", policy = name, cells = report, time = os.time() }
-  for _, fn in ipairs(handlers.reload or {}) do fn(ev) end
+  deliver({ type = "reload", policy = name, cells = report, time = os.time() })
   return report
 end
 
@@ -551,7 +597,8 @@ local function label(s)
   return (s:gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
--- Prometheus text exposition (version 0.0.4) of the live cells and totals.
+-- Prometheus text exposition (version 0.0.4) of the live cells, totals and
+-- what guests measured with metric() (isolate.metrics: isolate_guest_*).
 function sandbox.metrics()
   local out, cells = {}, {}
   for name, cell in pairs(sandbox.list()) do cells[#cells + 1] = { name, cell } end
@@ -574,6 +621,7 @@ function sandbox.metrics()
   total("isolate_cells_live", "gauge", "Cells open now.", #cells)
   total("isolate_cells_spawned_total", "counter", "Cells spawned.", totals.spawned)
   total("isolate_cells_exited_total", "counter", "Cells closed, killed or dead.", totals.exited)
+  guest_metrics.lines(out)
   return table.concat(out, "\n") .. "\n"
 end
 

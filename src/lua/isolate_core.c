@@ -200,6 +200,17 @@ static int l_set_event_sink(lua_State *L)
     return 0;
 }
 
+/* core.set_tick(fn | nil): fn() runs at least every 50 ms while the host
+ * waits on a cell (lcell.c's pump), protected, its errors dropped. */
+static int l_set_tick(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "isolate.tick");
+    return 0;
+}
+
 /* core.pool_configure(n); core.pool_stats() -> {ready=, target=, taken=} */
 static int l_pool_configure(lua_State *L)
 {
@@ -419,6 +430,7 @@ static const luaL_Reg core_functions[] = {
     {"interp_floor", l_interp_floor},
     {"queue_defaults", l_queue_defaults},
     {"set_event_sink", l_set_event_sink},
+    {"set_tick", l_set_tick},
     {"now", l_now},
     {"sleep", l_sleep},
     {"spawn", iso_lua_cell_spawn},

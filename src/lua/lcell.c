@@ -19,6 +19,7 @@ typedef struct lcell {
 } lcell;
 
 #define SINK_KEY "isolate.event_sink" /* registry: fn(cell, event) */
+#define TICK_KEY "isolate.tick"       /* registry: fn(), see tick() */
 #define HANDLER_ERROR_KEY "isolate.handler_error"
 #define PUMP_SLICE_S 0.05 /* events reach handlers at least this often */
 
@@ -94,7 +95,18 @@ static void to_sink(lua_State *L)
     }
 }
 
-/* Everything the cell logged, measured or was denied, to the sink. */
+/* The tick (core.set_tick): what must run now and then while the host
+ * waits on cells, such as writing --metrics-file. Its errors are its own:
+ * it is called protected and they are dropped. */
+static void tick(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, TICK_KEY); /* [tick] */
+    if (!lua_isfunction(L, -1) || lua_pcall(L, 0, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+}
+
+/* Everything the cell logged, measured or was denied, to the sink; then
+ * the tick (this runs at least every PUMP_SLICE_S while the host waits). */
 static void dispatch_events(lua_State *L, lcell *u)
 {
     iso_msg *m;
@@ -103,6 +115,7 @@ static void dispatch_events(lua_State *L, lcell *u)
         iso_msg_destroy(m);
         to_sink(L);
     }
+    tick(L);
 }
 
 /* Raise a handler's error kept by to_sink, if any. */

@@ -17,6 +17,7 @@
 #include "guest.h"
 #include "msg.h"
 #include "marshal.h"
+#include "py_metric.h"
 #include "py_value.h"
 
 #define GUEST_MODULE "isolate_cell"
@@ -593,10 +594,8 @@ static PyObject *guest_metric(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "UO|O:metric", kwlist, &name,
                                      &value, &tags))
         return NULL;
-    if (!PyLong_Check(value) && !PyFloat_Check(value))
-        return PyErr_Format(PyExc_TypeError, "metric value must be a number");
-    if (tags != Py_None && !PyDict_Check(tags))
-        return PyErr_Format(PyExc_TypeError, "metric tags must be a dict");
+    if (iso_py_metric_check(name, value, tags) < 0)
+        return NULL; /* the host would not keep it: say why here */
     PyObject *items[] = {name, value, tags};
     return send(guest_of(self), ISO_MSG_METRIC, items, 3);
 }
