@@ -12,6 +12,7 @@ local errors = require "isolate.error"
 local policy = require "isolate.policy"
 local rules = require "isolate.rules"
 local pipeline = require "isolate.pipeline"
+local admit = require "isolate.admit"
 local events = require "isolate.events"
 local guest_metrics = require "isolate.metrics"
 
@@ -244,14 +245,7 @@ local function check_options(opts)
   end
   for k in pairs(opts) do
     if not SPAWN_OPTIONS[k] then
-      local valid = {}
-      for name in pairs(SPAWN_OPTIONS) do valid[#valid + 1] = name end
-      table.sort(valid)
-      error(errors.new("invalid_argument", string.format(
-        "unknown spawn option '%s'%s; valid options: %s", tostring(k),
-        rules.suggestion(k, valid), table.concat(valid, ", ")),
-        { option = tostring(k), suggestion = rules.nearest(k, valid),
-          valid = valid, where = "spawn" }), 3)
+      admit.unknown_option("spawn", k, SPAWN_OPTIONS)
     end
   end
   return {
@@ -264,69 +258,13 @@ local function check_options(opts)
   }
 end
 
--- What a backend cannot enforce is refused, never accepted and ignored;
--- hardened mode also refuses every rule no kernel layer enforces exactly.
--- p:refusals decides (luaisolate check --mode asks it too); the first
--- refusal is raised, with the others of its kind. Where the user wrote
--- the option is on the error: where = "spawn" (or the caller's label)
--- when it came from spawn options, "policy" when from the policy.
+-- What a backend cannot enforce, hardened mode's rules and capabilities
+-- with no handler are refused at spawn (isolate.admit raises them; the
+-- pipeline asks the same before a stage's cells exist).
 local function check_refusals(p, config)
-  local list = p:refusals(config.backend, { hardened = hardened() })
-  local first = list[1]
-  if not first then return end
-  local same, texts = {}, {}
-  for _, r in ipairs(list) do
-    if r.error == first.error then same[#same + 1], texts[#texts + 1] = r, r.rule end
-  end
-  local fields = { rules = texts, refusals = same, fix = first.fix,
-                   where = config.where or "spawn" }
-  local msg = first.reason
-  if first.error == "unenforceable" then
-    local fixes = {}
-    for _, r in ipairs(same) do
-      if r.fix then fixes[#fixes + 1] = r.rule .. " -> " .. r.fix end
-    end
-    msg = string.format("hardened mode: no kernel layer enforces %s for %s "
-      .. "cells on this host; %schange the rules (luaisolate check --mode "
-      .. "hardened says how), or use mode dev", table.concat(texts, ", "),
-      config.backend, #fixes > 0 and "write " .. table.concat(fixes, ", ")
-      .. " (Landlock grants whole directories); " or "")
-    fields.suggestion = first.fix
-  elseif first.module then
-    fields.option, fields.module = "imports", first.module
-    fields.suggestion = first.fix
-    local from_spawn = rules.contains(config.imports, first.module)
-    fields.where = from_spawn and fields.where or "policy"
-  elseif first.limit then
-    fields.option = "limits." .. first.limit
-    fields.where = config.limits and config.limits[first.limit] ~= nil
-      and fields.where or "policy"
-  end
-  error(errors.new(first.error, msg, fields), 4)
+  admit.refusals(p, config, hardened())
 end
-
--- isolate.pipeline asks the same before a stage's cells exist.
 sandbox._check_refusals = check_refusals
-
--- Every capability the cell is granted needs a handler now: a request
--- no handler answers is refused at spawn, not when the guest asks.
-local function check_handlers(p, config)
-  for _, c in ipairs(p.capabilities) do
-    if not capabilities[c] then
-      local names = {}
-      for n in pairs(capabilities) do names[#names + 1] = n end
-      table.sort(names)
-      local near = rules.nearest(c, names)
-      error(errors.new("invalid_argument", string.format(
-        "capability '%s' has no handler; register one with "
-        .. "sandbox.capability('%s', fn) before spawn%s", c, c,
-        near and string.format(" (did you mean '%s'?)", near) or ""),
-        { option = "capabilities", capability = c, suggestion = near,
-          where = rules.contains(config.capabilities, c)
-            and (config.where or "spawn") or "policy" }), 4)
-    end
-  end
-end
 
 -- The cell's policy: the named/given one (or an empty one: deny all), with
 -- the spawn options on top.
@@ -341,7 +279,7 @@ local function with_options(p, config)
     })
   end
   check_refusals(p, config)
-  check_handlers(p, config)
+  admit.handlers(p, config, capabilities)
   return p
 end
 

@@ -19,6 +19,7 @@
 local core = require "isolate.core"
 local errors = require "isolate.error"
 local rules = require "isolate.rules"
+local admit = require "isolate.admit"
 
 local raise = errors.raise
 
@@ -47,14 +48,7 @@ local function check_keys(t, allowed, what, stage)
   local set = {}
   for _, k in ipairs(allowed) do set[k] = true end
   for k in pairs(t) do
-    if not set[k] then
-      error(errors.new("invalid_argument", string.format(
-        "unknown %s option '%s'%s%s; valid options: %s", what, tostring(k),
-        stage and string.format(" in stage '%s'", stage) or "",
-        rules.suggestion(k, allowed), table.concat(allowed, ", ")),
-        { option = tostring(k), suggestion = rules.nearest(k, allowed),
-          valid = allowed, where = what, stage = stage }), 3)
-    end
+    if not set[k] then admit.unknown_option(what, k, allowed, stage) end
   end
   return t
 end
