@@ -490,6 +490,48 @@ local function combine(base, child)
   return out
 end
 
+-- ---- hardened mode's fixes ---------------------------------------------------
+
+-- How to make a rule hardened mode refuses (a rule_rows row, and the
+-- layer that enforces it now) into one a kernel layer enforces exactly:
+-- the rule to write instead (nil when there is none), and why. k: the
+-- kernel facts the decision used (core.kernel or core.kernel_look).
+function M.hardened_fix(r, layer, backend, k)
+  local src = r.source or {}
+  if r.kind == "fs" then
+    local dir = src.pattern:match("^(.-)/%*%*$")
+    if dir and dir ~= "" and not dir:find("[*?%[]") then
+      return string.format("{%s=%s}", src.access, quote(dir)),
+        "Landlock grants whole directories: " .. quote(dir) .. " grants the "
+        .. "same tree, and Landlock enforces it exactly"
+    end
+    local head = src.pattern:match("^(.-)[*?%[]"):match("^(.*)/") or ""
+    if head ~= "" then
+      return string.format("{%s=%s}", src.access, quote(head)),
+        "Landlock cannot apply wildcards: grant the whole directory "
+        .. quote(head) .. " (wider than the rule), or use mode dev"
+    end
+    return nil, "Landlock cannot apply wildcards at the root; use mode dev"
+  elseif r.kind == "fs-deny" then
+    return nil, "Landlock cannot take away inside a grant: remove this deny "
+      .. "rule and narrow the grants instead (what no rule grants is "
+      .. "denied already)"
+  elseif (r.kind == "net" or r.kind == "net-bind") and layer == "landlock" then
+    return nil, "without cgroup BPF (" .. tostring(k.bpf_why or "not "
+      .. "available") .. ") Landlock judges only the port: allow every "
+      .. "address on it (e.g. {connect=\"0.0.0.0/0:443\"}) or run where "
+      .. "BPF is available"
+  elseif r.kind:match("^net%-unix") then
+    return nil, "only the python-guard judges unix socket paths: remove "
+      .. "the rule, or use mode dev"
+  elseif layer == "none" then
+    return nil, "not enforced by " .. backend .. " cells in this build: "
+      .. "remove it or use backend='process'"
+  end
+  return nil, "no kernel layer of this host enforces it (only the "
+    .. "python-guard): remove it, or use mode dev"
+end
+
 -- ---- exports ------------------------------------------------------------------
 
 -- Helpers isolate.policy shares, so messages read the same in both modules.
