@@ -676,7 +676,9 @@ function methods.refusals(p, backend, opts)
 end
 
 -- p:unenforceable(backend) -> the rule texts no kernel layer of this host
--- enforces exactly for that backend (what hardened mode refuses).
+-- enforces exactly for that backend (what hardened mode refuses; the
+-- rules of p:refusals(backend, {hardened = true}) of kind unenforceable).
+-- Asks core.kernel(), which loads the BPF guard: spawn is about to need it.
 function methods.unenforceable(p, backend)
   local out, k = {}, core.kernel()
   for _, r in ipairs(rules.rule_rows(state(p).spec)) do
