@@ -140,6 +140,30 @@ assert(not pcall(sb.exec, sb, "import faulthandler\nfaulthandler._sigsegv()"))
     assert.are.same({ "m", 1 }, { by["metric:"].name, by["metric:"].value })
   end)
 
+  it("writes at most 20 lines a second per cell and type, then how many it left out", function()
+    local code, _, err = support.run(HOST, "--log-format", "json", script([[
+local sb <close> = sandbox.spawn{ name = "flood" }
+sb:exec("for i in range(300):\n    try:\n        import json\n    except ImportError:\n        pass")
+require("isolate.core").sleep(1.05)
+sb:exec("try:\n    import json\nexcept ImportError:\n    pass")
+]]))
+    assert.are.equal(0, code, err)
+    local written, left_out, per_second = 0, 0, {}
+    for _, ev in ipairs(json_events(err)) do
+      if ev.type == "denial" then
+        written = written + 1
+        local s = math.floor(ev.time)
+        per_second[s] = (per_second[s] or 0) + 1
+      elseif ev.type == "suppressed" then
+        assert.are.same({ "flood", "denial" }, { ev.cell, ev.event })
+        left_out = left_out + ev.count
+      end
+    end
+    assert.are.equal(301, written + left_out) -- every denial written or counted
+    assert.is_true(left_out > 0)
+    for _, n in pairs(per_second) do assert.is_true(n <= 2 * 20) end -- host and guest clocks may straddle a second
+  end)
+
   it("appends to --log-file instead of stderr, text lines starting with the UTC time", function()
     local path = os.tmpname()
     local code, _, err = support.run(HOST, "--log-file=" .. path, script(WORKLOAD))

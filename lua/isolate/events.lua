@@ -125,6 +125,10 @@ local TEXT = {
     return string.format("policy %s: %d cells, %d need a restart",
                          text(ev.policy), #cells, count_restarts(cells))
   end,
+  suppressed = function(ev)
+    return string.format("%s more %s lines left out (over %d a second)",
+                         text(ev.count), text(ev.event), events.LINES_PER_S)
+  end,
 }
 
 local function utc(t)
@@ -242,6 +246,35 @@ local function open_log(path)
   return f
 end
 
+-- At most LINES_PER_S lines a second for each cell and event type: a
+-- guest that hammers a denied port must not flood the log nor slow its
+-- host down (the lines are written on the Lua thread). limiter() returns
+-- pass(ev) -> whether to write ev, and how many lines of that cell and
+-- type were left out before it (to be said first, in a `suppressed` line).
+events.LINES_PER_S = 20
+
+function events.limiter()
+  local seen, nkeys = {}, 0 -- cell .. "\0" .. type -> {second=, lines=, left_out=}
+  return function(ev)
+    local key = tostring(ev.cell) .. "\0" .. tostring(ev.type)
+    local now = math.floor(require("isolate.core").now())
+    local k = seen[key]
+    if not k and nkeys >= 1024 then
+      -- bounded: start afresh (a count not yet said for some cell is lost)
+      seen, nkeys = {}, 0
+    end
+    if not k or k.second ~= now then
+      if not k then nkeys = nkeys + 1 end
+      seen[key] = { second = now, lines = 1, left_out = 0 }
+      return true, k and k.left_out or 0
+    end
+    k.lines = k.lines + 1
+    if k.lines <= events.LINES_PER_S then return true, 0 end
+    k.left_out = k.left_out + 1
+    return false, 0
+  end
+end
+
 -- A function ev -> nothing that writes ev when its events.level is
 -- `level` or above (so by default: warnings, denials, reloads, exits
 -- but clean closes, logs at warning or above). It never raises: a full disk or a closed pipe
@@ -253,8 +286,17 @@ function events.writer(opts)
                or function(ev)
                     return events.text_line(ev, f and utc(ev.time) .. " " or "luaisolate: ")
                   end
+  local pass = events.limiter()
   return function(ev)
     if events.level(ev) < threshold then return end
+    local go, left_out = pass(ev)
+    if left_out > 0 then
+      pcall(function()
+        (f or io.stderr):write(line({ type = "suppressed", cell = ev.cell, time = ev.time,
+                         event = ev.type, count = left_out }), "\n")
+      end)
+    end
+    if not go then return end
     local ok, s = pcall(line, ev)
     if ok then (f or io.stderr):write(s, "\n") end
   end, f

@@ -24,11 +24,12 @@
 #define FAKE ISO_BACKEND_MICROVM
 
 typedef struct fake {
-    iso_req *req;     /* the request to answer at the next receive */
-    bool asked;       /* "ask": the REQUEST went out, the reply awaited */
-    bool replied;     /* the host answered it */
-    iso_value answer; /* what it answered */
-    int refused;      /* deliveries a queue limit refused */
+    iso_req *req;        /* the request to answer at the next receive */
+    bool asked;          /* "ask": the REQUEST went out, the reply awaited */
+    bool replied;        /* the host answered it */
+    iso_value answer;    /* what it answered */
+    int refused;         /* deliveries a queue limit refused */
+    iso_host_hooks host; /* given at start */
 } fake;
 
 static struct {
@@ -43,33 +44,43 @@ static int fake_check(iso_error *err)
     return 0;
 }
 
-static int fake_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+/* The fake's handle, as the host holds it. */
+static fake *fake_of(iso_backend_cell *h)
 {
-    (void)cfg;
+    return (fake *)h;
+}
+
+static int fake_start(iso_cell *c, const iso_cell_config *cfg,
+                      const iso_host_hooks *host, iso_backend_cell **out,
+                      iso_error *err)
+{
+    (void)c, (void)cfg;
     seen.starts++;
     if (seen.start_fails)
         return iso_error_set(err, ISO_CRASHED, "fake: cannot start");
-    c->backend_data = calloc(1, sizeof(fake));
-    if (!c->backend_data)
+    fake *f = calloc(1, sizeof(fake));
+    if (!f)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    atomic_store(&c->state, ISO_STATE_IDLE);
+    f->host = *host;
+    *out = (iso_backend_cell *)f;
     return 0;
 }
 
-static int fake_submit(iso_cell *c, iso_req *r, iso_error *err)
+static int fake_submit(iso_backend_cell *h, iso_req *r, iso_error *err)
 {
     (void)err;
-    fake *f = c->backend_data;
+    fake *f = fake_of(h);
     iso_req_destroy(f->req);
     f->req = r;
     return 0;
 }
 
-static void deliver(iso_cell *c, iso_msg *m)
+static void deliver(fake *f, iso_msg *m)
 {
-    fake *f = c->backend_data;
-    if (m && iso_cell_deliver(c, m))
-        f->refused++;
+    iso_error err = {0};
+    if (m && iso_host_deliver(&f->host, m, &err))
+        f->refused += err.kind == ISO_OUTPUT; /* the hook says which limit */
+    iso_error_clear(&err);
 }
 
 static iso_msg *with_int(iso_msg_type type, int64_t n)
@@ -89,29 +100,29 @@ static iso_msg *with_str(iso_msg_type type, const char *s)
 }
 
 /* An exec request's answer; false while it has none yet. */
-static bool answer_exec(iso_cell *c, fake *f, const char *text)
+static bool answer_exec(fake *f, const char *text)
 {
     if (strncmp(text, "posts:", 6) == 0) {
         for (int i = 0, n = atoi(text + 6); i < n; i++) {
             char s[16];
             snprintf(s, sizeof s, "p%d", i);
-            deliver(c, with_str(ISO_MSG_POST, s));
+            deliver(f, with_str(ISO_MSG_POST, s));
         }
     } else if (strcmp(text, "fail") == 0) {
         iso_msg *m = iso_msg_new(ISO_MSG_RESULT);
         iso_error_set(&m->error, ISO_GUEST, "fake: the guest raised");
-        deliver(c, m);
+        deliver(f, m);
         return true;
     } else if (strcmp(text, "ask") == 0 && !f->asked) {
         f->asked = true;
-        deliver(c, with_str(ISO_MSG_REQUEST, "cap"));
+        deliver(f, with_str(ISO_MSG_REQUEST, "cap"));
         return false;
     } else if (strcmp(text, "ask") == 0) {
         if (!f->replied)
             return false;
         iso_msg *m = iso_msg_new(ISO_MSG_RESULT);
         iso_value_move(&m->value, &f->answer);
-        deliver(c, m);
+        deliver(f, m);
         return true;
     } else if (strcmp(text, "hang") == 0) {
         return false;
@@ -120,28 +131,28 @@ static bool answer_exec(iso_cell *c, fake *f, const char *text)
         iso_value_set_list(&m->value);
         for (int i = 0; i < 5; i++) /* capability ... layer: no source */
             iso_value_set_string(iso_list_append(&m->value), ISO_STR, "x", 1);
-        deliver(c, m);
+        deliver(f, m);
     }
-    deliver(c, with_int(ISO_MSG_RESULT, 7));
+    deliver(f, with_int(ISO_MSG_RESULT, 7));
     return true;
 }
 
-static int fake_receive(iso_cell *c, double deadline, iso_error *err)
+static int fake_receive(iso_backend_cell *h, double deadline, iso_error *err)
 {
     (void)deadline; /* never sleeps: cell.c's loop looks again */
-    fake *f = c->backend_data;
+    fake *f = fake_of(h);
     iso_req *r = f->req;
     if (!r)
         return 0;
     if (r->type == ISO_REQ_EXEC && strcmp(r->text, "die") == 0) {
-        iso_cell_retire(c, ISO_STATE_DEAD);
+        iso_host_retire(&f->host, ISO_STATE_DEAD);
         return iso_error_set(err, ISO_CRASHED, "fake: the cell died");
     }
     bool done =
         r->type == ISO_REQ_CALL
-            ? (deliver(c, with_int(ISO_MSG_RESULT, (int64_t)r->args.u.seq.len)),
+            ? (deliver(f, with_int(ISO_MSG_RESULT, (int64_t)r->args.u.seq.len)),
                true)
-            : answer_exec(c, f, r->text);
+            : answer_exec(f, r->text);
     if (done) {
         iso_req_destroy(r);
         f->req = NULL;
@@ -150,33 +161,34 @@ static int fake_receive(iso_cell *c, double deadline, iso_error *err)
     return 0;
 }
 
-static void fake_reply(iso_cell *c, iso_value *value, const char *error)
+static void fake_reply(iso_backend_cell *h, iso_value *value, const char *error)
 {
-    fake *f = c->backend_data;
+    fake *f = fake_of(h);
     (void)error;
     if (value)
         iso_value_move(&f->answer, value);
     f->replied = true;
 }
 
-static bool fake_overrun(iso_cell *c, double overdue)
+static bool fake_overrun(iso_backend_cell *h, double overdue)
 {
     (void)overdue;
     seen.overruns++;
-    iso_cell_retire(c, ISO_STATE_DEAD); /* killed at once */
+    iso_host_retire(&fake_of(h)->host, ISO_STATE_DEAD); /* killed at once */
     return false;
 }
 
-static void fake_stop(iso_cell *c, bool force)
+static void fake_stop(iso_backend_cell *h, bool force, bool busy)
 {
+    (void)busy;
     seen.stops++;
     seen.forced_stops += force;
-    iso_cell_retire(c, ISO_STATE_CLOSED);
+    iso_host_retire(&fake_of(h)->host, ISO_STATE_CLOSED);
 }
 
-static void fake_destroy(iso_cell *c)
+static void fake_destroy(iso_backend_cell *h)
 {
-    fake *f = c->backend_data;
+    fake *f = fake_of(h);
     seen.destroys++;
     if (f) {
         iso_req_destroy(f->req);
@@ -427,7 +439,7 @@ static void test_queue_limit(void)
     iso_msg *m = wait_for(c, ISO_WAIT_RESULT, &err);
     CHECK(m && m->type == ISO_MSG_RESULT); /* a result has a slot */
     iso_msg_destroy(m);
-    CHECK_EQ_INT(((fake *)c->backend_data)->refused, 1);
+    CHECK_EQ_INT(fake_of(c->handle)->refused, 1);
     iso_cell_stats st;
     iso_cell_stats_get(c, &st);
     CHECK_EQ_INT(st.posts, 2);
@@ -435,7 +447,7 @@ static void test_queue_limit(void)
         iso_msg_destroy(wait_for(c, ISO_WAIT_POST, &err));
     CHECK_EQ_INT(exec_kind(c, "posts:1"), ISO_OK); /* room again */
     iso_msg_destroy(wait_for(c, ISO_WAIT_RESULT, &err));
-    CHECK_EQ_INT(((fake *)c->backend_data)->refused, 1);
+    CHECK_EQ_INT(fake_of(c->handle)->refused, 1);
     m = wait_for(c, ISO_WAIT_POST, &err);
     CHECK_EQ_STR(m ? m->value.u.str.ptr : NULL, "p0");
     iso_msg_destroy(m);

@@ -53,3 +53,13 @@ int iso_confinement_add(iso_value *list, const char *layer, const char *state,
            add_field(row, "scope", scope) ||
            add_field(row, "detail", detail ? detail : "");
 }
+
+int iso_denial_mark(iso_msg *m, const char *source)
+{
+    iso_value *list = &m->value;
+    while (list->u.seq.len > 5) /* whoever set one before: replaced */
+        iso_value_free(&list->u.seq.items[--list->u.seq.len]);
+    iso_value *slot = iso_list_append(list);
+    return slot ? iso_value_set_string(slot, ISO_STR, source, strlen(source))
+                : -1;
+}

@@ -11,5 +11,8 @@
 
 /* A message of type, stamped with the wall clock now; NULL on OOM. */
 iso_msg *iso_msg_new(iso_msg_type type);
+/* Set a denial's source, the 6th item of its list ("cell", "kernel" or
+ * "host"), replacing whatever was there. -1 on OOM. */
+int iso_denial_mark(iso_msg *m, const char *source);
 
 #endif

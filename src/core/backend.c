@@ -1,7 +1,8 @@
 /*
  * Backend names and availability. Availability is probed, never assumed:
  * a backend this build or host cannot run fails closed with what is
- * missing, and nothing ever falls back to a weaker backend.
+ * missing, and nothing ever falls back to a weaker backend. The registry of
+ * their ops, and the warm pool's maker.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,4 +78,17 @@ int iso_backend_check(iso_backend b, iso_error *err)
         return microvm_missing(err);
     return iso_error_set(err, ISO_INVALID_ARGUMENT, "unknown backend %d",
                          (int)b);
+}
+
+/* The sub-interpreter backend's warm pool (iso_pool_configure is that
+ * pool's, public): its cells are the host's, made here. */
+static iso_cell *make_warm(iso_error *err)
+{
+    return iso_cell_new_blank(ISO_BACKEND_SUBINTERPRETER, err);
+}
+
+int iso_pool_configure(size_t target, iso_error *err)
+{
+    const iso_cell_ops *ops = iso_backend_ops(ISO_BACKEND_SUBINTERPRETER);
+    return ops->warm_pool(target, make_warm, err);
 }

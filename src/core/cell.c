@@ -1,8 +1,9 @@
 /*
  * Cells, as the host sees them: spawn, requests, waiting ("pumping"),
  * broker replies, close and kill. What differs between backends is behind
- * their ops (cell.h); the queues and the doorbell are cell_queue.c's, the
- * BPF guard and hot reload cell_guard.c's.
+ * their ops (backend.h), and they report through the hooks cell.c hands
+ * them at start (host_hooks.h); the queues and the doorbell are cell_queue.c's,
+ * the BPF guard and hot reload cell_guard.c's.
  *
  * Longer than 600 lines because spawn, requests and the wait loops with their
  * limits share the cell's host-side state and its statics (live names);
@@ -64,15 +65,6 @@ static void name_release(iso_cell *c)
     pthread_mutex_unlock(&names_mu);
 }
 
-void iso_req_destroy(iso_req *r)
-{
-    if (!r)
-        return;
-    free(r->text);
-    iso_value_free(&r->args);
-    free(r);
-}
-
 /* ---- lifetime ---------------------------------------------------------- */
 
 static char **copy_strings(const char *const *src, size_t n)
@@ -98,21 +90,18 @@ static void free_strings(char **v, size_t n)
 static void cell_free(iso_cell *c)
 {
     if (c->ops && c->ops->destroy)
-        c->ops->destroy(c);
+        c->ops->destroy(c->handle);
     iso_value_free(&c->confinement);
-    iso_msg_queue_clear(&c->outbox);
+    iso_msg_queue_clear(&c->ch.outbox);
     iso_msg_queue_clear(&c->posts);
     iso_msg_queue_clear(&c->events);
     iso_msg_destroy(c->pending_result);
     iso_msg_destroy(c->pending_request);
-    iso_req_destroy(c->req);
-    iso_value_free(&c->reply);
-    free(c->reply_error);
-    iso_error_clear(&c->start_err);
+    iso_req_destroy(c->ch.req);
+    iso_value_free(&c->ch.reply);
+    free(c->ch.reply_error);
     iso_error_clear(&c->lost);
-    iso_error_clear(&c->confine_err);
     iso_error_clear(&c->failed);
-    iso_cell_unconfine(c);
     free_strings(c->deny_syscalls, c->n_deny_syscalls);
     free_strings(c->guest.imports, c->guest.n_imports);
     free_strings(c->guest.capabilities, c->guest.n_capabilities);
@@ -120,8 +109,8 @@ static void cell_free(iso_cell *c)
     for (size_t i = 0; i < c->n_retired; i++)
         iso_plan_unref(c->retired[i]);
     free(c->retired);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->ch.mu);
+    pthread_cond_destroy(&c->ch.cv);
     free(c);
 }
 
@@ -178,11 +167,10 @@ static iso_cell *cell_new(const iso_cell_config *cfg)
     if (!c)
         return NULL;
     atomic_init(&c->refs, 1);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    pthread_mutex_init(&c->ch.mu, NULL);
+    pthread_cond_init(&c->ch.cv, NULL);
     c->backend = c->guest.backend = cfg->backend;
     c->ops = iso_backend_ops(cfg->backend);
-    c->start_rc = 1; /* not started yet */
     if (configure(c, cfg)) {
         cell_free(c);
         return NULL;
@@ -205,6 +193,128 @@ static int check_config(const iso_cell_config *cfg, iso_error *err)
     return iso_backend_check(cfg->backend, err);
 }
 
+/* ---- what backends tell the host (their iso_host_hooks) ---------------- */
+
+/* Record that phase name of c's spawn ended at `at`. Past ISO_PHASES_MAX:
+ * dropped. */
+static void cell_phase(iso_cell *c, const char *name, double at)
+{
+    pthread_mutex_lock(&c->ch.mu);
+    if (c->n_phases < ISO_PHASES_MAX) {
+        iso_phase *ph = &c->phases[c->n_phases++];
+        snprintf(ph->name, sizeof ph->name, "%s", name);
+        ph->at = at;
+    }
+    pthread_mutex_unlock(&c->ch.mu);
+}
+
+static void unwatch(iso_cell *c);
+
+/* The cell is over: state CLOSED or DEAD, name free, nothing running. */
+static void cell_retire(iso_cell *c, iso_state state)
+{
+    c->ended_at = iso_now();
+    atomic_store(&c->ch.state, state);
+    name_release(c);
+    c->busy = false;
+    unwatch(c);
+}
+
+static int hook_deliver(void *ctx, iso_msg *m, iso_error *err)
+{
+    iso_cell *c = ctx;
+    if (iso_cell_deliver(c, m) == 0)
+        return 0;
+    char why[96];
+    iso_cell_queue_why(c, why, sizeof why);
+    return iso_error_set(err, ISO_OUTPUT,
+                         "cell '%s' left more than %s of posts and events "
+                         "waiting in its host: recv sooner, or raise the "
+                         "limit (spawn limits or sandbox.configure)",
+                         c->name, why);
+}
+static void hook_retire(void *ctx, iso_state state)
+{
+    cell_retire(ctx, state);
+}
+static void hook_wake(void *ctx)
+{
+    iso_cell_wake_host(ctx);
+}
+static void hook_phase(void *ctx, const char *name, double at)
+{
+    cell_phase(ctx, name, at);
+}
+static void hook_hold(void *ctx)
+{
+    atomic_fetch_add(&((iso_cell *)ctx)->refs, 1);
+}
+static void hook_release(void *ctx)
+{
+    iso_cell_unref(ctx);
+}
+static int hook_push(void *ctx, iso_msg *m)
+{
+    return iso_cell_push(ctx, m);
+}
+static void hook_queue_why(void *ctx, char *buf, size_t n)
+{
+    iso_cell_queue_why(ctx, buf, n);
+}
+static bool hook_drain(void *ctx)
+{
+    return iso_cell_drain_outbox(ctx);
+}
+static int hook_doorbell_fd(void *ctx)
+{
+    (void)ctx; /* one doorbell per host */
+    return iso_cell_doorbell_fd();
+}
+static bool hook_request_waiting(void *ctx)
+{
+    return ((iso_cell *)ctx)->pending_request != NULL;
+}
+static void hook_confined(void *ctx, iso_value *rows)
+{
+    iso_value_move(&((iso_cell *)ctx)->confinement, rows);
+}
+static bool hook_guard(void *ctx, const char *dir, uint64_t id, char *why,
+                       size_t n)
+{
+    return iso_cell_guard(ctx, dir, id, why, n);
+}
+static void hook_unguard(void *ctx)
+{
+    iso_cell_unguard(ctx);
+}
+static int hook_guard_row(void *ctx, iso_value *list, const char *scope,
+                          const char *why)
+{
+    return iso_cell_guard_row(ctx, list, scope, why);
+}
+
+/* The hooks c's backend gets when it starts c. */
+static iso_host_hooks hooks_for(iso_cell *c)
+{
+    return (iso_host_hooks){.mode = iso_mode_get(),
+                            .ctx = c,
+                            .deliver = hook_deliver,
+                            .retire = hook_retire,
+                            .wake = hook_wake,
+                            .phase = hook_phase,
+                            .hold = hook_hold,
+                            .release = hook_release,
+                            .push = hook_push,
+                            .queue_why = hook_queue_why,
+                            .drain = hook_drain,
+                            .doorbell_fd = hook_doorbell_fd,
+                            .request_waiting = hook_request_waiting,
+                            .confined = hook_confined,
+                            .guard = hook_guard,
+                            .unguard = hook_unguard,
+                            .guard_row = hook_guard_row};
+}
+
 /* A cell with no name and no rules, for a backend's warm pool. */
 iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
 {
@@ -214,10 +324,12 @@ iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
         iso_error_set(err, ISO_MEMORY, "out of memory");
         return NULL;
     }
-    if (c->ops->start(c, &cfg, err)) {
+    iso_host_hooks host = hooks_for(c);
+    if (c->ops->start(c, &cfg, &host, &c->handle, err)) {
         iso_cell_unref(c);
         return NULL;
     }
+    atomic_store(&c->ch.state, ISO_STATE_IDLE);
     return c;
 }
 
@@ -246,7 +358,7 @@ static int confine(iso_cell *c, iso_error *err)
     if (!c->ops->confine)
         warn_missing(c); /* it confined itself before it was ready */
     if (!c->ops->confine ||
-        (c->ops->confine(c, err) == 0 &&
+        (c->ops->confine(c->handle, err) == 0 &&
          (iso_mode_get() != ISO_MODE_HARDENED || iso_cell_settle(c, err) == 0)))
         return 0;
     iso_cell_release(c);
@@ -276,12 +388,14 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
         cell_free(c);
         return -1;
     }
-    if (c->ops->start(c, cfg, err)) {
+    iso_host_hooks host = hooks_for(c);
+    if (c->ops->start(c, cfg, &host, &c->handle, err)) {
         name_release(c);
         iso_cell_unref(c);
         return -1;
     }
-    iso_cell_phase(c, "started", iso_now());
+    atomic_store(&c->ch.state, ISO_STATE_IDLE);
+    cell_phase(c, "started", iso_now());
     if (confine(c, err))
         return -1;
     c->spawned_at = iso_now();
@@ -306,7 +420,7 @@ static int64_t uptime_ms(const iso_cell *c)
 
 bool iso_cell_is_open(const iso_cell *c)
 {
-    int s = atomic_load(&c->state);
+    int s = atomic_load(&c->ch.state);
     return s == ISO_STATE_IDLE;
 }
 
@@ -351,11 +465,11 @@ int iso_cell_settle(iso_cell *c, iso_error *err)
     if (!c->confining)
         return 0;
     iso_error why = {0};
-    if (iso_cell_confined(c, &why) == 0) {
+    if (!c->ops->confined || c->ops->confined(c->handle, &why) == 0) {
         warn_missing(c);
         return 0;
     }
-    c->ops->stop(c, true); /* never used unconfined */
+    c->ops->stop(c->handle, true, c->busy); /* never used unconfined */
     iso_error_set(err, why.kind, "%s", why.message);
     iso_error_move(&c->failed, &why);
     return -1;
@@ -375,7 +489,7 @@ static int closed_error(iso_cell *c, iso_error *err)
         return iso_error_set(err, c->failed.kind, "cell '%s' was stopped: %s",
                              c->name, c->failed.message);
     return iso_error_set(err, ISO_CLOSED, "cell '%s' is %s", c->name,
-                         atomic_load(&c->state) == ISO_STATE_DEAD
+                         atomic_load(&c->ch.state) == ISO_STATE_DEAD
                              ? "dead (it was killed or abandoned)"
                              : "closed");
 }
@@ -401,10 +515,13 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     c->started = iso_now();
     if (c->ops->watch &&
         (c->wall_ms > 0 || c->cpu_ms > 0 || c->guest.mem_limit > 0))
-        c->watched = c->ops->watch(c, r->seq, c->started) == 0;
+        c->watched = c->ops->watch(c->handle, r->seq, c->started) == 0;
     c->last_interrupt = 0;
     c->calls++;
-    return c->ops->submit(c, r, err);
+    if (c->ops->submit(c->handle, r, err) == 0)
+        return 0;
+    c->busy = false; /* nothing runs: not submitted, or the cell died */
+    return -1;
 }
 
 static iso_req *req_new(iso_req_type type, const char *text, size_t len)
@@ -476,10 +593,10 @@ int iso_cell_deliver(iso_cell *c, iso_msg *m)
 
 bool iso_cell_drain_outbox(iso_cell *c)
 {
-    pthread_mutex_lock(&c->mu);
-    iso_msg_queue q = c->outbox;
-    c->outbox.head = c->outbox.tail = NULL;
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_msg_queue q = c->ch.outbox;
+    c->ch.outbox.head = c->ch.outbox.tail = NULL;
+    pthread_mutex_unlock(&c->ch.mu);
     bool any = q.head != NULL;
     iso_msg *m;
     while ((m = iso_msg_queue_pop(&q)))
@@ -492,7 +609,7 @@ static void adopt_watchdog(iso_cell *c)
 {
     double since;
     iso_kind kind = c->watched && !c->overrun
-                        ? c->ops->found(c, c->next_seq, &since)
+                        ? c->ops->found(c->handle, c->next_seq, &since)
                         : ISO_OK;
     if (kind != ISO_OK)
         c->overrun = kind, c->overrun_since = since;
@@ -501,7 +618,7 @@ static void adopt_watchdog(iso_cell *c)
 static void unwatch(iso_cell *c)
 {
     if (c->watched)
-        c->ops->forget(c);
+        c->ops->forget(c->handle);
     c->watched = false;
 }
 
@@ -523,15 +640,6 @@ static iso_msg *take_ready(iso_cell *c, iso_wait what)
     return m;
 }
 
-void iso_cell_retire(iso_cell *c, iso_state state)
-{
-    c->ended_at = iso_now();
-    atomic_store(&c->state, state);
-    name_release(c);
-    c->busy = false;
-    unwatch(c);
-}
-
 /* Which limit the running request passed, and since when. */
 static bool over_limit(iso_cell *c, double now)
 {
@@ -542,7 +650,7 @@ static bool over_limit(iso_cell *c, double now)
     iso_kind over;
     if (c->wall_ms > 0 && now >= wall_end)
         c->overrun = ISO_TIMEOUT, c->overrun_since = wall_end;
-    else if (c->ops->over && (over = c->ops->over(c)) != ISO_OK)
+    else if (c->ops->over && (over = c->ops->over(c->handle)) != ISO_OK)
         c->overrun = over, c->overrun_since = now;
     return c->overrun != ISO_OK;
 }
@@ -553,7 +661,7 @@ static void take_in(iso_cell *c)
 {
     iso_error err = {0};
     bool busy = c->busy;
-    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
+    if (iso_cell_is_open(c) && c->ops->receive(c->handle, 0, &err) && busy)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
 }
@@ -566,7 +674,7 @@ static int enforce_limits(iso_cell *c, double now)
     take_in(c); /* it may have stopped while nobody waited (the watchdog) */
     if (c->pending_result || c->lost.kind != ISO_OK)
         return 0; /* its answer comes first */
-    return c->ops->overrun(c, now - c->overrun_since) ? 0 : -1;
+    return c->ops->overrun(c->handle, now - c->overrun_since) ? 0 : -1;
 }
 
 /* cpu_ms and mem of a cell (the over op) the watchdog does not watch */
@@ -642,7 +750,7 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
                           now - (deadline - timeout_s), timeout_s);
             return 1; /* the caller's own deadline, not a limit */
         }
-        if (c->ops->receive(c, next_deadline(c, what, deadline), err))
+        if (c->ops->receive(c->handle, next_deadline(c, what, deadline), err))
             return -1;
     }
 }
@@ -687,7 +795,7 @@ static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
     bool threads = false;
     for (size_t i = 0; i < n; i++) {
         const iso_cell_ops *ops = cells[i]->ops;
-        int fd = ops->poll_fd ? ops->poll_fd(cells[i]) : -1;
+        int fd = ops->poll_fd ? ops->poll_fd(cells[i]->handle) : -1;
         if (!ops->poll_fd)
             threads = true; /* it rings the doorbell */
         else if (nfds == WAIT_ANY_FDS)
@@ -720,7 +828,7 @@ size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
 int iso_cell_reply(iso_cell *c, iso_value *value, const char *error)
 {
     if (iso_cell_is_open(c))
-        c->ops->reply(c, value, error);
+        c->ops->reply(c->handle, value, error);
     return 0;
 }
 
@@ -732,32 +840,21 @@ iso_msg *iso_cell_next_event(iso_cell *c)
     iso_cell_guard_drain();
     /* Without waiting; a death found here is the running request's
      * outcome, kept for whoever waits for its result. */
-    if (iso_cell_is_open(c) && c->ops->receive(c, 0, &err) && busy)
+    if (iso_cell_is_open(c) && c->ops->receive(c->handle, 0, &err) && busy)
         iso_error_move(&c->lost, &err);
     iso_error_clear(&err);
     return iso_cell_refund(c, iso_msg_queue_pop(&c->events));
 }
 
-void iso_cell_phase(iso_cell *c, const char *name, double at)
-{
-    pthread_mutex_lock(&c->mu);
-    if (c->n_phases < ISO_PHASES_MAX) {
-        iso_phase *ph = &c->phases[c->n_phases++];
-        snprintf(ph->name, sizeof ph->name, "%s", name);
-        ph->at = at;
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
 size_t iso_cell_phases(iso_cell *c, iso_phase *out, size_t max)
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     size_t n = c->n_phases;
     for (size_t i = 0; i < n && i < max; i++) {
         out[i] = c->phases[i];
         out[i].at -= c->spawn_began;
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     for (size_t i = 1; i < n && i < max; i++) /* a handful: insertion sort */
         for (size_t j = i; j > 0 && out[j].at < out[j - 1].at; j--) {
             iso_phase t = out[j];
@@ -771,14 +868,14 @@ void iso_cell_stats_get(iso_cell *c, iso_cell_stats *st)
     static const char *const names[] = {"starting", "idle", "closed", "dead"};
     memset(st, 0, sizeof *st);
     if (iso_cell_is_open(c) && c->ops->cpu_ms)
-        st->cpu_ms = c->ops->cpu_ms(c);
+        st->cpu_ms = c->ops->cpu_ms(c->handle);
     if (iso_cell_is_open(c) && c->ops->mem_bytes)
-        st->mem_bytes = c->ops->mem_bytes(c);
+        st->mem_bytes = c->ops->mem_bytes(c->handle);
     st->calls = c->calls;
     st->posts = c->posts_count;
     st->denials = c->denials;
     st->uptime_ms = uptime_ms(c);
-    int s = atomic_load(&c->state);
+    int s = atomic_load(&c->ch.state);
     st->state = (s == ISO_STATE_IDLE && c->busy) ? "running" : names[s];
 }
 
@@ -788,16 +885,16 @@ void iso_cell_close(iso_cell *c)
 {
     settle_quietly(c);
     if (iso_cell_is_open(c))
-        c->ops->stop(c, false);
+        c->ops->stop(c->handle, false, c->busy);
 }
 
 void iso_cell_kill(iso_cell *c)
 {
     settle_quietly(c);
     if (iso_cell_is_open(c))
-        c->ops->stop(c, true);
-    if (atomic_load(&c->state) == ISO_STATE_CLOSED)
-        atomic_store(&c->state, ISO_STATE_DEAD);
+        c->ops->stop(c->handle, true, c->busy);
+    if (atomic_load(&c->ch.state) == ISO_STATE_CLOSED)
+        atomic_store(&c->ch.state, ISO_STATE_DEAD);
 }
 
 const iso_value *iso_cell_confinement(iso_cell *c)

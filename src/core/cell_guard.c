@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cell.h"
+#include "cell_queue.h"
 #include "guard_routes.h"
 
 /* ---- the BPF network guard ---------------------------------------------- */
@@ -73,10 +74,10 @@ static int swap_plan(iso_cell *c, iso_plan *plan)
     if (!r)
         return -1;
     c->retired = r;
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     r[c->n_retired++] = c->guest.plan;
     __atomic_store_n(&c->guest.plan, iso_plan_ref(plan), __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     return 0;
 }
 
@@ -118,7 +119,8 @@ int iso_cell_reload(iso_cell *c, iso_plan *plan, iso_value *report,
     c->guard = next;
     /* a worker's python-guard takes it as a frame (1: now, 0: before its
      * next request); a sub-interpreter cell's reads c->guest.plan */
-    int guard = c->ops->reload ? c->ops->reload(c, err) : 1;
+    int guard =
+        c->ops->reload ? c->ops->reload(c->handle, plan, c->busy, err) : 1;
     if (guard < 0)
         return -1;
     iso_value_set_map(report);

@@ -92,7 +92,7 @@ void iso_msg_queue_clear(iso_msg_queue *q)
 
 void iso_cell_wake_host(iso_cell *c)
 {
-    iso_signal_notify(&c->to_host);
+    iso_signal_notify(&c->ch.to_host);
     iso_doorbell_ring();
 }
 
@@ -161,29 +161,19 @@ iso_msg *iso_cell_refund(iso_cell *c, iso_msg *m)
     return m;
 }
 
-int iso_denial_mark(iso_msg *m, const char *source)
-{
-    iso_value *list = &m->value;
-    while (list->u.seq.len > 5) /* whoever set one before: replaced */
-        iso_value_free(&list->u.seq.items[--list->u.seq.len]);
-    iso_value *slot = iso_list_append(list);
-    return slot ? iso_value_set_string(slot, ISO_STR, source, strlen(source))
-                : -1;
-}
-
 int iso_cell_push(iso_cell *c, iso_msg *m)
 {
     /* An abandoned thread's guest runs on after kill: nothing it sends
      * from then on is "posted before it was killed". */
-    if (atomic_load(&c->abandoned) ||
+    if (atomic_load(&c->ch.abandoned) ||
         (queued_type(m->type) && iso_cell_queue_charge(c, m))) {
         iso_msg_destroy(m);
         return -1;
     }
-    pthread_mutex_lock(&c->mu);
-    iso_msg_queue_push(&c->outbox, m);
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_host);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_msg_queue_push(&c->ch.outbox, m);
+    pthread_mutex_unlock(&c->ch.mu);
+    iso_signal_notify(&c->ch.to_host);
     iso_doorbell_ring();
     return 0;
 }

@@ -15,6 +15,14 @@
 void iso_msg_queue_push(iso_msg_queue *q, iso_msg *m);
 iso_msg *iso_msg_queue_pop(iso_msg_queue *q); /* NULL when empty */
 void iso_msg_queue_clear(iso_msg_queue *q);
+/* Host thread: sort m (consumed) into the host queues, counting what it
+ * queues against the queue limits unless it was counted on the way
+ * (iso_cell_push). A denial without a source is the cell's claim (source
+ * "cell"). -1 (m destroyed) when it would pass a queue limit. (cell.c; a
+ * backend reaches it as its deliver hook.) */
+int iso_cell_deliver(iso_cell *c, iso_msg *m);
+/* Any thread: have a waiting host look again (the wake hook). */
+void iso_cell_wake_host(iso_cell *c);
 /* The host took m (may be NULL) out of its queue: refund its charge. */
 iso_msg *iso_cell_refund(iso_cell *c, iso_msg *m);
 /* Ring the doorbell (any thread); what it has rung so far. */

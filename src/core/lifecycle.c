@@ -2,7 +2,8 @@
  * The host's end. Three mechanisms, so that no guest process outlives a
  * host however it ends:
  *   - a host that ends normally, errors, calls os.exit or gets a
- *     termination signal runs iso_shutdown (atexit, module collection,
+ *     termination signal runs iso_shutdown (atexit, armed by the process
+ *     backend once it starts a zygote (proc.c), module collection,
  *     sandbox.shutdown(), the luaisolate host's signal thread);
  *   - a host killed outright (SIGKILL, a crash) runs nothing: its zygote
  *     gets PR_SET_PDEATHSIG and sees its control socket hang up, kills the
@@ -10,8 +11,6 @@
  *   - what is left after that (the host's own cgroup directories) is
  *     removed by the next host start (cgroup_stale.c).
  */
-#include <stdatomic.h>
-#include <stdlib.h>
 
 #include "cell.h"
 #include "cgroup.h"
@@ -23,18 +22,6 @@ void iso_shutdown(bool leave_host)
     iso_process_end();      /* the zygote (its cells are gone already) */
     if (leave_host)
         iso_cgroup_host_leave();
-}
-
-static void at_exit(void)
-{
-    iso_shutdown(false); /* host_enter registered the leaving itself */
-}
-
-void iso_shutdown_at_exit(void)
-{
-    static _Atomic bool armed;
-    if (!atomic_exchange(&armed, true))
-        atexit(at_exit);
 }
 
 int iso_clean_stale(void (*fn)(const char *path, void *ud), void *ud,

@@ -14,8 +14,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +25,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cell.h"
+#include "backend.h"
 #include "cgroup.h"
 #include "confine.h"
+#include "handoff.h"
 #include "netguard.h"
+#include "guest.h"
+#include "msg.h"
 #include "proc_pool.h"
 #include "wire.h"
 #include "zygote.h"
@@ -37,17 +42,26 @@
 
 extern char **environ;
 
-typedef struct proc {
+/* A process cell's backend state: its worker. */
+struct iso_backend_cell {
     pid_t pid;
     iso_wire wire;
     int sock, note; /* frames; the reading end of the death note */
     iso_cgroup cg;
     bool has_cg;
-    iso_cell *cell;      /* whose cgroup the BPF guard may cover */
+    bool guarded;        /* the BPF guard covers its cgroup */
+    iso_host_hooks host; /* given at start: what the host hears from us */
+    char name[ISO_NAME_MAX + 1];
+    char **caps; /* the capabilities request() may use */
+    size_t n_caps;
+    int64_t output_bytes, mem_limit; /* limits.output_bytes, .mem; 0: none */
+    iso_plan *plan;      /* the cell's plan as it is now (a reload swaps it) */
+    uint64_t awaiting;   /* the request whose RESULT is due (0: none) */
     bool reload_pending; /* a reload while busy: sent before the next frame */
     char guard_why[600]; /* why it does not */
     int64_t output_used; /* posted, logged, measured: counted by the host */
-} proc;
+};
+typedef struct iso_backend_cell proc;
 
 /* The zygote, shared by every process cell of this host. */
 static struct {
@@ -188,6 +202,20 @@ static void spawn_attr(posix_spawnattr_t *attr)
 /* posix_spawn, so a host with cell threads never forks itself. The zygote
  * is told the host's pid (it re-checks its parent after PDEATHSIG) and
  * the host's cells cgroup (which it kills when the host goes away). */
+static void at_exit(void)
+{
+    iso_shutdown(false); /* host_enter registered the leaving itself */
+}
+
+/* Once the host has a zygote, its end (iso_shutdown, lifecycle.c) runs at
+ * exit: registered once. */
+static void shutdown_at_exit(void)
+{
+    static _Atomic bool armed;
+    if (!atomic_exchange(&armed, true))
+        atexit(at_exit);
+}
+
 static int zygote_start(iso_error *err)
 {
     char path[PATH_MAX], host[24], cells[ISO_PATH_MAX] = "-";
@@ -220,7 +248,7 @@ static int zygote_start(iso_error *err)
                              strerror(e));
     }
     zyg.ctl = sv[0];
-    iso_shutdown_at_exit();
+    shutdown_at_exit();
     if (iso_zygote_hello(zyg.ctl, zyg.token) == 0)
         return 0;
     zygote_lost(); /* it reads the token first or ends */
@@ -400,18 +428,18 @@ static int put_filter(iso_value *map, const iso_worker_filter *f)
 /* What the worker would compile from its CONFIG, compiled by the host.
  * A policy it cannot compile goes without: the worker then builds the
  * filter itself and fails its confinement with the reason. */
-static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
+static int compiled_filter(const iso_cell_config *cfg, iso_mode mode,
                            iso_value *map)
 {
     iso_confine_config cc = {
-        .compat = iso_mode_get() == ISO_MODE_COMPAT,
+        .compat = mode == ISO_MODE_COMPAT,
         .processes = cfg->processes,
         .deny_syscalls = cfg->deny_syscalls,
         .n_deny = cfg->n_deny_syscalls,
     };
     iso_worker_filter f;
     iso_error err = {0};
-    int rc = iso_confine_net_from_plan(&cc, c->guest.plan, &err);
+    int rc = iso_confine_net_from_plan(&cc, cfg->plan, &err);
     bool have = rc == 0 && iso_confine_worker_filter(&cc, &f, &err) == 0;
     iso_confine_net_free(&cc);
     iso_error_clear(&err);
@@ -423,37 +451,42 @@ static int compiled_filter(iso_cell *c, const iso_cell_config *cfg,
     return rc;
 }
 
-static int config_value(iso_cell *c, const iso_cell_config *cfg, proc *p,
+static int config_value(const iso_cell_config *cfg, const proc *p,
                         iso_value *map)
 {
     iso_value *fs, *net;
     iso_value_set_map(map);
-    int rc = put_str(map, "name", c->name) ||
-             put_strings(map, "imports", (const char *const *)c->guest.imports,
-                         c->guest.n_imports) ||
-             put_strings(map, "capabilities",
-                         (const char *const *)c->guest.capabilities,
-                         c->guest.n_capabilities) ||
+    int rc = put_str(map, "name", cfg->name) ||
+             put_strings(map, "imports", cfg->imports, cfg->n_imports) ||
+             put_strings(map, "capabilities", cfg->capabilities,
+                         cfg->n_capabilities) ||
              put_strings(map, "syscalls_deny", cfg->deny_syscalls,
                          cfg->n_deny_syscalls) ||
              put_limits(map, cfg) || put(map, "fs", &fs) ||
-             put(map, "net", &net) || iso_plan_to_value(c->guest.plan, fs, net);
+             put(map, "net", &net) || iso_plan_to_value(cfg->plan, fs, net);
     (void)p;     /* its cgroup: the worker is in it before its CONFIG */
     if (rc == 0) /* compat mode: the minimal seccomp list */
-        rc = put_str(map, "mode", iso_mode_name());
-    if (rc == 0 && c->guard.cgroup_id) /* Landlock leaves connect to it */
+        rc = put_str(map, "mode", iso_mode_name_at((int)p->host.mode));
+    if (rc == 0 && p->guarded) /* Landlock leaves connect to it */
         rc = put_str(map, "connect", "bpf");
     if (rc == 0)
-        rc = compiled_filter(c, cfg, map);
+        rc = compiled_filter(cfg, p->host.mode, map);
     return rc;
 }
 
 /* ---- death ------------------------------------------------------------- */
 
+static void free_strings(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 static void cleanup(proc *p)
 {
     iso_error err = {0};
-    iso_cell_unguard(p->cell);
+    iso_host_unguard(&p->host);
     if (p->has_cg) {
         iso_cgroup_kill(&p->cg, &err);
         iso_cgroup_remove(&p->cg, &err);
@@ -488,7 +521,7 @@ size_t iso_death_note_clean(char *note)
 
 /* Why it died: the host's own observation (its wait status) first; the
  * death note is the cell's claim, bounded, cleaned and shown as one. */
-static int death_reason(iso_cell *c, proc *p, iso_error *err)
+static int death_reason(proc *p, iso_error *err)
 {
     char note[256] = "";
     fcntl(p->note, F_SETFL, O_NONBLOCK);
@@ -500,15 +533,15 @@ static int death_reason(iso_cell *c, proc *p, iso_error *err)
     pthread_mutex_unlock(&zyg.mu);
     if (st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU)
         return iso_error_set(err, ISO_CPU, "cell '%s' exceeded limits.cpu_ms",
-                             c->name);
+                             p->name);
     if (note[0])
         return iso_error_set(err, ISO_CRASHED,
-                             "cell '%s' died; it reported: %s", c->name, note);
+                             "cell '%s' died; it reported: %s", p->name, note);
     if (st != -1 && WIFSIGNALED(st))
         return iso_error_set(err, ISO_CRASHED, "cell '%s' was killed by %s",
-                             c->name, strsignal(WTERMSIG(st)));
+                             p->name, strsignal(WTERMSIG(st)));
     return iso_error_set(err, ISO_CRASHED, "cell '%s' exited (status %d)",
-                         c->name, st != -1 ? WEXITSTATUS(st) : -1);
+                         p->name, st != -1 ? WEXITSTATUS(st) : -1);
 }
 
 /* Kill the worker and claim its exit, without a reason from it. */
@@ -521,7 +554,7 @@ static void put_down(proc *p)
 }
 
 /* The worker is gone or misbehaved: make sure of it and say why. */
-static int died(iso_cell *c, proc *p, iso_error *err)
+static int died(proc *p, iso_error *err)
 {
     if (err->kind == ISO_OUTPUT) { /* the host's verdict: kept as is */
         put_down(p);
@@ -530,13 +563,13 @@ static int died(iso_cell *c, proc *p, iso_error *err)
         char why[sizeof err->message];
         snprintf(why, sizeof why, "%s", err->message);
         iso_error_set(err, ISO_CRASHED, "cell '%s' broke the protocol (%s)",
-                      c->name, why);
+                      p->name, why);
         err->code = ISO_E_PROTOCOL;
     } else {
-        death_reason(c, p, err);
+        death_reason(p, err);
     }
     cleanup(p);
-    iso_cell_retire(c, ISO_STATE_DEAD);
+    iso_host_retire(&p->host, ISO_STATE_DEAD);
     return -1;
 }
 
@@ -575,26 +608,26 @@ static bool is_str(const iso_value *v, size_t max)
 
 /* A result answers the running request, once, with a kind a worker may
  * report: timeout, cpu, crashed... come from the host's own eyes. */
-static int check_result(iso_cell *c, const iso_frame *f, iso_error *err)
+static int check_result(const proc *p, const iso_frame *f, iso_error *err)
 {
-    if (!c->busy || f->seq != c->next_seq || c->pending_result)
+    if (!p->awaiting || f->seq != p->awaiting)
         return violation(err, "a RESULT for no running request");
     if (f->error.kind != ISO_OK &&
-        !iso_worker_kind_allowed(f->error.kind, c->guest.mem_limit))
+        !iso_worker_kind_allowed(f->error.kind, p->mem_limit))
         return violation(err, "a RESULT with a verdict only the host gives");
     return 0;
 }
 
 /* [capability, action, payload], one at a time: the worker waits for its
  * answer before it sends another. */
-static int check_request(iso_cell *c, const iso_frame *f, iso_error *err)
+static int check_request(const proc *p, const iso_frame *f, iso_error *err)
 {
     const iso_value *it = f->value.u.seq.items;
     if (!is_str(&it[0], ISO_REQUEST_TEXT_MAX) ||
         !is_str(&it[1], ISO_REQUEST_TEXT_MAX))
         return violation(err, "a REQUEST whose capability or action is not "
                               "a short string");
-    if (c->pending_request)
+    if (iso_host_request_waiting(&p->host))
         return violation(err, "a second REQUEST before the first was answered");
     return 0;
 }
@@ -609,58 +642,44 @@ static int check_denial(const iso_frame *f, iso_error *err)
 
 /* limits.output_bytes, counted again here as the worker counts it: a
  * worker that sends more than it may lied. */
-static int charge_output(iso_cell *c, proc *p, const iso_frame *f,
-                         iso_error *err)
+static int charge_output(proc *p, const iso_frame *f, iso_error *err)
 {
     int64_t n = (int64_t)iso_value_string_bytes(&f->value);
-    if (c->guest.output_bytes <= 0 ||
-        p->output_used + n <= c->guest.output_bytes) {
+    if (p->output_bytes <= 0 || p->output_used + n <= p->output_bytes) {
         p->output_used += n;
         return 0;
     }
     return iso_error_set(err, ISO_OUTPUT,
                          "cell '%s' sent more than limits.output_bytes=%lld "
                          "(its worker should have refused it)",
-                         c->name, (long long)c->guest.output_bytes);
+                         p->name, (long long)p->output_bytes);
 }
 
-static int check_frame(iso_cell *c, proc *p, const iso_frame *f, iso_error *err)
+static int check_frame(proc *p, const iso_frame *f, iso_error *err)
 {
     switch (f->type) {
     case ISO_FRAME_RESULT:
-        return check_result(c, f, err);
+        return check_result(p, f, err);
     case ISO_FRAME_REQUEST:
-        return check_request(c, f, err);
+        return check_request(p, f, err);
     case ISO_FRAME_DENIAL:
         return check_denial(f, err);
     case ISO_FRAME_POST:
     case ISO_FRAME_LOG:
     case ISO_FRAME_METRIC:
-        return charge_output(c, p, f, err);
+        return charge_output(p, f, err);
     default:
         return violation(err, "a frame a ready worker never sends");
     }
 }
 
-static bool granted(const iso_cell *c, const iso_value *cap)
+static bool granted(const proc *p, const iso_value *cap)
 {
-    for (size_t i = 0; i < c->guest.n_capabilities; i++)
-        if (strlen(c->guest.capabilities[i]) == cap->u.str.len &&
-            memcmp(c->guest.capabilities[i], cap->u.str.ptr, cap->u.str.len) ==
-                0)
+    for (size_t i = 0; i < p->n_caps; i++)
+        if (strlen(p->caps[i]) == cap->u.str.len &&
+            memcmp(p->caps[i], cap->u.str.ptr, cap->u.str.len) == 0)
             return true;
     return false;
-}
-
-static int queue_full(iso_cell *c, iso_error *err)
-{
-    char why[96];
-    iso_cell_queue_why(c, why, sizeof why);
-    return iso_error_set(err, ISO_OUTPUT,
-                         "cell '%s' left more than %s of posts and events "
-                         "waiting in its host: recv sooner, or raise the "
-                         "limit (spawn limits or sandbox.configure)",
-                         c->name, why);
 }
 
 /* The host's own denial of capability cap: source "host". */
@@ -688,8 +707,7 @@ static iso_msg *host_denial(const iso_value *cap)
 /* An ungranted REQUEST (the worker checks grants, so it was forged) never
  * reaches a handler: the host answers it with an error and records a
  * denial of its own. */
-static int refuse_request(iso_cell *c, proc *p, const iso_value *cap,
-                          iso_error *err)
+static int refuse_request(proc *p, const iso_value *cap, iso_error *err)
 {
     iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
     iso_error_set(&f.error, ISO_POLICY,
@@ -701,15 +719,17 @@ static int refuse_request(iso_cell *c, proc *p, const iso_value *cap,
     iso_msg *m = host_denial(cap);
     if (!m)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    return iso_cell_deliver(c, m) ? queue_full(c, err) : 0;
+    return iso_host_deliver(&p->host, m, err);
 }
 
-static int deliver(iso_cell *c, proc *p, iso_frame *f, iso_error *err)
+static int deliver(proc *p, iso_frame *f, iso_error *err)
 {
-    if (check_frame(c, p, f, err)) /* it knows every type a worker sends */
+    if (check_frame(p, f, err)) /* it knows every type a worker sends */
         return -1;
-    if (f->type == ISO_FRAME_REQUEST && !granted(c, &f->value.u.seq.items[0]))
-        return refuse_request(c, p, &f->value.u.seq.items[0], err);
+    if (f->type == ISO_FRAME_REQUEST && !granted(p, &f->value.u.seq.items[0]))
+        return refuse_request(p, &f->value.u.seq.items[0], err);
+    if (f->type == ISO_FRAME_RESULT)
+        p->awaiting = 0; /* answered: another RESULT for it is a lie */
     iso_msg *m = iso_msg_new(frame_msg_types[f->type]);
     if (!m)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
@@ -720,12 +740,12 @@ static int deliver(iso_cell *c, proc *p, iso_frame *f, iso_error *err)
         iso_msg_destroy(m);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
-    return iso_cell_deliver(c, m) ? queue_full(c, err) : 0;
+    return iso_host_deliver(&p->host, m, err);
 }
 
 /* The worker is dead: what it sent before it died may still wait in the
  * socket. Its posts and events are kept (its result no longer counts). */
-static void salvage(iso_cell *c, proc *p)
+static void salvage(proc *p)
 {
     iso_error err = {0};
     for (int rc = 0; rc == 0;) {
@@ -733,7 +753,7 @@ static void salvage(iso_cell *c, proc *p)
         if (p->sock < 0 || iso_wire_recv(&p->wire, &f, 0, &err))
             break;
         bool keep = f.type != ISO_FRAME_RESULT && f.type != ISO_FRAME_REQUEST;
-        rc = keep ? deliver(c, p, &f, &err) : 0;
+        rc = keep ? deliver(p, &f, &err) : 0;
         iso_frame_clear(&f);
     }
     iso_error_clear(&err);
@@ -744,41 +764,42 @@ static void salvage(iso_cell *c, proc *p)
  * request() or request, so while busy only the latest plan is sent, just
  * before the next frame it will read (a reload storm never fills the
  * socket); an idle one takes it at once and says so. */
-static int send_reload(iso_cell *c, proc *p, iso_error *err)
+static int send_reload(proc *p, iso_error *err)
 {
     iso_frame f = {.type = ISO_FRAME_RELOAD, .time = iso_wallclock()};
     iso_value *fs, *net;
     iso_value_set_map(&f.value);
     p->reload_pending = false;
     if (put(&f.value, "fs", &fs) || put(&f.value, "net", &net) ||
-        iso_plan_to_value(iso_cell_plan(c), fs, net)) {
+        iso_plan_to_value(p->plan, fs, net)) {
         iso_frame_clear(&f);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
     return send_frame(p, &f, err);
 }
 
-static int proc_reload(iso_cell *c, iso_error *err)
+static int proc_reload(proc *p, iso_plan *plan, bool busy, iso_error *err)
 {
-    proc *p = c->backend_data;
-    if (c->busy) {
+    iso_plan_unref(p->plan);
+    p->plan = iso_plan_ref(plan);
+    if (busy) {
         p->reload_pending = true;
         return 0;
     }
-    if (send_reload(c, p, err))
-        return died(c, p, err);
+    if (send_reload(p, err))
+        return died(p, err);
     for (double deadline = iso_now() + START_TIMEOUT_S;;) {
         iso_frame r = {0};
         if (iso_wire_recv(&p->wire, &r, deadline, err)) {
             if (err->kind == ISO_TIMEOUT) /* one that cannot say: gone */
                 kill_worker(p);
-            return died(c, p, err);
+            return died(p, err);
         }
         bool done = r.type == ISO_FRAME_RELOADED;
-        int rc = done ? 0 : deliver(c, p, &r, err);
+        int rc = done ? 0 : deliver(p, &r, err);
         iso_frame_clear(&r);
         if (rc)
-            return died(c, p, err);
+            return died(p, err);
         if (done)
             return 1;
     }
@@ -786,49 +807,47 @@ static int proc_reload(iso_cell *c, iso_error *err)
 
 /* ---- iso_cell_ops ------------------------------------------------------ */
 
-static int proc_receive(iso_cell *c, double deadline, iso_error *err)
+static int proc_receive(proc *p, double deadline, iso_error *err)
 {
-    proc *p = c->backend_data;
     for (int n = 0;; n++) {
         iso_frame f = {0};
         if (iso_wire_recv(&p->wire, &f, n ? 0 : deadline, err)) {
             if (err->kind != ISO_TIMEOUT)
-                return died(c, p, err);
+                return died(p, err);
             iso_error_clear(err);
             return 0;
         }
         /* the word on a reload a busy worker took later: nothing to do */
-        int rc = f.type == ISO_FRAME_RELOADED ? 0 : deliver(c, p, &f, err);
+        int rc = f.type == ISO_FRAME_RELOADED ? 0 : deliver(p, &f, err);
         iso_frame_clear(&f);
         if (rc)
-            return died(c, p, err);
+            return died(p, err);
     }
 }
 
-static int proc_submit(iso_cell *c, iso_req *r, iso_error *err)
+static int proc_submit(proc *p, iso_req *r, iso_error *err)
 {
-    proc *p = c->backend_data;
     iso_frame f = {.type = r->type == ISO_REQ_EXEC ? ISO_FRAME_EXEC
                                                    : ISO_FRAME_CALL,
                    .seq = r->seq,
                    .time = iso_wallclock()};
+    p->awaiting = r->seq;
     f.text = r->text;
     r->text = NULL;
     iso_value_move(&f.value, &r->args);
     iso_req_destroy(r);
     if (f.type == ISO_FRAME_CALL && f.value.type != ISO_LIST)
         iso_value_set_list(&f.value);
-    if ((!p->reload_pending || send_reload(c, p, err) == 0) &&
+    if ((!p->reload_pending || send_reload(p, err) == 0) &&
         send_frame(p, &f, err) == 0)
         return 0;
     iso_frame_clear(&f);
-    c->busy = false;
-    return err->kind == ISO_CRASHED ? died(c, p, err) : -1;
+    p->awaiting = 0;
+    return err->kind == ISO_CRASHED ? died(p, err) : -1;
 }
 
-static void proc_reply(iso_cell *c, iso_value *value, const char *error)
+static void proc_reply(proc *p, iso_value *value, const char *error)
 {
-    proc *p = c->backend_data;
     iso_frame f = {.type = ISO_FRAME_REPLY, .time = iso_wallclock()};
     iso_error err = {0};
     if (error)
@@ -836,30 +855,28 @@ static void proc_reply(iso_cell *c, iso_value *value, const char *error)
     else if (value)
         iso_value_move(&f.value, value);
     if (p->reload_pending) /* request() takes it before its reply */
-        send_reload(c, p, &err);
+        send_reload(p, &err);
     iso_error_clear(&err);
     send_frame(p, &f, &err); /* a dead worker shows up at the next receive */
     iso_error_clear(&err);
 }
 
 /* Past wall_ms: the whole cgroup dies; the cell is closed. */
-static bool proc_overrun(iso_cell *c, double overdue)
+static bool proc_overrun(proc *p, double overdue)
 {
     (void)overdue;
-    proc *p = c->backend_data;
     put_down(p);
-    salvage(c, p);
+    salvage(p);
     cleanup(p);
-    iso_cell_retire(c, ISO_STATE_DEAD);
+    iso_host_retire(&p->host, ISO_STATE_DEAD);
     return false;
 }
 
-static void proc_stop(iso_cell *c, bool force)
+static void proc_stop(proc *p, bool force, bool busy)
 {
-    proc *p = c->backend_data;
     iso_frame f = {.type = ISO_FRAME_STOP, .time = iso_wallclock()};
     iso_error err = {0};
-    if (force || c->busy || send_frame(p, &f, &err))
+    if (force || busy || send_frame(p, &f, &err))
         kill_worker(p);
     iso_error_clear(&err);
     pthread_mutex_lock(&zyg.mu);
@@ -868,18 +885,19 @@ static void proc_stop(iso_cell *c, bool force)
         exit_status(p->pid, iso_now() + STOP_GRACE_S);
     }
     pthread_mutex_unlock(&zyg.mu);
-    salvage(c, p);
+    salvage(p);
     cleanup(p);
-    iso_cell_retire(c, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
+    iso_host_retire(&p->host, force ? ISO_STATE_DEAD : ISO_STATE_CLOSED);
 }
 
-static void proc_destroy(iso_cell *c)
+static void proc_destroy(proc *p)
 {
-    proc *p = c->backend_data;
-    if (p)
+    if (p) {
         cleanup(p);
+        iso_plan_unref(p->plan);
+        free_strings(p->caps, p->n_caps);
+    }
     free(p);
-    c->backend_data = NULL;
 }
 
 /* ---- start ------------------------------------------------------------- */
@@ -993,8 +1011,8 @@ void iso_proc_warm_discard(iso_proc_warm *w)
 /* The cell takes worker w: the policy's cgroup limits and BPF rules go on
  * its cgroup before its CONFIG is sent (nothing of the guest runs before
  * that). */
-static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
-                 iso_proc_warm *w, iso_error *err)
+static int adopt(const iso_cell_config *cfg, proc *p, iso_proc_warm *w,
+                 iso_error *err)
 {
     p->pid = w->pid, p->sock = w->sock, p->note = w->note;
     p->cg = w->cg, p->has_cg = w->has_cg;
@@ -1004,7 +1022,7 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
         iso_cgroup_set_limits(&p->cg, cfg->mem_bytes ? cfg->mem_bytes : -1,
                               cfg->processes > 0 ? cfg->processes : -1, err))
         return -1;
-    iso_cell_phase(c, "cgroup limits", iso_now());
+    iso_host_phase(&p->host, "cgroup limits", iso_now());
     if (cfg->processes > 0 && !(p->has_cg && p->cg.pids))
         return iso_error_set(err, ISO_NOT_IMPLEMENTED,
                              "limits.processes needs the pids controller of "
@@ -1014,9 +1032,9 @@ static int adopt(iso_cell *c, const iso_cell_config *cfg, proc *p,
                  "the BPF guard sees cgroups, and this cell has none (%.400s)",
                  w->cg_why);
     else
-        iso_cell_guard(c, p->cg.path, w->cg_id, p->guard_why,
-                       sizeof p->guard_why);
-    iso_cell_phase(c, "bpf rules", iso_now());
+        p->guarded = iso_host_guard(&p->host, p->cg.path, w->cg_id,
+                                    p->guard_why, sizeof p->guard_why);
+    iso_host_phase(&p->host, "bpf rules", iso_now());
     return 0;
 }
 
@@ -1030,8 +1048,9 @@ static const iso_value *map_field(const iso_value *map, const char *key)
     return NULL;
 }
 
-/* READY's value: {confinement = rows, phases = [[name, iso_now()]...]}. */
-static int take_ready(iso_cell *c, iso_value *v, iso_error *err)
+/* READY's value: {confinement = rows, phases = [[name, iso_now()]...]}:
+ * the rows, copied to out. */
+static int take_ready(proc *p, iso_value *v, iso_value *out, iso_error *err)
 {
     const iso_value *rows = map_field(v, "confinement");
     const iso_value *phases = map_field(v, "phases");
@@ -1043,80 +1062,103 @@ static int take_ready(iso_cell *c, iso_value *v, iso_error *err)
         if (ph->type == ISO_LIST && ph->u.seq.len == 2 &&
             ph->u.seq.items[0].type == ISO_STR &&
             ph->u.seq.items[1].type == ISO_FLOAT)
-            iso_cell_phase(c, ph->u.seq.items[0].u.str.ptr,
+            iso_host_phase(&p->host, ph->u.seq.items[0].u.str.ptr,
                            ph->u.seq.items[1].u.f);
     }
-    return iso_value_copy(&c->confinement, rows)
+    return iso_value_copy(out, rows)
                ? iso_error_set(err, ISO_MEMORY, "out of memory")
                : 0;
 }
 
-static int await_ready(iso_cell *c, proc *p, iso_error *err)
+/* The worker's READY: its confinement rows and the guard's go to the host. */
+static int await_ready(proc *p, iso_error *err)
 {
     iso_frame f = {0};
+    iso_value rows = {0};
     if (iso_wire_recv(&p->wire, &f, iso_now() + START_TIMEOUT_S, err)) {
         if (err->kind == ISO_TIMEOUT)
             kill_worker(p);
-        death_reason(c, p, err);
+        death_reason(p, err);
         return -1;
     }
     int rc = f.type == ISO_FRAME_READY
-                 ? take_ready(c, &f.value, err)
+                 ? take_ready(p, &f.value, &rows, err)
                  : iso_wire_violation(err, "expected READY");
     iso_frame_clear(&f);
-    iso_cell_phase(c, "ready", iso_now());
-    if (rc == 0 &&
-        iso_cell_guard_row(c, &c->confinement, "process", p->guard_why))
+    iso_host_phase(&p->host, "ready", iso_now());
+    if (rc == 0 && iso_host_guard_row(&p->host, &rows, "process", p->guard_why))
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
+    if (rc == 0)
+        iso_host_confined(&p->host, &rows);
+    iso_value_free(&rows);
     return rc;
 }
 
-static int send_config(iso_cell *c, const iso_cell_config *cfg, proc *p,
-                       iso_error *err)
+static int send_config(const iso_cell_config *cfg, proc *p, iso_error *err)
 {
     iso_frame f = {.type = ISO_FRAME_CONFIG, .time = iso_wallclock()};
-    if (config_value(c, cfg, p, &f.value)) {
+    if (config_value(cfg, p, &f.value)) {
         iso_frame_clear(&f);
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     }
     if (send_frame(p, &f, err))
-        return death_reason(c, p, err);
-    iso_cell_phase(c, "config sent", iso_now());
+        return death_reason(p, err);
+    iso_host_phase(&p->host, "config sent", iso_now());
+    return 0;
+}
+
+/* What the host side checks the worker's frames against, kept from cfg:
+ * 0, or -1 when out of memory. */
+static int take_config(proc *p, const iso_cell_config *cfg)
+{
+    snprintf(p->name, sizeof p->name, "%s", cfg->name);
+    p->output_bytes = cfg->output_bytes;
+    p->mem_limit = cfg->mem_bytes;
+    p->plan = iso_plan_ref(cfg->plan);
+    p->caps = calloc(cfg->n_capabilities + 1, sizeof *p->caps);
+    if (!p->caps)
+        return -1;
+    for (; p->n_caps < cfg->n_capabilities; p->n_caps++)
+        if (!(p->caps[p->n_caps] = strdup(cfg->capabilities[p->n_caps])))
+            return -1;
     return 0;
 }
 
 /* A worker from the pool, or one made now (the cold path). */
-static int get_worker(iso_cell *c, iso_proc_warm *w, iso_error *err)
+static int get_worker(proc *p, iso_proc_warm *w, iso_error *err)
 {
     if (iso_proc_pool_take(w)) {
-        iso_cell_phase(c, "from the pool", iso_now());
+        iso_host_phase(&p->host, "from the pool", iso_now());
         return 0;
     }
-    if (iso_proc_warm_make(c->name, false, w, err))
+    if (iso_proc_warm_make(p->name, false, w, err))
         return -1;
-    iso_cell_phase(c, "cgroup", w->cg_made_at);
-    iso_cell_phase(c, "fork", w->made_at);
+    iso_host_phase(&p->host, "cgroup", w->cg_made_at);
+    iso_host_phase(&p->host, "fork", w->made_at);
     iso_proc_pool_wake(); /* process cells are in use: keep workers ahead */
     return 0;
 }
 
-static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+static int proc_start(iso_cell *c, const iso_cell_config *cfg,
+                      const iso_host_hooks *host, proc **out, iso_error *err)
 {
-    proc *p = calloc(1, sizeof *p);
+    (void)c; /* the host's: the worker's state is all in p */
+    proc *p = *out = calloc(1, sizeof *p);
     if (!p)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     p->sock = p->note = -1;
     p->pid = -1;
-    p->cell = c;
-    c->backend_data = p;
+    p->host = *host;
+    if (take_config(p, cfg))
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
     iso_proc_warm w;
-    int rc = get_worker(c, &w, err);
+    int rc = get_worker(p, &w, err);
     if (rc == 0) {
-        rc = adopt(c, cfg, p, &w, err);
+        rc = adopt(cfg, p, &w, err);
         if (rc == 0)
-            rc = send_config(c, cfg, p, err);
+            rc = send_config(cfg, p, err);
         if (rc == 0)
-            rc = await_ready(c, p, err);
+            rc = await_ready(p, err);
     }
     if (rc) {
         if (p->pid > 0)
@@ -1124,13 +1166,11 @@ static int proc_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
         cleanup(p);
         return -1;
     }
-    atomic_store(&c->state, ISO_STATE_IDLE);
     return 0;
 }
 
-static int64_t proc_cpu_ms(const iso_cell *c)
+static int64_t proc_cpu_ms(const proc *p)
 {
-    const proc *p = c->backend_data;
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", p ? p->pid : -1);
     FILE *f = p ? fopen(path, "r") : NULL;
@@ -1148,9 +1188,8 @@ static int64_t proc_cpu_ms(const iso_cell *c)
 }
 
 /* Its resident set. */
-static int64_t proc_mem_bytes(const iso_cell *c)
+static int64_t proc_mem_bytes(const proc *p)
 {
-    const proc *p = c->backend_data;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/statm", p ? p->pid : -1);
     FILE *f = p ? fopen(path, "r") : NULL;
@@ -1177,9 +1216,8 @@ void iso_process_end(void)
 }
 
 /* The socket its frames arrive on. */
-static int proc_frames_fd(const iso_cell *c)
+static int proc_frames_fd(const proc *p)
 {
-    const proc *p = c->backend_data;
     return p ? p->sock : -1;
 }
 

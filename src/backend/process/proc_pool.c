@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "cell.h"
+#include "handoff.h"
 #include "proc_pool.h"
 
 #define PROC_POOL_MAX ISO_PROC_POOL_MAX

@@ -30,7 +30,7 @@ void iso_abandoned_add(iso_cell *c)
     if (c->guest.py &&
         iso_room_for_one((void **)&abandoned.cells, &abandoned.cap, abandoned.n,
                          sizeof *abandoned.cells)) {
-        atomic_fetch_add(&c->refs, 1);
+        iso_host_hold(&c->host);
         abandoned.cells[abandoned.n++] = (struct abandoned_cell){c, false};
     }
     pthread_mutex_unlock(&abandoned.mu);
@@ -55,7 +55,7 @@ void iso_abandoned_thread_ends(iso_cell *c)
         *e = abandoned.cells[--abandoned.n];
     pthread_mutex_unlock(&abandoned.mu);
     if (e)
-        iso_cell_unref(c);
+        iso_host_release(&c->host);
 }
 
 /* The abandoned guests' part of iso_runtime_info (any thread). */
@@ -106,7 +106,8 @@ static int park(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)frame, (void)what, (void)arg;
     iso_cell *c = PyCapsule_GetPointer(obj, "isolate.park");
-    if (!c || !atomic_load(&c->running_seq) || holds_import_lock()) {
+    if (!c || !atomic_load(&iso_sub_of(c)->running_seq) ||
+        holds_import_lock()) {
         PyErr_Clear();
         return 0;
     }

@@ -27,6 +27,7 @@
 #include "grants.h"
 #include "landlock.h"
 #include "netguard.h"
+#include "subinterp.h"
 
 struct iso_cell_kernel {
     iso_cgroup cg; /* the thread's cgroup; path "" when missing */
@@ -49,7 +50,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     cc->n_fixed_grants = gs->n;
     iso_grants_plan(gs, c->guest.plan);
     cc->in_thread = true;
-    cc->compat = c->kernel->compat;
+    cc->compat = iso_sub_of(c)->kernel->compat;
     cc->grants = gs->g;
     cc->n_grants = gs->n;
     cc->processes = 0;
@@ -57,12 +58,12 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     cc->deny_syscalls = (const char *const *)c->deny_syscalls;
     cc->n_deny = c->n_deny_syscalls;
     cc->connect_by_bpf = c->guard.cgroup_id != 0;
-    if (c->kernel->cg.path[0]) {
-        iso_cgroup_threads_path(&c->kernel->cg, threads, n);
+    if (iso_sub_of(c)->kernel->cg.path[0]) {
+        iso_cgroup_threads_path(&iso_sub_of(c)->kernel->cg, threads, n);
         cc->cgroup_threads = threads;
-        cc->cgroup_joined = c->kernel->joined;
+        cc->cgroup_joined = iso_sub_of(c)->kernel->joined;
     } else {
-        cc->cgroup_missing = c->kernel->cgroup_why;
+        cc->cgroup_missing = iso_sub_of(c)->kernel->cgroup_why;
     }
     return iso_confine_net_from_plan(cc, c->guest.plan, err);
 }
@@ -112,7 +113,8 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
     if (rc == 0)
         rc = native_row(v, rep);
     if (rc == 0)
-        rc = iso_cell_guard_row(c, v, "cell thread", c->kernel->guard_why);
+        rc = iso_host_guard_row(&c->host, v, "cell thread",
+                                iso_sub_of(c)->kernel->guard_why);
     if (rc == 0)
         rc = iso_confinement_add(
             v, "rlimit", "not needed", "process",
@@ -128,17 +130,17 @@ static int describe(iso_cell *c, const iso_confine_report *rep)
 static void make_cgroup(iso_cell *c)
 {
     iso_error err = {0};
-    struct iso_cell_kernel *k = c->kernel;
+    struct iso_cell_kernel *k = iso_sub_of(c)->kernel;
     if (!k->joined && iso_cgroup_thread_create(c->name, &k->cg, &err) < 0) {
         snprintf(k->cgroup_why, sizeof k->cgroup_why, "%s", err.message);
         snprintf(k->guard_why, sizeof k->guard_why,
                  "the BPF guard sees cgroups, and this cell thread has none");
     } else {
-        iso_cell_phase(c, "cgroup", iso_now());
-        iso_cell_guard(c, k->cg.path, k->cg_id, k->guard_why,
+        iso_host_phase(&c->host, "cgroup", iso_now());
+        iso_host_guard(&c->host, k->cg.path, k->cg_id, k->guard_why,
                        sizeof k->guard_why);
     }
-    iso_cell_phase(c, "bpf rules", iso_now());
+    iso_host_phase(&c->host, "bpf rules", iso_now());
     iso_error_clear(&err);
 }
 
@@ -149,17 +151,17 @@ static int confine_self(iso_cell *c, iso_error *err)
     iso_confine_report rep = {.n = 0};
     char threads[ISO_PATH_MAX + 64];
     /* the one host fd the thread keeps: it rings the host with it */
-    int bell = iso_cell_doorbell_fd();
+    int bell = iso_host_doorbell_fd(&c->host);
     cc.keep_fds = &bell;
     cc.n_keep = bell >= 0;
-    c->kernel->tid = (long)syscall(SYS_gettid);
+    iso_sub_of(c)->kernel->tid = (long)syscall(SYS_gettid);
     make_cgroup(c);
     int rc = thread_config(c, &gs, &cc, threads, sizeof threads, err);
     if (rc == 0)
         rc = iso_confine_thread(&cc, &rep, err);
     for (size_t i = 0; rc == 0 && i < rep.n; i++)
         if (i == 0 || rep.steps[i].done_at != rep.steps[i - 1].done_at)
-            iso_cell_phase(c, rep.steps[i].layer, rep.steps[i].done_at);
+            iso_host_phase(&c->host, rep.steps[i].layer, rep.steps[i].done_at);
     if (rc == 0 && describe(c, &rep))
         rc = iso_error_set(err, ISO_MEMORY, "out of memory");
     iso_confine_net_free(&cc);
@@ -171,29 +173,31 @@ static int confine_self(iso_cell *c, iso_error *err)
 static int join_self(iso_cell *c, iso_error *err)
 {
     char threads[ISO_PATH_MAX + 64];
-    c->kernel->tid = (long)syscall(SYS_gettid);
-    iso_cgroup_threads_path(&c->kernel->cg, threads, sizeof threads);
+    iso_sub_of(c)->kernel->tid = (long)syscall(SYS_gettid);
+    iso_cgroup_threads_path(&iso_sub_of(c)->kernel->cg, threads,
+                            sizeof threads);
     return iso_confine_join_cgroup(threads, err);
 }
 
 void iso_cell_confine_run(iso_cell *c)
 {
     iso_error err = {0};
-    int rc = c->kernel->join_only ? join_self(c, &err) : confine_self(c, &err);
-    pthread_mutex_lock(&c->mu);
-    c->confine_rc = rc;
-    iso_error_move(&c->confine_err, &err);
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    int rc = iso_sub_of(c)->kernel->join_only ? join_self(c, &err)
+                                              : confine_self(c, &err);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_sub_of(c)->confine_rc = rc;
+    iso_error_move(&iso_sub_of(c)->confine_err, &err);
+    pthread_cond_broadcast(&c->ch.cv);
+    pthread_mutex_unlock(&c->ch.mu);
 }
 
 /* ---- the host side ------------------------------------------------------ */
 
 static struct iso_cell_kernel *kernel_of(iso_cell *c)
 {
-    if (!c->kernel)
-        c->kernel = calloc(1, sizeof *c->kernel);
-    return c->kernel;
+    if (!iso_sub_of(c)->kernel)
+        iso_sub_of(c)->kernel = calloc(1, sizeof *iso_sub_of(c)->kernel);
+    return iso_sub_of(c)->kernel;
 }
 
 /* Hand the cell thread ISO_REQ_CONFINE; iso_cell_confined waits for it. */
@@ -203,12 +207,12 @@ static int post_request(iso_cell *c, iso_error *err)
     if (!r)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     r->type = ISO_REQ_CONFINE;
-    pthread_mutex_lock(&c->mu);
-    c->confine_rc = 1; /* pending */
-    c->req = r;
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_sub_of(c)->confine_rc = 1; /* pending */
+    c->ch.req = r;
+    pthread_mutex_unlock(&c->ch.mu);
     c->confining = true;
-    iso_signal_notify(&c->to_cell);
+    iso_signal_notify(&c->ch.to_cell);
     return 0;
 }
 
@@ -216,13 +220,13 @@ int iso_cell_confined(iso_cell *c, iso_error *err)
 {
     if (!c->confining)
         return 0;
-    pthread_mutex_lock(&c->mu);
-    while (c->confine_rc > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
-    int rc = c->confine_rc;
+    pthread_mutex_lock(&c->ch.mu);
+    while (iso_sub_of(c)->confine_rc > 0)
+        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
+    int rc = iso_sub_of(c)->confine_rc;
     if (rc)
-        iso_error_move(err, &c->confine_err);
-    pthread_mutex_unlock(&c->mu);
+        iso_error_move(err, &iso_sub_of(c)->confine_err);
+    pthread_mutex_unlock(&c->ch.mu);
     c->confining = false;
     return rc;
 }
@@ -257,18 +261,19 @@ int iso_cell_confine(iso_cell *c, iso_error *err)
 {
     if (!kernel_of(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    c->kernel->compat = iso_mode_get() == ISO_MODE_COMPAT;
+    iso_sub_of(c)->kernel->compat = iso_mode_get() == ISO_MODE_COMPAT;
     return post_request(c, err);
 }
 
 void iso_cell_unconfine(iso_cell *c)
 {
-    if (!c->kernel)
+    if (!iso_sub_of(c)->kernel)
         return;
     iso_error err = {0};
-    iso_cell_unguard(c);
-    iso_cgroup_thread_release(&c->kernel->cg, c->kernel->tid, &err);
+    iso_host_unguard(&c->host);
+    iso_cgroup_thread_release(&iso_sub_of(c)->kernel->cg,
+                              iso_sub_of(c)->kernel->tid, &err);
     iso_error_clear(&err);
-    free(c->kernel);
-    c->kernel = NULL;
+    free(iso_sub_of(c)->kernel);
+    iso_sub_of(c)->kernel = NULL;
 }

@@ -11,7 +11,8 @@
 int64_t iso_cell_thread_cpu_ms(const iso_cell *c)
 {
     struct timespec ts;
-    if (!c->has_cpu_clock || clock_gettime(c->cpu_clock, &ts) != 0)
+    if (!iso_sub_of(c)->has_cpu_clock ||
+        clock_gettime(iso_sub_of(c)->cpu_clock, &ts) != 0)
         return 0;
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

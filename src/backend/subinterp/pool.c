@@ -9,7 +9,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "cell.h"
+#include "handoff.h"
+#include "pool.h"
 
 #define POOL_MAX ISO_WARM_POOL_MAX
 /* Refill only once spawn has left the pool alone this long: creating an
@@ -22,9 +23,10 @@ static struct {
     pthread_cond_t cv;
     iso_cell *cells[POOL_MAX];
     size_t n, target;
-    size_t taken;     /* cells handed to spawn, ever */
-    double last_take; /* iso_now() */
-    bool running;     /* the refill thread */
+    size_t taken;                      /* cells handed to spawn, ever */
+    double last_take;                  /* iso_now() */
+    bool running;                      /* the refill thread */
+    iso_cell *(*make)(iso_error *err); /* the host's: one warm cell */
 } pool = {PTHREAD_MUTEX_INITIALIZER,
           PTHREAD_COND_INITIALIZER,
           {0},
@@ -32,7 +34,8 @@ static struct {
           0,
           0,
           0,
-          false};
+          false,
+          NULL};
 
 /* The pool lock held: has spawn left the pool alone for REFILL_QUIET_S?
  * (If not, waits for the rest: look at the pool again.) */
@@ -53,10 +56,11 @@ static void *refill(void *unused)
         }
         if (!quiet())
             continue;
+        iso_cell *(*make)(iso_error * err) = pool.make;
         pthread_mutex_unlock(&pool.mu);
         iso_error err = {0};
         /* milliseconds: unlocked */
-        iso_cell *c = iso_cell_new_blank(ISO_BACKEND_SUBINTERPRETER, &err);
+        iso_cell *c = make(&err);
         iso_error_clear(&err);
         if (c)
             iso_cell_cgroup_prepare(c);
@@ -86,13 +90,15 @@ static void shrink(void)
         iso_cell_release(extra[--k]);
 }
 
-int iso_pool_configure(size_t target, iso_error *err)
+int iso_sub_pool_configure(size_t target, iso_cell *(*make)(iso_error *err),
+                           iso_error *err)
 {
     if (target > POOL_MAX)
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
                              "warm_pool must be at most %d", POOL_MAX);
     pthread_mutex_lock(&pool.mu);
     pool.target = target;
+    pool.make = make;
     if (target > 0 && !pool.running)
         pool.running = iso_thread_detached(refill);
     pthread_cond_broadcast(&pool.cv);

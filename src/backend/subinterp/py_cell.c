@@ -92,16 +92,16 @@ static void destroy(iso_guest *g)
 
 static void report_start(iso_cell *c, int rc, iso_error *err)
 {
-    pthread_mutex_lock(&c->mu);
-    c->start_rc = rc;
+    pthread_mutex_lock(&c->ch.mu);
+    iso_sub_of(c)->start_rc = rc;
     if (rc) {
-        iso_error_move(&c->start_err, err);
+        iso_error_move(&iso_sub_of(c)->start_err, err);
     } else {
-        c->interp_alive = true;
-        atomic_store(&c->state, ISO_STATE_IDLE);
+        iso_sub_of(c)->interp_alive = true;
+        atomic_store(&c->ch.state, ISO_STATE_IDLE);
     }
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    pthread_cond_broadcast(&c->ch.cv);
+    pthread_mutex_unlock(&c->ch.mu);
 }
 
 /* An interrupt aimed at this request may still be pending: drop it so it
@@ -110,7 +110,7 @@ static void clear_interrupt(iso_cell *c)
 {
     PyThreadState_SetAsyncExc(c->guest.py->thread_id, NULL);
     PyErr_Clear();
-    atomic_store(&c->running_seq, 0);
+    atomic_store(&iso_sub_of(c)->running_seq, 0);
 }
 
 /* ---- the cell thread --------------------------------------------------- */
@@ -119,27 +119,27 @@ static void clear_interrupt(iso_cell *c)
 static iso_req *wait_request(iso_cell *c)
 {
     for (;;) {
-        uint32_t seen = iso_signal_peek(&c->to_cell);
-        if (atomic_load(&c->stop))
+        uint32_t seen = iso_signal_peek(&c->ch.to_cell);
+        if (atomic_load(&c->ch.stop))
             return NULL;
-        pthread_mutex_lock(&c->mu);
-        iso_req *r = c->req;
-        c->req = NULL;
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_lock(&c->ch.mu);
+        iso_req *r = c->ch.req;
+        c->ch.req = NULL;
+        pthread_mutex_unlock(&c->ch.mu);
         if (r)
             return r;
-        iso_signal_wait(&c->to_cell, seen, -1);
+        iso_signal_wait(&c->ch.to_cell, seen, -1);
     }
 }
 
 /* No interrupter may touch the interpreter once we start ending it. */
 static void retire_interrupters(iso_cell *c)
 {
-    pthread_mutex_lock(&c->mu);
-    c->interp_alive = false;
-    while (c->interrupters > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_sub_of(c)->interp_alive = false;
+    while (iso_sub_of(c)->interrupters > 0)
+        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
+    pthread_mutex_unlock(&c->ch.mu);
 }
 
 static void serve(iso_cell *c, iso_py_state *p)
@@ -157,14 +157,14 @@ static void serve(iso_cell *c, iso_py_state *p)
             return;
         }
         iso_py_take_gil(p->ts);
-        atomic_store(&c->running_seq, r->seq);
+        atomic_store(&iso_sub_of(c)->running_seq, r->seq);
         iso_msg *m = iso_guest_run(&c->guest, r->type == ISO_REQ_CALL, r->text,
                                    r->len, &r->args);
         clear_interrupt(c);
         iso_req_destroy(r);
         iso_mem_account_flush(); /* stats() after a request are exact */
         if (m)
-            iso_cell_push(c, m);
+            iso_host_push(&c->host, m);
     }
 }
 
@@ -172,12 +172,12 @@ static void serve(iso_cell *c, iso_py_state *p)
 
 static int sink_send(void *ctx, iso_msg *m)
 {
-    return iso_cell_push(ctx, m);
+    return iso_host_push(&((iso_cell *)ctx)->host, m);
 }
 
 static void sink_why_refused(void *ctx, char *buf, size_t n)
 {
-    iso_cell_queue_why(ctx, buf, n);
+    iso_host_queue_why(&((iso_cell *)ctx)->host, buf, n);
 }
 
 /* request(): block until the host answers (sub_reply) or the cell is
@@ -186,19 +186,19 @@ static bool sink_await_reply(void *ctx, iso_value *value, char **error)
 {
     iso_cell *c = ctx;
     bool ready = false;
-    while (!ready && !atomic_load(&c->stop)) {
-        uint32_t seen = iso_signal_peek(&c->to_cell);
-        pthread_mutex_lock(&c->mu);
-        ready = c->reply_ready;
-        c->reply_ready = false;
+    while (!ready && !atomic_load(&c->ch.stop)) {
+        uint32_t seen = iso_signal_peek(&c->ch.to_cell);
+        pthread_mutex_lock(&c->ch.mu);
+        ready = c->ch.reply_ready;
+        c->ch.reply_ready = false;
         if (ready) {
-            iso_value_move(value, &c->reply);
-            *error = c->reply_error;
-            c->reply_error = NULL;
+            iso_value_move(value, &c->ch.reply);
+            *error = c->ch.reply_error;
+            c->ch.reply_error = NULL;
         }
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&c->ch.mu);
         if (!ready)
-            iso_signal_wait(&c->to_cell, seen, -1);
+            iso_signal_wait(&c->ch.to_cell, seen, -1);
     }
     return ready;
 }
@@ -223,19 +223,19 @@ void *iso_py_cell_thread(void *arg)
     c->guest.py = &py;
     c->guest.sink =
         (iso_guest_sink){sink_send, sink_await_reply, sink_why_refused, c};
-    c->has_cpu_clock =
-        pthread_getcpuclockid(pthread_self(), &c->cpu_clock) == 0;
-    iso_cell_phase(c, "thread", iso_now());
+    iso_sub_of(c)->has_cpu_clock =
+        pthread_getcpuclockid(pthread_self(), &iso_sub_of(c)->cpu_clock) == 0;
+    iso_host_phase(&c->host, "thread", iso_now());
     int rc = iso_py_runtime_init(&err);
     if (rc == 0)
         rc = open_account(c, &err);
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0) {
-        iso_cell_phase(c, "interpreter", iso_now());
+        iso_host_phase(&c->host, "interpreter", iso_now());
         if ((rc = iso_guest_setup(&c->guest, &err)) != 0)
             destroy(&c->guest);
     }
     if (rc == 0)
-        iso_cell_phase(c, "guest runtime", iso_now());
+        iso_host_phase(&c->host, "guest runtime", iso_now());
     if (rc == 0)
         iso_py_register_cell_thread(py.ts); /* a worker process has one */
     iso_mem_account_flush();
@@ -248,7 +248,7 @@ void *iso_py_cell_thread(void *arg)
     }
     iso_abandoned_thread_ends(c);
     iso_mem_account_close(c->guest.mem_account);
-    iso_cell_unref(c);
+    iso_host_release(&c->host);
     return NULL;
 }
 
@@ -314,67 +314,70 @@ static int describe_confinement(iso_cell *c)
     return rc;
 }
 
-static int sub_start(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
+static int sub_start(iso_cell *c, const iso_cell_config *cfg,
+                     const iso_host_hooks *host, iso_error *err)
 {
     (void)cfg;
+    c->host = *host; /* before the thread, which reports its phases */
     if (describe_confinement(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    atomic_fetch_add(&c->refs, 1); /* the thread's reference */
-    int e = iso_thread_start(&c->thread, NULL, iso_py_cell_thread, c);
+    iso_host_hold(&c->host); /* the thread's reference */
+    int e =
+        iso_thread_start(&iso_sub_of(c)->thread, NULL, iso_py_cell_thread, c);
     if (e) {
-        atomic_fetch_sub(&c->refs, 1);
+        iso_host_release(&c->host); /* the host's own is left */
         iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
                       strerror(e));
         err->code = e;
         return -1;
     }
-    pthread_mutex_lock(&c->mu);
-    while (c->start_rc > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
-    int rc = c->start_rc;
+    pthread_mutex_lock(&c->ch.mu);
+    while (iso_sub_of(c)->start_rc > 0)
+        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
+    int rc = iso_sub_of(c)->start_rc;
     if (rc)
-        iso_error_move(err, &c->start_err);
-    pthread_mutex_unlock(&c->mu);
+        iso_error_move(err, &iso_sub_of(c)->start_err);
+    pthread_mutex_unlock(&c->ch.mu);
     if (rc)
-        pthread_join(c->thread, NULL);
+        pthread_join(iso_sub_of(c)->thread, NULL);
     return rc;
 }
 
 static int sub_submit(iso_cell *c, iso_req *r, iso_error *err)
 {
     (void)err;
-    pthread_mutex_lock(&c->mu);
-    c->req = r;
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_cell);
+    pthread_mutex_lock(&c->ch.mu);
+    c->ch.req = r;
+    pthread_mutex_unlock(&c->ch.mu);
+    iso_signal_notify(&c->ch.to_cell);
     return 0;
 }
 
 static int sub_receive(iso_cell *c, double deadline, iso_error *err)
 {
     (void)err;
-    uint32_t seen = iso_signal_peek(&c->to_host);
-    if (iso_cell_drain_outbox(c) || deadline == 0)
+    uint32_t seen = iso_signal_peek(&c->ch.to_host);
+    if (iso_host_drain(&c->host) || deadline == 0)
         return 0;
-    iso_signal_wait(&c->to_host, seen, deadline);
-    iso_cell_drain_outbox(c);
+    iso_signal_wait(&c->ch.to_host, seen, deadline);
+    iso_host_drain(&c->host);
     return 0;
 }
 
 static void sub_reply(iso_cell *c, iso_value *value, const char *error)
 {
     char *e = error ? strdup(error) : NULL;
-    pthread_mutex_lock(&c->mu);
-    iso_value_free(&c->reply);
-    free(c->reply_error);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_value_free(&c->ch.reply);
+    free(c->ch.reply_error);
     if (value)
-        iso_value_move(&c->reply, value);
-    c->reply_error = e;
+        iso_value_move(&c->ch.reply, value);
+    c->ch.reply_error = e;
     if (error && !e)
-        c->reply_error = strdup("out of memory");
-    c->reply_ready = true;
-    pthread_mutex_unlock(&c->mu);
-    iso_signal_notify(&c->to_cell);
+        c->ch.reply_error = strdup("out of memory");
+    c->ch.reply_ready = true;
+    pthread_mutex_unlock(&c->ch.mu);
+    iso_signal_notify(&c->ch.to_cell);
 }
 
 /* The cell gave no result within its grace period: give its thread up,
@@ -383,11 +386,11 @@ static void sub_reply(iso_cell *c, iso_value *value, const char *error)
 static void abandon(iso_cell *c)
 {
     iso_abandoned_add(c);
-    atomic_store(&c->abandoned, true);
-    atomic_store(&c->stop, true);
-    iso_signal_notify(&c->to_cell);
-    pthread_detach(c->thread);
-    iso_cell_retire(c, ISO_STATE_DEAD);
+    atomic_store(&c->ch.abandoned, true);
+    atomic_store(&c->ch.stop, true);
+    iso_signal_notify(&c->ch.to_cell);
+    pthread_detach(iso_sub_of(c)->thread);
+    iso_host_retire(&c->host, ISO_STATE_DEAD);
     interrupt(c, 0);
 }
 
@@ -413,37 +416,121 @@ static bool join_within(iso_cell *c, double seconds)
     double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + seconds;
     ts.tv_sec = (time_t)end;
     ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    return pthread_timedjoin_np(c->thread, NULL, &ts) == 0;
+    return pthread_timedjoin_np(iso_sub_of(c)->thread, NULL, &ts) == 0;
 }
 
-static void sub_stop(iso_cell *c, bool force)
+static void sub_stop(iso_cell *c, bool force, bool busy)
 {
-    if (force && c->busy)
+    if (force && busy)
         interrupt(c, c->next_seq);
-    atomic_store(&c->stop, true);
-    iso_signal_notify(&c->to_cell);
+    atomic_store(&c->ch.stop, true);
+    iso_signal_notify(&c->ch.to_cell);
     if (!join_within(c, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
         abandon(c);
     else
-        iso_cell_retire(c, ISO_STATE_CLOSED);
+        iso_host_retire(&c->host, ISO_STATE_CLOSED);
+}
+
+/* ---- the ops, on the handle (iso_sub) --------------------------------- */
+
+static int op_start(iso_cell *c, const iso_cell_config *cfg,
+                    const iso_host_hooks *host, iso_backend_cell **out,
+                    iso_error *err)
+{
+    iso_sub *s = calloc(1, sizeof *s);
+    if (!s)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    s->cell = c;
+    s->start_rc = 1; /* not started yet */
+    *out = (iso_backend_cell *)s;
+    return sub_start(c, cfg, host, err);
+}
+static int op_confine(iso_backend_cell *h, iso_error *err)
+{
+    return iso_sub_confine(iso_sub_cell(h), err);
+}
+static int op_confined(iso_backend_cell *h, iso_error *err)
+{
+    return iso_cell_confined(iso_sub_cell(h), err);
+}
+static void op_destroy(iso_backend_cell *h)
+{
+    iso_sub *s = (iso_sub *)h;
+    if (!s)
+        return;
+    iso_cell_unconfine(s->cell); /* the cell's cgroup, the BPF guard */
+    iso_error_clear(&s->start_err);
+    iso_error_clear(&s->confine_err);
+    free(s);
+}
+static int op_submit(iso_backend_cell *h, iso_req *r, iso_error *err)
+{
+    return sub_submit(iso_sub_cell(h), r, err);
+}
+static int op_receive(iso_backend_cell *h, double deadline, iso_error *err)
+{
+    return sub_receive(iso_sub_cell(h), deadline, err);
+}
+static void op_reply(iso_backend_cell *h, iso_value *value, const char *error)
+{
+    sub_reply(iso_sub_cell(h), value, error);
+}
+static iso_kind op_over(iso_backend_cell *h)
+{
+    return iso_sub_over(iso_sub_cell(h));
+}
+static int op_watch(iso_backend_cell *h, uint64_t seq, double started)
+{
+    return iso_watchdog_watch(iso_sub_cell(h), seq, started);
+}
+static void op_forget(iso_backend_cell *h)
+{
+    iso_watchdog_forget(iso_sub_cell(h));
+}
+static iso_kind op_found(iso_backend_cell *h, uint64_t seq, double *since)
+{
+    return iso_watchdog_found(iso_sub_cell(h), seq, since);
+}
+static bool op_overrun(iso_backend_cell *h, double overdue)
+{
+    return sub_overrun(iso_sub_cell(h), overdue);
+}
+static void op_stop(iso_backend_cell *h, bool force, bool busy)
+{
+    sub_stop(iso_sub_cell(h), force, busy);
+}
+static void op_interrupt(iso_backend_cell *h, uint64_t seq)
+{
+    interrupt(iso_sub_cell(h), seq);
+}
+static int64_t op_cpu_ms(const iso_backend_cell *h)
+{
+    return iso_cell_thread_cpu_ms(iso_sub_cell(h));
+}
+static int64_t op_mem_bytes(const iso_backend_cell *h)
+{
+    return iso_sub_mem_bytes(iso_sub_cell(h));
 }
 
 const iso_cell_ops iso_subinterpreter_ops = {
     .take_warm = iso_pool_take,
-    .start = sub_start,
-    .confine = iso_sub_confine,
-    .submit = sub_submit,
-    .receive = sub_receive,
-    .reply = sub_reply,
-    .over = iso_sub_over,
-    .watch = iso_watchdog_watch,
-    .forget = iso_watchdog_forget,
-    .found = iso_watchdog_found,
-    .overrun = sub_overrun,
-    .stop = sub_stop,
-    .interrupt = interrupt,
-    .cpu_ms = iso_cell_thread_cpu_ms,
-    .mem_bytes = iso_sub_mem_bytes,
+    .warm_pool = iso_sub_pool_configure,
+    .start = op_start,
+    .confine = op_confine,
+    .confined = op_confined,
+    .submit = op_submit,
+    .receive = op_receive,
+    .reply = op_reply,
+    .over = op_over,
+    .watch = op_watch,
+    .forget = op_forget,
+    .found = op_found,
+    .overrun = op_overrun,
+    .stop = op_stop,
+    .destroy = op_destroy,
+    .interrupt = op_interrupt,
+    .cpu_ms = op_cpu_ms,
+    .mem_bytes = op_mem_bytes,
 };
 
 /* ---- interrupts -------------------------------------------------------- */
@@ -455,11 +542,11 @@ typedef struct interrupt_job {
 
 static void interrupter_done(iso_cell *c)
 {
-    pthread_mutex_lock(&c->mu);
-    c->interrupters--;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    iso_cell_unref(c);
+    pthread_mutex_lock(&c->ch.mu);
+    iso_sub_of(c)->interrupters--;
+    pthread_cond_broadcast(&c->ch.cv);
+    pthread_mutex_unlock(&c->ch.mu);
+    iso_host_release(&c->host);
 }
 
 /* Runs on its own short-lived thread: taking the cell's GIL may wait for
@@ -471,9 +558,9 @@ static void *interrupter(void *arg)
     iso_py_state *p = c->guest.py;
     PyThreadState *ts = PyThreadState_New(p->interp);
     PyEval_RestoreThread(ts);
-    if (atomic_load(&c->abandoned))
+    if (atomic_load(&c->ch.abandoned))
         iso_abandoned_park(c, p);
-    else if (atomic_load(&c->running_seq) == job->seq)
+    else if (atomic_load(&iso_sub_of(c)->running_seq) == job->seq)
         PyThreadState_SetAsyncExc(p->thread_id, PyExc_TimeoutError);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
@@ -488,16 +575,17 @@ static void interrupt(iso_cell *c, uint64_t seq)
     if (!job)
         return;
     *job = (interrupt_job){c, seq};
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->ch.mu);
     /* One at a time; but the park must not be lost to one in flight that
-     * looked at c->abandoned too early. */
+     * looked at c->ch.abandoned too early. */
     bool ok =
-        c->interp_alive && (c->interrupters == 0 || atomic_load(&c->abandoned));
+        iso_sub_of(c)->interp_alive &&
+        (iso_sub_of(c)->interrupters == 0 || atomic_load(&c->ch.abandoned));
     if (ok) {
-        c->interrupters++;
-        atomic_fetch_add(&c->refs, 1);
+        iso_sub_of(c)->interrupters++;
+        iso_host_hold(&c->host);
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->ch.mu);
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

@@ -6,8 +6,43 @@
 #ifndef ISO_SUBINTERP_H
 #define ISO_SUBINTERP_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
 #include "cell.h"
 #include "guest.h"
+#include "pool.h"
+
+/* A sub-interpreter cell's own state, its handle (iso_backend_cell): what
+ * only this backend's threads use. The host's cell points to it (handle)
+ * and it back to the cell; it lives as long as the cell (the destroy op
+ * frees it). */
+typedef struct iso_sub {
+    iso_cell *cell;
+    int start_rc; /* ch.mu: set once the interpreter exists */
+    iso_error start_err;
+    int confine_rc; /* ch.mu: 1 while the thread confines itself */
+    iso_error confine_err;
+    bool interp_alive; /* ch.mu: interrupters may touch the interp */
+    int interrupters;  /* ch.mu: interrupters in flight */
+    struct iso_cell_kernel *kernel; /* cell_confine.c */
+    /* Cell thread only (and interrupters, under the cell's GIL). */
+    pthread_t thread;
+    clockid_t cpu_clock;
+    bool has_cpu_clock;
+    _Atomic uint64_t running_seq; /* request being run; 0 when idle */
+} iso_sub;
+
+static inline iso_sub *iso_sub_of(const iso_cell *c)
+{
+    return (iso_sub *)c->handle;
+}
+/* The ops' way back from the handle to the host's cell. */
+static inline iso_cell *iso_sub_cell(const iso_backend_cell *h)
+{
+    return ((const iso_sub *)h)->cell;
+}
 
 /* limits.mem and the thread's kernel layers, before any guest code (the
  * confine op): 0, or -1 with err. */

@@ -12,6 +12,7 @@
 
 #include "cell.h"
 #include "py_alloc.h"
+#include "subinterp.h"
 
 #define CHECK_EVERY_S 0.01
 
@@ -47,15 +48,15 @@ static iso_kind passed(const watch *w, double now)
 
 static void look(watch *w, double now)
 {
-    if (atomic_load(&w->c->running_seq) != w->seq)
+    if (atomic_load(&iso_sub_of(w->c)->running_seq) != w->seq)
         return; /* not started yet, or over */
     if (!w->found && (w->found = passed(w, now)) != ISO_OK) {
         w->since = now;
-        iso_cell_wake_host(w->c); /* it takes over: kind, and abandonment */
+        iso_host_wake(&w->c->host); /* it takes over: kind, and abandonment */
     }
     if (w->found && now - w->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
         w->last_interrupt = now;
-        w->c->ops->interrupt(w->c, w->seq);
+        w->c->ops->interrupt(w->c->handle, w->seq);
     }
 }
 
@@ -95,12 +96,13 @@ int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started)
     bool ok = dog.running &&
               iso_room_for_one((void **)&dog.w, &dog.cap, dog.n, sizeof *dog.w);
     if (ok) {
-        atomic_fetch_add(&c->refs, 1);
+        iso_host_hold(&c->host);
         dog.w[dog.n++] = (watch){.c = c, .seq = seq, .started = started};
         pthread_cond_signal(&dog.cv);
     }
     pthread_mutex_unlock(&dog.mu);
-    iso_cell_unref(old);
+    if (old)
+        iso_host_release(&old->host);
     return ok ? 0 : -1;
 }
 
@@ -109,7 +111,8 @@ void iso_watchdog_forget(iso_cell *c)
     pthread_mutex_lock(&dog.mu);
     iso_cell *old = take_out(c);
     pthread_mutex_unlock(&dog.mu);
-    iso_cell_unref(old);
+    if (old)
+        iso_host_release(&old->host);
 }
 
 iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since)
