@@ -1,6 +1,8 @@
 -- ml-inference: run a model over inputs the host passes in.
 --
--- Allows: reading model files under /models (read only); importing json,
+-- Allows: reading model files in /models and everything under it (read
+--   only; one directory rule, so Landlock enforces it exactly and hardened
+--   mode accepts it); importing json,
 --   math, array, struct and statistics to decode weights and score inputs.
 -- Does not allow: writing anywhere (no write or allow rule), reading
 --   anything outside /models, any network access (no net rules: a model
@@ -13,6 +15,6 @@ return {
   version = 1,
   imports = { "json", "math", "array", "struct", "statistics" },
   fs = {
-    { read = "/models/**" },
+    { read = "/models" },
   },
 }

@@ -10,6 +10,12 @@
 -- Secrets are denied explicitly even though no read rule covers them:
 --   deny beats every allow, so a policy that extends this one and adds a
 --   broad read rule (such as {read = "/etc/**"}) still cannot read them.
+-- Hardened mode refuses this template: Landlock cannot take anything away
+--   inside a grant, so only the python-guard enforces the deny rules, and
+--   hardened mode accepts only rules a kernel layer enforces exactly. Use
+--   readonly-fs.hardened there: the same reads, written as whole
+--   directories, and no deny rules (what it does not grant, Landlock
+--   denies; extend it only with directories that hold no secrets).
 return {
   version = 1,
   imports = { "os", "os.path", "pathlib", "io", "json", "csv" },

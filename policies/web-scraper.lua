@@ -11,6 +11,9 @@
 -- The internal ranges are deny rules, and deny beats every allow: a policy
 --   that extends this one cannot re-open them. To scrape an internal host,
 --   copy this file instead of extending it.
+-- Hardened mode accepts it where cgroup BPF judges addresses (see
+--   `luaisolate doctor`); with Landlock alone only ports are judged, and
+--   `luaisolate check --mode hardened web-scraper` says which rules fail.
 -- Host names are resolved by the C library inside the cell; the guards
 --   judge the address that connect() receives.
 return {

@@ -22,13 +22,15 @@ the rock's share/man.
    labels = { "sandbox", "python", "isolation" },
 }
 
--- Debian 12: lua-argparse, lua-cjson and lua-luaossl provide them for Lua 5.4; with
+-- Debian 12: lua-argparse, lua-cjson, lua-luaossl and lua-filesystem provide them
+-- for Lua 5.4 (lfs lists the policy folders for "did you mean"); with
 -- them installed, `luarocks make --deps-mode=none` builds offline.
 dependencies = {
    "lua >= 5.4, < 5.5",
    "argparse >= 0.7",
    "lua-cjson >= 2.1.0",
    "luaossl >= 20220711",
+   "luafilesystem >= 1.8.0",
 }
 
 -- `luarocks test` runs busted (LuaRocks installs the busted rock on first

@@ -11,6 +11,7 @@ PACKAGES=(
     lua5.4 liblua5.4-dev lua-busted luarocks
     lua-argparse lua-cjson lua-ldoc groff-base
     lua-luaossl                 # SHA-256 of shard manifests (isolate.shard)
+    lua-filesystem              # policy names in the search path, for "did you mean"
     slurm-wlm munge             # the real Slurm cluster of spec/slurm_spec.lua
     python3 python3-dev
     python3-numpy python3-yaml  # third-party extensions: spec/extensions_spec.lua

@@ -267,8 +267,12 @@ post({n: routes(n) for n in ('_ctypes', '_multiprocessing', '_testcapi', '_ctype
 
   it("gives back only the test extensions the operator names, never _ctypes", function()
     if not active("landlock_fs") then return end
-    local sb <close> = sandbox.spawn({ imports = { "os", "sys", "_imp", "importlib", "_socket",
-                                                   "_testcapi", "_ctypes", "_multiprocessing" } })
+    -- spawn refuses _ctypes and _multiprocessing up front (kind
+    -- invalid_argument); the cell's layers are reached past that check
+    assert.are.equal("invalid_argument", support.err_of(sandbox.spawn,
+      { imports = { "_testcapi", "_ctypes" } }).kind)
+    local sb <close> = support.core_spawn("subinterpreter", { "os", "sys", "_imp", "importlib",
+                                           "_socket", "_testcapi", "_ctypes", "_multiprocessing" })
     sb:exec(ROUTES .. [[
 post({n: routes(n) for n in ('_ctypes', '_multiprocessing', '_testcapi', '_ctypes_test')
       if so(n)})

@@ -142,19 +142,31 @@ describe("luaisolate check --explain", function()
 
   it("uses --backend and prints no table for invalid targets", function()
     local bad = tmpfile("return { fss = 1 }")
-    local code, out = run({ "--explain", "--backend=microvm", "ml-inference", bad })
+    local code, out = run({ "--explain", "--backend=process", "ml-inference", bad })
     os.remove(bad)
     assert.are.equal(1, code)
     local l = lines(out)
     assert.are.equal("OK ml-inference", l[1])
-    local nones = 0
-    for _, line in ipairs(l) do
-      if line:find("  none  ", 1, true) then nones = nones + 1 end
-      assert.is_falsy(line:find("python-guard", 1, true))
-    end
-    assert.are.equal(#policy.load("ml-inference"):explain(), nones)
+    local rows = policy.load("ml-inference"):explain("process")
+    assert.are.equal("landlock", rows[2].layer)
+    assert.truthy(out:find("  landlock  ", 1, true))
     assert.are.equal("FAIL " .. bad, l[#l - 1])
     assert.are.equal(bad .. ": fss: ", l[#l]:sub(1, #bad + 7))
+  end)
+
+  it("says a backend this build cannot run explains nothing, and fails", function()
+    local ok = require("isolate.core").backend_check("microvm")
+    if ok then return print("SKIP: this build runs microvm cells") end
+    local code, out, err = run({ "--explain", "--backend=microvm", "ml-inference" })
+    assert.are.equal(1, code)
+    assert.are.equal("OK ml-inference", lines(out)[1])
+    assert.is_falsy(out:find("  none  ", 1, true)) -- no table of "none"
+    assert.truthy(err:find("microvm", 1, true))
+    code, out = run({ "--json", "--mode", "hardened", "--backend", "microvm", "compute-only" })
+    assert.are.equal(1, code)
+    local doc = decode(out)
+    assert.is_false(doc.ok)
+    assert.are.same({ "microvm", false }, { doc.backend.name, doc.backend.available })
   end)
 end)
 

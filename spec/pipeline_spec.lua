@@ -95,9 +95,16 @@ describe("pipeline:run" .. " (" .. backend .. ")", function()
       :stage("both", { imports = { "math" }, entry = "run",
                        code = "import json, math\ndef run(x):\n    return json.dumps(math.floor(x))\n" })
     assert.are.equal("2", q:run(2.5))
-    -- a stage may not import what neither grants
-    q = new_pipeline({ backend = backend }):stage("os", { call = "os.getcwd" })
-    local e = err_of(q.run, q)
+    -- a stage may not import what neither grants: refused when declared,
+    -- naming the stage and the option to add
+    q = new_pipeline({ backend = backend })
+    local e = err_of(q.stage, q, "os", { call = "os.getcwd" })
+    assert.are.same({ "invalid_argument", "os", "stage", "imports", "os" },
+                    { e.kind, e.stage, e.where, e.option, e.module })
+    -- and a code stage's own import, when it runs
+    q = new_pipeline({ backend = backend })
+      :stage("os", { code = "import os\ndef run(x):\n    return x\n", entry = "run" })
+    e = err_of(q.run, q, 1)
     assert.are.equal("ImportError", e.python)
     assert.are.equal("os", e.stage)
   end)
@@ -338,7 +345,13 @@ describe("wrap" .. " (" .. backend .. ")", function()
       assert.are.equal("ValueError", e.python)
       assert.are.equal(2.0, sqrt(4))
       handle:close()
-      e = err_of(wrap("os.getcwd", { backend = backend }))
+      -- a target whose module is not imported: refused by wrap itself
+      e = err_of(wrap, "os.getcwd", { backend = backend })
+      assert.are.same({ "invalid_argument", "wrap", "imports", "os" },
+                      { e.kind, e.where, e.option, e.module })
+      -- a module the code imports that is not allowed: when it runs
+      local run = wrap("run", { backend = backend, code = "def run():\n    import os\n" })
+      e = err_of(run)
       assert.are.equal("ImportError", e.python)
     end)
   end)

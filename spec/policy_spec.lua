@@ -645,8 +645,8 @@ end)
 -- ---- load, path and templates -----------------------------------------------------------
 
 describe("policy.load", function()
-  local TEMPLATES = { "stdlib.readonly", "readonly-fs", "compute-only", "ml-inference",
-                      "web-scraper" }
+  local TEMPLATES = { "stdlib.readonly", "readonly-fs", "readonly-fs.hardened",
+                      "compute-only", "ml-inference", "web-scraper" }
 
   it("finds every template by name on the default path", function()
     for _, name in ipairs(TEMPLATES) do

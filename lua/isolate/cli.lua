@@ -1,6 +1,7 @@
 -- isolate.cli: the luaisolate command line, callable from Lua so the host
 -- and the specs share it: `luaisolate [options] [script [args]]` (as
--- lua5.4), `run`, `check` and `version`; `doctor` lives in isolate.doctor.
+-- lua5.4), `run` and `version`; `check` lives in isolate.check and `doctor`
+-- in isolate.doctor.
 -- Options are parsed by argparse (Debian lua-argparse, rock "argparse"),
 -- JSON is written by lua-cjson.
 --
@@ -8,13 +9,9 @@
 --
 -- Output goes through io.stdout / io.stderr at call time, so a caller can
 -- swap them to capture it.
-local policy = require "isolate.policy"
-local errors = require "isolate.error"
-
 local cli = {}
 
 local EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-local RULE_WIDTH = 48 -- longer rules get a line of their own
 local PROG = "luaisolate"
 
 local function out(s) io.stdout:write(s) end
@@ -164,115 +161,12 @@ function cli.parse(parser, argv, check)
   return args
 end
 
--- ---- check ----------------------------------------------------------------------
+-- ---- check: isolate.check -------------------------------------------------------
 
-function cli.check_parser()
-  local p = cli.new_parser(PROG .. " check",
-    "Validate and compile each policy: a .lua file, or a template name searched "
-    .. "in the policy path (ISOLATE_POLICY_PATH, then the installed templates). "
-    .. "Every problem is printed as <file>: <field path>: <message>.",
-    "Exit status: 0 when every policy is valid, 1 otherwise, 2 on a usage error.")
-  p:argument("targets", "Policy files or template names."):args("*"):argname("FILE|NAME")
-  p:flag("--explain", "Print which layer enforces each rule, for --backend.")
-  p:flag("--json", "Print one JSON document instead of text.")
-  p:option("--backend", "The backend to explain for: "
-           .. table.concat(policy.BACKENDS, ", ") .. " (default "
-           .. policy.DEFAULT_BACKEND .. ").", policy.DEFAULT_BACKEND)
-    :choices(policy.BACKENDS)
-  return p
-end
-
--- An error's problems; one built from its message when it has none (an
--- unknown name, a file that does not load) so every failure says why.
-local function problems_of(err)
-  local list = {}
-  for i, p in ipairs(err.problems or {}) do
-    list[i] = { path = p.path, message = p.message }
-  end
-  if #list == 0 then list[1] = { path = "", message = err.message } end
-  return list
-end
-
-local function check_one(target, opts)
-  local r = { target = target }
-  local ok, p = pcall(policy.load, target)
-  if ok then
-    r.ok, r.source, r.problems = true, p.source, {}
-    if opts.explain then r.explain = p:explain(opts.backend) end
-  else
-    -- Anything but an isolate.Error is a bug here, not a verdict.
-    if not errors.is(p) then error(p, 0) end
-    r.ok, r.source, r.problems = false, p.source, problems_of(p)
-    if opts.explain then r.explain = {} end
-  end
-  return r
-end
-
-local function problem_line(file, p)
-  if p.path ~= "" then return string.format("%s: %s: %s\n", file, p.path, p.message) end
-  -- Load errors already read "<file>:<line>: ...".
-  if p.message:sub(1, #file) == file then return p.message .. "\n" end
-  return string.format("%s: %s\n", file, p.message)
-end
-
-local function pad(s, width)
-  return s .. string.rep(" ", width - #s)
-end
-
-local function explain_table(rows)
-  if #rows == 0 then
-    return "  (no rules: every import, file, connection and capability is denied)\n"
-  end
-  local rw, lw = #"RULE", #"LAYER"
-  for _, row in ipairs(rows) do
-    rw = math.max(rw, math.min(#row.rule, RULE_WIDTH))
-    lw = math.max(lw, #row.layer)
-  end
-  local lines = { "  " .. pad("RULE", rw) .. "  " .. pad("LAYER", lw) .. "  NOTE" }
-  for _, row in ipairs(rows) do
-    local rule = row.rule
-    if #rule > rw then -- a long rule gets a line of its own, columns stay aligned
-      lines[#lines + 1] = "  " .. rule
-      rule = ""
-    end
-    lines[#lines + 1] = "  " .. pad(rule, rw) .. "  " .. pad(row.layer, lw)
-                        .. "  " .. row.note
-  end
-  return table.concat(lines, "\n") .. "\n"
-end
-
-local function print_text(results)
-  for _, r in ipairs(results) do
-    out((r.ok and "OK " or "FAIL ") .. r.target .. "\n")
-    for _, p in ipairs(r.problems) do out(problem_line(r.source or r.target, p)) end
-    if r.ok and r.explain then out(explain_table(r.explain)) end
-  end
-end
-
-local function print_json(results, all_ok)
-  local docs = {}
-  for i, r in ipairs(results) do
-    docs[i] = { target = r.target, ok = r.ok, source = r.source,
-                problems = cli.json_array(r.problems),
-                explain = r.explain and cli.json_array(r.explain) }
-  end
-  out(cli.json_encode({ ok = all_ok, results = cli.json_array(docs) }) .. "\n")
-end
+function cli.check_parser() return require("isolate.check").parser() end
 
 -- cli.check(argv) -> exit status; argv is what follows `check`.
-function cli.check(argv)
-  local opts, status = cli.parse(cli.check_parser(), argv, function(a)
-    if #a.targets == 0 then return "no policy given" end
-  end)
-  if not opts then return status end
-  local results, all_ok = {}, true
-  for i, target in ipairs(opts.targets) do
-    results[i] = check_one(target, opts)
-    all_ok = all_ok and results[i].ok
-  end
-  if opts.json then print_json(results, all_ok) else print_text(results) end
-  return all_ok and EXIT_OK or EXIT_INVALID
-end
+function cli.check(argv) return require("isolate.check").check(argv) end
 
 -- ---- version ------------------------------------------------------------------
 

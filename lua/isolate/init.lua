@@ -12,6 +12,7 @@ local errors = require "isolate.error"
 local policy = require "isolate.policy"
 local rules = require "isolate.rules"
 local pipeline = require "isolate.pipeline"
+local admit = require "isolate.admit"
 local events = require "isolate.events"
 local guest_metrics = require "isolate.metrics"
 
@@ -161,25 +162,6 @@ local function check_layers(cell)
                cell.name, table.concat(missing, ", "))
 end
 
--- hardened mode: every rule must have a kernel layer on this host.
-local function check_hardened(p, backend)
-  if not hardened() then return end
-  local refused = p:unenforceable(backend)
-  if #refused > 0 then
-    error(errors.new("unenforceable", string.format(
-      "hardened mode: no kernel layer enforces %s for %s cells on this "
-      .. "host; change the rules, or use mode dev", table.concat(refused, ", "),
-      backend), { rules = refused }), 3)
-  end
-end
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  return table.concat(keys, ", ")
-end
-
 -- An unknown backend: the error lists the valid ones (valid=) too.
 local function bad_backend(fmt, ...)
   local valid = table.move(sandbox.BACKENDS, 1, #sandbox.BACKENDS, 1, {})
@@ -263,8 +245,7 @@ local function check_options(opts)
   end
   for k in pairs(opts) do
     if not SPAWN_OPTIONS[k] then
-      raise("invalid_argument", "unknown spawn option '%s'; valid options: %s",
-            tostring(k), sorted_keys(SPAWN_OPTIONS))
+      admit.unknown_option("spawn", k, SPAWN_OPTIONS)
     end
   end
   return {
@@ -277,19 +258,13 @@ local function check_options(opts)
   }
 end
 
--- What a backend cannot enforce is refused, never accepted and ignored.
-local function check_enforceable(p, backend)
-  for k in pairs(p.limits) do
-    if not policy.enforces(backend, k) then
-      raise("not_implemented", "limits.%s is not enforced by %s cells in "
-            .. "this build; remove it or use backend='process'", k, backend)
-    end
-  end
-  if #p.syscalls.deny > 0 and not policy.enforces(backend, "syscall") then
-    raise("not_implemented", "syscalls.deny needs seccomp, which %s cells "
-          .. "in this build do not apply; use backend='process'", backend)
-  end
+-- What a backend cannot enforce, hardened mode's rules and capabilities
+-- with no handler are refused at spawn (isolate.admit raises them; the
+-- pipeline asks the same before a stage's cells exist).
+local function check_refusals(p, config)
+  admit.refusals(p, config, hardened())
 end
+sandbox._check_refusals = check_refusals
 
 -- The cell's policy: the named/given one (or an empty one: deny all), with
 -- the spawn options on top.
@@ -303,14 +278,24 @@ local function with_options(p, config)
       limits = config.limits,
     })
   end
-  check_enforceable(p, config.backend)
-  check_hardened(p, config.backend)
+  check_refusals(p, config)
+  admit.handlers(p, config, capabilities)
   return p
+end
+
+-- A policy that does not load names the option it came from.
+local function resolve_option(v, config)
+  local ok, p = pcall(policy.resolve, v)
+  if ok then return p end
+  if errors.is(p) then
+    p.option, p.where = p.option or "policy", p.where or config.where or "spawn"
+  end
+  error(p, 0)
 end
 
 local function cell_policy(opts, config)
   EMPTY_POLICY = EMPTY_POLICY or policy.compile({})
-  local p = opts.policy == nil and EMPTY_POLICY or policy.resolve(opts.policy)
+  local p = opts.policy == nil and EMPTY_POLICY or resolve_option(opts.policy, config)
   return with_options(p, config)
 end
 

@@ -19,6 +19,7 @@
 local core = require "isolate.core"
 local errors = require "isolate.error"
 local rules = require "isolate.rules"
+local admit = require "isolate.admit"
 
 local raise = errors.raise
 
@@ -37,7 +38,9 @@ local WAIT_MAX_S = 1.0
 
 -- ---- option checking --------------------------------------------------------
 
-local function check_keys(t, allowed, what)
+-- what: "pipeline", "stage", "wrap" or "map" (err.where); stage: the
+-- stage's name, when what is a stage's options.
+local function check_keys(t, allowed, what, stage)
   if type(t) ~= "table" then
     raise("invalid_argument", "%s expects a table of options, got %s", what,
           type(t))
@@ -45,12 +48,25 @@ local function check_keys(t, allowed, what)
   local set = {}
   for _, k in ipairs(allowed) do set[k] = true end
   for k in pairs(t) do
-    if not set[k] then
-      raise("invalid_argument", "unknown %s option '%s'; valid options: %s",
-            what, tostring(k), table.concat(allowed, ", "))
-    end
+    if not set[k] then admit.unknown_option(what, k, allowed, stage) end
   end
   return t
+end
+
+-- Run f(...) and label an isolate.Error it raises with where the options
+-- were written: where ("pipeline", "stage", "wrap") and the stage's name.
+local function labelled(where, stage, f, ...)
+  local ok, res = pcall(f, ...)
+  if ok then return res end
+  if errors.is(res) then
+    res.where = (res.where == nil or res.where == "spawn") and where or res.where
+    res.stage = res.stage or stage
+    local label = stage and string.format("stage '%s'", stage) or where
+    if not res.message:find(label, 1, true) then
+      res.message = label .. ": " .. res.message
+    end
+  end
+  error(res, 0)
 end
 
 -- "module.func" or a name in the cell's globals.
@@ -99,10 +115,21 @@ local function check_backend(sandbox, b)
         table.concat(sandbox.BACKENDS, ", "))
 end
 
+-- An error about an import or a limit the options inherited from the
+-- pipeline's defaults says so (where = "pipeline"), not "stage".
+local function inherited(err, opts)
+  if not errors.is(err) or err.where ~= "spawn" then return err end
+  local limit = type(err.option) == "string" and err.option:match("^limits%.(.+)$")
+  local mine = (err.module and rules.contains(opts.imports or {}, err.module))
+    or (limit and (opts.limits or {})[limit] ~= nil)
+  if not mine and (err.module or limit) then err.where = "pipeline" end
+  return err
+end
+
 -- The spawn options of opts on top of base (both already key-checked). The
 -- policy is compiled here, once, so that a bad policy, import or limit is
 -- refused when the stage is declared, not after earlier stages ran.
-local function spawn_options(sandbox, base, opts)
+local function spawn_options(sandbox, base, opts, label)
   if opts.limits ~= nil and type(opts.limits) ~= "table" then
     raise("invalid_argument", "limits must be a table")
   end
@@ -121,15 +148,39 @@ local function spawn_options(sandbox, base, opts)
   local p = opts.policy
   if p == nil then p = base.policy end
   out.policy = sandbox.policy.resolve(p == nil and {} or p)
-  sandbox.policy.merge(out.policy, { imports = out.imports,
-    capabilities = out.capabilities, limits = out.limits })
+  local merged = sandbox.policy.merge(out.policy, { imports = out.imports,
+    capabilities = out.capabilities, limits = out.limits }, label)
+  -- what spawn refuses whatever the policy (a refused import, a limit the
+  -- backend cannot enforce, hardened mode's rules) is refused now when the
+  -- backend is known; capability handlers may still be registered later
+  if out.backend then
+    local ok, err = pcall(sandbox._check_refusals, merged, { backend = out.backend,
+      imports = out.imports, limits = out.limits })
+    if not ok then error(inherited(err, opts), 0) end
+  end
+  out.merged = merged
   return out
+end
+
+-- A call target's module ("json" of "json.loads") must be importable in
+-- the cell: refused now, naming the option to add, not when it runs.
+local function check_call_module(target, spawn, what)
+  local module = target:match("^(.+)%.[^.]+$")
+  if not module or spawn.merged:check("import", module) then return end
+  error(errors.new("invalid_argument", string.format("%s '%s': module '%s' "
+    .. "is not in imports; add imports = {\"%s\"} to the %s's options",
+    what, target, module, module, what == "call" and "stage" or "wrap"),
+    { option = "imports", module = module,
+      suggestion = string.format('imports = {"%s"}', module) }), 0)
 end
 
 -- ---- cells ------------------------------------------------------------------
 
 local function with_stage(err, stage)
-  if errors.is(err) then err.stage = stage end
+  if errors.is(err) then
+    err.stage = stage
+    if err.where == "spawn" then err.where = "stage" end
+  end
   return err
 end
 
@@ -172,7 +223,8 @@ end
 function M.new(sandbox, defaults)
   if defaults == nil then defaults = {} end
   check_keys(defaults, SPAWN_KEYS, "pipeline")
-  spawn_options(sandbox, {}, defaults)
+  labelled("pipeline", nil, spawn_options, sandbox, {}, defaults,
+           "pipeline options")
   local copy = {}
   for k, v in pairs(defaults) do copy[k] = v end
   return setmetatable({ sandbox = sandbox, defaults = copy, stages = {},
@@ -186,7 +238,7 @@ local function check_stage(p, name, opts)
   if p.names[name] then
     raise("invalid_argument", "a stage named '%s' already exists", name)
   end
-  check_keys(opts, STAGE_KEYS, "stage")
+  check_keys(opts, STAGE_KEYS, "stage", name)
   if (opts.call == nil) == (opts.code == nil) then
     raise("invalid_argument", "stage '%s': give either call or code", name)
   end
@@ -207,9 +259,12 @@ function Pipeline:stage(name, opts)
   check_stage(self, name, opts)
   local target = check_target(opts.call or opts.entry,
                               opts.call and "call" or "entry")
+  local spawn = labelled("stage", name, spawn_options, self.sandbox,
+                         self.defaults, opts, string.format("stage '%s' options", name))
+  if opts.call then labelled("stage", name, check_call_module, target, spawn, "call") end
+  spawn.merged = nil -- the cells get the options, and merge them at spawn
   self.stages[#self.stages + 1] = {
-    name = name, target = target, code = opts.code,
-    spawn = spawn_options(self.sandbox, self.defaults, opts),
+    name = name, target = target, code = opts.code, spawn = spawn,
   }
   self.names[name] = true
   return self
@@ -497,7 +552,10 @@ end
 -- before its first call, so target may name a function it defines.
 function M.wrap(sandbox, target, opts)
   opts = check_wrap(target, opts)
-  local how = { spawn = spawn_options(sandbox, {}, opts), code = opts.code }
+  local spawn = labelled("wrap", nil, spawn_options, sandbox, {}, opts, "wrap options")
+  if not opts.code then labelled("wrap", nil, check_call_module, target, spawn, "target") end
+  spawn.merged = nil
+  local how = { spawn = spawn, code = opts.code }
   local state = {}
   local fn
   if opts.reuse then

@@ -93,6 +93,34 @@ local function locate(ref, from_dir)
     dirs
 end
 
+-- The policy names the folders dirs hold (their *.lua files), sorted:
+-- what "did you mean" picks from. lfs (lua-filesystem) is loaded only
+-- when a name is not found.
+local function names_in(dirs)
+  local lfs = require "lfs"
+  local out = {}
+  for _, d in ipairs(dirs) do
+    local ok, iter, dir = pcall(lfs.dir, d)
+    for f in ok and iter or function() end, dir do
+      local name = f:match("^([%w_][%w_.-]*)%.lua$")
+      if name and not contains(out, name) then out[#out + 1] = name end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The nearest policy name in dirs to ref, or nil (a path: none).
+local function nearest_name(ref, dirs)
+  if is_path(ref) then return nil end
+  return rules.nearest(ref, names_in(dirs))
+end
+
+-- " (did you mean "x"?)" or "".
+local function did_you_mean(near)
+  return near and string.format(" (did you mean %s?)", quote(near)) or ""
+end
+
 -- Run a data chunk: no string methods, a bounded number of instructions.
 local function run_data(chunk)
   local co = coroutine.create(chunk)
@@ -152,7 +180,7 @@ end
 
 -- A problem's facts besides its text (cycle=, searched=, line=): kept as
 -- they are when a child relays them.
-local PROBLEM_FACTS = { "cycle", "searched", "line" }
+local PROBLEM_FACTS = { "cycle", "searched", "line", "suggestion" }
 
 local function add_facts(P, facts)
   local last = P.list[#P.list]
@@ -175,9 +203,11 @@ end
 local function parent_spec(P, ref, meta, stack)
   local file, searched, dirs = locate(ref, dir_of(meta.source))
   if not file then
-    P:add("extends", "unknown policy %s; searched: %s (add its folder to "
-          .. "policy.path or ISOLATE_POLICY_PATH)", quote(ref), searched)
-    add_facts(P, { searched = dirs })
+    local near = nearest_name(ref, dirs)
+    P:add("extends", "unknown policy %s%s; searched: %s (add its folder to "
+          .. "policy.path or ISOLATE_POLICY_PATH)", quote(ref),
+          did_you_mean(near), searched)
+    add_facts(P, { searched = dirs, suggestion = near })
     return nil
   end
   local id, label = identity(file), is_path(ref) and file or ref
@@ -267,8 +297,11 @@ function policy.load(ref)
   end
   local file, searched, dirs = locate(ref, nil)
   if not file then
-    error(errors.new("policy", string.format("unknown policy %s; searched: %s",
-          quote(ref), searched), { problems = {}, searched = dirs }), 2)
+    local near = nearest_name(ref, dirs)
+    error(errors.new("policy", string.format("unknown policy %s%s; searched: "
+          .. "%s (add its folder to policy.path or ISOLATE_POLICY_PATH)",
+          quote(ref), did_you_mean(near), searched),
+          { problems = {}, searched = dirs, suggestion = near }), 2)
   end
   local meta = { name = not is_path(ref) and ref or nil, source = file }
   local spec = compile_spec(read_data(file), meta,
@@ -298,8 +331,10 @@ local function state(p)
   return s
 end
 
--- merge(p, {imports=, capabilities=, limits=}): spawn options on top of p.
-function policy.merge(p, opts)
+-- merge(p, {imports=, capabilities=, limits=} [, subject]): spawn options
+-- on top of p; subject names them in errors ("spawn options" by default,
+-- a pipeline says "stage 'x' options").
+function policy.merge(p, opts, subject)
   local s = state(p)
   if opts == nil then return p end
   if type(opts) ~= "table" then
@@ -307,7 +342,11 @@ function policy.merge(p, opts)
   end
   local P = new_problems()
   local spec = rules.validate_options(P, opts)
-  if #P.list > 0 then raise_problems("invalid_argument", "spawn options", P.list) end
+  if #P.list > 0 then
+    local first = P.list[1].path:match("^[%w_]+")
+    raise_problems("invalid_argument", subject or "spawn options", P.list,
+                   { option = first, where = "spawn" })
+  end
   return new_policy(combine(s.spec, spec), s)
 end
 
@@ -560,18 +599,90 @@ end
 local NOT_KERNEL = { imports = true, capabilities = true }
 for _, k in ipairs(rules.LIMIT_KEYS) do NOT_KERNEL[k] = true end
 
+-- Would hardened mode refuse rule row r (kind, layer)? Rules that are not
+-- kernel objects never are; the others need a kernel layer that enforces
+-- them exactly.
+local function hardened_refuses(r, layer)
+  if NOT_KERNEL[r.kind] then return false end
+  local partial = (r.kind == "fs" and r.rule:find("[*?]"))
+    or ((r.kind == "net" or r.kind == "net-bind") and layer == "landlock")
+  return layer == "python-guard" or layer == "none" or partial and true
+end
+
+local function import_refusals(s, backend, out)
+  for _, m in ipairs(s.spec.imports) do
+    if core.import_refused(backend, m) then
+      out[#out + 1] = { rule = "imports " .. quote(m), kind = "imports",
+        module = m, error = "invalid_argument", fix = "backend='process'",
+        reason = string.format("%s cells refuse to import %s whatever the "
+          .. "policy says (it reaches host memory or processes, or breaks "
+          .. "when a cell ends): remove it, or use backend='process'",
+          backend, quote(m)) }
+    end
+  end
+end
+
+local function unenforced_refusals(s, backend, out)
+  for _, k in ipairs(rules.LIMIT_KEYS) do
+    if s.spec.limits[k] and not policy.enforces(backend, k) then
+      out[#out + 1] = { rule = "limits." .. k, kind = k, limit = k,
+        error = "not_implemented", fix = "backend='process'",
+        reason = string.format("limits.%s is not enforced by %s cells in "
+          .. "this build; remove it or use backend='process'", k, backend) }
+    end
+  end
+  if #s.spec.syscalls > 0 and not policy.enforces(backend, "syscall") then
+    out[#out + 1] = { rule = "syscalls.deny", kind = "syscall",
+      error = "not_implemented", fix = "backend='process'",
+      reason = string.format("syscalls.deny needs seccomp, which %s cells in "
+        .. "this build do not apply; use backend='process'", backend) }
+  end
+end
+
+local function hardened_refusals(s, backend, k, out)
+  for _, r in ipairs(rules.rule_rows(s.spec)) do
+    local layer = enforcement(backend, r.kind, k)
+    if hardened_refuses(r, layer) then
+      local fix, why = rules.hardened_fix(r, layer, backend, k)
+      out[#out + 1] = { rule = r.rule, kind = r.kind, origin = r.origin,
+        layer = layer, error = "unenforceable", fix = fix,
+        reason = "hardened mode: no kernel layer enforces it exactly; " .. why }
+    end
+  end
+end
+
+-- p:refusals(backend [, {hardened=, look=}]) -> what spawn refuses in a
+-- cell of that backend, in the order it checks: {{rule=, kind=, error=
+-- (the error kind spawn raises), reason=, fix= (a rule or option to use
+-- instead, or nil)[, origin=, module=, limit=]}, ...}. The one decision:
+-- spawn raises the first; `luaisolate check --mode` prints them all.
+-- look: ask core.kernel_look() (nothing loaded) instead of core.kernel()
+-- (which loads the BPF guard: spawn is about to need it).
+function methods.refusals(p, backend, opts)
+  local s = state(p)
+  opts = opts or {}
+  if not contains(BACKENDS, backend) then
+    errors.raise("invalid_argument", "unknown backend %s; valid backends: %s",
+                 describe(backend), table.concat(BACKENDS, ", "))
+  end
+  local out = {}
+  import_refusals(s, backend, out)
+  unenforced_refusals(s, backend, out)
+  if opts.hardened then
+    hardened_refusals(s, backend, opts.look and core.kernel_look() or core.kernel(),
+                      out)
+  end
+  return out
+end
+
 -- p:unenforceable(backend) -> the rule texts no kernel layer of this host
--- enforces exactly for that backend (what hardened mode refuses). Asks
--- core.kernel(), which loads the BPF guard: spawn is about to need it.
+-- enforces exactly for that backend (what hardened mode refuses; the
+-- rules of p:refusals(backend, {hardened = true}) of kind unenforceable).
+-- Asks core.kernel(), which loads the BPF guard: spawn is about to need it.
 function methods.unenforceable(p, backend)
   local out, k = {}, core.kernel()
   for _, r in ipairs(rules.rule_rows(state(p).spec)) do
-    local layer = enforcement(backend, r.kind, k)
-    local partial = (r.kind == "fs" and r.rule:find("[*?]"))
-      or ((r.kind == "net" or r.kind == "net-bind")
-          and layer == "landlock") -- ports only
-    if not NOT_KERNEL[r.kind] and (layer == "python-guard" or layer == "none"
-                                   or partial) then
+    if hardened_refuses(r, enforcement(backend, r.kind, k)) then
       out[#out + 1] = r.rule
     end
   end

@@ -90,13 +90,20 @@ local function distance(a, b)
   return prev[#b]
 end
 
-local function suggestion(k, valid)
-  if type(k) ~= "string" then return "" end
+-- The name of valid nearest to k (an edit distance of at most 2), or
+-- nil: the one "did you mean" of every hint.
+local function nearest(k, valid)
+  if type(k) ~= "string" then return nil end
   local best, best_d = nil, 3
   for _, v in ipairs(valid) do
     local d = distance(k, v)
     if d < best_d then best, best_d = v, d end
   end
+  return best
+end
+
+local function suggestion(k, valid)
+  local best = nearest(k, valid)
   return best and string.format(" (did you mean '%s'?)", best) or ""
 end
 
@@ -246,15 +253,17 @@ local function limit_text(k, v)
                        or tostring(v))
 end
 
--- Every rule of the policy in explain order: {rule=, kind=, origin=}.
+-- Every rule of the policy in explain order: {rule=, kind=, origin=[,
+-- source=]}; source is the fs or net rule itself ({access=, pattern=} or
+-- {action=, spec=}), for hardened mode's fixes.
 local function rule_rows(spec)
   local rows = {}
-  local function add(rule, kind, origin)
-    rows[#rows + 1] = { rule = rule, kind = kind, origin = origin }
+  local function add(rule, kind, origin, source)
+    rows[#rows + 1] = { rule = rule, kind = kind, origin = origin, source = source }
   end
   if #spec.imports > 0 then add("imports " .. quote_list(spec.imports), "imports") end
   for _, r in ipairs(spec.fs) do
-    add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin)
+    add(r.text, r.access == "deny" and "fs-deny" or "fs", r.origin, r)
   end
   local unix_allowed = false
   for _, r in ipairs(spec.net) do
@@ -264,7 +273,7 @@ local function rule_rows(spec)
     local kind = M.net_kind(r)
     -- with no unix: connect rule, seccomp refuses socket(AF_UNIX) itself
     if kind == "net-unix-deny" and not unix_allowed then kind = "net-unix-refused" end
-    add(r.text, kind, r.origin)
+    add(r.text, kind, r.origin, r)
   end
   if #spec.capabilities > 0 then
     add("capabilities " .. quote_list(spec.capabilities), "capabilities")
@@ -481,12 +490,55 @@ local function combine(base, child)
   return out
 end
 
+-- ---- hardened mode's fixes ---------------------------------------------------
+
+-- How to make a rule hardened mode refuses (a rule_rows row, and the
+-- layer that enforces it now) into one a kernel layer enforces exactly:
+-- the rule to write instead (nil when there is none), and why. k: the
+-- kernel facts the decision used (core.kernel or core.kernel_look).
+function M.hardened_fix(r, layer, backend, k)
+  local src = r.source or {}
+  if r.kind == "fs" then
+    local dir = src.pattern:match("^(.-)/%*%*$")
+    if dir and dir ~= "" and not dir:find("[*?%[]") then
+      return string.format("{%s=%s}", src.access, quote(dir)),
+        "Landlock grants whole directories: " .. quote(dir) .. " grants the "
+        .. "same tree, and Landlock enforces it exactly"
+    end
+    local head = src.pattern:match("^(.-)[*?%[]"):match("^(.*)/") or ""
+    if head ~= "" then
+      return string.format("{%s=%s}", src.access, quote(head)),
+        "Landlock cannot apply wildcards: grant the whole directory "
+        .. quote(head) .. " (wider than the rule), or use mode dev"
+    end
+    return nil, "Landlock cannot apply wildcards at the root; use mode dev"
+  elseif r.kind == "fs-deny" then
+    return nil, "Landlock cannot take away inside a grant: remove this deny "
+      .. "rule and narrow the grants instead (what no rule grants is "
+      .. "denied already)"
+  elseif (r.kind == "net" or r.kind == "net-bind") and layer == "landlock" then
+    return nil, "without cgroup BPF (" .. tostring(k.bpf_why or "not "
+      .. "available") .. ") Landlock judges only the port: allow every "
+      .. "address on it (e.g. {connect=\"0.0.0.0/0:443\"}) or run where "
+      .. "BPF is available"
+  elseif r.kind:match("^net%-unix") then
+    return nil, "only the python-guard judges unix socket paths: remove "
+      .. "the rule, or use mode dev"
+  elseif layer == "none" then
+    return nil, "not enforced by " .. backend .. " cells in this build: "
+      .. "remove it or use backend='process'"
+  end
+  return nil, "no kernel layer of this host enforces it (only the "
+    .. "python-guard): remove it, or use mode dev"
+end
+
 -- ---- exports ------------------------------------------------------------------
 
 -- Helpers isolate.policy shares, so messages read the same in both modules.
 M.contains, M.copy_list, M.copy_rules = contains, copy_list, copy_rules
 M.quote, M.describe, M.key_path = quote, describe, key_path
 M.module_name = module_name
+M.nearest, M.suggestion = nearest, suggestion
 
 M.new_problems, M.raise_problems = new_problems, raise_problems
 M.empty_spec, M.validate, M.validate_options = empty_spec, validate, validate_options

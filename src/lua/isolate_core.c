@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "binding.h"
+#include "guest.h" /* iso_py_extension_refused: src/python keeps the list */
 #include "lvalue.h"
 
 static void set_string_field(lua_State *L, const char *key, const char *v)
@@ -104,6 +105,29 @@ static int l_name_valid(lua_State *L)
     size_t len;
     const char *name = luaL_checklstring(L, 1, &len);
     lua_pushboolean(L, strlen(name) == len && iso_cell_name_valid(name));
+    return 1;
+}
+
+/* core.import_refused(backend, module) -> whether cells of that backend
+ * refuse to import module whatever the policy says, so that spawn can
+ * refuse the import up front (sub-interpreter cells never load ctypes,
+ * multiprocessing, ...). A test extension the operator names in imports
+ * is given back to the cell (iso_grants_opted_in): not refused. */
+static int l_import_refused(lua_State *L)
+{
+    const char *backend = iso_lua_checkstr(L, 1, "backend");
+    size_t len;
+    const char *module = luaL_checklstring(L, 2, &len);
+    char top[128];
+    size_t n = strcspn(module, ".");
+    bool refused = false;
+    if (iso_backend_from_name(backend) == ISO_BACKEND_SUBINTERPRETER &&
+        strlen(module) == len && n < sizeof top) {
+        memcpy(top, module, n);
+        top[n] = '\0';
+        refused = iso_py_extension_refused(top) && !iso_py_test_extension(top);
+    }
+    lua_pushboolean(L, refused);
     return 1;
 }
 
@@ -413,6 +437,7 @@ static const luaL_Reg core_functions[] = {
     {"wait_any", iso_lua_cell_wait_any},
     {"backend_check", l_backend_check},
     {"name_valid", l_name_valid},
+    {"import_refused", l_import_refused},
     {"info", l_info},
     {"probe", iso_lua_probe},
     {"array", iso_lua_array},
