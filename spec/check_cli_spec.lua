@@ -3,27 +3,16 @@
 -- and io.stderr swapped for collectors.
 local cli = require "isolate.cli"
 local policy = require "isolate.policy"
-local decode = require("support").decode_json
+local support = require "support"
+local decode = support.decode_json
 
 -- ---- helpers ----------------------------------------------------------------
 
-local function collector()
-  local parts = {}
-  return { write = function(self, ...)
-    for _, s in ipairs({ ... }) do parts[#parts + 1] = tostring(s) end
-    return self
-  end, text = function() return table.concat(parts) end }
-end
-
 -- code, stdout, stderr of cli.check(argv)
 local function run(argv)
-  local out, err = collector(), collector()
-  local saved_out, saved_err = io.stdout, io.stderr
-  io.stdout, io.stderr = out, err
-  local ok, code = pcall(cli.check, argv)
-  io.stdout, io.stderr = saved_out, saved_err
+  local ok, code, out, err = support.captured(cli.check, argv)
   assert(ok, code)
-  return code, out.text(), err.text()
+  return code, out, err
 end
 
 local function lines(s)

@@ -12,23 +12,12 @@ local policy = sandbox.policy
 local err_of, decode = support.err_of, support.decode_json
 local HOST = os.getenv("ISOLATE_HOST")
 
-local function collector()
-  local parts = {}
-  return { write = function(self, ...)
-    for _, s in ipairs({ ... }) do parts[#parts + 1] = tostring(s) end
-    return self
-  end, text = function() return table.concat(parts) end }
-end
 
 -- exit code and the decoded JSON document of `check --json argv...`
 local function check_json(argv)
-  local out, err = collector(), collector()
-  local saved_out, saved_err = io.stdout, io.stderr
-  io.stdout, io.stderr = out, err
-  local ok, code = pcall(cli.check, table.move(argv, 1, #argv, 2, { "--json" }))
-  io.stdout, io.stderr = saved_out, saved_err
+  local ok, code, out = support.captured(cli.check, table.move(argv, 1, #argv, 2, { "--json" }))
   assert(ok, code)
-  return code, decode(out.text())
+  return code, decode(out)
 end
 
 -- The templates on the default path, by name.
@@ -102,10 +91,7 @@ describe("check --mode hardened", function()
   end)
 
   it("refuses an unknown mode as a usage error", function()
-    local saved_out, saved_err = io.stdout, io.stderr
-    io.stdout, io.stderr = collector(), collector()
-    local ok, code = pcall(cli.check, { "--mode", "bogus", "compute-only" })
-    io.stdout, io.stderr = saved_out, saved_err
+    local ok, code = support.captured(cli.check, { "--mode", "bogus", "compute-only" })
     assert.are.same({ true, 2 }, { ok, code })
   end)
 

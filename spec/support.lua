@@ -73,6 +73,24 @@ function support.write_temp(text)
   return path
 end
 
+-- Call fn(...) with io.stdout and io.stderr captured (restored even when
+-- it raises): pcall's ok and first result, then stdout and stderr.
+function support.captured(fn, ...)
+  local function collector()
+    local parts = {}
+    return { write = function(self, ...)
+      for _, v in ipairs({ ... }) do parts[#parts + 1] = tostring(v) end
+      return self
+    end, text = function() return table.concat(parts) end }
+  end
+  local out, err = collector(), collector()
+  local saved_out, saved_err = io.stdout, io.stderr
+  io.stdout, io.stderr = out, err
+  local ok, result = pcall(fn, ...)
+  io.stdout, io.stderr = saved_out, saved_err
+  return ok, result, out.text(), err.text()
+end
+
 -- Run a shell command; raise if it fails.
 function support.sh(cmd) assert(os.execute(cmd), cmd) end
 
