@@ -1,6 +1,7 @@
 -- Soak: spawn / exec / kill cycles over both backends, watching what a
 -- leak would grow: fds, threads, child processes (the zygote and cells),
--- cgroup directories and RSS. Run with
+-- cgroup directories and RSS (with its anonymous and file-backed parts
+-- and the Lua heap, to tell a leak from a library paged in). Run with
 --   build/luaisolate bench/soak.lua [cycles=1000] [warmup=100]
 -- Prints the figures; exits 1 when anything grew (RSS: more than 1 MiB per
 -- 1000 cycles after the warm-up, issue 10).
@@ -105,6 +106,9 @@ local function snapshot()
     cgroups = ROOT and count_lines("ls -1d " .. ROOT .. "/cells-" .. SELF .. "/*/ "
                                    .. ROOT .. "/host-" .. SELF .. "/*/ 2>/dev/null") or 0,
     rss_kib = status_field("VmRSS"),
+    lua_kib = math.floor(collectgarbage("count")),
+    anon_kib = status_field("RssAnon"),
+    file_kib = status_field("RssFile"),
   }
 end
 
@@ -140,9 +144,9 @@ local grew = {}
 print(string.format("soak: %d cycles after %d warm-up (both backends) in %.1f s",
                     cycles, warmup, took))
 print(string.format("  %-8s %10s %10s", "", "before", "after"))
-for _, k in ipairs({ "fds", "threads", "guests", "cgroups", "rss_kib" }) do
+for _, k in ipairs({ "fds", "threads", "guests", "cgroups", "rss_kib", "lua_kib", "anon_kib", "file_kib" }) do
   print(string.format("  %-8s %10d %10d", k, before[k], after[k]))
-  if k ~= "rss_kib" and after[k] > before[k] then grew[#grew + 1] = k end
+  if not k:match("_kib$") and after[k] > before[k] then grew[#grew + 1] = k end
 end
 for fd, target in pairs(after.fd_list) do -- (the listing's own pipe differs)
   if before.fd_list[fd] ~= target and not target:match("^pipe:") then

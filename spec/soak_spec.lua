@@ -3,7 +3,9 @@
 -- directories as they were, and RSS grows by at most 1 MiB per 1000
 -- cycles. RSS climbs to a plateau (allocator arenas, the Lua heap) and
 -- stays there: measured here, 3000 cycles grew it by as much as 1000 did
--- (~0.6 MiB). It is not judged under the sanitizers, whose quarantine
+-- (~0.3-0.5 MiB, the sub-interpreter threads' malloc arena; a backend
+-- alone grows 8 KiB). Dead cells held by the collector fragmented the
+-- main heap until spawn stepped the GC for their C memory (lcell.c). It is not judged under the sanitizers, whose quarantine
 -- holds freed memory on purpose, nor for own-GIL sub-interpreter cells:
 -- CPython 3.13.0 leaks 1.3-1.7 MiB per isolated interpreter it creates and
 -- ends (a bare _interpreters.create()/destroy() loop leaks the same), so on
