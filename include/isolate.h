@@ -44,6 +44,10 @@ typedef struct iso_error {
     char message[512];
     char python[64]; /* ISO_GUEST: the exception type name */
     char *traceback; /* ISO_GUEST: heap text, owned; iso_error_clear frees */
+    /* ISO_GUEST: the module whose import the cell's guard refused, when
+     * that ImportError ended the request ("" otherwise): the host names
+     * the option to change (imports of a spawn, of a pipeline stage). */
+    char refused_import[128];
 } iso_error;
 
 /* The contract name of a kind ("invalid_argument", ...). Static string. */

@@ -139,6 +139,43 @@ describe("a call target whose module is not imported", function()
   end)
 end)
 
+describe("an import the guard refuses while guest code runs", function()
+  local backends = {}
+  for _, b in ipairs({ "subinterpreter", "process" }) do
+    if has(b) then backends[#backends + 1] = b end
+  end
+
+  for _, backend in ipairs(backends) do
+    it("names the module on the error of a plain cell (" .. backend .. ")", function()
+      local sb <close> = sandbox.spawn({ backend = backend })
+      local e = err_of(sb.exec, sb, "import json")
+      assert.are.same({ "guest", "ImportError", "json" }, fields(e, "kind", "python", "refused_import"))
+      -- an ImportError the guard did not raise names nothing, even one
+      -- that claims a name, and one raised after a refusal was caught
+      e = err_of(sb.exec, sb, "raise ImportError('x', name='json')")
+      assert.are.same({ "guest", "nil" }, fields(e, "kind", "refused_import"))
+      e = err_of(sb.exec, sb, "try:\n import json\nexcept ImportError:\n pass\nraise ImportError('y', name='csv')")
+      assert.are.same({ "guest", "nil" }, fields(e, "kind", "refused_import"))
+    end)
+
+    it("of a code stage is fixed in the stage's options (" .. backend .. ")", function()
+      local p = sandbox.pipeline({ backend = backend })
+        :stage("load", { code = "import csv\ndef run(x):\n    return x\n", entry = "run" })
+      local e = err_of(p.run, p, 1)
+      assert.are.same({ "guest", "stage", "load", "imports", "csv", 'imports = {"csv"}' },
+                      fields(e, "kind", "where", "stage", "option", "module", "suggestion"))
+      p = sandbox.pipeline({ backend = backend })
+        :stage("late", { code = "def run(x):\n    import json\n    return x\n", entry = "run" })
+      e = err_of(p.run, p, 1)
+      assert.are.same({ "late", "imports", "json" }, fields(e, "stage", "option", "module"))
+      -- the advice works: the stage's own imports fix it
+      assert.are.equal(1, sandbox.pipeline({ backend = backend })
+        :stage("late", { code = "def run(x):\n    import json\n    return x\n", entry = "run",
+                         imports = { "json" } }):run(1))
+    end)
+  end
+end)
+
 describe("capabilities", function()
   it("without a registered handler are refused at spawn", function()
     sandbox.capability("hints_kv", function() return 1 end)

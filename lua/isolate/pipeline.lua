@@ -176,10 +176,20 @@ end
 
 -- ---- cells ------------------------------------------------------------------
 
+-- err from a stage: labelled with the stage. A guest import its guard
+-- refused (err.refused_import, a name a process worker sent: checked) is
+-- fixed in the stage's own options, and the advice says so.
 local function with_stage(err, stage)
-  if errors.is(err) then
-    err.stage = stage
-    if err.where == "spawn" then err.where = "stage" end
+  if not errors.is(err) then return err end
+  err.stage = stage
+  if err.where == "spawn" then err.where = "stage" end
+  local module = err.kind == "guest" and err.refused_import
+  if module and rules.module_name(module) then
+    err.where, err.option, err.module = "stage", "imports", module
+    err.suggestion = string.format('imports = {"%s"}', module)
+    err.message = string.format("import of '%s' is not allowed in stage "
+      .. "'%s': add %s to the stage's options", module, tostring(stage),
+      err.suggestion)
   end
   return err
 end

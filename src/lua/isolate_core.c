@@ -29,6 +29,7 @@ void iso_lua_push_error(lua_State *L, iso_error *err)
     lua_setfield(L, -2, "message");
     set_string_field(L, "python", err->python);
     set_string_field(L, "traceback", err->traceback);
+    set_string_field(L, "refused_import", err->refused_import);
     if (err->code == ISO_E_PROTOCOL) /* a kind of crash, told apart */
         set_string_field(L, "code", "protocol");
     luaL_setmetatable(L, ISO_ERROR_MT);

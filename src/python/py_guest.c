@@ -288,10 +288,16 @@ static PyObject *loaded_for_c(const char *name, PyObject *globals,
 static int refuse_import(iso_guest *g, const char *name, const char *rule)
 {
     iso_py_emit_denial(g, "import", "import", name, rule);
-    PyErr_Format(PyExc_ImportError,
-                 "import of '%s' is not allowed in this cell: add it to "
-                 "the spawn option imports = {\"%s\"}",
-                 name, name);
+    snprintf(g->refused_import, sizeof g->refused_import, "%s", name);
+    PyObject *msg = PyUnicode_FromFormat(
+        "import of '%s' is not allowed in this cell: add it to the spawn "
+        "option imports = {\"%s\"}",
+        name, name);
+    PyObject *mod = PyUnicode_FromString(name);
+    if (msg && mod) /* ImportError.name, as CPython's own import errors */
+        PyErr_SetImportError(msg, mod, NULL);
+    Py_XDECREF(msg);
+    Py_XDECREF(mod);
     return -1;
 }
 

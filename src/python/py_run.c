@@ -119,6 +119,23 @@ void iso_py_restore_exception(PyObject *exc)
 #endif
 }
 
+/* exc ended the request: if it is the ImportError the guard raised for the
+ * import it refused last (same module name; a guest may catch one and
+ * raise another), err names that module, and the host the option. */
+static void note_refused_import(iso_guest *g, PyObject *exc, iso_error *err)
+{
+    if (!*g->refused_import ||
+        !PyErr_GivenExceptionMatches(exc, PyExc_ImportError))
+        return;
+    PyObject *name = PyObject_GetAttrString(exc, "name");
+    const char *s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name)
+                                                   : NULL;
+    if (s && strcmp(s, g->refused_import) == 0)
+        snprintf(err->refused_import, sizeof err->refused_import, "%s", s);
+    Py_XDECREF(name);
+    PyErr_Clear();
+}
+
 /* Turn the pending Python exception into err (kind as given). */
 static void take_exception(iso_guest *g, iso_error *err, iso_kind kind)
 {
@@ -149,6 +166,8 @@ static void take_exception(iso_guest *g, iso_error *err, iso_kind kind)
         g->quiet = false;
     }
     Py_XDECREF(msg);
+    if (exc && kind == ISO_GUEST)
+        note_refused_import(g, exc, err);
     Py_XDECREF(exc);
 }
 
@@ -258,6 +277,7 @@ iso_msg *iso_guest_run(iso_guest *g, bool call, const char *text, size_t len,
         return NULL;
     const request req = {text, len, args}, *r = &req;
     iso_py_state *p = g->py;
+    g->refused_import[0] = '\0';
     PyObject *res = call ? run_call(g, p, r) : run_exec(g, p, r);
     if (!res)
         take_exception(g, &m->error, ISO_GUEST);
