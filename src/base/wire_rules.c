@@ -33,7 +33,8 @@ static const frame_rule rules[] = {
     [ISO_FRAME_LOG] = {"log", false, false, SHAPE_LIST, 3},
     [ISO_FRAME_METRIC] = {"metric", false, false, SHAPE_LIST, 3},
     [ISO_FRAME_REQUEST] = {"request", false, false, SHAPE_LIST, 3},
-    [ISO_FRAME_DENIAL] = {"denial", false, false, SHAPE_LIST, 5},
+    /* 5 items, 7 in learn mode (proc.c checks which) */
+    [ISO_FRAME_DENIAL] = {"denial", false, false, SHAPE_LIST, -1},
     [ISO_FRAME_RELOADED] = {"reloaded", false, false, SHAPE_NIL, 0},
     [ISO_FRAME_WAITING] = {"waiting", false, false, SHAPE_NIL, 0},
 };

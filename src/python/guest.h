@@ -68,6 +68,8 @@ typedef struct iso_guest {
     int64_t mem_limit;    /* bytes; 0: none */
     uint32_t mem_account; /* py_alloc.c; 0: none (a worker process) */
     bool quiet;           /* the runtime's own work: no denial events */
+    bool learn; /* learn mode: what the guard would deny is allowed, and its
+                   denial carries where the guest was (py_guard.c) */
     iso_py_state *py;     /* NULL until set up, and once ended */
     iso_guest_sink sink;
 } iso_guest;
