@@ -221,19 +221,17 @@ function M.render(rules, left_out, meta)
   lines[#lines + 1] = "  version = 1,"
   if meta.base then lines[#lines + 1] = "  extends = " .. quote(meta.base) .. "," end
   section(lines, "imports", rules.imports, function(e) return quote(e.target) end)
-  local fs = {}
-  for i, r in ipairs(rules.fs) do fs[i] = r end
-  section(lines, "fs", fs, function(r)
+  section(lines, "fs", rules.fs, function(r)
     return string.format("{ %s = %s }", r.key, quote(r.path))
   end)
   local net = {}
-  for _, e in ipairs(rules.connect) do net[#net + 1] = { kind = "connect", e = e } end
-  for _, e in ipairs(rules.bind) do net[#net + 1] = { kind = "bind", e = e } end
-  local flat = {}
-  for i, n in ipairs(net) do
-    flat[i] = setmetatable({ kind = n.kind }, { __index = n.e })
+  for _, kind in ipairs({ "connect", "bind" }) do
+    for _, e in ipairs(rules[kind]) do
+      net[#net + 1] = { kind = kind, target = e.target, uses = e.uses,
+                        first = e.first }
+    end
   end
-  section(lines, "net", flat, function(e)
+  section(lines, "net", net, function(e)
     return string.format("{ %s = %s }", e.kind, quote(e.target))
   end)
   section(lines, "capabilities", rules.capabilities,

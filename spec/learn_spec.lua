@@ -1,0 +1,192 @@
+-- Learn mode (issue 14): `luaisolate learn` on both backends writes a
+-- policy that checks clean, under which the same script runs with no
+-- denial, and which still denies what the script did not do; secrets are
+-- left out unless asked for; several files of one directory become the
+-- directory. In-process: the mode is refused while hardened, and a
+-- learning cell allows, records where the guest was, and says audit.
+local sandbox = require "isolate"
+local cli = require "isolate.cli"
+local support = require "support"
+
+local HOST = os.getenv("ISOLATE_HOST")
+local PORT, OTHER_PORT = 1, 2 -- nothing listens: a refused connect, not a denial
+
+-- The workload: reads two files of data/, one of one/, a secret-looking
+-- file, imports json, connects to 127.0.0.1:PORT. arg: policy (nil while
+-- learning), the directory, the backend (nil: learn's --backend decides).
+-- It prints how many denials its cell had.
+local JOB = "local PORT = " .. PORT .. "\n" .. [=[
+local policy, dir, backend = arg[1], arg[2], arg[3]
+if policy == "" then policy = nil end
+local sb <close> = sandbox.spawn{ policy = policy, backend = backend }
+sb:exec(string.format([[
+import json, socket
+D = %q
+for name in ("data/a.txt", "data/b.txt", "one/used.txt"):
+    open(D + "/" + name).read()
+try:
+    open(D + "/home/.ssh/id_rsa").read()
+except OSError:
+    pass
+s = socket.socket()
+try:
+    s.connect(("127.0.0.1", %d))
+except OSError:
+    pass
+s.close()
+post(json.dumps(1))
+]], dir, PORT))
+assert(sb:recv(5) == "1")
+local n = 0
+for ev in sb:events() do if ev.type == "denial" then n = n + 1 end end
+print("denials " .. n)
+]=]
+
+local function make_dir()
+  local dir = support.tmpdir()
+  support.sh("mkdir -p " .. dir .. "/data " .. dir .. "/one " .. dir .. "/home/.ssh")
+  for _, f in ipairs({ "data/a.txt", "data/b.txt", "data/c.txt", "one/used.txt",
+                       "one/sibling.txt", "home/.ssh/id_rsa" }) do
+    support.write(dir .. "/" .. f, "x\n")
+  end
+  support.write(dir .. "/job.lua", JOB)
+  return dir
+end
+
+local function learn_policy(dir, backend, flag)
+  local out = dir .. (flag and "/learned-flag.lua" or "/learned.lua")
+  local argv = { "learn", "--backend", backend, "-o", out }
+  if flag then argv[#argv + 1] = flag end
+  table.move({ dir .. "/job.lua", "", dir }, 1, 3, #argv + 1, argv)
+  local code, _, err = support.run(HOST, table.unpack(argv))
+  return code, out, err
+end
+
+local function denials_of_rerun(dir, file, backend)
+  local code, out = support.run(HOST, "run", dir .. "/job.lua", file, dir, backend)
+  assert.are.equal(0, code)
+  return tonumber(out:match("denials (%d+)"))
+end
+
+for _, backend in ipairs(support.backends()) do
+  describe("luaisolate learn (" .. backend .. ")", function()
+    if not HOST then
+      print("# learn_spec: skipped, ISOLATE_HOST (the luaisolate binary) is not set")
+      return
+    end
+    local dir, file, p, file_all
+
+    setup(function()
+      dir = make_dir()
+      local code, code_all
+      code, file = learn_policy(dir, backend)
+      code_all, file_all = learn_policy(dir, backend, "--allow-secrets")
+      assert.are.same({ 0, 0 }, { code, code_all })
+      p = sandbox.policy.load(file)
+    end)
+
+    it("writes a policy that luaisolate check passes, in dev and hardened mode", function()
+      local ok, code = support.captured(cli.check, { file })
+      assert.is_true(ok)
+      assert.are.equal(0, code)
+      local probe <close> = sandbox.spawn{ backend = "process" }
+      if support.active("bpf", probe) then -- hardened judges addresses with it
+        ok, code = support.captured(cli.check, { "--mode", "hardened", "--backend",
+                                                 backend, file })
+        assert.is_true(ok)
+        assert.are.equal(0, code)
+      end
+    end)
+
+    it("lets the same script run again, enforcing, with no denial", function()
+      assert.are.equal(0, denials_of_rerun(dir, file_all, backend))
+      -- without --allow-secrets: the one secret it read is denied
+      assert.are.equal(1, denials_of_rerun(dir, file, backend))
+    end)
+
+    it("still denies what the script did not do", function()
+      assert.is_false((p:check("read", dir .. "/one/sibling.txt")))
+      local sb <close> = sandbox.spawn{ policy = file, backend = backend }
+      local err = support.err_of(sb.exec, sb, "import csv")
+      assert.are.equal("guest", err.kind)
+      assert.are.equal("ImportError", err.python)
+      sb:exec(string.format([[
+import socket
+out = []
+try:
+    open(%q).read()
+except PermissionError:
+    out.append("fs")
+s = socket.socket()
+try:
+    s.connect(("127.0.0.1", %d))
+except PermissionError:
+    out.append("net")
+s.close()
+post(out)
+]], dir .. "/one/sibling.txt", OTHER_PORT))
+      assert.are.same({ "fs", "net" }, sb:recv(5))
+      local kinds = {}
+      for _, ev in ipairs(support.denials(sb)) do kinds[ev.capability] = true end
+      assert.are.same({ import = true, fs = true, net = true }, kinds)
+    end)
+
+    it("grants exactly the file, the endpoint and the import used", function()
+      assert.is_true((p:check("read", dir .. "/one/used.txt")))
+      assert.is_false((p:check("write", dir .. "/one/used.txt")))
+      assert.is_true((p:check("connect", "127.0.0.1:" .. PORT)))
+      assert.is_false((p:check("connect", "127.0.0.1:" .. OTHER_PORT)))
+      assert.is_true((p:check("import", "json")))
+      assert.is_false((p:check("import", "csv")))
+    end)
+
+    it("widens to the directory only where several of its files were used", function()
+      assert.is_true((p:check("read", dir .. "/data/c.txt")))
+      local text = support.slurp(file)
+      local before = text:match("\n([^\n]*)\n[^\n]*read = \"" .. dir:gsub("%p", "%%%0")
+                                .. "/data\"")
+      assert.is_truthy(before and before:match("^%s*%-%- widened"))
+    end)
+
+    it("leaves a secret-looking path out unless --allow-secrets asks", function()
+      local secret = dir .. "/home/.ssh/id_rsa"
+      assert.is_false((p:check("read", secret)))
+      assert.is_true((sandbox.policy.load(file_all):check("read", secret)))
+    end)
+  end)
+end
+
+describe("learn mode in a host", function()
+  after_each(function() sandbox.configure{ mode = "dev" } end)
+
+  it("is refused in hardened mode, with kind invalid_argument", function()
+    sandbox.configure{ mode = "hardened" }
+    local err = support.err_of(sandbox.configure, { mode = "learn" })
+    assert.are.equal("invalid_argument", err.kind)
+    assert.are.equal("hardened", sandbox.info().mode)
+    assert.is_false(sandbox.info().learning)
+  end)
+
+  it("says so in sandbox.info() and on stderr", function()
+    local ok, _, _, err = support.captured(sandbox.configure, { mode = "learn" })
+    assert.is_true(ok)
+    assert.is_true(sandbox.info().learning)
+    assert.is_truthy(err:find("LEARN MODE", 1, true))
+  end)
+
+  for _, backend in ipairs(support.backends()) do
+    it("lets a " .. backend .. " cell do what its policy denies, and records "
+       .. "where the guest was", function()
+      support.captured(sandbox.configure, { mode = "learn" }) -- its banner
+      local sb <close> = sandbox.spawn{ backend = backend }
+      sb:exec("import json\npost(json.dumps([1]))")
+      assert.are.equal("[1]", sb:recv(5))
+      local d = support.denials(sb)
+      assert.are.equal(1, #d)
+      assert.are.equal("import", d[1].capability)
+      assert.are.equal("json", d[1].target)
+      assert.are.equal("<" .. sb.name .. ">:1", d[1].where)
+      assert.are.equal("audit", support.row(sb, "landlock_fs").state)
+    end)
+  end
+end)
