@@ -635,8 +635,6 @@ static int check_request(const proc *p, const iso_frame *f, iso_error *err)
 
 static int check_denial(const iso_frame *f, iso_error *err)
 {
-    if (f->value.u.seq.len != 5 && f->value.u.seq.len != 7)
-        return violation(err, "a DENIAL of other than 5 or 7 items");
     for (size_t i = 0; i < f->value.u.seq.len; i++)
         if (f->value.u.seq.items[i].type != ISO_STR)
             return violation(err, "a DENIAL with an item that is not a string");
