@@ -156,6 +156,47 @@ post(out)
   end)
 end
 
+describe("isolate.learn's recorder", function()
+  local learn = require "isolate.learn"
+  local function denial(cap, action, target, where)
+    return { type = "denial", capability = cap, action = action, target = target,
+             rule = "default deny", layer = "python-guard", source = "cell",
+             cell = "c", where = where }
+  end
+
+  it("writes guest-chosen text only quoted or escaped, and leaves out patterns", function()
+    local rec = learn.recorder()
+    rec:add(denial("fs", "read (open)", "/tmp/x\nreturn os.exit(3)--", "<c>:1\nos.exit(4)"))
+    rec:add(denial("fs", "read (open)", "/tmp/y/*", "<c>:2"))
+    rec:add(denial("capability", "request", "kv", "<c>:3"))
+    rec:add(denial("import", "import", "os; x", "<c>:4"))
+    rec:add(denial("exec", "os.system", "ls", "<c>:5"))
+    local file = os.tmpname() .. ".lua"
+    local rules, left_out = learn.write(rec, file, {})
+    assert.is_table(rules)
+    local p = sandbox.policy.load(file)
+    assert.is_true((p:check("read", "/tmp/x\nreturn os.exit(3)--")))
+    assert.is_false((p:check("read", "/tmp/y/z")))
+    assert.is_true((p:check("capability", "kv")))
+    assert.are.equal(3, #left_out) -- the pattern, the odd module name, exec
+    os.remove(file)
+  end)
+
+  it("counts a use once per action and keeps where it was first", function()
+    local rec = learn.recorder()
+    rec:add(denial("net", "connect", "127.0.0.1:80", "<c>:1"))
+    rec:add(denial("net", "connect", "127.0.0.1:80", "<c>:1")) -- the same call, twice
+    rec:add(denial("net", "sendto", "127.0.0.1:80", "<c>:2"))
+    local k = denial("net", "connect", "127.0.0.1:80")
+    k.source, k.layer, k.rule = "kernel", "bpf", "the cell's net rules"
+    rec:add(k) -- the kernel saw the first one too
+    local rules = rec:result({})
+    assert.are.equal(1, #rules.connect)
+    assert.are.equal(2, rules.connect[1].uses)
+    assert.are.equal("<c>:1", rules.connect[1].first.where)
+  end)
+end)
+
 describe("learn mode in a host", function()
   after_each(function() sandbox.configure{ mode = "dev" } end)
 
@@ -172,6 +213,13 @@ describe("learn mode in a host", function()
     assert.is_true(ok)
     assert.is_true(sandbox.info().learning)
     assert.is_truthy(err:find("LEARN MODE", 1, true))
+    local doctor = require "isolate.doctor"
+    local ok2, code, out = support.captured(doctor.doctor, { "--json" })
+    assert.is_true(ok2)
+    assert.are.equal(0, code)
+    local doc = support.decode_json(out)
+    assert.are.equal("learn", doc.mode)
+    assert.is_true(doc.learning)
   end)
 
   for _, backend in ipairs(support.backends()) do

@@ -37,6 +37,9 @@ local function classify(ev)
       .. " (a deny rule beats any allow)"
   end
   if cap == "fs" then
+    if target:find("[*?]") then -- a rule would read it as a pattern
+      return nil, "a path with * or ?, which a rule reads as a wildcard"
+    end
     local verb, call = action:match("^(%a+) %((.-)%)$")
     if (verb == "read" or verb == "write") and target:sub(1, 1) == "/" then
       return { kind = "fs", verb = verb, target = target,
@@ -51,9 +54,11 @@ local function classify(ev)
     if verb then return { kind = "net", verb = verb, target = target } end
     return nil, "not a network call a rule grants"
   elseif cap == "import" then
-    if ev.rule == "default deny" then return { kind = "import", target = target } end
-    return nil, "refused whatever the policy says"
+    if ev.rule ~= "default deny" then return nil, "refused whatever the policy says" end
+    if not target:match("^[%a_][%w_.]*$") then return nil, "not a module name" end
+    return { kind = "import", target = target }
   elseif cap == "capability" then
+    if not target:match("^[%w_.-]+$") then return nil, "not a capability name" end
     return { kind = "capability", target = target }
   elseif cap == "exec" then
     return nil, "process creation: no rule grants it to guest code"
