@@ -148,6 +148,26 @@ post(out)
       assert.is_truthy(before and before:match("^%s*%-%- widened"))
     end)
 
+    it("extends --base and learns only what the base would deny", function()
+      support.write(dir .. "/base_job.lua", [[
+local sb <close> = sandbox.spawn{}
+sb:exec("import math, json\npost(json.dumps(math.floor(2.5)))")
+assert(sb:recv(5) == "2")
+]])
+      local out = dir .. "/based.lua"
+      local code = support.run(HOST, "learn", "--backend", backend, "--base",
+                               "compute-only", "-o", out, dir .. "/base_job.lua")
+      assert.are.equal(0, code)
+      local based = sandbox.policy.load(out)
+      assert.is_true((based:check("import", "json")))
+      assert.is_true((based:check("import", "math")))
+      local imports = {}
+      for m in support.slurp(out):gmatch('\n    "([%w_.]+)", %-%-') do
+        imports[#imports + 1] = m
+      end
+      assert.are.same({ "json" }, imports) -- math came from the base
+    end)
+
     it("leaves a secret-looking path out unless --allow-secrets asks", function()
       local secret = dir .. "/home/.ssh/id_rsa"
       assert.is_false((p:check("read", secret)))
