@@ -47,10 +47,12 @@ static iso_guest *current_guest(void)
 
 /* Where the guest was: the innermost frame of guest code ("<name>" files,
  * not the frozen stdlib's), else the innermost frame, as "file:line".
- * Guest-chosen text (compile() names its file): the host treats it so. */
+ * Guest-chosen text (compile() names its file): the host treats it so. An
+ * exception already pending is kept. */
 static void guest_where(char *out, size_t n)
 {
     snprintf(out, n, "?");
+    PyObject *pending = iso_py_take_exception();
     PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
     bool first = true;
     for (PyFrameObject *it = f; it;) {
@@ -66,7 +68,9 @@ static void guest_where(char *out, size_t n)
         it = guest ? (Py_XDECREF(back), NULL) : back;
         first = false;
     }
-    PyErr_Clear();
+    PyErr_Clear(); /* a file name that is not UTF-8 */
+    if (pending)
+        iso_py_restore_exception(pending);
 }
 
 /* In learn mode a denial carries two more items: an empty source (the host
