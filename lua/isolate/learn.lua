@@ -287,18 +287,18 @@ function learn.learn(argv)
       return EXIT_INVALID
     end
   end
+  local chunk, msg = loadfile(script)
+  if not chunk then
+    io.stderr:write(PROG, ": ", msg, "\n")
+    return EXIT_INVALID
+  end
   local sandbox, rec = start(opts)
   _G.arg = table.move(rest, 1, #rest, 1, { [0] = script, [-1] = PROG })
   local i, code = 0, EXIT_OK
   return function()
     i = i + 1
     if i == 1 then
-      local f, msg = loadfile(script)
-      if not f then
-        io.stderr:write(PROG, ": ", msg, "\n")
-        return EXIT_INVALID
-      end
-      return f, table.unpack(rest)
+      return chunk, table.unpack(rest)
     elseif i == 2 then
       return function() code = finish(sandbox, rec, opts, script) end
     end
