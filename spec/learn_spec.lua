@@ -204,15 +204,20 @@ describe("isolate.learn's recorder", function()
 
   it("counts a use once per action and keeps where it was first", function()
     local rec = learn.recorder()
+    for _ = 1, 3 do -- one open() in a loop: two records each
+      rec:add(denial("fs", "read (open)", "/tmp/f", "<c>:1"))
+      rec:add(denial("fs", "read (open)", "/tmp/f", "<c>:1"))
+    end
     rec:add(denial("net", "connect", "127.0.0.1:80", "<c>:1"))
-    rec:add(denial("net", "connect", "127.0.0.1:80", "<c>:1")) -- the same call, twice
+    rec:add(denial("net", "connect", "127.0.0.1:80", "<c>:1")) -- a loop: two calls
     rec:add(denial("net", "sendto", "127.0.0.1:80", "<c>:2"))
     local k = denial("net", "connect", "127.0.0.1:80")
     k.source, k.layer, k.rule = "kernel", "bpf", "the cell's net rules"
     rec:add(k) -- the kernel saw the first one too
     local rules = rec:result({})
+    assert.are.equal(3, rules.fs[1].uses)
     assert.are.equal(1, #rules.connect)
-    assert.are.equal(2, rules.connect[1].uses)
+    assert.are.equal(3, rules.connect[1].uses)
     assert.are.equal("<c>:1", rules.connect[1].first.where)
   end)
 end)

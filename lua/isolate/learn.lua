@@ -80,8 +80,19 @@ local function record_key(r)
   return table.concat({ r.kind, r.verb or "", r.target }, "\0")
 end
 
--- The guard reports one open twice (its wrapper, then the audit event): a
--- record identical to the cell's previous one is counted once.
+-- The guard reports one open() twice, its wrapper then the audit event:
+-- the second of such a pair (the same open, at the same line, right after)
+-- is not counted again.
+function Recorder:paired(ev, key)
+  if ev.source == "kernel" or not tostring(ev.action):find("(open)", 1, true) then
+    return false
+  end
+  local here = key .. "\0" .. tostring(ev.where)
+  local second = self.last[ev.cell] == here
+  self.last[ev.cell] = not second and here or nil
+  return second
+end
+
 function Recorder:add(ev)
   if ev.type ~= "denial" then return end
   local r, why = classify(ev)
@@ -95,9 +106,7 @@ function Recorder:add(ev)
     return
   end
   local key = record_key(r)
-  local here = key .. "\0" .. tostring(ev.where)
-  if ev.source ~= "kernel" and self.last[ev.cell] == here then return end
-  if ev.source ~= "kernel" then self.last[ev.cell] = here end
+  if self:paired(ev, key) then return end
   local t = ev.source == "kernel" and self.kernel or self.guard
   if not t[key] then
     r.uses, r.cell, r.where = 0, ev.cell, ev.where
