@@ -169,7 +169,8 @@ end
 
 -- ---- writing and checking -----------------------------------------------------
 
--- Write the policy to file and load it back: true, or nil and why.
+-- Write the policy to file and load it back: rules, left_out and the
+-- loaded policy, or nil and why.
 function learn.write(recorder, file, meta)
   local rules, left_out = recorder:result(meta)
   local text = learn_policy.render(rules, left_out, meta)
@@ -265,7 +266,7 @@ end
 
 local function finish(sandbox, rec, opts, script)
   pump(sandbox)
-  local rules, left_out = learn.write(rec, opts.output,
+  local rules, left_out, loaded = learn.write(rec, opts.output,
     { base = opts.base, script = script, allow_secrets = opts.allow_secrets })
   if not rules then
     io.stderr:write(PROG, " learn: ", tostring(left_out), "\n")
@@ -273,6 +274,13 @@ local function finish(sandbox, rec, opts, script)
   end
   for _, l in ipairs(learn.report(rules, left_out, opts.output)) do
     io.stderr:write(l, "\n")
+  end
+  local refused = #loaded:refusals(opts.backend or sandbox.DEFAULT_BACKEND,
+                                   { hardened = true, look = true })
+  if refused > 0 then
+    io.stderr:write(string.format("  hardened mode would refuse %d rule(s) "
+      .. "here: luaisolate check --mode hardened %s says which\n", refused,
+      opts.output))
   end
   return EXIT_OK
 end
