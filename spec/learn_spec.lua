@@ -260,6 +260,38 @@ describe("learn mode in a host", function()
       assert.are.equal("json", d[1].target)
       assert.are.equal("<" .. sb.name .. ">:1", d[1].where)
       assert.are.equal("audit", support.row(sb, "landlock_fs").state)
+      for _, layer in ipairs({ "seccomp", "bpf" }) do
+        local row = support.row(sb, layer)
+        if row and row.state ~= "missing" then assert.are.equal("audit", row.state) end
+      end
     end)
   end
+
+  -- C code that connects past the Python guard: the BPF guard logs and
+  -- allows it (the connect is refused by the port, not by the guard).
+  local CONNECT_IN_C = string.format([[
+import ctypes, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+s = socket.socket()
+addr = struct.pack("=HH4s8x", socket.AF_INET, socket.htons(%d), socket.inet_aton("127.0.0.1"))
+libc.connect(s.fileno(), addr, len(addr))
+post(ctypes.get_errno())
+]], PORT)
+
+  it("has the BPF guard log and allow a connect made past the Python guard", function()
+    local probe <close> = sandbox.spawn{ backend = "process" }
+    if not support.active("bpf", probe) then return end
+    local dev <close> = sandbox.spawn{ backend = "process", imports = { "ctypes", "socket", "struct" } }
+    dev:exec(CONNECT_IN_C)
+    assert.are.equal(1, dev:recv(5)) -- EPERM: the guard refuses it
+    support.captured(sandbox.configure, { mode = "learn" })
+    local sb <close> = sandbox.spawn{ backend = "process" }
+    sb:exec(CONNECT_IN_C)
+    assert.are.equal(111, sb:recv(5)) -- ECONNREFUSED: the guard let it through
+    local kernel = {}
+    for _, d in ipairs(support.denials(sb)) do
+      if d.source == "kernel" then kernel[#kernel + 1] = d.target end
+    end
+    assert.are.same({ "127.0.0.1:" .. PORT }, kernel)
+  end)
 end)
