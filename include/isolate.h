@@ -454,8 +454,10 @@ size_t iso_cell_phases(iso_cell *c, iso_phase *out, size_t max);
  * for all of it. 0, or -1 with err. */
 int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err);
 
-/* Rollout mode: "dev" (default), "hardened" or "compat" (the minimal
- * seccomp list). ISO_INVALID_ARGUMENT for another name. */
+/* Rollout mode: "dev" (default), "hardened", "compat" (the minimal
+ * seccomp list) or "learn" (what the rules would deny is allowed and
+ * recorded). ISO_INVALID_ARGUMENT for another name, and for "learn" while
+ * the host is hardened. */
 int iso_mode_set(const char *name, iso_error *err);
 const char *iso_mode_name(void);
 /* The i-th mode's name (0: "dev"), NULL past the last: the one list. */
@@ -463,6 +465,10 @@ const char *iso_mode_name_at(int i);
 /* Whether a cell that lacks a layer is refused: the one place that says
  * which mode does that. */
 bool iso_mode_hardened(void);
+/* Whether cells started now record what their rules would deny, and run
+ * it: the Python guard allows, Landlock is not applied, the BPF guard and
+ * seccomp's deny list log. */
+bool iso_mode_learning(void);
 /* Move this process into its own cgroup under the luaisolate cgroup so
  * each sub-interpreter cell thread can get a threaded cgroup of its own
  * (idempotent; undone at exit). ISO_NOT_IMPLEMENTED without a writable

@@ -16,7 +16,7 @@ describe("isolate module", function()
     local policy = require "isolate.policy"
     assert.are.same(core.backends, sandbox.BACKENDS)
     assert.are.equal(core.backends, policy.BACKENDS) -- the same table
-    assert.are.same({ "dev", "hardened", "compat" }, core.modes)
+    assert.are.same({ "dev", "hardened", "compat", "learn" }, core.modes)
     assert.are.same({ warm_pool = 256, process_pool = 64, process_pool_default = 2,
                       name = 64 }, core.limits)
     -- the bounds are the ones both layers enforce: Lua refuses one past

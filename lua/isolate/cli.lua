@@ -432,7 +432,8 @@ end
 
 -- ---- the host's entry point -------------------------------------------------------
 
-cli.COMMANDS = { "run", "check", "doctor", "test", "version", "gather", "submit", "help" }
+cli.COMMANDS = { "run", "check", "doctor", "test", "learn", "version", "gather", "submit",
+                 "help" }
 
 function cli.main_parser()
   return cli.run_parser(PROG)
@@ -455,6 +456,7 @@ function cli.main(argv)
   if cmd == "doctor" then return require("isolate.doctor").doctor(rest) end
   if cmd == "version" then return cli.version(rest) end
   if cmd == "test" then return cli.test(rest) end
+  if cmd == "learn" then return require("isolate.learn").learn(rest) end
   if cmd == "gather" then return require("isolate.scale").gather(rest) end
   if cmd == "submit" then return require("isolate.scale").submit(rest) end
   if cmd == "help" then out(cli.help_text(cli.main_parser())); return EXIT_OK end
@@ -474,6 +476,7 @@ function cli.parsers()
   return { [""] = cli.main_parser(), run = cli.run_parser(), check = cli.check_parser(),
            version = cli.version_parser(),
            doctor = require("isolate.doctor").parser(),
+           learn = require("isolate.learn").parser(),
            gather = require("isolate.scale").gather_parser(),
            submit = require("isolate.scale").submit_parser() }
 end

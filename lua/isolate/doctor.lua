@@ -163,10 +163,15 @@ local function print_text(probes, grade, missing, hardened)
   else
     out("hardened mode: missing " .. table.concat(hardened.missing, ", ") .. "\n")
   end
+  if core.info().mode == "learn" then
+    out("LEARN MODE is on: cells run what their rules would deny and record "
+        .. "it (Landlock off, the BPF guard and seccomp only log)\n")
+  end
 end
 
 local function print_json(probes, grade, missing, hardened)
-  local doc = { grade = grade, missing = missing, hardened = hardened }
+  local doc = { grade = grade, missing = missing, hardened = hardened,
+                mode = core.info().mode, learning = core.info().mode == "learn" }
   for _, name in ipairs(doctor.PROBES) do doc[name] = probes[name] end
   out(cli.json_encode(doc) .. "\n")
 end

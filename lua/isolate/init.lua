@@ -464,7 +464,8 @@ local function check_configure(opts)
 end
 
 -- sandbox.configure{ warm_pool = N, process_pool = K,
--- mode = "dev"|"hardened"|"compat", thread_cgroups = true }. warm_pool
+-- mode = "dev"|"hardened"|"compat"|"learn", thread_cgroups = true }
+-- (learn: refused while hardened; a banner on stderr; see isolate.learn). warm_pool
 -- keeps N sub-interpreter cells created ahead for spawn (0 drains).
 -- process_pool keeps K process-cell workers forked ahead (default and
 -- most: core.limits.process_pool_default and .process_pool, 2 and 64; 0
@@ -484,7 +485,15 @@ function sandbox.configure(opts)
   if opts.queue_bytes or opts.queue_values then
     core.queue_defaults(opts.queue_bytes, opts.queue_values)
   end
-  if opts.mode then core.set_mode(opts.mode) end
+  if opts.mode then
+    local was = core.info().mode
+    core.set_mode(opts.mode) -- refuses learn while hardened
+    if opts.mode == "learn" and was ~= "learn" then
+      io.stderr:write("luaisolate: LEARN MODE: cells run what their policy "
+        .. "would deny and record it; nothing is enforced by Landlock, the "
+        .. "BPF guard only logs. Never use it for untrusted code.\n")
+    end
+  end
   if opts.thread_cgroups then
     local ok, why = core.thread_cgroups()
     if not ok and hardened() then
@@ -502,7 +511,9 @@ function sandbox.pool()
 end
 
 function sandbox.info()
-  return core.info()
+  local info = core.info()
+  info.learning = info.mode == "learn"
+  return info
 end
 
 -- Pipelines and wrap live in isolate.pipeline, which gets this module

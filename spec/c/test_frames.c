@@ -87,10 +87,25 @@ static void test_denial_source(void)
     CHECK_EQ_INT(m->value.u.seq.len, 6);
     CHECK_EQ_STR(m->value.u.seq.items[5].u.str.ptr, "host");
     iso_msg_destroy(m);
-    m = denial(8); /* whatever came after the five items goes */
+    m = denial(7); /* learn mode: an empty source slot, then where */
+    iso_value_free(&m->value.u.seq.items[5]);
+    set_str(&m->value.u.seq.items[5], "");
+    iso_value_free(&m->value.u.seq.items[6]);
+    set_str(&m->value.u.seq.items[6], "<c>:1");
+    CHECK(!iso_denial_marked(m));
+    CHECK_EQ_INT(iso_denial_mark(m, "cell"), 0);
+    CHECK_EQ_INT(m->value.u.seq.len, 7);
+    CHECK_EQ_STR(m->value.u.seq.items[5].u.str.ptr, "cell");
+    CHECK_EQ_STR(m->value.u.seq.items[6].u.str.ptr, "<c>:1");
+    CHECK(iso_denial_marked(m));
+    iso_msg_destroy(m);
+    m = denial(9); /* whatever came after the seven items goes */
     CHECK_EQ_INT(iso_denial_mark(m, "kernel"), 0);
-    CHECK_EQ_INT(m->value.u.seq.len, 6);
+    CHECK_EQ_INT(m->value.u.seq.len, 7);
     CHECK_EQ_STR(m->value.u.seq.items[5].u.str.ptr, "kernel");
+    iso_msg_destroy(m);
+    m = denial(4); /* too short to be a denial */
+    CHECK_EQ_INT(iso_denial_mark(m, "cell"), -1);
     iso_msg_destroy(m);
 }
 

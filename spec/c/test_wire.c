@@ -267,7 +267,8 @@ static void test_list_frames(void)
     } kinds[] = {{ISO_FRAME_LOG, 3},
                  {ISO_FRAME_METRIC, 3},
                  {ISO_FRAME_REQUEST, 3},
-                 {ISO_FRAME_DENIAL, 5}};
+                 {ISO_FRAME_DENIAL, 5},
+                 {ISO_FRAME_DENIAL, 7}}; /* learn mode: source, where */
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         iso_frame f = {.type = kinds[i].type, .time = 3};
         iso_value_set_list(&f.value);

@@ -25,7 +25,8 @@ typedef enum iso_state {
 typedef enum iso_mode {
     ISO_MODE_DEV,
     ISO_MODE_HARDENED,
-    ISO_MODE_COMPAT
+    ISO_MODE_COMPAT,
+    ISO_MODE_LEARN /* what the rules would deny runs, recorded (learn.lua) */
 } iso_mode;
 
 typedef struct iso_host_hooks {

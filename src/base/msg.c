@@ -57,9 +57,18 @@ int iso_confinement_add(iso_value *list, const char *layer, const char *state,
 int iso_denial_mark(iso_msg *m, const char *source)
 {
     iso_value *list = &m->value;
-    while (list->u.seq.len > 5) /* whoever set one before: replaced */
+    while (list->u.seq.len > 7) /* past where the guest was: dropped */
         iso_value_free(&list->u.seq.items[--list->u.seq.len]);
-    iso_value *slot = iso_list_append(list);
-    return slot ? iso_value_set_string(slot, ISO_STR, source, strlen(source))
-                : -1;
+    if (list->u.seq.len < 5 || (list->u.seq.len == 5 && !iso_list_append(list)))
+        return -1;
+    iso_value *slot = &list->u.seq.items[5]; /* whoever set one: replaced */
+    iso_value_free(slot);
+    return iso_value_set_string(slot, ISO_STR, source, strlen(source));
+}
+
+bool iso_denial_marked(const iso_msg *m)
+{
+    const iso_value *list = &m->value;
+    return list->u.seq.len >= 6 && list->u.seq.items[5].type == ISO_STR &&
+           list->u.seq.items[5].u.str.len > 0;
 }

@@ -12,7 +12,10 @@
 /* A message of type, stamped with the wall clock now; NULL on OOM. */
 iso_msg *iso_msg_new(iso_msg_type type);
 /* Set a denial's source, the 6th item of its list ("cell", "kernel" or
- * "host"), replacing whatever was there. -1 on OOM. */
+ * "host"), replacing whatever was there; a 7th, where the guest was (learn
+ * mode), stays. -1 on OOM or a list shorter than 5. */
 int iso_denial_mark(iso_msg *m, const char *source);
+/* Whether the denial's source is set (a learn-mode cell leaves it empty). */
+bool iso_denial_marked(const iso_msg *m);
 
 #endif

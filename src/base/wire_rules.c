@@ -17,8 +17,11 @@ typedef struct frame_rule {
     const char *name; /* NULL: not a frame type */
     bool text, error;
     shape value;
-    int items; /* SHAPE_LIST: exact length, or -1 for any */
+    int items; /* SHAPE_LIST: exact length, -1 for any, or ITEMS_DENIAL */
 } frame_rule;
+
+/* A denial's five items, or seven in learn mode (msg.h: iso_denial_mark). */
+#define ITEMS_DENIAL (-2)
 
 static const frame_rule rules[] = {
     [ISO_FRAME_EXEC] = {"exec", true, false, SHAPE_NIL, 0},
@@ -33,7 +36,7 @@ static const frame_rule rules[] = {
     [ISO_FRAME_LOG] = {"log", false, false, SHAPE_LIST, 3},
     [ISO_FRAME_METRIC] = {"metric", false, false, SHAPE_LIST, 3},
     [ISO_FRAME_REQUEST] = {"request", false, false, SHAPE_LIST, 3},
-    [ISO_FRAME_DENIAL] = {"denial", false, false, SHAPE_LIST, 5},
+    [ISO_FRAME_DENIAL] = {"denial", false, false, SHAPE_LIST, ITEMS_DENIAL},
     [ISO_FRAME_RELOADED] = {"reloaded", false, false, SHAPE_NIL, 0},
     [ISO_FRAME_WAITING] = {"waiting", false, false, SHAPE_NIL, 0},
 };
@@ -74,6 +77,10 @@ static const char *value_shape_problem(const frame_rule *r, const iso_value *v)
     case SHAPE_LIST:
         if (v->type != ISO_LIST)
             return "needs a list value";
+        if (r->items == ITEMS_DENIAL)
+            return v->u.seq.len == 5 || v->u.seq.len == 7
+                       ? NULL
+                       : "has a list value of the wrong length";
         if (r->items >= 0 && v->u.seq.len != (size_t)r->items)
             return "has a list value of the wrong length";
         return NULL;

@@ -152,6 +152,7 @@ static int configure(iso_cell *c, const iso_cell_config *cfg)
     c->cpu_ms = cfg->cpu_ms;
     c->guest.output_bytes = cfg->output_bytes;
     c->guest.mem_limit = cfg->mem_bytes;
+    c->guest.learn = iso_mode_learning();
     int64_t qb, qv;
     iso_queue_defaults_get(&qb, &qv);
     c->queue_bytes = cfg->queue_bytes > 0 ? cfg->queue_bytes : qb;
@@ -576,7 +577,7 @@ int iso_cell_deliver(iso_cell *c, iso_msg *m)
     }
     if (m->type == ISO_MSG_DENIAL)
         c->denials++; /* counted even when the queue has no room for it */
-    if (m->type == ISO_MSG_DENIAL && m->value.u.seq.len < 6 &&
+    if (m->type == ISO_MSG_DENIAL && !iso_denial_marked(m) &&
         iso_denial_mark(m, "cell")) {
         iso_msg_destroy(m);
         return 0; /* out of memory: the count above keeps it */

@@ -22,6 +22,7 @@ static void deliver_denial(void *ctx, iso_msg *m)
 bool iso_cell_guard(iso_cell *c, const char *dir, uint64_t id, char *why,
                     size_t n)
 {
+    c->guard.audit = iso_mode_learning();
     return iso_guard_install(&c->guard, iso_cell_plan(c), dir, id,
                              deliver_denial, c, why, n);
 }

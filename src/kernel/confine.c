@@ -22,6 +22,8 @@ const char *iso_step_state_name(iso_step_state s)
         return "missing";
     case ISO_STEP_NOT_NEEDED:
         return "not needed";
+    case ISO_STEP_AUDIT:
+        return "audit";
     }
     return "unknown";
 }

@@ -26,9 +26,11 @@ typedef enum iso_step_state {
     ISO_STEP_ACTIVE,
     ISO_STEP_MISSING,
     ISO_STEP_NOT_NEEDED,
+    ISO_STEP_AUDIT, /* learn mode: what it would refuse is logged, or the
+                       layer is not applied when it cannot log (Landlock) */
 } iso_step_state;
 
-/* "active", "missing", "not needed". Static string. */
+/* "active", "missing", "not needed", "audit". Static string. */
 const char *iso_step_state_name(iso_step_state s);
 
 typedef struct iso_step {
@@ -109,6 +111,9 @@ typedef struct iso_confine_config {
     const char *cgroup_threads, *cgroup_missing;
     bool cgroup_joined; /* the thread is in cgroup_threads' cgroup already */
     bool compat;        /* the minimal seccomp list (compat mode) */
+    /* learn mode: Landlock is not applied (it cannot audit) and seccomp's
+     * deny list logs (SECCOMP_RET_LOG) instead of refusing */
+    bool audit;
     /* a worker: the seccomp step loads this (compiled by the host from the
      * same fields) instead of building the filter itself */
     const iso_worker_filter *compiled;

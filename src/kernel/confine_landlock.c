@@ -269,10 +269,25 @@ static int restrict_with(const iso_confine_config *cfg, iso_confine_report *rep,
     return rc;
 }
 
+/* Landlock refuses or allows; it cannot log. Learning, it stays off so the
+ * Python guard and the BPF guard see and record every access. */
+static void report_audit(iso_confine_report *rep)
+{
+    static const char *const layers[] = {"landlock_fs", "landlock_net",
+                                         "landlock_scope"};
+    for (size_t i = 0; i < 3; i++)
+        iso_step_add(rep, layers[i], ISO_STEP_AUDIT,
+                     "learn mode: not applied (Landlock cannot audit)");
+}
+
 int iso_step_landlock(const iso_confine_config *cfg, iso_confine_report *rep,
                       iso_error *err)
 {
     int abi = iso_landlock_abi();
+    if (cfg->audit) {
+        report_audit(rep);
+        return 0;
+    }
     if (abi < 0) {
         report_no_landlock(rep, -abi);
         return 0;
@@ -291,7 +306,7 @@ int iso_thread_ruleset_hold(const iso_confine_config *cfg, iso_error *err)
 {
     carried.fd = -1;
     carried.abi = iso_landlock_abi();
-    if (carried.abi < 0)
+    if (carried.abi < 0 || cfg->audit)
         return 0;
     iso_landlock_key k = {ruleset_for(cfg, carried.abi),
                           cfg->grants,

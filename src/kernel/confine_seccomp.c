@@ -189,6 +189,8 @@ static int clone_rules(scmp_filter_ctx ctx, uint32_t act,
  * would stop every cell. */
 static uint32_t deny_action(const iso_confine_config *cfg)
 {
+    if (cfg->audit) /* learn mode: logged (the kernel's audit log), allowed */
+        return SCMP_ACT_LOG;
     return cfg->in_thread ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_TRAP;
 }
 
@@ -376,6 +378,7 @@ static int load_thread_filter(const iso_confine_config *cfg, size_t *denied,
                               iso_error *err)
 {
     iso_seccomp_key key = {.compat = cfg->compat,
+                           .audit = cfg->audit,
                            .in_thread = true,
                            .processes = cfg->processes > 0,
                            .net = cfg->net_calls,
@@ -423,6 +426,7 @@ int iso_confine_worker_filter(const iso_confine_config *cfg,
                               iso_worker_filter *out, iso_error *err)
 {
     iso_seccomp_key key = {.compat = cfg->compat,
+                           .audit = cfg->audit,
                            .processes = cfg->processes > 0,
                            .net = cfg->net_calls,
                            .deny = cfg->deny_syscalls,
@@ -468,11 +472,13 @@ int iso_step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
          : cfg->compiled ? load_compiled_filter(cfg, &denied, err)
                          : load_process_filter(cfg, &denied, err)) < 0)
         return -1;
-    iso_step_add(rep, "seccomp", ISO_STEP_ACTIVE,
+    iso_step_add(rep, "seccomp", cfg->audit ? ISO_STEP_AUDIT : ISO_STEP_ACTIVE,
                  "%s list: %zu system calls %s; clone3 -> ENOSYS; %s; foreign "
                  "and x32 system calls %s",
                  cfg->compat ? "compat" : "full", denied,
-                 cfg->in_thread ? "fail with EPERM" : "trap",
+                 cfg->audit       ? "logged and allowed (learn mode)"
+                 : cfg->in_thread ? "fail with EPERM"
+                                  : "trap",
                  cfg->processes > 0 ? "fork allowed" : "no process creation",
                  cfg->in_thread ? "fail with ENOSYS" : "kill");
     unsigned calls = cfg->net_calls;

@@ -61,6 +61,10 @@ bool iso_guard_install(iso_guard *g, const iso_plan *plan, const char *dir,
                                           &count, &err);
     if (rc == 0)
         rc = iso_netguard_set(id, rules, count, &err);
+    if (rc == 0 && g->audit && iso_netguard_audit(id, &err)) {
+        iso_netguard_forget(id);
+        rc = -1;
+    }
     if (rc == 0 && !route_add(id, deliver, ctx)) {
         iso_netguard_forget(id);
         rc = iso_error_set(&err, ISO_MEMORY, "out of memory");
@@ -103,10 +107,13 @@ int iso_guard_row(const iso_guard *g, iso_value *list, const char *scope,
     if (!g->cgroup_id)
         return iso_confinement_add(list, "bpf", "missing", scope, why);
     snprintf(detail, sizeof detail,
-             "connect/sendmsg/bind judged by %d rule(s) for cgroup %llu, deny "
-             "by default; denials become events",
-             g->rules, (unsigned long long)g->cgroup_id);
-    return iso_confinement_add(list, "bpf", "active", scope, detail);
+             "connect/sendmsg/bind judged by %d rule(s) for cgroup %llu, %s",
+             g->rules, (unsigned long long)g->cgroup_id,
+             g->audit ? "log and allow (learn mode): what they refuse becomes "
+                        "an event and runs"
+                      : "deny by default; denials become events");
+    return iso_confinement_add(list, "bpf", g->audit ? "audit" : "active",
+                               scope, detail);
 }
 
 static iso_msg *denial_msg(const iso_net_denial *d)

@@ -21,6 +21,7 @@ typedef void (*iso_guard_deliver)(void *ctx, iso_msg *m);
 typedef struct iso_guard {
     uint64_t cgroup_id; /* 0: none */
     int rules;
+    bool audit; /* set before install: learn mode, log and allow */
 } iso_guard;
 
 /* Install plan's net rules for the cgroup at dir (cgroup_id 0: look it up)

@@ -180,7 +180,7 @@ static __always_inline int judge_in(__u64 cgid, struct target *t, __u8 op)
     if (rs && decide(rs, t))
         return 1;
     report(t, cgid, op);
-    return 0;
+    return cell->gen & NG_GEN_AUDIT ? 1 : 0; /* learn mode: log and allow */
 }
 
 /* A socket call: the verdict follows the calling thread's cgroup. */

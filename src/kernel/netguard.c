@@ -276,7 +276,7 @@ static int install(uint64_t cgid, const struct ng_rules *v, iso_error *err)
         return -1;
     if (bpf_map_update_elem(rules, &key, v, BPF_ANY) < 0)
         return map_error(err, "rules", cgid);
-    cell.gen = key.gen;
+    cell.gen = key.gen | (cell.gen & NG_GEN_AUDIT); /* a reload keeps it */
     if (bpf_map_update_elem(cells, &cgid, &cell, BPF_ANY) < 0) {
         map_error(err, "cells", cgid);
         if (!reload)
@@ -516,6 +516,23 @@ int iso_netguard_set(uint64_t cgroup_id, const iso_net_rule *rules, size_t n,
     encode(rules, n, &v);
     pthread_mutex_lock(&ng.lock);
     int rc = ng.open ? install(cgroup_id, &v, err) : not_open(err);
+    pthread_mutex_unlock(&ng.lock);
+    return rc;
+}
+
+int iso_netguard_audit(uint64_t cgroup_id, iso_error *err)
+{
+    struct ng_cell cell = {0};
+    pthread_mutex_lock(&ng.lock);
+    int cells = ng.open ? bpf_map__fd(ng.skel->maps.cells) : -1;
+    int rc = cells < 0 ? not_open(err) : 0;
+    if (rc == 0 && bpf_map_lookup_elem(cells, &cgroup_id, &cell) == 0) {
+        cell.gen |= NG_GEN_AUDIT;
+        if (bpf_map_update_elem(cells, &cgroup_id, &cell, BPF_EXIST) < 0)
+            rc = map_error(err, "cells", cgroup_id);
+    } else if (rc == 0) {
+        rc = map_error(err, "cells", cgroup_id);
+    }
     pthread_mutex_unlock(&ng.lock);
     return rc;
 }

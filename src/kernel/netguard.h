@@ -93,6 +93,9 @@ int iso_netguard_rules_from_plan(const iso_plan *p, iso_net_rule *out,
  * one), ISO_CRASHED when the kernel refuses the update (err->code). */
 int iso_netguard_set(uint64_t cgroup_id, const iso_net_rule *rules, size_t n,
                      iso_error *err);
+/* Learn mode for a guarded cgroup: what its rules refuse is reported and
+ * allowed from now on (a reload keeps it). 0, or -1 with err. */
+int iso_netguard_audit(uint64_t cgroup_id, iso_error *err);
 /* Stop guarding a cgroup (both generations and its cells entry); it is
  * unguarded from then on, so a connect racing this call may get either
  * verdict. Idempotent; a no-op when the guard is not open. */

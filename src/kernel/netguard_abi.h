@@ -36,9 +36,13 @@
 #define NG_SOCK_STREAM 1
 #define NG_SOCK_DGRAM 2
 
+/* ng_cell.gen's bit for learn mode: what the rules refuse is reported and
+ * allowed (log-and-allow). */
+#define NG_GEN_AUDIT 2u
+
 /* cells: cgroup id -> the generation of rules in force. */
 struct ng_cell {
-    __u32 gen; /* 0 or 1 */
+    __u32 gen; /* 0 or 1, | NG_GEN_AUDIT */
 };
 
 /* rules: {cgroup id, generation} -> that generation's rule set. */

@@ -11,7 +11,7 @@
 #define DENY_MAX 128 /* longer lists are compiled every time */
 
 typedef struct entry {
-    bool compat, in_thread, processes;
+    bool compat, in_thread, processes, audit;
     unsigned net; /* ISO_SECCOMP_NET_* */
     uint32_t arch;
     char **deny; /* sorted, owned */
@@ -53,6 +53,7 @@ static bool matches(const entry *e, const iso_seccomp_key *k,
                     const char **names)
 {
     if (e->compat != k->compat || e->in_thread != k->in_thread ||
+        e->audit != k->audit ||
         e->processes != k->processes || e->net != k->net ||
         e->arch != seccomp_arch_native() || e->n_deny != k->n_deny)
         return false;
@@ -122,6 +123,7 @@ static bool entry_make(entry *e, const iso_seccomp_key *k, const char **names,
                        const iso_seccomp_extra *extra)
 {
     *e = (entry){.compat = k->compat,
+                 .audit = k->audit,
                  .in_thread = k->in_thread,
                  .processes = k->processes,
                  .net = k->net,

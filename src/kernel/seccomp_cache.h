@@ -25,6 +25,7 @@
 
 typedef struct iso_seccomp_key {
     bool compat, in_thread, processes;
+    bool audit; /* learn mode: the deny list logs (SECCOMP_RET_LOG) */
     unsigned net;            /* ISO_SECCOMP_NET_* */
     const char *const *deny; /* the policy's syscalls.deny */
     size_t n_deny;

@@ -403,14 +403,15 @@ static void push_event(lua_State *L, lcell *u, iso_msg *m)
     static const char *const log_keys[] = {"level", "message", "fields"};
     static const char *const metric_keys[] = {"name", "value", "tags"};
     static const char *const denial_keys[] = {"capability", "action", "target",
-                                              "rule",       "layer",  "source"};
+                                              "rule",       "layer",  "source",
+                                              "where"};
     const char *type = m->type == ISO_MSG_LOG      ? "log"
                        : m->type == ISO_MSG_METRIC ? "metric"
                                                    : "denial";
     const char *const *keys = m->type == ISO_MSG_LOG      ? log_keys
                               : m->type == ISO_MSG_METRIC ? metric_keys
                                                           : denial_keys;
-    size_t n = m->type == ISO_MSG_DENIAL ? 6 : 3;
+    size_t n = m->type == ISO_MSG_DENIAL ? 7 : 3;
     lua_createtable(L, 0, 8);
     set_string(L, "type", type);
     for (size_t i = 0; i < n && i < m->value.u.seq.len; i++)

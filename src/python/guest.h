@@ -70,6 +70,8 @@ typedef struct iso_guest {
     bool quiet;           /* the runtime's own work: no denial events */
     char refused_import[128]; /* the last import the guard refused (the
                                  guest's thread; cleared per request) */
+    bool learn; /* learn mode: what the guard would deny is allowed, and its
+                   denial carries where the guest was (py_guard.c) */
     iso_py_state *py;     /* NULL until set up, and once ended */
     iso_guest_sink sink;
 } iso_guest;

@@ -45,6 +45,36 @@ static iso_guest *current_guest(void)
 
 /* ---- denials ----------------------------------------------------------- */
 
+/* Where the guest was: the innermost frame of guest code ("<name>" files,
+ * not the frozen stdlib's), else the innermost frame, as "file:line".
+ * Guest-chosen text (compile() names its file): the host treats it so. An
+ * exception already pending is kept. */
+static void guest_where(char *out, size_t n)
+{
+    snprintf(out, n, "?");
+    PyObject *pending = iso_py_take_exception();
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
+    bool first = true;
+    for (PyFrameObject *it = f; it;) {
+        PyCodeObject *code = PyFrame_GetCode(it);
+        const char *file = PyUnicode_AsUTF8(code->co_filename);
+        bool guest = file && file[0] == '<' && strncmp(file, "<frozen ", 8);
+        if (file && (guest || first))
+            snprintf(out, n, "%s:%d", file, PyFrame_GetLineNumber(it));
+        Py_DECREF(code);
+        PyFrameObject *back = PyFrame_GetBack(it); /* new reference */
+        if (it != f)
+            Py_DECREF(it);
+        it = guest ? (Py_XDECREF(back), NULL) : back;
+        first = false;
+    }
+    PyErr_Clear(); /* a file name that is not UTF-8 */
+    if (pending)
+        iso_py_restore_exception(pending);
+}
+
+/* In learn mode a denial carries two more items: an empty source (the host
+ * fills it: iso_denial_mark) and where the guest was. */
 void iso_py_emit_denial(iso_guest *g, const char *capability,
                         const char *action, const char *target,
                         const char *rule)
@@ -52,9 +82,14 @@ void iso_py_emit_denial(iso_guest *g, const char *capability,
     iso_msg *m = g->quiet ? NULL : iso_msg_new(ISO_MSG_DENIAL);
     if (!m)
         return;
-    const char *items[] = {capability, action, target, rule, "python-guard"};
+    char where[256];
+    if (g->learn)
+        guest_where(where, sizeof where);
+    const char *items[] = {capability, action,        target, rule,
+                           "python-guard", "", where};
+    size_t count = g->learn ? 7 : 5;
     iso_value_set_list(&m->value);
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < count; i++) {
         iso_value *slot = iso_list_append(&m->value);
         if (!slot ||
             iso_value_set_string(slot, ISO_STR, items[i], strlen(items[i]))) {
@@ -67,11 +102,14 @@ void iso_py_emit_denial(iso_guest *g, const char *capability,
 
 /* Raise PermissionError naming what would allow it, with the errno the
  * kernel layer gives for the same refusal: EACCES for files (Landlock),
- * EPERM for sockets and processes (the BPF guard, seccomp). Returns -1. */
+ * EPERM for sockets and processes (the BPF guard, seccomp). Returns -1.
+ * Learn mode: the denial is recorded and the action allowed (0). */
 static int deny(iso_guest *g, const char *capability, const char *action,
                 const char *target, const char *rule, const char *advice)
 {
     iso_py_emit_denial(g, capability, action, target, rule);
+    if (g->learn)
+        return 0;
     return iso_py_permission_error(strcmp(capability, "fs") == 0 ? EACCES
                                                                  : EPERM,
                                    "%s %s of '%s' denied by %s: %s", capability,
@@ -356,11 +394,10 @@ static PyObject *open_checked(iso_guest *g, PyObject *path_obj, int flags,
     if (fd >= 0)
         return PyLong_FromLong(fd);
     errno = saved;
-    if (errno == ELOOP) {
+    if (errno == ELOOP &&
         deny(g, "fs", "open", r.path, "a symlink swapped in after the check",
-             "the path changed while it was being opened");
+             "the path changed while it was being opened"))
         return NULL;
-    }
     return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
 }
 
@@ -652,7 +689,8 @@ static PyObject *guard_listen(PyObject *self, PyObject *args)
 
 /* ---- the audit hook ---------------------------------------------------- */
 
-/* What the guest tried to run: the first argument, when it has one. */
+/* What the guest tried to run: the first argument, when it has one. Learn
+ * mode records it and refuses it still: no rule grants a process. */
 static int refuse_exec(iso_guest *g, const char *event, PyObject *args)
 {
     PyObject *first = PyTuple_Size(args) > 0 ? PyTuple_GetItem(args, 0) : NULL;
@@ -664,8 +702,12 @@ static int refuse_exec(iso_guest *g, const char *event, PyObject *args)
             : PyObject_Str(first);
     const char *target = text ? PyUnicode_AsUTF8(text) : NULL;
     PyErr_Clear();
-    deny(g, "exec", event, target ? target : event, "default deny",
-         "cells cannot run programs or create processes");
+    iso_py_emit_denial(g, "exec", event, target ? target : event,
+                       "default deny");
+    iso_py_permission_error(EPERM, "exec %s of '%s' denied by default deny: "
+                                   "cells cannot run programs or create "
+                                   "processes",
+                            event, target ? target : event);
     Py_XDECREF(text);
     return -1;
 }

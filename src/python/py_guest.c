@@ -288,6 +288,8 @@ static PyObject *loaded_for_c(const char *name, PyObject *globals,
 static int refuse_import(iso_guest *g, const char *name, const char *rule)
 {
     iso_py_emit_denial(g, "import", "import", name, rule);
+    if (g->learn)
+        return 0; /* recorded: the import runs */
     snprintf(g->refused_import, sizeof g->refused_import, "%s", name);
     PyObject *msg = PyUnicode_FromFormat(
         "import of '%s' is not allowed in this cell: add it to the spawn "
@@ -656,8 +658,10 @@ static PyObject *guest_request(PyObject *self, PyObject *args, PyObject *kw)
                             "request(): capability and action are at most "
                             "%d bytes each",
                             ISO_REQUEST_TEXT_MAX);
-    if (!granted(g, cap)) {
+    bool ok = granted(g, cap);
+    if (!ok) /* learn mode: recorded, and the request goes to the host */
         iso_py_emit_denial(g, "capability", "request", cap, "default deny");
+    if (!ok && !g->learn) {
         iso_py_permission_error(EPERM,
                                 "capability '%s' is not granted to this "
                                 "cell: add it to the spawn option "

@@ -35,6 +35,7 @@ struct iso_cell_kernel {
     bool joined;    /* the thread is in cg already (it joined while warm) */
     bool join_only; /* the pending ISO_REQ_CONFINE only joins cg */
     bool compat;    /* the mode when spawn asked (the thread runs later) */
+    bool audit;     /* learn mode, likewise */
     uint64_t cg_id; /* cg's id, found while warm; 0: not yet */
     char cgroup_why[600]; /* why the thread has no cgroup */
     char guard_why[600];  /* why the BPF guard does not cover the cell */
@@ -51,6 +52,7 @@ static int thread_config(iso_cell *c, iso_grants *gs, iso_confine_config *cc,
     iso_grants_plan(gs, c->guest.plan);
     cc->in_thread = true;
     cc->compat = iso_sub_of(c)->kernel->compat;
+    cc->audit = iso_sub_of(c)->kernel->audit;
     cc->grants = gs->g;
     cc->n_grants = gs->n;
     cc->processes = 0;
@@ -262,6 +264,7 @@ int iso_cell_confine(iso_cell *c, iso_error *err)
     if (!kernel_of(c))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
     iso_sub_of(c)->kernel->compat = iso_mode_get() == ISO_MODE_COMPAT;
+    iso_sub_of(c)->kernel->audit = iso_mode_learning();
     return post_request(c, err);
 }
 

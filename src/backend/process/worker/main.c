@@ -162,6 +162,8 @@ static bool configure_guest(const iso_value *config, iso_plan *plan)
     guest.output_bytes = iso_config_int(limits, "output_bytes");
     /* MemoryError: kind memory */
     guest.mem_limit = iso_config_int(limits, "mem");
+    const char *mode = iso_config_str(config, "mode");
+    guest.learn = mode && strcmp(mode, "learn") == 0;
     return guest.imports && guest.capabilities;
 }
 

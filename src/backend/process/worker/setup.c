@@ -140,6 +140,8 @@ int iso_worker_confine_late(const iso_value *config, const iso_plan *plan,
         .connect_by_bpf = iso_config_str(config, "connect") != NULL,
         .compat = iso_config_str(config, "mode") &&
                   strcmp(iso_config_str(config, "mode"), "compat") == 0,
+        .audit = iso_config_str(config, "mode") &&
+                 strcmp(iso_config_str(config, "mode"), "learn") == 0,
         .grants = gs.g,
         .n_grants = gs.n,
         .death_note_fd = note,
