@@ -84,6 +84,12 @@ function M.pool(backend, size, spares)
   for i = 1, size + spares do
     p.all[i] = new_cell(backend)
     p.all[i]:exec(GUEST .. CRASH[backend])
+    -- A cell's first guest exception imports what formats its traceback:
+    -- on CPython 3.11, whose sub-interpreters share one GIL, that import
+    -- waits for a turn at each file it reads and, next to cells spinning
+    -- on the CPU, can take seconds (with the blocking API too). Done here,
+    -- before the cell serves.
+    pcall(p.all[i].exec, p.all[i], "raise RuntimeError('warm-up')")
     table.insert(i <= size and p.free or p.spares, p.all[i])
   end
   return p
