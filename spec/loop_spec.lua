@@ -182,6 +182,15 @@ for _, backend in ipairs(support.backends()) do
       assert.is_true(ticks > 0) -- the loop ran meanwhile
     end)
 
+    it("enforces cpu_ms while nobody blocks", function()
+      local sb <close> = spawn({ cpu_ms = 200 })
+      local errs = {}
+      sb:exec_async("while True: pass", function(err) errs[#errs + 1] = err end)
+      run_luv(function() return #errs > 0 end)
+      assert.are.equal(1, #errs)
+      assert.are.equal("cpu", errs[1].kind)
+    end)
+
     it("keeps no fd and no cell per request", function()
       local sb <close> = spawn()
       sandbox.fd()

@@ -104,6 +104,7 @@ end
 local function look(cell)
   local fn = on_post[cell]
   if fn then take_posts(cell, fn) end
+  if fn and not cell:is_open() then on_post[cell] = nil end -- nothing more comes
   local req = inflight[cell]
   if not req then return end
   local ok, over, value = pcall(cell.result, cell, 0)
