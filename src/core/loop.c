@@ -3,7 +3,8 @@
  * (luv, cqueues, anything that polls) watches for the whole host. Not an
  * eventfd alone, because what needs the host arrives by three roads:
  *   - cell threads ring the doorbell's socket (cell_queue.c); a confined
- *     cell thread keeps only that fd, so no new fd can reach it;
+ *     cell thread keeps only that fd, so no new fd can reach it; the
+ *     watchdog rings it too when a limit fires (the wake hook);
  *   - a process cell's worker writes frames to its own socket;
  *   - a limit (wall_ms, cpu_ms, an interrupt due) is found only when the
  *     host looks at the cell: a timerfd armed for the next one.
