@@ -6,9 +6,13 @@
 -- after the one before). A late tick is counted, not timed against a
 -- speed; a machine shared with other work may stall the whole process
 -- once, so a run with late ticks is run once more, and one of the two must
--- have none.
+-- have none. In the sanitizer build (ISOLATE_SANITIZED) every instruction
+-- of the host costs several times more: there the answers are asserted on
+-- luv only, and the timer's figures printed, not asserted.
 local support = require "support"
 local server = dofile("examples/loop_server.lua")
+local sanitized = os.getenv("ISOLATE_SANITIZED") == "1"
+local loops = sanitized and { "luv" } or { "luv", "cqueues" }
 
 local function run(loop, backend)
   local r = server.run({ loop = loop, backend = backend, clients = 50 })
@@ -16,7 +20,7 @@ local function run(loop, backend)
   return r
 end
 
-for _, loop in ipairs({ "luv", "cqueues" }) do
+for _, loop in ipairs(loops) do
   for _, backend in ipairs(support.backends()) do
     describe("a " .. loop .. " server over " .. backend .. " cells", function()
       it("answers every client right, and its timer keeps ticking", function()
@@ -24,11 +28,11 @@ for _, loop in ipairs({ "luv", "cqueues" }) do
         assert.are.same({}, r.wrong)
         assert.are.equal(50, r.right)
         assert.is_true(r.ticks > 0)
-        if r.late > 0 then
+        if r.late > 0 and not sanitized then
           r = run(loop, backend)
           assert.are.same({}, r.wrong)
+          assert.are.equal(0, r.late)
         end
-        assert.are.equal(0, r.late)
       end)
     end)
   end
