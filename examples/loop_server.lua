@@ -148,8 +148,10 @@ local function new_ticks(now)
   return t
 end
 
-local function report(opts, answers, ticks, seconds)
+local function report(opts, answers, ticks, seconds, steps_before)
+  local steps = sandbox.loop_stats()
   local r = { loop = opts.loop, backend = opts.backend, clients = opts.clients,
+              steps = steps.steps - steps_before, longest_step_ms = steps.longest_ms,
               right = 0, wrong = {}, ticks = ticks.count, late = ticks.late,
               worst_ms = ticks.worst, seconds = seconds,
               rps = opts.clients / seconds }
@@ -224,7 +226,7 @@ function M.run_luv(opts)
   end
   uv.run()
   pool:close()
-  return report(opts, answers, ticks, seconds)
+  return report(opts, answers, ticks, seconds, opts.steps_before)
 end
 
 -- ---- cqueues -------------------------------------------------------------------
@@ -280,7 +282,7 @@ function M.run_cqueues(opts)
   end
   assert(cq:loop())
   pool:close()
-  return report(opts, answers, ticks, seconds)
+  return report(opts, answers, ticks, seconds, opts.steps_before)
 end
 
 function M.run(opts)
@@ -288,6 +290,7 @@ function M.run(opts)
            clients = opts.clients or 50 }
   -- Cells come from the warm pools (started ahead by background threads):
   -- spawning a replacement then costs the loop a few ms, not a fork.
+  opts.steps_before = sandbox.loop_stats().steps
   local pools = sandbox.pool()
   sandbox.configure({ warm_pool = POOL + SPARES, process_pool = POOL + SPARES })
   local r = (opts.loop == "cqueues" and M.run_cqueues or M.run_luv)(opts)
@@ -297,9 +300,10 @@ end
 
 function M.print(r)
   print(string.format("%s/%s: %d/%d clients answered right; timer: %d ticks, "
-    .. "%d late (> %d ms), worst gap %.1f ms; %.1f requests/s",
+    .. "%d late (> %d ms), worst gap %.1f ms; %.1f requests/s; %d steps, "
+    .. "the longest %.1f ms",
     r.loop, r.backend, r.right, r.clients, r.ticks, r.late, M.LATE_MS,
-    r.worst_ms, r.rps))
+    r.worst_ms, r.rps, r.steps, r.longest_step_ms))
   for _, w in ipairs(r.wrong) do
     print(string.format("  client %d (%s) got %s", w.client, w.kind, tostring(w.got)))
   end

@@ -48,8 +48,10 @@ describe("sandbox.fd and sandbox.step", function()
     local fd = sandbox.fd()
     assert.is_true(math.type(fd) == "integer" and fd > 2)
     assert.are.equal(fd, sandbox.fd())
+    local steps = sandbox.loop_stats().steps
     assert.are.equal(0, sandbox.step())
     assert.are.equal(0, sandbox.pending())
+    assert.are.equal(steps + 1, sandbox.loop_stats().steps)
   end)
 
   it("checks the callbacks", function()

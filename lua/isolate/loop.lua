@@ -20,6 +20,7 @@ local inflight = {}                                -- cell -> its request
 local on_post = setmetatable({}, { __mode = "k" }) -- cell -> fn(value)
 local queued = {}    -- callbacks due: {fn, n, args...}, in order
 local stepping       -- the running step's {failures = {...}, count = n}
+local stats = { steps = 0, longest = 0 } -- sandbox.loop_stats()
 
 -- A request's handle: h:cancel(), h.done, h.cell.
 local Request = {}
@@ -158,7 +159,7 @@ function M.install(sandbox)
   -- of them raised, after all of them ran. Re-entering it does nothing.
   function sandbox.step()
     if stepping then return 0 end
-    stepping = { failures = {}, count = 0 }
+    stepping = { failures = {}, count = 0, began = core.now() }
     local cells = watched()
     local ready = core.loop_poll(cells)
     sandbox._handler_trap = trap
@@ -170,9 +171,17 @@ function M.install(sandbox)
     core.loop_arm(watched()) -- after the callbacks: they may submit more
     local done = stepping
     stepping = nil
+    stats.steps = stats.steps + 1
+    stats.longest = math.max(stats.longest, core.now() - done.began)
     if not ok then table.insert(done.failures, 1, err) end
     if #done.failures > 0 then raise_first(done.failures) end
     return done.count
+  end
+
+  -- {steps=, longest_ms=}: the steps taken, and the longest one (with its
+  -- callbacks): what the host kept the loop from doing at once, at most.
+  function sandbox.loop_stats()
+    return { steps = stats.steps, longest_ms = stats.longest * 1000 }
   end
 
   -- How many requests wait for their callback (a test's leak check).
