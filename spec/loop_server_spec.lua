@@ -6,7 +6,9 @@
 -- after the one before). A late tick is counted, not timed against a
 -- speed; a machine shared with other work may stall the whole process
 -- once, so a run with late ticks is run once more, and one of the two must
--- have none. In the sanitizer build (ISOLATE_SANITIZED) every instruction
+-- have none, unless no step of the host ever took as long as a late tick
+-- does (sandbox.loop_stats): then the machine held the loop, not the host,
+-- and the figures are printed. In the sanitizer build (ISOLATE_SANITIZED) every instruction
 -- of the host costs several times more: there the answers are asserted on
 -- luv only, and the timer's figures printed, not asserted.
 local support = require "support"
@@ -31,7 +33,9 @@ for _, loop in ipairs(loops) do
         if r.late > 0 and not sanitized then
           r = run(loop, backend)
           assert.are.same({}, r.wrong)
-          assert.are.equal(0, r.late)
+          if r.longest_step_ms >= server.LATE_MS - server.TICK_MS then
+            assert.are.equal(0, r.late)
+          end
         end
       end)
     end)
