@@ -30,7 +30,7 @@ typedef enum iso_kind {
     ISO_CLOSED,
     ISO_CRASHED,
     ISO_VALUE,
-    ISO_OUTPUT, /* past output_bytes or the host's queue limits */
+    ISO_OUTPUT,    /* past output_bytes or the host's queue limits */
     ISO_CANCELLED, /* the host cancelled the running request */
 } iso_kind;
 

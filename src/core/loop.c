@@ -25,8 +25,8 @@
 #include "cell.h"
 #include "cell_queue.h"
 
-static int loop_fd = -1;             /* host thread */
-static _Atomic int kick_fd = -1;     /* any thread writes it */
+static int loop_fd = -1;         /* host thread */
+static _Atomic int kick_fd = -1; /* any thread writes it */
 static int timer_fd = -1;
 
 static int watch_fd(int fd, uint32_t events)
@@ -93,7 +93,8 @@ static void arm_timer(double wake)
     if (wake >= 0) {
         wake = wake > 1e-6 ? wake : 1e-6; /* zero would disarm it */
         its.it_value.tv_sec = (time_t)wake;
-        its.it_value.tv_nsec = (long)((wake - (double)its.it_value.tv_sec) * 1e9);
+        its.it_value.tv_nsec =
+            (long)((wake - (double)its.it_value.tv_sec) * 1e9);
     }
     timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }

@@ -17,8 +17,7 @@ static int l_loop_fd(lua_State *L)
     return 1;
 }
 
-static void push_ready(lua_State *L, const bool *ready, size_t n,
-                       size_t count)
+static void push_ready(lua_State *L, const bool *ready, size_t n, size_t count)
 {
     lua_createtable(L, (int)count, 0);
     for (size_t i = 0, k = 0; i < n; i++)
