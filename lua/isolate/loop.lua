@@ -55,6 +55,8 @@ end
 -- callback's error too, at the next step: cb is always called once.
 local function submit(cell, cb, start, ...)
   core.loop_fd() -- made before the cell can ring for the result
+  local mt = getmetatable(cell)
+  mt.__close = mt.__index(cell, "close") -- `local sb <close>` as sb:close()
   local req = setmetatable({ cell = cell, cb = cb, done = false }, Request)
   local ok, err = pcall(start, cell, ...)
   if ok then
@@ -144,10 +146,23 @@ local function raise_first(failures)
   error(first, 0)
 end
 
+-- Closing a cell lets its running request finish first, for up to 2 s
+-- (a sub-interpreter cell's grace): a loop must not wait that long, so a
+-- cell whose async request runs is stopped as kill stops it. Its callback
+-- gets kind closed all the same.
+local function wrap_close(methods)
+  local close = methods.close
+  methods.close = function(cell)
+    if inflight[cell] and cell:is_open() then return cell:kill() end
+    return close(cell)
+  end
+end
+
 function M.install(sandbox)
   local methods = core.cell_methods
   methods.exec_async, methods.call_async = exec_async, call_async
   methods.on_post = set_on_post
+  wrap_close(methods)
 
   -- sandbox.fd() -> fd: readable whenever step() has something to do.
   function sandbox.fd()
