@@ -30,7 +30,8 @@ typedef enum iso_kind {
     ISO_CLOSED,
     ISO_CRASHED,
     ISO_VALUE,
-    ISO_OUTPUT, /* past output_bytes or the host's queue limits */
+    ISO_OUTPUT,    /* past output_bytes or the host's queue limits */
+    ISO_CANCELLED, /* the host cancelled the running request */
 } iso_kind;
 
 /* iso_error.code for a peer (a process cell's worker, or its host) that
@@ -413,6 +414,37 @@ int iso_cell_wait(iso_cell *c, iso_wait what, double timeout_s, iso_msg **out,
  * Collects nothing itself: call iso_cell_wait on the ready cells. */
 size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
                          bool *ready);
+/* Never blocks: takes in what the n cells sent and sets ready[i] as
+ * iso_cell_wait_any would; returns how many are ready. *wake is lowered
+ * (it may start at -1: none) to when one that is not must be looked at
+ * again for its limits. */
+size_t iso_cell_poll_any(iso_cell *const *cells, size_t n, bool *ready,
+                         double *wake);
+/* Is a request submitted whose result was not taken yet? */
+bool iso_cell_busy(const iso_cell *c);
+/* Cancel the running request, as if a limit had fired now: it is
+ * interrupted (a process cell's worker is put down), and waiting for its
+ * result then fails with ISO_CANCELLED. False when nothing runs or it was
+ * stopped already. Never blocks. */
+bool iso_cell_cancel(iso_cell *c);
+
+/* ---- the event-loop fd (loop.c), host thread unless said ---------------- */
+
+/* One fd for the whole host that is readable whenever something may need
+ * the host: a cell thread rang the doorbell, a process cell in the watched
+ * set sent a frame, the limit timer is due, or iso_loop_kick was called.
+ * Made on first use (-1 with err when it cannot be); never closed. */
+int iso_loop_fd(iso_error *err);
+/* Any thread: make the loop fd readable. No-op before iso_loop_fd. */
+void iso_loop_kick(void);
+/* Take everything that made the fd readable (call before looking at the
+ * cells: what comes after makes it readable again). */
+void iso_loop_drain(void);
+/* Watch the sockets of these cells (process cells; others ring the
+ * doorbell) until they next fire, and arm the timer for wake (iso_now()
+ * seconds; < 0: disarm). */
+void iso_loop_arm(iso_cell *const *cells, size_t n, double wake);
+
 /* Answer the pending REQUEST: value (moved) on success, or error text. */
 int iso_cell_reply(iso_cell *c, iso_value *value, const char *error);
 /* Pop the next queued log/metric message, NULL when none. Never blocks. */

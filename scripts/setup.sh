@@ -12,6 +12,7 @@ PACKAGES=(
     lua-argparse lua-cjson lua-ldoc groff-base
     lua-luaossl                 # SHA-256 of shard manifests (isolate.shard)
     lua-filesystem              # policy names in the search path, for "did you mean"
+    lua-luv lua-cqueues         # the event-loop adapters (isolate.luv, isolate.cqueues) and their specs
     slurm-wlm munge             # the real Slurm cluster of spec/slurm_spec.lua
     python3 python3-dev
     python3-numpy python3-yaml  # third-party extensions: spec/extensions_spec.lua

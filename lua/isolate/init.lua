@@ -63,8 +63,11 @@ local record_metrics  -- below: guest metric values for sandbox.metrics()
 local function deliver(ev, cell)
   if cell then record_metrics(ev, cell) end
   local list = handlers[ev.type]
+  local trap = sandbox._handler_trap -- isolate.loop's step(): its errors
   if list then
-    for _, fn in ipairs(list) do fn(ev) end
+    for _, fn in ipairs(list) do
+      if trap then trap(pcall(fn, ev)) else fn(ev) end
+    end
   elseif default_writer then
     default_writer(ev)
   end
@@ -529,6 +532,10 @@ end
 -- Sharding a map across runs and gathering its results: isolate.shard.
 sandbox.shard = require("isolate.shard").shard
 sandbox.gather = require("isolate.shard").gather
+
+-- Embedding in an event loop (sandbox.fd, sandbox.step, sb:exec_async...):
+-- isolate.loop, which gets this module passed in.
+require("isolate.loop").install(sandbox)
 
 -- ---- metrics ----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ static const char *const kind_names[] = {
     [ISO_CRASHED] = "crashed",
     [ISO_VALUE] = "value",
     [ISO_OUTPUT] = "output",
+    [ISO_CANCELLED] = "cancelled",
 };
 
 const char *iso_kind_name(iso_kind kind)

@@ -700,6 +700,10 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
 
 static int overrun_error(iso_cell *c, iso_error *err, bool closed)
 {
+    if (c->overrun == ISO_CANCELLED)
+        return iso_error_set(err, ISO_CANCELLED,
+                             "cell '%s': its request was cancelled%s",
+                             c->name, closed ? " and the cell stopped" : "");
     const char *limit = c->overrun == ISO_CPU      ? "cpu_ms"
                         : c->overrun == ISO_MEMORY ? "mem"
                                                    : "wall_ms";
@@ -807,23 +811,46 @@ static void sleep_any(iso_cell *const *cells, size_t n, uint32_t seen,
     iso_doorbell_sleep(fds, nfds, threads, seen, wake);
 }
 
+size_t iso_cell_poll_any(iso_cell *const *cells, size_t n, bool *ready,
+                         double *wake)
+{
+    double now = iso_now();
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        take_in(cells[i]);
+        ready[i] = needs_host(cells[i], now, wake);
+        count += ready[i];
+    }
+    return count;
+}
+
 size_t iso_cell_wait_any(iso_cell *const *cells, size_t n, double timeout_s,
                          bool *ready)
 {
     double deadline = timeout_s < 0 ? -1 : iso_now() + timeout_s;
     for (;;) {
         uint32_t seen = iso_doorbell_peek();
-        double now = iso_now(), wake = deadline;
-        size_t count = 0;
-        for (size_t i = 0; i < n; i++) {
-            take_in(cells[i]);
-            ready[i] = needs_host(cells[i], now, &wake);
-            count += ready[i];
-        }
-        if (count || n == 0 || (deadline >= 0 && now >= deadline))
+        double wake = deadline;
+        size_t count = iso_cell_poll_any(cells, n, ready, &wake);
+        if (count || n == 0 || (deadline >= 0 && iso_now() >= deadline))
             return count;
         sleep_any(cells, n, seen, wake);
     }
+}
+
+bool iso_cell_busy(const iso_cell *c)
+{
+    return c->busy;
+}
+
+bool iso_cell_cancel(iso_cell *c)
+{
+    if (!c->busy || !iso_cell_is_open(c) || c->overrun != ISO_OK)
+        return false;
+    c->overrun = ISO_CANCELLED, c->overrun_since = iso_now();
+    c->last_interrupt = 0; /* interrupt at the next look */
+    iso_loop_kick();       /* a loop looks now; a blocking wait already does */
+    return true;
 }
 
 int iso_cell_reply(iso_cell *c, iso_value *value, const char *error)
@@ -887,6 +914,7 @@ void iso_cell_close(iso_cell *c)
     settle_quietly(c);
     if (iso_cell_is_open(c))
         c->ops->stop(c->handle, false, c->busy);
+    iso_loop_kick(); /* a loop waiting on it has a request to fail */
 }
 
 void iso_cell_kill(iso_cell *c)
@@ -896,6 +924,7 @@ void iso_cell_kill(iso_cell *c)
         c->ops->stop(c->handle, true, c->busy);
     if (atomic_load(&c->ch.state) == ISO_STATE_CLOSED)
         atomic_store(&c->ch.state, ISO_STATE_DEAD);
+    iso_loop_kick();
 }
 
 const iso_value *iso_cell_confinement(iso_cell *c)

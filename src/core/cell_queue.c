@@ -214,7 +214,24 @@ static void poll_any(struct pollfd *fds, nfds_t nfds, bool threads,
     /* one read, not a loop: a guest that rings without pause must not
      * keep the host here (what is left makes the next ppoll return) */
     char rings[4096];
-    if (bell >= 0 && recv(bell, rings, sizeof rings, MSG_DONTWAIT) < 0) {
+    if (bell >= 0 && recv(bell, rings, sizeof rings, MSG_DONTWAIT) > 0)
+        iso_loop_kick(); /* a ring a loop waits for, maybe: pass it on */
+}
+
+int iso_doorbell_watch(void)
+{
+    pthread_once(&doorbell_once, doorbell_make);
+    if (doorbell_fds[0] >= 0)
+        atomic_fetch_add(&doorbell_pollers, 1); /* for good: loop.c */
+    return doorbell_fds[0];
+}
+
+void iso_doorbell_clear(void)
+{
+    /* one read, as in poll_any: what is left keeps the loop fd readable */
+    char rings[4096];
+    if (doorbell_fds[0] >= 0 &&
+        recv(doorbell_fds[0], rings, sizeof rings, MSG_DONTWAIT) < 0) {
         /* EAGAIN: nothing rang */
     }
 }

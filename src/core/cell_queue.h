@@ -28,6 +28,10 @@ iso_msg *iso_cell_refund(iso_cell *c, iso_msg *m);
 /* Ring the doorbell (any thread); what it has rung so far. */
 void iso_doorbell_ring(void);
 uint32_t iso_doorbell_peek(void);
+/* loop.c: every ring from now on also reaches the doorbell's socket; its
+ * reading end (-1: none). Take what rang, without waiting. */
+int iso_doorbell_watch(void);
+void iso_doorbell_clear(void);
 /* Sleep until the doorbell moves past seen, one of fds[0..nfds) is
  * readable, or wake (< 0: no limit). threads: cells that ring the doorbell
  * are among those waited for (fds has room for one more slot then).

@@ -26,6 +26,14 @@ const char *iso_lua_checkstr(lua_State *L, int idx, const char *what);
 void iso_lua_cell_register(lua_State *L); /* the isolate.Cell metatable */
 int iso_lua_cell_spawn(lua_State *L);     /* core.spawn(config, broker) */
 int iso_lua_cell_wait_any(lua_State *L);  /* core.wait_any(cells, timeout) */
+/* The cells of the list at index 1, in an array owned by a new userdata
+ * on the stack with room for n bools after it. */
+iso_cell **iso_lua_check_cells(lua_State *L, size_t *n);
+/* The cell of the isolate.Cell at idx (NULL: never spawned). */
+iso_cell *iso_lua_to_cell(lua_State *L, int idx);
+
+/* lloop.c: core.loop_fd, core.loop_poll, core.loop_arm; sb:cancel() */
+void iso_lua_loop_register(lua_State *L); /* into the module table on top */
 
 /* lplan.c */
 void iso_lua_plan_register(lua_State *L); /* into the module table on top */

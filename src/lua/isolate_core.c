@@ -483,6 +483,7 @@ int luaopen_isolate_core(lua_State *L)
     iso_lua_cell_register(L);
     luaL_newlib(L, core_functions); /* [core] */
     iso_lua_plan_register(L);
+    iso_lua_loop_register(L);
     push_facts(L);
     luaL_newmetatable(L, ISO_ERROR_MT);
     lua_pushcfunction(L, l_error_tostring);

@@ -45,6 +45,11 @@ static int raise_cell(lua_State *L, lcell *u, iso_error *err)
     return lua_error(L);
 }
 
+iso_cell *iso_lua_to_cell(lua_State *L, int idx)
+{
+    return ((lcell *)luaL_checkudata(L, idx, ISO_CELL_MT))->cell;
+}
+
 static lcell *cell_in_use(lua_State *L, bool must_be_open)
 {
     lcell *u = check_cell(L);
@@ -666,12 +671,11 @@ int iso_lua_cell_spawn(lua_State *L)
 
 /* The cells of the list at index 1, into an array owned by a new userdata
  * on the stack (freed by the GC even if a later check raises). */
-static iso_cell **check_cell_list(lua_State *L, size_t *n)
+iso_cell **iso_lua_check_cells(lua_State *L, size_t *n)
 {
     if (!lua_istable(L, 1))
         iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
-                       "wait_any expects a list of cells, got %s",
-                       luaL_typename(L, 1));
+                       "expected a list of cells, got %s", luaL_typename(L, 1));
     lua_Integer len = luaL_len(L, 1);
     *n = len > 0 ? (size_t)len : 0;
     iso_cell **cells = lua_newuserdatauv(L, *n * sizeof *cells + *n, 0);
@@ -680,7 +684,7 @@ static iso_cell **check_cell_list(lua_State *L, size_t *n)
         lcell *u = luaL_testudata(L, -1, ISO_CELL_MT);
         if (!u || !u->cell)
             iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
-                           "wait_any: item %d is not a spawned cell",
+                           "cells: item %d is not a spawned cell",
                            (int)i + 1);
         cells[i] = u->cell;
         lua_pop(L, 1);
@@ -700,7 +704,7 @@ int iso_lua_cell_wait_any(lua_State *L)
         return iso_lua_raisef(L, ISO_INVALID_ARGUMENT,
                               "wait_any timeout must be >= 0 seconds");
     size_t n;
-    iso_cell **cells = check_cell_list(L, &n);
+    iso_cell **cells = iso_lua_check_cells(L, &n);
     bool *ready = (bool *)(cells + n);
     size_t count = iso_cell_wait_any(cells, n, timeout, ready);
     lua_createtable(L, (int)count, 0);
