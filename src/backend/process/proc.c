@@ -862,9 +862,9 @@ static void proc_reply(proc *p, iso_value *value, const char *error)
 }
 
 /* Past wall_ms: the whole cgroup dies; the cell is closed. */
-static bool proc_overrun(proc *p, double overdue)
+static bool proc_overrun(proc *p, double overdue, double *again)
 {
-    (void)overdue;
+    (void)overdue, (void)again; /* killed at once: never called again */
     put_down(p);
     salvage(p);
     cleanup(p);
