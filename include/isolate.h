@@ -44,6 +44,11 @@ typedef struct iso_error {
     char message[512];
     char python[64]; /* ISO_GUEST: the exception type name */
     char *traceback; /* ISO_GUEST: heap text, owned; iso_error_clear frees */
+    /* ISO_CRASHED, a process cell: the signal that killed its worker (0:
+     * none), and the system call its seccomp filter refused, as the
+     * worker's death note claims it ("": none). */
+    int signal;
+    char syscall[32];
 } iso_error;
 
 /* The contract name of a kind ("invalid_argument", ...). Static string. */
