@@ -53,7 +53,7 @@ typedef struct iso_sub {
 } iso_sub;
 
 void *iso_py_cell_thread(void *arg); /* py_cell.c: the cell thread (s) */
-/* py_cell.c: interrupt request seq if it still runs (0: whatever runs);
+/* interrupt.c: interrupt request seq if it still runs (0: whatever runs);
  * any thread. */
 void iso_sub_interrupt(iso_sub *s, uint64_t seq);
 
