@@ -99,4 +99,10 @@ void iso_cgroup_threads_path(const iso_cgroup *cg, char *out, size_t n);
  * or soon on a reaper thread while the kernel still holds it busy). */
 int iso_cgroup_thread_release(const iso_cgroup *cg, long tid, iso_error *err);
 
+/* cgroup_reaper.c, for cgroup.c: start the reaper thread (with the first
+ * thread cgroup); hand it cg to remove once its thread has left (false
+ * when it cannot take it: remove cg now). */
+void iso_cgroup_reaper_start(void);
+bool iso_cgroup_reap_later(const iso_cgroup *cg);
+
 #endif
