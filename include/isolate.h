@@ -49,6 +49,11 @@ typedef struct iso_error {
      * worker's death note claims it ("": none). */
     int signal;
     char syscall[32];
+    /* ISO_GUEST: the rule a guard's refusal names, the one that would
+     * allow what was refused (policy language: fs {read="/x"}), as the
+     * guest's exception claims it (heap text, owned, like traceback; NULL:
+     * none). */
+    char *suggestion;
 } iso_error;
 
 /* The contract name of a kind ("invalid_argument", ...). Static string. */

@@ -35,8 +35,8 @@ void iso_lua_push_error(lua_State *L, iso_error *err)
         lua_pushinteger(L, err->signal);
         lua_setfield(L, -2, "signal");
     }
-    if (err->syscall[0])
-        set_string_field(L, "syscall", err->syscall);
+    set_string_field(L, "syscall", err->syscall);
+    set_string_field(L, "suggestion", err->suggestion);
     luaL_setmetatable(L, ISO_ERROR_MT);
     iso_error_clear(err);
 }
