@@ -2,7 +2,9 @@
  * What a backend tells the host about one of its cells, without knowing
  * the host's cell object: the host hands a backend these hooks when it
  * starts a cell (the start op), with its own context for that cell, and
- * the backend calls them instead of reaching up into the host.
+ * the backend calls them instead of reaching up into the host. A backend
+ * whose own thread runs the cell also gets the two things that thread
+ * shares with the host: the cell's channel and its guest.
  */
 #ifndef ISO_HOST_HOOKS_H
 #define ISO_HOST_HOOKS_H

@@ -1,4 +1,6 @@
-/* cgroup v2 directories for process cells: create, kill, remove, count. */
+/* cgroup v2 directories: process cells' (create, kill, remove, count), the
+ * host's own and the threaded ones of sub-interpreter cells' threads (their
+ * reaper is cgroup_reaper.c's, what dead hosts left cgroup_stale.c's). */
 #include "cgroup.h"
 #include "handoff.h"
 

@@ -1,10 +1,12 @@
 /*
- * cgroup v2 directories for process cells (host side; no Lua, no Python).
+ * cgroup v2 directories (host side; no Lua, no Python).
  *
- * Every cell gets <mount>/luaisolate/<name>-<pid>-<n>: its worker joins it
- * before guest code runs, the host kills the whole directory on kill and
- * removes it on close. The mount point is discovered from
- * /proc/self/mountinfo (hybrid hosts mount v2 at /sys/fs/cgroup/unified).
+ * Every process cell gets <mount>/luaisolate/cells-<pid>/<name>-<pid>-<n>:
+ * its worker joins it before guest code runs, the host kills the whole
+ * directory on kill and removes it on close. A sub-interpreter cell's
+ * thread gets a threaded child of the host's own <root>/host-<pid>. The
+ * mount point is discovered from /proc/self/mountinfo (hybrid hosts mount
+ * v2 at /sys/fs/cgroup/unified).
  *
  * Errors: ISO_NOT_IMPLEMENTED when there is no cgroup v2 mount or it is not
  * writable, ISO_INVALID_ARGUMENT for a bad name, ISO_CRASHED for other

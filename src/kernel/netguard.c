@@ -1,6 +1,7 @@
 /*
  * The eBPF network guard's loader: load and attach the programs once per
- * process, install rule sets by generation flip, drain the denials.
+ * process, install rule sets by generation flip, drain the denials. (Rules
+ * from a plan, a denial's action and cgroup ids are netguard_rules.c's.)
  *
  * Reload atomicity. rules[{cgid, gen}] holds two generations; a writer
  * fills the inactive one, then flips cells[cgid].gen, and a program reads

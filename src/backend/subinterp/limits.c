@@ -1,7 +1,8 @@
 /*
  * A sub-interpreter cell's limits as its host sees them: the thread's CPU
- * clock, the memory account (py_alloc.c) and limits.mem at spawn. The
- * watchdog (watchdog.c) reads the same figures while nobody waits.
+ * clock against the cpu_ms its confine op took, the memory account
+ * (py_alloc.c) and limits.mem when the cell is confined. The watchdog
+ * (watchdog.c) reads the same figures while nobody waits.
  */
 #include <time.h>
 
