@@ -49,6 +49,16 @@ typedef struct iso_error {
      * that ImportError ended the request ("" otherwise): the host names
      * the option to change (imports of a spawn, of a pipeline stage). */
     char refused_import[128];
+    /* ISO_CRASHED, a process cell: the signal that killed its worker (0:
+     * none), and the system call its seccomp filter refused, as the
+     * worker's death note claims it ("": none). */
+    int signal;
+    char syscall[32];
+    /* ISO_GUEST: the rule a guard's refusal names, the one that would
+     * allow what was refused (policy language: fs {read="/x"}), as the
+     * guest's exception claims it (heap text, owned, like traceback; NULL:
+     * none). */
+    char *suggestion;
 } iso_error;
 
 /* The contract name of a kind ("invalid_argument", ...). Static string. */

@@ -75,7 +75,7 @@ post(errors)
     local other <close> = spawn({})
     local sb = spawn({ imports = { "faulthandler" } })
     local e = fatal(sb, "import faulthandler\nfaulthandler._sigsegv()", "crashed")
-    assert.is_truthy(e.message:find("Segmentation", 1, true))
+    assert.are.equal(11, e.signal) -- SIGSEGV, as the host saw it
     assert.is_nil(e.code) -- a crash, not a broken protocol
     other:exec("post('still here')")
     assert.are.equal("still here", other:recv(5))
@@ -215,13 +215,14 @@ post([fd, ctypes.get_errno()])
     assert.are.equal("PermissionError", err_of(sb.exec, sb, "real_os['system']('true')").python)
     local e = err_of(sb.exec, sb, "libc.execv(b'/bin/true', None)")
     assert.are.equal("crashed", e.kind)
-    assert.is_truthy(e.message:find("seccomp: execve", 1, true))
+    assert.are.equal("execve", e.syscall)
   end)
 
   it("cannot fork, so cannot fork-bomb", function()
     local e = err_of(sb.exec, sb, "while True:\n    libc.fork()")
     assert.are.equal("crashed", e.kind)
-    assert.is_truthy(e.message:find("seccomp", 1, true))
+    local forks = { fork = true, vfork = true, clone = true, clone3 = true }
+    assert.is_true(forks[e.syscall], tostring(e.syscall))
   end)
 
   it("cannot connect to an unlisted port", function()

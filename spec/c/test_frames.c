@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cell.h"
+#include "cell_internal.h" /* the queue accounting is src/core's own */
 #include "check.h"
 #include "isolate.h"
 #include "wire.h"

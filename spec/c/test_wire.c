@@ -313,7 +313,7 @@ static void test_error_truncation(void)
      * boundary. */
     size_t n = 0;
     unsigned char body[1024];
-    n += unhex("95 0b 00 c0 95 05 da 0258", body);
+    n += unhex("95 0b 00 c0 96 05 da 0258", body);
     for (int i = 0; i < 300; i++)
         n += unhex("c3a9", body + n);
     n += unhex("d9 46", body + n);
@@ -322,7 +322,7 @@ static void test_error_truncation(void)
     n += unhex("c0 d9 c8", body + n); /* a 200-byte refused_import */
     memset(body + n, 'm', 200);
     n += 200;
-    n += unhex("cb 0000000000000000 c0", body + n);
+    n += unhex("c0 cb 0000000000000000 c0", body + n); /* no suggestion */
     iso_frame f;
     iso_error err = {0};
     CHECK_EQ_INT(iso_frame_decode((const char *)body, n, &f, &err), 0);
@@ -465,23 +465,27 @@ static void test_malformed_error(void)
 {
     refused(ERR("01"), "error");
     refused(ERR("93 05 a0 a0"), "error");
-    refused(ERR("94 05 a0 a0 c0"), "5-item"); /* before refused_import */
-    refused(ERR("95 00 a0 a0 c0 a0"), "kind");
-    refused(ERR("95 0c a0 a0 c0 a0"), "kind");
-    refused(ERR("95 ff a0 a0 c0 a0"), "kind");
-    refused(ERR("95 a1 35 a0 a0 c0 a0"), "kind");
-    refused(ERR("95 05 01 a0 c0 a0"), "message");
-    refused(ERR("95 05 a2 6100 a0 c0 a0"), "NUL");
-    refused(ERR("95 05 a0 c0 c0 a0"), "python");
-    refused(ERR("95 05 a0 a0 01 a0"), "traceback");
-    refused(ERR("95 05 a0 a0 c0 c0"), "refused_import");
-    refused(ERR("95 05 a0 a0 c0 a2 6a00"), "NUL");
+    refused(ERR("94 05 a0 a0 c0"), "6-item"); /* an older worker's */
+    refused(ERR("95 05 a0 a0 c0 a0"), "6-item");
+    refused(ERR("96 00 a0 a0 c0 a0 c0"), "kind");
+    refused(ERR("96 0c a0 a0 c0 a0 c0"), "kind");
+    refused(ERR("96 ff a0 a0 c0 a0 c0"), "kind");
+    refused(ERR("96 a1 35 a0 a0 c0 a0 c0"), "kind");
+    refused(ERR("96 05 01 a0 c0 a0 c0"), "message");
+    refused(ERR("96 05 a2 6100 a0 c0 a0 c0"), "NUL");
+    refused(ERR("96 05 a0 c0 c0 a0 c0"), "python");
+    refused(ERR("96 05 a0 a0 01 a0 c0"), "traceback");
+    refused(ERR("96 05 a0 a0 c0 c0 c0"), "refused_import");
+    refused(ERR("96 05 a0 a0 c0 a2 6a00 c0"), "NUL");
+    refused(ERR("96 05 a0 a0 c0 a0 01"), "suggestion");
+    refused(ERR("96 05 a0 a0 c0 a0 a2 7800"), "NUL");
     iso_frame f;
-    accepted(ERR("95 05 a1 6d a1 70 a2 7462 a1 6a"), &f);
+    accepted(ERR("96 05 a1 6d a1 70 a2 7462 a1 6a a1 73"), &f);
     CHECK_EQ_STR(f.error.message, "m");
     CHECK_EQ_STR(f.error.python, "p");
     CHECK_EQ_STR(f.error.traceback, "tb");
     CHECK_EQ_STR(f.error.refused_import, "j");
+    CHECK_EQ_STR(f.error.suggestion, "s");
     iso_frame_clear(&f);
 }
 
@@ -529,9 +533,9 @@ static void test_frame_shapes(void)
     refused(HDR("04") "90", "map value");
     refused(HDR("0d") "92 01 01", "wrong length");
     refused(HDR("10") "93 01 01 01", "wrong length");
-    refused("95 0c 00 c0 95 05 a0 a0 c0 a0 cb 0000000000000000 c0",
+    refused("95 0c 00 c0 96 05 a0 a0 c0 a0 c0 cb 0000000000000000 c0",
             "carries no error");
-    refused(ERRV("95 05 a0 a0 c0 a0", "01"), "carries no value");
+    refused(ERRV("96 05 a0 a0 c0 a0 c0", "01"), "carries no value");
     iso_frame f = {.type = ISO_FRAME_EXEC};
     encode_refused(&f, ISO_INVALID_ARGUMENT, "needs text");
     f.type = 0;

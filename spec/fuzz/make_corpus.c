@@ -196,7 +196,7 @@ static void near_valid(void)
     NEAR("bad-count", POST "\xdd\xff\xff\xff\xff");
     NEAR("post-float32", POST "\xca\x3f\xc0\x00\x00");
     NEAR("bad-type", "\x95\x07\x00\xc0\xc0\xcb\0\0\0\0\0\0\0\0\xc0");
-    NEAR("bad-error", "\x95\x0b\x00\xc0\x95\x00\xa0\xa0\xc0\xa0"
+    NEAR("bad-error", "\x95\x0b\x00\xc0\x96\x00\xa0\xa0\xc0\xa0\xc0"
                       "\xcb\0\0\0\0\0\0\0\0\xc0");
     NEAR("bad-text-nul", "\x95\x01\x00\xa3"
                          "a\0b"

@@ -55,9 +55,12 @@ typedef struct iso_cell_ops {
      * NULL when there is none. NULL op: the backend has no such pool. */
     iso_cell *(*take_warm)(void);
     /* Keep target cells warm for take_warm, each made by make (the host's:
-     * a started cell of this backend, unnamed, without rules): 0, or -1
-     * with err. NULL: the backend keeps no warm cells. */
-    int (*warm_pool)(size_t target, iso_cell *(*make)(iso_error *err),
+     * a started cell of this backend, unnamed, without rules, and in
+     * *handle the backend's state for it): 0, or -1 with err. NULL: the
+     * backend keeps no warm cells. */
+    int (*warm_pool)(size_t target,
+                     iso_cell *(*make)(iso_backend_cell **handle,
+                                       iso_error *err),
                      iso_error *err);
     /* Create cell c (the host's; cfg says what it is) and wait until it is
      * ready, the host then counts it idle. *out is the backend's state for
@@ -68,12 +71,15 @@ typedef struct iso_cell_ops {
                  const iso_host_hooks *host, iso_backend_cell **out,
                  iso_error *err);
     /* Limits and confinement of a started (or warm, just configured) cell
-     * before any guest code: 0, or -1 with err. NULL: the cell confined
-     * itself before it was ready (its missing layers are in its rows). */
-    int (*confine)(iso_backend_cell *h, iso_error *err);
+     * before any guest code, by cfg (what the backend keeps of it, it
+     * copies): 0, or -1 with err. NULL: the cell confined itself before it
+     * was ready (its missing layers are in its rows). */
+    int (*confine)(iso_backend_cell *h, const iso_cell_config *cfg,
+                   iso_error *err);
     /* Wait until the confinement the cell applies itself (started by the
-     * confine op) is done: 0, or -1 with err saying why it failed. NULL:
-     * the backend confines its cells before start returns. */
+     * confine op) is done: 0, or -1 with err saying why it failed (the
+     * confined hook has the rows of what confines it by then). NULL: the
+     * backend confines its cells before start returns. */
     int (*confined)(iso_backend_cell *h, iso_error *err);
     /* Hand over request r (owned). */
     int (*submit)(iso_backend_cell *h, iso_req *r, iso_error *err);
@@ -94,9 +100,10 @@ typedef struct iso_cell_ops {
     void (*forget)(iso_backend_cell *h);
     iso_kind (*found)(iso_backend_cell *h, uint64_t seq, double *since);
     /* The running request is past wall_ms by `overdue` seconds. Returns
-     * true while the cell may still answer (it was interrupted), false
-     * once it was killed or abandoned (retired). */
-    bool (*overrun)(iso_backend_cell *h, double overdue);
+     * true while the cell may still answer (it was interrupted; *again:
+     * when, in iso_now() seconds, to call again), false once it was
+     * killed or abandoned (retired). */
+    bool (*overrun)(iso_backend_cell *h, double overdue, double *again);
     /* End the cell (force: without waiting for it; busy: a request was
      * submitted whose result the host has not taken). Leaves it retired
      * (the retire hook). */

@@ -48,6 +48,7 @@ void iso_error_clear(iso_error *err)
     if (!err)
         return;
     free(err->traceback);
+    free(err->suggestion);
     memset(err, 0, sizeof *err);
 }
 

@@ -2,7 +2,9 @@
  * What a backend tells the host about one of its cells, without knowing
  * the host's cell object: the host hands a backend these hooks when it
  * starts a cell (the start op), with its own context for that cell, and
- * the backend calls them instead of reaching up into the host.
+ * the backend calls them instead of reaching up into the host. A backend
+ * whose own thread runs the cell also gets the two things that thread
+ * shares with the host: the cell's channel and its guest.
  */
 #ifndef ISO_HOST_HOOKS_H
 #define ISO_HOST_HOOKS_H
@@ -35,6 +37,12 @@ typedef struct iso_host_hooks {
      * then: what it decides at adoption it asks the host's mode then. */
     iso_mode mode;
     void *ctx; /* the host's own state for the cell: passed to each hook */
+    /* What a backend whose own thread runs the cell (the sub-interpreter
+     * backend) shares with the host: the cell's channel (cell_channel.h)
+     * and its guest (src/python/guest.h: the backend's, which this layer
+     * does not know). Both live as long as the host's cell (hold). */
+    struct iso_cell_channel *ch;
+    struct iso_guest *guest;
     /* Host thread: sort m (consumed) into the host's queues; -1 (m
      * destroyed), with err saying which limit (ISO_OUTPUT), when it would
      * pass a queue limit. */
@@ -63,11 +71,15 @@ typedef struct iso_host_hooks {
     void (*queue_why)(void *ctx, char *buf, size_t n);
     bool (*drain)(void *ctx);
     int (*doorbell_fd)(void *ctx);
+    /* Host thread: the mode now (a warm cell adopted by a later spawn
+     * decides by it, not by mode). */
+    iso_mode (*mode_now)(void *ctx);
     /* Host thread: does a broker request the cell sent wait for the host
      * to take it? (A cell asks one at a time.) */
     bool (*request_waiting)(void *ctx);
-    /* Host thread, while the cell starts: rows (moved) become what
-     * confines the cell (one map per layer). */
+    /* Host thread, while the cell starts or as its confinement is
+     * awaited: rows (moved) become what confines the cell (one map per
+     * layer). */
     void (*confined)(void *ctx, iso_value *rows);
     /* The BPF guard of the cell's cgroup, which the host keeps (a reload
      * updates it): install the cell's plan for the cgroup at dir (id 0:
@@ -124,6 +136,10 @@ static inline bool iso_host_drain(const iso_host_hooks *h)
 static inline int iso_host_doorbell_fd(const iso_host_hooks *h)
 {
     return h->doorbell_fd(h->ctx);
+}
+static inline iso_mode iso_host_mode_now(const iso_host_hooks *h)
+{
+    return h->mode_now(h->ctx);
 }
 static inline bool iso_host_request_waiting(const iso_host_hooks *h)
 {

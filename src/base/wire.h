@@ -11,7 +11,8 @@
  *   seq    uint, the request sequence (0 when not applicable)
  *   text   str or nil (EXEC: the source; CALL: the target)
  *   error  nil or [kind (uint, an iso_kind), message str, python str,
- *          traceback str|nil]  (RESULT and REPLY only)
+ *          traceback str|nil(, suggestion str|nil)]  (RESULT and REPLY
+ *          only; the fifth item only when there is a suggestion)
  *   time   float64 (float32 accepted), CLOCK_REALTIME seconds
  *   value  nil, bool, int (int64), float, str (valid UTF-8), bin, array, map
  *          with str/bin/int keys; nothing else (no ext)
@@ -88,7 +89,7 @@ typedef struct iso_frame {
     int type; /* an iso_frame_type */
     uint64_t seq;
     char *text;      /* owned, NULL when absent */
-    iso_error error; /* kind ISO_OK when absent; traceback owned */
+    iso_error error; /* kind ISO_OK when absent; traceback, suggestion owned */
     double time;
     iso_value value; /* owned */
 } iso_frame;

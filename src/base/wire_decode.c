@@ -258,13 +258,14 @@ static int dec_fixed(const msgpack_object *o, const char *what, char *dst,
     return 0;
 }
 
-/* [kind, message, python, traceback|nil, refused_import] or nil. */
+/* [kind, message, python, traceback|nil, refused_import, suggestion|nil]
+ * or nil. */
 static int dec_error(const msgpack_object *o, iso_error *e, iso_error *err)
 {
     if (o->type == MSGPACK_OBJECT_NIL)
         return 0;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 5)
-        return iso_wire_violation(err, "the header's error is not a 5-item array or nil");
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 6)
+        return iso_wire_violation(err, "the header's error is not a 6-item array or nil");
     const msgpack_object *it = o->via.array.ptr;
     if (it[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || it[0].via.u64 == 0 ||
         it[0].via.u64 > ISO_VALUE)
@@ -273,7 +274,8 @@ static int dec_error(const msgpack_object *o, iso_error *e, iso_error *err)
     if (dec_fixed(&it[1], "message", e->message, sizeof e->message, err) ||
         dec_fixed(&it[2], "python", e->python, sizeof e->python, err) ||
         dec_fixed(&it[4], "refused_import", e->refused_import,
-                  sizeof e->refused_import, err))
+                  sizeof e->refused_import, err) ||
+        dec_cstr(&it[5], "suggestion", &e->suggestion, err))
         return -1;
     return dec_cstr(&it[3], "traceback", &e->traceback, err);
 }

@@ -132,12 +132,13 @@ static void enc_header(encoder *e, const iso_frame *f)
     if (x->kind == ISO_OK) {
         msgpack_pack_nil(&e->pk);
     } else {
-        msgpack_pack_array(&e->pk, 5);
+        msgpack_pack_array(&e->pk, 6);
         msgpack_pack_unsigned_int(&e->pk, (unsigned)x->kind);
         enc_cstr(e, x->message, sizeof x->message - 1);
         enc_cstr(e, x->python, sizeof x->python - 1);
         enc_cstr(e, x->traceback, SIZE_MAX);
         enc_cstr(e, x->refused_import, sizeof x->refused_import - 1);
+        enc_cstr(e, x->suggestion, SIZE_MAX);
     }
     msgpack_pack_double(&e->pk, f->time);
 }

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cell.h"
+#include "cell_internal.h"
 #include "probe.h"
 
 static const char *const backend_names[ISO_BACKEND_COUNT] = {
@@ -82,9 +82,9 @@ int iso_backend_check(iso_backend b, iso_error *err)
 
 /* The sub-interpreter backend's warm pool (iso_pool_configure is that
  * pool's, public): its cells are the host's, made here. */
-static iso_cell *make_warm(iso_error *err)
+static iso_cell *make_warm(iso_backend_cell **handle, iso_error *err)
 {
-    return iso_cell_new_blank(ISO_BACKEND_SUBINTERPRETER, err);
+    return iso_cell_new_blank(ISO_BACKEND_SUBINTERPRETER, handle, err);
 }
 
 int iso_pool_configure(size_t target, iso_error *err)

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cell.h"
+#include "cell_internal.h"
 #include "cell_queue.h"
 
 /* ---- live names -------------------------------------------------------- */
@@ -102,7 +102,6 @@ static void cell_free(iso_cell *c)
     free(c->ch.reply_error);
     iso_error_clear(&c->lost);
     iso_error_clear(&c->failed);
-    free_strings(c->deny_syscalls, c->n_deny_syscalls);
     free_strings(c->guest.imports, c->guest.n_imports);
     free_strings(c->guest.capabilities, c->guest.n_capabilities);
     iso_plan_unref(c->guest.plan);
@@ -133,19 +132,15 @@ static int configure(iso_cell *c, const iso_cell_config *cfg)
 {
     char **imports = copy_strings(cfg->imports, cfg->n_imports);
     char **caps = copy_strings(cfg->capabilities, cfg->n_capabilities);
-    char **deny = copy_strings(cfg->deny_syscalls, cfg->n_deny_syscalls);
-    if (!imports || !caps || !deny) {
+    if (!imports || !caps) {
         free_strings(imports, cfg->n_imports);
         free_strings(caps, cfg->n_capabilities);
-        free_strings(deny, cfg->n_deny_syscalls);
         return -1;
     }
     free_strings(c->guest.imports, c->guest.n_imports);
     free_strings(c->guest.capabilities, c->guest.n_capabilities);
-    free_strings(c->deny_syscalls, c->n_deny_syscalls);
     c->guest.imports = imports, c->guest.n_imports = cfg->n_imports;
     c->guest.capabilities = caps, c->guest.n_capabilities = cfg->n_capabilities;
-    c->deny_syscalls = deny, c->n_deny_syscalls = cfg->n_deny_syscalls;
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     snprintf(c->guest.name, sizeof c->guest.name, "%s", cfg->name);
     c->wall_ms = cfg->wall_ms;
@@ -271,6 +266,11 @@ static int hook_doorbell_fd(void *ctx)
     (void)ctx; /* one doorbell per host */
     return iso_cell_doorbell_fd();
 }
+static iso_mode hook_mode_now(void *ctx)
+{
+    (void)ctx; /* one mode per host */
+    return iso_mode_get();
+}
 static bool hook_request_waiting(void *ctx)
 {
     return ((iso_cell *)ctx)->pending_request != NULL;
@@ -299,6 +299,8 @@ static iso_host_hooks hooks_for(iso_cell *c)
 {
     return (iso_host_hooks){.mode = iso_mode_get(),
                             .ctx = c,
+                            .ch = &c->ch,
+                            .guest = &c->guest,
                             .deliver = hook_deliver,
                             .retire = hook_retire,
                             .wake = hook_wake,
@@ -309,6 +311,7 @@ static iso_host_hooks hooks_for(iso_cell *c)
                             .queue_why = hook_queue_why,
                             .drain = hook_drain,
                             .doorbell_fd = hook_doorbell_fd,
+                            .mode_now = hook_mode_now,
                             .request_waiting = hook_request_waiting,
                             .confined = hook_confined,
                             .guard = hook_guard,
@@ -317,7 +320,8 @@ static iso_host_hooks hooks_for(iso_cell *c)
 }
 
 /* A cell with no name and no rules, for a backend's warm pool. */
-iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
+iso_cell *iso_cell_new_blank(iso_backend b, iso_backend_cell **handle,
+                             iso_error *err)
 {
     iso_cell_config cfg = {.name = "", .backend = b};
     iso_cell *c = cell_new(&cfg);
@@ -331,6 +335,7 @@ iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err)
         return NULL;
     }
     atomic_store(&c->ch.state, ISO_STATE_IDLE);
+    *handle = c->handle;
     return c;
 }
 
@@ -354,14 +359,17 @@ static void warn_missing(iso_cell *c);
  * so spawn need not wait for it: the first use of the cell does
  * (iso_cell_settle), and a cell that could not be confined is stopped
  * there, never used. Hardened mode waits here, so spawn itself fails. */
-static int confine(iso_cell *c, iso_error *err)
+static int confine(iso_cell *c, const iso_cell_config *cfg, iso_error *err)
 {
     if (!c->ops->confine)
         warn_missing(c); /* it confined itself before it was ready */
-    if (!c->ops->confine ||
-        (c->ops->confine(c->handle, err) == 0 &&
-         (iso_mode_get() != ISO_MODE_HARDENED || iso_cell_settle(c, err) == 0)))
+    if (!c->ops->confine)
         return 0;
+    if (c->ops->confine(c->handle, cfg, err) == 0) {
+        c->confining = c->ops->confined != NULL;
+        if (iso_mode_get() != ISO_MODE_HARDENED || iso_cell_settle(c, err) == 0)
+            return 0;
+    }
     iso_cell_release(c);
     return -1;
 }
@@ -376,7 +384,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
     iso_cell *warm = ops->take_warm ? ops->take_warm() : NULL;
     if (warm) {
         warm->spawn_began = began;
-        if (adopt(warm, cfg, err) || confine(warm, err))
+        if (adopt(warm, cfg, err) || confine(warm, cfg, err))
             return -1;
         *out = warm;
         return 0;
@@ -397,7 +405,7 @@ int iso_cell_spawn(const iso_cell_config *cfg, iso_cell **out, iso_error *err)
     }
     atomic_store(&c->ch.state, ISO_STATE_IDLE);
     cell_phase(c, "started", iso_now());
-    if (confine(c, err))
+    if (confine(c, cfg, err))
         return -1;
     c->spawned_at = iso_now();
     *out = c;
@@ -465,6 +473,7 @@ int iso_cell_settle(iso_cell *c, iso_error *err)
 {
     if (!c->confining)
         return 0;
+    c->confining = false;
     iso_error why = {0};
     if (!c->ops->confined || c->ops->confined(c->handle, &why) == 0) {
         warn_missing(c);
@@ -517,7 +526,7 @@ static int submit(iso_cell *c, iso_req *r, iso_error *err)
     if (c->ops->watch &&
         (c->wall_ms > 0 || c->cpu_ms > 0 || c->guest.mem_limit > 0))
         c->watched = c->ops->watch(c->handle, r->seq, c->started) == 0;
-    c->last_interrupt = 0;
+    c->overrun_again = 0;
     c->calls++;
     if (c->ops->submit(c->handle, r, err) == 0)
         return 0;
@@ -675,7 +684,10 @@ static int enforce_limits(iso_cell *c, double now)
     take_in(c); /* it may have stopped while nobody waited (the watchdog) */
     if (c->pending_result || c->lost.kind != ISO_OK)
         return 0; /* its answer comes first */
-    return c->ops->overrun(c->handle, now - c->overrun_since) ? 0 : -1;
+    return c->ops->overrun(c->handle, now - c->overrun_since,
+                           &c->overrun_again)
+               ? 0
+               : -1;
 }
 
 /* cpu_ms and mem of a cell (the over op) the watchdog does not watch */
@@ -687,7 +699,7 @@ static double next_deadline(iso_cell *c, iso_wait what, double deadline)
         return deadline;
     double wake = -1;
     if (c->overrun)
-        wake = c->last_interrupt + ISO_INTERRUPT_EVERY_S;
+        wake = c->overrun_again;
     else if ((c->cpu_ms > 0 || c->guest.mem_limit > 0) && !c->watched &&
              c->ops->over)
         wake = iso_now() + CPU_CHECK_EVERY_S;
@@ -848,7 +860,7 @@ bool iso_cell_cancel(iso_cell *c)
     if (!c->busy || !iso_cell_is_open(c) || c->overrun != ISO_OK)
         return false;
     c->overrun = ISO_CANCELLED, c->overrun_since = iso_now();
-    c->last_interrupt = 0; /* interrupt at the next look */
+    c->overrun_again = 0; /* interrupt at the next look */
     iso_loop_kick();       /* a loop looks now; a blocking wait already does */
     return true;
 }

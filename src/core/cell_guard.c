@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cell.h"
+#include "cell_internal.h"
 #include "cell_queue.h"
 #include "guard_routes.h"
 

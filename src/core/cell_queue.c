@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "cell.h"
+#include "cell_internal.h"
 #include "cell_queue.h"
 
 /* ---- messages and queues ---------------------------------------------- */

@@ -7,7 +7,7 @@
 
 #include <poll.h>
 
-#include "cell.h"
+#include "cell_internal.h"
 
 /* How often a wait-any looks at what it cannot sleep on. */
 #define ISO_WAIT_ANY_SLICE_S 0.001

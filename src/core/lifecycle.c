@@ -12,7 +12,7 @@
  *     removed by the next host start (cgroup_stale.c).
  */
 
-#include "cell.h"
+#include "cell_internal.h"
 #include "cgroup.h"
 #include "isolate.h"
 

@@ -22,7 +22,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "cell.h"
+#include "cell_internal.h"
 #include "cell_queue.h"
 
 static int loop_fd = -1;         /* host thread */

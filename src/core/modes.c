@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "cell.h"
+#include "cell_internal.h"
 
 static _Atomic int mode = ISO_MODE_DEV;
 

@@ -1,4 +1,6 @@
-/* cgroup v2 directories for process cells: create, kill, remove, count. */
+/* cgroup v2 directories: process cells' (create, kill, remove, count), the
+ * host's own and the threaded ones of sub-interpreter cells' threads (their
+ * reaper is cgroup_reaper.c's, what dead hosts left cgroup_stale.c's). */
 #include "cgroup.h"
 #include "handoff.h"
 
@@ -507,8 +509,6 @@ bool iso_cgroup_host_entered(void)
     return entered;
 }
 
-static void reaper_start(void);
-
 int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err)
 {
     memset(cg, 0, sizeof *cg);
@@ -529,71 +529,13 @@ int iso_cgroup_thread_create(const char *name, iso_cgroup *cg, iso_error *err)
         cg->path[0] = '\0';
         return -1;
     }
-    reaper_start(); /* with the first one, so the thread count is steady */
+    iso_cgroup_reaper_start(); /* with the first one: a steady thread count */
     return 0;
 }
 
 void iso_cgroup_threads_path(const iso_cgroup *cg, char *out, size_t n)
 {
     snprintf(out, n, "%s/cgroup.threads", cg->path);
-}
-
-/* A thread's cgroup stays busy for a moment after the thread ends, and
- * the last reference to a cell often goes in the middle of something else
- * (Lua's garbage collector): a reaper thread waits that out instead. */
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    iso_cgroup *queue;
-    size_t n, cap;
-    bool running;
-} reaper = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false};
-
-static void *reap(void *unused)
-{
-    (void)unused;
-    pthread_mutex_lock(&reaper.mu);
-    for (;;) {
-        while (reaper.n == 0)
-            pthread_cond_wait(&reaper.cv, &reaper.mu);
-        iso_cgroup cg = reaper.queue[--reaper.n];
-        pthread_mutex_unlock(&reaper.mu);
-        iso_error err = {0};
-        iso_cgroup_remove(&cg, &err); /* the host's exit removes what is left */
-        iso_error_clear(&err);
-        pthread_mutex_lock(&reaper.mu);
-    }
-    return NULL;
-}
-
-/* reaper.mu held */
-static void reaper_start_locked(void)
-{
-    if (!reaper.running)
-        reaper.running = iso_thread_detached(reap);
-}
-
-static void reaper_start(void)
-{
-    pthread_mutex_lock(&reaper.mu);
-    reaper_start_locked();
-    pthread_mutex_unlock(&reaper.mu);
-}
-
-/* Hand cg to the reaper; false when it cannot take it (remove it now). */
-static bool reap_later(const iso_cgroup *cg)
-{
-    pthread_mutex_lock(&reaper.mu);
-    reaper_start_locked();
-    bool ok =
-        reaper.running && iso_room_for_one((void **)&reaper.queue, &reaper.cap,
-                                           reaper.n, sizeof *reaper.queue);
-    if (ok)
-        reaper.queue[reaper.n++] = *cg;
-    pthread_cond_signal(&reaper.cv);
-    pthread_mutex_unlock(&reaper.mu);
-    return ok;
 }
 
 int iso_cgroup_thread_release(const iso_cgroup *cg, long tid, iso_error *err)
@@ -604,7 +546,7 @@ int iso_cgroup_thread_release(const iso_cgroup *cg, long tid, iso_error *err)
     snprintf(path, sizeof path, "%s/cgroup.threads", host.dir);
     snprintf(id, sizeof id, "%ld", tid);
     (void)write_file(path, id); /* a thread that ended has left already */
-    if (rmdir(cg->path) == 0 || errno == ENOENT || reap_later(cg))
+    if (rmdir(cg->path) == 0 || errno == ENOENT || iso_cgroup_reap_later(cg))
         return 0;
     return iso_cgroup_remove(cg, err);
 }

@@ -1,10 +1,12 @@
 /*
- * cgroup v2 directories for process cells (host side; no Lua, no Python).
+ * cgroup v2 directories (host side; no Lua, no Python).
  *
- * Every cell gets <mount>/luaisolate/<name>-<pid>-<n>: its worker joins it
- * before guest code runs, the host kills the whole directory on kill and
- * removes it on close. The mount point is discovered from
- * /proc/self/mountinfo (hybrid hosts mount v2 at /sys/fs/cgroup/unified).
+ * Every process cell gets <mount>/luaisolate/cells-<pid>/<name>-<pid>-<n>:
+ * its worker joins it before guest code runs, the host kills the whole
+ * directory on kill and removes it on close. A sub-interpreter cell's
+ * thread gets a threaded child of the host's own <root>/host-<pid>. The
+ * mount point is discovered from /proc/self/mountinfo (hybrid hosts mount
+ * v2 at /sys/fs/cgroup/unified).
  *
  * Errors: ISO_NOT_IMPLEMENTED when there is no cgroup v2 mount or it is not
  * writable, ISO_INVALID_ARGUMENT for a bad name, ISO_CRASHED for other
@@ -98,5 +100,11 @@ void iso_cgroup_threads_path(const iso_cgroup *cg, char *out, size_t n);
 /* Move thread tid (if alive) back to the host directory; remove cg (now,
  * or soon on a reaper thread while the kernel still holds it busy). */
 int iso_cgroup_thread_release(const iso_cgroup *cg, long tid, iso_error *err);
+
+/* cgroup_reaper.c, for cgroup.c: start the reaper thread (with the first
+ * thread cgroup); hand it cg to remove once its thread has left (false
+ * when it cannot take it: remove cg now). */
+void iso_cgroup_reaper_start(void);
+bool iso_cgroup_reap_later(const iso_cgroup *cg);
 
 #endif

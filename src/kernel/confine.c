@@ -36,10 +36,49 @@ void iso_step_add(iso_confine_report *rep, const char *layer,
     iso_step *s = &rep->steps[rep->n++];
     s->layer = layer;
     s->state = state;
+    s->n_facts = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->detail, sizeof s->detail, fmt, ap);
     va_end(ap);
+}
+
+/* The next fact slot of the row added last, keyed; NULL when none is left. */
+static iso_step_fact *next_fact(iso_confine_report *rep, const char *key,
+                                iso_fact_type type)
+{
+    iso_step *s = rep->n ? &rep->steps[rep->n - 1] : NULL;
+    if (!s || s->n_facts >= ISO_STEP_FACTS_MAX)
+        return NULL;
+    iso_step_fact *f = &s->facts[s->n_facts++];
+    f->key = key;
+    f->type = type;
+    return f;
+}
+
+void iso_step_fact_int(iso_confine_report *rep, const char *key, int64_t v)
+{
+    iso_step_fact *f = next_fact(rep, key, ISO_FACT_INT);
+    if (f)
+        f->i = v;
+}
+
+void iso_step_fact_str(iso_confine_report *rep, const char *key,
+                       const char *v)
+{
+    iso_step_fact *f = next_fact(rep, key, ISO_FACT_STR);
+    if (f)
+        snprintf(f->s, sizeof f->s, "%s", v);
+}
+
+void iso_step_fact_ports(iso_confine_report *rep, const char *key,
+                         const uint16_t *ports, size_t n)
+{
+    iso_step_fact *f = next_fact(rep, key, ISO_FACT_PORTS);
+    if (!f)
+        return;
+    f->n_ports = n < ISO_FACT_PORTS_MAX ? n : ISO_FACT_PORTS_MAX;
+    memcpy(f->ports, ports, f->n_ports * sizeof *ports);
 }
 
 int iso_confine_fail(iso_error *err, const char *fmt, ...)
@@ -64,14 +103,40 @@ static const iso_confine_step steps[] = {
     iso_step_no_new_privs, iso_step_landlock, iso_step_seccomp,
 };
 
+/* f as a field of row (a map). */
+static int add_fact(iso_value *row, const iso_step_fact *f)
+{
+    iso_value *k, *v;
+    if (iso_map_append(row, &k, &v) ||
+        iso_value_set_string(k, ISO_STR, f->key, strlen(f->key)))
+        return -1;
+    if (f->type == ISO_FACT_INT)
+        iso_value_set_int(v, f->i);
+    else if (f->type == ISO_FACT_STR)
+        return iso_value_set_string(v, ISO_STR, f->s, strlen(f->s));
+    else
+        iso_value_set_list(v);
+    for (size_t i = 0; f->type == ISO_FACT_PORTS && i < f->n_ports; i++) {
+        iso_value *p = iso_list_append(v);
+        if (!p)
+            return -1;
+        iso_value_set_int(p, f->ports[i]);
+    }
+    return 0;
+}
+
 int iso_confine_rows(const iso_confine_report *rep, const char *scope,
                      iso_value *list)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < rep->n; i++)
-        rc = iso_confinement_add(list, rep->steps[i].layer,
-                                 iso_step_state_name(rep->steps[i].state),
-                                 scope, rep->steps[i].detail);
+    for (size_t i = 0; rc == 0 && i < rep->n; i++) {
+        const iso_step *s = &rep->steps[i];
+        rc = iso_confinement_add(list, s->layer, iso_step_state_name(s->state),
+                                 scope, s->detail);
+        iso_value *row = rc ? NULL : &list->u.seq.items[list->u.seq.len - 1];
+        for (size_t j = 0; row && rc == 0 && j < s->n_facts; j++)
+            rc = add_fact(row, &s->facts[j]);
+    }
     return rc;
 }
 

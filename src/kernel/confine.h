@@ -33,11 +33,34 @@ typedef enum iso_step_state {
 /* "active", "missing", "not needed", "audit". Static string. */
 const char *iso_step_state_name(iso_step_state s);
 
+/* A fact of a step that callers act on, as a field of its row next to
+ * the detail text (kernel_spec asserts these, never the text): an
+ * integer, a short string or a list of ports. */
+typedef enum iso_fact_type {
+    ISO_FACT_INT,
+    ISO_FACT_STR,
+    ISO_FACT_PORTS,
+} iso_fact_type;
+
+#define ISO_STEP_FACTS_MAX 3
+#define ISO_FACT_PORTS_MAX 32
+
+typedef struct iso_step_fact {
+    const char *key; /* static string */
+    iso_fact_type type;
+    int64_t i;
+    char s[32];
+    uint16_t ports[ISO_FACT_PORTS_MAX]; /* the first ISO_FACT_PORTS_MAX */
+    size_t n_ports;
+} iso_step_fact;
+
 typedef struct iso_step {
     const char *layer; /* static string, see the list above */
     iso_step_state state;
     char detail[256];
     double done_at; /* iso_now() when its step ended (spawn phases) */
+    iso_step_fact facts[ISO_STEP_FACTS_MAX];
+    size_t n_facts;
 } iso_step;
 
 #define ISO_CONFINE_MAX_STEPS 16

@@ -162,6 +162,10 @@ static void report_ports(const iso_confine_config *cfg, iso_confine_report *rep)
     else
         iso_step_add(rep, "landlock_net", ISO_STEP_ACTIVE,
                      "%s; connect only to port(s) %s", bind_text, conn);
+    iso_step_fact_str(rep, "bind", cfg->bind_any_port     ? "any"
+                                   : cfg->n_bind_ports == 0 ? "denied"
+                                                            : "ports");
+    iso_step_fact_ports(rep, "bind_ports", cfg->bind_ports, cfg->n_bind_ports);
 }
 
 int iso_confine_net_from_plan(iso_confine_config *cfg, const iso_plan *plan,

@@ -481,6 +481,8 @@ int iso_step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
                                   : "trap",
                  cfg->processes > 0 ? "fork allowed" : "no process creation",
                  cfg->in_thread ? "fail with ENOSYS" : "kill");
+    iso_step_fact_str(rep, "list", cfg->compat ? "compat" : "full");
+    iso_step_fact_int(rep, "denied", (int64_t)denied);
     unsigned calls = cfg->net_calls;
     iso_step_add(rep, "seccomp_net", ISO_STEP_ACTIVE,
                  "EPERM for socket() other than TCP/UDP over IPv4/IPv6%s%s%s; "
@@ -491,5 +493,7 @@ int iso_step_seccomp(const iso_confine_config *cfg, iso_confine_report *rep,
                  calls & ISO_SECCOMP_NET_NETLINK ? "/NETLINK_ROUTE" : "",
                  calls & ISO_SECCOMP_NET_LISTEN ? ""
                                                 : "; listen() (no bind rule)");
+    iso_step_fact_str(rep, "listen",
+                      calls & ISO_SECCOMP_NET_LISTEN ? "allowed" : "denied");
     return 0;
 }

@@ -30,6 +30,13 @@ typedef int (*iso_confine_step)(const iso_confine_config *cfg,
 void iso_step_add(iso_confine_report *rep, const char *layer,
                   iso_step_state state, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A fact of the row added last (key: a static string; past
+ * ISO_STEP_FACTS_MAX, dropped): an integer, a string, a port list. */
+void iso_step_fact_int(iso_confine_report *rep, const char *key, int64_t v);
+void iso_step_fact_str(iso_confine_report *rep, const char *key,
+                       const char *v);
+void iso_step_fact_ports(iso_confine_report *rep, const char *key,
+                         const uint16_t *ports, size_t n);
 
 /* A failed system call: ISO_CRASHED with what failed and the errno text
  * (err->code = errno). Returns -1. */

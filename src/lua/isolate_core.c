@@ -32,6 +32,12 @@ void iso_lua_push_error(lua_State *L, iso_error *err)
     set_string_field(L, "refused_import", err->refused_import);
     if (err->code == ISO_E_PROTOCOL) /* a kind of crash, told apart */
         set_string_field(L, "code", "protocol");
+    if (err->signal > 0) {
+        lua_pushinteger(L, err->signal);
+        lua_setfield(L, -2, "signal");
+    }
+    set_string_field(L, "syscall", err->syscall);
+    set_string_field(L, "suggestion", err->suggestion);
     luaL_setmetatable(L, ISO_ERROR_MT);
     iso_error_clear(err);
 }

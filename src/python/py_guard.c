@@ -116,6 +116,26 @@ static int deny(iso_guest *g, const char *capability, const char *action,
                                    action, target, rule, advice);
 }
 
+/* deny, when a rule would allow it: fix is that rule (policy language),
+ * named in the message ("add <fix><note>") and kept on the exception as
+ * isolate_fix, which the host reports as err.suggestion. */
+static int deny_fix(iso_guest *g, const char *capability, const char *action,
+                    const char *target, const char *rule, const char *fix,
+                    const char *note)
+{
+    char advice[ISO_PATH_MAX + 320];
+    snprintf(advice, sizeof advice, "add %s%s", fix, note);
+    deny(g, capability, action, target, rule, advice);
+    PyObject *exc = iso_py_take_exception();
+    PyObject *s = exc ? PyUnicode_FromString(fix) : NULL;
+    if (!s || PyObject_SetAttrString(exc, "isolate_fix", s) < 0)
+        PyErr_Clear(); /* the message still names it */
+    Py_XDECREF(s);
+    if (exc)
+        iso_py_restore_exception(exc);
+    return -1;
+}
+
 /* ---- paths ------------------------------------------------------------- */
 
 /* A path argument as the guard decides on it. */
@@ -274,18 +294,18 @@ static int check_fs(iso_guest *g, iso_fs_access op, const char *action,
         return 0;
     const char *verb = op == ISO_FS_READ ? "read" : "write";
     bool meta = strstr(action, "stat") != NULL;
-    char advice[ISO_PATH_MAX + 160];
-    if (rule < 0)
-        snprintf(advice, sizeof advice, "add fs {%s=\"%s\"}%s", verb, path,
-                 meta ? " (for a directory that grants all beneath it; stat "
-                        "of a directory on the way to a granted path needs "
-                        "no rule)"
-                      : "");
-    else
-        snprintf(advice, sizeof advice, "that deny rule must change first");
     char what[32];
     snprintf(what, sizeof what, "%s (%s)", verb, action);
-    return deny(g, "fs", what, path, iso_plan_fs_text(plan, rule), advice);
+    if (rule >= 0)
+        return deny(g, "fs", what, path, iso_plan_fs_text(plan, rule),
+                    "that deny rule must change first");
+    char fix[ISO_PATH_MAX + 32];
+    snprintf(fix, sizeof fix, "fs {%s=\"%s\"}", verb, path);
+    return deny_fix(g, "fs", what, path, iso_plan_fs_text(plan, rule), fix,
+                    meta ? " (for a directory that grants all beneath it; "
+                           "stat of a directory on the way to a granted path "
+                           "needs no rule)"
+                         : "");
 }
 
 /* Check op on the path argument; fds pass (they were opened already). */
@@ -521,14 +541,14 @@ static int check_endpoint(iso_guest *g, const char *action, const iso_addr *a,
     inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, host, sizeof host);
     snprintf(target, sizeof target, a->family == 4 ? "%s:%u" : "[%s]:%u", host,
              port);
-    char advice[sizeof target + 32];
-    if (rule < 0)
-        snprintf(advice, sizeof advice, "add net {%s=\"%s\"}",
-                 is_bind(action) ? "bind" : "connect", target);
-    else
-        snprintf(advice, sizeof advice, "that deny rule must change first");
-    return deny(g, "net", action, target, iso_plan_net_text(plan, rule),
-                advice);
+    if (rule >= 0)
+        return deny(g, "net", action, target, iso_plan_net_text(plan, rule),
+                    "that deny rule must change first");
+    char fix[sizeof target + 32];
+    snprintf(fix, sizeof fix, "net {%s=\"%s\"}",
+             is_bind(action) ? "bind" : "connect", target);
+    return deny_fix(g, "net", action, target, iso_plan_net_text(plan, rule),
+                    fix, "");
 }
 
 static void addr_from_sockaddr(const struct sockaddr *sa, iso_addr *a)
@@ -597,13 +617,15 @@ static int check_unix(iso_guest *g, const char *action, PyObject *address)
     if (iso_plan_check_unix(plan, r.path, &rule))
         return 0;
     snprintf(target, sizeof target, "unix:%s", r.path);
-    char advice[sizeof target + 32];
-    snprintf(advice, sizeof advice,
-             rule < 0 ? "add net {connect=\"%s\"}"
+    char text[sizeof target + 40];
+    snprintf(text, sizeof text,
+             rule < 0 ? "net {connect=\"%s\"}"
                       : "that deny rule must change first (%s)",
              target);
-    return deny(g, "net", action, target, iso_plan_net_text(plan, rule),
-                advice);
+    return rule < 0 ? deny_fix(g, "net", action, target,
+                               iso_plan_net_text(plan, rule), text, "")
+                    : deny(g, "net", action, target,
+                           iso_plan_net_text(plan, rule), text);
 }
 
 static long family_of(PyObject *sock)

@@ -136,6 +136,22 @@ static void note_refused_import(iso_guest *g, PyObject *exc, iso_error *err)
     PyErr_Clear();
 }
 
+/* A guard's refusal names the rule that would allow it (py_guard.c's
+ * isolate_fix): err->suggestion, when it is a str. Only a
+ * plain PermissionError's (what the guard raises): its attributes are its
+ * instance dict, and no guest code runs to read them. */
+static void take_fix(PyObject *exc, iso_error *err)
+{
+    if (Py_TYPE(exc) != (PyTypeObject *)PyExc_PermissionError)
+        return;
+    PyObject *fix = PyObject_GetAttrString(exc, "isolate_fix");
+    const char *s = fix && PyUnicode_Check(fix) ? PyUnicode_AsUTF8(fix) : NULL;
+    if (s && strlen(s) <= ISO_PATH_MAX + 64) /* a rule: a path and a verb */
+        err->suggestion = strdup(s);
+    Py_XDECREF(fix);
+    PyErr_Clear();
+}
+
 /* Turn the pending Python exception into err (kind as given). */
 static void take_exception(iso_guest *g, iso_error *err, iso_kind kind)
 {
@@ -164,6 +180,8 @@ static void take_exception(iso_guest *g, iso_error *err, iso_kind kind)
         if (kind == ISO_GUEST)
             err->traceback = format_traceback(exc);
         g->quiet = false;
+        if (kind == ISO_GUEST)
+            take_fix(exc, err);
     }
     Py_XDECREF(msg);
     if (exc && kind == ISO_GUEST)

@@ -520,6 +520,20 @@ size_t iso_death_note_clean(char *note)
     return n;
 }
 
+/* A death note "seccomp: NAME" (confine_seccomp.c's SIGSYS handler) names
+ * the system call the filter refused: err->syscall, as the worker claims
+ * it (cleaned, and cut to the field). */
+static void note_syscall(const char *note, iso_error *err)
+{
+    static const char prefix[] = "seccomp: ";
+    if (strncmp(note, prefix, sizeof prefix - 1) != 0)
+        return;
+    const char *name = note + sizeof prefix - 1;
+    size_t n = strnlen(name, sizeof err->syscall - 1);
+    memcpy(err->syscall, name, n);
+    err->syscall[n] = '\0';
+}
+
 /* Why it died: the host's own observation (its wait status) first; the
  * death note is the cell's claim, bounded, cleaned and shown as one. */
 static int death_reason(proc *p, iso_error *err)
@@ -535,12 +549,18 @@ static int death_reason(proc *p, iso_error *err)
     if (st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU)
         return iso_error_set(err, ISO_CPU, "cell '%s' exceeded limits.cpu_ms",
                              p->name);
-    if (note[0])
-        return iso_error_set(err, ISO_CRASHED,
-                             "cell '%s' died; it reported: %s", p->name, note);
-    if (st != -1 && WIFSIGNALED(st))
-        return iso_error_set(err, ISO_CRASHED, "cell '%s' was killed by %s",
-                             p->name, strsignal(WTERMSIG(st)));
+    if (note[0]) {
+        iso_error_set(err, ISO_CRASHED, "cell '%s' died; it reported: %s",
+                      p->name, note);
+        note_syscall(note, err);
+        return -1;
+    }
+    if (st != -1 && WIFSIGNALED(st)) {
+        iso_error_set(err, ISO_CRASHED, "cell '%s' was killed by %s", p->name,
+                      strsignal(WTERMSIG(st)));
+        err->signal = WTERMSIG(st);
+        return -1;
+    }
     return iso_error_set(err, ISO_CRASHED, "cell '%s' exited (status %d)",
                          p->name, st != -1 ? WEXITSTATUS(st) : -1);
 }
@@ -864,9 +884,9 @@ static void proc_reply(proc *p, iso_value *value, const char *error)
 }
 
 /* Past wall_ms: the whole cgroup dies; the cell is closed. */
-static bool proc_overrun(proc *p, double overdue)
+static bool proc_overrun(proc *p, double overdue, double *again)
 {
-    (void)overdue;
+    (void)overdue, (void)again; /* killed at once: never called again */
     put_down(p);
     salvage(p);
     cleanup(p);

@@ -17,45 +17,45 @@
 static struct {
     pthread_mutex_t mu;
     struct abandoned_cell {
-        iso_cell *c;
+        iso_sub *s;
         bool parked;
     } * cells;
     size_t n, cap;
 } abandoned = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
 
-/* Unless its thread has ended already (c->guest.py is NULL then). */
-void iso_abandoned_add(iso_cell *c)
+/* Unless its thread has ended already (s->guest->py is NULL then). */
+void iso_abandoned_add(iso_sub *s)
 {
     pthread_mutex_lock(&abandoned.mu);
-    if (c->guest.py &&
+    if (s->guest->py &&
         iso_room_for_one((void **)&abandoned.cells, &abandoned.cap, abandoned.n,
                          sizeof *abandoned.cells)) {
-        iso_host_hold(&c->host);
-        abandoned.cells[abandoned.n++] = (struct abandoned_cell){c, false};
+        iso_host_hold(&s->host);
+        abandoned.cells[abandoned.n++] = (struct abandoned_cell){s, false};
     }
     pthread_mutex_unlock(&abandoned.mu);
 }
 
-/* abandoned.mu held: c's entry, or NULL. */
-static struct abandoned_cell *abandoned_entry(iso_cell *c)
+/* abandoned.mu held: s's entry, or NULL. */
+static struct abandoned_cell *abandoned_entry(iso_sub *s)
 {
     for (size_t i = 0; i < abandoned.n; i++)
-        if (abandoned.cells[i].c == c)
+        if (abandoned.cells[i].s == s)
             return &abandoned.cells[i];
     return NULL;
 }
 
 /* The cell thread, as it ends (abandoned or not). */
-void iso_abandoned_thread_ends(iso_cell *c)
+void iso_abandoned_thread_ends(iso_sub *s)
 {
     pthread_mutex_lock(&abandoned.mu);
-    c->guest.py = NULL;
-    struct abandoned_cell *e = abandoned_entry(c);
+    s->guest->py = NULL;
+    struct abandoned_cell *e = abandoned_entry(s);
     if (e)
         *e = abandoned.cells[--abandoned.n];
     pthread_mutex_unlock(&abandoned.mu);
     if (e)
-        iso_host_release(&c->host);
+        iso_host_release(&s->host);
 }
 
 /* The abandoned guests' part of iso_runtime_info (any thread). */
@@ -67,7 +67,7 @@ static void abandoned_get(iso_runtime_info *info)
     for (size_t i = 0; i < abandoned.n; i++) {
         info->abandoned_threads++;
         info->abandoned_parked += abandoned.cells[i].parked;
-        info->abandoned_cpu_ms += iso_cell_thread_cpu_ms(abandoned.cells[i].c);
+        info->abandoned_cpu_ms += iso_sub_cpu_ms(abandoned.cells[i].s);
     }
     pthread_mutex_unlock(&abandoned.mu);
 }
@@ -105,14 +105,13 @@ static bool holds_import_lock(void)
 static int park(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)frame, (void)what, (void)arg;
-    iso_cell *c = PyCapsule_GetPointer(obj, "isolate.park");
-    if (!c || !atomic_load(&iso_sub_of(c)->running_seq) ||
-        holds_import_lock()) {
+    iso_sub *s = PyCapsule_GetPointer(obj, "isolate.park");
+    if (!s || !atomic_load(&s->running_seq) || holds_import_lock()) {
         PyErr_Clear();
         return 0;
     }
     pthread_mutex_lock(&abandoned.mu);
-    struct abandoned_cell *e = abandoned_entry(c);
+    struct abandoned_cell *e = abandoned_entry(s);
     if (e)
         e->parked = true;
     pthread_mutex_unlock(&abandoned.mu);
@@ -138,9 +137,9 @@ static void trace_opcodes(PyThreadState *ts)
 
 /* Interrupter, with the cell's GIL: trace the cell's thread with park (on
  * 3.12+, every thread of its interpreter: guest threads too). */
-void iso_abandoned_park(iso_cell *c, iso_py_state *p)
+void iso_abandoned_park(iso_sub *s, iso_py_state *p)
 {
-    PyObject *obj = PyCapsule_New(c, "isolate.park", NULL);
+    PyObject *obj = PyCapsule_New(s, "isolate.park", NULL);
     if (!obj) {
         PyErr_Clear();
         return;

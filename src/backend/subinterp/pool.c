@@ -11,6 +11,7 @@
 
 #include "handoff.h"
 #include "pool.h"
+#include "subinterp.h"
 
 #define POOL_MAX ISO_WARM_POOL_MAX
 /* Refill only once spawn has left the pool alone this long: creating an
@@ -21,12 +22,12 @@
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    iso_cell *cells[POOL_MAX];
+    iso_cell *cells[POOL_MAX]; /* the host's */
     size_t n, target;
-    size_t taken;                      /* cells handed to spawn, ever */
-    double last_take;                  /* iso_now() */
-    bool running;                      /* the refill thread */
-    iso_cell *(*make)(iso_error *err); /* the host's: one warm cell */
+    size_t taken;     /* cells handed to spawn, ever */
+    double last_take; /* iso_now() */
+    bool running;     /* the refill thread */
+    iso_cell *(*make)(iso_backend_cell **h, iso_error *err); /* the host's */
 } pool = {PTHREAD_MUTEX_INITIALIZER,
           PTHREAD_COND_INITIALIZER,
           {0},
@@ -56,14 +57,15 @@ static void *refill(void *unused)
         }
         if (!quiet())
             continue;
-        iso_cell *(*make)(iso_error * err) = pool.make;
+        iso_cell *(*make)(iso_backend_cell **, iso_error *) = pool.make;
         pthread_mutex_unlock(&pool.mu);
         iso_error err = {0};
+        iso_backend_cell *h = NULL;
         /* milliseconds: unlocked */
-        iso_cell *c = make(&err);
+        iso_cell *c = make(&h, &err);
         iso_error_clear(&err);
         if (c)
-            iso_cell_cgroup_prepare(c);
+            iso_sub_cgroup_prepare((iso_sub *)h);
         pthread_mutex_lock(&pool.mu);
         if (!c)
             break; /* spawn will say why, on the cold path */
@@ -90,7 +92,9 @@ static void shrink(void)
         iso_cell_release(extra[--k]);
 }
 
-int iso_sub_pool_configure(size_t target, iso_cell *(*make)(iso_error *err),
+int iso_sub_pool_configure(size_t target,
+                           iso_cell *(*make)(iso_backend_cell **h,
+                                             iso_error *err),
                            iso_error *err)
 {
     if (target > POOL_MAX)

@@ -9,18 +9,16 @@
 
 #include <stddef.h>
 
-#include "isolate.h"
+#include "backend.h"
 
 /* The warm_pool op: keep target cells warm, each made by make (a started
- * cell of this backend, unnamed, without rules; NULL with err when it
- * could not). 0, or -1 with err. */
-int iso_sub_pool_configure(size_t target, iso_cell *(*make)(iso_error *err),
+ * cell of this backend, unnamed, without rules, and its handle; NULL with
+ * err when it could not). 0, or -1 with err. */
+int iso_sub_pool_configure(size_t target,
+                           iso_cell *(*make)(iso_backend_cell **h,
+                                             iso_error *err),
                            iso_error *err);
 /* The take_warm op: a warm cell, or NULL when there is none. */
 iso_cell *iso_pool_take(void);
-/* cell_confine.c, on the pool's refill thread: a warm cell's thread joins
- * a threaded cgroup of its own ahead of spawn. Best effort (spawn makes
- * one when it did not). */
-void iso_cell_cgroup_prepare(iso_cell *c);
 
 #endif

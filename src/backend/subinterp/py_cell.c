@@ -90,81 +90,81 @@ static void destroy(iso_guest *g)
         PyEval_SaveThread();
 }
 
-static void report_start(iso_cell *c, int rc, iso_error *err)
+static void report_start(iso_sub *s, int rc, iso_error *err)
 {
-    pthread_mutex_lock(&c->ch.mu);
-    iso_sub_of(c)->start_rc = rc;
+    pthread_mutex_lock(&s->ch->mu);
+    s->start_rc = rc;
     if (rc) {
-        iso_error_move(&iso_sub_of(c)->start_err, err);
+        iso_error_move(&s->start_err, err);
     } else {
-        iso_sub_of(c)->interp_alive = true;
-        atomic_store(&c->ch.state, ISO_STATE_IDLE);
+        s->interp_alive = true;
+        atomic_store(&s->ch->state, ISO_STATE_IDLE);
     }
-    pthread_cond_broadcast(&c->ch.cv);
-    pthread_mutex_unlock(&c->ch.mu);
+    pthread_cond_broadcast(&s->ch->cv);
+    pthread_mutex_unlock(&s->ch->mu);
 }
 
 /* An interrupt aimed at this request may still be pending: drop it so it
  * never fires in the next one. Called with running_seq still set. */
-static void clear_interrupt(iso_cell *c)
+static void clear_interrupt(iso_sub *s)
 {
-    PyThreadState_SetAsyncExc(c->guest.py->thread_id, NULL);
+    PyThreadState_SetAsyncExc(s->guest->py->thread_id, NULL);
     PyErr_Clear();
-    atomic_store(&iso_sub_of(c)->running_seq, 0);
+    atomic_store(&s->running_seq, 0);
 }
 
 /* ---- the cell thread --------------------------------------------------- */
 
 /* Wait (GIL released) for a request; NULL when the cell must stop. */
-static iso_req *wait_request(iso_cell *c)
+static iso_req *wait_request(iso_sub *s)
 {
     for (;;) {
-        uint32_t seen = iso_signal_peek(&c->ch.to_cell);
-        if (atomic_load(&c->ch.stop))
+        uint32_t seen = iso_signal_peek(&s->ch->to_cell);
+        if (atomic_load(&s->ch->stop))
             return NULL;
-        pthread_mutex_lock(&c->ch.mu);
-        iso_req *r = c->ch.req;
-        c->ch.req = NULL;
-        pthread_mutex_unlock(&c->ch.mu);
+        pthread_mutex_lock(&s->ch->mu);
+        iso_req *r = s->ch->req;
+        s->ch->req = NULL;
+        pthread_mutex_unlock(&s->ch->mu);
         if (r)
             return r;
-        iso_signal_wait(&c->ch.to_cell, seen, -1);
+        iso_signal_wait(&s->ch->to_cell, seen, -1);
     }
 }
 
 /* No interrupter may touch the interpreter once we start ending it. */
-static void retire_interrupters(iso_cell *c)
+static void retire_interrupters(iso_sub *s)
 {
-    pthread_mutex_lock(&c->ch.mu);
-    iso_sub_of(c)->interp_alive = false;
-    while (iso_sub_of(c)->interrupters > 0)
-        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
-    pthread_mutex_unlock(&c->ch.mu);
+    pthread_mutex_lock(&s->ch->mu);
+    s->interp_alive = false;
+    while (s->interrupters > 0)
+        pthread_cond_wait(&s->ch->cv, &s->ch->mu);
+    pthread_mutex_unlock(&s->ch->mu);
 }
 
-static void serve(iso_cell *c, iso_py_state *p)
+static void serve(iso_sub *s, iso_py_state *p)
 {
     for (;;) {
         PyEval_SaveThread();
         iso_req *r;
-        while ((r = wait_request(c)) && r->type == ISO_REQ_CONFINE) {
+        while ((r = wait_request(s)) && r->type == ISO_REQ_CONFINE) {
             iso_req_destroy(r); /* no Python in it: no GIL */
-            iso_cell_confine_run(c);
+            iso_sub_confine_run(s);
         }
         if (!r) {
-            retire_interrupters(c);
+            retire_interrupters(s);
             iso_py_take_gil(p->ts);
             return;
         }
         iso_py_take_gil(p->ts);
-        atomic_store(&iso_sub_of(c)->running_seq, r->seq);
-        iso_msg *m = iso_guest_run(&c->guest, r->type == ISO_REQ_CALL, r->text,
+        atomic_store(&s->running_seq, r->seq);
+        iso_msg *m = iso_guest_run(s->guest, r->type == ISO_REQ_CALL, r->text,
                                    r->len, &r->args);
-        clear_interrupt(c);
+        clear_interrupt(s);
         iso_req_destroy(r);
         iso_mem_account_flush(); /* stats() after a request are exact */
         if (m)
-            iso_host_push(&c->host, m);
+            iso_host_push(&s->host, m);
     }
 }
 
@@ -172,83 +172,83 @@ static void serve(iso_cell *c, iso_py_state *p)
 
 static int sink_send(void *ctx, iso_msg *m)
 {
-    return iso_host_push(&((iso_cell *)ctx)->host, m);
+    return iso_host_push(&((iso_sub *)ctx)->host, m);
 }
 
 static void sink_why_refused(void *ctx, char *buf, size_t n)
 {
-    iso_host_queue_why(&((iso_cell *)ctx)->host, buf, n);
+    iso_host_queue_why(&((iso_sub *)ctx)->host, buf, n);
 }
 
 /* request(): block until the host answers (sub_reply) or the cell is
  * stopping; the answer moved out of the reply slot. */
 static bool sink_await_reply(void *ctx, iso_value *value, char **error)
 {
-    iso_cell *c = ctx;
+    iso_sub *s = ctx;
     bool ready = false;
-    while (!ready && !atomic_load(&c->ch.stop)) {
-        uint32_t seen = iso_signal_peek(&c->ch.to_cell);
-        pthread_mutex_lock(&c->ch.mu);
-        ready = c->ch.reply_ready;
-        c->ch.reply_ready = false;
+    while (!ready && !atomic_load(&s->ch->stop)) {
+        uint32_t seen = iso_signal_peek(&s->ch->to_cell);
+        pthread_mutex_lock(&s->ch->mu);
+        ready = s->ch->reply_ready;
+        s->ch->reply_ready = false;
         if (ready) {
-            iso_value_move(value, &c->ch.reply);
-            *error = c->ch.reply_error;
-            c->ch.reply_error = NULL;
+            iso_value_move(value, &s->ch->reply);
+            *error = s->ch->reply_error;
+            s->ch->reply_error = NULL;
         }
-        pthread_mutex_unlock(&c->ch.mu);
+        pthread_mutex_unlock(&s->ch->mu);
         if (!ready)
-            iso_signal_wait(&c->ch.to_cell, seen, -1);
+            iso_signal_wait(&s->ch->to_cell, seen, -1);
     }
     return ready;
 }
 
 /* Everything the cell's Python allocates from here on, its interpreter's
  * creation included, is charged to the cell (limits.mem, stats). */
-static int open_account(iso_cell *c, iso_error *err)
+static int open_account(iso_sub *s, iso_error *err)
 {
-    c->guest.mem_account = iso_mem_account_open();
-    if (!c->guest.mem_account)
+    s->guest->mem_account = iso_mem_account_open();
+    if (!s->guest->mem_account)
         return iso_error_set(err, ISO_CRASHED,
                              "too many sub-interpreter cells at once");
-    iso_mem_account_enter(c->guest.mem_account);
+    iso_mem_account_enter(s->guest->mem_account);
     return 0;
 }
 
 void *iso_py_cell_thread(void *arg)
 {
-    iso_cell *c = arg;
+    iso_sub *s = arg;
     iso_py_state py = {0};
     iso_error err = {0};
-    c->guest.py = &py;
-    c->guest.sink =
-        (iso_guest_sink){sink_send, sink_await_reply, sink_why_refused, c};
-    iso_sub_of(c)->has_cpu_clock =
-        pthread_getcpuclockid(pthread_self(), &iso_sub_of(c)->cpu_clock) == 0;
-    iso_host_phase(&c->host, "thread", iso_now());
+    s->guest->py = &py;
+    s->guest->sink =
+        (iso_guest_sink){sink_send, sink_await_reply, sink_why_refused, s};
+    s->has_cpu_clock =
+        pthread_getcpuclockid(pthread_self(), &s->cpu_clock) == 0;
+    iso_host_phase(&s->host, "thread", iso_now());
     int rc = iso_py_runtime_init(&err);
     if (rc == 0)
-        rc = open_account(c, &err);
+        rc = open_account(s, &err);
     if (rc == 0 && (rc = new_interpreter(&py, &err)) == 0) {
-        iso_host_phase(&c->host, "interpreter", iso_now());
-        if ((rc = iso_guest_setup(&c->guest, &err)) != 0)
-            destroy(&c->guest);
+        iso_host_phase(&s->host, "interpreter", iso_now());
+        if ((rc = iso_guest_setup(s->guest, &err)) != 0)
+            destroy(s->guest);
     }
     if (rc == 0)
-        iso_host_phase(&c->host, "guest runtime", iso_now());
+        iso_host_phase(&s->host, "guest runtime", iso_now());
     if (rc == 0)
         iso_py_register_cell_thread(py.ts); /* a worker process has one */
     iso_mem_account_flush();
-    report_start(c, rc, &err);
+    report_start(s, rc, &err);
     if (rc == 0) {
-        serve(c, &py);
-        iso_mem_account_limit(c->guest.mem_account,
+        serve(s, &py);
+        iso_mem_account_limit(s->guest->mem_account,
                               0); /* ending must not fail */
-        destroy(&c->guest);
+        destroy(s->guest);
     }
-    iso_abandoned_thread_ends(c);
-    iso_mem_account_close(c->guest.mem_account);
-    iso_host_release(&c->host);
+    iso_abandoned_thread_ends(s);
+    iso_mem_account_close(s->guest->mem_account);
+    iso_host_release(&s->host);
     return NULL;
 }
 
@@ -294,141 +294,148 @@ int iso_bench_interp_floor(size_t n, double *seconds, iso_error *err)
 
 /* ---- the host side: iso_cell_ops ---------------------------------------- */
 
-static void interrupt(iso_cell *c, uint64_t seq);
-
 /* What confines a started sub-interpreter cell until its thread confines
- * itself (cell_confine.c then writes the rows of what it applied). */
-static int describe_confinement(iso_cell *c)
+ * itself (the confined op then hands the host the rows of what the
+ * thread applied). */
+static int describe_confinement(iso_sub *s)
 {
     static const char *const kernel[] = {"landlock", "seccomp", "bpf",
                                          "cgroup",   "rlimit",  NULL};
-    iso_value *v = &c->confinement;
-    iso_value_set_list(v);
-    int rc = iso_confinement_add(v, "python-guard", "active", "cell thread",
+    iso_value v = {0};
+    iso_value_set_list(&v);
+    int rc = iso_confinement_add(&v, "python-guard", "active", "cell thread",
                                  "imports, fs, net, exec and capabilities in "
                                  "Python: a guardrail, not a boundary");
     for (int i = 0; rc == 0 && kernel[i]; i++)
-        rc = iso_confinement_add(v, kernel[i], "missing", "cell thread",
+        rc = iso_confinement_add(&v, kernel[i], "missing", "cell thread",
                                  "not applied yet: the cell thread "
                                  "confines itself before its first request");
+    if (rc == 0)
+        iso_host_confined(&s->host, &v);
+    iso_value_free(&v);
     return rc;
 }
 
-static int sub_start(iso_cell *c, const iso_cell_config *cfg,
+static int sub_start(iso_sub *s, const iso_cell_config *cfg,
                      const iso_host_hooks *host, iso_error *err)
 {
     (void)cfg;
-    c->host = *host; /* before the thread, which reports its phases */
-    if (describe_confinement(c))
+    s->host = *host; /* before the thread, which reports its phases */
+    s->ch = host->ch;
+    s->guest = host->guest;
+    if (describe_confinement(s))
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    iso_host_hold(&c->host); /* the thread's reference */
-    int e =
-        iso_thread_start(&iso_sub_of(c)->thread, NULL, iso_py_cell_thread, c);
+    iso_host_hold(&s->host); /* the thread's reference */
+    int e = iso_thread_start(&s->thread, NULL, iso_py_cell_thread, s);
     if (e) {
-        iso_host_release(&c->host); /* the host's own is left */
+        iso_host_release(&s->host); /* the host's own is left */
         iso_error_set(err, ISO_CRASHED, "cannot start the cell thread: %s",
                       strerror(e));
         err->code = e;
         return -1;
     }
-    pthread_mutex_lock(&c->ch.mu);
-    while (iso_sub_of(c)->start_rc > 0)
-        pthread_cond_wait(&c->ch.cv, &c->ch.mu);
-    int rc = iso_sub_of(c)->start_rc;
+    pthread_mutex_lock(&s->ch->mu);
+    while (s->start_rc > 0)
+        pthread_cond_wait(&s->ch->cv, &s->ch->mu);
+    int rc = s->start_rc;
     if (rc)
-        iso_error_move(err, &iso_sub_of(c)->start_err);
-    pthread_mutex_unlock(&c->ch.mu);
+        iso_error_move(err, &s->start_err);
+    pthread_mutex_unlock(&s->ch->mu);
     if (rc)
-        pthread_join(iso_sub_of(c)->thread, NULL);
+        pthread_join(s->thread, NULL);
     return rc;
 }
 
-static int sub_submit(iso_cell *c, iso_req *r, iso_error *err)
+static int sub_submit(iso_sub *s, iso_req *r, iso_error *err)
 {
     (void)err;
-    pthread_mutex_lock(&c->ch.mu);
-    c->ch.req = r;
-    pthread_mutex_unlock(&c->ch.mu);
-    iso_signal_notify(&c->ch.to_cell);
+    s->last_seq = r->seq;
+    s->last_interrupt = 0;
+    pthread_mutex_lock(&s->ch->mu);
+    s->ch->req = r;
+    pthread_mutex_unlock(&s->ch->mu);
+    iso_signal_notify(&s->ch->to_cell);
     return 0;
 }
 
-static int sub_receive(iso_cell *c, double deadline, iso_error *err)
+static int sub_receive(iso_sub *s, double deadline, iso_error *err)
 {
     (void)err;
-    uint32_t seen = iso_signal_peek(&c->ch.to_host);
-    if (iso_host_drain(&c->host) || deadline == 0)
+    uint32_t seen = iso_signal_peek(&s->ch->to_host);
+    if (iso_host_drain(&s->host) || deadline == 0)
         return 0;
-    iso_signal_wait(&c->ch.to_host, seen, deadline);
-    iso_host_drain(&c->host);
+    iso_signal_wait(&s->ch->to_host, seen, deadline);
+    iso_host_drain(&s->host);
     return 0;
 }
 
-static void sub_reply(iso_cell *c, iso_value *value, const char *error)
+static void sub_reply(iso_sub *s, iso_value *value, const char *error)
 {
     char *e = error ? strdup(error) : NULL;
-    pthread_mutex_lock(&c->ch.mu);
-    iso_value_free(&c->ch.reply);
-    free(c->ch.reply_error);
+    pthread_mutex_lock(&s->ch->mu);
+    iso_value_free(&s->ch->reply);
+    free(s->ch->reply_error);
     if (value)
-        iso_value_move(&c->ch.reply, value);
-    c->ch.reply_error = e;
+        iso_value_move(&s->ch->reply, value);
+    s->ch->reply_error = e;
     if (error && !e)
-        c->ch.reply_error = strdup("out of memory");
-    c->ch.reply_ready = true;
-    pthread_mutex_unlock(&c->ch.mu);
-    iso_signal_notify(&c->ch.to_cell);
+        s->ch->reply_error = strdup("out of memory");
+    s->ch->reply_ready = true;
+    pthread_mutex_unlock(&s->ch->mu);
+    iso_signal_notify(&s->ch->to_cell);
 }
 
 /* The cell gave no result within its grace period: give its thread up,
  * and park it (interrupter) so that it stops competing for the GIL and a
  * CPU. */
-static void abandon(iso_cell *c)
+static void abandon(iso_sub *s)
 {
-    iso_abandoned_add(c);
-    atomic_store(&c->ch.abandoned, true);
-    atomic_store(&c->ch.stop, true);
-    iso_signal_notify(&c->ch.to_cell);
-    pthread_detach(iso_sub_of(c)->thread);
-    iso_host_retire(&c->host, ISO_STATE_DEAD);
-    interrupt(c, 0);
+    iso_abandoned_add(s);
+    atomic_store(&s->ch->abandoned, true);
+    atomic_store(&s->ch->stop, true);
+    iso_signal_notify(&s->ch->to_cell);
+    pthread_detach(s->thread);
+    iso_host_retire(&s->host, ISO_STATE_DEAD);
+    iso_sub_interrupt(s, 0);
 }
 
-/* Interrupt now and again; abandon after the grace period. */
-static bool sub_overrun(iso_cell *c, double overdue)
+/* Interrupt now and again (*again: when next); abandon after the grace
+ * period. */
+static bool sub_overrun(iso_sub *s, double overdue, double *again)
 {
     if (overdue >= ISO_KILL_GRACE_S) {
-        abandon(c);
+        abandon(s);
         return false;
     }
     double now = iso_now();
-    if (now - c->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
-        c->last_interrupt = now;
-        interrupt(c, c->next_seq);
+    if (now - s->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
+        s->last_interrupt = now;
+        iso_sub_interrupt(s, s->last_seq);
     }
+    *again = s->last_interrupt + ISO_INTERRUPT_EVERY_S;
     return true;
 }
 
-static bool join_within(iso_cell *c, double seconds)
+static bool join_within(iso_sub *s, double seconds)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + seconds;
     ts.tv_sec = (time_t)end;
     ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    return pthread_timedjoin_np(iso_sub_of(c)->thread, NULL, &ts) == 0;
+    return pthread_timedjoin_np(s->thread, NULL, &ts) == 0;
 }
 
-static void sub_stop(iso_cell *c, bool force, bool busy)
+static void sub_stop(iso_sub *s, bool force, bool busy)
 {
     if (force && busy)
-        interrupt(c, c->next_seq);
-    atomic_store(&c->ch.stop, true);
-    iso_signal_notify(&c->ch.to_cell);
-    if (!join_within(c, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
-        abandon(c);
+        iso_sub_interrupt(s, s->last_seq);
+    atomic_store(&s->ch->stop, true);
+    iso_signal_notify(&s->ch->to_cell);
+    if (!join_within(s, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
+        abandon(s);
     else
-        iso_host_retire(&c->host, ISO_STATE_CLOSED);
+        iso_host_retire(&s->host, ISO_STATE_CLOSED);
 }
 
 /* ---- the ops, on the handle (iso_sub) --------------------------------- */
@@ -437,79 +444,111 @@ static int op_start(iso_cell *c, const iso_cell_config *cfg,
                     const iso_host_hooks *host, iso_backend_cell **out,
                     iso_error *err)
 {
+    (void)c; /* the host's: what the thread needs of it is in host */
     iso_sub *s = calloc(1, sizeof *s);
     if (!s)
         return iso_error_set(err, ISO_MEMORY, "out of memory");
-    s->cell = c;
     s->start_rc = 1; /* not started yet */
     *out = (iso_backend_cell *)s;
-    return sub_start(c, cfg, host, err);
+    return sub_start(s, cfg, host, err);
 }
-static int op_confine(iso_backend_cell *h, iso_error *err)
+
+static void free_strings(char **v, size_t n)
 {
-    return iso_sub_confine(iso_sub_cell(h), err);
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The limits and syscalls.deny of cfg, the cell's own copy (a warm cell
+ * gets them only now): 0, or -1 with err. */
+static int take_limits(iso_sub *s, const iso_cell_config *cfg, iso_error *err)
+{
+    size_t n = cfg->n_deny_syscalls;
+    char **deny = calloc(n + 1, sizeof *deny);
+    for (size_t i = 0; deny && i < n; i++)
+        if (!(deny[i] = strdup(cfg->deny_syscalls[i]))) {
+            free_strings(deny, i);
+            deny = NULL;
+        }
+    if (!deny)
+        return iso_error_set(err, ISO_MEMORY, "out of memory");
+    free_strings(s->deny_syscalls, s->n_deny_syscalls);
+    s->deny_syscalls = deny, s->n_deny_syscalls = n;
+    s->wall_ms = cfg->wall_ms;
+    s->cpu_ms = cfg->cpu_ms;
+    return 0;
+}
+
+static int op_confine(iso_backend_cell *h, const iso_cell_config *cfg,
+                      iso_error *err)
+{
+    iso_sub *s = (iso_sub *)h;
+    return take_limits(s, cfg, err) || iso_sub_confine(s, err) ? -1 : 0;
 }
 static int op_confined(iso_backend_cell *h, iso_error *err)
 {
-    return iso_cell_confined(iso_sub_cell(h), err);
+    return iso_sub_confined((iso_sub *)h, err);
 }
 static void op_destroy(iso_backend_cell *h)
 {
     iso_sub *s = (iso_sub *)h;
     if (!s)
         return;
-    iso_cell_unconfine(s->cell); /* the cell's cgroup, the BPF guard */
+    iso_sub_unconfine(s); /* the cell's cgroup, the BPF guard */
     iso_error_clear(&s->start_err);
     iso_error_clear(&s->confine_err);
+    iso_value_free(&s->rows);
+    free_strings(s->deny_syscalls, s->n_deny_syscalls);
     free(s);
 }
 static int op_submit(iso_backend_cell *h, iso_req *r, iso_error *err)
 {
-    return sub_submit(iso_sub_cell(h), r, err);
+    return sub_submit((iso_sub *)h, r, err);
 }
 static int op_receive(iso_backend_cell *h, double deadline, iso_error *err)
 {
-    return sub_receive(iso_sub_cell(h), deadline, err);
+    return sub_receive((iso_sub *)h, deadline, err);
 }
 static void op_reply(iso_backend_cell *h, iso_value *value, const char *error)
 {
-    sub_reply(iso_sub_cell(h), value, error);
+    sub_reply((iso_sub *)h, value, error);
 }
 static iso_kind op_over(iso_backend_cell *h)
 {
-    return iso_sub_over(iso_sub_cell(h));
+    return iso_sub_over((iso_sub *)h);
 }
 static int op_watch(iso_backend_cell *h, uint64_t seq, double started)
 {
-    return iso_watchdog_watch(iso_sub_cell(h), seq, started);
+    return iso_watchdog_watch((iso_sub *)h, seq, started);
 }
 static void op_forget(iso_backend_cell *h)
 {
-    iso_watchdog_forget(iso_sub_cell(h));
+    iso_watchdog_forget((iso_sub *)h);
 }
 static iso_kind op_found(iso_backend_cell *h, uint64_t seq, double *since)
 {
-    return iso_watchdog_found(iso_sub_cell(h), seq, since);
+    return iso_watchdog_found((iso_sub *)h, seq, since);
 }
-static bool op_overrun(iso_backend_cell *h, double overdue)
+static bool op_overrun(iso_backend_cell *h, double overdue, double *again)
 {
-    return sub_overrun(iso_sub_cell(h), overdue);
+    return sub_overrun((iso_sub *)h, overdue, again);
 }
 static void op_stop(iso_backend_cell *h, bool force, bool busy)
 {
-    sub_stop(iso_sub_cell(h), force, busy);
+    sub_stop((iso_sub *)h, force, busy);
 }
 static void op_interrupt(iso_backend_cell *h, uint64_t seq)
 {
-    interrupt(iso_sub_cell(h), seq);
+    iso_sub_interrupt((iso_sub *)h, seq);
 }
 static int64_t op_cpu_ms(const iso_backend_cell *h)
 {
-    return iso_cell_thread_cpu_ms(iso_sub_cell(h));
+    return iso_sub_cpu_ms((const iso_sub *)h);
 }
 static int64_t op_mem_bytes(const iso_backend_cell *h)
 {
-    return iso_sub_mem_bytes(iso_sub_cell(h));
+    return iso_sub_mem_bytes((const iso_sub *)h);
 }
 
 const iso_cell_ops iso_subinterpreter_ops = {
@@ -532,68 +571,3 @@ const iso_cell_ops iso_subinterpreter_ops = {
     .cpu_ms = op_cpu_ms,
     .mem_bytes = op_mem_bytes,
 };
-
-/* ---- interrupts -------------------------------------------------------- */
-
-typedef struct interrupt_job {
-    iso_cell *c;
-    uint64_t seq;
-} interrupt_job;
-
-static void interrupter_done(iso_cell *c)
-{
-    pthread_mutex_lock(&c->ch.mu);
-    iso_sub_of(c)->interrupters--;
-    pthread_cond_broadcast(&c->ch.cv);
-    pthread_mutex_unlock(&c->ch.mu);
-    iso_host_release(&c->host);
-}
-
-/* Runs on its own short-lived thread: taking the cell's GIL may wait for
- * as long as one C call of the guest runs, and nobody else should. */
-static void *interrupter(void *arg)
-{
-    interrupt_job *job = arg;
-    iso_cell *c = job->c;
-    iso_py_state *p = c->guest.py;
-    PyThreadState *ts = PyThreadState_New(p->interp);
-    PyEval_RestoreThread(ts);
-    if (atomic_load(&c->ch.abandoned))
-        iso_abandoned_park(c, p);
-    else if (atomic_load(&iso_sub_of(c)->running_seq) == job->seq)
-        PyThreadState_SetAsyncExc(p->thread_id, PyExc_TimeoutError);
-    PyThreadState_Clear(ts);
-    PyThreadState_DeleteCurrent();
-    interrupter_done(c);
-    free(job);
-    return NULL;
-}
-
-static void interrupt(iso_cell *c, uint64_t seq)
-{
-    interrupt_job *job = malloc(sizeof *job);
-    if (!job)
-        return;
-    *job = (interrupt_job){c, seq};
-    pthread_mutex_lock(&c->ch.mu);
-    /* One at a time; but the park must not be lost to one in flight that
-     * looked at c->ch.abandoned too early. */
-    bool ok =
-        iso_sub_of(c)->interp_alive &&
-        (iso_sub_of(c)->interrupters == 0 || atomic_load(&c->ch.abandoned));
-    if (ok) {
-        iso_sub_of(c)->interrupters++;
-        iso_host_hold(&c->host);
-    }
-    pthread_mutex_unlock(&c->ch.mu);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (ok && iso_thread_start(&t, &attr, interrupter, job) == 0)
-        job = NULL;
-    else if (ok)
-        interrupter_done(c);
-    pthread_attr_destroy(&attr);
-    free(job);
-}

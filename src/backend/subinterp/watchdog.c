@@ -10,14 +10,13 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "cell.h"
 #include "py_alloc.h"
 #include "subinterp.h"
 
 #define CHECK_EVERY_S 0.01
 
 typedef struct watch {
-    iso_cell *c; /* a reference of its own */
+    iso_sub *s; /* a hold of its own on the host's cell */
     uint64_t seq;
     double started;
     iso_kind found; /* ISO_OK until a limit is passed */
@@ -36,27 +35,27 @@ static struct {
 /* Which limit w's request has passed (ISO_OK: none). */
 static iso_kind passed(const watch *w, double now)
 {
-    const iso_cell *c = w->c;
-    if (c->wall_ms > 0 && now >= w->started + (double)c->wall_ms / 1000.0)
+    const iso_sub *s = w->s;
+    if (s->wall_ms > 0 && now >= w->started + (double)s->wall_ms / 1000.0)
         return ISO_TIMEOUT;
-    if (c->cpu_ms > 0 && iso_cell_thread_cpu_ms(c) >= c->cpu_ms)
+    if (s->cpu_ms > 0 && iso_sub_cpu_ms(s) >= s->cpu_ms)
         return ISO_CPU;
-    if (iso_mem_account_overrun(c->guest.mem_account))
+    if (iso_mem_account_overrun(s->guest->mem_account))
         return ISO_MEMORY;
     return ISO_OK;
 }
 
 static void look(watch *w, double now)
 {
-    if (atomic_load(&iso_sub_of(w->c)->running_seq) != w->seq)
+    if (atomic_load(&w->s->running_seq) != w->seq)
         return; /* not started yet, or over */
     if (!w->found && (w->found = passed(w, now)) != ISO_OK) {
         w->since = now;
-        iso_host_wake(&w->c->host); /* it takes over: kind, and abandonment */
+        iso_host_wake(&w->s->host); /* it takes over: kind, and abandonment */
     }
     if (w->found && now - w->last_interrupt >= ISO_INTERRUPT_EVERY_S) {
         w->last_interrupt = now;
-        w->c->ops->interrupt(w->c->handle, w->seq);
+        iso_sub_interrupt(w->s, w->seq);
     }
 }
 
@@ -75,29 +74,29 @@ static void *run(void *unused)
     return NULL;
 }
 
-/* dog.mu held: drop c's watch, if any. The reference goes after the
+/* dog.mu held: drop s's watch, if any. The reference goes after the
  * unlock: it may be the last. */
-static iso_cell *take_out(iso_cell *c)
+static iso_sub *take_out(iso_sub *s)
 {
     for (size_t i = 0; i < dog.n; i++)
-        if (dog.w[i].c == c) {
+        if (dog.w[i].s == s) {
             dog.w[i] = dog.w[--dog.n];
-            return c;
+            return s;
         }
     return NULL;
 }
 
-int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started)
+int iso_watchdog_watch(iso_sub *s, uint64_t seq, double started)
 {
     pthread_mutex_lock(&dog.mu);
-    iso_cell *old = take_out(c);
+    iso_sub *old = take_out(s);
     if (!dog.running)
         dog.running = iso_thread_detached(run);
     bool ok = dog.running &&
               iso_room_for_one((void **)&dog.w, &dog.cap, dog.n, sizeof *dog.w);
     if (ok) {
-        iso_host_hold(&c->host);
-        dog.w[dog.n++] = (watch){.c = c, .seq = seq, .started = started};
+        iso_host_hold(&s->host);
+        dog.w[dog.n++] = (watch){.s = s, .seq = seq, .started = started};
         pthread_cond_signal(&dog.cv);
     }
     pthread_mutex_unlock(&dog.mu);
@@ -106,21 +105,21 @@ int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started)
     return ok ? 0 : -1;
 }
 
-void iso_watchdog_forget(iso_cell *c)
+void iso_watchdog_forget(iso_sub *s)
 {
     pthread_mutex_lock(&dog.mu);
-    iso_cell *old = take_out(c);
+    iso_sub *old = take_out(s);
     pthread_mutex_unlock(&dog.mu);
     if (old)
         iso_host_release(&old->host);
 }
 
-iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since)
+iso_kind iso_watchdog_found(iso_sub *s, uint64_t seq, double *since)
 {
     iso_kind kind = ISO_OK;
     pthread_mutex_lock(&dog.mu);
     for (size_t i = 0; i < dog.n; i++)
-        if (dog.w[i].c == c && dog.w[i].seq == seq && dog.w[i].found) {
+        if (dog.w[i].s == s && dog.w[i].seq == seq && dog.w[i].found) {
             kind = dog.w[i].found;
             *since = dog.w[i].since;
         }

@@ -1,10 +1,14 @@
 /*
- * The cell as both of its threads see it. The host (Lua) thread owns the
- * host-side queues; everything crossing to the cell thread goes through
- * its channel (ch: `mu` and one of the two signals).
+ * The cell object, private to src/core: cell.c and the files it is split
+ * into (cell_queue.c, cell_guard.c) and the rest of the host engine
+ * (backend.c, modes.c, lifecycle.c) share it; nothing outside src/core
+ * includes it. A backend sees the cell only through the seam (backend.h,
+ * host_hooks.h, cell_channel.h). The host (Lua) thread owns the host-side
+ * queues; everything crossing to a cell thread goes through its channel
+ * (ch: `mu` and one of the two signals).
  */
-#ifndef ISO_CELL_H
-#define ISO_CELL_H
+#ifndef ISO_CELL_INTERNAL_H
+#define ISO_CELL_INTERNAL_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,15 +22,7 @@
 #include "host_hooks.h"
 #include "isolate.h"
 #include "msg.h"
-
-#define ISO_CLOSE_GRACE_S 2.0 /* close: how long to wait for the thread */
-#define ISO_KILL_GRACE_S 0.25 /* kill / wall_ms: interrupt, then abandon */
-#define ISO_INTERRUPT_EVERY_S 0.05
-
-/* backend.c: the ops of backend b (NULL: none in this build); a test puts
- * a fake backend in a slot with iso_backend_ops_set. */
-const iso_cell_ops *iso_backend_ops(iso_backend b);
-void iso_backend_ops_set(iso_backend b, const iso_cell_ops *ops);
+#include "registry.h"
 
 struct iso_cell {
     _Atomic int refs; /* the host handle; a backend's threads (hold hook) */
@@ -34,18 +30,16 @@ struct iso_cell {
     iso_backend backend;
     const iso_cell_ops *ops;
     iso_backend_cell *handle; /* the backend's own state (its start op) */
-    iso_host_hooks host;      /* py_cell.c: the hooks its start op was given */
     iso_value confinement;    /* per layer: what confines this cell */
     /* What the guest runtime reads: its name, imports, capabilities, plan
      * (immutable; NULL denies every fs and net access; a reload swaps
      * it), output and memory limits, and its sink. A sub-interpreter
-     * cell's thread runs its guest with it; a process cell's host side
-     * reads the rules from it. mem_account is set before the cell is
-     * started, output_used and quiet are the cell thread's. */
+     * cell's thread runs its guest with it (its start op gets it through
+     * the hooks); a process cell's host side reads the rules from it.
+     * mem_account is set before the cell is started, output_used and
+     * quiet are the cell thread's. */
     iso_guest guest;
     int64_t wall_ms, cpu_ms; /* 0: none */
-    char **deny_syscalls;    /* the policy's syscalls.deny */
-    size_t n_deny_syscalls;
     iso_guard guard;    /* the BPF guard of its cgroup (cell_guard.c) */
     iso_plan **retired; /* plans replaced by reloads */
     size_t n_retired;
@@ -65,11 +59,13 @@ struct iso_cell {
     iso_error lost;   /* why the cell died under a request, found by an
                          event poll: the next wait for the result gets it */
     iso_kind overrun; /* ISO_TIMEOUT / ISO_CPU: the request passed a limit */
-    bool confining;   /* the cell thread's confinement is not awaited yet */
+    bool confining;   /* the confinement a backend applies itself (the
+                         confine op) is not awaited yet (confined op) */
     bool watched;     /* the watchdog watches the running request */
     iso_error failed; /* why the host stopped the cell (confinement) */
     double overrun_since; /* when it did */
-    double started, last_interrupt;
+    double overrun_again; /* when the overrun op asked to be called again */
+    double started;
     double spawned_at, ended_at;
     /* How its spawn went (the phase hook), under mu: spawn_began and each
      * phase's end in iso_now() seconds, as the host or its worker saw it */
@@ -81,13 +77,6 @@ struct iso_cell {
 
 /* modes.c: the rollout mode (backends get it in their hooks). */
 iso_mode iso_mode_get(void);
-/* cell_confine.c: kernel layers on a sub-interpreter cell's thread.
- * Host: spawn starts the cell thread's confinement; everything else that
- * touches the cell first waits for it with iso_cell_confined, its
- * confined op (-1 with err when it failed). The cell thread serves it
- * before any request. */
-int iso_cell_confine(iso_cell *c, iso_error *err);
-int iso_cell_confined(iso_cell *c, iso_error *err);
 /* cell.c: the confined op, then a warning event for a missing layer, or
  * the cell stopped with the reason kept for every later call. */
 int iso_cell_settle(iso_cell *c, iso_error *err);
@@ -105,18 +94,6 @@ static inline const iso_plan *iso_cell_plan(iso_cell *c)
 {
     return iso_guest_plan(&c->guest);
 }
-void iso_cell_confine_run(iso_cell *c); /* the cell thread */
-void iso_cell_unconfine(iso_cell *c);   /* its destroy op */
-
-/* The watchdog (watchdog.c): interrupts a sub-interpreter request past a
- * limit even while the host does not wait for it; the host adopts what it
- * found (iso_watchdog_found) as the request's overrun. */
-int iso_watchdog_watch(iso_cell *c, uint64_t seq, double started);
-void iso_watchdog_forget(iso_cell *c);
-iso_kind iso_watchdog_found(iso_cell *c, uint64_t seq, double *since);
-/* limits.c: CPU time of a sub-interpreter cell's thread, in ms (process
- * cells have RLIMIT_CPU in their worker instead). */
-int64_t iso_cell_thread_cpu_ms(const iso_cell *c);
 
 /* Both threads. */
 /* Append m (consumed) to the outbox and wake the host. A post, log, metric
@@ -131,11 +108,12 @@ void iso_cell_queue_why(iso_cell *c, char *buf, size_t n);
 /* The doorbell's ringing end (made on first use; -1 if it could not be):
  * the one host fd a confined cell thread keeps besides 0, 1 and 2. */
 int iso_cell_doorbell_fd(void);
-void *iso_py_cell_thread(void *arg); /* py_cell.c: the cell thread */
 void iso_cell_unref(iso_cell *c);
 
-/* A started cell of backend b, unnamed and without rules (a warm pool's). */
-iso_cell *iso_cell_new_blank(iso_backend b, iso_error *err);
+/* A started cell of backend b, unnamed and without rules (a warm pool's),
+ * and in *handle its backend's state. */
+iso_cell *iso_cell_new_blank(iso_backend b, iso_backend_cell **handle,
+                             iso_error *err);
 
 /* Host thread. */
 /* Move the outbox into the host queues; true when anything moved. */
