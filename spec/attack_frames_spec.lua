@@ -133,8 +133,8 @@ send(frame(15, ['frames_secret', 'read', None]))
 r = read_frame()
 post([r[1], r[4], r[5]])
 ]=])
-    -- The host's REPLY: type reply, an error list (fixarray 4) of kind policy.
-    assert.are.same({ F.REPLY, 0x94, KIND.policy }, sb:recv(5))
+    -- The host's REPLY: type reply, an error list (fixarray 6) of kind policy.
+    assert.are.same({ F.REPLY, 0x96, KIND.policy }, sb:recv(5))
     assert.are.equal(0, called)
     local denials = events_of(sb, "denial")
     assert.are.equal(1, #denials)

@@ -125,7 +125,8 @@ static int deny_fix(iso_guest *g, const char *capability, const char *action,
 {
     char advice[ISO_PATH_MAX + 320];
     snprintf(advice, sizeof advice, "add %s%s", fix, note);
-    deny(g, capability, action, target, rule, advice);
+    if (deny(g, capability, action, target, rule, advice) == 0)
+        return 0; /* learn mode: recorded and allowed */
     PyObject *exc = iso_py_take_exception();
     PyObject *s = exc ? PyUnicode_FromString(fix) : NULL;
     if (!s || PyObject_SetAttrString(exc, "isolate_fix", s) < 0)
