@@ -78,7 +78,8 @@ void iso_step_fact_ports(iso_confine_report *rep, const char *key,
     if (!f)
         return;
     f->n_ports = n < ISO_FACT_PORTS_MAX ? n : ISO_FACT_PORTS_MAX;
-    memcpy(f->ports, ports, f->n_ports * sizeof *ports);
+    if (f->n_ports) /* ports may be NULL when there are none */
+        memcpy(f->ports, ports, f->n_ports * sizeof *ports);
 }
 
 int iso_confine_fail(iso_error *err, const char *fmt, ...)
