@@ -11,8 +11,8 @@
  *   seq    uint, the request sequence (0 when not applicable)
  *   text   str or nil (EXEC: the source; CALL: the target)
  *   error  nil or [kind (uint, an iso_kind), message str, python str,
- *          traceback str|nil(, suggestion str|nil)]  (RESULT and REPLY
- *          only; the fifth item only when there is a suggestion)
+ *          traceback str|nil, refused_import str ("" when none),
+ *          suggestion str|nil]  (RESULT and REPLY only)
  *   time   float64 (float32 accepted), CLOCK_REALTIME seconds
  *   value  nil, bool, int (int64), float, str (valid UTF-8), bin, array, map
  *          with str/bin/int keys; nothing else (no ext)
