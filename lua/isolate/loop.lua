@@ -102,18 +102,20 @@ local function take_posts(cell, fn)
   end
 end
 
--- One cell the poll found ready: posts first (they were sent before the
--- result), then the result if there is one.
+-- One cell the poll found ready. The result is looked at first and the
+-- posts taken after it: a guest may post and finish between the two
+-- looks, and what it posted before its result must reach on_post before
+-- the request's callback.
 local function look(cell)
+  local req = inflight[cell]
+  local ok, over, value
+  if req then ok, over, value = pcall(cell.result, cell, 0) end
   local fn = on_post[cell]
   if fn then take_posts(cell, fn) end
   if fn and not cell:is_open() then on_post[cell] = nil end -- nothing more comes
-  local req = inflight[cell]
-  if not req then return end
-  local ok, over, value = pcall(cell.result, cell, 0)
-  if not ok then
+  if req and not ok then
     finish(req, over)
-  elseif over then
+  elseif req and over then
     finish(req, nil, value)
   end
 end
