@@ -3,8 +3,8 @@
  *
  *   luaisolate-cell --zygote      (fd 3: the host's control socket)
  *
- * The zygote initialises CPython once, single-threaded, runs no guest code
- * and forks one child per cell. A child reads its CONFIG frame, confines
+ * The zygote initialises CPython and the guest runtime once,
+ * single-threaded, runs no guest code and forks one child per cell. A child reads its CONFIG frame, confines
  * itself (confine.c) and only then becomes a cell: the same guest runtime
  * as the sub-interpreter backend's (guest.h), running on the main thread
  * of its own process, its sink talking to the host in frames (wire.c).
@@ -138,14 +138,40 @@ static int read_config(iso_value *config, double deadline, iso_error *err)
 
 /* ---- the cell ---------------------------------------------------------- */
 
-/* The guest this worker becomes, before its CONFIG: the runtime only. */
-static void guest_init(iso_py_state *p)
+/* Collect once, then move every object the zygote made into the
+ * collector's permanent generation (gc.freeze): a child's collections
+ * never walk them, so they neither take time nor copy the pages those
+ * objects live on. */
+static int freeze_heap(iso_error *err)
 {
+    PyGC_Collect();
+    PyObject *gc = iso_py_import("gc");
+    PyObject *r = gc ? PyObject_CallMethod(gc, "freeze", NULL) : NULL;
+    Py_XDECREF(gc);
+    if (!r) {
+        PyErr_Clear();
+        return iso_error_set(err, ISO_CRASHED, "cannot freeze the heap");
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* The guest every child becomes, set up once in the zygote before any
+ * fork: the runtime only (builtins, guards, the modules they import),
+ * which no policy changes. A child inherits it whole instead of paying
+ * for the imports and the copy-on-write faults they take after fork. */
+static int guest_prepare(iso_error *err)
+{
+    static iso_py_state py;
+    py.ts = PyThreadState_Get();
     snprintf(guest.name, sizeof guest.name, "cell");
     guest.backend = ISO_BACKEND_PROCESS;
-    guest.py = p;
+    guest.py = &py;
     guest.sink =
         (iso_guest_sink){.send = sink_send, .await_reply = sink_await_reply};
+    if (iso_guest_setup(&guest, err))
+        return -1;
+    return freeze_heap(err);
 }
 
 /* Its rules, from the CONFIG: read only while it serves a request. */
@@ -196,10 +222,10 @@ static void mark(const char *name)
         marks[n_marks++] = (iso_worker_mark){name, iso_now()};
 }
 
-/* What no policy decides, and the cell's runtime (no rules yet: they come
- * with the CONFIG, and no guest code runs before the late half), then for
- * a pool child the page faults ahead; then the CONFIG frame. Exits on
- * failure: nothing of a guest has run. */
+/* What no policy decides, then for a pool child the page faults ahead;
+ * then the CONFIG frame. The cell's runtime came set up from the zygote
+ * (no rules yet: they come with the CONFIG, and no guest code runs before
+ * the late half). Exits on failure: nothing of a guest has run. */
 static void before_config(const iso_worker_fds *w, bool warm,
                           iso_confine_report *report, iso_value *config)
 {
@@ -208,13 +234,8 @@ static void before_config(const iso_worker_fds *w, bool warm,
         dprintf(w->note, "confinement: %s", err.message);
         _exit(5);
     }
-    if (iso_guest_setup(&guest, &err)) {
-        dprintf(w->note, "cell set-up: %s", err.message);
-        _exit(6);
-    }
-    mark("cell set-up");
     if (warm) {
-        iso_prefault();
+        iso_prefault(true);
         mark("prefault");
         iso_frame waiting = {.type = ISO_FRAME_WAITING,
                              .time = iso_wallclock()};
@@ -239,8 +260,6 @@ static void run_cell(const iso_worker_fds *w, bool warm)
     /* as CPython does when it owns the signals: a write to a broken pipe
      * or socket is BrokenPipeError for the guest, not the worker's death */
     signal(SIGPIPE, SIG_IGN);
-    iso_py_state p = {.ts = PyThreadState_Get()};
-    guest_init(&p);
     before_config(w, warm, &report, &config);
     iso_plan *plan = iso_worker_plan(&config, &err);
     if (!plan ||
@@ -406,6 +425,10 @@ static int zygote(int ctl, pid_t host)
     PyErr_Clear();
     iso_py_guest_warm();  /* the import guard's site-packages roots */
     iso_grants_prepare(); /* the runtime's paths, resolved once for all */
+    if (guest_prepare(&err)) {
+        fprintf(stderr, "luaisolate-cell: cell set-up: %s\n", err.message);
+        return 1;
+    }
     struct pollfd pfd[2] = {{.fd = ctl, .events = POLLIN},
                             {.fd = sigfd, .events = POLLIN}};
     for (;;) {

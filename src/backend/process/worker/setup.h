@@ -26,7 +26,7 @@ int iso_worker_confine_late(const iso_value *config, const iso_plan *plan,
 pid_t iso_fork_into(int cgroup_fd, bool *born_in);
 /* A pool child, waiting: copy-on-write the pages it shares with the
  * zygote now. Returns how many pages it copied. */
-size_t iso_prefault(void);
+size_t iso_prefault(bool copy);
 /* A moment of the child's start (iso_now()), for the spawn phases. */
 typedef struct iso_worker_mark {
     const char *name; /* static */

@@ -55,11 +55,15 @@ pid_t iso_fork_into(int cgroup_fd, bool *born_in)
  * same byte back): copy-on-write copies them now, while the pool child
  * waits, not while its first request does. Pages never touched stay
  * untouched (mincore), so the child's memory grows only by what it shares
- * with the zygote. Returns the number of pages copied. */
+ * with the zygote. A read-only mapping of a file (the interpreter's code
+ * and constants) is read instead: fork gives the child none of its page
+ * table entries, and each page it runs would otherwise be a fault. Only
+ * pages in the page cache are read, so nothing comes from disk. Returns
+ * the number of pages touched. */
 /* Not instrumented: a sanitizer build would take the write to a heap
  * redzone (poisoned, but as writable as the rest) for a bug. */
 __attribute__((no_sanitize_address)) static size_t
-touch_range(uintptr_t lo, uintptr_t hi, long page)
+touch_range(uintptr_t lo, uintptr_t hi, long page, bool write)
 {
     size_t n = (hi - lo) / (size_t)page, done = 0;
     unsigned char vec[256];
@@ -71,7 +75,9 @@ touch_range(uintptr_t lo, uintptr_t hi, long page)
             if (vec[i] & 1) {
                 volatile unsigned char *p =
                     (unsigned char *)(lo + (at + i) * (size_t)page);
-                *p = *p;
+                unsigned char byte = *p;
+                if (write)
+                    *p = byte;
                 done++;
             }
     }
@@ -83,20 +89,24 @@ touch_range(uintptr_t lo, uintptr_t hi, long page)
  * faults it saves. */
 #define TOUCH_MAX_BYTES (256ul << 20)
 
-/* A line of /proc/self/maps: "lo-hi perms ..." */
-static size_t touch_line(const char *line, long page, uintptr_t stack)
+/* A line of /proc/self/maps: "lo-hi perms offset dev inode [path]" */
+static size_t touch_line(const char *line, long page, uintptr_t stack,
+                         bool copy)
 {
-    unsigned long lo, hi;
+    unsigned long lo, hi, inode;
     char perms[5];
-    if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3 ||
-        strcmp(perms, "rw-p") != 0 || hi - lo > TOUCH_MAX_BYTES)
+    if (sscanf(line, "%lx-%lx %4s %*s %*s %lu", &lo, &hi, perms, &inode) != 4 ||
+        hi - lo > TOUCH_MAX_BYTES)
         return 0;
     if (stack >= lo && stack < hi) /* ours, in use: faulted already */
         return 0;
-    return touch_range(lo, hi, page);
+    if (strcmp(perms, "rw-p") == 0)
+        return copy ? touch_range(lo, hi, page, true) : 0;
+    bool file_code = strcmp(perms, "r-xp") == 0 || strcmp(perms, "r--p") == 0;
+    return file_code && inode != 0 ? touch_range(lo, hi, page, false) : 0;
 }
 
-size_t iso_prefault(void)
+size_t iso_prefault(bool copy)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -112,7 +122,7 @@ size_t iso_prefault(void)
         char *line = buf, *nl;
         while ((nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
-            pages += touch_line(line, page, (uintptr_t)&here);
+            pages += touch_line(line, page, (uintptr_t)&here, copy);
             line = nl + 1;
         }
         have = strlen(line);
