@@ -236,8 +236,12 @@ static int zygote_start(iso_error *err)
     posix_spawn_file_actions_adddup2(&fa, sv[1], ISO_ZYGOTE_FD);
     spawn_attr(&attr);
     char *argv[] = {"luaisolate-cell", "--zygote", host, cells, NULL};
+    /* No host variable reaches a cell. LD_BIND_NOW: the loader resolves
+     * every symbol in the zygote, once, so no child writes (and copies) a
+     * page of the libraries' tables on its first call of each function;
+     * the zygote drops it before CPython reads its environment. */
     char *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "LANG=C.UTF-8",
-                    NULL}; /* no host variable reaches a cell */
+                    "LD_BIND_NOW=1", NULL};
     int e = spawn_on_starter(path, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);

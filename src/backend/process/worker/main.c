@@ -461,6 +461,7 @@ const char *__asan_default_options(void)
 
 int main(int argc, char **argv)
 {
+    unsetenv("LD_BIND_NOW"); /* the loader's, done with (proc.c) */
     if (argc >= 2 && argc <= 4 && strcmp(argv[1], "--zygote") == 0) {
         if (argc == 4)
             cells_cgroup = argv[3];
