@@ -439,12 +439,6 @@ function cli.main_parser()
   return cli.run_parser(PROG)
 end
 
-local function file_exists(name)
-  local f = io.open(name, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
 -- cli.main(argv) -> exit status, or the steps of a run: a function whose
 -- every call returns a chunk and its arguments for the host to call, until
 -- it returns the exit status. argv[1] is the first argument.
@@ -462,7 +456,7 @@ function cli.main(argv)
   if cmd == "help" then out(cli.help_text(cli.main_parser())); return EXIT_OK end
   if cmd == nil then return usage_error(cli.main_parser(), "no script or command given") end
   -- a word that names no command and no file is a mistyped command
-  if cmd ~= "-" and cmd:sub(1, 1) ~= "-" and not file_exists(cmd) then
+  if cmd ~= "-" and cmd:sub(1, 1) ~= "-" and not require("isolate.policy_files").exists(cmd) then
     return usage_error(cli.main_parser(),
       string.format("unknown command '%s' (commands: %s), and no such file",
                     cmd, table.concat(cli.COMMANDS, ", ")))

@@ -183,7 +183,7 @@ function M.default_path(getenv)
   return dirs
 end
 
-M.is_path, M.dir_of, M.locate = is_path, dir_of, locate
+M.exists, M.is_path, M.dir_of, M.locate = exists, is_path, dir_of, locate
 M.nearest_name, M.did_you_mean = nearest_name, did_you_mean
 M.read_data, M.identity = read_data, identity
 
