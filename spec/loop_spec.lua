@@ -166,7 +166,7 @@ for _, backend in ipairs(support.backends()) do
     end)
 
     it("closing a cell with a request in flight calls its callback once, kind closed", function()
-      local cells_before, fds_before = live_cells(), open_fds()
+      local cells_before, fds_before = live_cells(), settled_fds()
       local errs = {}
       for i = 1, 4 do
         local sb = spawn()
@@ -182,7 +182,7 @@ for _, backend in ipairs(support.backends()) do
       assert.are.equal(0, sandbox.pending())
       assert.are.equal(cells_before, live_cells())
       collectgarbage(); collectgarbage()
-      assert.is_true(open_fds() <= fds_before)
+      assert.is_true(settled_fds() <= fds_before)
     end)
 
     it("enforces wall_ms while nobody blocks", function()

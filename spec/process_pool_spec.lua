@@ -217,6 +217,28 @@ describe("the process pool", function()
     sb:exec("post(1)")
     assert.are.equal(1, sb:recv(5))
   end)
+
+  -- The refill starts 5 ms after the last spawn and takes a fork and a
+  -- worker's prefault: shutdown() lands in the middle of one, again and
+  -- again. The refill must not make the cells dir again behind it.
+  it("leaves no cells cgroup after a shutdown() that lands on a refill", function()
+    if not hk.cgroup_root() then return print("SKIP: no cgroup v2 root here") end
+    sandbox.configure({ process_pool = 2 })
+    for _, wait_s in ipairs({ 0.004, 0.006, 0.008, 0.012, 0.02, 0.03 }) do
+      sandbox.spawn({ backend = "process" }):close() -- wakes the pool
+      core.sleep(wait_s)
+      sandbox.shutdown()
+      core.sleep(0.2) -- what was in flight has ended by now
+      local left = {}
+      for _, d in ipairs(hk.cgroup_dirs(SELF)) do
+        if d ~= "host-" .. SELF then left[#left + 1] = d end -- (cell threads')
+      end
+      assert.are.same({}, left)
+      assert.are.equal(0, pool().ready)
+    end
+    local sb <close> = sandbox.spawn({ backend = "process" }) -- and after it
+    assert.are.equal("active", support.row(sb, "cgroup").state)
+  end)
 end)
 
 describe("a host with a full process pool", function()

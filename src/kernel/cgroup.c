@@ -173,7 +173,8 @@ static struct {
     pthread_mutex_t mu;
     char dir[ISO_PATH_MAX + 32]; /* "" until made */
     pid_t pid;                   /* whose: a forked child makes its own */
-} cells = {PTHREAD_MUTEX_INITIALIZER, "", 0};
+    bool ended; /* by cells_end: only a spawn makes it again, not a refill */
+} cells = {PTHREAD_MUTEX_INITIALIZER, "", 0, false};
 
 static int make_cells_dir(iso_error *err)
 {
@@ -191,14 +192,27 @@ static int make_cells_dir(iso_error *err)
     return 0;
 }
 
-int iso_cgroup_cells_dir(char *out, size_t n, iso_error *err)
+/* The cells lock held: the cells dir in out, made if need be (and, with
+ * reopen, made again after cells_end). */
+static int cells_dir_locked(char *out, size_t n, bool reopen, iso_error *err)
 {
-    pthread_mutex_lock(&cells.mu);
+    if (cells.ended && !reopen)
+        return iso_error_set(err, ISO_CLOSED,
+                             "cgroup: the process cells have ended");
     int rc = 0;
     if (!cells.dir[0] || cells.pid != getpid())
         rc = make_cells_dir(err);
-    if (rc == 0)
+    if (rc == 0) {
+        cells.ended = false;
         snprintf(out, n, "%s", cells.dir);
+    }
+    return rc;
+}
+
+int iso_cgroup_cells_dir(char *out, size_t n, iso_error *err)
+{
+    pthread_mutex_lock(&cells.mu);
+    int rc = cells_dir_locked(out, n, true, err);
     pthread_mutex_unlock(&cells.mu);
     return rc;
 }
@@ -237,7 +251,8 @@ void iso_cgroup_cells_end(void)
     char dir[sizeof cells.dir];
     pthread_mutex_lock(&cells.mu);
     snprintf(dir, sizeof dir, "%s", cells.pid == getpid() ? cells.dir : "");
-    cells.dir[0] = '\0'; /* made again by the next process cell */
+    cells.dir[0] = '\0'; /* made again by the next process spawn */
+    cells.ended = true;
     pthread_mutex_unlock(&cells.mu);
     iso_error err = {0};
     if (dir[0])
@@ -304,16 +319,23 @@ static int write_limits(iso_cgroup *cg, int64_t mem, int64_t pids,
     return 0;
 }
 
-int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
-                      iso_cgroup *cg, iso_error *err)
+/* The cell's directory is made with the cells lock held, so cells_end
+ * either finds it there (and kills and removes it with the rest) or comes
+ * first: then a refill makes no cells dir again behind the host's end. */
+static int create_cell(const char *name, int64_t mem_bytes, int64_t pids_max,
+                       bool reopen, iso_cgroup *cg, iso_error *err)
 {
     char root[ISO_PATH_MAX], path[ISO_PATH_MAX + 32], have[512];
     memset(cg, 0, sizeof *cg);
     if (!iso_cell_name_valid(name))
         return iso_error_set(err, ISO_INVALID_ARGUMENT,
                              "cgroup: name must match ^[A-Za-z0-9_-]{1,64}$");
-    if (iso_cgroup_cells_dir(root, sizeof root, err) < 0 ||
-        make_cell_dir(root, name, cg, err) < 0)
+    pthread_mutex_lock(&cells.mu);
+    int rc = cells_dir_locked(root, sizeof root, reopen, err);
+    if (rc == 0)
+        rc = make_cell_dir(root, name, cg, err);
+    pthread_mutex_unlock(&cells.mu);
+    if (rc < 0)
         return -1;
     snprintf(path, sizeof path, "%s/cgroup.controllers", cg->path);
     if (read_file(path, have, sizeof have) == 0) {
@@ -326,6 +348,17 @@ int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
         return -1;
     }
     return 0;
+}
+
+int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
+                      iso_cgroup *cg, iso_error *err)
+{
+    return create_cell(name, mem_bytes, pids_max, true, cg, err);
+}
+
+int iso_cgroup_create_pooled(const char *name, iso_cgroup *cg, iso_error *err)
+{
+    return create_cell(name, -1, -1, false, cg, err);
 }
 
 int iso_cgroup_set_limits(iso_cgroup *cg, int64_t mem_bytes, int64_t pids_max,

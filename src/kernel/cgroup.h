@@ -40,6 +40,11 @@ int iso_cgroup_root(char *out, size_t n, iso_error *err);
  * enabled. On failure nothing is left behind and cg->path is "". */
 int iso_cgroup_create(const char *name, int64_t mem_bytes, int64_t pids_max,
                       iso_cgroup *cg, iso_error *err);
+/* iso_cgroup_create(name, -1, -1) for a cell made ahead (the process
+ * pool's refill): fails, kind closed, once iso_cgroup_cells_end has run
+ * and until a process spawn makes the cells dir again, so a refill in
+ * flight never leaves a cells dir behind the host's end. */
+int iso_cgroup_create_pooled(const char *name, iso_cgroup *cg, iso_error *err);
 /* memory.max (with swap 0, oom.group 1) / pids.max of a cgroup made
  * ahead (the process pool), as iso_cgroup_create would have: a value < 0
  * or a controller cg lacks writes nothing. 0, or -1 with err. */
@@ -63,7 +68,8 @@ int iso_cgroup_cells_dir(char *out, size_t n, iso_error *err);
  * subdirectories and dir. Does not block for long (~200 ms per busy dir). */
 int iso_cgroup_kill_tree(const char *dir, iso_error *err);
 /* This process's end of its process cells: kill_tree on its cells dir
- * (the next process cell makes it again). Any thread; idempotent. */
+ * (the next process spawn makes it again, a pool refill does not). Any
+ * thread; idempotent. */
 void iso_cgroup_cells_end(void);
 
 /*

@@ -959,17 +959,22 @@ static int socket_pairs(int sv[2], int note[2], iso_error *err)
 }
 
 /* Its cgroup (no limits yet: they are the policy's) and its id; none is
- * not an error here (the cell reports the layer missing, and says why). */
-static void warm_cgroup(const char *name, iso_proc_warm *w)
+ * not an error here (the cell reports the layer missing, and says why),
+ * but for a pooled worker once the host's process cells have ended.
+ * Returns the error's kind, 0 when it has its cgroup. */
+static int warm_cgroup(const char *name, bool pooled, iso_proc_warm *w)
 {
     iso_error err = {0};
-    w->has_cg = iso_cgroup_create(name, -1, -1, &w->cg, &err) == 0;
+    w->has_cg = (pooled ? iso_cgroup_create_pooled(name, &w->cg, &err)
+                        : iso_cgroup_create(name, -1, -1, &w->cg, &err)) == 0;
     w->cg_made_at = iso_now();
     if (w->has_cg && iso_cgroup_id_of(w->cg.path, &w->cg_id, &err) < 0)
         w->cg_id = 0; /* the guard looks again */
     if (!w->has_cg)
         snprintf(w->cg_why, sizeof w->cg_why, "%.399s", err.message);
+    int kind = (int)err.kind;
     iso_error_clear(&err);
+    return kind;
 }
 
 /* A pool worker says WAITING once it is past its early confinement and
@@ -994,7 +999,8 @@ int iso_proc_warm_make(const char *name, bool pooled, iso_proc_warm *w,
     memset(w, 0, sizeof *w);
     w->sock = w->note = -1;
     w->pid = -1;
-    warm_cgroup(name, w);
+    if (warm_cgroup(name, pooled, w) == ISO_CLOSED)
+        return iso_error_set(err, ISO_CLOSED, "the process cells have ended");
     if (socket_pairs(sv, note, err))
         return iso_proc_warm_discard(w), -1;
     w->sock = sv[0], w->note = note[0];
