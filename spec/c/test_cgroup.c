@@ -176,6 +176,35 @@ static void test_kill_empty(void)
     CHECK(!is_dir(cg.path));
 }
 
+/* After the host's process cells end, a pool refill makes no cells dir
+ * again (kind closed, nothing left behind); a spawn's create does, and
+ * refills work again after it. */
+static void test_pooled_after_end(void)
+{
+    if (!usable)
+        return;
+    iso_cgroup cg;
+    iso_error err = {0};
+    char dir[ISO_PATH_MAX];
+    CHECK_EQ_INT(iso_cgroup_cells_dir(dir, sizeof dir, &err), 0);
+    iso_cgroup_cells_end();
+    CHECK(!is_dir(dir));
+    CHECK_EQ_INT(iso_cgroup_create_pooled("pool", &cg, &err), -1);
+    CHECK_EQ_INT(err.kind, ISO_CLOSED);
+    CHECK_EQ_STR(cg.path, "");
+    CHECK(!is_dir(dir));
+    iso_error_clear(&err);
+    CHECK_EQ_INT(iso_cgroup_create("cell", -1, -1, &cg, &err), 0);
+    CHECK(is_dir(dir) && is_dir(cg.path));
+    iso_cgroup pooled;
+    CHECK_EQ_INT(iso_cgroup_create_pooled("pool", &pooled, &err), 0);
+    CHECK(is_dir(pooled.path));
+    CHECK_EQ_INT(iso_cgroup_remove(&pooled, &err), 0);
+    CHECK_EQ_INT(iso_cgroup_remove(&cg, &err), 0);
+    iso_cgroup_cells_end();
+    CHECK(!is_dir(dir));
+}
+
 int main(void)
 {
     alarm(120); /* a hung child fails the run instead of stalling it */
@@ -186,5 +215,6 @@ int main(void)
     RUN(test_create_limits);
     RUN(test_join_kill_remove);
     RUN(test_kill_empty);
+    RUN(test_pooled_after_end);
     return CHECK_EXIT();
 }

@@ -167,8 +167,9 @@ int iso_cgroup_root(char *out, size_t n, iso_error *err)
 
 /* The process cells of this process live in <root>/cells-<pid>: one
  * cgroup.kill there ends every cell and whatever its guest started (the
- * zygote does exactly that when the host goes away, see src/backend/process/worker/main.c),
- * and a dead host's cells are found by one name. */
+ * zygote does exactly that when the host goes away, see
+ * src/backend/process/worker/main.c), and a dead host's cells are found by one
+ * name. */
 static struct {
     pthread_mutex_t mu;
     char dir[ISO_PATH_MAX + 32]; /* "" until made */

@@ -5,8 +5,8 @@
  * thread, no extra hop. Everything a guest sends is decoded as data,
  * checked against the frame rules, and a malformed frame kills the cell.
  *
- * Longer than 600 lines because the zygote, a worker's start, its frames and the ops
- * share one worker state (proc) and the zygote's lock; the warm pool of
+ * Longer than 600 lines because the zygote, a worker's start, its frames and
+ * the ops share one worker state (proc) and the zygote's lock; the warm pool of
  * workers is proc_pool.c's already.
  */
 #include <dlfcn.h>

@@ -4,10 +4,11 @@
  *   luaisolate-cell --zygote      (fd 3: the host's control socket)
  *
  * The zygote initialises CPython and the guest runtime once,
- * single-threaded, runs no guest code and forks one child per cell. A child reads its CONFIG frame, confines
- * itself (confine.c) and only then becomes a cell: the same guest runtime
- * as the sub-interpreter backend's (guest.h), running on the main thread
- * of its own process, its sink talking to the host in frames (wire.c).
+ * single-threaded, runs no guest code and forks one child per cell. A child
+ * reads its CONFIG frame, confines itself (confine.c) and only then becomes a
+ * cell: the same guest runtime as the sub-interpreter backend's (guest.h),
+ * running on the main thread of its own process, its sink talking to the host
+ * in frames (wire.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -235,7 +236,7 @@ static void before_config(const iso_worker_fds *w, bool warm,
         _exit(5);
     }
     if (warm) {
-        iso_prefault(true);
+        iso_prefault();
         mark("prefault");
         iso_frame waiting = {.type = ISO_FRAME_WAITING,
                              .time = iso_wallclock()};

@@ -17,16 +17,17 @@ typedef struct iso_worker_fds {
 } iso_worker_fds;
 /* Confinement in two halves (confine.h): early before the CONFIG frame,
  * keeping only fds open; late as config says. Guest code only after both. */
-int iso_worker_confine_early(const iso_worker_fds *fds,
-                             iso_confine_report *rep, iso_error *err);
+int iso_worker_confine_early(const iso_worker_fds *fds, iso_confine_report *rep,
+                             iso_error *err);
 int iso_worker_confine_late(const iso_value *config, const iso_plan *plan,
                             int note, iso_confine_report *rep, iso_error *err);
 /* warm.c: fork() into the cgroup whose directory is cgroup_fd (-1: plain
  * fork); *born_in says whether the child was created in it. */
 pid_t iso_fork_into(int cgroup_fd, bool *born_in);
 /* A pool child, waiting: copy-on-write the pages it shares with the
- * zygote now. Returns how many pages it copied. */
-size_t iso_prefault(bool copy);
+ * zygote now, and map the page-cache pages of its read-only file
+ * mappings. Returns how many pages it touched. */
+size_t iso_prefault(void);
 /* A moment of the child's start (iso_now()), for the spawn phases. */
 typedef struct iso_worker_mark {
     const char *name; /* static */

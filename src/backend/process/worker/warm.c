@@ -90,8 +90,7 @@ touch_range(uintptr_t lo, uintptr_t hi, long page, bool write)
 #define TOUCH_MAX_BYTES (256ul << 20)
 
 /* A line of /proc/self/maps: "lo-hi perms offset dev inode [path]" */
-static size_t touch_line(const char *line, long page, uintptr_t stack,
-                         bool copy)
+static size_t touch_line(const char *line, long page, uintptr_t stack)
 {
     unsigned long lo, hi, inode;
     char perms[5];
@@ -101,12 +100,12 @@ static size_t touch_line(const char *line, long page, uintptr_t stack,
     if (stack >= lo && stack < hi) /* ours, in use: faulted already */
         return 0;
     if (strcmp(perms, "rw-p") == 0)
-        return copy ? touch_range(lo, hi, page, true) : 0;
+        return touch_range(lo, hi, page, true);
     bool file_code = strcmp(perms, "r-xp") == 0 || strcmp(perms, "r--p") == 0;
     return file_code && inode != 0 ? touch_range(lo, hi, page, false) : 0;
 }
 
-size_t iso_prefault(bool copy)
+size_t iso_prefault(void)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -122,7 +121,7 @@ size_t iso_prefault(bool copy)
         char *line = buf, *nl;
         while ((nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
-            pages += touch_line(line, page, (uintptr_t)&here, copy);
+            pages += touch_line(line, page, (uintptr_t)&here);
             line = nl + 1;
         }
         have = strlen(line);
