@@ -62,6 +62,25 @@ local function bench_round_trip(backend)
   end)
 end
 
+-- The same round trip after the cell slept 10 ms: both sides are woken
+-- from idle, as a spawn's hops are (CONFIG, READY, the first request and
+-- its result). On a VM that halts idle vCPUs, each wake-up costs far more
+-- than the round trip between two busy processes.
+local function bench_round_trip_idle(backend)
+  local sb <close> = sandbox.spawn({ backend = backend })
+  for _ = 1, 100 do sb:exec("post(1)"); sb:recv() end -- warm up
+  local sleep, t = require("isolate.core").sleep, {}
+  for i = 1, math.ceil(100 * scale) do
+    sleep(0.01)
+    local t0 = now()
+    sb:exec("post(1)")
+    assert(sb:recv() == 1)
+    t[i] = (now() - t0) * 1e6
+  end
+  table.sort(t)
+  return percentile(t, 0.5), percentile(t, 0.95)
+end
+
 local function bench_call_1k(backend)
   local sb <close> = sandbox.spawn({ backend = backend })
   sb:exec("def echo(x):\n    return x\n")
@@ -214,6 +233,7 @@ for _, backend in ipairs({ "subinterpreter", "process" }) do
   cold[backend .. " close"] = { bench_spawn_close(backend) }
   row(backend .. ": spawn + close", "us", table.unpack(cold[backend .. " close"]))
   row(backend .. ": exec('post(1)') + recv", "us", bench_round_trip(backend))
+  row(backend .. ": exec + recv, 10 ms idle", "us", bench_round_trip_idle(backend))
   row(backend .. ": call echo(1 KiB str)", "us", bench_call_1k(backend))
 end
 local floor = { bench_floor() }
