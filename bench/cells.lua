@@ -10,10 +10,12 @@ local function percentile(sorted, p)
   return sorted[math.max(1, math.ceil(#sorted * p))]
 end
 
--- Time fn() n times; returns median and p95 in microseconds.
-local function sample(n, fn)
+-- Time fn() n times, each after an untimed before() if given; returns
+-- median and p95 in microseconds.
+local function sample(n, fn, before)
   local t = {}
   for i = 1, n do
+    if before then before() end
     local t0 = now()
     fn(i)
     t[i] = (now() - t0) * 1e6
@@ -69,16 +71,11 @@ end
 local function bench_round_trip_idle(backend)
   local sb <close> = sandbox.spawn({ backend = backend })
   for _ = 1, 100 do sb:exec("post(1)"); sb:recv() end -- warm up
-  local sleep, t = require("isolate.core").sleep, {}
-  for i = 1, math.ceil(100 * scale) do
-    sleep(0.01)
-    local t0 = now()
+  local sleep = require("isolate.core").sleep
+  return sample(math.ceil(100 * scale), function()
     sb:exec("post(1)")
     assert(sb:recv() == 1)
-    t[i] = (now() - t0) * 1e6
-  end
-  table.sort(t)
-  return percentile(t, 0.5), percentile(t, 0.95)
+  end, function() sleep(0.01) end)
 end
 
 local function bench_call_1k(backend)
