@@ -215,6 +215,20 @@ static int open_account(iso_sub *s, iso_error *err)
     return 0;
 }
 
+/* The thread's last touch of its cell: a close waiting for it goes on
+ * now, not once the thread has ended (a thread's end, its seccomp filter
+ * freed, takes a wake-up and some 0.1 ms more on a VM). The thread's own
+ * reference keeps the cell, and so s, until the release. */
+static void thread_done(iso_sub *s)
+{
+    iso_host_hooks host = s->host;
+    pthread_mutex_lock(&s->ch->mu);
+    s->thread_done = true;
+    pthread_cond_broadcast(&s->ch->cv);
+    pthread_mutex_unlock(&s->ch->mu);
+    iso_host_release(&host);
+}
+
 void *iso_py_cell_thread(void *arg)
 {
     iso_sub *s = arg;
@@ -248,7 +262,7 @@ void *iso_py_cell_thread(void *arg)
     }
     iso_abandoned_thread_ends(s);
     iso_mem_account_close(s->guest->mem_account);
-    iso_host_release(&s->host);
+    thread_done(s);
     return NULL;
 }
 
@@ -416,14 +430,20 @@ static bool sub_overrun(iso_sub *s, double overdue, double *again)
     return true;
 }
 
-static bool join_within(iso_sub *s, double seconds)
+/* Wait up to `seconds` for the thread to be done with the cell; then it
+ * ends on its own (detached). */
+static bool done_within(iso_sub *s, double seconds)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double end = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + seconds;
-    ts.tv_sec = (time_t)end;
-    ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
-    return pthread_timedjoin_np(s->thread, NULL, &ts) == 0;
+    double end = iso_now() + seconds;
+    pthread_mutex_lock(&s->ch->mu);
+    double left;
+    while (!s->thread_done && (left = end - iso_now()) > 0)
+        iso_cond_wait_for(&s->ch->cv, &s->ch->mu, left);
+    bool done = s->thread_done;
+    pthread_mutex_unlock(&s->ch->mu);
+    if (done)
+        pthread_detach(s->thread);
+    return done;
 }
 
 static void sub_stop(iso_sub *s, bool force, bool busy)
@@ -432,7 +452,7 @@ static void sub_stop(iso_sub *s, bool force, bool busy)
         iso_sub_interrupt(s, s->last_seq);
     atomic_store(&s->ch->stop, true);
     iso_signal_notify(&s->ch->to_cell);
-    if (!join_within(s, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
+    if (!done_within(s, force ? ISO_KILL_GRACE_S : ISO_CLOSE_GRACE_S))
         abandon(s);
     else
         iso_host_retire(&s->host, ISO_STATE_CLOSED);

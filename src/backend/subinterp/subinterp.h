@@ -39,6 +39,7 @@ typedef struct iso_sub {
     iso_error confine_err;
     iso_value rows;    /* ch->mu: what confines the cell, as the thread found */
     bool interp_alive; /* ch->mu: interrupters may touch the interp */
+    bool thread_done;  /* ch->mu: the thread touches nothing of the cell */
     int interrupters;  /* ch->mu: interrupters in flight */
     struct iso_sub_kernel *kernel; /* cell_confine.c */
     /* Host thread only. */
