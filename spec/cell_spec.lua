@@ -549,3 +549,56 @@ while time.monotonic() < end:
     assert.is_true(took < 2, string.format("took %.3f s", took))
   end)
 end)
+
+-- close returns once the cell thread is done with the cell; the thread
+-- then ends on its own (detached), and the cell may be freed before it has:
+-- on the cell thread itself, as an abandoned one's is.
+describe("sub-interpreter cells closed and collected at once", function()
+  local function count(pattern)
+    local p = io.popen("ls -1d " .. pattern .. " 2>/dev/null | wc -l")
+    local n = tonumber(p:read("a"))
+    p:close()
+    return n
+  end
+
+  local self = io.open("/proc/self/stat"):read("l"):match("^%d+")
+  local function snapshot()
+    return {
+      threads = count("/proc/" .. self .. "/task/*"),
+      fds = count("/proc/" .. self .. "/fd/*"),
+      -- thread cgroups are <name>-<host pid>-<n> in the host's directory
+      cgroups = count("/sys/fs/cgroup/unified/luaisolate/*/*-" .. self .. "-*/"),
+    }
+  end
+
+  -- Threads end and busy cgroups are reaped a moment after close: look
+  -- again until nothing is left over, for at most 10 s.
+  local function settled(before)
+    local now, sleep = require("isolate.core").now, require("isolate.core").sleep
+    local t0, after = now(), snapshot()
+    while not require("luassert.util").deepcompare(before, after) and now() - t0 < 10 do
+      sleep(0.05)
+      after = snapshot()
+    end
+    return after
+  end
+
+  it("leave no thread, fd or cgroup behind", function()
+    sandbox.configure({ warm_pool = 0 })
+    sandbox.spawn({}):close()
+    collectgarbage()
+    collectgarbage() -- earlier specs' cells too
+    local before = snapshot()
+    for i = 1, 200 do
+      local sb = sandbox.spawn({})
+      if i % 2 == 0 then
+        sb:exec("post(1)")
+        assert.are.equal(1, sb:recv(1))
+      end
+      sb:close()
+      sb = nil -- luacheck: ignore (collected while its thread may still end)
+      collectgarbage()
+    end
+    assert.are.same(before, settled(before))
+  end)
+end)
