@@ -33,6 +33,8 @@ isolate_c_test(cell) # the cell object against a fake backend
 target_compile_definitions(test_zygote PRIVATE
   ISO_TEST_WORKER="$<TARGET_FILE:luaisolate-cell>")
 add_dependencies(test_zygote luaisolate-cell)
+isolate_c_test(prefault src/backend/process/worker/warm.c)
+target_include_directories(test_prefault PRIVATE src/backend/process/worker)
 isolate_c_test(pyvalue)
 isolate_c_test(luavalue src/lua/lvalue.c)
 target_link_libraries(test_luavalue PRIVATE isolate_lua_lib)
