@@ -51,9 +51,9 @@ static int child_check(const unsigned char *buf, long page)
 static void test_copies_shared_pages_only(void)
 {
     long page = sysconf(_SC_PAGESIZE);
-    unsigned char *buf = mmap(NULL, PAGES * (size_t)page,
-                              PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *buf =
+        mmap(NULL, PAGES * (size_t)page, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(buf != MAP_FAILED);
     if (buf == MAP_FAILED)
         return;

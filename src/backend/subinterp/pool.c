@@ -79,7 +79,8 @@ static void *refill(void *unused)
     return NULL;
 }
 
-/* Close what is beyond the target (outside the lock: closing joins). */
+/* Close what is beyond the target (outside the lock: closing waits for
+ * the cell thread). */
 static void shrink(void)
 {
     iso_cell *extra[POOL_MAX];
