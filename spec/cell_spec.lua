@@ -554,20 +554,13 @@ end)
 -- then ends on its own (detached), and the cell may be freed before it has:
 -- on the cell thread itself, as an abandoned one's is.
 describe("sub-interpreter cells closed and collected at once", function()
-  local function count(pattern)
-    local p = io.popen("ls -1d " .. pattern .. " 2>/dev/null | wc -l")
-    local n = tonumber(p:read("a"))
-    p:close()
-    return n
-  end
-
-  local self = io.open("/proc/self/stat"):read("l"):match("^%d+")
+  local count, self = support.count_ls, support.pid
   local function snapshot()
     return {
-      threads = count("/proc/" .. self .. "/task/*"),
-      fds = count("/proc/" .. self .. "/fd/*"),
+      threads = count("/proc/" .. self .. "/task"),
+      fds = count("/proc/" .. self .. "/fd"),
       -- thread cgroups are <name>-<host pid>-<n> in the host's directory
-      cgroups = count("/sys/fs/cgroup/unified/luaisolate/*/*-" .. self .. "-*/"),
+      cgroups = count("-d /sys/fs/cgroup/unified/luaisolate/*/*-" .. self .. "-*/"),
     }
   end
 

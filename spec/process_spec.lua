@@ -123,12 +123,7 @@ while True:
 end)
 
 describe("process cells: nothing leaks", function()
-  local function count(dir)
-    local p = io.popen("ls -1 " .. dir .. " 2>/dev/null | wc -l")
-    local n = tonumber(p:read("a"))
-    p:close()
-    return n
-  end
+  local count = support.count_ls
 
   local function children(pid)
     local p = io.popen("ps -o pid= --ppid " .. pid)
@@ -145,14 +140,14 @@ describe("process cells: nothing leaks", function()
           and require("isolate.core").now() - t < 10 do
       require("isolate.core").sleep(0.005)
     end
-    local self = tonumber(io.open("/proc/self/stat"):read("l"):match("^%d+"))
+    local self = support.pid
     local kids, grandkids = children(self), 0
     for _, k in ipairs(kids) do
       grandkids = grandkids + #children(k)
     end
     return {
-      fds = count("/proc/self/fd"),
-      threads = count("/proc/self/task"),
+      fds = count("/proc/" .. self .. "/fd"),
+      threads = count("/proc/" .. self .. "/task"),
       children = #kids - 1, -- ps itself
       grandchildren = grandkids,
       -- cell directories are cells-<host pid>/<name>-<host pid>-<n> (or,

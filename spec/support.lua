@@ -22,6 +22,19 @@ function support.backends()
   return out
 end
 
+-- This process's pid: in a command the specs run, /proc/self is the
+-- command's own.
+support.pid = io.open("/proc/self/stat"):read("l"):match("^%d+")
+
+-- How many lines `ls -1 <args>` prints (a directory's entries; with -d,
+-- what a glob matches), the shell expanding args; 0 for nothing there.
+function support.count_ls(args)
+  local p = io.popen("ls -1 " .. args .. " 2>/dev/null | wc -l")
+  local n = tonumber(p:read("a"))
+  p:close()
+  return n
+end
+
 -- spawn(opts) for one backend.
 function support.spawner(backend)
   return function(opts)
