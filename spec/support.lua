@@ -23,8 +23,13 @@ function support.backends()
 end
 
 -- This process's pid: in a command the specs run, /proc/self is the
--- command's own.
-support.pid = io.open("/proc/self/stat"):read("l"):match("^%d+")
+-- command's own. (The file is closed at once: an fd the host holds open
+-- is one a guest may try to reopen, spec/attack_fds_spec.lua.)
+do
+  local stat = assert(io.open("/proc/self/stat"))
+  support.pid = stat:read("l"):match("^%d+")
+  stat:close()
+end
 
 -- How many lines `ls -1 <args>` prints (a directory's entries; with -d,
 -- what a glob matches), the shell expanding args; 0 for nothing there.
